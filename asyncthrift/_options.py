@@ -1,0 +1,62 @@
+"""Validation of the client's own per-request options, split from the SDK's arguments.
+
+Everything that is not one of asyncthrift's options passes through to the SDK unchanged.
+Bad values fail here, before anything is queued, with a message that says what to change.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from .scheduler import lane_level
+
+__all__ = ["RequestOptions", "split_options"]
+
+_OURS = ("priority", "deadline", "cache", "dedupe")
+
+
+@dataclass(frozen=True, slots=True)
+class RequestOptions:
+    level: int
+    deadline: float | None
+    cache: bool | None
+    dedupe: bool | None
+
+
+def _bool_or_none(name: str, value: object) -> bool | None:
+    if value is None or isinstance(value, bool):
+        return value
+    raise TypeError(f"{name}= must be True, False or None (client default), got {value!r}")
+
+
+def split_options(kwargs: dict[str, Any]) -> tuple[RequestOptions, dict[str, Any]]:
+    """Pop asyncthrift's options out of `kwargs`; validate them and the fields we rely on."""
+    priority = kwargs.pop("priority", "default")
+    deadline = kwargs.pop("deadline", None)
+    cache = _bool_or_none("cache", kwargs.pop("cache", None))
+    dedupe = _bool_or_none("dedupe", kwargs.pop("dedupe", None))
+    level = lane_level(priority)
+    if deadline is not None:
+        if isinstance(deadline, bool) or not isinstance(deadline, int | float):
+            raise TypeError(
+                f"deadline= must be a number of seconds to wait for admission, or None; "
+                f"got {type(deadline).__name__} {deadline!r}"
+            )
+        if math.isnan(deadline) or deadline < 0:
+            raise ValueError(f"deadline= must be >= 0 seconds, got {deadline!r}")
+        if math.isinf(deadline):
+            deadline = None
+    if "model" not in kwargs or not isinstance(kwargs["model"], str) or not kwargs["model"]:
+        raise TypeError("messages.create() needs model= (a model id string)")
+    max_tokens = kwargs.get("max_tokens")
+    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int):
+        raise TypeError(
+            f"messages.create() needs max_tokens= as an int >= 1, got {max_tokens!r}"
+        )
+    if max_tokens < 1:
+        raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
+    if not isinstance(kwargs.get("messages"), list | tuple):
+        raise TypeError("messages.create() needs messages= as a list of {role, content}")
+    return RequestOptions(level, deadline, cache, dedupe), kwargs

@@ -1,0 +1,265 @@
+"""Continuously refilling token buckets and the three-dimensional budget of one (key, model class).
+
+Pure arithmetic: no asyncio, no clock of its own. Every method takes `now` (seconds on any
+monotonic clock), so the scheduler, the mock server and virtual-time tests drive the same
+code. A bucket may go into debt (negative level) when a reconciliation finds that a request
+used more than was reserved; refills pay the debt back before anything else is admitted.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import NamedTuple, Protocol
+
+from .limits import Limits
+
+__all__ = ["Budget", "Cost", "LocalBudget", "ServerView", "TokenBucket"]
+
+#: Relative tolerance for float comparisons: a wait computed as deficit/rate lands the timer
+#: exactly where the level reaches the amount, give or take one ulp; never re-arm for that.
+_EPS = 1e-9
+
+#: Token `-remaining` headers are rounded to a thousand (to nearest or down: either way the
+#: true value is at most this much above what is reported), so a header only lowers the
+#: local level when it is below it by more than the rounding.
+_TOKEN_ROUNDING = 1000.0
+
+
+class Cost(NamedTuple):
+    """What one request charges: a request, its input tokens, its output tokens."""
+
+    requests: float
+    input_tokens: float
+    output_tokens: float
+
+    def __sub__(self, other: object) -> Cost:
+        if not isinstance(other, Cost):
+            return NotImplemented
+        return Cost(
+            self.requests - other.requests,
+            self.input_tokens - other.input_tokens,
+            self.output_tokens - other.output_tokens,
+        )
+
+
+ZERO = Cost(0, 0, 0)
+
+
+class TokenBucket:
+    """A bucket of `capacity` units refilling continuously at `capacity / period` per second.
+
+    This is the algorithm Anthropic documents for its own limiter: bursts up to the full
+    capacity, then a steady refill; never reset at minute boundaries.
+    """
+
+    __slots__ = ("_level", "_stamp", "capacity", "rate")
+
+    def __init__(self, capacity: float, period: float, now: float, level: float | None = None):
+        if capacity <= 0 or period <= 0:
+            raise ValueError("a bucket needs a positive capacity and period")
+        self.capacity = float(capacity)
+        self.rate = self.capacity / period
+        self._level = self.capacity if level is None else float(level)
+        self._stamp = now
+
+    def level(self, now: float) -> float:
+        """Units available at `now` (negative while in debt)."""
+        if now > self._stamp:
+            self._level = min(self.capacity, self._level + (now - self._stamp) * self.rate)
+            self._stamp = now
+        return self._level
+
+    def wait(self, amount: float, now: float) -> float:
+        """Seconds from `now` until `amount` units are available (0.0 if they are now)."""
+        deficit = amount - self.level(now)
+        if deficit <= _EPS * max(1.0, self.capacity):
+            return 0.0
+        return deficit / self.rate
+
+    def take(self, amount: float, now: float) -> None:
+        """Spend `amount` units; the level may go negative (debt)."""
+        self.level(now)
+        self._level -= amount
+
+    def give(self, amount: float, now: float) -> None:
+        """Return `amount` unused units, never above capacity."""
+        self.level(now)
+        self._level = min(self.capacity, self._level + amount)
+
+    def clamp(self, ceiling: float, now: float) -> bool:
+        """Lower the level to `ceiling` if it is above it; never raise it. True if lowered."""
+        if self.level(now) > ceiling:
+            self._level = ceiling
+            return True
+        return False
+
+    def resize(self, capacity: float, period: float, now: float) -> None:
+        """Adopt a new capacity (e.g. the server reports a lower limit), keeping the level."""
+        self.level(now)
+        self.capacity = float(capacity)
+        self.rate = self.capacity / period
+        self._level = min(self._level, self.capacity)
+
+    def __repr__(self) -> str:
+        return f"TokenBucket(capacity={self.capacity:g}, rate={self.rate:g}/s, level={self._level:g})"
+
+
+@dataclass(frozen=True, slots=True)
+class ServerView:
+    """What one response's ``anthropic-ratelimit-*`` headers say about one dimension each.
+
+    `None` where the header is absent. `*_remaining` for tokens is rounded by the server to a
+    thousand, so it is read as an upper bound of reported + 1000.
+    """
+
+    requests_limit: float | None = None
+    requests_remaining: float | None = None
+    input_limit: float | None = None
+    input_remaining: float | None = None
+    output_limit: float | None = None
+    output_remaining: float | None = None
+    retry_after: float | None = None
+
+
+class Budget(Protocol):
+    """The admission interface the scheduler needs from one (key, model class).
+
+    Synchronous on purpose: admission must be O(1) without awaiting. A distributed budget
+    keeps a local lease of budget and refills it from Redis in the background, calling the
+    scheduler's `poke()` when a lease arrives.
+    """
+
+    def too_large(self, cost: Cost) -> str | None: ...
+    def wait(self, cost: Cost, now: float) -> float: ...
+    def take(self, cost: Cost, now: float) -> Cost: ...
+    def give(self, cost: Cost, now: float) -> None: ...
+    def block_until(self, when: float) -> None: ...
+    def observe(self, view: ServerView, sent_mark: Cost, sent_at: float, now: float) -> bool: ...
+
+
+_DIMENSIONS = (
+    ("requests", "rpm", "requests per minute"),
+    ("input_tokens", "itpm", "input tokens per minute"),
+    ("output_tokens", "otpm", "output tokens per minute"),
+)
+
+
+class LocalBudget:
+    """Three buckets (requests, input, output) for one (key, model class), in this process.
+
+    `sent` is the running total of everything ever taken; a request remembers the total at
+    its own admission, so when its response's headers arrive the budget knows what was sent
+    after it — what the server had not yet seen when it wrote `-remaining`.
+    """
+
+    __slots__ = ("_buckets", "_sent", "blocked_until", "limits", "name")
+
+    def __init__(self, limits: Limits, now: float, name: str = "") -> None:
+        self.limits = limits
+        self.name = name
+        self._buckets: list[TokenBucket | None] = [
+            None if cap is None else TokenBucket(cap, limits.period, now)
+            for cap in (limits.rpm, limits.itpm, limits.otpm)
+        ]
+        self._sent = [0.0, 0.0, 0.0]
+        self.blocked_until = -math.inf
+
+    @property
+    def buckets(self) -> tuple[TokenBucket | None, ...]:
+        return tuple(self._buckets)
+
+    def too_large(self, cost: Cost) -> str | None:
+        """Why `cost` can never be admitted, or None if it can."""
+        for bucket, amount, (_, field, what) in zip(self._buckets, cost, _DIMENSIONS, strict=True):
+            if bucket is not None and amount > bucket.capacity:
+                return (
+                    f"this request needs {amount:,.0f} {what.split(' per ')[0]} but the {field} "
+                    f"limit is {bucket.capacity:,.0f} {what}: it can never be admitted. "
+                    + (
+                        "Lower max_tokens."
+                        if field == "otpm"
+                        else "Shorten the prompt or split it into several requests."
+                        if field == "itpm"
+                        else "Raise the limit."
+                    )
+                )
+        return None
+
+    def wait(self, cost: Cost, now: float) -> float:
+        """Seconds until all three dimensions can pay `cost` at once (0.0 = now)."""
+        wait = self.blocked_until - now if self.blocked_until > now else 0.0
+        for bucket, amount in zip(self._buckets, cost, strict=True):
+            if bucket is not None and amount > 0:
+                w = bucket.wait(amount, now)
+                if w > wait:
+                    wait = w
+        return wait
+
+    def take(self, cost: Cost, now: float) -> Cost:
+        """Charge `cost`; returns the running total sent, including this cost (its mark)."""
+        sent = self._sent
+        for i, (bucket, amount) in enumerate(zip(self._buckets, cost, strict=True)):
+            sent[i] += amount
+            if bucket is not None and amount:
+                bucket.take(amount, now)
+        return Cost(sent[0], sent[1], sent[2])
+
+    def give(self, cost: Cost, now: float) -> None:
+        """Refund `cost` (components may be negative: a negative refund is a further charge)."""
+        for bucket, amount in zip(self._buckets, cost, strict=True):
+            if bucket is None or not amount:
+                continue
+            if amount > 0:
+                bucket.give(amount, now)
+            else:
+                bucket.take(-amount, now)
+
+    def block_until(self, when: float) -> None:
+        """Admit nothing before `when` (a 429's retry-after); never shortens a block."""
+        if when > self.blocked_until:
+            self.blocked_until = when
+
+    def observe(self, view: ServerView, sent_mark: Cost, sent_at: float, now: float) -> bool:
+        """Resync from a response's headers; True if the local view was lowered.
+
+        The server's `-remaining` excludes what it had admitted when it answered, but not what
+        we sent after this request. So the local level becomes at most
+        ``remaining - sent_after + refill since the request was sent`` (the instant the server
+        saw it, to within the one-way latency). A header never raises the local level: another
+        process may be spending from the same key. A lower server `-limit`, or a limit for a
+        dimension we had as unlimited, is adopted.
+        """
+        lowered = False
+        specs = (
+            (view.requests_limit, view.requests_remaining, 0.0),
+            (view.input_limit, view.input_remaining, _TOKEN_ROUNDING),
+            (view.output_limit, view.output_remaining, _TOKEN_ROUNDING),
+        )
+        for i, (limit, remaining, rounding) in enumerate(specs):
+            bucket = self._buckets[i]
+            if limit is not None and limit > 0:
+                if bucket is None:
+                    level = remaining if remaining is not None else limit
+                    self._buckets[i] = bucket = TokenBucket(
+                        limit, self.limits.period, now, level=min(level, limit)
+                    )
+                    lowered = True
+                elif limit < bucket.capacity - 0.5:
+                    bucket.resize(limit, self.limits.period, now)
+                    lowered = True
+            if bucket is None or remaining is None:
+                continue
+            sent_after = self._sent[i] - sent_mark[i]
+            refill = max(0.0, now - sent_at) * bucket.rate
+            ceiling = remaining + rounding - sent_after + refill
+            if bucket.clamp(ceiling, now):
+                lowered = True
+        return lowered
+
+    def levels(self, now: float) -> tuple[float | None, ...]:
+        """Current level of each dimension (None = unlimited), for stats and metrics."""
+        return tuple(None if b is None else b.level(now) for b in self._buckets)
+
+    def __repr__(self) -> str:
+        return f"LocalBudget({self.name!r}, {self.limits})"

@@ -1,0 +1,419 @@
+"""`Thrift`, the facade: the SDK's `messages.create`, scheduled, shared, cached and retried.
+
+The request path, in order: split our options from the SDK's arguments; look the request up
+in the cache; join an identical request already in flight; otherwise estimate its cost,
+wait for admission in its lane, send it with the official SDK (its own retries off), resync
+the budget from the response headers, reconcile the reservation with `usage`, and store the
+answer. A failed attempt gives back what it did not use and, if it can succeed, goes back
+into the scheduler ahead of newer work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import anthropic
+from anthropic.types import Message
+
+from ._options import RequestOptions, split_options
+from .bucket import Cost, LocalBudget
+from .cache import Cache, make_cache
+from .cache.base import decode_message, encode_message, is_cacheable
+from .cache.keys import fingerprint, scope_for_key
+from .dedupe import SingleFlight
+from .limits import LimitsSpec, LimitsTable, model_class
+from .prices import cost_usd
+from .retry import RetryPolicy, classify, server_view
+from .scheduler import Gate, QueueCounter, Reservation
+from .stats import Recorder, Stats
+from .tokens import Calibrator, estimate_input_tokens
+
+if TYPE_CHECKING:
+    from .streaming import ThriftStreamManager
+
+__all__ = ["KeyConfig", "Messages", "Thrift"]
+
+log = logging.getLogger("asyncthrift")
+
+
+def _redact(key: str) -> str:
+    return "<redacted>" if key else "<none>"
+
+
+@dataclass(frozen=True, slots=True)
+class KeyConfig:
+    """One API key of a pool, with its own limits (and optionally its own endpoint).
+
+    A pool is for keys you are entitled to use: separate workspaces, organisations or cloud
+    deployments, each with its own limits. The key never appears in `repr()`.
+    """
+
+    api_key: str = field(repr=False)
+    limits: LimitsSpec = None
+    base_url: str | None = None
+    name: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.api_key, str) or not self.api_key:
+            raise ValueError("KeyConfig.api_key must be a non-empty string")
+
+    def __repr__(self) -> str:
+        return f"KeyConfig(name={self.name!r}, api_key={_redact(self.api_key)}, limits={self.limits!r})"
+
+
+class _Key:
+    """A configured key: its SDK client, limits table and cache scope."""
+
+    __slots__ = ("limits", "name", "scope", "sdk")
+
+    def __init__(self, name: str, sdk: anthropic.AsyncAnthropic, limits: LimitsTable, scope: str):
+        self.name = name
+        self.sdk = sdk
+        self.limits = limits
+        self.scope = scope
+
+
+class _ModelClass:
+    """Per model class: the gate over every key's budget, and the input calibrator."""
+
+    __slots__ = ("budgets", "calibrator", "gate", "name")
+
+    def __init__(self, name: str, budgets: list[LocalBudget], gate: Gate) -> None:
+        self.name = name
+        self.budgets = budgets
+        self.gate = gate
+        self.calibrator = Calibrator()
+
+
+class Thrift:
+    """An asyncio Anthropic client that schedules every call under its key's limits.
+
+    ``async with Thrift(limits="tier2") as client: await client.messages.create(...)``.
+    See the README for every option; all are validated here, before anything starts.
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        *,
+        limits: LimitsSpec = None,
+        base_url: str | None = None,
+        cache: Cache | str | None = None,
+        dedupe: bool = True,
+        keys: Sequence[KeyConfig] | None = None,
+        max_retries: int = 5,
+        max_queue: int | None = None,
+        aging: float = 60.0,
+        timeout: float | None = None,
+        cache_scope: str = "key",
+        cache_ttl: float | None = 3600.0,
+        cache_truncated: bool = False,
+        sdk_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        if not isinstance(dedupe, bool):
+            raise TypeError(f"dedupe= must be True or False, got {dedupe!r}")
+        if cache_scope not in ("key", "global"):
+            raise ValueError(f"cache_scope= must be 'key' or 'global', got {cache_scope!r}")
+        if isinstance(aging, bool) or not isinstance(aging, int | float) or aging < 0:
+            raise ValueError(f"aging= must be a number of seconds >= 0, got {aging!r}")
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0
+        ):
+            raise ValueError(f"timeout= must be a positive number of seconds or None, got {timeout!r}")
+        self._retry = RetryPolicy(max_retries=max_retries)
+        self._queue = QueueCounter(max_queue)
+        self._aging = float(aging)
+        base_url = base_url or os.environ.get("ANTHROPIC_BASE_URL") or None
+        if keys is not None:
+            if api_key is not None or limits is not None:
+                raise ValueError("pass either keys=[KeyConfig(...)] or api_key=/limits=, not both")
+            configs = list(keys)
+            if not configs or not all(isinstance(k, KeyConfig) for k in configs):
+                raise TypeError("keys= must be a non-empty list of KeyConfig")
+        else:
+            api_key = api_key or os.environ.get("ANTHROPIC_API_KEY")
+            if not api_key:
+                raise ValueError(
+                    "no API key: pass api_key=, set ANTHROPIC_API_KEY, or pass keys=[KeyConfig(...)]"
+                )
+            configs = [KeyConfig(api_key=api_key, limits=limits)]
+        sdk_kwargs: dict[str, Any] = dict(sdk_options or {})
+        sdk_kwargs["max_retries"] = 0  # retries are ours, through the scheduler
+        if timeout is not None:
+            sdk_kwargs["timeout"] = timeout
+        self._keys: list[_Key] = []
+        for i, cfg in enumerate(configs):
+            table = LimitsTable(cfg.limits)
+            sdk = anthropic.AsyncAnthropic(
+                api_key=cfg.api_key, base_url=cfg.base_url or base_url, **sdk_kwargs
+            )
+            scope = "" if cache_scope == "global" else scope_for_key(cfg.api_key)
+            self._keys.append(_Key(cfg.name or f"key{i}", sdk, table, scope))
+        self._cache = make_cache(cache)
+        self._cache_ttl = cache_ttl
+        self._cache_truncated = cache_truncated
+        self._dedupe = dedupe
+        self._flight: SingleFlight[str, Message] = SingleFlight()
+        self._classes: dict[str, _ModelClass] = {}
+        self._stats = Recorder()
+        self._closed = False
+        self.messages = Messages(self)
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Thrift:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the HTTP clients and the cache. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        for key in self._keys:
+            await key.sdk.close()
+        if self._cache is not None:
+            await self._cache.aclose()
+
+    def __repr__(self) -> str:
+        names = ", ".join(k.name for k in self._keys)
+        return f"Thrift(keys=[{names}], cache={type(self._cache).__name__ if self._cache else None})"
+
+    # -- introspection ----------------------------------------------------------------------
+
+    def stats(self) -> Stats:
+        """A frozen snapshot of counters and recent latency percentiles."""
+        r = self._stats
+        queued = sum(mc.gate.waiting for mc in self._classes.values())
+        extra: dict[str, int | float] = {}
+        if self._cache is not None:
+            cs = self._cache.stats
+            extra = {"cache_errors": cs.errors}
+        return r.snapshot(queued=queued, **extra)
+
+    def budgets(self) -> dict[str, list[LocalBudget]]:
+        """The live budgets per model class (one per key), for metrics and debugging."""
+        return {name: list(mc.budgets) for name, mc in self._classes.items()}
+
+    # -- the request path -------------------------------------------------------------------
+
+    def _model_class(self, model: str) -> _ModelClass:
+        cls = model_class(model)
+        mc = self._classes.get(cls)
+        if mc is None:
+            loop = asyncio.get_running_loop()
+            now = loop.time()
+            budgets = []
+            for key in self._keys:
+                name, limits = key.limits.for_model(model)
+                budgets.append(LocalBudget(limits, now, name=f"{key.name}/{name}"))
+            gate = Gate(budgets, aging=self._aging, counter=self._queue, name=cls, loop=loop)
+            mc = self._classes[cls] = _ModelClass(cls, budgets, gate)
+        return mc
+
+    async def _create(self, kwargs: dict[str, Any]) -> Message:
+        opts, params = split_options(kwargs)
+        if params.get("stream"):
+            raise TypeError(
+                "messages.create(stream=True) is served by messages.stream(...) in this version; "
+                "use `async with client.messages.stream(...) as stream`"
+            )
+        if self._closed:
+            raise RuntimeError("this Thrift client is closed; create a new one")
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        stats = self._stats
+        stats.requests += 1
+        try:
+            message = await self._lookup_or_fetch(params, opts)
+        except BaseException:
+            stats.failed += 1
+            raise
+        stats.succeeded += 1
+        stats.latencies.append(loop.time() - started)
+        return message
+
+    async def _lookup_or_fetch(self, params: dict[str, Any], opts: RequestOptions) -> Message:
+        use_cache = self._cache is not None and opts.cache is not False
+        use_dedupe = self._dedupe if opts.dedupe is None else opts.dedupe
+        if not (use_cache or use_dedupe):
+            return await self._send(params, opts)
+        key = fingerprint(params, scope=self._keys[0].scope)
+        if use_cache:
+            assert self._cache is not None
+            blob = await self._cache.get(key)
+            if blob is not None:
+                message = decode_message(blob)
+                self._count_saved(message, cache_hit=True)
+                return message
+            self._stats.cache_misses += 1
+        if use_dedupe:
+            flight = self._flight
+            joined = flight.has(key)
+            message = await flight.do(key, lambda: self._fetch_and_store(key, params, opts, use_cache))
+            if joined:
+                self._count_saved(message, cache_hit=False)
+            return message
+        return await self._fetch_and_store(key, params, opts, use_cache)
+
+    async def _fetch_and_store(
+        self, key: str, params: dict[str, Any], opts: RequestOptions, use_cache: bool
+    ) -> Message:
+        message = await self._send(params, opts)
+        if use_cache and self._cache is not None and is_cacheable(message, self._cache_truncated):
+            await self._cache.set(key, encode_message(message), self._cache_ttl)
+        return message
+
+    def _count_saved(self, message: Message, *, cache_hit: bool) -> None:
+        s = self._stats
+        if cache_hit:
+            s.cache_hits += 1
+        else:
+            s.dedupe_joins += 1
+        s.upstream_calls_saved += 1
+        u = message.usage
+        s.tokens_saved += u.input_tokens + u.output_tokens
+        s.dollars_saved += cost_usd(
+            message.model,
+            u.input_tokens,
+            u.output_tokens,
+            u.cache_creation_input_tokens or 0,
+            u.cache_read_input_tokens or 0,
+        )
+
+    async def _send(self, params: dict[str, Any], opts: RequestOptions) -> Message:
+        """Schedule, send and retry one request; return the SDK's Message."""
+        mc = self._model_class(params["model"])
+        raw_estimate = estimate_input_tokens(params)
+        cost = Cost(1, mc.calibrator.charge(raw_estimate), params["max_tokens"])
+        loop = asyncio.get_running_loop()
+        enqueued_at = loop.time()
+        waited = 0.0
+        attempt = 0
+        stats = self._stats
+        while True:
+            t0 = loop.time()
+            deadline = None if opts.deadline is None else opts.deadline - waited
+            reservation = await mc.gate.acquire(
+                cost, level=opts.level, deadline=deadline, enqueued_at=enqueued_at
+            )
+            waited += loop.time() - t0
+            if attempt == 0:
+                stats.queue_waits.append(waited)
+            try:
+                message = await self._attempt(mc, reservation, params, raw_estimate)
+            except (anthropic.APIStatusError, anthropic.APIConnectionError) as exc:
+                decision = classify(exc)
+                if not decision.retry or attempt >= self._retry.max_retries:
+                    raise
+                delay = 0.0
+                if decision.status == 429:
+                    delay = 0.0  # the budget itself is blocked until retry-after
+                elif decision.retry_after is not None:
+                    delay = decision.retry_after
+                else:
+                    delay = self._retry.backoff(attempt)
+                attempt += 1
+                stats.retries += 1
+                log.debug(
+                    "retrying %s (attempt %d) after %.3fs: %s",
+                    mc.name,
+                    attempt,
+                    delay,
+                    type(exc).__name__,
+                )
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                continue
+            return message
+
+    async def _attempt(
+        self,
+        mc: _ModelClass,
+        reservation: Reservation,
+        params: dict[str, Any],
+        raw_estimate: float,
+    ) -> Message:
+        """One HTTP attempt under an admitted reservation; settles it exactly once."""
+        key = self._keys[reservation.index]
+        stats = self._stats
+        stats.upstream_calls += 1
+        stats.in_flight += 1
+        loop = asyncio.get_running_loop()
+        try:
+            raw = await key.sdk.messages.with_raw_response.create(**params)
+            message: Message = await raw.parse()
+        except anthropic.APIStatusError as exc:
+            self._on_status_error(mc, reservation, exc, loop.time())
+            raise
+        except anthropic.APIConnectionError:
+            stats.connection_errors += 1
+            reservation.release(sent=True, input_counted=True)
+            raise
+        except BaseException:
+            # cancelled in flight: the server counted the input, never the unproduced output
+            reservation.release(sent=True, input_counted=True)
+            raise
+        finally:
+            stats.in_flight -= 1
+        now = loop.time()
+        budget = reservation.budget
+        if budget.observe(server_view(raw.headers), reservation.mark, reservation.sent_at, now):
+            mc.gate.poke()
+        u = message.usage
+        cache_write = u.cache_creation_input_tokens or 0
+        cache_read = u.cache_read_input_tokens or 0
+        reservation.settle(u.input_tokens + cache_write, u.output_tokens)
+        mc.calibrator.observe(raw_estimate, u.input_tokens + cache_write + cache_read)
+        stats.input_tokens += u.input_tokens
+        stats.output_tokens += u.output_tokens
+        stats.cache_creation_input_tokens += cache_write
+        stats.cache_read_input_tokens += cache_read
+        stats.cost_usd += cost_usd(message.model, u.input_tokens, u.output_tokens, cache_write, cache_read)
+        return message
+
+    def _on_status_error(
+        self, mc: _ModelClass, reservation: Reservation, exc: anthropic.APIStatusError, now: float
+    ) -> None:
+        status = exc.status_code
+        stats = self._stats
+        view = server_view(exc.response.headers)
+        budget = reservation.budget
+        budget.observe(view, reservation.mark, reservation.sent_at, now)
+        if status == 429:
+            stats.rate_limited += 1
+            budget.block_until(now + (view.retry_after if view.retry_after is not None else 1.0))
+        elif status == 529:
+            stats.overloaded += 1
+        elif status >= 500:
+            stats.server_errors += 1
+        reservation.release(sent=True, input_counted=status not in (429, 529))
+        mc.gate.poke()
+
+
+class Messages:
+    """`client.messages`: the SDK's resource, scheduled. Same arguments, same return types."""
+
+    def __init__(self, client: Thrift) -> None:
+        self._client = client
+
+    async def create(self, **kwargs: Any) -> Message:
+        """`anthropic.AsyncAnthropic().messages.create`, under the client's limits.
+
+        Extra keyword options: ``priority`` ("interactive" | "default" | "batch" | int),
+        ``deadline`` (seconds to wait for admission), ``cache`` and ``dedupe`` (bool).
+        """
+        return await self._client._create(kwargs)
+
+    def stream(self, **kwargs: Any) -> ThriftStreamManager:
+        """`messages.stream(...)` under the client's limits (see `asyncthrift.streaming`)."""
+        from .streaming import ThriftStreamManager
+
+        return ThriftStreamManager(self._client, kwargs)

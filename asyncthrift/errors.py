@@ -1,0 +1,48 @@
+"""Typed errors the client adds to the SDK's own.
+
+The SDK's API errors (`anthropic.RateLimitError`, `anthropic.BadRequestError`, ...) pass through
+unchanged. The errors below are raised by asyncthrift *before* anything reaches the network,
+and each message says what the caller can change.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BudgetExceeded",
+    "DeadlineExceeded",
+    "QueueFull",
+    "RequestTooLarge",
+    "ThriftError",
+]
+
+
+class ThriftError(Exception):
+    """Base class of every error asyncthrift itself raises."""
+
+
+class QueueFull(ThriftError):
+    """The admission queue already holds `max_queue` requests: shed load or raise the bound."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class DeadlineExceeded(ThriftError, TimeoutError):
+    """The request was not admitted within its `deadline=`; it was never sent."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class BudgetExceeded(ThriftError):
+    """A spending cap would be crossed by this request; it was never sent."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class RequestTooLarge(ThriftError, ValueError):
+    """The request's own cost exceeds a bucket's capacity: it could never be admitted."""

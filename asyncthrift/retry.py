@@ -1,0 +1,122 @@
+"""What to retry, and when: exponential backoff with full jitter, server hints first.
+
+Retries go back through the scheduler (they pay again), so this module only decides *whether*
+an attempt may succeed if repeated and *how long* to wait before re-queueing it. A 429 needs
+no sleep here: the server's `retry-after` blocks the whole (key, model class) budget, which
+holds every request for it, not just this one.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import anthropic
+
+from .bucket import ServerView
+
+__all__ = ["NEVER_RETRY", "RetryDecision", "RetryPolicy", "classify", "parse_retry_after", "server_view"]
+
+#: Statuses that cannot succeed by repeating the same request.
+NEVER_RETRY = frozenset({400, 401, 403, 404, 413})
+_RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Full-jitter exponential backoff: sleep U(0, min(cap, base * 2**attempt))."""
+
+    max_retries: int = 5
+    base: float = 0.5
+    cap: float = 20.0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.max_retries, bool) or not isinstance(self.max_retries, int):
+            raise TypeError(f"max_retries must be an int, got {self.max_retries!r}")
+        if self.max_retries < 0:
+            raise ValueError(f"max_retries must be >= 0, got {self.max_retries}")
+        if not (self.base > 0 and self.cap >= self.base):
+            raise ValueError("retry backoff needs base > 0 and cap >= base")
+
+    def backoff(self, attempt: int, rand: Callable[[], float] = random.random) -> float:
+        return rand() * min(self.cap, self.base * (2.0**attempt))
+
+
+@dataclass(frozen=True, slots=True)
+class RetryDecision:
+    retry: bool
+    status: int | None
+    retry_after: float | None
+    #: True if the server certainly did not count the request's input (429, 529).
+    refused: bool
+
+
+def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
+    """Seconds to wait from `retry-after-ms`, else `retry-after` (seconds or HTTP date)."""
+    ms = headers.get("retry-after-ms")
+    if ms is not None:
+        try:
+            value = float(ms) / 1000.0
+            if value >= 0:
+                return value
+        except ValueError:
+            pass
+    raw = headers.get("retry-after")
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+        return value if value >= 0 else None
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(raw).timestamp()
+    except (TypeError, ValueError, IndexError):
+        return None
+    return max(0.0, when - (time.time() if now is None else now))
+
+
+def _num(headers: Mapping[str, str], name: str) -> float | None:
+    raw = headers.get(name)
+    if raw is None:
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        return None
+
+
+def server_view(headers: Mapping[str, str]) -> ServerView:
+    """The rate-limit state one response's headers report."""
+    p = "anthropic-ratelimit-"
+    return ServerView(
+        requests_limit=_num(headers, p + "requests-limit"),
+        requests_remaining=_num(headers, p + "requests-remaining"),
+        input_limit=_num(headers, p + "input-tokens-limit"),
+        input_remaining=_num(headers, p + "input-tokens-remaining"),
+        output_limit=_num(headers, p + "output-tokens-limit"),
+        output_remaining=_num(headers, p + "output-tokens-remaining"),
+        retry_after=parse_retry_after(headers),
+    )
+
+
+def classify(exc: BaseException) -> RetryDecision:
+    """Whether an attempt that raised `exc` may succeed if repeated."""
+    if isinstance(exc, anthropic.APIStatusError):
+        status = exc.status_code
+        headers = exc.response.headers
+        after = parse_retry_after(headers)
+        refused = status in (429, 529)
+        if status in NEVER_RETRY:
+            return RetryDecision(False, status, after, False)
+        hint = headers.get("x-should-retry")
+        if hint == "false":
+            return RetryDecision(False, status, after, refused)
+        retry = hint == "true" or status in _RETRY_STATUSES or status >= 500
+        return RetryDecision(retry, status, after, refused)
+    if isinstance(exc, anthropic.APIConnectionError):  # includes APITimeoutError
+        return RetryDecision(True, None, None, False)
+    return RetryDecision(False, None, None, False)

@@ -1,0 +1,353 @@
+"""Admission control: priority lanes with aging in one heap, and one timer per gate.
+
+A `Gate` stands in front of the budgets that can serve one model class (one budget per API
+key in a pool). Waiters sit in a single heap ordered by ``enqueued_at - lane_boost``: strict
+priority for bounded waits, and an old batch request eventually overtakes new interactive
+work, without re-sorting. Only the head is ever examined. When it does not fit, one
+`TimerHandle` is armed for the earliest instant it will (the max over the budget's three
+buckets of deficit / refill rate); refunds and server resyncs re-examine the head at once.
+Nothing polls, and admission, refund and timer firing are O(1) or O(log n).
+
+New callers never barge past queued waiters: a request is admitted on the fast path only
+when nobody is waiting. A big request at the head therefore blocks smaller ones behind it
+instead of starving, which is what keeps the makespan close to the theoretical minimum.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import math
+from collections.abc import Sequence
+from typing import Final
+
+from .bucket import Budget, Cost
+from .errors import DeadlineExceeded, QueueFull, RequestTooLarge
+
+__all__ = ["LANES", "Gate", "QueueCounter", "Reservation", "lane_level"]
+
+#: Named lanes and their levels; an int priority is a level of its own.
+LANES: Final = {"interactive": 2, "default": 1, "batch": 0}
+
+
+def lane_level(priority: object) -> int:
+    """The numeric level of `priority` (a lane name or an int); raises on anything else."""
+    if isinstance(priority, str):
+        try:
+            return LANES[priority]
+        except KeyError:
+            raise ValueError(
+                f"unknown priority {priority!r}: use 'interactive', 'default', 'batch' "
+                "or an int (higher is served first)"
+            ) from None
+    if isinstance(priority, int) and not isinstance(priority, bool):
+        return priority
+    raise TypeError(
+        f"priority must be 'interactive', 'default', 'batch' or an int, "
+        f"got {type(priority).__name__}"
+    )
+
+
+class QueueCounter:
+    """How many requests wait across all gates of one client, against `max_queue`."""
+
+    __slots__ = ("limit", "waiting")
+
+    def __init__(self, limit: int | None) -> None:
+        if limit is not None and (
+            isinstance(limit, bool) or not isinstance(limit, int) or limit < 0
+        ):
+            raise ValueError(f"max_queue must be a non-negative int or None, got {limit!r}")
+        self.limit = limit
+        self.waiting = 0
+
+
+class Reservation:
+    """Budget held by one admitted attempt, given back exactly once however it ends.
+
+    - `settle(input, output)`: the response's usage arrived; charge the true input and refund
+      the output that was reserved (`max_tokens`) but not produced.
+    - `release(sent=False)`: never reached the server; everything goes back.
+    - `release(sent=True, input_counted=...)`: failed or cancelled after sending; the request
+      stays spent, output goes back (the server charges only output it produced), input goes
+      back only when the server certainly did not count it (a 429 or 529).
+    """
+
+    __slots__ = ("_gate", "_open", "budget", "cost", "index", "mark", "sent_at")
+
+    def __init__(
+        self, gate: Gate, index: int, budget: Budget, cost: Cost, mark: Cost, sent_at: float
+    ) -> None:
+        self._gate = gate
+        self._open = True
+        self.index = index
+        self.budget = budget
+        self.cost = cost
+        self.mark = mark
+        self.sent_at = sent_at
+
+    @property
+    def open(self) -> bool:
+        return self._open
+
+    def settle(self, input_tokens: float, output_tokens: float) -> None:
+        if not self._open:
+            return
+        self._open = False
+        c = self.cost
+        refund = Cost(0, c.input_tokens - input_tokens, c.output_tokens - output_tokens)
+        self._gate._refund(self.budget, refund)
+
+    def release(self, *, sent: bool, input_counted: bool = True) -> None:
+        if not self._open:
+            return
+        self._open = False
+        c = self.cost
+        if not sent:
+            refund = c
+        else:
+            refund = Cost(0, 0 if input_counted else c.input_tokens, c.output_tokens)
+        self._gate._refund(self.budget, refund)
+
+
+class _Ticket:
+    __slots__ = ("cost", "future")
+
+    def __init__(self, cost: Cost, future: asyncio.Future[Reservation]) -> None:
+        self.cost = cost
+        self.future = future
+
+
+class Gate:
+    """One admission queue in front of the budgets that can serve one model class."""
+
+    __slots__ = (
+        "_budgets",
+        "_counter",
+        "_heap",
+        "_live",
+        "_loop",
+        "_rr",
+        "_seq",
+        "_timer",
+        "_timer_at",
+        "aging",
+        "name",
+    )
+
+    def __init__(
+        self,
+        budgets: Sequence[Budget],
+        *,
+        aging: float = 60.0,
+        counter: QueueCounter | None = None,
+        name: str = "",
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        if not budgets:
+            raise ValueError("a gate needs at least one budget")
+        if not math.isfinite(aging) or aging < 0:
+            raise ValueError(f"aging must be a finite number of seconds >= 0, got {aging!r}")
+        self._budgets = list(budgets)
+        self._counter = counter or QueueCounter(None)
+        self._heap: list[tuple[float, int, _Ticket]] = []
+        self._live = 0
+        self._loop = loop
+        self._rr = 0
+        self._seq = itertools.count()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = math.inf
+        self.aging = aging
+        self.name = name
+
+    # -- public -----------------------------------------------------------------------------
+
+    @property
+    def budgets(self) -> Sequence[Budget]:
+        return self._budgets
+
+    @property
+    def waiting(self) -> int:
+        """Requests queued here and not yet admitted, cancelled or timed out."""
+        return self._live
+
+    def now(self) -> float:
+        return self._get_loop().time()
+
+    async def acquire(
+        self,
+        cost: Cost,
+        *,
+        level: int = 1,
+        deadline: float | None = None,
+        enqueued_at: float | None = None,
+    ) -> Reservation:
+        """Wait until `cost` can be paid, pay it, and return the reservation.
+
+        `enqueued_at` (default now) orders the request within its lane: a retry passes its
+        first arrival time, so it goes ahead of newer work of the same priority.
+        """
+        loop = self._get_loop()
+        now = loop.time()
+        self._check_size(cost)
+        if self._live == 0:
+            picked = self._pick(cost, now)
+            if picked is not None and picked[1] <= 0.0:
+                return self._admit(picked[0], cost, now)
+        counter = self._counter
+        if counter.limit is not None and counter.waiting >= counter.limit:
+            raise QueueFull(
+                f"{counter.waiting} requests already wait for admission (max_queue="
+                f"{counter.limit}): shed load, retry later, or raise max_queue",
+                retry_after=self._head_wait(now),
+            )
+        if deadline is not None and deadline <= 0:
+            raise DeadlineExceeded(
+                "deadline reached before admission: the request was not sent; allow a longer "
+                "deadline= or send fewer requests at once",
+                retry_after=self._head_wait(now),
+            )
+        future: asyncio.Future[Reservation] = loop.create_future()
+        ticket = _Ticket(cost, future)
+        arrived = now if enqueued_at is None else enqueued_at
+        entry = (arrived - level * self.aging, next(self._seq), ticket)
+        heapq.heappush(self._heap, entry)
+        self._live += 1
+        counter.waiting += 1
+        if self._heap[0] is entry:
+            self._drain()
+        try:
+            if deadline is None:
+                return await future
+            async with asyncio.timeout(deadline):
+                return await future
+        except TimeoutError:
+            self._abandon(future)
+            raise DeadlineExceeded(
+                f"not admitted within deadline={deadline:g}s: the request was not sent. "
+                "Allow a longer deadline=, use a higher priority, or send fewer requests",
+                retry_after=self._head_wait(loop.time()),
+            ) from None
+        except BaseException:
+            self._abandon(future)
+            raise
+
+    def poke(self) -> None:
+        """Re-examine the head now: budget came back or the server changed our view."""
+        if self._live:
+            self._drain()
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _get_loop(self) -> asyncio.AbstractEventLoop:
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        return loop
+
+    def _check_size(self, cost: Cost) -> None:
+        reasons = [b.too_large(cost) for b in self._budgets]
+        if all(reasons):
+            raise RequestTooLarge(str(reasons[0]))
+
+    def _pick(self, cost: Cost, now: float) -> tuple[int, float] | None:
+        """The budget that can pay soonest, and its wait; round-robin among ties."""
+        budgets = self._budgets
+        n = len(budgets)
+        if n == 1:
+            return (0, budgets[0].wait(cost, now)) if budgets[0].too_large(cost) is None else None
+        best: tuple[int, float] | None = None
+        start = self._rr
+        for k in range(n):
+            i = (start + k) % n
+            b = budgets[i]
+            if b.too_large(cost) is not None:
+                continue
+            w = b.wait(cost, now)
+            if best is None or w < best[1]:
+                best = (i, w)
+                if w <= 0.0:
+                    break
+        if best is not None:
+            self._rr = (best[0] + 1) % n
+        return best
+
+    def _admit(self, index: int, cost: Cost, now: float) -> Reservation:
+        budget = self._budgets[index]
+        mark = budget.take(cost, now)
+        return Reservation(self, index, budget, cost, mark, now)
+
+    def _drain(self) -> None:
+        """Admit heads while they fit; otherwise arm the one timer for when the head will."""
+        now = self._get_loop().time()
+        heap = self._heap
+        counter = self._counter
+        while heap:
+            ticket = heap[0][2]
+            future = ticket.future
+            if future.done():  # cancelled or timed out; already uncounted
+                heapq.heappop(heap)
+                continue
+            picked = self._pick(ticket.cost, now)
+            if picked is None:  # a resync shrank every budget below this request
+                heapq.heappop(heap)
+                self._live -= 1
+                counter.waiting -= 1
+                reason = self._budgets[0].too_large(ticket.cost)
+                future.set_exception(RequestTooLarge(str(reason)))
+                continue
+            index, wait = picked
+            if wait > 0.0:
+                self._arm(now + wait)
+                return
+            heapq.heappop(heap)
+            self._live -= 1
+            counter.waiting -= 1
+            future.set_result(self._admit(index, ticket.cost, now))
+        self._disarm()
+
+    def _abandon(self, future: asyncio.Future[Reservation]) -> None:
+        """The waiter left (cancelled or deadline): uncount it, or refund if just admitted."""
+        if future.done() and not future.cancelled() and future.exception() is None:
+            future.result().release(sent=False)
+            return
+        if not future.done():
+            future.cancel()
+        if future.cancelled():
+            self._live -= 1
+            self._counter.waiting -= 1
+            if self._heap and self._heap[0][2].future is future:
+                self._drain()
+
+    def _refund(self, budget: Budget, refund: Cost) -> None:
+        budget.give(refund, self._get_loop().time())
+        if self._live:
+            self._drain()
+
+    def _head_wait(self, now: float) -> float | None:
+        for _, _, ticket in self._heap:
+            if not ticket.future.done():
+                picked = self._pick(ticket.cost, now)
+                return None if picked is None else picked[1]
+        return None
+
+    def _arm(self, when: float) -> None:
+        if self._timer is not None:
+            if self._timer_at == when:
+                return
+            self._timer.cancel()
+        self._timer_at = when
+        self._timer = self._get_loop().call_at(when, self._on_timer)
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+            self._timer_at = math.inf
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = math.inf
+        self._drain()
+

@@ -1,0 +1,146 @@
+"""The token bucket and the three-dimensional budget: pure arithmetic, explicit clock."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from asyncthrift.bucket import Cost, LocalBudget, ServerView, TokenBucket
+from asyncthrift.limits import Limits
+
+
+def test_bucket_starts_full_and_refills_continuously() -> None:
+    b = TokenBucket(600, 60, now=0.0)
+    assert b.level(0.0) == 600
+    b.take(600, 0.0)
+    assert b.level(0.0) == 0
+    assert b.level(1.0) == pytest.approx(10.0)
+    assert b.level(1000.0) == 600  # never above capacity
+
+
+def test_wait_is_deficit_over_rate() -> None:
+    b = TokenBucket(600, 60, now=0.0)
+    b.take(600, 0.0)
+    assert b.wait(25, 0.0) == pytest.approx(2.5)
+    assert b.wait(25, 2.5) == 0.0  # exactly when the timer would fire: no re-arm for an ulp
+
+
+def test_debt_is_paid_back_before_anything_else() -> None:
+    b = TokenBucket(100, 10, now=0.0)
+    b.take(150, 0.0)
+    assert b.level(0.0) == -50
+    assert b.wait(10, 0.0) == pytest.approx(6.0)
+
+
+@given(
+    st.lists(st.floats(min_value=0.0, max_value=50.0), min_size=1, max_size=20),
+    st.floats(min_value=0.0, max_value=100.0),
+)
+def test_refunds_restore_the_bucket_exactly(amounts: list[float], t: float) -> None:
+    b = TokenBucket(1000, 60, now=0.0)
+    b.take(300, 0.0)
+    before = b.level(t)
+    for a in amounts:
+        b.take(a, t)
+    for a in amounts:
+        b.give(a, t)
+    assert b.level(t) == pytest.approx(before, abs=1e-9)
+
+
+def test_clamp_never_raises_the_level() -> None:
+    b = TokenBucket(100, 60, now=0.0)
+    b.take(80, 0.0)
+    assert not b.clamp(50, 0.0)
+    assert b.level(0.0) == 20
+    assert b.clamp(5, 0.0)
+    assert b.level(0.0) == 5
+
+
+def test_budget_waits_for_the_slowest_dimension() -> None:
+    budget = LocalBudget(Limits(rpm=60, itpm=6000, otpm=600), now=0.0)
+    budget.take(Cost(60, 6000, 600), 0.0)
+    # 1 req needs 1 s, 300 input tokens need 3 s, 50 output tokens need 5 s
+    assert budget.wait(Cost(1, 300, 50), 0.0) == pytest.approx(5.0)
+
+
+def test_unlimited_dimensions_never_wait() -> None:
+    budget = LocalBudget(Limits(rpm=10), now=0.0)
+    budget.take(Cost(10, 10**9, 10**9), 0.0)
+    assert budget.wait(Cost(0, 10**9, 10**9), 0.0) == 0.0
+    assert budget.too_large(Cost(1, 10**12, 10**12)) is None
+
+
+def test_too_large_says_what_to_change() -> None:
+    budget = LocalBudget(Limits(rpm=10, itpm=1000, otpm=500), now=0.0)
+    assert budget.too_large(Cost(1, 999, 500)) is None
+    reason = budget.too_large(Cost(1, 10, 501))
+    assert reason is not None and "max_tokens" in reason and "otpm" in reason
+    reason = budget.too_large(Cost(1, 2000, 1))
+    assert reason is not None and "prompt" in reason
+
+
+def test_block_until_holds_everything_and_never_shortens() -> None:
+    budget = LocalBudget(Limits(rpm=100), now=0.0)
+    budget.block_until(2.5)
+    budget.block_until(1.0)
+    assert budget.wait(Cost(1, 0, 0), 0.0) == pytest.approx(2.5)
+    assert budget.wait(Cost(1, 0, 0), 2.5) == 0.0
+
+
+def test_observe_subtracts_what_was_sent_after_the_response_was_written() -> None:
+    budget = LocalBudget(Limits(rpm=100, period=60), now=0.0)
+    mark = budget.take(Cost(1, 0, 0), 0.0)  # ours
+    for _ in range(9):
+        budget.take(Cost(1, 0, 0), 0.0)  # sent after ours, not yet seen by the server
+    # A single consumer: the server saw exactly ours, so it says 99 remaining -> no change.
+    assert not budget.observe(ServerView(requests_limit=100, requests_remaining=99), mark, 0.0, 0.0)
+    assert budget.levels(0.0)[0] == pytest.approx(90)
+    # Another consumer spent 40 more: the server says 59 -> local becomes 59 - 9 = 50.
+    assert budget.observe(ServerView(requests_limit=100, requests_remaining=59), mark, 0.0, 0.0)
+    assert budget.levels(0.0)[0] == pytest.approx(50)
+
+
+def test_observe_projects_refill_since_the_request_was_sent() -> None:
+    budget = LocalBudget(Limits(rpm=60, period=60), now=0.0)  # 1 per second
+    mark = budget.take(Cost(1, 0, 0), 0.0)
+    budget.take(Cost(30, 0, 0), 0.0)
+    # the response arrives 2 s later: the server had 59 when it answered
+    lowered = budget.observe(ServerView(requests_limit=60, requests_remaining=59), mark, 0.0, 2.0)
+    assert not lowered  # 59 - 30 + 2 == local 29 + 2: a no-op for a lone consumer
+    assert budget.levels(2.0)[0] == pytest.approx(31)
+
+
+def test_observe_reads_token_remaining_as_rounded() -> None:
+    budget = LocalBudget(Limits(itpm=100_000), now=0.0)
+    mark = budget.take(Cost(0, 10_400, 0), 0.0)
+    # exact remaining 89_600, reported rounded down to 89_000: must not lower us
+    assert not budget.observe(
+        ServerView(input_limit=100_000, input_remaining=89_000), mark, 0.0, 0.0
+    )
+
+
+def test_observe_adopts_a_lower_or_unknown_server_limit() -> None:
+    budget = LocalBudget(Limits(rpm=1000), now=0.0)
+    mark = budget.take(Cost(1, 100, 10), 0.0)
+    view = ServerView(
+        requests_limit=50, requests_remaining=49, output_limit=8000, output_remaining=7000
+    )
+    assert budget.observe(view, mark, 0.0, 0.0)
+    req, _inp, out = budget.buckets
+    assert req is not None and req.capacity == 50
+    assert out is not None and out.capacity == 8000 and out.level(0.0) <= 7000 + 500
+    assert budget.buckets[1] is None  # no input header: stays unlimited
+
+
+def test_limits_reject_bad_values_with_a_helpful_message() -> None:
+    with pytest.raises(ValueError, match="positive"):
+        Limits(rpm=-1)
+    with pytest.raises(TypeError, match="positive number or None"):
+        Limits(rpm="50")  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        Limits(rpm=math.inf)
+    with pytest.raises(ValueError, match="period"):
+        Limits(rpm=1, period=0)
