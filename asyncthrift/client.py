@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import anthropic
-from anthropic.types import Message
+from anthropic.types import Message, Usage
 
 from ._options import RequestOptions, split_options
 from .bucket import Cost, LocalBudget
@@ -220,11 +220,6 @@ class Thrift:
 
     async def _create(self, kwargs: dict[str, Any]) -> Message:
         opts, params = split_options(kwargs)
-        if params.get("stream"):
-            raise TypeError(
-                "messages.create(stream=True) is served by messages.stream(...) in this version; "
-                "use `async with client.messages.stream(...) as stream`"
-            )
         if self._closed:
             raise RuntimeError("this Thrift client is closed; create a new one")
         loop = asyncio.get_running_loop()
@@ -255,9 +250,9 @@ class Thrift:
                 return message
             self._stats.cache_misses += 1
         if use_dedupe:
-            flight = self._flight
-            joined = flight.has(key)
-            message = await flight.do(key, lambda: self._fetch_and_store(key, params, opts, use_cache))
+            message, joined = await self._flight.do_joined(
+                key, lambda: self._fetch_and_store(key, params, opts, use_cache)
+            )
             if joined:
                 self._count_saved(message, cache_hit=False)
             return message
@@ -288,102 +283,111 @@ class Thrift:
             u.cache_read_input_tokens or 0,
         )
 
-    async def _send(self, params: dict[str, Any], opts: RequestOptions) -> Message:
-        """Schedule, send and retry one request; return the SDK's Message."""
+    def _plan(self, params: Mapping[str, Any]) -> _Plan:
+        """Estimate what `params` will cost, in the right model class."""
         mc = self._model_class(params["model"])
         raw_estimate = estimate_input_tokens(params)
         cost = Cost(1, mc.calibrator.charge(raw_estimate), params["max_tokens"])
+        return _Plan(mc, cost, raw_estimate)
+
+    async def _admit(self, plan: _Plan, opts: RequestOptions, attempt: _Attempts) -> Reservation:
+        """Wait in the plan's lane until its cost fits; count the wait against `deadline`."""
         loop = asyncio.get_running_loop()
-        enqueued_at = loop.time()
-        waited = 0.0
-        attempt = 0
-        stats = self._stats
+        t0 = loop.time()
+        deadline = None if opts.deadline is None else opts.deadline - attempt.waited
+        reservation = await plan.mc.gate.acquire(
+            plan.cost, level=opts.level, deadline=deadline, enqueued_at=attempt.enqueued_at
+        )
+        attempt.waited += loop.time() - t0
+        if attempt.number == 0:
+            self._stats.queue_waits.append(attempt.waited)
+        self._stats.upstream_calls += 1
+        return reservation
+
+    def _retry_delay(self, exc: BaseException, attempt: _Attempts) -> float | None:
+        """Seconds to wait before re-queueing after `exc`, or None if it must not be retried."""
+        decision = classify(exc)
+        if not decision.retry or attempt.number >= self._retry.max_retries:
+            return None
+        if decision.status == 429:
+            delay = 0.0  # the budget itself is blocked until retry-after
+        elif decision.retry_after is not None:
+            delay = decision.retry_after
+        else:
+            delay = self._retry.backoff(attempt.number)
+        attempt.number += 1
+        self._stats.retries += 1
+        log.debug("retry %d after %.3fs: %s", attempt.number, delay, type(exc).__name__)
+        return delay
+
+    async def _send(self, params: dict[str, Any], opts: RequestOptions) -> Message:
+        """Schedule, send and retry one request; return the SDK's Message."""
+        plan = self._plan(params)
+        attempt = _Attempts(asyncio.get_running_loop().time())
         while True:
-            t0 = loop.time()
-            deadline = None if opts.deadline is None else opts.deadline - waited
-            reservation = await mc.gate.acquire(
-                cost, level=opts.level, deadline=deadline, enqueued_at=enqueued_at
-            )
-            waited += loop.time() - t0
-            if attempt == 0:
-                stats.queue_waits.append(waited)
+            reservation = await self._admit(plan, opts, attempt)
             try:
-                message = await self._attempt(mc, reservation, params, raw_estimate)
+                return await self._attempt(plan, reservation, params)
             except (anthropic.APIStatusError, anthropic.APIConnectionError) as exc:
-                decision = classify(exc)
-                if not decision.retry or attempt >= self._retry.max_retries:
+                delay = self._retry_delay(exc, attempt)
+                if delay is None:
                     raise
-                delay = 0.0
-                if decision.status == 429:
-                    delay = 0.0  # the budget itself is blocked until retry-after
-                elif decision.retry_after is not None:
-                    delay = decision.retry_after
-                else:
-                    delay = self._retry.backoff(attempt)
-                attempt += 1
-                stats.retries += 1
-                log.debug(
-                    "retrying %s (attempt %d) after %.3fs: %s",
-                    mc.name,
-                    attempt,
-                    delay,
-                    type(exc).__name__,
-                )
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                continue
-            return message
+            if delay > 0:
+                await asyncio.sleep(delay)
 
     async def _attempt(
-        self,
-        mc: _ModelClass,
-        reservation: Reservation,
-        params: dict[str, Any],
-        raw_estimate: float,
+        self, plan: _Plan, reservation: Reservation, params: dict[str, Any]
     ) -> Message:
         """One HTTP attempt under an admitted reservation; settles it exactly once."""
         key = self._keys[reservation.index]
         stats = self._stats
-        stats.upstream_calls += 1
         stats.in_flight += 1
-        loop = asyncio.get_running_loop()
         try:
             raw = await key.sdk.messages.with_raw_response.create(**params)
             message: Message = await raw.parse()
-        except anthropic.APIStatusError as exc:
-            self._on_status_error(mc, reservation, exc, loop.time())
-            raise
-        except anthropic.APIConnectionError:
-            stats.connection_errors += 1
-            reservation.release(sent=True, input_counted=True)
-            raise
-        except BaseException:
-            # cancelled in flight: the server counted the input, never the unproduced output
-            reservation.release(sent=True, input_counted=True)
+        except BaseException as exc:
+            self._on_failure(plan, reservation, exc)
             raise
         finally:
             stats.in_flight -= 1
-        now = loop.time()
-        budget = reservation.budget
-        if budget.observe(server_view(raw.headers), reservation.mark, reservation.sent_at, now):
-            mc.gate.poke()
-        u = message.usage
+        self._on_response_headers(plan, reservation, raw.headers)
+        self._on_usage(plan, reservation, message.model, message.usage)
+        return message
+
+    def _on_response_headers(
+        self, plan: _Plan, reservation: Reservation, headers: Mapping[str, str]
+    ) -> None:
+        """Resync the budget from a successful response's rate-limit headers."""
+        now = asyncio.get_running_loop().time()
+        view = server_view(headers)
+        if reservation.budget.observe(view, reservation.mark, reservation.sent_at, now):
+            plan.mc.gate.poke()
+
+    def _on_usage(self, plan: _Plan, reservation: Reservation, model: str, u: Usage) -> None:
+        """Reconcile the reservation with the true usage; calibrate; count tokens and cost."""
+        stats = self._stats
         cache_write = u.cache_creation_input_tokens or 0
         cache_read = u.cache_read_input_tokens or 0
         reservation.settle(u.input_tokens + cache_write, u.output_tokens)
-        mc.calibrator.observe(raw_estimate, u.input_tokens + cache_write + cache_read)
+        plan.mc.calibrator.observe(plan.raw_estimate, u.input_tokens + cache_write + cache_read)
         stats.input_tokens += u.input_tokens
         stats.output_tokens += u.output_tokens
         stats.cache_creation_input_tokens += cache_write
         stats.cache_read_input_tokens += cache_read
-        stats.cost_usd += cost_usd(message.model, u.input_tokens, u.output_tokens, cache_write, cache_read)
-        return message
+        stats.cost_usd += cost_usd(model, u.input_tokens, u.output_tokens, cache_write, cache_read)
 
-    def _on_status_error(
-        self, mc: _ModelClass, reservation: Reservation, exc: anthropic.APIStatusError, now: float
-    ) -> None:
+    def _on_failure(self, plan: _Plan, reservation: Reservation, exc: BaseException) -> None:
+        """Give back what a failed or cancelled attempt did not use; learn from a 429."""
+        if not isinstance(exc, anthropic.APIStatusError):
+            if isinstance(exc, anthropic.APIConnectionError):
+                self._stats.connection_errors += 1
+            # cancelled or dropped in flight: the server may have counted the input, never
+            # output it did not produce
+            reservation.release(sent=True, input_counted=True)
+            return
         status = exc.status_code
         stats = self._stats
+        now = asyncio.get_running_loop().time()
         view = server_view(exc.response.headers)
         budget = reservation.budget
         budget.observe(view, reservation.mark, reservation.sent_at, now)
@@ -395,7 +399,29 @@ class Thrift:
         elif status >= 500:
             stats.server_errors += 1
         reservation.release(sent=True, input_counted=status not in (429, 529))
-        mc.gate.poke()
+        plan.mc.gate.poke()
+
+
+class _Plan:
+    """What one request will cost and where it queues (the same for every retry)."""
+
+    __slots__ = ("cost", "mc", "raw_estimate")
+
+    def __init__(self, mc: _ModelClass, cost: Cost, raw_estimate: float) -> None:
+        self.mc = mc
+        self.cost = cost
+        self.raw_estimate = raw_estimate
+
+
+class _Attempts:
+    """Retry bookkeeping of one request: first arrival (its place in line), waits, count."""
+
+    __slots__ = ("enqueued_at", "number", "waited")
+
+    def __init__(self, enqueued_at: float) -> None:
+        self.enqueued_at = enqueued_at
+        self.number = 0
+        self.waited = 0.0
 
 
 class Messages:
@@ -404,16 +430,28 @@ class Messages:
     def __init__(self, client: Thrift) -> None:
         self._client = client
 
-    async def create(self, **kwargs: Any) -> Message:
+    async def create(self, **kwargs: Any) -> Any:
         """`anthropic.AsyncAnthropic().messages.create`, under the client's limits.
 
-        Extra keyword options: ``priority`` ("interactive" | "default" | "batch" | int),
-        ``deadline`` (seconds to wait for admission), ``cache`` and ``dedupe`` (bool).
+        Returns the SDK's `Message` (or, with ``stream=True``, an async iterator of the SDK's
+        stream events). Extra keyword options: ``priority`` ("interactive" | "default" |
+        "batch" | int), ``deadline`` (seconds to wait for admission), ``cache`` and
+        ``dedupe`` (bool).
         """
+        if kwargs.get("stream"):
+            from .streaming import open_event_stream
+
+            return await open_event_stream(self._client, kwargs)
         return await self._client._create(kwargs)
 
     def stream(self, **kwargs: Any) -> ThriftStreamManager:
-        """`messages.stream(...)` under the client's limits (see `asyncthrift.streaming`)."""
+        """`messages.stream(...)` under the client's limits, with the SDK's MessageStream API."""
         from .streaming import ThriftStreamManager
 
         return ThriftStreamManager(self._client, kwargs)
+
+    async def count_tokens(self, **kwargs: Any) -> Any:
+        """`messages.count_tokens(...)`, scheduled on its own request budget."""
+        from .counting import count_tokens
+
+        return await count_tokens(self._client, kwargs)
