@@ -20,10 +20,15 @@ __all__ = ["Budget", "Cost", "LocalBudget", "ServerView", "TokenBucket"]
 #: exactly where the level reaches the amount, give or take one ulp; never re-arm for that.
 _EPS = 1e-9
 
-#: Token `-remaining` headers are rounded to a thousand (to nearest or down: either way the
-#: true value is at most this much above what is reported), so a header only lowers the
-#: local level when it is below it by more than the rounding.
-_TOKEN_ROUNDING = 1000.0
+#: Token `-remaining` headers are rounded to a thousand. Reading them as exact errs on the
+#: safe side when the server rounds down (we may hold back up to 999 tokens, once) and is
+#: within ±500 when it rounds to nearest; crediting the rounding instead would let us run
+#: up to a thousand tokens ahead of the server, which is a 429 at the margin.
+_TOKEN_ROUNDING = 0.0
+
+#: The longest a bucket withholds refill waiting for the server's first answer after a
+#: burst from full, as a fraction of the period (then it credits the refill regardless).
+_MAX_HOLD = 0.5
 
 
 class Cost(NamedTuple):
@@ -53,7 +58,7 @@ class TokenBucket:
     capacity, then a steady refill; never reset at minute boundaries.
     """
 
-    __slots__ = ("_level", "_stamp", "capacity", "rate")
+    __slots__ = ("_held_until", "_level", "_owed", "_stamp", "capacity", "rate")
 
     def __init__(self, capacity: float, period: float, now: float, level: float | None = None):
         if capacity <= 0 or period <= 0:
@@ -62,13 +67,46 @@ class TokenBucket:
         self.rate = self.capacity / period
         self._level = self.capacity if level is None else float(level)
         self._stamp = now
+        self._held_until = -math.inf
+        self._owed = 0.0
 
     def level(self, now: float) -> float:
         """Units available at `now` (negative while in debt)."""
         if now > self._stamp:
-            self._level = min(self.capacity, self._level + (now - self._stamp) * self.rate)
+            gain = (now - self._stamp) * self.rate
+            if self._held_until > self._stamp:  # refill withheld while held (see `hold`)
+                withheld = (min(now, self._held_until) - self._stamp) * self.rate
+                self._owed += withheld
+                gain -= withheld
+            if self._owed and now >= self._held_until:  # the hold expired: credit it all
+                gain += self._owed
+                self._owed = 0.0
+            self._level = min(self.capacity, self._level + gain)
             self._stamp = now
         return self._level
+
+    @property
+    def held(self) -> bool:
+        return self._held_until > self._stamp
+
+    def hold(self, now: float, at_most: float) -> None:
+        """Withhold refill from `now` until `release()` (or at most `at_most` seconds).
+
+        A client that takes from a full bucket cannot know when the server will see the
+        request: a burst may leave the process seconds later. Refill credited meanwhile
+        would be refill the server never had (its bucket sat full). Holding until the
+        server's first answer, which then resyncs the level, closes that gap.
+        """
+        self.level(now)
+        self._held_until = now + at_most
+
+    def release(self, now: float) -> None:
+        """Credit the withheld refill (the caller then clamps to what the server reports)."""
+        self.level(now)
+        self._held_until = -math.inf
+        if self._owed:
+            self._level = min(self.capacity, self._level + self._owed)
+            self._owed = 0.0
 
     def wait(self, amount: float, now: float) -> float:
         """Seconds from `now` until `amount` units are available (0.0 if they are now)."""
@@ -120,6 +158,9 @@ class ServerView:
     output_limit: float | None = None
     output_remaining: float | None = None
     retry_after: float | None = None
+    #: `anthropic-ratelimit-requests-reset` as epoch seconds (server wall clock): with the
+    #: exact requests `-remaining` it tells when the server wrote these headers.
+    requests_reset: float | None = None
 
 
 class Budget(Protocol):
@@ -151,19 +192,41 @@ class LocalBudget:
     `sent` is the running total of everything ever taken; a request remembers the total at
     its own admission, so when its response's headers arrive the budget knows what was sent
     after it — what the server had not yet seen when it wrote `-remaining`.
+
+    `hold_bursts`: a take from a full bucket withholds refill until the server's first
+    answer to that burst (see `TokenBucket.hold`). Turn it off only for a budget no server
+    answers, such as a simulation of the scheduler alone.
     """
 
-    __slots__ = ("_buckets", "_sent", "blocked_until", "limits", "name")
+    __slots__ = (
+        "_buckets",
+        "_hold_bursts",
+        "_hold_marks",
+        "_off_hi",
+        "_off_lo",
+        "_sent",
+        "blocked_until",
+        "limits",
+        "name",
+    )
 
-    def __init__(self, limits: Limits, now: float, name: str = "") -> None:
+    def __init__(
+        self, limits: Limits, now: float, name: str = "", *, hold_bursts: bool = True
+    ) -> None:
         self.limits = limits
         self.name = name
+        self._hold_bursts = hold_bursts
         self._buckets: list[TokenBucket | None] = [
             None if cap is None else TokenBucket(cap, limits.period, now)
             for cap in (limits.rpm, limits.itpm, limits.otpm)
         ]
         self._sent = [0.0, 0.0, 0.0]
+        # the sent total of the take that started each dimension's hold (see take)
+        self._hold_marks = [math.inf, math.inf, math.inf]
         self.blocked_until = -math.inf
+        # bounds on (server wall clock - our clock), narrowed by every response
+        self._off_lo = -math.inf
+        self._off_hi = math.inf
 
     @property
     def buckets(self) -> tuple[TokenBucket | None, ...]:
@@ -202,6 +265,10 @@ class LocalBudget:
         for i, (bucket, amount) in enumerate(zip(self._buckets, cost, strict=True)):
             sent[i] += amount
             if bucket is not None and amount:
+                if self._hold_bursts and not bucket.held and bucket.level(now) >= bucket.capacity:
+                    # a burst from a full bucket: credit no refill until the server answers
+                    bucket.hold(now, self.limits.period * _MAX_HOLD)
+                    self._hold_marks[i] = sent[i]
                 bucket.take(amount, now)
         return Cost(sent[0], sent[1], sent[2])
 
@@ -223,12 +290,11 @@ class LocalBudget:
     def observe(self, view: ServerView, sent_mark: Cost, sent_at: float, now: float) -> bool:
         """Resync from a response's headers; True if the local view was lowered.
 
-        The server's `-remaining` excludes what it had admitted when it answered, but not what
-        we sent after this request. So the local level becomes at most
-        ``remaining - sent_after + refill since the request was sent`` (the instant the server
-        saw it, to within the one-way latency). A header never raises the local level: another
-        process may be spending from the same key. A lower server `-limit`, or a limit for a
-        dimension we had as unlimited, is adopted.
+        The server's `-remaining` excludes what it had admitted when it wrote the headers,
+        but not what we sent after this request. So the local level becomes at most
+        ``remaining - sent_after + refill since the headers were written``. A header never
+        raises the local level: another process may be spending from the same key. A lower
+        server `-limit`, or a limit for a dimension we had as unlimited, is adopted.
         """
         lowered = False
         specs = (
@@ -236,26 +302,54 @@ class LocalBudget:
             (view.input_limit, view.input_remaining, _TOKEN_ROUNDING),
             (view.output_limit, view.output_remaining, _TOKEN_ROUNDING),
         )
-        for i, (limit, remaining, rounding) in enumerate(specs):
+        for i, (limit, remaining, _) in enumerate(specs):
+            if limit is None or limit <= 0:
+                continue
             bucket = self._buckets[i]
-            if limit is not None and limit > 0:
-                if bucket is None:
-                    level = remaining if remaining is not None else limit
-                    self._buckets[i] = bucket = TokenBucket(
-                        limit, self.limits.period, now, level=min(level, limit)
-                    )
-                    lowered = True
-                elif limit < bucket.capacity - 0.5:
-                    bucket.resize(limit, self.limits.period, now)
-                    lowered = True
-            if bucket is None or remaining is None:
+            if bucket is None:
+                level = remaining if remaining is not None else limit
+                self._buckets[i] = TokenBucket(limit, self.limits.period, now, min(level, limit))
+                lowered = True
+            elif limit < bucket.capacity - 0.5:
+                bucket.resize(limit, self.limits.period, now)
+                lowered = True
+        written = self._written_at(view, sent_at, now)
+        for i, (_, remaining, rounding) in enumerate(specs):
+            bucket = self._buckets[i]
+            if bucket is None:
+                continue
+            if bucket.held and sent_mark[i] >= self._hold_marks[i]:
+                bucket.release(now)  # the server has seen the burst: its headers now rule
+            if remaining is None:
                 continue
             sent_after = self._sent[i] - sent_mark[i]
-            refill = max(0.0, now - sent_at) * bucket.rate
-            ceiling = remaining + rounding - sent_after + refill
+            ceiling = remaining + rounding - sent_after + (now - written) * bucket.rate
             if bucket.clamp(ceiling, now):
                 lowered = True
         return lowered
+
+    def _written_at(self, view: ServerView, sent_at: float, now: float) -> float:
+        """When (on our clock) the server wrote these headers; within [sent_at, now].
+
+        The requests `-reset` is when the server's bucket will be full again, so the server
+        wrote the headers at ``reset - (limit - remaining) / rate`` on its wall clock. The
+        offset between its clock and ours is bracketed by every response (the headers were
+        written after we sent and before we received) and the tightest bound kept. Without
+        the header we assume the server saw the request as we sent it.
+        """
+        bucket = self._buckets[0]
+        reset, remaining = view.requests_reset, view.requests_remaining
+        if bucket is None or reset is None or remaining is None:
+            return sent_at
+        wall = reset - max(0.0, bucket.capacity - remaining) / bucket.rate
+        lo, hi = wall - now, wall - sent_at
+        if lo > self._off_hi or hi < self._off_lo:  # a clock jump: start over
+            self._off_lo, self._off_hi = lo, hi
+        else:
+            self._off_lo = max(self._off_lo, lo)
+            self._off_hi = min(self._off_hi, hi)
+        # the smallest plausible offset gives the latest write time: the least refill credited
+        return min(now, max(sent_at, wall - self._off_lo))
 
     def levels(self, now: float) -> tuple[float | None, ...]:
         """Current level of each dimension (None = unlimited), for stats and metrics."""

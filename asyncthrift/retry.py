@@ -9,6 +9,7 @@ holds every request for it, not just this one.
 from __future__ import annotations
 
 import email.utils
+from datetime import datetime
 import random
 import time
 from collections.abc import Callable, Mapping
@@ -89,6 +90,16 @@ def _num(headers: Mapping[str, str], name: str) -> float | None:
         return None
 
 
+def _epoch(headers: Mapping[str, str], name: str) -> float | None:
+    raw = headers.get(name)
+    if not raw:
+        return None
+    try:
+        return datetime.fromisoformat(raw).timestamp()
+    except ValueError:
+        return None
+
+
 def server_view(headers: Mapping[str, str]) -> ServerView:
     """The rate-limit state one response's headers report."""
     p = "anthropic-ratelimit-"
@@ -100,6 +111,7 @@ def server_view(headers: Mapping[str, str]) -> ServerView:
         output_limit=_num(headers, p + "output-tokens-limit"),
         output_remaining=_num(headers, p + "output-tokens-remaining"),
         retry_after=parse_retry_after(headers),
+        requests_reset=_epoch(headers, p + "requests-reset"),
     )
 
 

@@ -113,13 +113,47 @@ def test_observe_projects_refill_since_the_request_was_sent() -> None:
     assert budget.levels(2.0)[0] == pytest.approx(31)
 
 
-def test_observe_reads_token_remaining_as_rounded() -> None:
+def test_observe_reads_rounded_token_remaining_on_the_safe_side() -> None:
     budget = LocalBudget(Limits(itpm=100_000), now=0.0)
     mark = budget.take(Cost(0, 10_400, 0), 0.0)
-    # exact remaining 89_600, reported rounded down to 89_000: must not lower us
-    assert not budget.observe(
-        ServerView(input_limit=100_000, input_remaining=89_000), mark, 0.0, 0.0
-    )
+    # exact remaining 89_600, reported rounded down to 89_000: read as exact (safe side)
+    view = ServerView(input_limit=100_000, input_remaining=89_000)
+    assert budget.observe(view, mark, 0.0, 0.0)
+    assert budget.levels(0.0)[1] == pytest.approx(89_000)
+
+
+def test_a_burst_from_full_credits_no_refill_until_the_server_answers() -> None:
+    budget = LocalBudget(Limits(rpm=60, period=60), now=0.0)  # 1 per second
+    first = budget.take(Cost(1, 0, 0), 0.0)
+    for _ in range(59):
+        budget.take(Cost(1, 0, 0), 0.0)
+    # the burst may leave the process late; until the server answers, no refill is credited
+    assert budget.levels(5.0)[0] == pytest.approx(0.0)
+    assert budget.wait(Cost(1, 0, 0), 5.0) > 0
+    # the first answer: the server had 57 left after ours (it wasted refill at its cap while
+    # the burst was on its way), so of the 5 s of refill only 3 are real
+    view = ServerView(requests_limit=60, requests_remaining=57)
+    budget.observe(view, first, sent_at=0.0, now=5.0)
+    assert budget.levels(5.0)[0] == pytest.approx(3.0)
+    # and refill flows again afterwards
+    level = budget.levels(5.0)[0]
+    assert budget.levels(6.0)[0] == pytest.approx(level + 1.0)
+
+
+def test_a_lone_consumer_gets_all_its_refill_back_at_the_first_answer() -> None:
+    budget = LocalBudget(Limits(rpm=60, period=60), now=0.0)
+    first = budget.take(Cost(1, 0, 0), 0.0)
+    for _ in range(59):
+        budget.take(Cost(1, 0, 0), 0.0)
+    budget.observe(ServerView(requests_limit=60, requests_remaining=59), first, 0.0, 5.0)
+    assert budget.levels(5.0)[0] == pytest.approx(5.0)
+
+
+def test_a_hold_expires_if_the_server_never_answers() -> None:
+    budget = LocalBudget(Limits(rpm=60, period=60), now=0.0)
+    budget.take(Cost(60, 0, 0), 0.0)
+    assert budget.levels(10.0)[0] == pytest.approx(0.0)
+    assert budget.levels(31.0)[0] == pytest.approx(31.0)  # after period/2 all refill counts
 
 
 def test_observe_adopts_a_lower_or_unknown_server_limit() -> None:

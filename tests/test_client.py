@@ -248,7 +248,7 @@ async def test_key_pool_spreads_over_keys_by_their_limits() -> None:
         ({"dedupe": "yes"}, TypeError, "dedupe"),
     ],
 )
-def test_bad_client_arguments_fail_at_once(
+async def test_bad_client_arguments_fail_at_once(
     kwargs: dict[str, Any], exc: type[Exception], match: str
 ) -> None:
     with pytest.raises(exc, match=match):
@@ -276,7 +276,7 @@ async def test_bad_request_options_fail_before_anything_is_queued(
         assert api.calls == [] and c.stats().queued == 0
 
 
-def test_missing_key_says_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_missing_key_says_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
     with pytest.raises(ValueError, match="ANTHROPIC_API_KEY"):
         Thrift()

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.looptime
 
 def make_gate(limits: Limits, **kw: object) -> tuple[Gate, LocalBudget]:
     loop = asyncio.get_running_loop()
-    budget = LocalBudget(limits, loop.time())
+    budget = LocalBudget(limits, loop.time(), hold_bursts=False)
     return Gate([budget], loop=loop, **kw), budget  # type: ignore[arg-type]
 
 
@@ -164,7 +164,7 @@ async def test_deadline_exceeded_leaves_nothing_behind() -> None:
 
 async def test_queue_full() -> None:
     loop = asyncio.get_running_loop()
-    budget = LocalBudget(Limits(rpm=60), loop.time())
+    budget = LocalBudget(Limits(rpm=60), loop.time(), hold_bursts=False)
     gate = Gate([budget], counter=QueueCounter(2), loop=loop)
     await gate.acquire(Cost(60, 0, 0))
     waiters = [asyncio.create_task(gate.acquire(Cost(1, 0, 0))) for _ in range(2)]
@@ -192,8 +192,8 @@ async def test_block_until_is_honoured_to_the_millisecond() -> None:
 
 async def test_key_pool_uses_whichever_key_can_pay_first() -> None:
     loop = asyncio.get_running_loop()
-    a = LocalBudget(Limits(rpm=60), loop.time(), name="a")
-    b = LocalBudget(Limits(rpm=120), loop.time(), name="b")
+    a = LocalBudget(Limits(rpm=60), loop.time(), name="a", hold_bursts=False)
+    b = LocalBudget(Limits(rpm=120), loop.time(), name="b", hold_bursts=False)
     gate = Gate([a, b], loop=loop)
     used = [0, 0]
     for _ in range(180):

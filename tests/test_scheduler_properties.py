@@ -49,7 +49,7 @@ def test_no_window_admits_more_than_burst_plus_refill(workload: list[Job], perio
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        gate = Gate([LocalBudget(limits, loop.time())], loop=loop)
+        gate = Gate([LocalBudget(limits, loop.time(), hold_bursts=False)], loop=loop)
 
         async def one(job: Job) -> None:
             await asyncio.sleep(job.arrival)

@@ -1,0 +1,342 @@
+"""A Redis answer cache (redis-py asyncio with hiredis) that can never take the app down.
+
+Values are the cache's opaque bytes behind a one-byte header (raw, or zlib-compressed when
+that is smaller and the value is above `compress_above`), stored with ``SET ... PX`` so every
+entry carries its own TTL. Keys are ``<namespace>:<key>``: a namespace isolates deployments
+or test runs sharing one server.
+
+Failure policy: every operation is bounded by `timeout` (a longer `connect_timeout` while a
+connection is being established); an error or timeout is counted, logged once per outage,
+and answered as a miss / no-op. After `failure_threshold` consecutive failures a circuit
+breaker skips Redis entirely for `cooldown` seconds, so a dead server costs nothing per
+request; then a single probe operation decides whether to close it again.
+
+``redis`` is imported only when a URL is given, so the core never needs it installed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import zlib
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Final, Protocol
+
+from .base import CacheStats
+
+__all__ = ["AsyncRedisClient", "RedisCache"]
+
+log = logging.getLogger("asyncthrift.cache")
+
+_RAW: Final = b"\x00"
+_ZLIB: Final = b"\x01"
+
+
+class AsyncRedisClient(Protocol):
+    """The part of ``redis.asyncio.Redis`` this cache uses (structural, so no import)."""
+
+    def get(self, name: str, /) -> Any: ...
+
+    def set(self, name: str, value: bytes, /, *, px: int | None = None) -> Any: ...
+
+    def mget(self, keys: list[str], /) -> Any: ...
+
+    def pipeline(self, transaction: bool = True, /) -> Any: ...
+
+    async def aclose(self) -> None: ...
+
+
+class RedisCache:
+    """An answer cache in Redis; see the module docstring for the failure policy.
+
+    `url_or_client` is a ``redis://``/``rediss://`` URL (the cache then owns the client and
+    closes it in `aclose`) or an existing ``redis.asyncio.Redis`` created with
+    ``decode_responses=False`` (left open: its owner closes it). `redis_kwargs` go to
+    ``Redis.from_url`` (e.g. ``max_connections``, ``password``).
+
+    `ttl` is the default entry lifetime in seconds (None: no expiry); `compress_above` the size
+    in bytes above which values are zlib-compressed at `compress_level` (None: never).
+    """
+
+    __slots__ = (
+        "_client",
+        "_clock",
+        "_connected",
+        "_errors",
+        "_failures",
+        "_hits",
+        "_misses",
+        "_open_until",
+        "_owned",
+        "_prefix",
+        "_probing",
+        "_sets",
+        "_skipped",
+        "_timeouts",
+        "compress_above",
+        "compress_level",
+        "connect_timeout",
+        "cooldown",
+        "failure_threshold",
+        "namespace",
+        "timeout",
+        "ttl",
+    )
+
+    def __init__(
+        self,
+        url_or_client: str | AsyncRedisClient,
+        *,
+        namespace: str = "asyncthrift",
+        ttl: float | None = 3600.0,
+        compress_above: int | None = 4096,
+        compress_level: int = 1,
+        timeout: float = 0.05,
+        connect_timeout: float = 1.0,
+        failure_threshold: int = 3,
+        cooldown: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+        **redis_kwargs: Any,
+    ) -> None:
+        if timeout <= 0 or connect_timeout <= 0:
+            raise ValueError("RedisCache timeouts must be > 0 seconds")
+        if ttl is not None and ttl <= 0:
+            raise ValueError(f"RedisCache ttl must be > 0 seconds or None, got {ttl!r}")
+        if failure_threshold < 1:
+            raise ValueError("RedisCache failure_threshold must be >= 1")
+        self.namespace = namespace
+        self.ttl = ttl
+        self.compress_above = compress_above
+        self.compress_level = compress_level
+        self.timeout = timeout
+        self.connect_timeout = max(connect_timeout, timeout)
+        self.failure_threshold = failure_threshold
+        self.cooldown = cooldown
+        self._clock = clock
+        self._prefix = f"{namespace}:" if namespace else ""
+        if isinstance(url_or_client, str):
+            self._client: Any = _client_from_url(url_or_client, self.connect_timeout, redis_kwargs)
+            self._owned = True
+        else:
+            if redis_kwargs:
+                raise TypeError("redis_kwargs apply only when RedisCache creates the client")
+            pool = getattr(url_or_client, "connection_pool", None)
+            if getattr(pool, "connection_kwargs", {}).get("decode_responses"):
+                raise ValueError(
+                    "RedisCache needs a client created with decode_responses=False: it stores bytes"
+                )
+            self._client = url_or_client
+            self._owned = False
+        self._connected = False
+        self._failures = 0
+        self._open_until = 0.0
+        self._probing = False
+        self._hits = self._misses = self._sets = 0
+        self._errors = self._timeouts = self._skipped = 0
+
+    # -- the Cache protocol ---------------------------------------------------------------
+
+    async def get(self, key: str) -> bytes | None:
+        if not self._admit():
+            self._skipped += 1
+            self._misses += 1
+            return None
+        try:
+            async with asyncio.timeout(self._bound()):
+                raw = await self._client.get(self._prefix + key)
+        except asyncio.CancelledError:
+            self._probing = False
+            raise
+        except Exception as exc:
+            self._failed(exc)
+            self._misses += 1
+            return None
+        self._succeeded()
+        return self._found(raw)
+
+    async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
+        px = self._px(ttl)
+        if px == 0:
+            return
+        if not self._admit():
+            self._skipped += 1
+            return
+        data = self._pack(value)
+        try:
+            async with asyncio.timeout(self._bound()):
+                await self._client.set(self._prefix + key, data, px=px)
+        except asyncio.CancelledError:
+            self._probing = False
+            raise
+        except Exception as exc:
+            self._failed(exc)
+            return
+        self._succeeded()
+        self._sets += 1
+
+    async def aclose(self) -> None:
+        if self._owned:
+            await self._client.aclose()
+
+    @property
+    def stats(self) -> CacheStats:
+        return CacheStats(
+            hits=self._hits,
+            misses=self._misses,
+            sets=self._sets,
+            errors=self._errors,
+            timeouts=self._timeouts,
+            skipped=self._skipped,
+        )
+
+    # -- batches: one round trip for many keys ----------------------------------------------
+
+    async def get_many(self, keys: Iterable[str]) -> list[bytes | None]:
+        """Values for `keys` in order (None where missing), in one ``MGET``."""
+        names = [self._prefix + k for k in keys]
+        if not names:
+            return []
+        if not self._admit():
+            self._skipped += 1
+            self._misses += len(names)
+            return [None] * len(names)
+        try:
+            async with asyncio.timeout(self._bound()):
+                raws = await self._client.mget(names)
+        except asyncio.CancelledError:
+            self._probing = False
+            raise
+        except Exception as exc:
+            self._failed(exc)
+            self._misses += len(names)
+            return [None] * len(names)
+        self._succeeded()
+        return [self._found(r) for r in raws]
+
+    async def set_many(self, items: Mapping[str, bytes], ttl: float | None = None) -> None:
+        """Store every item with the same `ttl`, pipelined in one round trip."""
+        px = self._px(ttl)
+        if px == 0 or not items:
+            return
+        if not self._admit():
+            self._skipped += 1
+            return
+        pipe = self._client.pipeline(False)
+        for k, v in items.items():
+            pipe.set(self._prefix + k, self._pack(v), px=px)
+        try:
+            async with asyncio.timeout(self._bound()):
+                await pipe.execute()
+        except asyncio.CancelledError:
+            self._probing = False
+            raise
+        except Exception as exc:
+            self._failed(exc)
+            return
+        self._succeeded()
+        self._sets += len(items)
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _px(self, ttl: float | None) -> int | None:
+        """Milliseconds for ``PX``; None for no expiry, 0 for "do not store"."""
+        ttl = self.ttl if ttl is None else ttl
+        if ttl is None:
+            return None
+        if ttl <= 0:
+            return 0
+        return max(1, round(ttl * 1000))
+
+    def _pack(self, value: bytes) -> bytes:
+        if self.compress_above is not None and len(value) > self.compress_above:
+            packed = zlib.compress(value, self.compress_level)
+            if len(packed) + 1 < len(value):
+                return _ZLIB + packed
+        return _RAW + value
+
+    def _found(self, raw: Any) -> bytes | None:
+        if raw is None:
+            self._misses += 1
+            return None
+        try:
+            head = raw[:1]
+            if head == _RAW:
+                value = bytes(raw[1:])
+            elif head == _ZLIB:
+                value = zlib.decompress(raw[1:])
+            else:
+                raise ValueError(f"unknown value header {head!r}")
+        except (zlib.error, ValueError, TypeError) as exc:
+            self._errors += 1
+            self._misses += 1
+            log.warning("Redis cache: unreadable entry treated as a miss (%s)", exc)
+            return None
+        self._hits += 1
+        return value
+
+    def _bound(self) -> float:
+        return self.timeout if self._connected else self.connect_timeout
+
+    def _admit(self) -> bool:
+        """Whether to try Redis now: closed circuit, or the single half-open probe."""
+        if self._failures < self.failure_threshold:
+            return True
+        if self._clock() < self._open_until or self._probing:
+            return False
+        self._probing = True
+        return True
+
+    def _succeeded(self) -> None:
+        self._connected = True
+        if self._failures:
+            if self._failures >= self.failure_threshold:
+                log.info("Redis cache %s is reachable again; using it", self.namespace)
+            self._failures = 0
+        self._probing = False
+
+    def _failed(self, exc: Exception) -> None:
+        self._errors += 1
+        if isinstance(exc, TimeoutError):
+            self._timeouts += 1
+        self._connected = False
+        self._probing = False
+        self._failures += 1
+        if self._failures == 1:
+            log.warning(
+                "Redis cache %s unavailable (%s: %s); requests go on without it",
+                self.namespace,
+                type(exc).__name__,
+                str(exc) or "timed out",
+            )
+        if self._failures >= self.failure_threshold:
+            self._open_until = self._clock() + self.cooldown
+
+    def __repr__(self) -> str:
+        state = "open" if self._failures >= self.failure_threshold else "closed"
+        return f"RedisCache(namespace={self.namespace!r}, ttl={self.ttl}, circuit={state})"
+
+
+def _client_from_url(url: str, connect_timeout: float, kwargs: dict[str, Any]) -> Any:
+    try:
+        import redis.asyncio as aioredis
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "cache='redis://...' needs redis-py: pip install 'asyncthrift[redis]'"
+        ) from exc
+    opts: dict[str, Any] = {
+        "socket_connect_timeout": connect_timeout,
+        # Every operation is bounded by asyncio.timeout here. redis-py's own socket_timeout
+        # wraps writes in asyncio.wait_for, which on Python 3.11 can swallow a cancellation
+        # (and so our time bound) when the write completes at the same moment.
+        "socket_timeout": None,
+        # Fail fast and let the circuit breaker decide: redis-py's own retries would only
+        # stretch an outage inside our time bound.
+        "retry": Retry(NoBackoff(), 0),
+        "health_check_interval": 0,
+    }
+    opts.update(kwargs)
+    opts["decode_responses"] = False
+    return aioredis.Redis.from_url(url, **opts)

@@ -1,0 +1,206 @@
+"""`MockConfig` and `Faults`: everything that shapes the mock's behaviour, in one value.
+
+Both are frozen so one config can be shared by several servers and serialised for a child
+process (`to_json` / `from_json`) without surprises.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Literal
+
+import orjson
+
+from ..limits import Limits, LimitsSpec, LimitsTable
+
+__all__ = ["Faults", "MockConfig"]
+
+
+def _probability(name: str, value: float) -> None:
+    if not (isinstance(value, int | float) and 0.0 <= value <= 1.0):
+        raise ValueError(f"Faults.{name} must be a probability in [0, 1], got {value!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Faults:
+    """Injected failures, each a probability per Messages request that passed validation.
+
+    `overloaded` (529 overloaded_error), `server_error` (500 api_error) and `drop` (the
+    connection is closed without any response) are exclusive outcomes decided by one draw;
+    their sum must not exceed 1. `stream_error` applies to admitted streams only: an
+    ``event: error`` overloaded_error after about half the deltas. The RNG is seeded with
+    `seed` and draws the same number of values per request, so a given arrival order always
+    gets the same faults. Faults are decided before rate limiting and never charge buckets.
+    """
+
+    overloaded: float = 0.0
+    server_error: float = 0.0
+    drop: float = 0.0
+    stream_error: float = 0.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("overloaded", "server_error", "drop", "stream_error"):
+            _probability(name, getattr(self, name))
+        if self.overloaded + self.server_error + self.drop > 1.0 + 1e-12:
+            raise ValueError("Faults.overloaded + server_error + drop must not exceed 1")
+
+
+OutputCharge = Literal["reserve", "actual"]
+
+#: Default (lo, hi) range of answer lengths in output tokens.
+DEFAULT_OUTPUT_TOKENS: tuple[int, int] = (16, 256)
+
+
+@dataclass(frozen=True, slots=True)
+class MockConfig:
+    """How a `MockServer` behaves. Every field has a default that models the real API.
+
+    Rate limiting:
+      limits: anything `LimitsTable` accepts (None = unlimited, a `Limits`, a preset name,
+        or a mapping of model-family prefix to `Limits`); `Limits.period` compresses time.
+      key_limits: per-api-key override of `limits` (same accepted forms).
+      output_charge: "reserve" charges max_tokens at admission and refunds the unused part at
+        completion; "actual" only requires a non-empty output bucket at admission and charges
+        what was produced at completion.
+      shadow_load: fraction in [0, 1) of every bucket's refill eaten by an invisible second
+        consumer of the same key.
+      round_remaining: token `-remaining` headers rounded down to a thousand (as the API does).
+      retry_after_ms: also send `retry-after-ms` on 429 and 529.
+      count_tokens_rpm / count_tokens_period: count_tokens' own request limit per key.
+    Answers and timing:
+      output_tokens: (lo, hi) range of the deterministic answer length, capped by max_tokens.
+      latency: seconds before the answer (time to first token for streams).
+      latency_per_token: seconds per output token (spread over a stream's deltas).
+      latency_jitter: relative jitter of the total latency, seeded (0.1 = ±10 %).
+      stream_chunk_words: words per `text_delta` event.
+      overloaded_retry_after: `retry-after` seconds sent with 529s.
+    Validation and limits of the model:
+      api_keys: if set, only these keys are valid (others get 401).
+      context_window: prompts with more input tokens get 400 "prompt is too long".
+      max_output_tokens: max_tokens above this gets 400.
+      max_body_bytes: larger bodies get 413 request_too_large.
+    Prompt caching:
+      prompt_caching: honour `cache_control` breakpoints (reads are not charged to ITPM).
+      cache_ttl_scale: multiplies the 5 min / 1 h TTLs (compress time as `period` does).
+    Observation:
+      record: keep an admission log (`MockCounters.log`) for plots.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    limits: LimitsSpec = None
+    key_limits: Mapping[str, LimitsSpec] | None = None
+    api_keys: Collection[str] | None = None
+    output_charge: OutputCharge = "reserve"
+    shadow_load: float = 0.0
+    round_remaining: bool = True
+    retry_after_ms: bool = False
+    count_tokens_rpm: float | None = None
+    count_tokens_period: float = 60.0
+    output_tokens: tuple[int, int] = DEFAULT_OUTPUT_TOKENS
+    latency: float = 0.0
+    latency_per_token: float = 0.0
+    latency_jitter: float = 0.0
+    stream_chunk_words: int = 4
+    overloaded_retry_after: float = 1.0
+    faults: Faults = field(default_factory=Faults)
+    context_window: int = 200_000
+    max_output_tokens: int = 64_000
+    max_body_bytes: int = 32 * 1024 * 1024
+    prompt_caching: bool = True
+    cache_ttl_scale: float = 1.0
+    record: bool = False
+
+    def __post_init__(self) -> None:
+        if self.api_keys is not None and not isinstance(self.api_keys, frozenset):
+            object.__setattr__(self, "api_keys", frozenset(self._iter_keys(self.api_keys)))
+        lo_hi = tuple(self.output_tokens)
+        if len(lo_hi) != 2 or not all(isinstance(v, int) for v in lo_hi):
+            raise ValueError(f"output_tokens must be (lo, hi) integers, got {self.output_tokens!r}")
+        lo, hi = lo_hi
+        if not 1 <= lo <= hi:
+            raise ValueError(f"output_tokens must satisfy 1 <= lo <= hi, got {lo_hi!r}")
+        object.__setattr__(self, "output_tokens", (lo, hi))
+        if self.output_charge not in ("reserve", "actual"):
+            raise ValueError(
+                f"output_charge must be 'reserve' or 'actual', got {self.output_charge!r}"
+            )
+        if not 0.0 <= self.shadow_load < 1.0:
+            raise ValueError(f"shadow_load must be in [0, 1), got {self.shadow_load!r}")
+        for name in ("latency", "latency_per_token", "latency_jitter", "overloaded_retry_after"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        if self.count_tokens_rpm is not None and self.count_tokens_rpm <= 0:
+            raise ValueError("count_tokens_rpm must be positive or None")
+        if self.stream_chunk_words < 1:
+            raise ValueError("stream_chunk_words must be >= 1")
+        # Fail at construction, not at the first request, on a malformed limits spec.
+        LimitsTable(self.limits)
+        for spec in (self.key_limits or {}).values():
+            LimitsTable(spec)
+
+    @staticmethod
+    def _iter_keys(keys: Iterable[str]) -> Iterable[str]:
+        if isinstance(keys, str):
+            return (keys,)
+        return keys
+
+    # -- serialisation for a child process -------------------------------------------------
+
+    def to_json(self) -> str:
+        """This config as JSON (`Limits` become objects tagged with ``"__limits__"``)."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in ("limits",):
+                value = _limits_to_json(value)
+            elif f.name == "key_limits" and value is not None:
+                value = {k: _limits_to_json(v) for k, v in value.items()}
+            elif f.name == "api_keys" and value is not None:
+                value = sorted(value)
+            elif f.name == "faults":
+                value = asdict(value)
+            out[f.name] = value
+        return orjson.dumps(out).decode()
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> MockConfig:
+        """Inverse of `to_json`."""
+        raw = orjson.loads(text)
+        if not isinstance(raw, dict):
+            raise ValueError("a MockConfig JSON must be an object")
+        kwargs: dict[str, Any] = dict(raw)
+        kwargs["limits"] = _limits_from_json(raw.get("limits"))
+        if raw.get("key_limits") is not None:
+            kwargs["key_limits"] = {k: _limits_from_json(v) for k, v in raw["key_limits"].items()}
+        if raw.get("api_keys") is not None:
+            kwargs["api_keys"] = frozenset(raw["api_keys"])
+        if "faults" in raw:
+            kwargs["faults"] = Faults(**raw["faults"])
+        if "output_tokens" in raw:
+            kwargs["output_tokens"] = tuple(raw["output_tokens"])
+        return cls(**kwargs)
+
+
+def _one_limits_to_json(limits: Limits) -> dict[str, Any]:
+    return {"__limits__": True, **{f.name: getattr(limits, f.name) for f in fields(limits)}}
+
+
+def _limits_to_json(spec: Any) -> Any:
+    if isinstance(spec, Limits):
+        return _one_limits_to_json(spec)
+    if isinstance(spec, Mapping):
+        return {k: _one_limits_to_json(v) for k, v in spec.items()}
+    return spec  # None or a preset name
+
+
+def _limits_from_json(raw: Any) -> Any:
+    if isinstance(raw, dict):
+        if raw.get("__limits__"):
+            return Limits(**{k: v for k, v in raw.items() if k != "__limits__"})
+        return {k: _limits_from_json(v) for k, v in raw.items()}
+    return raw

@@ -1,0 +1,377 @@
+"""A minimal HTTP/1.1 server on `asyncio.Protocol`, just enough for the Anthropic SDK.
+
+Why not aiohttp or starlette: the runtime dependencies stay at anthropic, orjson and
+xxhash, and a protocol-level server costs a few microseconds per request, so the mock is
+never the bottleneck of a benchmark. What it supports:
+
+- keep-alive (HTTP/1.1 default, ``Connection: close`` honoured), pipelined requests
+  answered in order (one handler at a time per connection);
+- request bodies with ``Content-Length`` (``Expect: 100-continue`` answered); chunked
+  request bodies are refused with 501 (the SDK never sends them);
+- responses with ``Content-Length``, or streamed with ``Transfer-Encoding: chunked``
+  (server-sent events), with write flow control;
+- a handler may return None to drop the connection without any response (fault injection);
+- a lost (or half-closed) connection cancels its handler task, so an abandoned answer stops
+  generating and settles what it owes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any, Final, cast
+
+__all__ = ["HttpServer", "Request", "Response", "StreamResponse"]
+
+log = logging.getLogger("asyncthrift.mock")
+
+_MAX_HEAD: Final = 64 * 1024
+
+REASONS: Final = {
+    100: "Continue",
+    200: "OK",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    413: "Payload Too Large",
+    429: "Too Many Requests",
+    431: "Request Header Fields Too Large",
+    500: "Internal Server Error",
+    501: "Not Implemented",
+    529: "Overloaded",
+}
+
+
+@dataclass(slots=True)
+class Request:
+    """One parsed request. Header names are lower-case; duplicates keep the last value."""
+
+    method: str
+    target: str
+    headers: dict[str, str]
+    body: bytes = b""
+    keep_alive: bool = True
+
+    @property
+    def path(self) -> str:
+        return self.target.partition("?")[0]
+
+
+@dataclass(slots=True)
+class Response:
+    """A complete response, sent with Content-Length."""
+
+    status: int
+    body: bytes
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    content_type: str = "application/json"
+
+
+@dataclass(slots=True)
+class StreamResponse:
+    """A streamed response: the head (with `prefix` as its first chunk, in the same write) is
+    sent at once, then each chunk `body` yields.
+
+    `on_close` is called exactly once when the response is over, however it ends (sent,
+    client gone, server stopping), even if the generator never started — an unstarted
+    generator's ``finally`` would never run, so settle accounts there, not in the generator.
+    """
+
+    status: int
+    body: AsyncGenerator[bytes, None]
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    content_type: str = "text/event-stream; charset=utf-8"
+    prefix: bytes = b""
+    on_close: Callable[[], None] | None = None
+
+
+Handler = Callable[[Request], Awaitable[Response | StreamResponse | None]]
+ErrorFactory = Callable[[int, str], Response]
+
+
+def _head(status: int, headers: list[tuple[str, str]], extra: str) -> bytes:
+    lines = [f"HTTP/1.1 {status} {REASONS.get(status, 'Unknown')}"]
+    lines.extend(f"{name}: {value}" for name, value in headers)
+    return ("\r\n".join(lines) + "\r\n" + extra + "\r\n").encode("latin-1")
+
+
+class _Connection(asyncio.Protocol):
+    """One client connection: parse, dispatch one request at a time, write back."""
+
+    __slots__ = (
+        "_buf",
+        "_closed",
+        "_continue_sent",
+        "_drain",
+        "_paused",
+        "_pending",
+        "_server",
+        "_task",
+        "_transport",
+    )
+
+    def __init__(self, server: HttpServer) -> None:
+        self._server = server
+        self._transport: asyncio.Transport | None = None
+        self._buf = bytearray()
+        self._task: asyncio.Task[None] | None = None
+        self._pending: tuple[Request, int] | None = None  # head parsed, body incomplete
+        self._continue_sent = False
+        self._closed = False
+        self._paused = False
+        self._drain: asyncio.Future[None] | None = None
+
+    # -- asyncio.Protocol ------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses, but have the same API.
+        self._transport = cast(asyncio.Transport, transport)
+        self._server._connections.add(self)
+        self._server.opened += 1
+
+    def data_received(self, data: bytes) -> None:
+        self._buf += data
+        if self._task is None:
+            self._next()
+
+    def eof_received(self) -> bool:
+        # A client that half-closes has gone away (HTTP clients never half-close to await a
+        # response): returning False closes the transport, and connection_lost cancels the
+        # handler, so an abandoned answer stops and settles like a dropped connection.
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closed = True
+        self._server._connections.discard(self)
+        if self._task is not None:
+            self._task.cancel()
+        self._wake()
+
+    def pause_writing(self) -> None:
+        self._paused = True
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        self._wake()
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _wake(self) -> None:
+        waiter, self._drain = self._drain, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def _drained(self) -> None:
+        if self._paused and not self._closed:
+            self._drain = asyncio.get_running_loop().create_future()
+            await self._drain
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+    def _fail(self, status: int, message: str) -> None:
+        """A protocol-level error: answer it and close (the stream can't be resynced)."""
+        assert self._transport is not None
+        resp = self._server.error_response(status, message)
+        headers = [*resp.headers, ("connection", "close")]
+        self._transport.write(
+            _head(
+                status,
+                headers,
+                f"content-type: {resp.content_type}\r\ncontent-length: {len(resp.body)}\r\n",
+            )
+            + resp.body
+        )
+        self._buf.clear()
+        self._transport.close()
+
+    def _parse_head(self) -> tuple[Request, int] | None:
+        buf = self._buf
+        end = buf.find(b"\r\n\r\n")
+        if end < 0:
+            if len(buf) > _MAX_HEAD:
+                self._fail(431, "request headers too large")
+            return None
+        lines = buf[:end].decode("latin-1").split("\r\n")
+        del buf[: end + 4]
+        parts = lines[0].split(" ")
+        if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
+            self._fail(400, "malformed request line")
+            return None
+        method, target, version = parts
+        headers: dict[str, str] = {}
+        for line in lines[1:]:
+            name, sep, value = line.partition(":")
+            if not sep:
+                self._fail(400, "malformed header line")
+                return None
+            headers[name.strip().lower()] = value.strip()
+        if "transfer-encoding" in headers:
+            self._fail(501, "chunked request bodies are not supported; send Content-Length")
+            return None
+        try:
+            length = int(headers.get("content-length", "0"))
+        except ValueError:
+            length = -1
+        if length < 0:
+            self._fail(400, "invalid Content-Length")
+            return None
+        if length > self._server.max_body:
+            self._fail(413, f"request body exceeds {self._server.max_body} bytes")
+            return None
+        conn = headers.get("connection", "").lower()
+        keep_alive = "keep-alive" in conn if version == "HTTP/1.0" else "close" not in conn
+        return Request(method, target, headers, b"", keep_alive), length
+
+    def _next(self) -> None:
+        """Start the next complete request in the buffer, if any and nothing is running."""
+        if self._closed or self._transport is None or self._transport.is_closing():
+            return
+        if self._pending is None:
+            if not self._buf:
+                return
+            self._pending = self._parse_head()
+            if self._pending is None:
+                return
+        request, length = self._pending
+        if len(self._buf) < length:
+            if not self._continue_sent and request.headers.get("expect", "") == "100-continue":
+                self._continue_sent = True
+                self._transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            return
+        request.body = bytes(self._buf[:length])
+        del self._buf[:length]
+        self._pending = None
+        self._continue_sent = False
+        self._task = self._server.spawn(self._serve(request))
+
+    async def _serve(self, request: Request) -> None:
+        transport = self._transport
+        assert transport is not None
+        result: Response | StreamResponse | None = None
+        try:
+            try:
+                result = await self._server.handler(request)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("mock handler failed on %s %s", request.method, request.target)
+                result = self._server.error_response(500, "internal error in the mock server")
+            if self._closed:
+                if isinstance(result, StreamResponse):
+                    await result.body.aclose()
+                return
+            if result is None:
+                transport.close()  # drop: no response at all
+                return
+            close = not request.keep_alive
+            extra = "connection: close\r\n" if close else ""
+            if isinstance(result, Response):
+                extra += (
+                    f"content-type: {result.content_type}\r\ncontent-length: {len(result.body)}\r\n"
+                )
+                transport.write(_head(result.status, result.headers, extra) + result.body)
+            else:
+                try:
+                    await self._stream(result, extra)
+                except Exception:
+                    # Mid-body: no way to send an error any more; the client sees a cut stream.
+                    log.exception("mock stream failed on %s %s", request.method, request.target)
+                    transport.abort()
+                    return
+            if close:
+                transport.close()
+        finally:
+            self._task = None
+            if isinstance(result, StreamResponse) and result.on_close is not None:
+                result.on_close()
+        if not self._closed:
+            self._next()
+
+    async def _stream(self, result: StreamResponse, extra: str) -> None:
+        transport = self._transport
+        assert transport is not None
+        extra += f"content-type: {result.content_type}\r\ncache-control: no-cache\r\n"
+        extra += "transfer-encoding: chunked\r\n"
+        head = _head(result.status, result.headers, extra)
+        if result.prefix:
+            head += b"%x\r\n%b\r\n" % (len(result.prefix), result.prefix)
+        transport.write(head)
+        gen = result.body
+        try:
+            async for chunk in gen:
+                if self._closed:
+                    return
+                if chunk:
+                    transport.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+                    if self._paused:
+                        await self._drained()
+            if not self._closed:
+                transport.write(b"0\r\n\r\n")
+        finally:
+            await gen.aclose()
+
+
+def _default_error(status: int, message: str) -> Response:
+    return Response(status, message.encode(), content_type="text/plain; charset=utf-8")
+
+
+class HttpServer:
+    """Serves `handler` on a TCP socket; `close()` ends every connection and handler."""
+
+    def __init__(
+        self,
+        handler: Handler,
+        *,
+        max_body: int = 32 * 1024 * 1024,
+        error_response: ErrorFactory = _default_error,
+    ) -> None:
+        self.handler = handler
+        self.max_body = max_body
+        self.error_response = error_response
+        self._connections: set[_Connection] = set()
+        self.opened = 0  # connections accepted since start: keep-alive keeps this low
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._server: asyncio.Server | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        assert self._loop is not None
+        task = self._loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def start(self, host: str, port: int) -> tuple[str, int]:
+        """Bind and listen; returns the bound (host, port)."""
+        self._loop = asyncio.get_running_loop()
+        self._server = await self._loop.create_server(
+            lambda: _Connection(self), host, port, backlog=2048, reuse_address=True
+        )
+        sockname = self._server.sockets[0].getsockname()
+        return str(sockname[0]), int(sockname[1])
+
+    @property
+    def connections(self) -> int:
+        return len(self._connections)
+
+    async def close(self) -> None:
+        """Stop listening, close every connection, and wait for every handler to finish."""
+        if self._server is not None:
+            self._server.close()
+        for conn in list(self._connections):
+            conn.close()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+            self._server = None
+        # Let the transports run their connection_lost callbacks before the loop may close.
+        await asyncio.sleep(0)

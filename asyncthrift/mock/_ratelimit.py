@@ -1,0 +1,184 @@
+"""The server side of rate limiting: buckets per (api key, model class), shadow load, headers.
+
+Built on `asyncthrift.bucket.TokenBucket` so the mock and the client share one definition
+of a continuously refilling bucket; this module only adds what a server does differently:
+refusing instead of queueing, an invisible co-tenant (`shadow_load`), and reporting state in
+``anthropic-ratelimit-*`` headers.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+from ..bucket import TokenBucket
+from ..limits import Limits
+
+__all__ = ["DIMENSIONS", "ServerBudget", "rfc3339"]
+
+#: Header infix and human name of each dimension, in Cost order.
+DIMENSIONS = (
+    ("requests", "requests"),
+    ("input-tokens", "input tokens"),
+    ("output-tokens", "output tokens"),
+)
+
+_EPS = 1e-9
+
+
+_last_second: list[tuple[int, str]] = [(-1, "")]  # strftime is the costly part: reuse it
+
+
+def rfc3339(t: float) -> str:
+    """Wall-clock `t` as RFC 3339 UTC with milliseconds, rounded up (never early)."""
+    secs, ms = divmod(math.ceil(t * 1000.0 - 1e-6), 1000)
+    cached_secs, prefix = _last_second[0]
+    if cached_secs != secs:
+        prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs))
+        _last_second[0] = (secs, prefix)
+    return f"{prefix}.{ms:03d}Z"
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+class _Dimension:
+    """One bucket plus the shadow consumer's lazy share of its refill.
+
+    The shadow models another client of the same key that consumes a fraction `shadow` of
+    the refill rate continuously. Taken lazily whenever the bucket is touched: the level
+    becomes what it would be with refill rate ``(1 - shadow) * rate`` since the last touch
+    (exact, including the cap at capacity), but the shadow only ever takes what is
+    available — it never pushes the bucket into debt.
+    """
+
+    __slots__ = ("_last_level", "_last_time", "bucket", "eff_rate", "limit_text", "shadow")
+
+    def __init__(self, capacity: float, period: float, shadow: float, now: float) -> None:
+        self.bucket = TokenBucket(capacity, period, now)
+        self.shadow = shadow
+        self.eff_rate = self.bucket.rate * (1.0 - shadow)
+        self.limit_text = _number(capacity)
+        self._last_level = self.bucket.capacity
+        self._last_time = now
+
+    @property
+    def capacity(self) -> float:
+        return self.bucket.capacity
+
+    def sync(self, now: float) -> float:
+        """The level at `now` after the shadow took its share since the last touch."""
+        level = self.bucket.level(now)
+        if self.shadow > 0.0 and now > self._last_time:
+            target = min(self.capacity, self._last_level + self.eff_rate * (now - self._last_time))
+            share = min(level - target, max(0.0, level))
+            if share > 0.0:
+                self.bucket.take(share, now)
+                level -= share
+        self._last_level = level
+        self._last_time = max(now, self._last_time)
+        return level
+
+    def wait(self, amount: float, level: float) -> float:
+        """Seconds until `amount` is available from `level`, at the effective refill rate."""
+        deficit = amount - level
+        if deficit <= _EPS * max(1.0, self.capacity):
+            return 0.0
+        return deficit / self.eff_rate
+
+    def take(self, amount: float, now: float) -> None:
+        self.sync(now)
+        self.bucket.take(amount, now)
+        self._last_level -= amount
+
+    def give(self, amount: float, now: float) -> None:
+        self.sync(now)
+        self.bucket.give(amount, now)
+        self._last_level = self.bucket.level(now)
+
+    def until_full(self, level: float) -> float:
+        return max(0.0, self.capacity - level) / self.eff_rate
+
+
+class ServerBudget:
+    """The three buckets of one (api key, model class); `None` = unlimited dimension."""
+
+    __slots__ = ("dims", "limits")
+
+    def __init__(self, limits: Limits, shadow: float, now: float) -> None:
+        self.limits = limits
+        self.dims: tuple[_Dimension | None, ...] = tuple(
+            None if cap is None else _Dimension(cap, limits.period, shadow, now)
+            for cap in (limits.rpm, limits.itpm, limits.otpm)
+        )
+
+    def never_fits(self, need: tuple[float, float, float]) -> int | None:
+        """Index of a dimension whose capacity is below `need` (it can never pass), or None."""
+        for i, (dim, amount) in enumerate(zip(self.dims, need, strict=True)):
+            if dim is not None and amount > dim.capacity + _EPS:
+                return i
+        return None
+
+    def check(self, need: tuple[float, float, float], now: float) -> tuple[float, int]:
+        """(seconds until all dimensions can pay `need`, index of the slowest dimension).
+
+        Syncs every bucket (so the shadow takes its share first); charges nothing.
+        """
+        worst, which = 0.0, -1
+        for i, (dim, amount) in enumerate(zip(self.dims, need, strict=True)):
+            if dim is None:
+                continue
+            level = dim.sync(now)
+            if amount > 0:
+                w = dim.wait(amount, level)
+                if w > worst:
+                    worst, which = w, i
+        return worst, which
+
+    def take(self, cost: tuple[float, float, float], now: float) -> None:
+        for dim, amount in zip(self.dims, cost, strict=True):
+            if dim is not None and amount:
+                dim.take(amount, now)
+
+    def give(self, index: int, amount: float, now: float) -> None:
+        """Refund (amount > 0) or further charge (amount < 0) one dimension."""
+        dim = self.dims[index]
+        if dim is None or not amount:
+            return
+        if amount > 0:
+            dim.give(amount, now)
+        else:
+            dim.take(-amount, now)
+
+    def headers(self, now: float, wall: float, round_remaining: bool) -> list[tuple[str, str]]:
+        """``anthropic-ratelimit-*`` headers for the state at `now` (no sync, no charge).
+
+        `-remaining` is floored (and for tokens rounded down to a thousand if asked);
+        `-reset` is when the bucket would be full at the effective refill rate.
+        The combined ``tokens-*`` reports the token dimension with the least remaining.
+        """
+        out: list[tuple[str, str]] = []
+        tightest: tuple[int, int, str] | None = None  # (remaining, limit, reset)
+        for i, dim in enumerate(self.dims):
+            if dim is None:
+                continue
+            level = dim.bucket.level(now)
+            remaining = max(0, math.floor(level + _EPS))
+            if i and round_remaining:
+                remaining -= remaining % 1000
+            reset = rfc3339(wall + dim.until_full(level))
+            infix = DIMENSIONS[i][0]
+            out.append((f"anthropic-ratelimit-{infix}-limit", dim.limit_text))
+            out.append((f"anthropic-ratelimit-{infix}-remaining", str(remaining)))
+            out.append((f"anthropic-ratelimit-{infix}-reset", reset))
+            if i and (tightest is None or remaining < tightest[0]):
+                tightest = (remaining, i, reset)
+        if tightest is not None:
+            remaining, i, reset = tightest
+            dim = self.dims[i]
+            assert dim is not None
+            out.append(("anthropic-ratelimit-tokens-limit", dim.limit_text))
+            out.append(("anthropic-ratelimit-tokens-remaining", str(remaining)))
+            out.append(("anthropic-ratelimit-tokens-reset", reset))
+        return out
