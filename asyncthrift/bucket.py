@@ -8,6 +8,7 @@ used more than was reserved; refills pay the debt back before anything else is a
 
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
@@ -29,6 +30,9 @@ _TOKEN_ROUNDING = 0.0
 #: The longest a bucket withholds refill waiting for the server's first answer after a
 #: burst from full, as a fraction of the period (then it credits the refill regardless).
 _MAX_HOLD = 0.5
+
+#: Takes remembered to answer "what did we send after time t" (trimmed in halves).
+_HISTORY = 4096
 
 
 class Cost(NamedTuple):
@@ -100,13 +104,17 @@ class TokenBucket:
         self.level(now)
         self._held_until = now + at_most
 
-    def release(self, now: float) -> None:
-        """Credit the withheld refill (the caller then clamps to what the server reports)."""
+    def release(self, now: float, since: float) -> None:
+        """End the hold, crediting the refill withheld since `since` (at most all of it).
+
+        `since` is when the server certainly began refilling: when it answered the first
+        request of the burst, its bucket was no longer full.
+        """
         self.level(now)
         self._held_until = -math.inf
-        if self._owed:
-            self._level = min(self.capacity, self._level + self._owed)
-            self._owed = 0.0
+        credit = min(self._owed, max(0.0, now - since) * self.rate)
+        self._owed = 0.0
+        self._level = min(self.capacity, self._level + credit)
 
     def wait(self, amount: float, now: float) -> float:
         """Seconds from `now` until `amount` units are available (0.0 if they are now)."""
@@ -201,6 +209,9 @@ class LocalBudget:
     __slots__ = (
         "_buckets",
         "_hold_bursts",
+        "_history_net",
+        "_history_times",
+        "_net",
         "_hold_marks",
         "_off_hi",
         "_off_lo",
@@ -223,6 +234,11 @@ class LocalBudget:
         self._sent = [0.0, 0.0, 0.0]
         # the sent total of the take that started each dimension's hold (see take)
         self._hold_marks = [math.inf, math.inf, math.inf]
+        # net charged (takes less refunds) so far, and (time, net) after each change: what we
+        # charged or got back after a given instant is the difference of two entries
+        self._net = [0.0, 0.0, 0.0]
+        self._history_times: list[float] = []
+        self._history_net: list[tuple[float, float, float]] = []
         self.blocked_until = -math.inf
         # bounds on (server wall clock - our clock), narrowed by every response
         self._off_lo = -math.inf
@@ -262,25 +278,40 @@ class LocalBudget:
     def take(self, cost: Cost, now: float) -> Cost:
         """Charge `cost`; returns the running total sent, including this cost (its mark)."""
         sent = self._sent
+        net = self._net
         for i, (bucket, amount) in enumerate(zip(self._buckets, cost, strict=True)):
             sent[i] += amount
+            net[i] += amount
             if bucket is not None and amount:
                 if self._hold_bursts and not bucket.held and bucket.level(now) >= bucket.capacity:
                     # a burst from a full bucket: credit no refill until the server answers
                     bucket.hold(now, self.limits.period * _MAX_HOLD)
                     self._hold_marks[i] = sent[i]
                 bucket.take(amount, now)
+        self._remember(now)
         return Cost(sent[0], sent[1], sent[2])
+
+    def _remember(self, now: float) -> None:
+        times = self._history_times
+        if len(times) >= 2 * _HISTORY:
+            del times[:_HISTORY]
+            del self._history_net[:_HISTORY]
+        times.append(now)
+        n = self._net
+        self._history_net.append((n[0], n[1], n[2]))
 
     def give(self, cost: Cost, now: float) -> None:
         """Refund `cost` (components may be negative: a negative refund is a further charge)."""
-        for bucket, amount in zip(self._buckets, cost, strict=True):
+        net = self._net
+        for i, (bucket, amount) in enumerate(zip(self._buckets, cost, strict=True)):
+            net[i] -= amount
             if bucket is None or not amount:
                 continue
             if amount > 0:
                 bucket.give(amount, now)
             else:
                 bucket.take(-amount, now)
+        self._remember(now)
 
     def block_until(self, when: float) -> None:
         """Admit nothing before `when` (a 429's retry-after); never shortens a block."""
@@ -314,19 +345,35 @@ class LocalBudget:
                 bucket.resize(limit, self.limits.period, now)
                 lowered = True
         written = self._written_at(view, sent_at, now)
+        net_before = self._net_until(written)
         for i, (_, remaining, rounding) in enumerate(specs):
             bucket = self._buckets[i]
             if bucket is None:
                 continue
             if bucket.held and sent_mark[i] >= self._hold_marks[i]:
-                bucket.release(now)  # the server has seen the burst: its headers now rule
+                # the server answered the burst: it has been refilling since then at least
+                bucket.release(now, since=written)
             if remaining is None:
                 continue
-            sent_after = self._sent[i] - sent_mark[i]
+            if net_before is None:
+                sent_after = self._sent[i] - sent_mark[i]
+            else:
+                # what we charged (less what came back) after the server wrote the headers.
+                # By time, not by send order: requests overtake each other on the way, and
+                # one sent after ours that the server saw first is already in `-remaining`.
+                sent_after = self._net[i] - net_before[i]
             ceiling = remaining + rounding - sent_after + (now - written) * bucket.rate
             if bucket.clamp(ceiling, now):
                 lowered = True
         return lowered
+
+    def _net_until(self, t: float) -> tuple[float, float, float] | None:
+        """The net charged total as it was at time `t` (None if older than the history)."""
+        times = self._history_times
+        i = bisect.bisect_right(times, t)
+        if i == 0:
+            return None if times else (self._net[0], self._net[1], self._net[2])
+        return self._history_net[i - 1]
 
     def _written_at(self, view: ServerView, sent_at: float, now: float) -> float:
         """When (on our clock) the server wrote these headers; within [sent_at, now].

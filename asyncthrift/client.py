@@ -22,7 +22,7 @@ from anthropic.types import Message, Usage
 
 from ._options import RequestOptions, split_options
 from .bucket import Cost, LocalBudget
-from .cache import Cache, make_cache
+from .cache import Cache, MemoryCache, make_cache
 from .cache.base import decode_message, encode_message, is_cacheable
 from .cache.keys import fingerprint, scope_for_key
 from .dedupe import SingleFlight
@@ -39,6 +39,27 @@ if TYPE_CHECKING:
 __all__ = ["KeyConfig", "Messages", "Thrift"]
 
 log = logging.getLogger("asyncthrift")
+
+
+def _want_aiohttp(http: str) -> bool:
+    """Whether to give the SDK its aiohttp transport: "auto" does when aiohttp is installed.
+
+    The SDK recommends it for high concurrency, and it is measured at about a third of the
+    CPU per request of the default httpx2 transport (bench/RESULTS.md).
+    """
+    if http not in ("auto", "aiohttp", "httpx"):
+        raise ValueError(f"http= must be 'auto', 'aiohttp' or 'httpx', got {http!r}")
+    if http == "httpx":
+        return False
+    try:
+        import aiohttp  # noqa: F401
+    except ImportError:
+        if http == "aiohttp":
+            raise ValueError(
+                "http='aiohttp' needs aiohttp: pip install 'asyncthrift[fast]'"
+            ) from None
+        return False
+    return True
 
 
 def _redact(key: str) -> str:
@@ -113,6 +134,7 @@ class Thrift:
         cache_scope: str = "key",
         cache_ttl: float | None = 3600.0,
         cache_truncated: bool = False,
+        http: str = "auto",
         sdk_options: Mapping[str, Any] | None = None,
     ) -> None:
         if not isinstance(dedupe, bool):
@@ -146,15 +168,19 @@ class Thrift:
         sdk_kwargs["max_retries"] = 0  # retries are ours, through the scheduler
         if timeout is not None:
             sdk_kwargs["timeout"] = timeout
+        use_aiohttp = "http_client" not in sdk_kwargs and _want_aiohttp(http)
         self._keys: list[_Key] = []
         for i, cfg in enumerate(configs):
             table = LimitsTable(cfg.limits)
+            if use_aiohttp:
+                sdk_kwargs["http_client"] = anthropic.DefaultAioHttpClient()
             sdk = anthropic.AsyncAnthropic(
                 api_key=cfg.api_key, base_url=cfg.base_url or base_url, **sdk_kwargs
             )
             scope = "" if cache_scope == "global" else scope_for_key(cfg.api_key)
             self._keys.append(_Key(cfg.name or f"key{i}", sdk, table, scope))
         self._cache = make_cache(cache)
+        self._cache_is_shared = self._cache is not None and not isinstance(self._cache, MemoryCache)
         self._cache_ttl = cache_ttl
         self._cache_truncated = cache_truncated
         self._dedupe = dedupe
@@ -195,7 +221,7 @@ class Thrift:
         extra: dict[str, int | float] = {}
         if self._cache is not None:
             cs = self._cache.stats
-            extra = {"cache_errors": cs.errors}
+            extra = {"cache_errors": r.cache_errors + cs.errors + cs.timeouts}
         return r.snapshot(queued=queued, **extra)
 
     def budgets(self) -> dict[str, list[LocalBudget]]:
@@ -243,12 +269,9 @@ class Thrift:
         key = fingerprint(params, scope=self._keys[0].scope)
         if use_cache:
             assert self._cache is not None
-            blob = await self._cache.get(key)
-            if blob is not None:
-                message = decode_message(blob)
-                self._count_saved(message, cache_hit=True)
+            message = await self._cached(key)
+            if message is not None:
                 return message
-            self._stats.cache_misses += 1
         if use_dedupe:
             message, joined = await self._flight.do_joined(
                 key, lambda: self._fetch_and_store(key, params, opts, use_cache)
@@ -258,9 +281,31 @@ class Thrift:
             return message
         return await self._fetch_and_store(key, params, opts, use_cache)
 
+    async def _cached(self, key: str, *, count_miss: bool = True) -> Message | None:
+        """The cached answer for `key`, or None (a miss, or an entry that does not decode)."""
+        assert self._cache is not None
+        blob = await self._cache.get(key)
+        if blob is not None:
+            try:
+                message = decode_message(blob)
+            except ValueError:
+                self._stats.cache_errors += 1
+                log.warning("a cached entry did not decode; treating it as a miss")
+            else:
+                self._count_saved(message, cache_hit=True)
+                return message
+        if count_miss:
+            self._stats.cache_misses += 1
+        return None
+
     async def _fetch_and_store(
         self, key: str, params: dict[str, Any], opts: RequestOptions, use_cache: bool
     ) -> Message:
+        if use_cache and self._cache_is_shared:
+            # another process (or a call that finished since our miss) may have stored it
+            again = await self._cached(key, count_miss=False)
+            if again is not None:
+                return again
         message = await self._send(params, opts)
         if use_cache and self._cache is not None and is_cacheable(message, self._cache_truncated):
             await self._cache.set(key, encode_message(message), self._cache_ttl)
