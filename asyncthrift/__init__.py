@@ -1,7 +1,7 @@
 """asyncthrift: an asyncio Anthropic client that never earns a 429 and never pays twice.
 
-    async with Thrift(limits="tier2") as client:
-        message = await client.messages.create(model=..., max_tokens=..., messages=[...])
+async with Thrift(limits="tier2") as client:
+    message = await client.messages.create(model=..., max_tokens=..., messages=[...])
 """
 
 from __future__ import annotations

@@ -52,9 +52,7 @@ def split_options(kwargs: dict[str, Any]) -> tuple[RequestOptions, dict[str, Any
         raise TypeError("messages.create() needs model= (a model id string)")
     max_tokens = kwargs.get("max_tokens")
     if isinstance(max_tokens, bool) or not isinstance(max_tokens, int):
-        raise TypeError(
-            f"messages.create() needs max_tokens= as an int >= 1, got {max_tokens!r}"
-        )
+        raise TypeError(f"messages.create() needs max_tokens= as an int >= 1, got {max_tokens!r}")
     if max_tokens < 1:
         raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
     if not isinstance(kwargs.get("messages"), list | tuple):

@@ -104,17 +104,16 @@ class TokenBucket:
         self.level(now)
         self._held_until = now + at_most
 
-    def release(self, now: float, since: float) -> None:
-        """End the hold, crediting the refill withheld since `since` (at most all of it).
+    def release(self, now: float, up_to: float) -> None:
+        """End the hold, crediting the withheld refill but never above `up_to`.
 
-        `since` is when the server certainly began refilling: when it answered the first
-        request of the burst, its bucket was no longer full.
+        `up_to` bounds the level by what the server's answer proves it had.
         """
-        self.level(now)
+        level = self.level(now)
         self._held_until = -math.inf
-        credit = min(self._owed, max(0.0, now - since) * self.rate)
+        credit = min(self._owed, max(0.0, up_to - level))
         self._owed = 0.0
-        self._level = min(self.capacity, self._level + credit)
+        self._level = min(self.capacity, level + credit)
 
     def wait(self, amount: float, now: float) -> float:
         """Seconds from `now` until `amount` units are available (0.0 if they are now)."""
@@ -148,7 +147,9 @@ class TokenBucket:
         self._level = min(self._level, self.capacity)
 
     def __repr__(self) -> str:
-        return f"TokenBucket(capacity={self.capacity:g}, rate={self.rate:g}/s, level={self._level:g})"
+        return (
+            f"TokenBucket(capacity={self.capacity:g}, rate={self.rate:g}/s, level={self._level:g})"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,11 +209,11 @@ class LocalBudget:
 
     __slots__ = (
         "_buckets",
-        "_hold_bursts",
         "_history_net",
         "_history_times",
-        "_net",
+        "_hold_bursts",
         "_hold_marks",
+        "_net",
         "_off_hi",
         "_off_lo",
         "_sent",
@@ -344,50 +345,59 @@ class LocalBudget:
             elif limit < bucket.capacity - 0.5:
                 bucket.resize(limit, self.limits.period, now)
                 lowered = True
-        written = self._written_at(view, sent_at, now)
-        net_before = self._net_until(written)
+        earliest, latest = self._written_at(view, sent_at, now)
+        # the write time is only known to a window: take the lower of the two readings at
+        # its ends (earliest: more refill but more of ours unseen; latest: the reverse)
+        net_early = self._net_until(earliest, strict=True)
+        net_late = self._net_until(latest)
         for i, (_, remaining, rounding) in enumerate(specs):
             bucket = self._buckets[i]
             if bucket is None:
                 continue
             if bucket.held and sent_mark[i] >= self._hold_marks[i]:
-                # the server answered the burst: it has been refilling since then at least
-                bucket.release(now, since=written)
+                # the server answered the burst: it has refilled since it wrote the headers
+                # at the latest; the refill before that it may never have had (its bucket sat
+                # full while the burst was on its way)
+                bucket.release(now, up_to=bucket.level(now) + (now - latest) * bucket.rate)
             if remaining is None:
                 continue
-            if net_before is None:
-                sent_after = self._sent[i] - sent_mark[i]
-            else:
-                # what we charged (less what came back) after the server wrote the headers.
-                # By time, not by send order: requests overtake each other on the way, and
-                # one sent after ours that the server saw first is already in `-remaining`.
-                sent_after = self._net[i] - net_before[i]
-            ceiling = remaining + rounding - sent_after + (now - written) * bucket.rate
+            # what we charged (less what came back) after the server wrote the headers. By
+            # time, not by send order: requests overtake each other on the way, and one
+            # sent after ours that the server saw first is already in its `-remaining`.
+            base = remaining + rounding
+            readings = []
+            for t, net in ((earliest, net_early), (latest, net_late)):
+                after = self._sent[i] - sent_mark[i] if net is None else self._net[i] - net[i]
+                readings.append(base - after + (now - t) * bucket.rate)
+            ceiling = min(readings)
             if bucket.clamp(ceiling, now):
                 lowered = True
         return lowered
 
-    def _net_until(self, t: float) -> tuple[float, float, float] | None:
-        """The net charged total as it was at time `t` (None if older than the history)."""
+    def _net_until(self, t: float, *, strict: bool = False) -> tuple[float, float, float] | None:
+        """The net charged total at time `t` (None if older than the history).
+
+        `strict` leaves out changes made at exactly `t` (they count as after it).
+        """
         times = self._history_times
-        i = bisect.bisect_right(times, t)
+        i = bisect.bisect_left(times, t) if strict else bisect.bisect_right(times, t)
         if i == 0:
             return None if times else (self._net[0], self._net[1], self._net[2])
         return self._history_net[i - 1]
 
-    def _written_at(self, view: ServerView, sent_at: float, now: float) -> float:
-        """When (on our clock) the server wrote these headers; within [sent_at, now].
+    def _written_at(self, view: ServerView, sent_at: float, now: float) -> tuple[float, float]:
+        """The window (on our clock) in which the server wrote these headers.
 
         The requests `-reset` is when the server's bucket will be full again, so the server
         wrote the headers at ``reset - (limit - remaining) / rate`` on its wall clock. The
         offset between its clock and ours is bracketed by every response (the headers were
         written after we sent and before we received) and the tightest bound kept. Without
-        the header we assume the server saw the request as we sent it.
+        the header the window is all of [sent_at, now].
         """
         bucket = self._buckets[0]
         reset, remaining = view.requests_reset, view.requests_remaining
         if bucket is None or reset is None or remaining is None:
-            return sent_at
+            return sent_at, now
         wall = reset - max(0.0, bucket.capacity - remaining) / bucket.rate
         lo, hi = wall - now, wall - sent_at
         if lo > self._off_hi or hi < self._off_lo:  # a clock jump: start over
@@ -395,8 +405,9 @@ class LocalBudget:
         else:
             self._off_lo = max(self._off_lo, lo)
             self._off_hi = min(self._off_hi, hi)
-        # the smallest plausible offset gives the latest write time: the least refill credited
-        return min(now, max(sent_at, wall - self._off_lo))
+        latest = min(now, max(sent_at, wall - self._off_lo))
+        earliest = min(latest, max(sent_at, wall - self._off_hi))
+        return earliest, latest
 
     def levels(self, now: float) -> tuple[float | None, ...]:
         """Current level of each dimension (None = unlimited), for stats and metrics."""

@@ -56,14 +56,20 @@ def _bench(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="asyncthrift",
-        description="Anthropic Messages API calls under your rate limits: no 429s, no paying twice.",
+        description="Anthropic Messages API calls under your rate limits: "
+        "no 429s, no paying twice.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    demo = sub.add_parser("demo", help="bare SDK vs asyncthrift on the built-in mock (no key needed)")
+    demo = sub.add_parser(
+        "demo", help="bare SDK vs asyncthrift on the built-in mock (no key needed)"
+    )
     demo.add_argument("--requests", type=int, default=120, help="workload size (default 120)")
     demo.add_argument(
-        "--period", type=float, default=12.0, help="seconds one rate-limit 'minute' lasts (default 12)"
+        "--period",
+        type=float,
+        default=12.0,
+        help="seconds one rate-limit 'minute' lasts (default 12)",
     )
     demo.add_argument("--latency", type=float, default=0.15, help="mock base latency in seconds")
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -78,13 +84,13 @@ def build_parser() -> argparse.ArgumentParser:
         add_arguments(run)
     run.set_defaults(func=_run)
 
-    mock = sub.add_parser(
-        "mock", help="serve the mock Anthropic API on loopback", add_help=False
-    )
+    mock = sub.add_parser("mock", help="serve the mock Anthropic API on loopback", add_help=False)
     mock.add_argument("rest", nargs=argparse.REMAINDER, help="options of the mock (see --help)")
     mock.set_defaults(func=_mock)
 
-    bench = sub.add_parser("bench", help="load-test an endpoint (or the built-in mock) through asyncthrift")
+    bench = sub.add_parser(
+        "bench", help="load-test an endpoint (or the built-in mock) through asyncthrift"
+    )
     try:
         from .loadtest import add_arguments as add_bench_arguments
     except ImportError:  # pragma: no cover

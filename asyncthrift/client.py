@@ -84,7 +84,8 @@ class KeyConfig:
             raise ValueError("KeyConfig.api_key must be a non-empty string")
 
     def __repr__(self) -> str:
-        return f"KeyConfig(name={self.name!r}, api_key={_redact(self.api_key)}, limits={self.limits!r})"
+        key = _redact(self.api_key)
+        return f"KeyConfig(name={self.name!r}, api_key={key}, limits={self.limits!r})"
 
 
 class _Key:
@@ -146,7 +147,9 @@ class Thrift:
         if timeout is not None and (
             isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0
         ):
-            raise ValueError(f"timeout= must be a positive number of seconds or None, got {timeout!r}")
+            raise ValueError(
+                f"timeout= must be a positive number of seconds or None, got {timeout!r}"
+            )
         self._retry = RetryPolicy(max_retries=max_retries)
         self._queue = QueueCounter(max_queue)
         self._aging = float(aging)
@@ -161,7 +164,8 @@ class Thrift:
             api_key = api_key or os.environ.get("ANTHROPIC_API_KEY")
             if not api_key:
                 raise ValueError(
-                    "no API key: pass api_key=, set ANTHROPIC_API_KEY, or pass keys=[KeyConfig(...)]"
+                    "no API key: pass api_key=, set ANTHROPIC_API_KEY, "
+                    "or pass keys=[KeyConfig(...)]"
                 )
             configs = [KeyConfig(api_key=api_key, limits=limits)]
         sdk_kwargs: dict[str, Any] = dict(sdk_options or {})
@@ -210,7 +214,9 @@ class Thrift:
 
     def __repr__(self) -> str:
         names = ", ".join(k.name for k in self._keys)
-        return f"Thrift(keys=[{names}], cache={type(self._cache).__name__ if self._cache else None})"
+        return (
+            f"Thrift(keys=[{names}], cache={type(self._cache).__name__ if self._cache else None})"
+        )
 
     # -- introspection ----------------------------------------------------------------------
 

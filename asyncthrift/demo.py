@@ -38,10 +38,16 @@ class DemoResult:
     latencies: list[float] = field(default_factory=list)
 
 
-def theoretical_minimum(limits: Limits, requests: float, input_tokens: float, output_tokens: float) -> float:
+def theoretical_minimum(
+    limits: Limits, requests: float, input_tokens: float, output_tokens: float
+) -> float:
     """Max over dimensions of (demand beyond the initial burst) / refill rate, in seconds."""
     best = 0.0
-    for cap, demand in ((limits.rpm, requests), (limits.itpm, input_tokens), (limits.otpm, output_tokens)):
+    for cap, demand in (
+        (limits.rpm, requests),
+        (limits.itpm, input_tokens),
+        (limits.otpm, output_tokens),
+    ):
         if cap is not None and demand > cap:
             best = max(best, (demand - cap) / (cap / limits.period))
     return best
@@ -69,7 +75,7 @@ async def _drive(
         t0 = time.monotonic()
         try:
             await call(body)
-        except (anthropic.APIError, asyncio.TimeoutError):
+        except (TimeoutError, anthropic.APIError):
             result.failed += 1
         else:
             result.ok += 1
@@ -96,7 +102,8 @@ def _table(results: list[DemoResult], t_min: float) -> str:
         ratio = f"{r.makespan / t_min:.2f}x" if t_min > 0 else "n/a"
         rows.append(
             f"| {r.name} | {r.ok}/{r.total} | {r.failed} | {r.rate_limited} | {r.retries} | "
-            f"{r.makespan:.1f}s | {ratio} | {percentile(lats, 50):.2f}s | {percentile(lats, 99):.2f}s |"
+            f"{r.makespan:.1f}s | {ratio} | {percentile(lats, 50):.2f}s | "
+            f"{percentile(lats, 99):.2f}s |"
         )
     return "\n".join(rows)
 
@@ -118,7 +125,8 @@ async def run_demo(
     bodies = mixed_workload(requests)
     print(
         f"asyncthrift demo: {requests} mixed English/Chinese requests against the built-in mock\n"
-        f"limits: tier-1 Sonnet ({tier1.rpm:g} RPM, {tier1.itpm:,.0f} ITPM, {tier1.otpm:,.0f} OTPM),"
+        f"limits: tier-1 Sonnet ({tier1.rpm:g} RPM, {tier1.itpm:,.0f} ITPM, "
+        f"{tier1.otpm:,.0f} OTPM),"
         f" time compressed: one 'minute' lasts {period:g}s\n",
         file=out,
     )
@@ -130,14 +138,20 @@ async def run_demo(
 
         bare = anthropic.AsyncAnthropic(api_key="demo", base_url=mock.base_url)  # SDK defaults
         try:
-            a = await _drive("bare SDK", bodies, lambda b: bare.messages.create(**b), counters, quiet)
+            a = await _drive(
+                "bare SDK", bodies, lambda b: bare.messages.create(**b), counters, quiet
+            )
         finally:
             await bare.close()
         mock.reset()
         async with Thrift(api_key="demo", base_url=mock.base_url, limits=limits) as client:
-            b = await _drive("asyncthrift", bodies, lambda x: client.messages.create(**x), counters, quiet)
+            b = await _drive(
+                "asyncthrift", bodies, lambda x: client.messages.create(**x), counters, quiet
+            )
             s = client.stats()
-    t_min = theoretical_minimum(limits, requests, s.input_tokens + s.cache_creation_input_tokens, s.output_tokens)
+    t_min = theoretical_minimum(
+        limits, requests, s.input_tokens + s.cache_creation_input_tokens, s.output_tokens
+    )
     print("\n" + _table([a, b], t_min), file=out)
     print(
         f"\ntheoretical minimum makespan: {t_min:.1f}s (demand beyond the burst / refill rate, "

@@ -62,6 +62,7 @@ class Limits:
 
     def scaled(self, factor: float) -> Limits:
         """The same limits multiplied by `factor` (e.g. 0.5 to leave half a key to others)."""
+
         def mul(v: float | None) -> float | None:
             return None if v is None else v * factor
 

@@ -31,7 +31,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--base-url", default=None, help="endpoint (default ANTHROPIC_BASE_URL)")
     p.add_argument("--mock", action="store_true", help="serve from the built-in mock")
     p.add_argument("--requests", type=int, default=500)
-    p.add_argument("--rate", type=float, default=0.0, help="Poisson arrivals per second; 0 = all at once")
+    p.add_argument(
+        "--rate", type=float, default=0.0, help="Poisson arrivals per second; 0 = all at once"
+    )
     p.add_argument("--limits", default=None, help="a preset: tier1..tier4")
     p.add_argument("--rpm", type=float, default=None)
     p.add_argument("--itpm", type=float, default=None)
@@ -102,15 +104,19 @@ async def run_loadtest(args: argparse.Namespace) -> dict[str, Any]:
 def run_loadtest_command(args: argparse.Namespace) -> int:
     from .cli import run_async
 
-    if not args.mock and not (args.base_url or os.environ.get("ANTHROPIC_BASE_URL")):
-        if not os.environ.get("ANTHROPIC_API_KEY"):
-            print("no endpoint: pass --mock, or --base-url and ANTHROPIC_API_KEY", file=sys.stderr)
-            return 2
+    if not args.mock and not os.environ.get("ANTHROPIC_API_KEY"):
+        print(
+            "no key: pass --mock, or set ANTHROPIC_API_KEY (and --base-url for another endpoint)",
+            file=sys.stderr,
+        )
+        return 2
     r = run_async(run_loadtest(args))
     print(
-        f"{r['requests']} requests in {r['elapsed']:.1f}s: {r['succeeded']} ok, {r['failed']} failed, "
+        f"{r['requests']} requests in {r['elapsed']:.1f}s: {r['succeeded']} ok, "
+        f"{r['failed']} failed, "
         f"{r['rate_limited']} 429s, {r['retries']} retries\n"
-        f"queue wait p50 {r['queue_wait_p50'] * 1000:.0f} ms p99 {r['queue_wait_p99'] * 1000:.0f} ms; "
+        f"queue wait p50 {r['queue_wait_p50'] * 1000:.0f} ms "
+        f"p99 {r['queue_wait_p99'] * 1000:.0f} ms; "
         f"latency p50 {r['latency_p50'] * 1000:.0f} ms p90 {r['latency_p90'] * 1000:.0f} ms "
         f"p99 {r['latency_p99'] * 1000:.0f} ms\n"
         f"tokens in {r['input_tokens']:,} out {r['output_tokens']:,}; cost ${r['cost_usd']:.4f}"

@@ -9,17 +9,24 @@ holds every request for it, not just this one.
 from __future__ import annotations
 
 import email.utils
-from datetime import datetime
 import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 
 import anthropic
 
 from .bucket import ServerView
 
-__all__ = ["NEVER_RETRY", "RetryDecision", "RetryPolicy", "classify", "parse_retry_after", "server_view"]
+__all__ = [
+    "NEVER_RETRY",
+    "RetryDecision",
+    "RetryPolicy",
+    "classify",
+    "parse_retry_after",
+    "server_view",
+]
 
 #: Statuses that cannot succeed by repeating the same request.
 NEVER_RETRY = frozenset({400, 401, 403, 404, 413})

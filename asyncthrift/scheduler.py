@@ -104,10 +104,7 @@ class Reservation:
             return
         self._open = False
         c = self.cost
-        if not sent:
-            refund = c
-        else:
-            refund = Cost(0, 0 if input_counted else c.input_tokens, c.output_tokens)
+        refund = c if not sent else Cost(0, 0 if input_counted else c.input_tokens, c.output_tokens)
         self._gate._refund(self.budget, refund)
 
 
@@ -350,4 +347,3 @@ class Gate:
         self._timer = None
         self._timer_at = math.inf
         self._drain()
-

@@ -103,14 +103,19 @@ def test_observe_subtracts_what_was_sent_after_the_response_was_written() -> Non
     assert budget.levels(0.0)[0] == pytest.approx(50)
 
 
-def test_observe_projects_refill_since_the_request_was_sent() -> None:
-    budget = LocalBudget(Limits(rpm=60, period=60), now=0.0)  # 1 per second
+def test_observe_takes_the_lower_reading_when_the_write_time_is_unknown() -> None:
+    budget = LocalBudget(Limits(rpm=60, period=60), now=0.0, hold_bursts=False)  # 1 per second
     mark = budget.take(Cost(1, 0, 0), 0.0)
     budget.take(Cost(30, 0, 0), 0.0)
-    # the response arrives 2 s later: the server had 59 when it answered
+    # no -reset header: written anywhere in [0, 2]. Read at 0: 59 - the 30 sent after ours
+    # + 2 of refill = 31; read at 2: 59 - nothing since = 59. The lower, 31, is exactly the
+    # local level (29 + 2): no change, as it should be for a lone consumer
     lowered = budget.observe(ServerView(requests_limit=60, requests_remaining=59), mark, 0.0, 2.0)
-    assert not lowered  # 59 - 30 + 2 == local 29 + 2: a no-op for a lone consumer
+    assert not lowered
     assert budget.levels(2.0)[0] == pytest.approx(31)
+    # another consumer took 20 meanwhile: both readings drop by 20; local follows the lower
+    assert budget.observe(ServerView(requests_limit=60, requests_remaining=39), mark, 0.0, 2.0)
+    assert budget.levels(2.0)[0] == pytest.approx(11)
 
 
 def test_observe_reads_rounded_token_remaining_on_the_safe_side() -> None:
@@ -130,23 +135,22 @@ def test_a_burst_from_full_credits_no_refill_until_the_server_answers() -> None:
     # the burst may leave the process late; until the server answers, no refill is credited
     assert budget.levels(5.0)[0] == pytest.approx(0.0)
     assert budget.wait(Cost(1, 0, 0), 5.0) > 0
-    # the first answer: the server had 57 left after ours (it wasted refill at its cap while
-    # the burst was on its way), so of the 5 s of refill only 3 are real
+    # the first answer, at 5 s, cannot say when the server saw the burst: the refill withheld
+    # so far is not credited (the server may have wasted it at its cap) ...
     view = ServerView(requests_limit=60, requests_remaining=57)
     budget.observe(view, first, sent_at=0.0, now=5.0)
-    assert budget.levels(5.0)[0] == pytest.approx(3.0)
-    # and refill flows again afterwards
-    level = budget.levels(5.0)[0]
-    assert budget.levels(6.0)[0] == pytest.approx(level + 1.0)
+    assert budget.levels(5.0)[0] == pytest.approx(0.0)
+    # ... and refill flows again from now on
+    assert budget.levels(6.0)[0] == pytest.approx(1.0)
 
 
-def test_a_lone_consumer_gets_all_its_refill_back_at_the_first_answer() -> None:
+def test_the_hold_ends_only_with_an_answer_to_the_burst() -> None:
     budget = LocalBudget(Limits(rpm=60, period=60), now=0.0)
-    first = budget.take(Cost(1, 0, 0), 0.0)
-    for _ in range(59):
+    older = Cost(0, 0, 0)  # a mark from before the burst
+    for _ in range(60):
         budget.take(Cost(1, 0, 0), 0.0)
-    budget.observe(ServerView(requests_limit=60, requests_remaining=59), first, 0.0, 5.0)
-    assert budget.levels(5.0)[0] == pytest.approx(5.0)
+    budget.observe(ServerView(), older, sent_at=0.0, now=3.0)
+    assert budget.levels(4.0)[0] == pytest.approx(0.0)  # still held
 
 
 def test_a_hold_expires_if_the_server_never_answers() -> None:

@@ -22,7 +22,7 @@ def make_gate(limits: Limits, **kw: object) -> tuple[Gate, LocalBudget]:
 
 
 async def test_admits_at_the_exact_instant_the_head_fits() -> None:
-    gate, budget = make_gate(Limits(rpm=60, itpm=6000, otpm=600))
+    gate, _ = make_gate(Limits(rpm=60, itpm=6000, otpm=600))
     loop = asyncio.get_running_loop()
     await gate.acquire(Cost(60, 6000, 600))  # drain everything
     t0 = loop.time()
@@ -150,7 +150,7 @@ async def test_aging_lets_old_batch_work_through() -> None:
 
 
 async def test_deadline_exceeded_leaves_nothing_behind() -> None:
-    gate, budget = make_gate(Limits(rpm=60))
+    gate, _ = make_gate(Limits(rpm=60))
     loop = asyncio.get_running_loop()
     await gate.acquire(Cost(60, 0, 0))
     t0 = loop.time()
