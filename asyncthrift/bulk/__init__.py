@@ -1,0 +1,11 @@
+"""Bulk runs: a JSONL file of Message Batches requests through `Thrift`, resumable at any kill.
+
+``asyncthrift run IN.jsonl -o OUT.jsonl`` (see `cli`) is the command line; `run_bulk` is the
+same thing for code that already has an event loop.
+"""
+
+from __future__ import annotations
+
+from .runner import BulkConfig, BulkReport, run_bulk
+
+__all__ = ["BulkConfig", "BulkReport", "run_bulk"]

@@ -1,0 +1,210 @@
+"""``asyncthrift run IN.jsonl -o OUT.jsonl``: the command line of the bulk runner.
+
+`add_arguments` and `run_command` are what the top-level ``asyncthrift`` command wires into
+its ``run`` subcommand; ``python -m asyncthrift.bulk`` runs the same thing on its own.
+Every problem with the arguments is reported before any request is sent, with exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+from ..limits import PRESETS, Limits, LimitsSpec
+from .journal import JournalBusy
+from .runner import EXIT_USAGE, BulkConfig, BulkReport, run_bulk
+
+__all__ = ["add_arguments", "build_config", "main", "run_command"]
+
+_T = TypeVar("_T")
+
+DEFAULT_API = "https://api.anthropic.com"
+
+
+class UsageError(Exception):
+    """A bad combination of arguments; the message says what to change."""
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text}")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``run`` options to `parser` (the lead's ``asyncthrift run`` subparser)."""
+    parser.description = (
+        "Run every request of a JSONL file (Message Batches request shape) under the key's "
+        "rate limits, writing one Batches-shaped result line per custom_id. Safe to kill at "
+        "any moment: run the same command again to resume."
+    )
+    parser.add_argument("input", type=Path, metavar="IN.jsonl", help="requests, one per line")
+    parser.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        required=True,
+        metavar="OUT.jsonl",
+        help="results, appended; ids already there are skipped",
+    )
+    parser.add_argument(
+        "--base-url",
+        default=None,
+        metavar="URL",
+        help=f"API endpoint (default: $ANTHROPIC_BASE_URL, then {DEFAULT_API})",
+    )
+    parser.add_argument(
+        "--api-key-env",
+        default="ANTHROPIC_API_KEY",
+        metavar="NAME",
+        help="environment variable holding the API key (default: ANTHROPIC_API_KEY)",
+    )
+    limits = parser.add_argument_group(
+        "limits", "the key's rate limits: a tier preset, or your own numbers per period"
+    )
+    limits.add_argument("--limits", choices=sorted(PRESETS), default=None, help="a tier preset")
+    limits.add_argument("--rpm", type=_positive_float, metavar="N", help="requests per period")
+    limits.add_argument("--itpm", type=_positive_float, metavar="N", help="input tokens per period")
+    limits.add_argument(
+        "--otpm", type=_positive_float, metavar="N", help="output tokens per period"
+    )
+    limits.add_argument(
+        "--period",
+        type=_positive_float,
+        default=60.0,
+        metavar="SECONDS",
+        help="the limits' refill period (60 for the real API; shorter compresses time "
+        "against the mock)",
+    )
+    parser.add_argument(
+        "--cache",
+        default=None,
+        metavar="memory|redis://...",
+        help="answer cache: identical requests are answered once",
+    )
+    parser.add_argument(
+        "--max-in-flight",
+        type=_positive_int,
+        default=256,
+        metavar="N",
+        help="requests queued or on the wire at once (default 256); bounds memory",
+    )
+    parser.add_argument(
+        "--mock",
+        action="store_true",
+        help="serve the run from the built-in mock server (no key, no cost)",
+    )
+    parser.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="no progress line and no summary unless something is left undone",
+    )
+
+
+def _limits(args: argparse.Namespace) -> LimitsSpec:
+    own = (args.rpm, args.itpm, args.otpm)
+    period: float = args.period
+    if args.limits is not None:
+        if any(v is not None for v in own):
+            raise UsageError("give either --limits TIER or --rpm/--itpm/--otpm, not both")
+        if period == 60.0:
+            return str(args.limits)
+        return {
+            cls: Limits(lim.rpm, lim.itpm, lim.otpm, period)
+            for cls, lim in PRESETS[args.limits].items()
+        }
+    if all(v is None for v in own):
+        return None
+    return Limits(args.rpm, args.itpm, args.otpm, period)
+
+
+def build_config(args: argparse.Namespace) -> BulkConfig:
+    """A `BulkConfig` from parsed arguments; raises `UsageError` with what to change."""
+    source: Path = args.input
+    output: Path = args.output
+    if not source.is_file():
+        raise UsageError(f"input {source} is not a readable file")
+    if output.exists() and output.resolve() == source.resolve():
+        raise UsageError("the output must not be the input file")
+    if output.exists() and not output.is_file():
+        raise UsageError(f"output {output} is not a regular file")
+    api_key = os.environ.get(args.api_key_env) or None
+    if api_key is None and not args.mock:
+        raise UsageError(
+            f"no API key: set ${args.api_key_env}, choose another variable with "
+            "--api-key-env NAME, or try the run against the built-in mock with --mock"
+        )
+    limits = _limits(args)
+    if limits is None and not args.mock:
+        print(
+            "asyncthrift run: no limits given (--limits TIER or --rpm/--itpm/--otpm): they "
+            "are learnt from the first responses' headers, so the first burst may meet 429s",
+            file=sys.stderr,
+        )
+    return BulkConfig(
+        input=source,
+        output=output,
+        api_key=api_key,
+        base_url=args.base_url,
+        limits=limits,
+        cache=args.cache,
+        max_in_flight=args.max_in_flight,
+        mock=args.mock,
+        quiet=args.quiet,
+    )
+
+
+def _run(coro: Coroutine[Any, Any, _T]) -> _T:
+    """Run on uvloop when it is installed (the ``fast`` extra), else on asyncio's loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coro)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Execute ``asyncthrift run`` for parsed `args`; returns the process exit status.
+
+    0 when every input line has a result line (errored ones included); 1 when some have none
+    (bad lines, retryable failures, a fatal error); 130/143 after Ctrl-C/SIGTERM (rerun to
+    finish); 2 for unusable arguments.
+    """
+    try:
+        config = build_config(args)
+        report: BulkReport = _run(run_bulk(config))
+    except (UsageError, JournalBusy, ValueError) as exc:
+        print(f"asyncthrift run: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return report.exit_code
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m asyncthrift.bulk [run] IN.jsonl -o OUT.jsonl ...``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["run"]:
+        argv = argv[1:]
+    parser = argparse.ArgumentParser(prog="asyncthrift run")
+    add_arguments(parser)
+    return run_command(parser.parse_args(argv))
