@@ -35,12 +35,6 @@ def _demo(args: argparse.Namespace) -> int:
     return 0 if results[-1].failed == 0 else 1
 
 
-def _mock(args: argparse.Namespace) -> int:
-    from .mock.__main__ import main as mock_main
-
-    return mock_main(list(args.rest))
-
-
 def _run(args: argparse.Namespace) -> int:
     from .bulk.cli import run_command
 
@@ -84,9 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
         add_arguments(run)
     run.set_defaults(func=_run)
 
-    mock = sub.add_parser("mock", help="serve the mock Anthropic API on loopback", add_help=False)
-    mock.add_argument("rest", nargs=argparse.REMAINDER, help="options of the mock (see --help)")
-    mock.set_defaults(func=_mock)
+    # listed for --help only: main() hands `mock ...` to the mock's own command line
+    sub.add_parser("mock", help="serve the mock Anthropic API on loopback (see mock --help)")
 
     bench = sub.add_parser(
         "bench", help="load-test an endpoint (or the built-in mock) through asyncthrift"
@@ -102,8 +95,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["mock"]:  # the mock has its own command line; pass it everything
+        from .mock.__main__ import main as mock_main
+
+        return mock_main(args_list[1:])
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(args_list)
     try:
         code: int = args.func(args)
     except KeyboardInterrupt:
