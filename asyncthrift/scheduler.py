@@ -27,6 +27,9 @@ from .errors import DeadlineExceeded, QueueFull, RequestTooLarge
 
 __all__ = ["LANES", "Gate", "QueueCounter", "Reservation", "lane_level"]
 
+#: The shortest timer the gate arms, in seconds (see `_drain`).
+_MIN_TIMER = 0.001
+
 #: Named lanes and their levels; an int priority is a level of its own.
 LANES: Final = {"interactive": 2, "default": 1, "batch": 0}
 
@@ -296,7 +299,9 @@ class Gate:
                 continue
             index, wait = picked
             if wait > 0.0:
-                self._arm(now + wait)
+                # never closer than a millisecond: loops with ms timer resolution (uvloop)
+                # fire a sub-ms timer early, and re-arming it at once would spin
+                self._arm(now + max(wait, _MIN_TIMER))
                 return
             heapq.heappop(heap)
             self._live -= 1
