@@ -30,6 +30,7 @@ from .limits import LimitsSpec, LimitsTable, model_class
 from .prices import cost_usd
 from .retry import RetryPolicy, classify, server_view
 from .scheduler import Gate, QueueCounter, Reservation
+from .spend import SpendCap
 from .stats import Recorder, Stats
 from .tokens import Calibrator, estimate_input_tokens
 
@@ -136,6 +137,7 @@ class Thrift:
         cache_ttl: float | None = 3600.0,
         cache_truncated: bool = False,
         http: str = "auto",
+        spend_cap_usd: float | None = None,
         sdk_options: Mapping[str, Any] | None = None,
     ) -> None:
         if not isinstance(dedupe, bool):
@@ -151,6 +153,7 @@ class Thrift:
                 f"timeout= must be a positive number of seconds or None, got {timeout!r}"
             )
         self._retry = RetryPolicy(max_retries=max_retries)
+        self._spend = None if spend_cap_usd is None else SpendCap(spend_cap_usd)
         self._queue = QueueCounter(max_queue)
         self._aging = float(aging)
         base_url = base_url or os.environ.get("ANTHROPIC_BASE_URL") or None
@@ -339,16 +342,26 @@ class Thrift:
         mc = self._model_class(params["model"])
         raw_estimate = estimate_input_tokens(params)
         cost = Cost(1, mc.calibrator.charge(raw_estimate), params["max_tokens"])
-        return _Plan(mc, cost, raw_estimate)
+        worst = 0.0
+        if self._spend is not None:
+            worst = cost_usd(params["model"], cost.input_tokens, cost.output_tokens)
+        return _Plan(mc, cost, raw_estimate, worst)
 
     async def _admit(self, plan: _Plan, opts: RequestOptions, attempt: _Attempts) -> Reservation:
         """Wait in the plan's lane until its cost fits; count the wait against `deadline`."""
         loop = asyncio.get_running_loop()
         t0 = loop.time()
         deadline = None if opts.deadline is None else opts.deadline - attempt.waited
-        reservation = await plan.mc.gate.acquire(
-            plan.cost, level=opts.level, deadline=deadline, enqueued_at=attempt.enqueued_at
-        )
+        if self._spend is not None:
+            self._spend.hold(plan.worst_usd)
+        try:
+            reservation = await plan.mc.gate.acquire(
+                plan.cost, level=opts.level, deadline=deadline, enqueued_at=attempt.enqueued_at
+            )
+        except BaseException:
+            if self._spend is not None:
+                self._spend.release(plan.worst_usd)
+            raise
         attempt.waited += loop.time() - t0
         if attempt.number == 0:
             self._stats.queue_waits.append(attempt.waited)
@@ -425,10 +438,15 @@ class Thrift:
         stats.output_tokens += u.output_tokens
         stats.cache_creation_input_tokens += cache_write
         stats.cache_read_input_tokens += cache_read
-        stats.cost_usd += cost_usd(model, u.input_tokens, u.output_tokens, cache_write, cache_read)
+        dollars = cost_usd(model, u.input_tokens, u.output_tokens, cache_write, cache_read)
+        stats.cost_usd += dollars
+        if self._spend is not None:
+            self._spend.settle(plan.worst_usd, dollars)
 
     def _on_failure(self, plan: _Plan, reservation: Reservation, exc: BaseException) -> None:
         """Give back what a failed or cancelled attempt did not use; learn from a 429."""
+        if self._spend is not None:
+            self._spend.release(plan.worst_usd)
         if not isinstance(exc, anthropic.APIStatusError):
             if isinstance(exc, anthropic.APIConnectionError):
                 self._stats.connection_errors += 1
@@ -456,12 +474,15 @@ class Thrift:
 class _Plan:
     """What one request will cost and where it queues (the same for every retry)."""
 
-    __slots__ = ("cost", "mc", "raw_estimate")
+    __slots__ = ("cost", "mc", "raw_estimate", "worst_usd")
 
-    def __init__(self, mc: _ModelClass, cost: Cost, raw_estimate: float) -> None:
+    def __init__(
+        self, mc: _ModelClass, cost: Cost, raw_estimate: float, worst_usd: float = 0.0
+    ) -> None:
         self.mc = mc
         self.cost = cost
         self.raw_estimate = raw_estimate
+        self.worst_usd = worst_usd
 
 
 class _Attempts:

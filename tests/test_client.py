@@ -9,7 +9,7 @@ import anthropic
 import httpx2
 import pytest
 
-from asyncthrift import KeyConfig, Limits, RequestTooLarge, Thrift
+from asyncthrift import BudgetExceeded, KeyConfig, Limits, RequestTooLarge, Thrift
 from asyncthrift.errors import DeadlineExceeded
 
 from .fake_api import FakeAPI, error, ok
@@ -246,6 +246,8 @@ async def test_key_pool_spreads_over_keys_by_their_limits() -> None:
         ({"max_queue": -5}, ValueError, "max_queue"),
         ({"cache": "memcached://x"}, ValueError, "memory"),
         ({"dedupe": "yes"}, TypeError, "dedupe"),
+        ({"spend_cap_usd": -1}, ValueError, "spend_cap_usd"),
+        ({"http": "curl"}, ValueError, "http="),
     ],
 )
 async def test_bad_client_arguments_fail_at_once(
@@ -293,3 +295,39 @@ async def test_the_key_never_shows() -> None:
     assert SECRET not in repr(c.stats())
     assert SECRET not in repr(c.budgets())
     await c.aclose()
+
+
+async def test_spend_cap_refuses_before_sending_and_counts_what_was_spent() -> None:
+    api = FakeAPI(lambda body, n: ok(body, input_tokens=1000, output_tokens=1000))
+    # each call: worst case ~ (estimate in + 10_000 out) at Sonnet's $3/$15 per M; actual
+    # 1000 in + 1000 out = $0.018
+    async with client(api, spend_cap_usd=0.2) as c:
+        for _ in range(3):
+            await c.messages.create(**req(max_tokens=10_000))
+        with pytest.raises(BudgetExceeded, match="spend cap"):
+            for _ in range(20):
+                await c.messages.create(**req(max_tokens=10_000))
+        spent = c.stats().cost_usd
+        assert spent <= 0.2
+        assert len(api.calls) == round(spent / 0.018)  # a refused request was never sent
+
+
+async def test_spend_cap_holds_worst_case_for_requests_in_flight() -> None:
+    gate = asyncio.Event()
+
+    async def slow(body: dict[str, Any], n: int) -> httpx2.Response:
+        await gate.wait()
+        return ok(body, input_tokens=10, output_tokens=10)
+
+    api = FakeAPI(slow)
+    async with client(api, spend_cap_usd=0.05) as c:
+        # worst case of one call is ~ 3000 * $15/M = $0.045: a second one in flight would
+        # overshoot the cap, so it is refused while the first is held
+        first = asyncio.create_task(c.messages.create(**req(max_tokens=3000)))
+        await asyncio.sleep(0.1)
+        with pytest.raises(BudgetExceeded):
+            await c.messages.create(**req("other", max_tokens=3000))
+        gate.set()
+        await first
+        await c.messages.create(**req("after", max_tokens=3000))  # the hold became $0.0002
+        assert len(api.calls) == 2
