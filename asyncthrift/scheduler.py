@@ -224,10 +224,12 @@ class Gate:
                 return await future
         except TimeoutError:
             self._abandon(future)
+            now = loop.time()
+            picked = self._pick(cost, now)
             raise DeadlineExceeded(
                 f"not admitted within deadline={deadline:g}s: the request was not sent. "
                 "Allow a longer deadline=, use a higher priority, or send fewer requests",
-                retry_after=self._head_wait(loop.time()),
+                retry_after=self._head_wait(now) or (None if picked is None else picked[1]),
             ) from None
         except BaseException:
             self._abandon(future)

@@ -154,9 +154,10 @@ async def test_deadline_exceeded_leaves_nothing_behind() -> None:
     loop = asyncio.get_running_loop()
     await gate.acquire(Cost(60, 0, 0))
     t0 = loop.time()
-    with pytest.raises(DeadlineExceeded, match="deadline"):
+    with pytest.raises(DeadlineExceeded, match="deadline") as info:
         await gate.acquire(Cost(5, 0, 0), deadline=2.0)
     assert loop.time() - t0 == pytest.approx(2.0)
+    assert info.value.retry_after == pytest.approx(3.0)  # when it would have fitted
     assert gate.waiting == 0
     await gate.acquire(Cost(3, 0, 0))  # the queue moves on
     assert loop.time() - t0 == pytest.approx(3.0)
