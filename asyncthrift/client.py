@@ -200,6 +200,7 @@ class Thrift:
                     "or pass keys=[KeyConfig(...)]"
                 )
             configs = [KeyConfig(api_key=api_key, limits=limits)]
+        self._cache = make_cache(cache)  # validated before any HTTP client exists
         sdk_kwargs: dict[str, Any] = dict(sdk_options or {})
         sdk_kwargs["max_retries"] = 0  # retries are ours, through the scheduler
         if timeout is not None:
@@ -215,7 +216,6 @@ class Thrift:
             )
             scope = "" if cache_scope == "global" else scope_for_key(cfg.api_key)
             self._keys.append(_Key(cfg.name or f"key{i}", sdk, table, scope))
-        self._cache = make_cache(cache)
         self._cache_is_shared = self._cache is not None and not isinstance(self._cache, MemoryCache)
         self._cache_ttl = cache_ttl
         self._cache_truncated = cache_truncated
