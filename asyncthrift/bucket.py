@@ -185,7 +185,15 @@ class Budget(Protocol):
     def take(self, cost: Cost, now: float) -> Cost: ...
     def give(self, cost: Cost, now: float) -> None: ...
     def block_until(self, when: float) -> None: ...
-    def observe(self, view: ServerView, sent_mark: Cost, sent_at: float, now: float) -> bool: ...
+    def observe(
+        self,
+        view: ServerView,
+        sent_mark: Cost,
+        sent_at: float,
+        now: float,
+        *,
+        uncharged: Cost = ...,
+    ) -> bool: ...
 
 
 _DIMENSIONS = (
@@ -319,8 +327,20 @@ class LocalBudget:
         if when > self.blocked_until:
             self.blocked_until = when
 
-    def observe(self, view: ServerView, sent_mark: Cost, sent_at: float, now: float) -> bool:
+    def observe(
+        self,
+        view: ServerView,
+        sent_mark: Cost,
+        sent_at: float,
+        now: float,
+        *,
+        uncharged: Cost = ZERO,
+    ) -> bool:
         """Resync from a response's headers; True if the local view was lowered.
+
+        `uncharged` is the part of this request's own cost the server refused to charge (a
+        429 or 529), which the caller is about to give back: the server's `-remaining` does
+        not include it, so it is held against the reading until then.
 
         The server's `-remaining` excludes what it had admitted when it wrote the headers,
         but not what we sent after this request. So the local level becomes at most
@@ -366,9 +386,15 @@ class LocalBudget:
             # sent after ours that the server saw first is already in its `-remaining`.
             base = remaining + rounding
             readings = []
-            for t, net in ((earliest, net_early), (latest, net_late)):
+            for t, net, own_seen in (
+                (earliest, net_early, sent_at < earliest),
+                (latest, net_late, True),
+            ):
                 after = self._sent[i] - sent_mark[i] if net is None else self._net[i] - net[i]
-                readings.append(base - after + (now - t) * bucket.rate)
+                reading = base - after + (now - t) * bucket.rate
+                # a reading that counts this request as seen must not count what the server
+                # refused to charge for it
+                readings.append(reading - uncharged[i] if own_seen else reading)
             ceiling = min(readings)
             if bucket.clamp(ceiling, now):
                 lowered = True

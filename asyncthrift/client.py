@@ -491,7 +491,10 @@ class Thrift:
         now = asyncio.get_running_loop().time()
         view = server_view(exc.response.headers)
         budget = reservation.budget
-        budget.observe(view, reservation.mark, reservation.sent_at, now)
+        refused = status in (429, 529)
+        c = reservation.cost
+        uncharged = Cost(0, c.input_tokens, c.output_tokens) if refused else Cost(0, 0, 0)
+        budget.observe(view, reservation.mark, reservation.sent_at, now, uncharged=uncharged)
         if status == 429:
             stats.rate_limited += 1
             budget.block_until(now + (view.retry_after if view.retry_after is not None else 1.0))
@@ -499,7 +502,7 @@ class Thrift:
             stats.overloaded += 1
         elif status >= 500:
             stats.server_errors += 1
-        reservation.release(sent=True, input_counted=status not in (429, 529))
+        reservation.release(sent=True, input_counted=not refused)
         plan.mc.gate.poke()
 
 
