@@ -39,7 +39,8 @@ What the columns mean:
 - ``ok/s``: successful answers per second of the arrival window (offered: 63.3/s).
 
 Run ``python bench/bench_latency.py`` (about a minute and a half); ``--quick`` for a 10 s
-smoke run.
+smoke run; ``--retry-after-ms`` to have the mocks send the exact wait with each 429 (both
+clients honour it) instead of only the whole-second ``retry-after``.
 """
 
 from __future__ import annotations
@@ -61,7 +62,8 @@ from asyncthrift import Limits, Thrift
 from asyncthrift.mock import count_text, remote_stats, spawn_mock_process
 
 MODEL = "claude-sonnet-4-5"
-TIER4 = Limits(4000, 2_000_000, 400_000)
+ITPM = 2_000_000.0
+TIER4 = Limits(4000, ITPM, 400_000)
 RATE = 0.95 * 4000 / 60  # arrivals per second
 LATENCY = 0.3
 MAX_TOKENS = 256
@@ -132,17 +134,17 @@ def level_at_start(log: list[list[Any]], first_offset: float) -> float:
     log (``record=True``): full at first, every admitted charge taken, the refill the other
     consumer leaves added in between. The arrivals started `first_offset` seconds before the
     first of them reached the mock (the send delay, a millisecond or so, is ignored)."""
-    refill = (1.0 - SHADOW) * TIER4.itpm / TIER4.period  # type: ignore[operator]
-    first = min(t for t, _, size, _, _ in log if size <= DRAIN_MIN)
+    refill = (1.0 - SHADOW) * ITPM / 60.0
+    first = min(float(t) for t, _, size, _, _ in log if size <= DRAIN_MIN)
     start = first - first_offset
-    level, at = float(TIER4.itpm), 0.0  # type: ignore[arg-type]
+    level, at = ITPM, 0.0
     for t, _, size, _, status in sorted(log):
         if t >= start:
             break
         if status == 200:
-            level = min(TIER4.itpm, level + (t - at) * refill) - size  # type: ignore[type-var]
-            at = t
-    return min(TIER4.itpm, level + (start - at) * refill)  # type: ignore[type-var]
+            level = min(ITPM, level + (float(t) - at) * refill) - float(size)
+            at = float(t)
+    return min(ITPM, level + (start - at) * refill)
 
 
 def ideal_waits(offsets: list[float], sizes: list[int], start_level: float) -> list[float]:
@@ -150,11 +152,12 @@ def ideal_waits(offsets: list[float], sizes: list[int], start_level: float) -> l
     in arrival order, at the first instant its input tokens fit: the least any client that
     never earns a 429 can wait (fluid model of the mock's input bucket in the drained runs;
     requests and output tokens do not bind there)."""
-    refill = (1.0 - SHADOW) * TIER4.itpm / TIER4.period  # type: ignore[operator]
-    at, level, waits = 0.0, start_level, []
+    refill = (1.0 - SHADOW) * ITPM / 60.0
+    at, level = 0.0, start_level
+    waits: list[float] = []
     for arrival, size in zip(offsets, sizes, strict=True):
         t = max(arrival, at)
-        level = min(TIER4.itpm, level + (t - at) * refill)  # type: ignore[type-var]
+        level = min(ITPM, level + (t - at) * refill)
         if level < size:
             t += (size - level) / refill
             level = float(size)
@@ -220,7 +223,7 @@ async def drain(url: str, ready: asyncio.Event, state: Drain) -> None:
         # The header gave the level at admission (rounded down to a thousand); the bucket
         # has refilled for a round trip since. Ask for that; a 429 comes back at once with
         # the level of that instant, and then the next ask fits.
-        refill = (1.0 - SHADOW) * 2_000_000 / 60
+        refill = (1.0 - SHADOW) * ITPM / 60
         ask = state.remaining + 500 + (LATENCY + TOP_OFF_LEAD) * refill
         for _ in range(3):
             last = asyncio.create_task(send(round(ask)))
@@ -386,6 +389,11 @@ def main() -> None:
     parser.add_argument("--loop", choices=("auto", "uvloop", "asyncio"), default="auto")
     parser.add_argument("--duration", type=float, default=35.0, help="seconds of arrivals")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--retry-after-ms",
+        action="store_true",
+        help="the mocks also send retry-after-ms on 429 (the API's whole seconds otherwise)",
+    )
     parser.add_argument("--no-pin", action="store_true", help="do not pin to CPUs")
     parser.add_argument("--quick", action="store_true", help="10 s of arrivals")
     parser.add_argument("--no-write", action="store_true", help="print only")
@@ -410,6 +418,7 @@ def main() -> None:
                     output_tokens=OUTPUT_TOKENS,
                     shadow_load=SHADOW if key[0] == "drained" else 0.0,
                     record=key[0] == "drained",
+                    retry_after_ms=args.retry_after_ms,
                     cpu=1 if pinned else None,
                 )
             )
@@ -455,7 +464,7 @@ def main() -> None:
     d = drained.runs["asyncthrift"]
     d50, d99 = pct(drained, "asyncthrift", 50), pct(drained, "asyncthrift", 99)
     bare_d = drained.runs["bare SDK"]
-    refill = (1.0 - SHADOW) * 2_000_000 / 60
+    refill = (1.0 - SHADOW) * ITPM / 60
     summary = "\n".join(
         [
             f"- Full bucket: asyncthrift p50 {p50:.3f} s, p99 {p99:.3f} s, "
@@ -472,9 +481,10 @@ def main() -> None:
             f"{bare_d.failed} failed, p99 {pct(drained, 'bare SDK', 99):.3f} s. The drained "
             f"runs started with {drained.start_level or 0:,.0f} input tokens in the bucket; "
             f"asyncthrift's 429s came at {drained.refused_at} s (each blocks its budget for "
-            "the 429's retry-after, which the API and the mock give in whole seconds).",
+            "the 429's retry-after"
+            + (", here in milliseconds)." if args.retry_after_ms else ", in whole seconds)."),
             f"- {len(offsets)} arrivals in {secs:g} s ({len(offsets) / secs:.1f}/s), mean input "
-            f"{mean_in:.0f} tokens ({demand / (2_000_000 / 60):.0%} of the input limit); client "
+            f"{mean_in:.0f} tokens ({demand / (ITPM / 60):.0%} of the input limit); client "
             f"CPU {full.cpu:.0%} / {drained.cpu:.0%} of a core and event-loop lag p99 "
             f"{full.lag_p99 * 1e3:.0f} / {drained.lag_p99 * 1e3:.0f} ms (full / drained); "
             f"wall time {elapsed:.0f} s.",
@@ -497,7 +507,8 @@ def main() -> None:
             f"Poisson arrivals at {RATE:.1f}/s (95 % of 4000 RPM) for {secs:g} s, seed "
             f"{args.seed}; mock latency {LATENCY} s, limits {TIER4}, answers "
             f"{OUTPUT_TOKENS[0]}..{OUTPUT_TOKENS[1]} output tokens, max_tokens {MAX_TOKENS}; "
-            f"one mock process per run{' on CPU 1, client on CPU 0' if pinned else ''}; "
+            f"one mock process per run{' on CPU 1, client on CPU 0' if pinned else ''}"
+            f"{', 429s carry retry-after-ms' if args.retry_after_ms else ''}; "
             f"the two clients of a scenario run side by side, scenarios one after the other; "
             f"loop {resolve_loop(args.loop)}.",
             "## Summary\n\n" + summary,

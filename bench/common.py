@@ -31,6 +31,7 @@ __all__ = [
     "median",
     "percentile",
     "resolve_loop",
+    "revision",
     "run",
     "write_result",
 ]
@@ -99,6 +100,28 @@ def command_line() -> str:
     return " ".join(["python", shlex.quote(str(script)), *map(shlex.quote, sys.argv[1:])])
 
 
+def revision() -> str:
+    """The repository's commit, and whether asyncthrift/ differs from it (read-only git)."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "asyncthrift"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    except OSError:
+        return "unknown"
+    if not head:
+        return "unknown"
+    return head + (" with uncommitted changes in asyncthrift/" if dirty else "")
+
+
 def machine(loop: str) -> str:
     """CPU count, load average, Python and loop: the conditions the figures were taken in."""
     try:
@@ -144,7 +167,7 @@ def write_result(
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.md"
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    runs = [f"- {now}, `{command_line()}`, {resolve_loop(loop)}: {run_summary}"]
+    runs = [f"- {now}, {revision()}, `{command_line()}`, {resolve_loop(loop)}: {run_summary}"]
     runs += _earlier_runs(path)[: keep - 1]
     header = (
         f"# {title}\n\n- Command: `{command_line()}`\n- Date: {now}\n- Machine: {machine(loop)}\n\n"
