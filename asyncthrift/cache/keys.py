@@ -131,7 +131,13 @@ def canonical_body(params: Mapping[str, Any]) -> dict[str, Any]:
     extra = params.get("extra_body")
     if extra is not None and isinstance(extra, Mapping):
         params = {**params, **extra}
-    body = {k: v for k, v in params.items() if k not in _SKIP and type(v) not in _DROP_TYPES}
+    body = dict(params)
+    for k in params.keys() & _SKIP:  # set algebra in C: cheaper than a filtering comprehension
+        del body[k]
+    for v in body.values():
+        if type(v) in _DROP_TYPES:  # rare: None / NOT_GIVEN / omit mean "absent"
+            body = {k: v for k, v in body.items() if type(v) not in _DROP_TYPES}
+            break
     if "temperature" in body and type(body["temperature"]) is int:
         body["temperature"] = float(body["temperature"])
     if "top_p" in body and type(body["top_p"]) is int:
