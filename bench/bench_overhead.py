@@ -37,6 +37,10 @@ What the columns mean:
   what a user switching from the bare SDK sees.
 - ``raw path``: ``raw/aiohttp``'s req/s over ``bare/aiohttp``'s, same round.
 
+A last section runs the bare SDK and asyncthrift over the SDK's transport seam (an in-memory
+``httpx2.MockTransport``, no sockets): CPU per request of the client-side work alone, where
+asyncthrift's own share stands out from the HTTP stack's noise.
+
 Run ``python bench/bench_overhead.py`` (about a minute and a half); ``--quick`` for a smoke
 run.
 """
@@ -52,6 +56,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import anthropic
+import httpx2
 from common import md_table, median, resolve_loop, run, write_result
 
 from asyncthrift import Thrift
@@ -60,6 +65,7 @@ from asyncthrift.mock import remote_stats, spawn_mock_process
 MODEL = "claude-sonnet-4-5"
 MAX_TOKENS = 64
 KINDS = ("bare", "bare/aiohttp", "raw/aiohttp", "asyncthrift", "asyncthrift/httpx")
+SEAM_KINDS = ("bare", "asyncthrift")
 #: (asyncthrift kind, bare kind on the same transport)
 PAIRS = (("asyncthrift", "bare/aiohttp"), ("asyncthrift/httpx", "bare"))
 
@@ -159,6 +165,57 @@ async def bench(url: str, n: int, concurrency: int, rounds: int, warmup: int) ->
     return runs
 
 
+#: The answer of the in-memory transport: a short text and its usage.
+ANSWER = {
+    "id": "msg_bench",
+    "type": "message",
+    "role": "assistant",
+    "model": MODEL,
+    "content": [{"type": "text", "text": "A token bucket refills continuously. " * 4}],
+    "stop_reason": "end_turn",
+    "stop_sequence": None,
+    "usage": {
+        "input_tokens": 60,
+        "output_tokens": 40,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": 0,
+    },
+}
+
+
+def in_memory() -> httpx2.AsyncClient:
+    """An HTTP client whose transport answers every request at once, in this process."""
+
+    def answer(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(200, json=ANSWER)
+
+    return httpx2.AsyncClient(transport=httpx2.MockTransport(answer))
+
+
+async def seam(n: int, concurrency: int, rounds: int) -> list[Run]:
+    """Both clients over the SDK's transport seam (no sockets, no server): CPU per request
+    of the client-side work alone, where asyncthrift's own share is not lost in the noise."""
+    bare = anthropic.AsyncAnthropic(api_key="k", max_retries=0, http_client=in_memory())
+    thrift = Thrift(
+        api_key="k", limits=None, dedupe=False, sdk_options={"http_client": in_memory()}
+    )
+    creates: dict[str, Create] = {
+        "bare": bare.messages.create,
+        "asyncthrift": thrift.messages.create,
+    }
+    runs: list[Run] = []
+    try:
+        for kind, create in creates.items():
+            await drive(kind, create, n // 2, concurrency, 0)
+        for r in range(rounds):
+            for kind in SEAM_KINDS if r % 2 == 0 else SEAM_KINDS[::-1]:
+                runs.append(await drive(kind, creates[kind], n, concurrency, r * n))
+    finally:
+        await bare.close()
+        await thrift.aclose()
+    return runs
+
+
 def pin_self() -> bool:
     """Pin this process to CPU 0 (the mock goes to CPU 1); False where that is impossible."""
     if (os.cpu_count() or 1) < 2 or not hasattr(os, "sched_setaffinity"):
@@ -174,18 +231,22 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=200, help="requests per client first")
+    parser.add_argument("--seam-n", type=int, default=300, help="requests per seam run")
+    parser.add_argument("--seam-rounds", type=int, default=20)
     parser.add_argument("--no-pin", action="store_true", help="do not pin to CPUs")
     parser.add_argument("--quick", action="store_true", help="small run, for a smoke test")
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args()
     if args.quick:
         args.n, args.rounds, args.warmup = 300, 2, 50
+        args.seam_n, args.seam_rounds = 300, 2
 
     pinned = not args.no_pin and pin_self()
     t_start = time.perf_counter()
     with spawn_mock_process(latency=0.0, limits=None, cpu=1 if pinned else None) as url:
         runs = run(bench(url, args.n, args.concurrency, args.rounds, args.warmup), args.loop)
         served = remote_stats(url)
+    seam_runs = run(seam(args.seam_n, args.concurrency, args.seam_rounds), args.loop)
     elapsed = time.perf_counter() - t_start
 
     by_round = [runs[i : i + len(KINDS)] for i in range(0, len(runs), len(KINDS))]
@@ -224,6 +285,35 @@ def main() -> None:
         + ["as configured", "raw path"],
         rows,
     )
+    pairs = [seam_runs[i : i + 2] for i in range(0, len(seam_runs), 2)]
+    seam_rows = []
+    seam_extra, seam_ratio = [], []
+    for i, pair in enumerate(pairs):
+        r = {x.kind: x for x in pair}
+        seam_extra.append(r["asyncthrift"].cpu_us - r["bare"].cpu_us)
+        seam_ratio.append(r["bare"].cpu_us / r["asyncthrift"].cpu_us)
+        seam_rows.append(
+            [
+                str(i + 1),
+                f"{r['bare'].cpu_us:.0f}",
+                f"{r['asyncthrift'].cpu_us:.0f}",
+                f"{seam_extra[-1]:.0f}",
+                f"{seam_ratio[-1]:.3f}",
+            ]
+        )
+    seam_rows.append(
+        [
+            "**median**",
+            f"{median([x.cpu_us for x in seam_runs if x.kind == 'bare']):.0f}",
+            f"{median([x.cpu_us for x in seam_runs if x.kind == 'asyncthrift']):.0f}",
+            f"**{median(seam_extra):.0f}**",
+            f"**{median(seam_ratio):.3f}**",
+        ]
+    )
+    seam_table = md_table(
+        ["round", "bare CPU µs/req", "asyncthrift CPU µs/req", "asyncthrift adds µs", "ratio"],
+        seam_rows,
+    )
     aio, hx = median(ratios["asyncthrift"]), median(ratios["asyncthrift/httpx"])
     caio, chx = median(by_cpu["asyncthrift"]), median(by_cpu["asyncthrift/httpx"])
     verdict = "holds" if min(aio, hx) >= 0.9 else "does NOT hold"
@@ -239,11 +329,15 @@ def main() -> None:
         f"{median(configured):.3f}. The SDK's raw-response path alone runs at "
         f"{median(raw_path):.3f} of plain create() (aiohttp). The mock answered "
         f"{served.get('ok', '?')} requests, "
-        f"{served.get('rate_limited', '?')} of them 429. Wall time {elapsed:.0f} s."
+        f"{served.get('rate_limited', '?')} of them 429. Over the SDK's transport seam (no "
+        f"sockets), asyncthrift's own work is {median(seam_extra):.0f} µs per request, a "
+        f"throughput ratio of {median(seam_ratio):.3f} for a client with nothing else to do. "
+        f"Wall time {elapsed:.0f} s."
     )
     headline = (
         f"same transport: aiohttp {aio:.3f} (CPU {caio:.3f}), httpx {hx:.3f} (CPU {chx:.3f}); "
-        f"raw path {median(raw_path):.3f}; "
+        f"raw path {median(raw_path):.3f}; seam +{median(seam_extra):.0f} µs/req "
+        f"({median(seam_ratio):.3f}); "
         f"as configured "
         f"{median(configured):.3f}; +{median(extra['asyncthrift']):.0f} µs CPU/req (aiohttp), "
         f"+{median(extra['asyncthrift/httpx']):.0f} µs (httpx)"
@@ -255,12 +349,19 @@ def main() -> None:
             f"latency 0, no limits, own process{' on CPU 1 (client on CPU 0)' if pinned else ''}"
             f"; loop {resolve_loop(args.loop)}; model {MODEL}, max_tokens {MAX_TOKENS}.",
             "## Summary\n\n" + summary,
-            "## Runs\n\n" + table,
+            "## Runs against the mock server\n\n" + table,
+            f"## Over the SDK's transport seam ({args.seam_n} requests per run, "
+            f"{args.seam_rounds} rounds, alternating order)\n\n"
+            "Both clients on `httpx2.AsyncClient(transport=httpx2.MockTransport(...))` "
+            "answering a fixed message at once: no sockets, no server, the same SDK code. "
+            "The difference is asyncthrift's own client-side work per request.\n\n" + seam_table,
             "## What the columns mean\n\n" + (__doc__ or "").split("What the columns mean:")[1],
         ]
     )
     print()
     print(table)
+    print()
+    print(seam_table)
     print()
     print(summary)
     if not args.no_write:

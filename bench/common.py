@@ -3,6 +3,8 @@
 - `run` runs a coroutine on the loop a user would run: uvloop when it is importable, else
   the standard asyncio loop (``--loop asyncio`` in every bench forces the latter).
 - `md_table`, `percentile`, `median` format and summarise figures.
+- Importing this module puts the repository root first on `sys.path`, so the benches
+  measure the asyncthrift of their own checkout even when another copy is installed.
 - `write_result` writes ``bench/results/<name>.md`` with the exact command, the date, the
   machine (CPUs and load average: the machines are shared, so every figure in a result is a
   ratio against a baseline measured in the same run) and the tables.
@@ -24,6 +26,7 @@ from typing import Any, TypeVar
 
 __all__ = [
     "RESULTS",
+    "ROOT",
     "command_line",
     "loop_choices",
     "machine",
@@ -37,6 +40,11 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+#: The checkout these benches belong to: measure its asyncthrift, whatever is installed.
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 
 #: Where every bench writes its markdown result and plots.
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -104,14 +112,13 @@ def revision() -> str:
     """The repository's commit, and whether asyncthrift/ differs from it (read-only git)."""
     import subprocess
 
-    root = Path(__file__).resolve().parents[1]
     try:
         head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--", "asyncthrift"],
-            cwd=root,
+            cwd=ROOT,
             capture_output=True,
             text=True,
         ).stdout.strip()
@@ -170,7 +177,8 @@ def write_result(
     runs = [f"- {now}, {revision()}, `{command_line()}`, {resolve_loop(loop)}: {run_summary}"]
     runs += _earlier_runs(path)[: keep - 1]
     header = (
-        f"# {title}\n\n- Command: `{command_line()}`\n- Date: {now}\n- Machine: {machine(loop)}\n\n"
+        f"# {title}\n\n- Command: `{command_line()}`\n- Date: {now}\n- Code: {revision()}\n"
+        f"- Machine: {machine(loop)}\n\n"
     )
     text = header + body.rstrip() + f"\n\n{RUNS_HEADER}\n\n" + "\n".join(runs) + "\n"
     path.write_text(text, encoding="utf-8")
