@@ -20,7 +20,7 @@ import asyncio
 import logging
 import time
 import zlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Final, Protocol
 
 from .base import CacheStats
@@ -142,17 +142,10 @@ class RedisCache:
             self._skipped += 1
             self._misses += 1
             return None
-        try:
-            async with asyncio.timeout(self._bound()):
-                raw = await self._client.get(self._prefix + key)
-        except asyncio.CancelledError:
-            self._probing = False
-            raise
-        except Exception as exc:
-            self._failed(exc)
+        ok, raw = await self._call(lambda: self._client.get(self._prefix + key))
+        if not ok:
             self._misses += 1
             return None
-        self._succeeded()
         return self._found(raw)
 
     async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
@@ -163,17 +156,9 @@ class RedisCache:
             self._skipped += 1
             return
         data = self._pack(value)
-        try:
-            async with asyncio.timeout(self._bound()):
-                await self._client.set(self._prefix + key, data, px=px)
-        except asyncio.CancelledError:
-            self._probing = False
-            raise
-        except Exception as exc:
-            self._failed(exc)
-            return
-        self._succeeded()
-        self._sets += 1
+        ok, _ = await self._call(lambda: self._client.set(self._prefix + key, data, px=px))
+        if ok:
+            self._sets += 1
 
     async def aclose(self) -> None:
         if self._owned:
@@ -201,17 +186,10 @@ class RedisCache:
             self._skipped += 1
             self._misses += len(names)
             return [None] * len(names)
-        try:
-            async with asyncio.timeout(self._bound()):
-                raws = await self._client.mget(names)
-        except asyncio.CancelledError:
-            self._probing = False
-            raise
-        except Exception as exc:
-            self._failed(exc)
+        ok, raws = await self._call(lambda: self._client.mget(names))
+        if not ok:
             self._misses += len(names)
             return [None] * len(names)
-        self._succeeded()
         return [self._found(r) for r in raws]
 
     async def set_many(self, items: Mapping[str, bytes], ttl: float | None = None) -> None:
@@ -225,19 +203,26 @@ class RedisCache:
         pipe = self._client.pipeline(False)
         for k, v in items.items():
             pipe.set(self._prefix + k, self._pack(v), px=px)
+        ok, _ = await self._call(pipe.execute)
+        if ok:
+            self._sets += len(items)
+
+    # -- internals --------------------------------------------------------------------------
+
+    async def _call(self, op: Callable[[], Awaitable[Any]]) -> tuple[bool, Any]:
+        """Run one Redis operation within the per-op bound: (True, result), or (False, None)
+        after counting the failure for the circuit breaker. Cancellation passes through."""
         try:
             async with asyncio.timeout(self._bound()):
-                await pipe.execute()
+                result = await op()
         except asyncio.CancelledError:
             self._probing = False
             raise
         except Exception as exc:
             self._failed(exc)
-            return
+            return False, None
         self._succeeded()
-        self._sets += len(items)
-
-    # -- internals --------------------------------------------------------------------------
+        return True, result
 
     def _px(self, ttl: float | None) -> int | None:
         """Milliseconds for ``PX``; None for no expiry, 0 for "do not store"."""
