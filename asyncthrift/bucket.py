@@ -15,7 +15,7 @@ from typing import NamedTuple, Protocol
 
 from .limits import Limits
 
-__all__ = ["Budget", "Cost", "LocalBudget", "ServerView", "TokenBucket"]
+__all__ = ["ZERO", "Budget", "Cost", "LocalBudget", "ServerView", "TokenBucket"]
 
 #: Relative tolerance for float comparisons: a wait computed as deficit/rate lands the timer
 #: exactly where the level reaches the amount, give or take one ulp; never re-arm for that.
@@ -41,15 +41,6 @@ class Cost(NamedTuple):
     requests: float
     input_tokens: float
     output_tokens: float
-
-    def __sub__(self, other: object) -> Cost:
-        if not isinstance(other, Cost):
-            return NotImplemented
-        return Cost(
-            self.requests - other.requests,
-            self.input_tokens - other.input_tokens,
-            self.output_tokens - other.output_tokens,
-        )
 
 
 ZERO = Cost(0, 0, 0)

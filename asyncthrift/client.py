@@ -22,7 +22,7 @@ import anthropic
 from anthropic.types import Message, Usage
 
 from ._options import RequestOptions, split_options
-from .bucket import Cost, LocalBudget
+from .bucket import ZERO, Cost, LocalBudget
 from .cache import Cache, MemoryCache, make_cache
 from .cache.base import decode_message, encode_message, is_cacheable
 from .cache.keys import fingerprint, scope_for_key
@@ -493,7 +493,7 @@ class Thrift:
         budget = reservation.budget
         refused = status in (429, 529)
         c = reservation.cost
-        uncharged = Cost(0, c.input_tokens, c.output_tokens) if refused else Cost(0, 0, 0)
+        uncharged = Cost(0, c.input_tokens, c.output_tokens) if refused else ZERO
         budget.observe(view, reservation.mark, reservation.sent_at, now, uncharged=uncharged)
         if status == 429:
             stats.rate_limited += 1

@@ -90,10 +90,6 @@ class Reservation:
         self.mark = mark
         self.sent_at = sent_at
 
-    @property
-    def open(self) -> bool:
-        return self._open
-
     def settle(self, input_tokens: float, output_tokens: float) -> None:
         if not self._open:
             return
