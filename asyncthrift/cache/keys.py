@@ -35,7 +35,8 @@ Why these choices:
   (``"_"`` in the key) shares entries globally.
 
 Speed: the common request (string contents, no markers) is never copied; a message, block or
-body dict is rebuilt only where something actually changes (copy on write).
+body dict is rebuilt only where something actually changes (copy on write). At 1 KB the cost
+is mostly the interpreter's, not the bytes', so `canonical_body` is written for it.
 """
 
 from __future__ import annotations
@@ -82,6 +83,8 @@ EXCLUDED_PARAMS: Final[frozenset[str]] = frozenset(
 """Top-level request keys that never change the answer and are left out of the key."""
 
 _SORT: Final = orjson.OPT_SORT_KEYS
+_dumps: Final = orjson.dumps  # bound once: the 1 KB key costs about 2 µs, lookups show
+_hash_hex: Final = xxhash.xxh3_128_hexdigest
 _DROP_TYPES: Final = frozenset({type(None), NotGiven, Omit})  # values that mean "absent"
 _SKIP: Final = EXCLUDED_PARAMS | {"extra_body"}
 
@@ -95,17 +98,26 @@ def fingerprint(params: Mapping[str, Any], *, scope: str = "") -> str:
     cannot be encoded (for example a generator for ``messages``: materialise it first, the key
     must not consume what the request will send).
     """
-    if ":" in scope:
-        raise ValueError(f"fingerprint scope must not contain ':', got {scope!r}")
+    prefix = _GLOBAL_PREFIX if not scope else _scoped_prefix(scope)
     try:
-        data = orjson.dumps(canonical_body(params), default=_default, option=_SORT)
+        data = _dumps(canonical_body(params), default=_default, option=_SORT)
     except orjson.JSONEncodeError as exc:
         raise TypeError(
             f"cannot fingerprint this request ({exc}): parameters must be JSON-like (dicts, "
             "lists, tuples, str, numbers, bools, None, pydantic models); materialise "
             "iterators and generators into lists before sending"
         ) from exc
-    return f"{KEY_VERSION}:{scope or '_'}:{xxhash.xxh3_128_hexdigest(data)}"
+    return prefix + _hash_hex(data)
+
+
+_GLOBAL_PREFIX: Final = f"{KEY_VERSION}:_:"
+
+
+@functools.lru_cache(maxsize=256)
+def _scoped_prefix(scope: str) -> str:
+    if ":" in scope:
+        raise ValueError(f"fingerprint scope must not contain ':', got {scope!r}")
+    return f"{KEY_VERSION}:{scope}:"
 
 
 @functools.lru_cache(maxsize=256)
@@ -122,28 +134,39 @@ def scope_for_key(api_key: str) -> str:
 def canonical_body(params: Mapping[str, Any]) -> dict[str, Any]:
     """The answer-relevant part of `params` in canonical form (shared, not deep-copied).
 
-    ``fingerprint`` hashes ``orjson.dumps`` of this with sorted keys. The walk is one cheap
-    pass over the messages (a type check for string content); it builds new containers only
-    where something changes and shares the rest with `params`: treat the result as
-    read-only. (Detecting "nothing to change" from a first encoding and skipping the walk was
-    measured slower: a second encoding costs more than the walk.)
+    ``fingerprint`` hashes ``orjson.dumps`` of this with sorted keys. It builds new
+    containers only where something changes and shares the rest with `params`: treat the
+    result as read-only.
+
+    This is the hot path of every cached or deduplicated request, so it is written for
+    CPython's interpreter, measured at each step (``bench/bench_fingerprint.py``): one loop
+    over the top-level items that drops excluded keys and absent values together (a truth
+    test first, so only falsy values pay for the type check), and one pass over the messages
+    that decides the usual shapes inline, without a call per message. Set algebra on the
+    keys, a per-shape plan cache and skipping the walk after a first encoding were all
+    measured slower.
     """
-    extra = params.get("extra_body")
-    if extra is not None and isinstance(extra, Mapping):
-        params = {**params, **extra}
-    body = dict(params)
-    for k in params.keys() & _SKIP:  # set algebra in C: cheaper than a filtering comprehension
-        del body[k]
-    for v in body.values():
-        if type(v) in _DROP_TYPES:  # rare: None / NOT_GIVEN / omit mean "absent"
-            body = {k: v for k, v in body.items() if type(v) not in _DROP_TYPES}
-            break
-    if "temperature" in body and type(body["temperature"]) is int:
-        body["temperature"] = float(body["temperature"])
-    if "top_p" in body and type(body["top_p"]) is int:
-        body["top_p"] = float(body["top_p"])
+    if "extra_body" in params:
+        extra = params["extra_body"]
+        if isinstance(extra, Mapping):
+            params = {**params, **extra}
+    body: dict[str, Any] = {}
+    for k, v in params.items():
+        if k in _SKIP or (not v and type(v) in _DROP_TYPES):
+            continue  # excluded, or None / NOT_GIVEN / omit meaning "absent"
+        body[k] = v
+    v = body.get("temperature")
+    if type(v) is int:
+        body["temperature"] = float(v)
+    v = body.get("top_p")
+    if type(v) is int:
+        body["top_p"] = float(v)
     v = body.get("messages")
-    if type(v) is list or isinstance(v, tuple):
+    if type(v) is list:
+        # A single-turn request with string content (the FAQ shape) needs no walk at all.
+        if len(v) != 1 or type(m := v[0]) is not dict or type(m.get("content")) is not str:
+            body["messages"] = _canon_messages(v)
+    elif isinstance(v, tuple):
         body["messages"] = _canon_messages(v)
     v = body.get("system")
     if v is not None and type(v) is not str and isinstance(v, list | tuple):
@@ -155,34 +178,49 @@ def canonical_body(params: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _canon_messages(messages: list[Any] | tuple[Any, ...]) -> list[Any] | tuple[Any, ...]:
-    # The hot loop of fingerprinting long conversations: the usual shapes (string content,
-    # one plain text block) are decided inline, without a function call per message.
+    """`messages` in canonical form; the same object when nothing changes (the usual case).
+
+    The hot loop of fingerprinting long conversations. String content, one plain text block
+    and a block list that needs no change are decided inline; `out` stays None (no copy)
+    until the first message that changes.
+    """
     out: list[Any] | None = None
     for i, m in enumerate(messages):
-        nm = m
         if type(m) is dict:
-            content = m.get("content")
-            if type(content) is list:
-                nc: Any = content
-                if len(content) == 1:
-                    b = content[0]
+            c = m.get("content")
+            if type(c) is str:
+                if out is not None:
+                    out.append(m)
+                continue
+            if type(c) is list:
+                if len(c) == 1:
+                    b = c[0]
                     if (
                         type(b) is dict
                         and b.get("type") == "text"
                         and (len(b) == 2 or (len(b) == 3 and "cache_control" in b))
                         and type(b.get("text")) is str
                     ):
-                        nc = b["text"]
-                    else:
-                        nc = _canon_content(content)
+                        if out is None:
+                            out = list(messages[:i])
+                        out.append({**m, "content": b["text"]})
+                        continue
+                for b in c:
+                    if (
+                        type(b) is not dict
+                        or "cache_control" in b
+                        or (b.get("type") == "tool_result" and type(b.get("content")) is not str)
+                    ):
+                        break  # this list needs the full treatment
                 else:
-                    nc = _canon_content(content)
-                if nc is not content:
-                    nm = {**m, "content": nc}
-            elif type(content) is not str and isinstance(content, list | tuple):
-                nc = _canon_content(content)
-                if nc is not content:
-                    nm = {**m, "content": nc}
+                    if out is not None:
+                        out.append(m)
+                    continue
+            if type(c) is not str and isinstance(c, list | tuple):
+                nc = _canon_content(c)
+                nm = m if nc is c else {**m, "content": nc}
+            else:
+                nm = m
         else:
             nm = _canon_odd_message(m)
         if out is None:
