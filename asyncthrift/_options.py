@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from .scheduler import lane_level
+from .scheduler import LANES, lane_level
 
 __all__ = ["RequestOptions", "split_options"]
 
@@ -31,8 +31,15 @@ def _bool_or_none(name: str, value: object) -> bool | None:
     raise TypeError(f"{name}= must be True, False or None (client default), got {value!r}")
 
 
+_DEFAULTS = RequestOptions(level=LANES["default"], deadline=None, cache=None, dedupe=None)
+_OURS_SET = frozenset(_OURS)
+
+
 def split_options(kwargs: dict[str, Any]) -> tuple[RequestOptions, dict[str, Any]]:
     """Pop asyncthrift's options out of `kwargs`; validate them and the fields we rely on."""
+    if _OURS_SET.isdisjoint(kwargs):  # the usual call: no options of ours
+        _check_sdk_fields(kwargs)
+        return _DEFAULTS, kwargs
     priority = kwargs.pop("priority", "default")
     deadline = kwargs.pop("deadline", None)
     cache = _bool_or_none("cache", kwargs.pop("cache", None))
@@ -48,6 +55,12 @@ def split_options(kwargs: dict[str, Any]) -> tuple[RequestOptions, dict[str, Any
             raise ValueError(f"deadline= must be >= 0 seconds, got {deadline!r}")
         if math.isinf(deadline):
             deadline = None
+    _check_sdk_fields(kwargs)
+    return RequestOptions(level, deadline, cache, dedupe), kwargs
+
+
+def _check_sdk_fields(kwargs: dict[str, Any]) -> None:
+    """The SDK arguments the scheduler relies on: fail here, before anything is queued."""
     if "model" not in kwargs or not isinstance(kwargs["model"], str) or not kwargs["model"]:
         raise TypeError("messages.create() needs model= (a model id string)")
     max_tokens = kwargs.get("max_tokens")
@@ -57,4 +70,3 @@ def split_options(kwargs: dict[str, Any]) -> tuple[RequestOptions, dict[str, Any
         raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
     if not isinstance(kwargs.get("messages"), list | tuple):
         raise TypeError("messages.create() needs messages= as a list of {role, content}")
-    return RequestOptions(level, deadline, cache, dedupe), kwargs

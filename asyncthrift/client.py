@@ -222,6 +222,7 @@ class Thrift:
         self._dedupe = dedupe
         self._flight: SingleFlight[str, Message] = SingleFlight()
         self._classes: dict[str, _ModelClass] = {}
+        self._by_model: dict[str, _ModelClass] = {}  # model id -> its class, memoised
         self._stats = Recorder()
         self._closed = False
         self.messages = Messages(self)
@@ -269,6 +270,9 @@ class Thrift:
     # -- the request path -------------------------------------------------------------------
 
     def _model_class(self, model: str) -> _ModelClass:
+        mc = self._by_model.get(model)
+        if mc is not None:
+            return mc
         cls = model_class(model)
         mc = self._classes.get(cls)
         if mc is None:
@@ -280,6 +284,9 @@ class Thrift:
                 budgets.append(LocalBudget(limits, now, name=f"{key.name}/{name}"))
             gate = Gate(budgets, aging=self._aging, counter=self._queue, name=cls, loop=loop)
             mc = self._classes[cls] = _ModelClass(cls, budgets, gate)
+        if len(self._by_model) >= 1024:  # model ids come from callers: stay bounded
+            self._by_model.clear()
+        self._by_model[model] = mc
         return mc
 
     async def _create(self, kwargs: dict[str, Any]) -> Message:
@@ -291,7 +298,12 @@ class Thrift:
         stats = self._stats
         stats.requests += 1
         try:
-            message = await self._lookup_or_fetch(params, opts)
+            if (self._cache is not None and opts.cache is not False) or (
+                self._dedupe if opts.dedupe is None else opts.dedupe
+            ):
+                message = await self._lookup_or_fetch(params, opts)
+            else:
+                message = await self._send(params, opts)
         except BaseException:
             stats.failed += 1
             raise
@@ -376,6 +388,22 @@ class Thrift:
             worst = cost_usd(params["model"], cost.input_tokens, cost.output_tokens)
         return _Plan(mc, cost, raw_estimate, worst)
 
+    def _admit_now(self, plan: _Plan, attempt: _Attempts) -> Reservation | None:
+        """The fast path of `_admit`: admitted at once if nobody waits and the budget fits.
+
+        None means: go through `_admit` (it queues, honours the deadline and holds the
+        spend cap's worst case, so a client with a spend cap always takes it).
+        """
+        if self._spend is not None:
+            return None
+        reservation = plan.mc.gate.try_acquire(plan.cost)
+        if reservation is not None:
+            stats = self._stats
+            if attempt.number == 0:
+                stats.queue_waits.append(0.0)
+            stats.upstream_calls += 1
+        return reservation
+
     async def _admit(self, plan: _Plan, opts: RequestOptions, attempt: _Attempts) -> Reservation:
         """Wait in the plan's lane until its cost fits; count the wait against `deadline`."""
         loop = asyncio.get_running_loop()
@@ -418,7 +446,9 @@ class Thrift:
         plan = self._plan(params)
         attempt = _Attempts(asyncio.get_running_loop().time())
         while True:
-            reservation = await self._admit(plan, opts, attempt)
+            reservation = self._admit_now(plan, attempt)
+            if reservation is None:
+                reservation = await self._admit(plan, opts, attempt)
             try:
                 return await self._attempt(plan, reservation, params)
             except (anthropic.APIStatusError, anthropic.APIConnectionError) as exc:

@@ -12,8 +12,9 @@ Two sources feed the metrics, chosen so the hot path pays almost nothing:
 * **Hooks** at four points of the request path (request start and end, queue entry and exit,
   each upstream attempt) feed what only the path itself knows: latency histograms, queue
   depth per lane, and spans. `Observer.track(client)` installs them on that one client
-  instance by wrapping its internal steps (`_create`, `_admit`, `_attempt`); the streaming and
-  count_tokens paths call the same hooks directly. An untracked client runs unwrapped.
+  instance by wrapping its internal steps (`_create`, `_admit_now`, `_admit`, `_attempt`);
+  the streaming and count_tokens paths call the same hooks directly. An untracked client
+  runs unwrapped.
 
 Series exported by `PrometheusMetrics` (prefix ``asyncthrift_``, every series labelled
 ``client``):
@@ -290,6 +291,7 @@ def _install(client: Thrift, name: str) -> _Hub:
         return hub
     hub = _HUBS[client] = _Hub(name)
     create, admit, attempt = client._create, client._admit, client._attempt
+    admit_now = client._admit_now
 
     async def _create(kwargs: dict[str, Any]) -> Any:
         rec = hub.start("create", kwargs.get("model"), kwargs.get("priority", "default"))
@@ -314,6 +316,15 @@ def _install(client: Thrift, name: str) -> _Hub:
         hub.queue_left(rec, time.monotonic() - t0, None)
         return reservation
 
+    def _admit_now(plan: _Plan, attempts: _Attempts) -> Reservation | None:
+        # the fast path admitted without queueing: still one (empty) queue step to report
+        reservation = admit_now(plan, attempts)
+        if reservation is not None:
+            rec = _CURRENT.get()
+            hub.queue_entered(rec)
+            hub.queue_left(rec, 0.0, None)
+        return reservation
+
     async def _attempt(plan: _Plan, reservation: Reservation, params: dict[str, Any]) -> Any:
         rec = _CURRENT.get()
         started = hub.upstream_started(rec, client._keys[reservation.index].name)
@@ -329,13 +340,14 @@ def _install(client: Thrift, name: str) -> _Hub:
     # Instance attributes shadow the class's methods for this one client only.
     setattr(client, "_create", _create)  # noqa: B010
     setattr(client, "_admit", _admit)  # noqa: B010
+    setattr(client, "_admit_now", _admit_now)  # noqa: B010
     setattr(client, "_attempt", _attempt)  # noqa: B010
     return hub
 
 
 def _uninstall(client: Thrift) -> None:
     _HUBS.pop(client, None)
-    for name in ("_create", "_admit", "_attempt"):
+    for name in ("_create", "_admit", "_admit_now", "_attempt"):
         client.__dict__.pop(name, None)
 
 

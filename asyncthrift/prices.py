@@ -41,7 +41,22 @@ _warned: set[str] = set()
 _by_length = sorted(PRICES, key=len, reverse=True)
 
 
+_memo: dict[str, Price | None] = {}
+
+
 def price_for(model: str) -> Price | None:
+    """The price of `model` by its longest listed prefix, else its family's (memoised)."""
+    try:
+        return _memo[model]
+    except KeyError:
+        pass
+    if len(_memo) >= 1024:  # model ids come from callers: stay bounded
+        _memo.clear()
+    price = _memo[model] = _lookup(model)
+    return price
+
+
+def _lookup(model: str) -> Price | None:
     m = model.lower()
     for prefix in _by_length:
         if m.startswith(prefix):

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Final
 
 import anthropic
 
@@ -87,6 +88,48 @@ def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> f
     return max(0.0, when - (time.time() if now is None else now))
 
 
+_P = "anthropic-ratelimit-"
+#: The response headers `server_view` reads, by their lower-case names as bytes (how httpx
+#: keeps them) and as str (any other mapping).
+_WANTED: Final = (
+    _P + "requests-limit",
+    _P + "requests-remaining",
+    _P + "requests-reset",
+    _P + "input-tokens-limit",
+    _P + "input-tokens-remaining",
+    _P + "output-tokens-limit",
+    _P + "output-tokens-remaining",
+    "retry-after-ms",
+    "retry-after",
+)
+_WANTED_STR: Final = frozenset(_WANTED)
+_WANTED_BYTES: Final = {name.encode(): name for name in _WANTED}
+_EMPTY_VIEW: Final = ServerView()
+
+
+def _wanted_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """The headers `server_view` reads, lower-cased, found in one pass over `headers`.
+
+    Why one pass: ``httpx.Headers.get`` scans every header and raises ``KeyError`` inside
+    for a missing one, so nine lookups cost about 14 µs per response, more than the rest of
+    the scheduler's work on it. Over the raw byte pairs only the names we want are decoded.
+    """
+    found: dict[str, str] = {}
+    raw = getattr(headers, "raw", None)  # httpx / httpx2 `Headers`: [(name, value)] bytes
+    if isinstance(raw, list):
+        wanted = _WANTED_BYTES
+        for key, value in raw:
+            name = wanted.get(key.lower())
+            if name is not None:
+                found[name] = value.decode("latin-1")
+        return found
+    for key, value in headers.items():
+        name = key.lower()
+        if name in _WANTED_STR:
+            found[name] = value
+    return found
+
+
 def _num(headers: Mapping[str, str], name: str) -> float | None:
     raw = headers.get(name)
     if raw is None:
@@ -108,17 +151,20 @@ def _epoch(headers: Mapping[str, str], name: str) -> float | None:
 
 
 def server_view(headers: Mapping[str, str]) -> ServerView:
-    """The rate-limit state one response's headers report."""
-    p = "anthropic-ratelimit-"
+    """The rate-limit state one response's headers report (`ServerView()` if none)."""
+    h = _wanted_headers(headers)
+    if not h:
+        return _EMPTY_VIEW
+    p = _P
     return ServerView(
-        requests_limit=_num(headers, p + "requests-limit"),
-        requests_remaining=_num(headers, p + "requests-remaining"),
-        input_limit=_num(headers, p + "input-tokens-limit"),
-        input_remaining=_num(headers, p + "input-tokens-remaining"),
-        output_limit=_num(headers, p + "output-tokens-limit"),
-        output_remaining=_num(headers, p + "output-tokens-remaining"),
-        retry_after=parse_retry_after(headers),
-        requests_reset=_epoch(headers, p + "requests-reset"),
+        _num(h, p + "requests-limit"),
+        _num(h, p + "requests-remaining"),
+        _num(h, p + "input-tokens-limit"),
+        _num(h, p + "input-tokens-remaining"),
+        _num(h, p + "output-tokens-limit"),
+        _num(h, p + "output-tokens-remaining"),
+        parse_retry_after(h),
+        _epoch(h, p + "requests-reset"),
     )
 
 

@@ -186,11 +186,11 @@ class Gate:
         """
         loop = self._get_loop()
         now = loop.time()
-        self._check_size(cost)
         if self._live == 0:
             picked = self._pick(cost, now)
             if picked is not None and picked[1] <= 0.0:
                 return self._admit(picked[0], cost, now)
+        self._check_size(cost)
         counter = self._counter
         if counter.limit is not None and counter.waiting >= counter.limit:
             raise QueueFull(
@@ -231,6 +231,21 @@ class Gate:
             self._abandon(future)
             raise
 
+    def try_acquire(self, cost: Cost) -> Reservation | None:
+        """Admit `cost` now if nobody waits and a budget can pay it at once; else None.
+
+        The synchronous fast path of `acquire` (same rules, no barging): a caller that gets
+        None awaits `acquire`, which queues it or raises. Saves creating and running a
+        coroutine for the common case of a limit that is not binding.
+        """
+        if self._live:
+            return None
+        now = self._get_loop().time()
+        picked = self._pick(cost, now)
+        if picked is None or picked[1] > 0.0:
+            return None
+        return self._admit(picked[0], cost, now)
+
     def poke(self) -> None:
         """Re-examine the head now: budget came back or the server changed our view."""
         if self._live:
@@ -245,9 +260,14 @@ class Gate:
         return loop
 
     def _check_size(self, cost: Cost) -> None:
-        reasons = [b.too_large(cost) for b in self._budgets]
-        if all(reasons):
-            raise RequestTooLarge(str(reasons[0]))
+        """Raise `RequestTooLarge` if no budget could ever pay `cost` (stops at the first fit)."""
+        first: str | None = None
+        for budget in self._budgets:
+            reason = budget.too_large(cost)
+            if reason is None:
+                return
+            first = first or reason
+        raise RequestTooLarge(str(first))
 
     def _pick(self, cost: Cost, now: float) -> tuple[int, float] | None:
         """The budget that can pay soonest, and its wait; round-robin among ties."""

@@ -84,6 +84,13 @@ def estimate_input_tokens(params: Mapping[str, Any]) -> float:
     return total
 
 
+_LOG_2 = math.log(2.0)
+_MIN_RATIO = 0.2
+_MAX_RATIO = 5.0
+_LOG_MIN_RATIO = math.log(_MIN_RATIO)
+_LOG_MAX_RATIO = math.log(_MAX_RATIO)
+
+
 class Calibrator:
     """Learns actual/estimated input for one model class from observed usage.
 
@@ -94,16 +101,17 @@ class Calibrator:
     between 2 % and 25 %.
     """
 
-    __slots__ = ("_log_ratio", "_var", "count")
+    __slots__ = ("_factor", "_log_ratio", "_var", "count")
 
-    MIN_RATIO = 0.2
-    MAX_RATIO = 5.0
+    MIN_RATIO = _MIN_RATIO
+    MAX_RATIO = _MAX_RATIO
     ALPHA = 0.05
 
     def __init__(self) -> None:
         self._log_ratio = 0.0
         self._var = 0.1**2
         self.count = 0
+        self._factor = self.ratio * (1.0 + self.margin)  # what `charge` multiplies by
 
     @property
     def ratio(self) -> float:
@@ -115,15 +123,15 @@ class Calibrator:
 
     def charge(self, raw_estimate: float) -> int:
         """Tokens to reserve for a request whose raw estimate is `raw_estimate`."""
-        return max(1, math.ceil(raw_estimate * self.ratio * (1.0 + self.margin)))
+        return max(1, math.ceil(raw_estimate * self._factor))
 
     def observe(self, raw_estimate: float, actual: float) -> None:
         if raw_estimate <= 0 or actual <= 0:
             return
         x = math.log(actual / raw_estimate)
-        x = min(max(x, math.log(self.MIN_RATIO)), math.log(self.MAX_RATIO))
+        x = min(max(x, _LOG_MIN_RATIO), _LOG_MAX_RATIO)
         if self.count >= 5:
-            x = min(max(x, self._log_ratio - math.log(2.0)), self._log_ratio + math.log(2.0))
+            x = min(max(x, self._log_ratio - _LOG_2), self._log_ratio + _LOG_2)
         self.count += 1
         alpha = max(1.0 / self.count, self.ALPHA)
         err = x - self._log_ratio
@@ -132,3 +140,4 @@ class Calibrator:
             self._var = 0.1**2
         else:
             self._var = (1 - alpha) * (self._var + alpha * err * err)
+        self._factor = self.ratio * (1.0 + self.margin)

@@ -62,7 +62,7 @@ from common import md_table, median, resolve_loop, run, write_result
 from asyncthrift import Thrift
 from asyncthrift.mock import remote_stats, spawn_mock_process
 
-MODEL = "claude-sonnet-4-5"
+MODEL = "claude-sonnet-4-6"
 MAX_TOKENS = 64
 KINDS = ("bare", "bare/aiohttp", "raw/aiohttp", "asyncthrift", "asyncthrift/httpx")
 SEAM_KINDS = ("bare", "asyncthrift")

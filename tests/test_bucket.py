@@ -182,3 +182,28 @@ def test_limits_reject_bad_values_with_a_helpful_message() -> None:
         Limits(rpm=math.inf)
     with pytest.raises(ValueError, match="period"):
         Limits(rpm=1, period=0)
+
+
+def test_too_large_follows_a_limit_the_server_lowers() -> None:
+    budget = LocalBudget(Limits(itpm=100_000, otpm=10_000), now=0.0)
+    assert budget.too_large(Cost(1, 60_000, 8_000)) is None
+    mark = budget.take(Cost(1, 100, 10), 0.0)
+    view = ServerView(input_limit=50_000, input_remaining=49_000)
+    assert budget.observe(view, mark, 0.0, 0.0)
+    reason = budget.too_large(Cost(1, 60_000, 8_000))
+    assert reason is not None and "itpm" in reason and "50,000" in reason
+    # a limit learnt for a dimension we had as unlimited counts too
+    budget.observe(ServerView(requests_limit=5, requests_remaining=4), mark, 0.0, 0.0)
+    assert budget.too_large(Cost(6, 0, 0)) is not None
+
+
+def test_an_answer_without_headers_ends_the_hold_crediting_nothing_unproven() -> None:
+    budget = LocalBudget(Limits(rpm=60, period=60), now=0.0)
+    mark = budget.take(Cost(1, 0, 0), 0.0)  # the burst from full starts the hold
+    budget.take(Cost(59, 0, 0), 0.0)
+    assert budget.buckets[0] is not None and budget.buckets[0].held
+    assert not budget.observe(ServerView(), mark, sent_at=0.0, now=3.0)
+    assert not budget.buckets[0].held
+    # the 3 s withheld before the answer are not credited; refill runs from the answer on
+    assert budget.levels(3.0)[0] == pytest.approx(0.0)
+    assert budget.levels(5.0)[0] == pytest.approx(2.0)

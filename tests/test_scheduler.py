@@ -220,3 +220,26 @@ async def test_timer_count_stays_one_with_many_waiters() -> None:
     await asyncio.gather(*tasks)
     assert loop.time() == pytest.approx(200.0)
     assert math.isinf(gate._timer_at)
+
+
+async def test_try_acquire_is_the_fast_path_and_never_barges() -> None:
+    gate, budget = make_gate(Limits(rpm=60))
+    first = gate.try_acquire(Cost(1, 0, 0))
+    assert first is not None and budget.levels(gate.now())[0] == pytest.approx(59)
+    assert gate.try_acquire(Cost(60, 0, 0)) is None  # does not fit now: nothing taken
+    assert budget.levels(gate.now())[0] == pytest.approx(59)
+    waiter = asyncio.create_task(gate.acquire(Cost(60, 0, 0)))
+    await asyncio.sleep(0)
+    assert gate.waiting == 1
+    assert gate.try_acquire(Cost(1, 0, 0)) is None  # somebody waits: no barging
+    first.release(sent=False)
+    await asyncio.sleep(0)
+    assert waiter.done()
+
+
+async def test_try_acquire_leaves_a_request_too_large_to_acquire() -> None:
+    gate, _ = make_gate(Limits(otpm=100))
+    assert gate.try_acquire(Cost(1, 0, 101)) is None
+    with pytest.raises(RequestTooLarge):
+        await gate.acquire(Cost(1, 0, 101))
+    assert gate.waiting == 0
