@@ -33,6 +33,15 @@ _MAX_HOLD = 0.5
 #: `ServerView[:6]` (limits and remainings) of a response without rate-limit headers.
 _NO_COUNTS = (None, None, None, None, None, None)
 
+#: The averaging window of the estimate of other consumers' spending, a fraction of the period.
+_FOREIGN_WINDOW = 0.2
+#: ... sampled over intervals of at least this fraction of the period.
+_FOREIGN_MIN_INTERVAL = 0.001
+#: The largest share of a limit's refill the estimate ever gives to other consumers, and
+#: the lowest it goes (below zero only so that noise averages out; see `_learn_foreign`).
+_FOREIGN_MAX_SHARE = 0.9
+_FOREIGN_MIN_SHARE = -0.25
+
 #: Takes remembered to answer "what did we send after time t" (trimmed in halves).
 _HISTORY = 4096
 
@@ -132,6 +141,11 @@ class TokenBucket:
             return True
         return False
 
+    def set_rate(self, rate: float, now: float) -> None:
+        """Refill at `rate` from `now` on (the share of a shared key's refill left to us)."""
+        self.level(now)
+        self.rate = rate
+
     def resize(self, capacity: float, period: float, now: float) -> None:
         """Adopt a new capacity (e.g. the server reports a lower limit), keeping the level."""
         self.level(now)
@@ -210,6 +224,10 @@ class LocalBudget:
     __slots__ = (
         "_buckets",
         "_caps",
+        "_drift",
+        "_error_after",
+        "_foreign",
+        "_foreign_at",
         "_history_net",
         "_history_times",
         "_hold_bursts",
@@ -240,6 +258,13 @@ class LocalBudget:
         # net charged (takes less refunds) so far, and (time, net) after each change: what we
         # charged or got back after a given instant is the difference of two entries
         self._net = [0.0, 0.0, 0.0]
+        # per dimension: the estimated rate (units/s) at which someone else spends from the
+        # same key, when it was last updated, the local-minus-server error right after the
+        # latest resync, and the error's drift accumulated since the update (`_learn_foreign`)
+        self._foreign = [0.0, 0.0, 0.0]
+        self._foreign_at = [now, now, now]
+        self._error_after = [0.0, 0.0, 0.0]
+        self._drift = [0.0, 0.0, 0.0]
         self._history_times: list[float] = []
         self._history_net: list[tuple[float, float, float]] = []
         self.blocked_until = -math.inf
@@ -389,7 +414,10 @@ class LocalBudget:
                 # the server answered the burst: it has refilled since it wrote the headers
                 # at the latest; the refill before that it may never have had (its bucket sat
                 # full while the burst was on its way)
-                bucket.release(now, up_to=bucket.level(now) + (now - latest) * bucket.rate)
+                before = bucket.level(now)
+                bucket.release(now, up_to=before + (now - latest) * bucket.rate)
+                # our own bookkeeping, not anybody's spending: keep it out of the drift
+                self._drift[i] -= bucket.level(now) - before
             if remaining is None:
                 continue
             # what we charged (less what came back) after the server wrote the headers. By
@@ -402,14 +430,59 @@ class LocalBudget:
                 (latest, net_late, True),
             ):
                 after = self._sent[i] - sent_mark[i] if net is None else self._net[i] - net[i]
+                # refill since the headers were written, at our (shared-key) rate
                 reading = base - after + (now - t) * bucket.rate
                 # a reading that counts this request as seen must not count what the server
                 # refused to charge for it
                 readings.append(reading - uncharged[i] if own_seen else reading)
             ceiling = min(readings)
+            self._learn_foreign(i, bucket, bucket.level(now) - ceiling, now)
             if bucket.clamp(ceiling, now):
                 lowered = True
         return lowered
+
+    def _learn_foreign(self, i: int, bucket: TokenBucket, error: float, now: float) -> None:
+        """Learn how fast someone else spends dimension `i` of this key; refill net of it.
+
+        `error` is the local level minus the server's (as read from this response), before
+        the resync clamps it. Our own spending cancels out of it, so between two resyncs it
+        drifts at (our refill rate - the server's refill rate left after others' spending):
+        zero when the rate is right, positive when another consumer spends what we credit.
+        The drift, averaged over about a fifth of the period, corrects the estimate of the
+        others' rate, and the bucket refills at the limit's rate less that estimate.
+
+        Why: crediting the whole refill ran a client on a shared key ahead of the server by
+        the others' spending, which a resync only caught one round trip later: a 429 every
+        few seconds at a binding limit, and a burst of them after every `retry-after` block,
+        which released a whole second of refill the server never had. A constant error (the
+        margin of our estimates) does not drift and teaches nothing; a lone consumer's
+        estimate stays at zero, because an error it cannot lower only drifts down.
+        """
+        if bucket.held:
+            # refill is withheld on purpose until the server answers a burst: the error's
+            # drift meanwhile is ours, and says nothing about anybody else
+            self._drift[i] = 0.0
+            self._error_after[i] = min(error, 0.0)
+            self._foreign_at[i] = now
+            return
+        self._drift[i] += error - self._error_after[i]
+        self._error_after[i] = min(error, 0.0)  # the clamp makes a positive error zero
+        period = self.limits.period
+        dt = now - self._foreign_at[i]
+        if dt < period * _FOREIGN_MIN_INTERVAL:
+            return  # answers come in bunches at one loop instant: sample over an interval
+        weight = 1.0 - math.exp(-dt / (period * _FOREIGN_WINDOW))
+        full = bucket.capacity / period
+        # a drift faster than the whole refill is a step, not a rate (the first answer finding
+        # the bucket drained, a burst of the other's): it counts at most as the whole refill
+        drift = min(max(self._drift[i] / dt, -full), full)
+        foreign = self._foreign[i] + weight * drift
+        # the estimate may go below zero, so that noise averages out instead of ratcheting
+        # up against a floor; only a positive estimate slows the refill
+        self._foreign[i] = min(max(foreign, full * _FOREIGN_MIN_SHARE), full * _FOREIGN_MAX_SHARE)
+        self._drift[i] = 0.0
+        self._foreign_at[i] = now
+        bucket.set_rate(full - max(0.0, self._foreign[i]), now)
 
     def _net_until(self, t: float, *, strict: bool = False) -> tuple[float, float, float] | None:
         """The net charged total at time `t` (None if older than the history).
@@ -435,7 +508,8 @@ class LocalBudget:
         reset, remaining = view.requests_reset, view.requests_remaining
         if bucket is None or reset is None or remaining is None:
             return sent_at, now
-        wall = reset - max(0.0, bucket.capacity - remaining) / bucket.rate
+        # the server refills at the whole limit's rate, whatever share of it is left to us
+        wall = reset - max(0.0, bucket.capacity - remaining) * self.limits.period / bucket.capacity
         lo, hi = wall - now, wall - sent_at
         if lo > self._off_hi or hi < self._off_lo:  # a clock jump: start over
             self._off_lo, self._off_hi = lo, hi

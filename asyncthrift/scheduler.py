@@ -341,9 +341,23 @@ class Gate:
                 self._drain()
 
     def _refund(self, budget: Budget, refund: Cost) -> None:
-        budget.give(refund, self._get_loop().time())
-        if self._live:
-            self._drain()
+        now = self._get_loop().time()
+        budget.give(refund, now)
+        if not self._live:
+            return
+        if len(self._budgets) > 1:
+            # A pool: only `budget` changed, and the armed timer already covers every other
+            # budget, so look at the head against this one alone (O(1), not a scan of the
+            # pool on every settle) and drain only if it now fits here before the timer.
+            heap = self._heap
+            while heap and heap[0][2].future.done():
+                heapq.heappop(heap)  # cancelled or timed out; already uncounted
+            if not heap:
+                return
+            wait = budget.wait(heap[0][2].cost, now)
+            if wait > 0.0 and now + wait >= self._timer_at:
+                return
+        self._drain()
 
     def _head_wait(self, now: float) -> float | None:
         for _, _, ticket in self._heap:

@@ -61,7 +61,7 @@ from common import md_table, percentile, resolve_loop, run, write_result
 from asyncthrift import Limits, Thrift
 from asyncthrift.mock import count_text, remote_stats, spawn_mock_process
 
-MODEL = "claude-sonnet-4-5"
+MODEL = "claude-sonnet-4-6"
 ITPM = 2_000_000.0
 TIER4 = Limits(4000, ITPM, 400_000)
 RATE = 0.95 * 4000 / 60  # arrivals per second

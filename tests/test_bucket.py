@@ -207,3 +207,57 @@ def test_an_answer_without_headers_ends_the_hold_crediting_nothing_unproven() ->
     # the 3 s withheld before the answer are not credited; refill runs from the answer on
     assert budget.levels(3.0)[0] == pytest.approx(0.0)
     assert budget.levels(5.0)[0] == pytest.approx(2.0)
+
+
+def _share_simulation(
+    foreign_per_s: float, *, server_start: float = 600.0, seconds: float = 60.0
+) -> tuple[LocalBudget, int]:
+    """A client on a key (600 rpm, 10/s) whose server another consumer also spends from.
+
+    Every 10 ms: the other consumer spends its share, the client sends whatever its budget
+    admits (one request at a time, answered at once with the server's `-remaining`). Returns
+    the client's budget and how many of its requests the server would have refused (level
+    below zero) in the second half, after the estimate had time to learn.
+    """
+    limits = Limits(rpm=600, period=60)
+    server = TokenBucket(600, 60, 0.0, level=server_start)
+    budget = LocalBudget(limits, 0.0, hold_bursts=False)
+    refused = 0
+    step = 0.01
+    for k in range(int(seconds / step)):
+        now = k * step
+        server.take(foreign_per_s * step, now)
+        server.give(0.0, now)
+        while budget.wait(Cost(1, 0, 0), now) <= 0.0:
+            mark = budget.take(Cost(1, 0, 0), now)
+            server.take(1, now)
+            if server.level(now) < 0:
+                refused += now > seconds / 2
+                server.give(1, now)  # a 429 is not charged
+            view = ServerView(requests_limit=600, requests_remaining=max(0.0, server.level(now)))
+            budget.observe(view, mark, now, now)
+    return budget, refused
+
+
+def test_a_shared_key_is_learnt_and_refills_at_the_share_left_to_us() -> None:
+    budget, refused = _share_simulation(foreign_per_s=3.0)  # 30 % of the refill
+    bucket = budget.buckets[0]
+    assert bucket is not None
+    assert bucket.rate == pytest.approx(7.0, rel=0.1)
+    assert refused == 0
+
+
+def test_a_lone_consumer_keeps_the_whole_refill() -> None:
+    budget, refused = _share_simulation(foreign_per_s=0.0)
+    bucket = budget.buckets[0]
+    assert bucket is not None and bucket.rate == pytest.approx(10.0, rel=1e-3)
+    assert refused == 0
+
+
+def test_a_bucket_found_drained_is_a_step_not_a_rate() -> None:
+    # someone spent everything just before we started, then stopped: after the first
+    # answer the client must come back to the whole refill, not keep a share for them
+    budget, refused = _share_simulation(foreign_per_s=0.0, server_start=0.0)
+    bucket = budget.buckets[0]
+    assert bucket is not None and bucket.rate > 9.5
+    assert refused == 0

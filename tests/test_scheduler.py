@@ -243,3 +243,25 @@ async def test_try_acquire_leaves_a_request_too_large_to_acquire() -> None:
     with pytest.raises(RequestTooLarge):
         await gate.acquire(Cost(1, 0, 101))
     assert gate.waiting == 0
+
+
+async def test_in_a_pool_a_refund_wakes_the_head_only_where_it_now_fits() -> None:
+    loop = asyncio.get_running_loop()
+    a = LocalBudget(Limits(otpm=600), loop.time(), hold_bursts=False)  # 10 tokens/s
+    b = LocalBudget(Limits(otpm=6000), loop.time(), hold_bursts=False)  # 100 tokens/s
+    gate = Gate([a, b], loop=loop)
+    on_a = await gate.acquire(Cost(1, 0, 600))
+    on_b = await gate.acquire(Cost(1, 0, 6000))
+    assert (on_a.index, on_b.index) == (0, 1)
+    waiter = asyncio.create_task(gate.acquire(Cost(1, 0, 500)))
+    await asyncio.sleep(1.0)  # b refills to 100, a to 10: the head waits for b at t=5
+    on_a.settle(0, 300)  # a gets 300 back: 310 < 500, and a reaches 500 only at t=20
+    await asyncio.sleep(0)
+    assert not waiter.done()
+    await asyncio.sleep(2.0)
+    on_b.settle(0, 5900)  # b gets 100 back at t=3: 400 < 500, still waits...
+    await asyncio.sleep(0)
+    assert not waiter.done()
+    await asyncio.sleep(1.0)  # ...until b refills to 500 at t=4 (sooner than planned)
+    assert waiter.done() and waiter.result().index == 1
+    assert loop.time() == pytest.approx(4.0)

@@ -84,3 +84,55 @@ def test_no_window_admits_more_than_burst_plus_refill(workload: list[Job], perio
             max((sum(a for t, a in series if s <= t < s + period) for s in times), default=0)
             <= 2 * cap + 1e-6
         )
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(jobs)
+def test_a_pool_keeps_every_key_under_its_own_limits_and_serves_everyone(
+    workload: list[Job],
+) -> None:
+    period = 10.0
+    pool = (
+        Limits(rpm=20, itpm=2000, otpm=800, period=period),
+        Limits(rpm=8, otpm=400, period=period),
+    )
+    events: list[tuple[int, float, int, float]] = []  # (key, time, dimension, net amount)
+    done = 0
+
+    async def main() -> None:
+        nonlocal done
+        loop = asyncio.get_running_loop()
+        budgets = [LocalBudget(lim, loop.time(), hold_bursts=False) for lim in pool]
+        gate = Gate(budgets, loop=loop)
+
+        async def one(job: Job) -> None:
+            nonlocal done
+            await asyncio.sleep(job.arrival)
+            cost = Cost(1, job.inp, job.out)
+            res = await gate.acquire(cost)
+            now = loop.time()
+            for d, amount in enumerate(cost):
+                events.append((res.index, now, d, float(amount)))
+            await asyncio.sleep(job.hold)
+            used_in, used_out = min(job.used_in, job.inp), min(job.used_out, job.out)
+            res.settle(used_in, used_out)
+            now = loop.time()
+            events.append((res.index, now, 1, -(job.inp - used_in)))
+            events.append((res.index, now, 2, -(job.out - used_out)))
+            done += 1
+
+        await asyncio.gather(*(one(j) for j in workload))
+
+    run_virtual(main())
+    assert done == len(workload)
+    for key, limits in enumerate(pool):
+        for d, cap in enumerate((limits.rpm, limits.itpm, limits.otpm)):
+            if cap is None:
+                continue
+            rate = cap / period
+            series = [(t, a) for k, t, dd, a in events if k == key and dd == d]
+            for i, (start, _) in enumerate(series):
+                net = 0.0
+                for t, amount in series[i:]:
+                    net += amount
+                    assert net <= cap + rate * (t - start) + 1e-6, (key, d, start, t, net)
