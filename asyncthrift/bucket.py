@@ -455,8 +455,9 @@ class LocalBudget:
         the others' spending, which a resync only caught one round trip later: a 429 every
         few seconds at a binding limit, and a burst of them after every `retry-after` block,
         which released a whole second of refill the server never had. A constant error (the
-        margin of our estimates) does not drift and teaches nothing; a lone consumer's
-        estimate stays at zero, because an error it cannot lower only drifts down.
+        margin of our estimates) does not drift and teaches nothing, and a lone consumer's
+        estimate wanders around zero: it may go below, so noise cancels out instead of
+        ratcheting up against a floor (which slowed a lone consumer by 5-10 %).
         """
         if bucket.held:
             # refill is withheld on purpose until the server answers a burst: the error's

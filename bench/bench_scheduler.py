@@ -628,8 +628,8 @@ def main() -> None:
             f"{top} keys in one pool over 1: {rel(pool, 'asyncthrift', top, fan[0])}x, "
             f"{pool['asyncthrift', top].cpu_us:.0f} µs per admission at {top} keys (the size "
             "check stops at the first budget that fits, and a refund looks at the head "
-            "against the refunded budget alone; before 2026-11-26 11:50 UTC both visited the "
-            "whole pool: 405 µs, 11.65x).",
+            "against the refunded budget alone; up to b75cddc both visited the whole pool: "
+            "405 µs, 11.65x).",
             f"- Real time on {resolve_loop(args.loop)} at {args.rate:.0f}/s, {large:,} over "
             f"{small:,} waiting: asyncthrift {r_th:.2f}x, ms-ceil {r_fx:.2f}x; the shipped "
             f"gate's timer ran up to {r_fires:.2f} times per admission (ms-ceil: up to "
