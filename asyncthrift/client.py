@@ -297,12 +297,12 @@ class Thrift:
         started = loop.time()
         stats = self._stats
         stats.requests += 1
+        use_cache = self._cache is not None and opts.cache is not False
+        use_dedupe = self._dedupe if opts.dedupe is None else opts.dedupe
         try:
-            if (self._cache is not None and opts.cache is not False) or (
-                self._dedupe if opts.dedupe is None else opts.dedupe
-            ):
-                message = await self._lookup_or_fetch(params, opts)
-            else:
+            if use_cache or use_dedupe:
+                message = await self._lookup_or_fetch(params, opts, use_cache, use_dedupe)
+            else:  # straight to the scheduler: no fingerprint, no extra coroutine
                 message = await self._send(params, opts)
         except BaseException:
             stats.failed += 1
@@ -311,11 +311,10 @@ class Thrift:
         stats.latencies.append(loop.time() - started)
         return message
 
-    async def _lookup_or_fetch(self, params: dict[str, Any], opts: RequestOptions) -> Message:
-        use_cache = self._cache is not None and opts.cache is not False
-        use_dedupe = self._dedupe if opts.dedupe is None else opts.dedupe
-        if not (use_cache or use_dedupe):
-            return await self._send(params, opts)
+    async def _lookup_or_fetch(
+        self, params: dict[str, Any], opts: RequestOptions, use_cache: bool, use_dedupe: bool
+    ) -> Message:
+        """The cache, then a shared in-flight call, then the scheduler (`_create` decided)."""
         key = fingerprint(params, scope=self._keys[0].scope)
         if use_cache:
             assert self._cache is not None

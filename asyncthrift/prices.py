@@ -7,6 +7,7 @@ cache reads 0.1x; the Message Batches API costs half.
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 
@@ -41,22 +42,9 @@ _warned: set[str] = set()
 _by_length = sorted(PRICES, key=len, reverse=True)
 
 
-_memo: dict[str, Price | None] = {}
-
-
+@functools.lru_cache(maxsize=1024)  # every response prices its model: look it up once
 def price_for(model: str) -> Price | None:
-    """The price of `model` by its longest listed prefix, else its family's (memoised)."""
-    try:
-        return _memo[model]
-    except KeyError:
-        pass
-    if len(_memo) >= 1024:  # model ids come from callers: stay bounded
-        _memo.clear()
-    price = _memo[model] = _lookup(model)
-    return price
-
-
-def _lookup(model: str) -> Price | None:
+    """The price of `model` by its longest listed prefix, else its family's."""
     m = model.lower()
     for prefix in _by_length:
         if m.startswith(prefix):

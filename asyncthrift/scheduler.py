@@ -186,10 +186,9 @@ class Gate:
         """
         loop = self._get_loop()
         now = loop.time()
-        if self._live == 0:
-            picked = self._pick(cost, now)
-            if picked is not None and picked[1] <= 0.0:
-                return self._admit(picked[0], cost, now)
+        reservation = self._admit_at_once(cost, now)
+        if reservation is not None:
+            return reservation
         self._check_size(cost)
         counter = self._counter
         if counter.limit is not None and counter.waiting >= counter.limit:
@@ -238,13 +237,7 @@ class Gate:
         None awaits `acquire`, which queues it or raises. Saves creating and running a
         coroutine for the common case of a limit that is not binding.
         """
-        if self._live:
-            return None
-        now = self._get_loop().time()
-        picked = self._pick(cost, now)
-        if picked is None or picked[1] > 0.0:
-            return None
-        return self._admit(picked[0], cost, now)
+        return self._admit_at_once(cost, self._get_loop().time())
 
     def poke(self) -> None:
         """Re-examine the head now: budget came back or the server changed our view."""
@@ -258,6 +251,15 @@ class Gate:
         if loop is None:
             loop = self._loop = asyncio.get_running_loop()
         return loop
+
+    def _admit_at_once(self, cost: Cost, now: float) -> Reservation | None:
+        """Admit `cost` if nobody waits and a budget can pay it now (no barging); else None."""
+        if self._live:
+            return None
+        picked = self._pick(cost, now)
+        if picked is None or picked[1] > 0.0:
+            return None
+        return self._admit(picked[0], cost, now)
 
     def _check_size(self, cost: Cost) -> None:
         """Raise `RequestTooLarge` if no budget could ever pay `cost` (stops at the first fit)."""
