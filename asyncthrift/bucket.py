@@ -14,17 +14,24 @@ from typing import NamedTuple, Protocol
 
 from .limits import Limits
 
-__all__ = ["ZERO", "Budget", "Cost", "LocalBudget", "ServerView", "TokenBucket"]
+__all__ = ["TOKEN_ROUNDING", "ZERO", "Budget", "Cost", "LocalBudget", "ServerView", "TokenBucket"]
 
 #: Relative tolerance for float comparisons: a wait computed as deficit/rate lands the timer
 #: exactly where the level reaches the amount, give or take one ulp; never re-arm for that.
 _EPS = 1e-9
 
-#: Token `-remaining` headers are rounded to a thousand. Reading them as exact errs on the
-#: safe side when the server rounds down (we may hold back up to 999 tokens, once) and is
-#: within ±500 when it rounds to nearest; crediting the rounding instead would let us run
-#: up to a thousand tokens ahead of the server, which is a 429 at the margin.
-_TOKEN_ROUNDING = 0.0
+#: Token `-remaining` headers are rounded to a thousand, in a direction the API does not
+#: document (down or to nearest): a reading is read as this much below what it says. Safe
+#: under either: rounded to nearest, the truth may be 500 lower, which at a binding limit
+#: is a 429 at the margin (measured: 12 per 400 requests with another consumer of the
+#: key); rounded down, we hold back at most 1,500 tokens the server has. That is a
+#: constant offset, not lost throughput: the refill rate is unchanged.
+TOKEN_ROUNDING = 500.0
+
+#: After a cold start's first request, how long (a fraction of the period, at most
+#: `_PROBE_MAX` seconds) the others wait for its answer before one more request goes out.
+_PROBE_SHARE = 0.1
+_PROBE_MAX = 5.0
 
 #: The longest a bucket withholds refill waiting for the server's first answer after a
 #: burst from full, as a fraction of the period (then it credits the refill regardless).
@@ -199,6 +206,7 @@ class Budget(Protocol):
         now: float,
         *,
         uncharged: Cost = ...,
+        refused: bool = ...,
     ) -> bool: ...
 
 
@@ -219,34 +227,59 @@ class LocalBudget:
     `hold_bursts`: a take from a full bucket withholds refill until the server's first
     answer to that burst (see `TokenBucket.hold`). Turn it off only for a budget no server
     answers, such as a simulation of the scheduler alone.
+
+    `cold_start`: the budget does not know what others spent from the key before it started
+    (another process, an earlier run of a resumed job), nor once it has heard nothing from
+    the server for a whole period. Then it sends one request and waits for its answer (a
+    tenth of the period at most, then one more goes) and takes the level from it before
+    letting the rest go: one round trip, instead of assuming a full bucket and meeting a 429
+    for every request of the burst. The client turns it on; a bare budget (simulations,
+    tests of the arithmetic) starts full and trusted.
     """
 
     __slots__ = (
         "_buckets",
         "_caps",
+        "_cold_start",
         "_drift",
         "_error_after",
         "_foreign",
         "_foreign_at",
+        "_history_floor",
         "_history_net",
         "_history_times",
         "_hold_bursts",
         "_hold_marks",
+        "_hold_next",
         "_net",
-        "_off_hi",
-        "_off_lo",
+        "_probe_at",
+        "_probe_wait",
         "_sent",
+        "_warm_until",
         "blocked_until",
         "limits",
         "name",
     )
 
     def __init__(
-        self, limits: Limits, now: float, name: str = "", *, hold_bursts: bool = True
+        self,
+        limits: Limits,
+        now: float,
+        name: str = "",
+        *,
+        hold_bursts: bool = True,
+        cold_start: bool = False,
     ) -> None:
         self.limits = limits
         self.name = name
         self._hold_bursts = hold_bursts
+        self._cold_start = cold_start
+        # cold start: heard from the server until then; the admission time of the one
+        # request out while cold (None: none); hold the refill of the next take (`observe`)
+        self._warm_until = -math.inf
+        self._probe_at: float | None = None
+        self._probe_wait = min(limits.period * _PROBE_SHARE, _PROBE_MAX)
+        self._hold_next = False
         self._buckets: list[TokenBucket | None] = [
             None if cap is None else TokenBucket(cap, limits.period, now)
             for cap in (limits.rpm, limits.itpm, limits.otpm)
@@ -267,10 +300,8 @@ class LocalBudget:
         self._drift = [0.0, 0.0, 0.0]
         self._history_times: list[float] = []
         self._history_net: list[tuple[float, float, float]] = []
+        self._history_floor = (0.0, 0.0, 0.0)  # the net before the oldest remembered change
         self.blocked_until = -math.inf
-        # bounds on (server wall clock - our clock), narrowed by every response
-        self._off_lo = -math.inf
-        self._off_hi = math.inf
 
     @property
     def buckets(self) -> tuple[TokenBucket | None, ...]:
@@ -304,6 +335,9 @@ class LocalBudget:
     def wait(self, cost: Cost, now: float) -> float:
         """Seconds until all three dimensions can pay `cost` at once (0.0 = now)."""
         wait = self.blocked_until - now if self.blocked_until > now else 0.0
+        probe = self._probe_at
+        if probe is not None and probe + self._probe_wait > now:
+            wait = max(wait, probe + self._probe_wait - now)  # a cold start's first is out
         for bucket, amount in zip(self._buckets, cost, strict=True):
             if bucket is not None and amount > 0:
                 w = bucket.wait(amount, now)
@@ -313,13 +347,21 @@ class LocalBudget:
 
     def take(self, cost: Cost, now: float) -> Cost:
         """Charge `cost`; returns the running total sent, including this cost (its mark)."""
+        if self._cold_start and now >= self._warm_until:
+            self._probe_at = now  # cold: this request goes alone (see `wait`)
         sent = self._sent
         net = self._net
+        hold_next = self._hold_next
+        self._hold_next = False
         for i, (bucket, amount) in enumerate(zip(self._buckets, cost, strict=True)):
             sent[i] += amount
             net[i] += amount
             if bucket is not None and amount:
-                if self._hold_bursts and not bucket.held and bucket.level(now) >= bucket.capacity:
+                if (
+                    self._hold_bursts
+                    and not bucket.held
+                    and (hold_next or bucket.level(now) >= bucket.capacity)
+                ):
                     # a burst from a full bucket: credit no refill until the server answers
                     bucket.hold(now, self.limits.period * _MAX_HOLD)
                     self._hold_marks[i] = sent[i]
@@ -330,6 +372,7 @@ class LocalBudget:
     def _remember(self, now: float) -> None:
         times = self._history_times
         if len(times) >= 2 * _HISTORY:
+            self._history_floor = self._history_net[_HISTORY - 1]
             del times[:_HISTORY]
             del self._history_net[:_HISTORY]
         times.append(now)
@@ -338,6 +381,8 @@ class LocalBudget:
 
     def give(self, cost: Cost, now: float) -> None:
         """Refund `cost` (components may be negative: a negative refund is a further charge)."""
+        if cost[0] > 0:
+            self._probe_at = None  # a request that never went out: it answers nothing
         net = self._net
         for i, (bucket, amount) in enumerate(zip(self._buckets, cost, strict=True)):
             net[i] -= amount
@@ -362,86 +407,127 @@ class LocalBudget:
         now: float,
         *,
         uncharged: Cost = ZERO,
+        refused: bool = False,
     ) -> bool:
-        """Resync from a response's headers; True if the local view was lowered.
+        """Resync from a response's headers; True if the gate should look at its head again.
 
-        `uncharged` is the part of this request's own cost the server refused to charge (a
-        429 or 529), which the caller is about to give back: the server's `-remaining` does
-        not include it, so it is held against the reading until then.
+        `sent_at` is when this request was admitted here and `sent_mark` what had been sent
+        by then, its own cost included. `uncharged` is the part of its cost the server refused
+        to charge (a 429 or 529), which the caller is about to give back: the server's
+        `-remaining` does not include it. `refused` says it was such a refusal: the request
+        itself stays spent here, whether or not the server counted it (it may not have).
 
-        The server's `-remaining` excludes what it had admitted when it wrote the headers,
-        but not what we sent after this request. So the local level becomes at most
-        ``remaining - sent_after + refill since the headers were written``. A header never
-        raises the local level: another process may be spending from the same key. A lower
-        server `-limit`, or a limit for a dimension we had as unlimited, is adopted.
+        What is assumed about the headers, and why: a `-remaining` is the server's level at
+        one instant somewhere in ``[sent_at, now]`` (admission and completion are both
+        readings the documentation allows; a streamed response's headers go out at its
+        start), a token `-remaining` may be `TOKEN_ROUNDING` above the truth, and `-reset` is
+        good only to a whole second, so it is not used to place the instant. Each
+        candidate instant ``T`` gives a reading ``remaining - (net charged here after T) +
+        refill since T``; the server's level now is at most the highest of them. The local
+        level is lowered to that and no further: a gap the window explains is not somebody
+        else's spending. Lowering to the lowest reading instead counted a burst twice and
+        stalled the queue for refill the server already had (2.6-3.3x the minimum makespan
+        against a server writing headers at completion). A gap that persists beyond the
+        window is learnt as another consumer's rate (`_learn_foreign`), which refills us at
+        what is left; a header never raises the local level.
+
+        The first answer after a cold start (see `cold_start`) is read the other way, at the
+        lowest consistent reading: nothing is known yet, and one conservative round trip
+        costs less than a burst of 429s.
         """
+        cold = self._probe_at is not None
+        self._probe_at = None
+        if self._cold_start:
+            self._warm_until = now + self.limits.period
         if view[:6] == _NO_COUNTS:
             # no rate-limit headers (a proxy, or a server without limits): nothing to resync
             # but the end of a burst's hold, which credits no refill the server did not prove
             for i, bucket in enumerate(self._buckets):
                 if bucket is not None and bucket.held and sent_mark[i] >= self._hold_marks[i]:
                     bucket.release(now, up_to=bucket.level(now))
-            return False
-        lowered = False
-        specs = (
-            (view.requests_limit, view.requests_remaining, 0.0),
-            (view.input_limit, view.input_remaining, _TOKEN_ROUNDING),
-            (view.output_limit, view.output_remaining, _TOKEN_ROUNDING),
-        )
-        for i, (limit, remaining, _) in enumerate(specs):
+            return cold
+        changed = cold
+        remainings = (view.requests_remaining, view.input_remaining, view.output_remaining)
+        for i, limit in enumerate((view.requests_limit, view.input_limit, view.output_limit)):
             if limit is None or limit <= 0:
                 continue
             bucket = self._buckets[i]
             if bucket is None:
-                level = remaining if remaining is not None else limit
-                self._buckets[i] = TokenBucket(limit, self.limits.period, now, min(level, limit))
-                lowered = True
+                # a limit learnt from the headers: its level is read as after a cold start
+                self._buckets[i] = TokenBucket(limit, self.limits.period, now)
+                cold = changed = True
             elif limit < bucket.capacity - 0.5:
                 bucket.resize(limit, self.limits.period, now)
-                lowered = True
-        if lowered:
+                changed = True
+        if changed:
             self._caps = self._capacities()
-        earliest, latest = self._written_at(view, sent_at, now)
-        # the write time is only known to a window: take the lower of the two readings at
-        # its ends (earliest: more refill but more of ours unseen; latest: the reverse)
-        net_early = self._net_until(earliest, strict=True)
-        net_late = self._net_until(latest)
-        for i, (_, remaining, rounding) in enumerate(specs):
+        if cold:
+            self._hold_next = self._hold_bursts
+        highest = self._highest_readings(sent_at, now)
+        for i, remaining in enumerate(remainings):
             bucket = self._buckets[i]
             if bucket is None:
                 continue
             if bucket.held and sent_mark[i] >= self._hold_marks[i]:
-                # the server answered the burst: it has refilled since it wrote the headers
-                # at the latest; the refill before that it may never have had (its bucket sat
-                # full while the burst was on its way)
-                before = bucket.level(now)
-                bucket.release(now, up_to=before + (now - latest) * bucket.rate)
-                # our own bookkeeping, not anybody's spending: keep it out of the drift
-                self._drift[i] -= bucket.level(now) - before
+                # the server answered the burst. Refill withheld meanwhile is not credited:
+                # the server's bucket may have sat full while the burst was on its way
+                bucket.release(now, up_to=bucket.level(now))
             if remaining is None:
                 continue
-            # what we charged (less what came back) after the server wrote the headers. By
-            # time, not by send order: requests overtake each other on the way, and one
-            # sent after ours that the server saw first is already in its `-remaining`.
-            base = remaining + rounding
-            readings = []
-            for t, net, own_seen in (
-                (earliest, net_early, sent_at < earliest),
-                (latest, net_late, True),
-            ):
-                after = self._sent[i] - sent_mark[i] if net is None else self._net[i] - net[i]
-                # refill since the headers were written, at our (shared-key) rate
-                reading = base - after + (now - t) * bucket.rate
-                # a reading that counts this request as seen must not count what the server
-                # refused to charge for it
-                readings.append(reading - uncharged[i] if own_seen else reading)
-            ceiling = min(readings)
-            self._learn_foreign(i, bucket, bucket.level(now) - ceiling, now)
+            tolerance = TOKEN_ROUNDING if i else 0.0
+            if cold:
+                # everything charged since this request, itself included, counts as unseen
+                # (its unused output may already be refunded in the reading)
+                after = self._net[i] - self._net_until(sent_at, strict=True)[i]
+                ceiling = remaining - tolerance - after
+                self._error_after[i] = 0.0
+                self._drift[i] = 0.0
+                self._foreign_at[i] = now
+            else:
+                ceiling = remaining - tolerance + highest[i] - uncharged[i]
+                # a refused request we keep spent is our own bookkeeping, not anyone's spending
+                kept = 1.0 if refused and i == 0 else 0.0
+                self._learn_foreign(i, bucket, bucket.level(now) - ceiling, now, kept)
             if bucket.clamp(ceiling, now):
-                lowered = True
-        return lowered
+                changed = True
+        return changed
 
-    def _learn_foreign(self, i: int, bucket: TokenBucket, error: float, now: float) -> None:
+    def _highest_readings(self, sent_at: float, now: float) -> tuple[float, float, float]:
+        """Per dimension, the most ``refill since T - net charged after T`` can be.
+
+        ``T`` is the unknown instant the server wrote its headers, in ``[sent_at, now]``.
+        Between two of our own changes the expression falls as ``T`` grows, so only the
+        instants of our changes (the first is this request's own take) and `now` are
+        candidates: one pass over what changed while this request was out.
+        """
+        net_now = self._net
+        b0, b1, b2 = self._buckets
+        r0 = 0.0 if b0 is None else b0.rate
+        r1 = 0.0 if b1 is None else b1.rate
+        r2 = 0.0 if b2 is None else b2.rate
+        n0, n1, n2 = net_now
+        # "now" itself: the server saw everything we sent (its refill since then is nil)
+        h0 = h1 = h2 = 0.0
+        times = self._history_times
+        nets = self._history_net
+        # our own take is at `sent_at` (unless trimmed from the history: then from its start)
+        for k in range(bisect.bisect_left(times, sent_at), len(times)):
+            span = now - times[k]
+            net = nets[k]
+            v = net[0] - n0 + r0 * span
+            if v > h0:
+                h0 = v
+            v = net[1] - n1 + r1 * span
+            if v > h1:
+                h1 = v
+            v = net[2] - n2 + r2 * span
+            if v > h2:
+                h2 = v
+        return (h0, h1, h2)
+
+    def _learn_foreign(
+        self, i: int, bucket: TokenBucket, error: float, now: float, kept: float = 0.0
+    ) -> None:
         """Learn how fast someone else spends dimension `i` of this key; refill net of it.
 
         `error` is the local level minus the server's (as read from this response), before
@@ -466,7 +552,7 @@ class LocalBudget:
             self._error_after[i] = min(error, 0.0)
             self._foreign_at[i] = now
             return
-        self._drift[i] += error - self._error_after[i]
+        self._drift[i] += error + kept - self._error_after[i]
         self._error_after[i] = min(error, 0.0)  # the clamp makes a positive error zero
         period = self.limits.period
         dt = now - self._foreign_at[i]
@@ -485,41 +571,14 @@ class LocalBudget:
         self._foreign_at[i] = now
         bucket.set_rate(full - max(0.0, self._foreign[i]), now)
 
-    def _net_until(self, t: float, *, strict: bool = False) -> tuple[float, float, float] | None:
-        """The net charged total at time `t` (None if older than the history).
+    def _net_until(self, t: float, *, strict: bool = False) -> tuple[float, float, float]:
+        """The net charged total at time `t` (the oldest remembered if `t` is older).
 
         `strict` leaves out changes made at exactly `t` (they count as after it).
         """
         times = self._history_times
         i = bisect.bisect_left(times, t) if strict else bisect.bisect_right(times, t)
-        if i == 0:
-            return None if times else (self._net[0], self._net[1], self._net[2])
-        return self._history_net[i - 1]
-
-    def _written_at(self, view: ServerView, sent_at: float, now: float) -> tuple[float, float]:
-        """The window (on our clock) in which the server wrote these headers.
-
-        The requests `-reset` is when the server's bucket will be full again, so the server
-        wrote the headers at ``reset - (limit - remaining) / rate`` on its wall clock. The
-        offset between its clock and ours is bracketed by every response (the headers were
-        written after we sent and before we received) and the tightest bound kept. Without
-        the header the window is all of [sent_at, now].
-        """
-        bucket = self._buckets[0]
-        reset, remaining = view.requests_reset, view.requests_remaining
-        if bucket is None or reset is None or remaining is None:
-            return sent_at, now
-        # the server refills at the whole limit's rate, whatever share of it is left to us
-        wall = reset - max(0.0, bucket.capacity - remaining) * self.limits.period / bucket.capacity
-        lo, hi = wall - now, wall - sent_at
-        if lo > self._off_hi or hi < self._off_lo:  # a clock jump: start over
-            self._off_lo, self._off_hi = lo, hi
-        else:
-            self._off_lo = max(self._off_lo, lo)
-            self._off_hi = min(self._off_hi, hi)
-        latest = min(now, max(sent_at, wall - self._off_lo))
-        earliest = min(latest, max(sent_at, wall - self._off_hi))
-        return earliest, latest
+        return self._history_net[i - 1] if i else self._history_floor
 
     def levels(self, now: float) -> tuple[float | None, ...]:
         """Current level of each dimension (None = unlimited), for stats and metrics."""

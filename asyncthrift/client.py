@@ -281,7 +281,7 @@ class Thrift:
             budgets = []
             for key in self._keys:
                 name, limits = key.limits.for_model(model)
-                budgets.append(LocalBudget(limits, now, name=f"{key.name}/{name}"))
+                budgets.append(LocalBudget(limits, now, name=f"{key.name}/{name}", cold_start=True))
             gate = Gate(budgets, aging=self._aging, counter=self._queue, name=cls, loop=loop)
             mc = self._classes[cls] = _ModelClass(cls, budgets, gate)
         if len(self._by_model) >= 1024:  # model ids come from callers: stay bounded

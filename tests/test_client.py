@@ -201,7 +201,8 @@ async def test_server_headers_shrink_the_local_budget() -> None:
     async with client(api, limits=Limits(rpm=100)) as c:
         await c.messages.create(**req())
         level = c.budgets()["sonnet"][0].levels(asyncio.get_running_loop().time())[0]
-        assert level == pytest.approx(10)
+        # the first answer of a cold start is read at its lowest (ours may be unseen)
+        assert level == pytest.approx(9)
 
 
 async def test_request_too_large_fails_before_sending() -> None:
