@@ -175,7 +175,9 @@ async def test_prompt_too_long_for_the_context_window() -> None:
 
 async def test_headers_reflect_the_buckets_right_after_admission() -> None:
     limits = Limits(rpm=10, itpm=100_000, otpm=50_000, period=3600)  # refill ~0 during the test
-    async with serve(limits=limits, round_remaining=False, output_tokens=(30, 30)) as (_, client):
+    async with serve(
+        limits=limits, headers_at="admission", remaining_rounding="exact", output_tokens=(30, 30)
+    ) as (_, client):
         raw = await client.messages.with_raw_response.create(
             model=SONNET, max_tokens=1000, messages=ask("hello world")
         )
@@ -203,7 +205,11 @@ async def test_headers_reflect_the_buckets_right_after_admission() -> None:
 async def test_actual_output_charge_reserves_nothing() -> None:
     limits = Limits(otpm=50_000, period=3600)
     async with serve(
-        limits=limits, round_remaining=False, output_charge="actual", output_tokens=(30, 30)
+        limits=limits,
+        headers_at="admission",  # this output is charged at completion
+        remaining_rounding="exact",
+        output_charge="actual",
+        output_tokens=(30, 30),
     ) as (_, client):
         raw = await client.messages.with_raw_response.create(
             model=SONNET, max_tokens=1000, messages=HI
@@ -218,10 +224,9 @@ async def test_actual_output_charge_reserves_nothing() -> None:
 
 
 async def test_token_remaining_is_rounded_down_to_a_thousand() -> None:
-    async with serve(limits=Limits(itpm=100_000, otpm=50_000, period=3600)) as (_, client):
-        raw = await client.messages.with_raw_response.create(
-            model=SONNET, max_tokens=1500, messages=HI
-        )
+    limits = Limits(itpm=100_000, otpm=50_000, period=3600)
+    async with serve(limits=limits, remaining_rounding="down", headers_at="admission") as (_, c):
+        raw = await c.messages.with_raw_response.create(model=SONNET, max_tokens=1500, messages=HI)
     assert raw.headers[RL + "input-tokens-remaining"] == "99000"
     assert raw.headers[RL + "output-tokens-remaining"] == "48000"
 
@@ -325,7 +330,7 @@ async def test_stream_error_mid_stream_refunds_unsent_output() -> None:
         limits=Limits(otpm=10_000, period=3600),
         output_tokens=(80, 80),
         faults=Faults(stream_error=1.0),
-        round_remaining=False,
+        remaining_rounding="exact",
     ) as (mock, client):
         text = ""
         with pytest.raises(anthropic.APIStatusError) as info:
@@ -402,7 +407,7 @@ async def test_faults_are_deterministic_for_a_seed() -> None:
 
 async def test_cancelled_request_gives_back_its_output_reservation() -> None:
     limits = Limits(otpm=10_000, period=3600)
-    async with serve(limits=limits, latency=5.0, round_remaining=False) as (mock, client):
+    async with serve(limits=limits, latency=5.0, remaining_rounding="exact") as (mock, client):
         with pytest.raises(TimeoutError):
             await asyncio.wait_for(
                 client.messages.create(model=SONNET, max_tokens=1000, messages=HI), 0.1
@@ -443,7 +448,7 @@ async def test_prompt_caching_reads_are_not_charged() -> None:
     system = [
         {"type": "text", "text": "rule " * 1500, "cache_control": {"type": "ephemeral"}},
     ]
-    async with serve(limits=Limits(itpm=100_000, period=3600), round_remaining=False) as (
+    async with serve(limits=Limits(itpm=100_000, period=3600), remaining_rounding="exact") as (
         mock,
         client,
     ):

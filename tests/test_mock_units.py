@@ -8,8 +8,12 @@ error under this project's filterwarnings, whenever the garbage collector happen
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import math
 import re
+import time
 from datetime import datetime
+from typing import Any
 
 import orjson
 import pytest
@@ -20,6 +24,7 @@ from asyncthrift.limits import Limits
 from asyncthrift.mock import Faults, MockConfig, MockServer, count_text
 from asyncthrift.mock.__main__ import build_parser, config_from_args
 from asyncthrift.mock._answers import answer_for, split_deltas
+from asyncthrift.mock._config import RemainingRounding
 from asyncthrift.mock._ratelimit import ServerBudget, rfc3339
 from asyncthrift.mock._tokenizer import analyze_input
 
@@ -127,10 +132,11 @@ async def test_shadow_load_eats_its_share_of_the_refill_exactly() -> None:
 
 
 async def test_headers_of_a_budget() -> None:
-    budget = ServerBudget(Limits(rpm=10, itpm=5000, otpm=3000, period=60), 0.0, now=0.0)
+    limits = Limits(rpm=10, itpm=5000, otpm=3000, period=60)
+    budget = ServerBudget(limits, 0.0, now=0.0, rounding="down", precision="milliseconds")
     budget.take((1.0, 1234.0, 2500.0), 0.0)
     wall = 1_700_000_000.0
-    h = dict(budget.headers(0.0, wall, round_remaining=True))
+    h = dict(budget.headers(0.0, wall))
     assert h["anthropic-ratelimit-requests-remaining"] == "9"
     assert h["anthropic-ratelimit-input-tokens-remaining"] == "3000"
     assert h["anthropic-ratelimit-output-tokens-remaining"] == "0"
@@ -138,14 +144,93 @@ async def test_headers_of_a_budget() -> None:
     assert h["anthropic-ratelimit-tokens-limit"] == "3000"
     reset = datetime.fromisoformat(h["anthropic-ratelimit-output-tokens-reset"])
     assert reset.timestamp() == pytest.approx(wall + 2500 / 50, abs=0.002)
-    exact = dict(budget.headers(0.0, wall, round_remaining=False))
+    budget.rounding = "exact"
+    exact = dict(budget.headers(0.0, wall))
     assert exact["anthropic-ratelimit-input-tokens-remaining"] == "3766"
+
+
+def _remaining(rounding: RemainingRounding, capacity: float, spent: float) -> tuple[str, str]:
+    """(input-tokens-remaining, requests-remaining) after `spent` of both from full."""
+    budget = ServerBudget(Limits(rpm=capacity, itpm=capacity), 0.0, now=0.0, rounding=rounding)
+    budget.take((spent, spent, 0.0), 0.0)
+    h = dict(budget.headers(0.0, 1e9))
+    tokens = h["anthropic-ratelimit-input-tokens-remaining"]
+    assert h["anthropic-ratelimit-tokens-remaining"] == tokens
+    return tokens, h["anthropic-ratelimit-requests-remaining"]
+
+
+@pytest.mark.parametrize(
+    ("capacity", "spent", "down", "nearest", "exact"),
+    [
+        (5000, 1234, "3000", "4000", "3766"),
+        (5000, 1501, "3000", "3000", "3499"),
+        (5000, 1500, "3000", "4000", "3500"),  # half goes up
+        (5000, 0, "5000", "5000", "5000"),
+        (5000, 4600, "0", "0", "400"),
+        (5000, 4400, "0", "1000", "600"),
+        (5000, 6000, "0", "0", "0"),  # in debt: never negative
+        (5600, 0, "5000", "5000", "5600"),  # up would exceed the limit: back down
+        (5600, 100, "5000", "5000", "5500"),
+        (7333.5, 0.25, "7000", "7000", "7333"),  # a fractional level is floored first
+    ],
+)
+async def test_remaining_rounding_directions(
+    capacity: float, spent: float, down: str, nearest: str, exact: str
+) -> None:
+    cases: list[tuple[RemainingRounding, str]] = [
+        ("down", down),
+        ("nearest", nearest),
+        ("exact", exact),
+    ]
+    for rounding, expected in cases:
+        tokens, requests = _remaining(rounding, capacity, spent)
+        assert tokens == expected, rounding
+        assert requests == str(max(0, math.floor(capacity - spent)))  # requests: never rounded
+
+
+async def test_combined_tokens_headers_pick_the_tightest_before_rounding() -> None:
+    # input 1400 left, output 1100 left: both round to 1000 "nearest"; output is the tighter
+    budget = ServerBudget(Limits(itpm=2000, otpm=3000, period=60), 0.0, now=0.0)
+    budget.take((0.0, 600.0, 1900.0), 0.0)
+    h = dict(budget.headers(0.0, 1e9))
+    assert h["anthropic-ratelimit-tokens-limit"] == "3000"
+    assert h["anthropic-ratelimit-tokens-remaining"] == "1000"
+    assert h["anthropic-ratelimit-tokens-reset"] == h["anthropic-ratelimit-output-tokens-reset"]
+
+
+async def test_headers_take_the_shadow_share_first() -> None:
+    # never_fits and completion read headers without a check() first: the shadow must
+    # still have taken its share, exactly as a check would have.
+    budget = ServerBudget(Limits(rpm=100, period=10), shadow=0.5, now=0.0)
+    budget.take((100.0, 0.0, 0.0), 0.0)
+    h = dict(budget.headers(4.0, 1e9))  # refill 10/s, shadow 5/s: 20 after 4 s
+    assert h["anthropic-ratelimit-requests-remaining"] == "20"
 
 
 async def test_rfc3339() -> None:
     assert rfc3339(0.0) == "1970-01-01T00:00:00.000Z"
     assert rfc3339(1.0001) == "1970-01-01T00:00:01.001Z"  # rounded up: never early
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", rfc3339(1.7e9 + 0.9999))
+    assert rfc3339(0.0, "seconds") == "1970-01-01T00:00:00Z"
+    assert rfc3339(1.0, "seconds") == "1970-01-01T00:00:01Z"
+    assert rfc3339(1.0001, "seconds") == "1970-01-01T00:00:02Z"  # up, never early
+    assert rfc3339(59.9995, "seconds") == "1970-01-01T00:01:00Z"
+    assert rfc3339(1_736_951_039.2, "seconds") == "2025-01-15T14:24:00Z"  # the documented form
+    # the prefix cache is bounded and never serves a stale second
+    for k in range(1000):
+        assert rfc3339(1.7e9 + 7 * k, "seconds") == time.strftime(
+            "%Y-%m-%dT%H:%M:%SZ", time.gmtime(1.7e9 + 7 * k)
+        )
+
+
+@settings(max_examples=200, deadline=None)
+@given(t=st.floats(0.0, 4e9, allow_nan=False))
+async def test_rfc3339_is_never_early_and_late_by_less_than_its_unit(t: float) -> None:
+    ms = datetime.fromisoformat(rfc3339(t, "milliseconds")).timestamp()
+    whole = datetime.fromisoformat(rfc3339(t, "seconds")).timestamp()
+    slack = 1e-6  # float noise of t * 1000 and of datetime's microseconds
+    assert t - slack <= ms < t + 0.001 + slack
+    assert ms <= whole < ms + 1.0 and whole.is_integer()
 
 
 # -- HTTP ---------------------------------------------------------------------------------
@@ -226,6 +311,29 @@ async def test_config_validation() -> None:
     with pytest.raises(ValueError):
         MockConfig(limits="tier9")
     assert MockConfig(api_keys=["a", "b"]).api_keys == frozenset({"a", "b"})
+    for name in ("reset_precision", "headers_at", "remaining_rounding", "output_charge"):
+        bad: dict[str, Any] = {name: "sometimes"}
+        with pytest.raises(ValueError, match=name):
+            MockConfig(**bad)
+
+
+async def test_header_settings_defaults_and_the_old_round_remaining_name() -> None:
+    default = MockConfig()
+    assert (default.reset_precision, default.headers_at, default.remaining_rounding) == (
+        "seconds",
+        "completion",
+        "nearest",
+    )
+    # round_remaining keeps its old meaning (True: down, False: exact) and is folded away
+    assert MockConfig(round_remaining=False).remaining_rounding == "exact"
+    legacy = MockConfig(round_remaining=True)
+    assert legacy.remaining_rounding == "down" and legacy.round_remaining is None
+    assert dataclasses.replace(legacy, remaining_rounding="nearest").remaining_rounding == "nearest"
+    assert dataclasses.replace(default, round_remaining=False).remaining_rounding == "exact"
+    old_json = orjson.loads(MockConfig().to_json())
+    old_json.pop("remaining_rounding")
+    old_json["round_remaining"] = False
+    assert MockConfig.from_json(orjson.dumps(old_json)).remaining_rounding == "exact"
 
 
 async def test_config_json_round_trip() -> None:
@@ -236,6 +344,9 @@ async def test_config_json_round_trip() -> None:
         faults=Faults(overloaded=0.1, seed=3),
         output_tokens=(1, 2),
         record=True,
+        reset_precision="milliseconds",
+        headers_at="admission",
+        remaining_rounding="down",
     )
     assert MockConfig.from_json(config.to_json()) == config
 
@@ -254,3 +365,32 @@ async def test_command_line_flags() -> None:
     assert config.host == "127.0.0.1" and config.port == 0
     preset = config_from_args(build_parser().parse_args(["--limits", "tier1", "--period", "6"]))
     assert isinstance(preset.limits, dict) and preset.limits["haiku"].period == 6
+    assert (config.reset_precision, config.headers_at, config.remaining_rounding) == (
+        "seconds",
+        "completion",
+        "nearest",
+    )  # the same defaults as MockConfig's
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        ("--reset-precision milliseconds", {"reset_precision": "milliseconds"}),
+        ("--headers-at admission", {"headers_at": "admission"}),
+        ("--remaining-rounding down", {"remaining_rounding": "down"}),
+        ("--no-round-remaining", {"remaining_rounding": "exact"}),
+        (
+            "--reset-precision seconds --headers-at completion --remaining-rounding exact",
+            {
+                "reset_precision": "seconds",
+                "headers_at": "completion",
+                "remaining_rounding": "exact",
+            },
+        ),
+    ],
+)
+async def test_command_line_header_flags(flags: str, expected: dict[str, str]) -> None:
+    config = config_from_args(build_parser().parse_args(flags.split()))
+    assert {name: getattr(config, name) for name in expected} == expected
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--remaining-rounding", "up"])

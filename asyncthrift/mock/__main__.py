@@ -16,12 +16,22 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import get_args
 
 from ..limits import PRESETS, Limits, LimitsSpec
-from ._config import DEFAULT_OUTPUT_TOKENS, Faults, MockConfig
+from ._config import (
+    DEFAULT_OUTPUT_TOKENS,
+    Faults,
+    HeadersAt,
+    MockConfig,
+    RemainingRounding,
+    ResetPrecision,
+)
 from ._server import MockServer
 
 __all__ = ["build_parser", "config_from_args", "main"]
+
+_DEFAULTS = MockConfig()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,9 +50,34 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--shadow-load", type=float, default=0.0, help="share of refill eaten unseen")
     g.add_argument("--output-charge", choices=("reserve", "actual"), default="reserve")
     g.add_argument("--retry-after-ms", action="store_true", help="also send retry-after-ms")
-    g.add_argument("--no-round-remaining", action="store_true", help="exact token -remaining")
     g.add_argument("--count-tokens-rpm", type=float)
     g.add_argument("--api-key", action="append", dest="api_keys", help="accept only these keys")
+    h = p.add_argument_group("rate-limit headers (readings the API documentation leaves open)")
+    h.add_argument(
+        "--reset-precision",
+        choices=get_args(ResetPrecision),
+        default=_DEFAULTS.reset_precision,
+        help="-reset in whole seconds (documented form) or milliseconds; both round up",
+    )
+    h.add_argument(
+        "--headers-at",
+        choices=get_args(HeadersAt),
+        default=_DEFAULTS.headers_at,
+        help="instant a non-streamed response's headers describe (streams: admission)",
+    )
+    h.add_argument(
+        "--remaining-rounding",
+        choices=get_args(RemainingRounding),
+        default=_DEFAULTS.remaining_rounding,
+        help="how token -remaining is rounded to a thousand",
+    )
+    h.add_argument(
+        "--no-round-remaining",
+        dest="remaining_rounding",
+        action="store_const",
+        const="exact",
+        help="same as --remaining-rounding exact",
+    )
     a = p.add_argument_group("answers and timing")
     a.add_argument("--latency", type=float, default=0.0, help="seconds before the answer")
     a.add_argument("--latency-per-token", type=float, default=0.0, help="seconds per token")
@@ -85,7 +120,9 @@ def config_from_args(args: argparse.Namespace) -> MockConfig:
         api_keys=frozenset(args.api_keys) if args.api_keys else None,
         output_charge=args.output_charge,
         shadow_load=args.shadow_load,
-        round_remaining=not args.no_round_remaining,
+        reset_precision=args.reset_precision,
+        headers_at=args.headers_at,
+        remaining_rounding=args.remaining_rounding,
         retry_after_ms=args.retry_after_ms,
         count_tokens_rpm=args.count_tokens_rpm,
         latency=args.latency,

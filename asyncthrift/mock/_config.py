@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import orjson
 
@@ -49,6 +49,16 @@ class Faults:
 
 
 OutputCharge = Literal["reserve", "actual"]
+ResetPrecision = Literal["seconds", "milliseconds"]
+HeadersAt = Literal["completion", "admission"]
+RemainingRounding = Literal["down", "nearest", "exact"]
+
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "output_charge": get_args(OutputCharge),
+    "reset_precision": get_args(ResetPrecision),
+    "headers_at": get_args(HeadersAt),
+    "remaining_rounding": get_args(RemainingRounding),
+}
 
 #: Default (lo, hi) range of answer lengths in output tokens.
 DEFAULT_OUTPUT_TOKENS: tuple[int, int] = (16, 256)
@@ -57,6 +67,9 @@ DEFAULT_OUTPUT_TOKENS: tuple[int, int] = (16, 256)
 @dataclass(frozen=True, slots=True)
 class MockConfig:
     """How a `MockServer` behaves. Every field has a default that models the real API.
+
+    Where the API's documentation leaves a behaviour open, the default is its documented form
+    or, where it shows none, the reading hardest on a client.
 
     Rate limiting:
       limits: anything `LimitsTable` accepts (None = unlimited, a `Limits`, a preset name,
@@ -67,9 +80,31 @@ class MockConfig:
         what was produced at completion.
       shadow_load: fraction in [0, 1) of every bucket's refill eaten by an invisible second
         consumer of the same key.
-      round_remaining: token `-remaining` headers rounded down to a thousand (as the API does).
       retry_after_ms: also send `retry-after-ms` on 429 and 529.
       count_tokens_rpm / count_tokens_period: count_tokens' own request limit per key.
+    Rate-limit headers (where the documentation leaves a choice open, each reading is a
+    setting: a client must be right under all of them, so tests and benches can try each):
+      reset_precision: `-reset` as RFC 3339 in whole "seconds" (``2025-01-15T14:24:00Z``, the
+        form the documentation shows) or with "milliseconds". Both round *up*: the reset says
+        when the bucket will be full again, and a later instant is still true of a full
+        bucket while an earlier one would not be, so a reset is never early. Read back, a
+        whole-second reset is therefore up to 1 s late.
+      headers_at: which instant the headers of a non-streamed 200 describe. "completion":
+        the buckets when the response is sent, after generation (the request's own output
+        settled first: the unused part of its reservation refunded, or its actual output
+        charged) and including whatever other requests were charged and refilled meanwhile,
+        as a server that writes the headers with the body would report. "admission": the
+        buckets right after this request was charged. Streams always send their headers
+        when they start (at admission); a 429 is answered at once, so its headers are as of
+        the refusal.
+      remaining_rounding: how token `-remaining` is "rounded to a thousand" (the API does
+        not say which way): "nearest" (half up, capped at the limit; the default because it
+        can report up to 499 tokens *more* than remain, which is what hurts a client that
+        reads the number as a floor), "down" (never more than remains), or "exact".
+        Requests `-remaining` is never rounded.
+      round_remaining: the older boolean spelling, kept working: True means "down" (what it
+        always did), False "exact"; None (the default) defers to `remaining_rounding`. It is
+        folded into `remaining_rounding` at construction and then reads None.
     Answers and timing:
       output_tokens: (lo, hi) range of the deterministic answer length, capped by max_tokens.
       latency: seconds before the answer (time to first token for streams).
@@ -96,7 +131,10 @@ class MockConfig:
     api_keys: Collection[str] | None = None
     output_charge: OutputCharge = "reserve"
     shadow_load: float = 0.0
-    round_remaining: bool = True
+    reset_precision: ResetPrecision = "seconds"
+    headers_at: HeadersAt = "completion"
+    remaining_rounding: RemainingRounding = "nearest"
+    round_remaining: bool | None = None
     retry_after_ms: bool = False
     count_tokens_rpm: float | None = None
     count_tokens_period: float = 60.0
@@ -124,10 +162,14 @@ class MockConfig:
         if not 1 <= lo <= hi:
             raise ValueError(f"output_tokens must satisfy 1 <= lo <= hi, got {lo_hi!r}")
         object.__setattr__(self, "output_tokens", (lo, hi))
-        if self.output_charge not in ("reserve", "actual"):
-            raise ValueError(
-                f"output_charge must be 'reserve' or 'actual', got {self.output_charge!r}"
-            )
+        if self.round_remaining is not None:
+            legacy = "down" if self.round_remaining else "exact"
+            object.__setattr__(self, "remaining_rounding", legacy)
+            object.__setattr__(self, "round_remaining", None)
+        for name, choices in _CHOICES.items():
+            if getattr(self, name) not in choices:
+                allowed = " or ".join(repr(c) for c in choices)
+                raise ValueError(f"{name} must be {allowed}, got {getattr(self, name)!r}")
         if not 0.0 <= self.shadow_load < 1.0:
             raise ValueError(f"shadow_load must be in [0, 1), got {self.shadow_load!r}")
         for name in ("latency", "latency_per_token", "latency_jitter", "overloaded_retry_after"):

@@ -13,6 +13,7 @@ import time
 
 from ..bucket import TokenBucket
 from ..limits import Limits
+from ._config import RemainingRounding, ResetPrecision
 
 __all__ = ["DIMENSIONS", "ServerBudget", "rfc3339"]
 
@@ -26,17 +27,31 @@ DIMENSIONS = (
 _EPS = 1e-9
 
 
-_last_second: list[tuple[int, str]] = [(-1, "")]  # strftime is the costly part: reuse it
+#: Formatted "YYYY-MM-DDTHH:MM:SS" by epoch second. strftime is the costly part of a header,
+#: and one response's resets (three dimensions, often in the same few seconds) and the next
+#: response's share prefixes: a small map hits where a single cached second would thrash.
+_prefixes: dict[int, str] = {}
+_PREFIXES_MAX = 256
 
 
-def rfc3339(t: float) -> str:
-    """Wall-clock `t` as RFC 3339 UTC with milliseconds, rounded up (never early)."""
-    secs, ms = divmod(math.ceil(t * 1000.0 - 1e-6), 1000)
-    cached_secs, prefix = _last_second[0]
-    if cached_secs != secs:
-        prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs))
-        _last_second[0] = (secs, prefix)
-    return f"{prefix}.{ms:03d}Z"
+def rfc3339(t: float, precision: ResetPrecision = "milliseconds") -> str:
+    """Wall-clock `t` as RFC 3339 UTC, rounded *up* to the millisecond or whole second.
+
+    Up, because a reset is "when the bucket will be full again": a later instant is still
+    true of a full bucket, an earlier one is not. Whole seconds round the millisecond value
+    up again, so the seconds form is never earlier than the milliseconds form.
+    """
+    ms = math.ceil(t * 1000.0 - 1e-6)
+    if precision == "seconds":
+        secs, ms = -(-ms // 1000), -1
+    else:
+        secs, ms = divmod(ms, 1000)
+    prefix = _prefixes.get(secs)
+    if prefix is None:
+        if len(_prefixes) >= _PREFIXES_MAX:
+            _prefixes.clear()
+        prefix = _prefixes[secs] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs))
+    return f"{prefix}Z" if ms < 0 else f"{prefix}.{ms:03d}Z"
 
 
 def _number(value: float) -> str:
@@ -102,12 +117,25 @@ class _Dimension:
 
 
 class ServerBudget:
-    """The three buckets of one (api key, model class); `None` = unlimited dimension."""
+    """The three buckets of one (api key, model class); `None` = unlimited dimension.
 
-    __slots__ = ("dims", "limits")
+    `rounding` and `precision` are how `headers` writes token `-remaining` and `-reset`
+    (see `MockConfig.remaining_rounding` and `MockConfig.reset_precision`).
+    """
 
-    def __init__(self, limits: Limits, shadow: float, now: float) -> None:
+    __slots__ = ("dims", "limits", "precision", "rounding")
+
+    def __init__(
+        self,
+        limits: Limits,
+        shadow: float,
+        now: float,
+        rounding: RemainingRounding = "nearest",
+        precision: ResetPrecision = "seconds",
+    ) -> None:
         self.limits = limits
+        self.rounding = rounding
+        self.precision = precision
         self.dims: tuple[_Dimension | None, ...] = tuple(
             None if cap is None else _Dimension(cap, limits.period, shadow, now)
             for cap in (limits.rpm, limits.itpm, limits.otpm)
@@ -151,31 +179,41 @@ class ServerBudget:
         else:
             dim.take(-amount, now)
 
-    def headers(self, now: float, wall: float, round_remaining: bool) -> list[tuple[str, str]]:
-        """``anthropic-ratelimit-*`` headers for the state at `now` (no sync, no charge).
+    def headers(self, now: float, wall: float) -> list[tuple[str, str]]:
+        """``anthropic-ratelimit-*`` headers for the state at `now`; charges nothing.
 
-        `-remaining` is floored (and for tokens rounded down to a thousand if asked);
-        `-reset` is when the bucket would be full at the effective refill rate.
-        The combined ``tokens-*`` reports the token dimension with the least remaining.
+        Each bucket is synced first, so the shadow's share since the last touch is gone
+        whenever the headers are written (at admission, at a refusal or at completion).
+        `-remaining` is floored, and for tokens rounded to a thousand as `rounding` says
+        ("nearest" goes half up, but back down where up would exceed the limit: no server
+        reports more remaining than its limit). `-reset` is when the bucket would be full at
+        the effective refill rate, rounded up to `precision`. The combined ``tokens-*``
+        reports the token dimension with the least left (compared before rounding).
         """
         out: list[tuple[str, str]] = []
-        tightest: tuple[int, int, str] | None = None  # (remaining, limit, reset)
+        rounding, precision = self.rounding, self.precision
+        tightest: tuple[float, int, int, str] | None = None  # (level, remaining, index, reset)
         for i, dim in enumerate(self.dims):
             if dim is None:
                 continue
-            level = dim.bucket.level(now)
+            level = dim.sync(now)
             remaining = max(0, math.floor(level + _EPS))
-            if i and round_remaining:
-                remaining -= remaining % 1000
-            reset = rfc3339(wall + dim.until_full(level))
+            if i and rounding != "exact":
+                down = remaining - remaining % 1000
+                if rounding == "nearest" and remaining - down >= 500:
+                    up = down + 1000
+                    remaining = up if up <= dim.capacity else down
+                else:
+                    remaining = down
+            reset = rfc3339(wall + dim.until_full(level), precision)
             infix = DIMENSIONS[i][0]
             out.append((f"anthropic-ratelimit-{infix}-limit", dim.limit_text))
             out.append((f"anthropic-ratelimit-{infix}-remaining", str(remaining)))
             out.append((f"anthropic-ratelimit-{infix}-reset", reset))
-            if i and (tightest is None or remaining < tightest[0]):
-                tightest = (remaining, i, reset)
+            if i and (tightest is None or level < tightest[0]):
+                tightest = (level, remaining, i, reset)
         if tightest is not None:
-            remaining, i, reset = tightest
+            _, remaining, i, reset = tightest
             dim = self.dims[i]
             assert dim is not None
             out.append(("anthropic-ratelimit-tokens-limit", dim.limit_text))

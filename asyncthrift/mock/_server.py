@@ -3,13 +3,17 @@
 The real SDK talks to it over real HTTP on loopback, so everything between the client and
 the wire (connection pooling, header parsing, SSE decoding, exception mapping) is exercised.
 What makes it useful for a rate-limit client is that it *enforces* limits the way the API
-does (token buckets per api key and model class, reservation of ``max_tokens``, headers
-describing the state right after admission) and that every answer is deterministic, so a
-test can assert exact token accounting.
+does (token buckets per api key and model class, reservation of ``max_tokens``,
+``anthropic-ratelimit-*`` headers) and that every answer is deterministic, so a test can
+assert exact token accounting. Where the API's documentation leaves the server's behaviour
+open (which instant the headers describe, how `-reset` and `-remaining` are rounded), each
+reading is a `MockConfig` setting, so a client can be tested against all of them.
 
 Order of decisions for ``POST /v1/messages``: authenticate (401) → parse and validate
 (400/404) → context window (400) → faults (529, 500, drop; nothing charged) → rate limits
 (429; nothing charged) → charge and answer (200), refunding unused output at completion.
+A non-streamed 200's rate-limit headers are computed after that refund with
+``headers_at="completion"`` (the default), right after the charge with ``"admission"``.
 """
 
 from __future__ import annotations
@@ -65,10 +69,11 @@ class _Answering:
     With ``output_charge="reserve"`` max_tokens was taken at admission and the unused part
     is refunded; with ``"actual"`` the produced output is charged now. Either way the
     counters learn the output produced, and `in_flight` drops. A stream updates `produced`
-    as deltas go out and the HTTP layer calls `finish` however the response ends.
+    as deltas go out and the HTTP layer calls `finish` however the response ends. `at` is
+    the loop time of the settle, the instant completion-time headers describe.
     """
 
-    __slots__ = ("budget", "completed", "done", "max_tokens", "produced", "reserve", "server")
+    __slots__ = ("at", "budget", "completed", "done", "max_tokens", "produced", "reserve", "server")
 
     def __init__(
         self, server: MockServer, budget: ServerBudget, max_tokens: int, reserve: bool
@@ -80,6 +85,7 @@ class _Answering:
         self.produced = 0
         self.completed = False
         self.done = False
+        self.at = 0.0  # when it was settled (loop time)
 
     def settle(self, produced: int, completed: bool) -> None:
         self.produced, self.completed = produced, completed
@@ -90,7 +96,7 @@ class _Answering:
             return
         self.done = True
         server = self.server
-        now = server._now()
+        now = self.at = server._now()
         produced = self.produced
         if self.reserve:
             self.budget.give(2, float(self.max_tokens - produced), now)
@@ -284,7 +290,10 @@ class MockServer:
             return cls, None
         budget = self._budgets.get((api_key, cls))
         if budget is None:
-            budget = ServerBudget(limits, self.config.shadow_load, self._now())
+            cfg = self.config
+            budget = ServerBudget(
+                limits, cfg.shadow_load, self._now(), cfg.remaining_rounding, cfg.reset_precision
+            )
             self._budgets[(api_key, cls)] = budget
         return cls, budget
 
@@ -403,12 +412,16 @@ class MockServer:
         cost = (1.0, float(charged_input), float(max_tokens) if reserve else 0.0)
 
         headers = [("request-id", self._id("req"))]
+        stream = body.get("stream") is True
+        # Headers as of admission unless they describe the completed response (see below).
+        late_headers = budget is not None and not stream and cfg.headers_at == "completion"
         if budget is not None:
             refused = self._admit(budget, cls, cost, reserve, now, headers)
             if refused is not None:
                 self._record(cls, charged_input, max_tokens, 429)
                 return self._answered(refused)
-            headers.extend(budget.headers(now, time.time(), cfg.round_remaining))
+            if not late_headers:
+                headers.extend(budget.headers(now, time.time()))
         if cfg.prompt_caching and analysis.breakpoints:
             self._cache.commit(key, analysis, min_cacheable(model), now)
 
@@ -430,7 +443,7 @@ class MockServer:
             "cache_creation_input_tokens": split.cache_creation,
             "cache_read_input_tokens": split.cache_read,
         }
-        if body.get("stream") is True:
+        if stream:
             c.streams += 1
             fail = v < faults.stream_error
             response = self._stream(model, answer, usage, settle, base, per_token, fail)
@@ -448,6 +461,10 @@ class MockServer:
             settle.settle(min(produced, answer.output_tokens), completed=False)
             raise
         settle.settle(answer.output_tokens, completed=True)
+        if late_headers:
+            # After the settle, so the unused reservation is back (or the actual output
+            # charged), at the settle's instant: everything charged meanwhile is included.
+            headers.extend(settle.budget.headers(settle.at, time.time()))
         message = {
             "id": self._id("msg"),
             "type": "message",
@@ -469,8 +486,11 @@ class MockServer:
         now: float,
         headers: list[tuple[str, str]],
     ) -> Response | None:
-        """Charge `cost` if every bucket can pay it now; else the 429 to answer (uncharged)."""
-        cfg = self.config
+        """Charge `cost` if every bucket can pay it now; else the 429 to answer (uncharged).
+
+        A 429 is answered at once, so its rate-limit headers are as of the refusal whatever
+        `MockConfig.headers_at` says.
+        """
         never = budget.never_fits(cost)
         if never is not None:
             dim = budget.dims[never]
@@ -483,7 +503,7 @@ class MockServer:
                 "it can never be admitted. Reduce the prompt length or max_tokens.",
                 [
                     *headers,
-                    *budget.headers(now, time.time(), cfg.round_remaining),
+                    *budget.headers(now, time.time()),
                     ("retry-after", str(math.ceil(budget.limits.period))),
                     ("x-should-retry", "false"),
                 ],
@@ -504,7 +524,7 @@ class MockServer:
                 "prompt length or the maximum tokens requested, or try again later.",
                 [
                     *headers,
-                    *budget.headers(now, time.time(), cfg.round_remaining),
+                    *budget.headers(now, time.time()),
                     *self._retry_headers(wait),
                 ],
             )
