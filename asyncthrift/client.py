@@ -24,7 +24,7 @@ from anthropic.types import Message, Usage
 from ._options import RequestOptions, split_options
 from .bucket import ZERO, Cost, LocalBudget
 from .cache import Cache, MemoryCache, make_cache
-from .cache.base import decode_message, encode_message, is_cacheable
+from .cache.base import decode_message, encode_message, is_cacheable, reject_entry
 from .cache.keys import fingerprint, scope_for_key
 from .dedupe import SingleFlight
 from .limits import LimitsSpec, LimitsTable, model_class
@@ -340,6 +340,7 @@ class Thrift:
             except ValueError:
                 self._stats.cache_errors += 1
                 log.warning("a cached entry did not decode; treating it as a miss")
+                await reject_entry(self._cache, key)  # counted and deleted by the cache
             else:
                 self._count_saved(message, cache_hit=True)
                 return message
