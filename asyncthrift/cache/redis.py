@@ -5,8 +5,10 @@ that is smaller and the value is above `compress_above`), stored with ``SET ... 
 entry carries its own TTL. Keys are ``<namespace>:<key>``: a namespace isolates deployments
 or test runs sharing one server.
 
-Failure policy: every operation is bounded by `timeout` (a longer `connect_timeout` while a
-connection is being established); an error or timeout is counted, logged once per outage,
+Failure policy: every operation is bounded by `timeout` (a longer `connect_timeout` only until
+the first operation succeeds: after that, reconnecting is part of the operation's bound, so a
+frozen or unreachable server costs each operation at most `timeout`, never the connect
+bound); an error or timeout is counted, logged once per outage,
 and answered as a miss / no-op. After `failure_threshold` consecutive failures a circuit
 breaker skips Redis entirely for `cooldown` seconds, so a dead server costs nothing per
 request; then a single probe operation decides whether to close it again.
@@ -283,6 +285,7 @@ class RedisCache:
         return value
 
     def _bound(self) -> float:
+        """`connect_timeout` until the first success (DNS, TLS, a cold server), then `timeout`."""
         return self.timeout if self._connected else self.connect_timeout
 
     def _admit(self) -> bool:
@@ -306,7 +309,8 @@ class RedisCache:
         self._errors += 1
         if isinstance(exc, TimeoutError):
             self._timeouts += 1
-        self._connected = False
+        # `_connected` stays True once set: a later failure must not stretch the next
+        # operations to `connect_timeout` (a SIGSTOPped server stalled each for a second).
         self._probing = False
         self._failures += 1
         if self._failures == 1:
