@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import anthropic
 from anthropic.types import Message, Usage
 
-from ._options import RequestOptions, split_options
+from ._options import RequestOptions, split_options, stream_requested
 from .bucket import ZERO, Cost, LocalBudget
 from .cache import Cache, MemoryCache, make_cache
 from .cache.base import decode_message, encode_message, is_cacheable, reject_entry
@@ -573,9 +573,9 @@ class Messages:
         Returns the SDK's `Message` (or, with ``stream=True``, an async iterator of the SDK's
         stream events). Extra keyword options: ``priority`` ("interactive" | "default" |
         "batch" | int), ``deadline`` (seconds to wait for admission), ``cache`` and
-        ``dedupe`` (bool).
+        ``dedupe`` (bool); None for any of them means its default.
         """
-        if kwargs.get("stream"):
+        if stream_requested(kwargs):  # strict: stream="yes" is refused, not truthy
             from .streaming import open_event_stream
 
             return await open_event_stream(self._client, kwargs)
