@@ -12,7 +12,7 @@ from typing import Any
 
 from .scheduler import LANES, lane_level
 
-__all__ = ["RequestOptions", "split_options"]
+__all__ = ["RequestOptions", "split_options", "stream_requested"]
 
 _OURS = ("priority", "deadline", "cache", "dedupe")
 
@@ -31,25 +31,54 @@ def _bool_or_none(name: str, value: object) -> bool | None:
     raise TypeError(f"{name}= must be True, False or None (client default), got {value!r}")
 
 
+def stream_requested(kwargs: dict[str, Any]) -> bool:
+    """Whether ``stream=`` asks for a stream: True, False or None (absent: not streamed).
+
+    Strict like ``cache=`` and ``dedupe=``: ``stream="yes"`` or ``stream=1`` is refused
+    rather than read by truthiness (``stream="false"`` would otherwise stream).
+    """
+    value = kwargs.get("stream")
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    raise TypeError(f"stream= must be True, False or None (not streamed), got {value!r}")
+
+
+def _level(priority: object) -> int:
+    """The lane level of ``priority=``; None means the default lane, like ``deadline=None``."""
+    if priority is None:
+        return LANES["default"]
+    try:
+        return lane_level(priority)
+    except TypeError:
+        raise TypeError(
+            "priority= must be 'interactive', 'default', 'batch', an int (higher is served "
+            f"first) or None (the default lane), got {type(priority).__name__} {priority!r}"
+        ) from None
+
+
 _DEFAULTS = RequestOptions(level=LANES["default"], deadline=None, cache=None, dedupe=None)
 _OURS_SET = frozenset(_OURS)
 
 
 def split_options(kwargs: dict[str, Any]) -> tuple[RequestOptions, dict[str, Any]]:
-    """Pop asyncthrift's options out of `kwargs`; validate them and the fields we rely on."""
+    """Pop asyncthrift's options out of `kwargs`; validate them and the fields we rely on.
+
+    None means "the default" for every option alike: ``priority=None`` is the default lane,
+    ``deadline=None`` no deadline, ``cache=None`` / ``dedupe=None`` the client's setting.
+    """
     if _OURS_SET.isdisjoint(kwargs):  # the usual call: no options of ours
         _check_sdk_fields(kwargs)
         return _DEFAULTS, kwargs
-    priority = kwargs.pop("priority", "default")
+    priority = kwargs.pop("priority", None)
     deadline = kwargs.pop("deadline", None)
     cache = _bool_or_none("cache", kwargs.pop("cache", None))
     dedupe = _bool_or_none("dedupe", kwargs.pop("dedupe", None))
-    level = lane_level(priority)
+    level = _level(priority)
     if deadline is not None:
         if isinstance(deadline, bool) or not isinstance(deadline, int | float):
             raise TypeError(
-                f"deadline= must be a number of seconds to wait for admission, or None; "
-                f"got {type(deadline).__name__} {deadline!r}"
+                f"deadline= must be a number of seconds to wait for admission, or None "
+                f"(no deadline); got {type(deadline).__name__} {deadline!r}"
             )
         if math.isnan(deadline) or deadline < 0:
             raise ValueError(f"deadline= must be >= 0 seconds, got {deadline!r}")

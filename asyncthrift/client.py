@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING, Any
 import anthropic
 from anthropic.types import Message, Usage
 
-from ._options import RequestOptions, split_options
+from ._options import RequestOptions, split_options, stream_requested
 from .bucket import ZERO, Cost, LocalBudget
 from .cache import Cache, MemoryCache, make_cache
-from .cache.base import decode_message, encode_message, is_cacheable
+from .cache.base import decode_message, encode_message, is_cacheable, reject_entry
 from .cache.keys import fingerprint, scope_for_key
 from .dedupe import SingleFlight
 from .limits import LimitsSpec, LimitsTable, model_class
@@ -340,6 +340,7 @@ class Thrift:
             except ValueError:
                 self._stats.cache_errors += 1
                 log.warning("a cached entry did not decode; treating it as a miss")
+                await reject_entry(self._cache, key)  # counted and deleted by the cache
             else:
                 self._count_saved(message, cache_hit=True)
                 return message
@@ -572,9 +573,9 @@ class Messages:
         Returns the SDK's `Message` (or, with ``stream=True``, an async iterator of the SDK's
         stream events). Extra keyword options: ``priority`` ("interactive" | "default" |
         "batch" | int), ``deadline`` (seconds to wait for admission), ``cache`` and
-        ``dedupe`` (bool).
+        ``dedupe`` (bool); None for any of them means its default.
         """
-        if kwargs.get("stream"):
+        if stream_requested(kwargs):  # strict: stream="yes" is refused, not truthy
             from .streaming import open_event_stream
 
             return await open_event_stream(self._client, kwargs)

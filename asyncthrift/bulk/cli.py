@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ..limits import PRESETS, Limits, LimitsSpec
-from .journal import JournalBusy
+from .journal import JournalBusy, OutputUnusable
 from .runner import EXIT_USAGE, BulkConfig, BulkReport, run_bulk
 
 __all__ = ["add_arguments", "build_config", "main", "run_command"]
@@ -65,6 +65,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         required=True,
         metavar="OUT.jsonl",
         help="results, appended; ids already there are skipped",
+    )
+    parser.add_argument(
+        "--retry-errored",
+        action="store_true",
+        help="send again the lines whose recorded result is errored (or expired/canceled), "
+        "e.g. after fixing them; the new result is appended and supersedes the old one",
     )
     parser.add_argument(
         "--base-url",
@@ -138,16 +144,41 @@ def _limits(args: argparse.Namespace) -> LimitsSpec:
     return Limits(args.rpm, args.itpm, args.otpm, period)
 
 
+def _check_output(source: Path, output: Path) -> None:
+    """Refuse an output the run could not write, or the input itself, before anything runs.
+
+    (The journal checks again when it opens the file: this is for the early, clear message.)
+    """
+    if output.exists():
+        if os.path.samefile(output, source):
+            raise UsageError(
+                f"the output {output} is the input file {source} (the same file under another "
+                "name or a hard link): choose another -o"
+            )
+        if not output.is_file():
+            raise UsageError(f"output {output} is not a regular file")
+        if not os.access(output, os.W_OK):
+            raise UsageError(f"cannot write the output {output}: it is read-only")
+        return
+    parent = output.parent
+    if not parent.is_dir():
+        raise UsageError(
+            f"cannot write the output {output}: its directory {parent} does not exist "
+            "(create it or choose another -o)"
+        )
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(
+            f"cannot create the output {output}: the directory {parent} is not writable"
+        )
+
+
 def build_config(args: argparse.Namespace) -> BulkConfig:
     """A `BulkConfig` from parsed arguments; raises `UsageError` with what to change."""
     source: Path = args.input
     output: Path = args.output
     if not source.is_file():
         raise UsageError(f"input {source} is not a readable file")
-    if output.exists() and output.resolve() == source.resolve():
-        raise UsageError("the output must not be the input file")
-    if output.exists() and not output.is_file():
-        raise UsageError(f"output {output} is not a regular file")
+    _check_output(source, output)
     api_key = os.environ.get(args.api_key_env) or None
     if api_key is None and not args.mock:
         raise UsageError(
@@ -171,6 +202,8 @@ def build_config(args: argparse.Namespace) -> BulkConfig:
         max_in_flight=args.max_in_flight,
         mock=args.mock,
         quiet=args.quiet,
+        retry_errored=args.retry_errored,
+        api_key_env=None if args.mock and api_key is None else args.api_key_env,
     )
 
 
@@ -189,12 +222,13 @@ def run_command(args: argparse.Namespace) -> int:
 
     0 when every input line has a result line (errored ones included); 1 when some have none
     (bad lines, retryable failures, a fatal error); 130/143 after Ctrl-C/SIGTERM (rerun to
-    finish); 2 for unusable arguments.
+    finish); 2 for unusable arguments or output (nothing sent) and for a key the API refuses
+    (401/403: nothing written for it).
     """
     try:
         config = build_config(args)
         report: BulkReport = _run(run_bulk(config))
-    except (UsageError, JournalBusy, ValueError) as exc:
+    except (UsageError, JournalBusy, OutputUnusable, ValueError) as exc:
         print(f"asyncthrift run: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     return report.exit_code

@@ -23,16 +23,35 @@ import orjson
 
 from .idset import IdTable
 
-__all__ = ["Journal", "JournalBusy", "ResumeState", "errored_line", "succeeded_line"]
+__all__ = [
+    "Journal",
+    "JournalBusy",
+    "OutputUnusable",
+    "ResumeState",
+    "errored_line",
+    "succeeded_line",
+]
 
 #: The state an id has in the runner's table once the output holds its result.
 DONE = 1
+#: The state of an id whose final result is ``errored`` (or ``expired``/``canceled``): done
+#: for a plain run, to send again for ``--retry-errored``. A ``succeeded`` line anywhere
+#: makes an id `DONE` for good, so a succeeded request is never sent again.
+ERRORED = 4
+
+#: Result types that ``--retry-errored`` sends again.
+RETRYABLE_RESULTS = frozenset({"errored", "expired", "canceled"})
 
 _CHUNK = 1 << 20
 
 
 class JournalBusy(RuntimeError):
     """Another process is writing to the same output file."""
+
+
+class OutputUnusable(Exception):
+    """The output cannot be the journal (not writable, no such directory, the input itself);
+    found before anything is sent. The message says what to change."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +64,8 @@ class ResumeState:
     """Bytes of a torn last line that were cut off (0 if the file ended cleanly)."""
     unreadable: tuple[int, ...]
     """Line numbers of complete lines that are not result lines (left as they are)."""
+    errored: int = 0
+    """Ids whose final result is errored, expired or canceled (state `ERRORED`)."""
 
 
 def succeeded_line(custom_id: str, message: dict[str, Any]) -> bytes:
@@ -66,16 +87,54 @@ def errored_line(custom_id: str, error_type: str, message: str) -> bytes:
     )
 
 
-def _result_id(raw: bytes) -> str | None:
-    """The custom_id of a result line, or None if it is not one."""
+def _result(raw: bytes) -> tuple[str, object] | None:
+    """(custom_id, result type) of a result line, or None if it is not one."""
     try:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError:
         return None
-    if not isinstance(obj, dict) or not isinstance(obj.get("result"), dict):
+    if not isinstance(obj, dict):
+        return None
+    result = obj.get("result")
+    if not isinstance(result, dict):
         return None
     custom_id = obj.get("custom_id")
-    return custom_id if isinstance(custom_id, str) and custom_id else None
+    if not isinstance(custom_id, str) or not custom_id:
+        return None
+    return custom_id, result.get("type")
+
+
+def _result_id(raw: bytes) -> str | None:
+    """The custom_id of a result line, or None if it is not one."""
+    found = _result(raw)
+    return None if found is None else found[0]
+
+
+def _unusable(path: Path, exc: OSError) -> OutputUnusable:
+    """A clear `OutputUnusable` for an `OSError` met opening `path`."""
+    parent = path.parent
+    if isinstance(exc, FileNotFoundError) or not parent.is_dir():
+        why = f"its directory {parent} does not exist: create it or choose another -o"
+    elif isinstance(exc, PermissionError):
+        why = (
+            "permission denied (a read-only file, or a directory you cannot write to): "
+            "make it writable or choose another -o"
+        )
+    elif isinstance(exc, IsADirectoryError):
+        why = "it is a directory: give a file name"
+    else:
+        why = exc.strerror or str(exc)
+    return OutputUnusable(f"cannot write the output {path}: {why}")
+
+
+def _same_file(fd: int, other: Path) -> bool:
+    """Whether the open file `fd` is `other` (device and inode: links and paths alike)."""
+    try:
+        theirs = os.stat(other)
+    except OSError:
+        return False
+    mine = os.fstat(fd)
+    return (mine.st_dev, mine.st_ino) == (theirs.st_dev, theirs.st_ino)
 
 
 class Journal:
@@ -88,10 +147,26 @@ class Journal:
         self._fd: int | None = None
         self.written = 0
 
-    def open(self, table: IdTable) -> ResumeState:
-        """Lock, repair and scan the file; mark every id it holds as `DONE` in `table`."""
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+    def open(self, table: IdTable, *, source: Path | None = None) -> ResumeState:
+        """Lock, repair and scan the file; mark the ids it holds in `table`.
+
+        An id is `DONE` once any of its lines is ``succeeded``; otherwise its last line
+        decides: ``errored``/``expired``/``canceled`` make it `ERRORED` (a later line for the
+        same id, written by ``--retry-errored``, supersedes an earlier one). Raises
+        `OutputUnusable` if the file cannot be opened for writing or is `source` itself (the
+        same file under another name or a hard link), before touching it.
+        """
         try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise _unusable(self.path, exc) from None
+        try:
+            if source is not None and _same_file(fd, source):
+                raise OutputUnusable(
+                    f"the output {self.path} is the input file {source} (the same file under "
+                    "another name or a hard link): the run would append results to its own "
+                    "input; choose another -o"
+                )
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
             os.close(fd)
@@ -101,20 +176,31 @@ class Journal:
                     "wait for it to finish or choose another -o"
                 ) from None
             raise
+        except BaseException:
+            os.close(fd)
+            raise
         self._fd = fd
         repaired = self._repair_tail(fd)
         results = 0
+        errored = 0
         unreadable: list[int] = []
         with open(fd, "rb", buffering=_CHUNK, closefd=False) as f:
             f.seek(0)
             for lineno, raw in enumerate(f, start=1):
-                custom_id = _result_id(raw)
-                if custom_id is None:
+                found = _result(raw)
+                if found is None:
                     unreadable.append(lineno)
                     continue
-                table.set(custom_id, DONE)
+                custom_id, kind = found
                 results += 1
-        return ResumeState(results, repaired, tuple(unreadable))
+                if kind in RETRYABLE_RESULTS:
+                    before = table.get(custom_id)
+                    if before != DONE:  # a succeeded line stands whatever follows it
+                        table.set(custom_id, ERRORED)
+                        errored += before != ERRORED
+                elif table.set(custom_id, DONE) == ERRORED:
+                    errored -= 1
+        return ResumeState(results, repaired, tuple(unreadable), errored)
 
     @staticmethod
     def _repair_tail(fd: int) -> int:

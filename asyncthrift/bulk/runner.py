@@ -16,7 +16,10 @@ Shape of a run:
 What gets a result line: every answer, and every error that repeating cannot fix (a 400, a
 request too large for the limits, invalid params). A failure that a later attempt could fix
 (429, 5xx, a dropped connection) after the client's own retries is *not* written, so running
-the same command again retries it instead of keeping a stale error forever.
+the same command again retries it instead of keeping a stale error forever. A 401/403 is
+about the run, not the line: the first one stops the run (exit 2) and writes nothing for it.
+With ``retry_errored`` the ids whose recorded result is errored are sent again; the new
+result is appended after the old one and supersedes it.
 """
 
 from __future__ import annotations
@@ -41,15 +44,19 @@ from ..limits import Limits, LimitsSpec
 from ..retry import classify
 from ..stats import Stats
 from .idset import ABSENT, IdTable
-from .journal import DONE, Journal, errored_line, succeeded_line
+from .journal import DONE, ERRORED, Journal, errored_line, succeeded_line
 from .progress import ProgressBar, Sample, format_duration, human
 from .reader import BadLine, Item, count_lines, iter_lines, parse_line
 
 __all__ = ["BulkConfig", "BulkReport", "run_bulk"]
 
-#: Table states beside `DONE`: seen in this run's input (and already done before, or not).
+#: Table states beside `DONE` and `ERRORED`: seen in this run's input (and already done
+#: before, or not).
 _SEEN = 2
 _DONE_SEEN = 3
+
+#: Statuses that say the key itself is unusable: every other request would get the same.
+_KEY_REFUSED = frozenset({401, 403})
 
 #: Bad-line and failure reports printed before the runner only counts them.
 _MAX_REPORTS = 200
@@ -81,6 +88,10 @@ class BulkConfig:
     progress_interval: float | None = None
     handle_signals: bool = True
     thrift_options: dict[str, Any] = field(default_factory=dict)
+    retry_errored: bool = False
+    """Send again the ids whose recorded result is errored, expired or canceled."""
+    api_key_env: str | None = None
+    """Where the key came from, for the message when the API refuses it."""
 
     def __post_init__(self) -> None:
         if isinstance(self.max_in_flight, bool) or self.max_in_flight < 1:
@@ -105,6 +116,12 @@ class BulkReport:
     repaired_bytes: int = 0
     interrupted_by: str | None = None
     fatal: str | None = None
+    fatal_exit_code: int = EXIT_INCOMPLETE
+    """The exit status when `fatal` is set: 2 when the API refused the key (fix it, rerun)."""
+    retried: int = 0
+    """Lines whose errored result was sent again (``retry_errored``)."""
+    already_errored: int = 0
+    """Of `already_done`, the lines whose recorded result is errored (not sent again)."""
     elapsed: float = 0.0
     error_types: Counter[str] = field(default_factory=Counter)
     stats: Stats | None = None
@@ -124,6 +141,8 @@ class BulkReport:
     def exit_code(self) -> int:
         if self.complete:
             return EXIT_OK
+        if self.fatal is not None:
+            return self.fatal_exit_code
         if self.fatal is None and self.interrupted_by == "SIGINT":
             return 128 + signal.SIGINT
         if self.fatal is None and self.interrupted_by == "SIGTERM":
@@ -247,12 +266,14 @@ class _Run:
                         f"duplicate custom_id {parsed.custom_id!r} skipped (the first stands)",
                     )
                     continue
-                if state == DONE:
+                if state == DONE or (state == ERRORED and not self.config.retry_errored):
                     table.set(parsed.custom_id, _DONE_SEEN)
                     report.already_done += 1
+                    report.already_errored += state == ERRORED
                     self.done += 1
                     continue
-                assert state == ABSENT
+                assert state in (ABSENT, ERRORED)
+                report.retried += state == ERRORED
                 table.set(parsed.custom_id, _SEEN)
                 if parsed.problem is not None:
                     self.report_line(
@@ -290,7 +311,9 @@ class _Run:
         except anthropic.APIStatusError as exc:
             error_type = exc.type or f"http_{exc.status_code}"
             text = exc.api_message or str(exc)
-            if classify(exc).retry:
+            if exc.status_code in _KEY_REFUSED:
+                self.key_refused(exc.status_code, f"{exc.status_code} {error_type}: {text}")
+            elif classify(exc).retry:
                 self.transient(item, f"{exc.status_code} {error_type}: {text}")
             else:
                 self.write_errored(item, error_type, text)
@@ -321,6 +344,29 @@ class _Run:
         self.write(item, errored_line(item.custom_id, error_type, message))
         self.report.errored += 1
         self.report.error_types[error_type] += 1
+
+    def key_refused(self, status: int, what: str) -> None:
+        """A 401/403: the key, not the line, is the problem. Stop; write nothing for it."""
+        self.report.abandoned += 1  # no result line: the rerun with a good key sends it
+        env = self.config.api_key_env
+        where = f"${env}" if env else "the API key"
+        if status == 401:
+            fix = (
+                f"the API refused the key ({what}). Check {where}"
+                + (" (or choose another variable with --api-key-env NAME)" if env else "")
+                + " and the --base-url it belongs to"
+            )
+        else:
+            fix = (
+                f"the key is not allowed to make these requests ({what}). Use a key with "
+                "access to this model and workspace"
+            )
+        if self.report.fatal is None:
+            self.report.fatal_exit_code = EXIT_USAGE
+        self.fail(
+            f"{fix}, then run the same command again: no result line was written for "
+            "refused requests"
+        )
 
     def transient(self, item: Item, why: str) -> None:
         self.report.transient += 1
@@ -380,7 +426,7 @@ class _Run:
 
     async def run(self) -> BulkReport:
         report = self.report
-        state = self.journal.open(self.table)
+        state = self.journal.open(self.table, source=self.config.input)
         try:
             report.repaired_bytes = state.repaired_bytes
             if state.repaired_bytes:
@@ -434,13 +480,26 @@ class _Run:
             try:
                 loop.add_signal_handler(sig, self.interrupt, sig.name)
                 installed.append(sig)
-            except (NotImplementedError, RuntimeError):  # not the main thread, or Windows
+            except (NotImplementedError, RuntimeError, ValueError):  # not the main thread
+                # (uvloop raises ValueError there), or Windows
                 pass
         try:
             yield
         finally:
             for sig in installed:
                 loop.remove_signal_handler(sig)
+
+
+def retry_hint(config: BulkConfig, report: BulkReport) -> str | None:
+    """What to do about errored results, when the run kept some and was not retrying them."""
+    errored = report.errored + report.already_errored
+    if not errored or config.retry_errored or report.fatal is not None:
+        return None
+    return (
+        f"asyncthrift run: {errored:,} line(s) have an errored result (see {config.output}); "
+        f"once fixed in {config.input}, run the same command with --retry-errored to send "
+        "them again"
+    )
 
 
 def summary(config: BulkConfig, report: BulkReport) -> str:
@@ -450,6 +509,8 @@ def summary(config: BulkConfig, report: BulkReport) -> str:
     lines = [
         f"asyncthrift run: {r.lines:,} lines in {format_duration(r.elapsed)}: "
         f"{r.succeeded:,} succeeded, {r.errored:,} errored, {r.already_done:,} already done"
+        + (f" ({r.already_errored:,} errored)" if r.already_errored else "")
+        + (f", {r.retried:,} errored sent again" if r.retried else "")
         + (f", {r.bad_lines:,} bad" if r.bad_lines else "")
         + (f", {r.duplicates:,} duplicate" if r.duplicates else "")
         + (f", {r.transient:,} failed (retryable)" if r.transient else "")
@@ -467,6 +528,9 @@ def summary(config: BulkConfig, report: BulkReport) -> str:
     if r.error_types:
         kinds = ", ".join(f"{k} {v:,}" for k, v in r.error_types.most_common())
         lines.append(f"  errored: {kinds}")
+    hint = retry_hint(config, report)
+    if hint is not None:
+        lines.append(hint)
     if r.fatal is not None:
         lines.append(f"asyncthrift run: stopped: {r.fatal}")
     elif r.interrupted_by is not None:
@@ -516,4 +580,6 @@ async def run_bulk(config: BulkConfig, *, stderr: TextIO | None = None) -> BulkR
         report = await _Run(config, client, err).run()
     if not config.quiet or not report.complete:
         print(summary(config, report), file=err, flush=True)
+    elif (hint := retry_hint(config, report)) is not None:  # quiet, but there is work left
+        print(hint, file=err, flush=True)
     return report

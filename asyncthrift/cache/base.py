@@ -9,20 +9,23 @@ methods works, so an application can plug in its own store without subclassing.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final, Protocol, runtime_checkable
+from typing import Final, Protocol, get_args, runtime_checkable
 
 import orjson
-from anthropic.types import Message
+from anthropic.types import ContentBlock, Message, StopReason, Usage
 from pydantic import ValidationError
 
 __all__ = [
     "COMPLETE_STOP_REASONS",
+    "MAX_TOKEN_COUNT",
     "TRUNCATED_STOP_REASONS",
     "Cache",
     "CacheStats",
+    "InvalidEntry",
     "decode_message",
     "encode_message",
     "is_cacheable",
+    "reject_entry",
 ]
 
 
@@ -40,6 +43,9 @@ class CacheStats:
     - `evictions`: entries dropped to stay within the size bounds.
     - `expirations`: entries found past their TTL and dropped.
     - `entries` / `bytes`: current size, where the backend knows it (0 otherwise).
+    - `invalid`: entries found that were not a well-formed encoded answer (corrupt, or
+      written by something else), rejected by the client and deleted (see `reject_entry`);
+      each also counted as a miss by the client, which then asks the API.
     """
 
     hits: int = 0
@@ -52,6 +58,7 @@ class CacheStats:
     expirations: int = 0
     entries: int = 0
     bytes: int = 0
+    invalid: int = 0
 
 
 @runtime_checkable
@@ -79,6 +86,17 @@ class Cache(Protocol):
     def stats(self) -> CacheStats:
         """A snapshot of the counters."""
         ...
+
+
+async def reject_entry(cache: Cache, key: str) -> None:
+    """Tell `cache` the value under `key` did not decode: it counts it and deletes it.
+
+    Backends that have a ``reject(key)`` coroutine (the bundled ones) do both; for any other
+    `Cache` this does nothing, and the next `set` of a good answer replaces the entry.
+    """
+    reject = getattr(cache, "reject", None)
+    if reject is not None:
+        await reject(key)
 
 
 COMPLETE_STOP_REASONS: Final[frozenset[str]] = frozenset({"end_turn", "stop_sequence", "tool_use"})
@@ -112,23 +130,103 @@ def encode_message(msg: Message) -> bytes:
     return orjson.dumps(msg.model_dump(mode="json", exclude_unset=True))
 
 
+class InvalidEntry(ValueError):
+    """Bytes under a cache key that are not a complete, well-formed encoded `Message`."""
+
+
+MAX_TOKEN_COUNT: Final = 100_000_000
+"""The largest token count a cached ``usage`` may carry (100x the largest context window):
+above it an entry is taken for corrupt, not for an answer."""
+
+
+def _block_types() -> frozenset[str]:
+    """The content block ``type`` tags this SDK version knows."""
+    tags: set[str] = set()
+    for member in get_args(get_args(ContentBlock)[0]):
+        field = member.model_fields.get("type")
+        if field is not None:
+            tags.update(t for t in get_args(field.annotation) if isinstance(t, str))
+    return frozenset(tags)
+
+
+_KNOWN_BLOCKS: Final = _block_types()
+_KNOWN_STOP_REASONS: Final = frozenset(t for t in get_args(StopReason) if isinstance(t, str))
+_USAGE_COUNTS: Final = (
+    "input_tokens",
+    "output_tokens",
+    "cache_creation_input_tokens",
+    "cache_read_input_tokens",
+)
+
+
 def decode_message(data: bytes) -> Message:
     """The `Message` that `encode_message` encoded, equal to the original.
 
-    Validation (~20 µs) is strict so that a corrupt entry fails here, not in the caller; an
-    entry written by a newer SDK that this one does not fully understand (a new block type or
-    stop reason) is still returned, built leniently the way the SDK builds responses.
-    Raises `ValueError` for bytes that are not an encoded message.
+    A shared cache is input from outside the process, so an entry is validated completely
+    before anything uses it: strict types (no string or float where a count belongs), token
+    counts in ``0..MAX_TOKEN_COUNT``, the content a list of well-formed blocks. The one
+    leniency is for what a newer SDK may have written: a block type or stop reason this SDK
+    does not know is kept (the rest of the entry must still validate strictly), and the
+    message is built the way the SDK builds such a response.
+    Raises `InvalidEntry` (a `ValueError`) for anything else.
     """
-    obj = orjson.loads(data)
-    if not isinstance(obj, dict) or obj.get("type") != "message":
-        raise ValueError("cache entry is not an encoded Message")
     try:
-        return Message.model_validate(obj)
+        msg = Message.model_validate_json(data, strict=True)
     except ValidationError:
-        from anthropic._models import construct_type
+        msg = _decode_newer(data)
+    except (TypeError, ValueError) as exc:
+        raise InvalidEntry(f"cache entry is not an encoded Message ({exc})") from None
+    _check_usage(msg)
+    return msg
 
-        msg = construct_type(type_=Message, value=obj)
-        if not isinstance(msg, Message):  # pragma: no cover - construct_type returns Message
-            raise ValueError("cache entry is not an encoded Message") from None
-        return msg
+
+def _decode_newer(data: bytes) -> Message:
+    """`data` as a message carrying block types or a stop reason this SDK does not know."""
+    try:
+        obj = orjson.loads(data)
+    except (TypeError, ValueError) as exc:
+        raise InvalidEntry(f"cache entry is not JSON ({exc})") from None
+    if not isinstance(obj, dict) or obj.get("type") != "message":
+        raise InvalidEntry("cache entry is not an encoded Message")
+    content = obj.get("content")
+    if not isinstance(content, list):
+        raise InvalidEntry("cache entry's content is not a list")
+    known: list[object] = []
+    for block in content:
+        kind = block.get("type") if isinstance(block, dict) else None
+        if not isinstance(kind, str) or not kind:
+            raise InvalidEntry("cache entry has a content block without a type")
+        if kind in _KNOWN_BLOCKS:
+            known.append(block)
+    stop_reason = obj.get("stop_reason")
+    newer_stop = isinstance(stop_reason, str) and stop_reason not in _KNOWN_STOP_REASONS
+    if len(known) == len(content) and not newer_stop:
+        raise InvalidEntry("cache entry does not validate as a Message")
+    core = {**obj, "content": known, "stop_reason": None if newer_stop else stop_reason}
+    try:
+        Message.model_validate_json(orjson.dumps(core), strict=True)
+    except (TypeError, ValueError) as exc:
+        raise InvalidEntry(f"cache entry does not validate as a Message ({exc})") from None
+    from anthropic._models import construct_type
+
+    msg = construct_type(type_=Message, value=obj)
+    if not isinstance(msg, Message):  # pragma: no cover - construct_type returns Message
+        raise InvalidEntry("cache entry is not an encoded Message")
+    return msg
+
+
+def _check_usage(msg: Message) -> None:
+    """Token counts the client adds up and prices: whole numbers in a plausible range."""
+    usage = msg.usage
+    if not isinstance(usage, Usage):  # pragma: no cover - validated above
+        raise InvalidEntry("cache entry has no usage")
+    for name in _USAGE_COUNTS:
+        value = getattr(usage, name)
+        if value is None and name.startswith("cache_"):
+            continue
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int)
+            or not 0 <= value <= MAX_TOKEN_COUNT
+        ):
+            raise InvalidEntry(f"cache entry has usage.{name}={value!r}")

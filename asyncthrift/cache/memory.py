@@ -35,6 +35,7 @@ class MemoryCache:
         "_evictions",
         "_expirations",
         "_hits",
+        "_invalid",
         "_misses",
         "_sets",
         "max_bytes",
@@ -65,6 +66,7 @@ class MemoryCache:
         self._bytes = 0
         self._hits = self._misses = self._sets = 0
         self._evictions = self._expirations = 0
+        self._invalid = 0
 
     def __len__(self) -> int:
         return len(self._data)
@@ -125,6 +127,11 @@ class MemoryCache:
             return True
         return False
 
+    async def reject(self, key: str) -> None:
+        """The value under `key` did not decode: count it and drop it."""
+        self._invalid += 1
+        self.delete(key)
+
     def clear(self) -> None:
         """Remove every entry (counters are kept)."""
         self._data.clear()
@@ -143,6 +150,7 @@ class MemoryCache:
             expirations=self._expirations,
             entries=len(self._data),
             bytes=self._bytes,
+            invalid=self._invalid,
         )
 
     def _drop(self, key: str) -> None:

@@ -5,8 +5,10 @@ that is smaller and the value is above `compress_above`), stored with ``SET ... 
 entry carries its own TTL. Keys are ``<namespace>:<key>``: a namespace isolates deployments
 or test runs sharing one server.
 
-Failure policy: every operation is bounded by `timeout` (a longer `connect_timeout` while a
-connection is being established); an error or timeout is counted, logged once per outage,
+Failure policy: every operation is bounded by `timeout` (a longer `connect_timeout` only until
+the first operation succeeds: after that, reconnecting is part of the operation's bound, so a
+frozen or unreachable server costs each operation at most `timeout`, never the connect
+bound); an error or timeout is counted, logged once per outage,
 and answered as a miss / no-op. After `failure_threshold` consecutive failures a circuit
 breaker skips Redis entirely for `cooldown` seconds, so a dead server costs nothing per
 request; then a single probe operation decides whether to close it again.
@@ -42,6 +44,8 @@ class AsyncRedisClient(Protocol):
 
     def mget(self, keys: list[str], /) -> Any: ...
 
+    def delete(self, *names: str) -> Any: ...
+
     def pipeline(self, transaction: bool = True, /) -> Any: ...
 
     async def aclose(self) -> None: ...
@@ -66,6 +70,7 @@ class RedisCache:
         "_errors",
         "_failures",
         "_hits",
+        "_invalid",
         "_misses",
         "_open_until",
         "_owned",
@@ -134,6 +139,7 @@ class RedisCache:
         self._probing = False
         self._hits = self._misses = self._sets = 0
         self._errors = self._timeouts = self._skipped = 0
+        self._invalid = 0
 
     # -- the Cache protocol ---------------------------------------------------------------
 
@@ -146,7 +152,10 @@ class RedisCache:
         if not ok:
             self._misses += 1
             return None
-        return self._found(raw)
+        value = self._found(raw)
+        if value is None and raw is not None:  # unreadable: no process should read it again
+            await self.delete(key)
+        return value
 
     async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
         px = self._px(ttl)
@@ -159,6 +168,19 @@ class RedisCache:
         ok, _ = await self._call(lambda: self._client.set(self._prefix + key, data, px=px))
         if ok:
             self._sets += 1
+
+    async def delete(self, key: str) -> None:
+        """Remove `key` (bounded and failure-proof like every operation)."""
+        if not self._admit():
+            self._skipped += 1
+            return
+        await self._call(lambda: self._client.delete(self._prefix + key))
+
+    async def reject(self, key: str) -> None:
+        """The value under `key` did not decode: count it and delete it, so no process
+        reads it again."""
+        self._invalid += 1
+        await self.delete(key)
 
     async def aclose(self) -> None:
         if self._owned:
@@ -173,6 +195,7 @@ class RedisCache:
             errors=self._errors,
             timeouts=self._timeouts,
             skipped=self._skipped,
+            invalid=self._invalid,
         )
 
     # -- batches: one round trip for many keys ----------------------------------------------
@@ -254,6 +277,7 @@ class RedisCache:
                 raise ValueError(f"unknown value header {head!r}")
         except (zlib.error, ValueError, TypeError) as exc:
             self._errors += 1
+            self._invalid += 1
             self._misses += 1
             log.warning("Redis cache: unreadable entry treated as a miss (%s)", exc)
             return None
@@ -261,6 +285,7 @@ class RedisCache:
         return value
 
     def _bound(self) -> float:
+        """`connect_timeout` until the first success (DNS, TLS, a cold server), then `timeout`."""
         return self.timeout if self._connected else self.connect_timeout
 
     def _admit(self) -> bool:
@@ -284,7 +309,8 @@ class RedisCache:
         self._errors += 1
         if isinstance(exc, TimeoutError):
             self._timeouts += 1
-        self._connected = False
+        # `_connected` stays True once set: a later failure must not stretch the next
+        # operations to `connect_timeout` (a SIGSTOPped server stalled each for a second).
         self._probing = False
         self._failures += 1
         if self._failures == 1:

@@ -6,7 +6,7 @@ does not either. Writes go to both, so other processes see the answer too.
 
 from __future__ import annotations
 
-from .base import Cache, CacheStats
+from .base import Cache, CacheStats, reject_entry
 
 __all__ = ["TieredCache"]
 
@@ -16,17 +16,18 @@ class TieredCache:
 
     `front_ttl` bounds how long a back hit lives in the front (None: the front's default), so
     an entry deleted or expired in the shared tier does not linger locally for much longer.
-    `stats` counts hits and misses of the pair (a front miss that the back answers is a hit)
-    and sums errors and skips of both tiers; `front.stats` and `back.stats` give each tier.
+    `stats` counts hits, misses and rejected entries of the pair (a front miss that the back
+    answers is a hit) and sums errors and skips of both tiers; `front.stats` and `back.stats`
+    give each tier.
     """
 
-    __slots__ = ("_hits", "_misses", "_sets", "back", "front", "front_ttl")
+    __slots__ = ("_hits", "_invalid", "_misses", "_sets", "back", "front", "front_ttl")
 
     def __init__(self, front: Cache, back: Cache, *, front_ttl: float | None = None) -> None:
         self.front = front
         self.back = back
         self.front_ttl = front_ttl
-        self._hits = self._misses = self._sets = 0
+        self._hits = self._misses = self._sets = self._invalid = 0
 
     async def get(self, key: str) -> bytes | None:
         value = await self.front.get(key)
@@ -46,6 +47,13 @@ class TieredCache:
         await self.front.set(key, value, front_ttl)
         await self.back.set(key, value, ttl)
         self._sets += 1
+
+    async def reject(self, key: str) -> None:
+        """The value under `key` did not decode: count it once and delete it in both tiers
+        (a bad value copied from the back must not outlive its deletion there)."""
+        self._invalid += 1
+        await reject_entry(self.front, key)
+        await reject_entry(self.back, key)
 
     async def aclose(self) -> None:
         try:
@@ -67,6 +75,7 @@ class TieredCache:
             expirations=f.expirations + b.expirations,
             entries=f.entries,
             bytes=f.bytes,
+            invalid=self._invalid,
         )
 
     def __repr__(self) -> str:
