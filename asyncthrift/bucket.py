@@ -20,12 +20,6 @@ __all__ = ["ZERO", "Budget", "Cost", "LocalBudget", "ServerView", "TokenBucket"]
 #: exactly where the level reaches the amount, give or take one ulp; never re-arm for that.
 _EPS = 1e-9
 
-#: Token `-remaining` headers are rounded to a thousand. Reading them as exact errs on the
-#: safe side when the server rounds down (we may hold back up to 999 tokens, once) and is
-#: within ±500 when it rounds to nearest; crediting the rounding instead would let us run
-#: up to a thousand tokens ahead of the server, which is a 429 at the margin.
-_TOKEN_ROUNDING = 0.0
-
 #: The longest a bucket withholds refill waiting for the server's first answer after a
 #: burst from full, as a fraction of the period (then it credits the refill regardless).
 _MAX_HOLD = 0.5
@@ -90,6 +84,21 @@ class TokenBucket:
             self._level = min(self.capacity, self._level + gain)
             self._stamp = now
         return self._level
+
+    def peek(self, now: float) -> float:
+        """`level(now)` without moving the bucket's clock: pure, so safe from another thread."""
+        level, stamp, held_until = self._level, self._stamp, self._held_until
+        if now <= stamp:
+            return level
+        gain = (now - stamp) * self.rate
+        owed = self._owed
+        if held_until > stamp:
+            withheld = (min(now, held_until) - stamp) * self.rate
+            owed += withheld
+            gain -= withheld
+        if owed and now >= held_until:
+            gain += owed
+        return min(self.capacity, level + gain)
 
     @property
     def held(self) -> bool:
@@ -176,6 +185,8 @@ class ServerView(NamedTuple):
     #: `anthropic-ratelimit-requests-reset` as epoch seconds (server wall clock): with the
     #: exact requests `-remaining` it tells when the server wrote these headers.
     requests_reset: float | None = None
+    #: `x-should-retry`: the server's own word on retrying (None: it did not say).
+    should_retry: bool | None = None
 
 
 class Budget(Protocol):
@@ -383,12 +394,14 @@ class LocalBudget:
                     bucket.release(now, up_to=bucket.level(now))
             return False
         lowered = False
+        # Token `-remaining` headers are rounded to a thousand; they are read as exact, which
+        # errs on the safe side (crediting the rounding could run a thousand tokens ahead).
         specs = (
-            (view.requests_limit, view.requests_remaining, 0.0),
-            (view.input_limit, view.input_remaining, _TOKEN_ROUNDING),
-            (view.output_limit, view.output_remaining, _TOKEN_ROUNDING),
+            (view.requests_limit, view.requests_remaining),
+            (view.input_limit, view.input_remaining),
+            (view.output_limit, view.output_remaining),
         )
-        for i, (limit, remaining, _) in enumerate(specs):
+        for i, (limit, remaining) in enumerate(specs):
             if limit is None or limit <= 0:
                 continue
             bucket = self._buckets[i]
@@ -406,7 +419,7 @@ class LocalBudget:
         # its ends (earliest: more refill but more of ours unseen; latest: the reverse)
         net_early = self._net_until(earliest, strict=True)
         net_late = self._net_until(latest)
-        for i, (_, remaining, rounding) in enumerate(specs):
+        for i, (_, remaining) in enumerate(specs):
             bucket = self._buckets[i]
             if bucket is None:
                 continue
@@ -423,7 +436,7 @@ class LocalBudget:
             # what we charged (less what came back) after the server wrote the headers. By
             # time, not by send order: requests overtake each other on the way, and one
             # sent after ours that the server saw first is already in its `-remaining`.
-            base = remaining + rounding
+            base = remaining
             readings = []
             for t, net, own_seen in (
                 (earliest, net_early, sent_at < earliest),
@@ -521,9 +534,9 @@ class LocalBudget:
         earliest = min(latest, max(sent_at, wall - self._off_hi))
         return earliest, latest
 
-    def levels(self, now: float) -> tuple[float | None, ...]:
-        """Current level of each dimension (None = unlimited), for stats and metrics."""
-        return tuple(None if b is None else b.level(now) for b in self._buckets)
+    def peek(self, now: float) -> tuple[float | None, ...]:
+        """Each dimension's level at `now` (None = unlimited), changing nothing."""
+        return tuple(None if b is None else b.peek(now) for b in self._buckets)
 
     def __repr__(self) -> str:
         return f"LocalBudget({self.name!r}, {self.limits})"

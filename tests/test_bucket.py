@@ -97,10 +97,10 @@ def test_observe_subtracts_what_was_sent_after_the_response_was_written() -> Non
         budget.take(Cost(1, 0, 0), 0.0)  # sent after ours, not yet seen by the server
     # A single consumer: the server saw exactly ours, so it says 99 remaining -> no change.
     assert not budget.observe(ServerView(requests_limit=100, requests_remaining=99), mark, 0.0, 0.0)
-    assert budget.levels(0.0)[0] == pytest.approx(90)
+    assert budget.peek(0.0)[0] == pytest.approx(90)
     # Another consumer spent 40 more: the server says 59 -> local becomes 59 - 9 = 50.
     assert budget.observe(ServerView(requests_limit=100, requests_remaining=59), mark, 0.0, 0.0)
-    assert budget.levels(0.0)[0] == pytest.approx(50)
+    assert budget.peek(0.0)[0] == pytest.approx(50)
 
 
 def test_observe_takes_the_lower_reading_when_the_write_time_is_unknown() -> None:
@@ -112,10 +112,10 @@ def test_observe_takes_the_lower_reading_when_the_write_time_is_unknown() -> Non
     # local level (29 + 2): no change, as it should be for a lone consumer
     lowered = budget.observe(ServerView(requests_limit=60, requests_remaining=59), mark, 0.0, 2.0)
     assert not lowered
-    assert budget.levels(2.0)[0] == pytest.approx(31)
+    assert budget.peek(2.0)[0] == pytest.approx(31)
     # another consumer took 20 meanwhile: both readings drop by 20; local follows the lower
     assert budget.observe(ServerView(requests_limit=60, requests_remaining=39), mark, 0.0, 2.0)
-    assert budget.levels(2.0)[0] == pytest.approx(11)
+    assert budget.peek(2.0)[0] == pytest.approx(11)
 
 
 def test_observe_reads_rounded_token_remaining_on_the_safe_side() -> None:
@@ -124,7 +124,7 @@ def test_observe_reads_rounded_token_remaining_on_the_safe_side() -> None:
     # exact remaining 89_600, reported rounded down to 89_000: read as exact (safe side)
     view = ServerView(input_limit=100_000, input_remaining=89_000)
     assert budget.observe(view, mark, 0.0, 0.0)
-    assert budget.levels(0.0)[1] == pytest.approx(89_000)
+    assert budget.peek(0.0)[1] == pytest.approx(89_000)
 
 
 def test_a_burst_from_full_credits_no_refill_until_the_server_answers() -> None:
@@ -133,15 +133,15 @@ def test_a_burst_from_full_credits_no_refill_until_the_server_answers() -> None:
     for _ in range(59):
         budget.take(Cost(1, 0, 0), 0.0)
     # the burst may leave the process late; until the server answers, no refill is credited
-    assert budget.levels(5.0)[0] == pytest.approx(0.0)
+    assert budget.peek(5.0)[0] == pytest.approx(0.0)
     assert budget.wait(Cost(1, 0, 0), 5.0) > 0
     # the first answer, at 5 s, cannot say when the server saw the burst: the refill withheld
     # so far is not credited (the server may have wasted it at its cap) ...
     view = ServerView(requests_limit=60, requests_remaining=57)
     budget.observe(view, first, sent_at=0.0, now=5.0)
-    assert budget.levels(5.0)[0] == pytest.approx(0.0)
+    assert budget.peek(5.0)[0] == pytest.approx(0.0)
     # ... and refill flows again from now on
-    assert budget.levels(6.0)[0] == pytest.approx(1.0)
+    assert budget.peek(6.0)[0] == pytest.approx(1.0)
 
 
 def test_the_hold_ends_only_with_an_answer_to_the_burst() -> None:
@@ -150,14 +150,14 @@ def test_the_hold_ends_only_with_an_answer_to_the_burst() -> None:
     for _ in range(60):
         budget.take(Cost(1, 0, 0), 0.0)
     budget.observe(ServerView(), older, sent_at=0.0, now=3.0)
-    assert budget.levels(4.0)[0] == pytest.approx(0.0)  # still held
+    assert budget.peek(4.0)[0] == pytest.approx(0.0)  # still held
 
 
 def test_a_hold_expires_if_the_server_never_answers() -> None:
     budget = LocalBudget(Limits(rpm=60, period=60), now=0.0)
     budget.take(Cost(60, 0, 0), 0.0)
-    assert budget.levels(10.0)[0] == pytest.approx(0.0)
-    assert budget.levels(31.0)[0] == pytest.approx(31.0)  # after period/2 all refill counts
+    assert budget.peek(10.0)[0] == pytest.approx(0.0)
+    assert budget.peek(31.0)[0] == pytest.approx(31.0)  # after period/2 all refill counts
 
 
 def test_observe_adopts_a_lower_or_unknown_server_limit() -> None:
@@ -205,8 +205,8 @@ def test_an_answer_without_headers_ends_the_hold_crediting_nothing_unproven() ->
     assert not budget.observe(ServerView(), mark, sent_at=0.0, now=3.0)
     assert not budget.buckets[0].held
     # the 3 s withheld before the answer are not credited; refill runs from the answer on
-    assert budget.levels(3.0)[0] == pytest.approx(0.0)
-    assert budget.levels(5.0)[0] == pytest.approx(2.0)
+    assert budget.peek(3.0)[0] == pytest.approx(0.0)
+    assert budget.peek(5.0)[0] == pytest.approx(2.0)
 
 
 def _share_simulation(
