@@ -98,6 +98,21 @@ class TokenBucket:
             self._stamp = now
         return self._level
 
+    def peek(self, now: float) -> float:
+        """`level(now)` without moving the bucket's clock: pure, so safe from another thread."""
+        level, stamp, held_until = self._level, self._stamp, self._held_until
+        if now <= stamp:
+            return level
+        gain = (now - stamp) * self.rate
+        owed = self._owed
+        if held_until > stamp:
+            withheld = (min(now, held_until) - stamp) * self.rate
+            owed += withheld
+            gain -= withheld
+        if owed and now >= held_until:
+            gain += owed
+        return min(self.capacity, level + gain)
+
     @property
     def held(self) -> bool:
         return self._held_until > self._stamp
@@ -183,6 +198,8 @@ class ServerView(NamedTuple):
     #: `anthropic-ratelimit-requests-reset` as epoch seconds (server wall clock): with the
     #: exact requests `-remaining` it tells when the server wrote these headers.
     requests_reset: float | None = None
+    #: `x-should-retry`: the server's own word on retrying (None: it did not say).
+    should_retry: bool | None = None
 
 
 class Budget(Protocol):
@@ -580,9 +597,9 @@ class LocalBudget:
         i = bisect.bisect_left(times, t) if strict else bisect.bisect_right(times, t)
         return self._history_net[i - 1] if i else self._history_floor
 
-    def levels(self, now: float) -> tuple[float | None, ...]:
-        """Current level of each dimension (None = unlimited), for stats and metrics."""
-        return tuple(None if b is None else b.level(now) for b in self._buckets)
+    def peek(self, now: float) -> tuple[float | None, ...]:
+        """Each dimension's level at `now` (None = unlimited), changing nothing."""
+        return tuple(None if b is None else b.peek(now) for b in self._buckets)
 
     def __repr__(self) -> str:
         return f"LocalBudget({self.name!r}, {self.limits})"

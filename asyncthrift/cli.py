@@ -7,23 +7,12 @@ it uses uvloop when it is installed (the ``fast`` extra).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
-from collections.abc import Coroutine, Sequence
-from typing import Any, TypeVar
+from collections.abc import Sequence
 
-__all__ = ["main"]
+from ._run import run_async
 
-T = TypeVar("T")
-
-
-def run_async(coro: Coroutine[Any, Any, T]) -> T:
-    """asyncio.run with uvloop when available."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(coro)
-    return uvloop.run(coro)
+__all__ = ["main", "run_async"]
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -156,6 +156,20 @@ class LimitsTable:
                 f"model-family prefix to Limits, or None; got {type(spec).__name__}"
             )
 
+    @property
+    def configured(self) -> bool:
+        """Whether any limit is configured (a preset, a mapping or a `Limits` with a rate)."""
+        return bool(self._table) or (self._default is not None and not self._default.unlimited)
+
+    @property
+    def has_default(self) -> bool:
+        """Whether a model of no listed class gets limits (one `Limits`, or ``"*"``)."""
+        return self._default is not None and not self._default.unlimited
+
+    def names(self, model: str) -> bool:
+        """Whether the table has an entry of its own for `model` (by class or exact id)."""
+        return model_class(model) in self._table or model.lower() in self._table
+
     def for_model(self, model: str) -> tuple[str, Limits]:
         """(model class, limits) for `model`; unknown classes fall back to ``"*"`` or none."""
         cls = model_class(model)

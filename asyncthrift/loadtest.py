@@ -102,7 +102,7 @@ async def run_loadtest(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_loadtest_command(args: argparse.Namespace) -> int:
-    from .cli import run_async
+    from ._run import run_async
 
     if not args.mock and not os.environ.get("ANTHROPIC_API_KEY"):
         print(

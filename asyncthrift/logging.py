@@ -20,7 +20,7 @@ from typing import IO, Any, Final
 
 import orjson
 
-from .metrics import Observer, RequestRecord, outcome_of
+from ._observers import Observer, RequestRecord, outcome_of
 
 __all__ = [
     "JsonFormatter",

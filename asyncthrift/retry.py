@@ -59,8 +59,6 @@ class RetryDecision:
     retry: bool
     status: int | None
     retry_after: float | None
-    #: True if the server certainly did not count the request's input (429, 529).
-    refused: bool
 
 
 def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
@@ -101,6 +99,7 @@ _WANTED: Final = (
     _P + "output-tokens-remaining",
     "retry-after-ms",
     "retry-after",
+    "x-should-retry",
 )
 _WANTED_STR: Final = frozenset(_WANTED)
 _WANTED_BYTES: Final = {name.encode(): name for name in _WANTED}
@@ -156,6 +155,7 @@ def server_view(headers: Mapping[str, str]) -> ServerView:
     if not h:
         return _EMPTY_VIEW
     p = _P
+    hint = h.get("x-should-retry")
     return ServerView(
         _num(h, p + "requests-limit"),
         _num(h, p + "requests-remaining"),
@@ -165,23 +165,28 @@ def server_view(headers: Mapping[str, str]) -> ServerView:
         _num(h, p + "output-tokens-remaining"),
         parse_retry_after(h),
         _epoch(h, p + "requests-reset"),
+        None if hint is None else hint == "true",
     )
 
 
-def classify(exc: BaseException) -> RetryDecision:
-    """Whether an attempt that raised `exc` may succeed if repeated."""
+def classify(exc: BaseException, view: ServerView | None = None) -> RetryDecision:
+    """Whether an attempt that raised `exc` may succeed if repeated.
+
+    `view` is what its response's headers say, read once by the caller (`server_view`);
+    without it they are read here.
+    """
     if isinstance(exc, anthropic.APIStatusError):
         status = exc.status_code
-        headers = exc.response.headers
-        after = parse_retry_after(headers)
-        refused = status in (429, 529)
+        if view is None:
+            view = server_view(exc.response.headers)
+        after = view.retry_after
         if status in NEVER_RETRY:
-            return RetryDecision(False, status, after, False)
-        hint = headers.get("x-should-retry")
-        if hint == "false":
-            return RetryDecision(False, status, after, refused)
-        retry = hint == "true" or status in _RETRY_STATUSES or status >= 500
-        return RetryDecision(retry, status, after, refused)
+            return RetryDecision(False, status, after)
+        hint = view.should_retry
+        if hint is False:
+            return RetryDecision(False, status, after)
+        retry = hint is True or status in _RETRY_STATUSES or status >= 500
+        return RetryDecision(retry, status, after)
     if isinstance(exc, anthropic.APIConnectionError):  # includes APITimeoutError
-        return RetryDecision(True, None, None, False)
-    return RetryDecision(False, None, None, False)
+        return RetryDecision(True, None, None)
+    return RetryDecision(False, None, None)

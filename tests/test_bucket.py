@@ -97,15 +97,15 @@ def test_observe_lowers_only_to_the_highest_consistent_reading() -> None:
         budget.take(Cost(1, 0, 0), 0.0)  # sent after ours: the server may or may not have them
     # A lone consumer: the server saw ours (99) or all ten (90) -> no change either way.
     assert not budget.observe(ServerView(requests_limit=100, requests_remaining=99), mark, 0.0, 0.0)
-    assert budget.levels(0.0)[0] == pytest.approx(90)
+    assert budget.peek(0.0)[0] == pytest.approx(90)
     assert not budget.observe(ServerView(requests_limit=100, requests_remaining=90), mark, 0.0, 0.0)
     # Someone else spent: the server says 59. It saw ours only (59 - 9 = 50) or all ten (59):
     # lower to 59, what every consistent reading allows, and no further.
     assert budget.observe(ServerView(requests_limit=100, requests_remaining=59), mark, 0.0, 0.0)
-    assert budget.levels(0.0)[0] == pytest.approx(59)
+    assert budget.peek(0.0)[0] == pytest.approx(59)
     # A reading below what any order explains is somebody else's spending, all of it.
     assert budget.observe(ServerView(requests_limit=100, requests_remaining=20), mark, 0.0, 0.0)
-    assert budget.levels(0.0)[0] == pytest.approx(20)
+    assert budget.peek(0.0)[0] == pytest.approx(20)
 
 
 def test_observe_takes_the_highest_reading_over_the_write_window() -> None:
@@ -115,10 +115,10 @@ def test_observe_takes_the_highest_reading_over_the_write_window() -> None:
     # written anywhere in [0, 2]: read at 0..1, 59 - the 30 sent at 1 + 2..1 of refill = 31..30;
     # read from 1 on, 59 + up to 1 of refill = 60. Local is 29 + 2 = 31: no change
     assert not budget.observe(ServerView(requests_limit=60, requests_remaining=59), mark, 0.0, 2.0)
-    assert budget.levels(2.0)[0] == pytest.approx(31)
+    assert budget.peek(2.0)[0] == pytest.approx(31)
     # another consumer took 40 meanwhile: every reading drops by 40; the highest is 20
     assert budget.observe(ServerView(requests_limit=60, requests_remaining=19), mark, 0.0, 2.0)
-    assert budget.levels(2.0)[0] == pytest.approx(20)
+    assert budget.peek(2.0)[0] == pytest.approx(20)
 
 
 @pytest.mark.parametrize("reported", [89_000, 90_000], ids=["rounded-down", "rounded-nearest"])
@@ -129,7 +129,7 @@ def test_observe_reads_rounded_token_remaining_on_the_safe_side(reported: int) -
     # level is read 500 lower, which is at or below the truth either way
     view = ServerView(input_limit=100_000, input_remaining=reported)
     budget.observe(view, mark, 0.0, 0.0)
-    level = budget.levels(0.0)[1]
+    level = budget.peek(0.0)[1]
     assert level == pytest.approx(reported - TOKEN_ROUNDING)
     assert 89_600 - 1_500 <= level <= 89_600
 
@@ -145,7 +145,7 @@ def test_a_cold_budget_sends_one_request_and_reads_the_level_from_its_answer() -
     # an earlier run left the key nearly drained: 10 requests, 20 000 and 1 000 tokens
     view = ServerView(60, 10, 60_000, 20_000, 6_000, 1_000)
     assert budget.observe(view, mark, 0.0, 0.1)
-    levels = budget.levels(0.1)
+    levels = budget.peek(0.1)
     assert levels[0] == pytest.approx(10 - 1)  # the probe itself may be unseen
     assert levels[1] <= 20_000 - 500 - 1_000 + 100 + 1e-6  # and the reading may be 500 high
     assert levels[2] <= 1_000 - 500 - 500 + 10 + 1e-6
@@ -183,7 +183,7 @@ def test_limits_learnt_from_headers_start_from_the_lowest_reading() -> None:
     mark = budget.take(Cost(1, 1_000, 100), 0.0)
     view = ServerView(10, 3, 30_000, 12_000, 8_000, 7_000)
     assert budget.observe(view, mark, 0.0, 0.0)
-    assert budget.levels(0.0) == pytest.approx((2, 10_500, 6_400))
+    assert budget.peek(0.0) == pytest.approx((2, 10_500, 6_400))
     # and the next take holds its refill until the server answers it (a burst from the top)
     budget.take(Cost(1, 0, 0), 0.0)
     bucket = budget.buckets[0]
@@ -196,15 +196,15 @@ def test_a_burst_from_full_credits_no_refill_until_the_server_answers() -> None:
     for _ in range(59):
         budget.take(Cost(1, 0, 0), 0.0)
     # the burst may leave the process late; until the server answers, no refill is credited
-    assert budget.levels(5.0)[0] == pytest.approx(0.0)
+    assert budget.peek(5.0)[0] == pytest.approx(0.0)
     assert budget.wait(Cost(1, 0, 0), 5.0) > 0
     # the first answer, at 5 s, cannot say when the server saw the burst: the refill withheld
     # so far is not credited (the server may have wasted it at its cap) ...
     view = ServerView(requests_limit=60, requests_remaining=57)
     budget.observe(view, first, sent_at=0.0, now=5.0)
-    assert budget.levels(5.0)[0] == pytest.approx(0.0)
+    assert budget.peek(5.0)[0] == pytest.approx(0.0)
     # ... and refill flows again from now on
-    assert budget.levels(6.0)[0] == pytest.approx(1.0)
+    assert budget.peek(6.0)[0] == pytest.approx(1.0)
 
 
 def test_the_hold_ends_only_with_an_answer_to_the_burst() -> None:
@@ -213,14 +213,14 @@ def test_the_hold_ends_only_with_an_answer_to_the_burst() -> None:
     for _ in range(60):
         budget.take(Cost(1, 0, 0), 0.0)
     budget.observe(ServerView(), older, sent_at=0.0, now=3.0)
-    assert budget.levels(4.0)[0] == pytest.approx(0.0)  # still held
+    assert budget.peek(4.0)[0] == pytest.approx(0.0)  # still held
 
 
 def test_a_hold_expires_if_the_server_never_answers() -> None:
     budget = LocalBudget(Limits(rpm=60, period=60), now=0.0)
     budget.take(Cost(60, 0, 0), 0.0)
-    assert budget.levels(10.0)[0] == pytest.approx(0.0)
-    assert budget.levels(31.0)[0] == pytest.approx(31.0)  # after period/2 all refill counts
+    assert budget.peek(10.0)[0] == pytest.approx(0.0)
+    assert budget.peek(31.0)[0] == pytest.approx(31.0)  # after period/2 all refill counts
 
 
 def test_observe_adopts_a_lower_or_unknown_server_limit() -> None:
@@ -268,8 +268,8 @@ def test_an_answer_without_headers_ends_the_hold_crediting_nothing_unproven() ->
     assert not budget.observe(ServerView(), mark, sent_at=0.0, now=3.0)
     assert not budget.buckets[0].held
     # the 3 s withheld before the answer are not credited; refill runs from the answer on
-    assert budget.levels(3.0)[0] == pytest.approx(0.0)
-    assert budget.levels(5.0)[0] == pytest.approx(2.0)
+    assert budget.peek(3.0)[0] == pytest.approx(0.0)
+    assert budget.peek(5.0)[0] == pytest.approx(2.0)
 
 
 def _share_simulation(

@@ -144,6 +144,30 @@ async def test_sigkill_at_random_points_loses_nothing_and_redoes_nothing(tmp_pat
     assert got == expected
 
 
+async def test_restarts_under_binding_limits_cost_at_most_one_429_each(tmp_path: Path) -> None:
+    # Each run that is killed leaves the key drained; the next starts knowing nothing of it.
+    # A run that assumed a full bucket would meet a 429 for most of its first burst; a cold
+    # start sends one request and reads the level from its answer first.
+    n, max_in_flight = 300, 200
+    src, out, log = tmp_path / "in.jsonl", tmp_path / "out.jsonl", tmp_path / "runner.log"
+    make_input(src, n)
+    limits = Limits(rpm=60, itpm=500_000, otpm=200_000, period=3)  # 20 requests a second
+    async with MockServer(limits=limits, latency=0.05) as mock:
+        c = mock.counters
+        for restart in range(3):
+            lines0 = complete_lines(out)
+            proc = await start_runner(src, out, mock, limits, max_in_flight, log)
+            await wait_for_lines(out, proc, lines0 + 70)  # past the first burst, drained
+            assert proc.returncode is None, f"finished before kill {restart + 1}"
+            proc.kill()
+            await proc.wait()
+            assert c.rate_limited <= restart, (c.rate_limited, restart)
+        proc = await start_runner(src, out, mock, limits, max_in_flight, log)
+        assert await proc.wait() == 0, log.read_text()
+        assert c.rate_limited <= 3, c.rate_limited  # at most one per restart
+    assert len(answers(out)) == n
+
+
 async def test_sigterm_drains_what_was_sent_and_cancels_what_was_queued(tmp_path: Path) -> None:
     n, max_in_flight = 50, 30
     src, out, log = tmp_path / "in.jsonl", tmp_path / "out.jsonl", tmp_path / "runner.log"

@@ -100,7 +100,7 @@ async def test_never_retries_what_cannot_succeed(status: int, kind: str) -> None
         s = c.stats()
         assert (s.failed, s.retries) == (1, 0)
         # the output reservation came back; the request stays spent
-        levels = c.budgets()["sonnet"][0].levels(asyncio.get_running_loop().time())
+        levels = c.budgets()["sonnet"][0].peek(asyncio.get_running_loop().time())
         assert levels[2] == pytest.approx(10_000)
 
 
@@ -163,7 +163,7 @@ async def test_usage_reconciles_the_reservation_exactly() -> None:
     async with client(api, limits=Limits(rpm=100, itpm=10_000, otpm=10_000)) as c:
         await c.messages.create(**req(max_tokens=500))
         now = asyncio.get_running_loop().time()
-        levels = c.budgets()["sonnet"][0].levels(now)
+        levels = c.budgets()["sonnet"][0].peek(now)
         assert levels == pytest.approx((99, 10_000 - 40, 10_000 - 30))
 
 
@@ -180,12 +180,12 @@ async def test_cancelled_in_flight_keeps_input_returns_output() -> None:
         task = asyncio.create_task(c.messages.create(**req(max_tokens=800)))
         await asyncio.sleep(1)
         budget = c.budgets()["sonnet"][0]
-        during = budget.levels(asyncio.get_running_loop().time())
+        during = budget.peek(asyncio.get_running_loop().time())
         assert during[2] == pytest.approx(10_000 - 800)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        after = budget.levels(asyncio.get_running_loop().time())
+        after = budget.peek(asyncio.get_running_loop().time())
         assert after[2] == pytest.approx(10_000)  # output back
         assert after[1] == pytest.approx(during[1])  # input kept (the server counted it)
         assert during[1] < 10_000
@@ -200,7 +200,7 @@ async def test_server_headers_shrink_the_local_budget() -> None:
     api = FakeAPI(lambda body, n: ok(body, headers=headers))
     async with client(api, limits=Limits(rpm=100)) as c:
         await c.messages.create(**req())
-        level = c.budgets()["sonnet"][0].levels(asyncio.get_running_loop().time())[0]
+        level = c.budgets()["sonnet"][0].peek(asyncio.get_running_loop().time())[0]
         # the first answer of a cold start is read at its lowest (ours may be unseen)
         assert level == pytest.approx(9)
 

@@ -168,7 +168,7 @@ async def test_a_browser_that_leaves_hangs_up_upstream_and_refunds() -> None:
                 await asyncio.sleep(0.02)
             s = client.stats()
             assert (s.in_flight, s.failed, mock.counters.cancelled) == (0, 1, 1)
-            out = client.budgets()["sonnet"][0].levels(asyncio.get_running_loop().time())[2]
+            out = client.budgets()["sonnet"][0].peek(asyncio.get_running_loop().time())[2]
             assert out is not None and 100_000 - out < 100  # not the 500 reserved
 
 

@@ -148,14 +148,18 @@ def _scrape(metrics: PrometheusMetrics) -> dict[str, list[tuple[dict[str, str], 
     return scraped(generate_latest(metrics.registry).decode())
 
 
-async def test_untrack_unwraps_the_client() -> None:
+async def test_untrack_stops_the_hooks_and_patches_nothing() -> None:
     async with MockServer() as mock, Thrift(api_key="k", base_url=mock.base_url) as c:
         metrics = PrometheusMetrics(CollectorRegistry())
+        before = dict(vars(c))
         metrics.track(c)
-        assert "_create" in vars(c)
+        assert vars(c).keys() == before.keys()  # observers by contract: nothing patched
+        await c.messages.create(**req("seen"))
         metrics.untrack(c)
-        assert "_create" not in vars(c) and metrics.clients() == []
+        assert metrics.clients() == []
         await c.messages.create(**req("still works"))
+    seen = value(_scrape(metrics), "asyncthrift_request_duration_seconds_count")
+    assert seen == 1
 
 
 def _spans(exporter: InMemorySpanExporter) -> list[ReadableSpan]:

@@ -61,11 +61,11 @@ async def test_refund_wakes_the_head_at_once() -> None:
 
 async def test_refunds_restore_the_budget_exactly() -> None:
     gate, budget = make_gate(Limits(rpm=100, itpm=10_000, otpm=5_000))
-    before = budget.levels(0.0)
+    before = budget.peek(0.0)
     res = [await gate.acquire(Cost(1, 123, 456)) for _ in range(10)]
     for r in res:
         r.release(sent=False)
-    assert budget.levels(0.0) == pytest.approx(before)
+    assert budget.peek(0.0) == pytest.approx(before)
 
 
 async def test_cancelled_while_queued_costs_nothing() -> None:
@@ -78,7 +78,7 @@ async def test_cancelled_while_queued_costs_nothing() -> None:
         w.cancel()
     await asyncio.gather(*waiters, return_exceptions=True)
     assert gate.waiting == 0
-    levels = budget.levels(loop.time())
+    levels = budget.peek(loop.time())
     assert levels[1] == pytest.approx(1000) and levels[2] == pytest.approx(1000)
     # the requests bucket is refilling from the initial drain only
     assert levels[0] == pytest.approx(10 / 60 * 1.0)
@@ -92,7 +92,7 @@ async def test_cancelled_right_after_admission_is_refunded() -> None:
     task.cancel()  # ...but the waiter is cancelled before it resumes
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert budget.levels(6.0)[0] == pytest.approx(1.0)  # the admitted request came back
+    assert budget.peek(6.0)[0] == pytest.approx(1.0)  # the admitted request came back
 
 
 async def test_in_flight_cancellation_keeps_input_and_returns_output() -> None:
@@ -101,7 +101,7 @@ async def test_in_flight_cancellation_keeps_input_and_returns_output() -> None:
     res.release(sent=True, input_counted=True)
     res.release(sent=True, input_counted=True)  # exactly once
     res.settle(0, 0)
-    assert budget.levels(0.0) == pytest.approx((9, 700, 1000))
+    assert budget.peek(0.0) == pytest.approx((9, 700, 1000))
 
 
 async def test_priority_lanes_then_fifo() -> None:
@@ -225,9 +225,9 @@ async def test_timer_count_stays_one_with_many_waiters() -> None:
 async def test_try_acquire_is_the_fast_path_and_never_barges() -> None:
     gate, budget = make_gate(Limits(rpm=60))
     first = gate.try_acquire(Cost(1, 0, 0))
-    assert first is not None and budget.levels(gate.now())[0] == pytest.approx(59)
+    assert first is not None and budget.peek(gate.now())[0] == pytest.approx(59)
     assert gate.try_acquire(Cost(60, 0, 0)) is None  # does not fit now: nothing taken
-    assert budget.levels(gate.now())[0] == pytest.approx(59)
+    assert budget.peek(gate.now())[0] == pytest.approx(59)
     waiter = asyncio.create_task(gate.acquire(Cost(60, 0, 0)))
     await asyncio.sleep(0)
     assert gate.waiting == 1

@@ -162,7 +162,7 @@ def thrift(api: FakeSSE, **kw: Any) -> Thrift:
 
 def levels(c: Thrift) -> tuple[float | None, ...]:
     budget = c.budgets()["sonnet"][0]
-    return budget.levels(asyncio.get_running_loop().time())
+    return budget.peek(asyncio.get_running_loop().time())
 
 
 def dumps(events: list[Any]) -> list[tuple[str, dict[str, Any]]]:

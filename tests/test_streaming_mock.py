@@ -79,7 +79,7 @@ async def test_abandoned_stream_refunds_what_was_not_produced() -> None:
         produced = mock.counters.output_tokens
         assert 0 < produced < 100
         now = asyncio.get_running_loop().time()
-        out = c.budgets()["sonnet"][0].levels(now)[2]
+        out = c.budgets()["sonnet"][0].peek(now)[2]
         assert out is not None
         charged = 10_000 - out
         # refunded all but what was produced, and never less than the server charged

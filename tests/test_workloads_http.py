@@ -106,11 +106,11 @@ async def test_second_consumer_on_the_same_key(variant: dict[str, str]) -> None:
     assert makespan <= 1.20 * t_min, (makespan, t_min)
 
 
-async def drain_key(url: str, stop: asyncio.Event) -> None:
+async def drain_key(url: str, drained: asyncio.Event, stop: asyncio.Event) -> None:
     """Another consumer of the key: empties its input bucket, then keeps spending a little.
 
-    Sends a large prompt until the first 429 (the bucket is empty), then one more every
-    0.2 s until `stop` (about a tenth of the refill of the limits below).
+    Sends a large prompt until the first 429 (the bucket is empty: sets `drained`), then a
+    small one every 0.2 s until `stop`.
     """
     big = {
         "model": "claude-sonnet-4-6",
@@ -123,6 +123,7 @@ async def drain_key(url: str, stop: asyncio.Event) -> None:
                 await sdk.messages.create(**big)
             except anthropic.RateLimitError:
                 break
+        drained.set()
         while not stop.is_set():
             await asyncio.sleep(0.2)
             try:
@@ -137,10 +138,9 @@ async def test_a_drained_key_costs_at_most_one_429(variant: dict[str, str]) -> N
     bodies = mixed_workload(200, seed=9)
     limits = Limits(rpm=600, itpm=120_000, otpm=60_000, period=10.0)
     with spawn_mock_process(limits=limits, latency=0.02, **variant) as url:
-        stop = asyncio.Event()
-        drainer = asyncio.create_task(drain_key(url, stop))
-        while (await asyncio.to_thread(remote_stats, url))["rate_limited"] == 0:
-            await asyncio.sleep(0.05)
+        drained, stop = asyncio.Event(), asyncio.Event()
+        drainer = asyncio.create_task(drain_key(url, drained, stop))
+        await drained.wait()
         before = await asyncio.to_thread(remote_stats, url)
         async with Thrift(api_key="k", base_url=url, limits=limits) as client:
             _, results = await run_all(client, bodies)
@@ -161,7 +161,8 @@ async def test_interactive_requests_get_through_a_saturating_batch_backlog(
     batch = mixed_workload(800, seed=2, max_tokens=(64,))
     interactive = mixed_workload(40, seed=3, max_tokens=(64,))
     waits: list[float] = []
-    with spawn_mock_process(limits=limits, latency=latency, output_tokens=(8, 32), **variant) as url:
+    mock = spawn_mock_process(limits=limits, latency=latency, output_tokens=(8, 32), **variant)
+    with mock as url:
         async with Thrift(api_key="k", base_url=url, limits=limits) as client:
 
             async def one(body: dict[str, Any]) -> None:

@@ -115,11 +115,16 @@ def _check_optional(body: dict[str, Any]) -> Problem | None:
     return None
 
 
+#: Model families the mock serves (a ``claude-*`` id naming none of them is a 404).
+_FAMILIES = ("opus", "sonnet", "haiku")
+
+
 def validate(body: object, *, count_tokens: bool, max_output_tokens: int) -> Problem | None:
     """The first problem with a Messages (or count_tokens) body, or None if it is valid.
 
     Schema errors come first (400 invalid_request_error); an unknown model id (one not
-    starting with ``claude-``) is then a 404 not_found_error, as on the real API.
+    starting with ``claude-``, or of no known family) is then a 404 not_found_error, as on
+    the real API.
     """
     if not isinstance(body, dict):
         return _bad("request body must be a JSON object")
@@ -139,7 +144,7 @@ def validate(body: object, *, count_tokens: bool, max_output_tokens: int) -> Pro
     problem = _check_messages(body.get("messages")) or _check_optional(body)
     if problem is not None:
         return problem
-    if not model.startswith("claude-"):
+    if not model.startswith("claude-") or not any(f in model for f in _FAMILIES):
         return Problem(404, "not_found_error", f"model: {model}")
     if not count_tokens and isinstance(max_tokens, int) and max_tokens > max_output_tokens:
         return _bad(

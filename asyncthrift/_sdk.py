@@ -1,0 +1,83 @@
+"""Every use of the `anthropic` SDK's private names, in one place.
+
+The rest of asyncthrift uses only the SDK's public API and this module. When an SDK release
+moves one of these names, this is the one file to change, and CI runs the streaming,
+cache-replay and integration tests against both the lowest and the newest SDK the pins
+allow (``.ci/run``).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, cast
+
+import anthropic
+import httpx2
+from anthropic._models import construct_type
+from anthropic._types import Body, Headers, Query, SequenceNotStr
+from anthropic.lib._parse._response import ResponseFormatT
+from anthropic.lib.streaming._messages import accumulate_event
+from anthropic.types import RawMessageStreamEvent
+
+if TYPE_CHECKING:
+    from anthropic.types.parsed_message import ParsedMessage
+
+__all__ = [
+    "Body",
+    "Headers",
+    "Query",
+    "ResponseFormatT",
+    "SequenceNotStr",
+    "accumulate",
+    "build_event",
+    "output_config",
+    "status_error",
+    "stream_parts",
+]
+
+_ACCUMULATE_TAKES_BUFS = "json_bufs" in inspect.signature(accumulate_event).parameters
+
+
+def build_event(data: dict[str, Any]) -> RawMessageStreamEvent:
+    """A stream event built exactly as the SDK builds one from the wire."""
+    return cast("RawMessageStreamEvent", construct_type(type_=RawMessageStreamEvent, value=data))
+
+
+def accumulate(
+    event: RawMessageStreamEvent,
+    snapshot: ParsedMessage[Any] | None,
+    json_bufs: dict[int, bytes],
+) -> ParsedMessage[Any]:
+    """Fold `event` into `snapshot`, as the SDK's `AsyncMessageStream` does."""
+    if _ACCUMULATE_TAKES_BUFS:
+        return accumulate_event(event=event, current_snapshot=snapshot, json_bufs=json_bufs)
+    fold: Any = accumulate_event  # releases before json_bufs kept partial JSON themselves
+    return cast("ParsedMessage[Any]", fold(event=event, current_snapshot=snapshot))
+
+
+def output_config(output_format: Any, config: Any) -> dict[str, Any]:
+    """``output_config`` with ``format`` built from a pydantic type, exactly as the SDK does."""
+    if isinstance(output_format, Mapping):
+        raise TypeError(
+            "`output_format` must be a type; pass a schema dict as "
+            "`output_config={'format': ...}` instead"
+        )
+    from anthropic.lib._parse._transform import cached_json_schema, transform_schema
+    from pydantic import TypeAdapter
+
+    schema = cached_json_schema(TypeAdapter(output_format))
+    fmt = {"type": "json_schema", "schema": transform_schema(schema)}
+    return {**(config or {}), "format": fmt}
+
+
+def status_error(
+    sdk: anthropic.AsyncAnthropic, message: str, body: object, response: httpx2.Response
+) -> anthropic.APIStatusError:
+    """The SDK's own error class for `response`'s status (`RateLimitError` for a 429, ...)."""
+    return sdk._make_status_error(message, body=body, response=response)
+
+
+def stream_parts(stream: anthropic.AsyncStream[Any]) -> tuple[Any, Any]:
+    """(client, request options) of an `AsyncStream`, to build another over its response."""
+    return stream._client, stream._options

@@ -1,0 +1,207 @@
+"""The facade a user moving from `anthropic.AsyncAnthropic` should not notice, and the
+package's shape: one request path, no import circles."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import subprocess
+import sys
+import textwrap
+import typing
+from pathlib import Path
+from typing import Any
+
+import anthropic
+import pytest
+from anthropic.resources.messages.messages import AsyncMessages
+
+import asyncthrift
+from asyncthrift import Thrift
+
+PACKAGE = Path(asyncthrift.__file__).parent
+OURS = {"priority", "deadline", "cache", "dedupe", "calibrate"}
+
+
+def _facade_defs(name: str) -> list[ast.FunctionDef | ast.AsyncFunctionDef]:
+    """The typed defs of `Messages.<name>` in `_messages.py` (overloads, or the
+    ``TYPE_CHECKING`` signature), read from the source."""
+    tree = ast.parse((PACKAGE / "_messages.py").read_text())
+    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Messages")
+    found = []
+    for node in ast.walk(cls):
+        if (
+            isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+            and node.name == name
+            and node.args.kwonlyargs
+        ):
+            found.append(node)
+    return found
+
+
+def _sdk_signatures(name: str) -> list[inspect.Signature]:
+    fn = getattr(AsyncMessages, name)
+    return [inspect.signature(f) for f in (typing.get_overloads(fn) or [fn])]
+
+
+@pytest.mark.parametrize("name", ["create", "stream", "count_tokens"])
+def test_the_typed_signatures_are_the_sdks(name: str) -> None:
+    """Regenerate with scripts/gen_signatures.py when this fails after an SDK upgrade."""
+    ours = _facade_defs(name)
+    theirs = _sdk_signatures(name)
+    assert len(ours) == len(theirs)
+    for node, sig in zip(ours, theirs, strict=True):
+        params = list(sig.parameters.values())[1:]
+        assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in params)
+        expected = [(p.name, p.default is inspect.Parameter.empty) for p in params]
+        defaults = node.args.kw_defaults
+        got = [
+            (a.arg, d is None)
+            for a, d in zip(node.args.kwonlyargs, defaults, strict=True)
+            if a.arg not in OURS
+        ]
+        assert got == expected
+        assert not node.args.args[1:] and node.args.kwarg is None
+
+
+def _imports(path: Path) -> set[str]:
+    """The package modules `path` imports at run time (not under ``TYPE_CHECKING``)."""
+    tree = ast.parse(path.read_text())
+    module = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    if module.endswith(".__init__"):
+        package = module.removesuffix(".__init__")
+    else:
+        package = module.rsplit(".", 1)[0]
+    found: set[str] = set()
+
+    def visit(nodes: list[ast.stmt]) -> None:
+        for node in nodes:
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+                visit(node.orelse)
+                continue
+            if isinstance(node, ast.ImportFrom) and node.level:
+                base = package.split(".")
+                base = base[: len(base) - node.level + 1]
+                target = ".".join([*base, node.module] if node.module else base)
+                found.add(target)
+                for alias in node.names:
+                    found.add(f"{target}.{alias.name}")
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("asyncthrift"):
+                found.add(node.module or "")
+            for child in ast.iter_child_nodes(node):
+                if isinstance(child, ast.stmt):
+                    visit([child])
+                elif hasattr(child, "body"):
+                    pass
+
+    visit(tree.body)
+    return found
+
+
+def test_the_import_graph_has_no_circles() -> None:
+    modules = {
+        ".".join(p.relative_to(PACKAGE.parent).with_suffix("").parts).removesuffix(".__init__"): p
+        for p in PACKAGE.rglob("*.py")
+    }
+    graph = {
+        name: {m for m in _imports(path) if m in modules and m != name}
+        for name, path in modules.items()
+    }
+    # a package's __init__ re-exporting its children is not a circle
+    for name in graph:
+        graph[name] = {m for m in graph[name] if not name.startswith(m + ".")}
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def walk(node: str) -> None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                cycle = [*stack[stack.index(nxt) :], nxt]
+                pytest.fail("import circle: " + " -> ".join(cycle))
+            if nxt not in state:
+                walk(nxt)
+        stack.pop()
+        state[node] = 2
+
+    for name in sorted(graph):
+        if name not in state:
+            walk(name)
+
+
+def test_no_module_reaches_into_the_clients_privates() -> None:
+    for path in PACKAGE.rglob("*.py"):
+        text = path.read_text()
+        assert "from .client import _" not in text, path
+        assert "setattr(client" not in text, path
+
+
+USER_FILE = """
+from typing import assert_type
+
+import anthropic
+from anthropic import AsyncStream
+from anthropic.types import Message, MessageTokensCount, RawMessageStreamEvent
+
+from asyncthrift import Thrift
+
+
+async def main(client: Thrift) -> None:
+    message = await client.messages.create(
+        model="claude-sonnet-4-6", max_tokens=10, messages=[], priority="batch"
+    )
+    assert_type(message, Message)
+    stream = await client.messages.create(
+        model="claude-sonnet-4-6", max_tokens=10, messages=[], stream=True
+    )
+    assert_type(stream, AsyncStream[RawMessageStreamEvent])
+    counted = await client.messages.count_tokens(model="claude-sonnet-4-6", messages=[])
+    assert_type(counted, MessageTokensCount)
+    async with client.messages.stream(model="m", max_tokens=1, messages=[]) as s:
+        assert_type(await s.get_final_message(), anthropic.types.ParsedMessage[None])
+    reveal_type(await client.messages.create(model="m", max_tokens=1, messages=[]))
+    await client.messages.create(model="m", max_token=1, messages=[])  # misspelled
+    await client.close()
+    other = client.with_options(timeout=5.0)
+    assert_type(other, Thrift)
+    await client.models.list()
+"""
+
+
+def test_mypy_sees_the_sdks_types(tmp_path: Path) -> None:
+    (tmp_path / "user.py").write_text(textwrap.dedent(USER_FILE))
+    cmd = [
+        sys.executable,
+        "-m",
+        "mypy",
+        "--strict",
+        "--no-incremental",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--python-version",
+        "3.11",
+        "--follow-imports",
+        "silent",
+        str(tmp_path / "user.py"),
+    ]
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, check=False).stdout
+    lines = [line for line in out.splitlines() if "user.py" in line]
+    revealed = [line for line in lines if "Revealed type" in line]
+    assert len(revealed) == 1 and '"anthropic.types.message.Message"' in revealed[0], out
+    errors = [line for line in lines if ": error:" in line]
+    assert errors and all(line.startswith("user.py:25:") for line in errors), out
+    assert any('"max_token"' in line for line in errors), out
+
+
+async def test_passthrough_resources_and_close() -> None:
+    client = Thrift(api_key="k", base_url="http://127.0.0.1:9", limits=None)
+    sdk: Any = anthropic.AsyncAnthropic
+    assert type(client.models).__name__ == type(sdk(api_key="k").models).__name__
+    assert client.files is not None and client.beta is not None
+    assert client.messages.batches is not None
+    view = client.with_options(timeout=3.0, max_retries=1)
+    assert view.stats() == client.stats()  # the same pipeline
+    await view.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        await client.messages.create(model="claude-sonnet-4-6", max_tokens=1, messages=[])
