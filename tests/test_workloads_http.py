@@ -231,7 +231,9 @@ async def test_limits_learnt_from_headers_converge_without_429s_or_a_stall(
     bodies = mixed_workload(40, seed=17, max_tokens=(64,))
     limits = Limits(rpm=10, period=6.0)
     with spawn_mock_process(limits=limits, latency=0.02, output_tokens=(8, 32), **variant) as url:
-        async with Thrift(api_key="k", base_url=url) as client:  # limits=None: learnt
+        # no rates given: learnt from the headers. The period only tells the client that
+        # this mock's "minute" lasts 6 s (a real API's is 60 s, the default)
+        async with Thrift(api_key="k", base_url=url, limits=Limits(period=6.0)) as client:
             makespan, results = await run_all(client, bodies)
             s = client.stats()
         c = await asyncio.to_thread(remote_stats, url)
