@@ -597,6 +597,19 @@ class LocalBudget:
         i = bisect.bisect_left(times, t) if strict else bisect.bisect_right(times, t)
         return self._history_net[i - 1] if i else self._history_floor
 
+    def refilled(self, now: float) -> tuple[float | None, ...]:
+        """Per dimension, the refill credited so far (plus the first level; None = unlimited).
+
+        Net charged plus the level: the difference of two readings is the refill the bucket
+        credited in between, which can never exceed the limit's rate. The progress line
+        shows usage as the lesser of this and what was spent, so it never reads above a
+        limit (a burst from a full bucket is capacity spent, not a rate).
+        """
+        net = self._net
+        return tuple(
+            None if b is None else net[i] + b.peek(now) for i, b in enumerate(self._buckets)
+        )
+
     def peek(self, now: float) -> tuple[float | None, ...]:
         """Each dimension's level at `now` (None = unlimited), changing nothing."""
         return tuple(None if b is None else b.peek(now) for b in self._buckets)

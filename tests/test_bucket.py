@@ -332,3 +332,15 @@ def test_a_bucket_found_drained_is_a_step_not_a_rate() -> None:
     bucket = budget.buckets[0]
     assert bucket is not None and bucket.rate > 9.5
     assert refused == 0
+
+
+def test_refilled_counts_what_the_bucket_credited_never_more_than_the_rate() -> None:
+    budget = LocalBudget(Limits(rpm=60, period=60), now=0.0, hold_bursts=False)  # 1 per second
+    before = budget.refilled(0.0)[0]
+    for _ in range(60):
+        budget.take(Cost(1, 0, 0), 0.0)  # a burst of the whole capacity
+    budget.take(Cost(1, 0, 0), 5.0)
+    after = budget.refilled(10.0)[0]
+    assert before is not None and after is not None
+    assert after - before == pytest.approx(10.0)  # 61 spent, 10 s of refill credited
+    assert budget.refilled(10.0)[1] is None  # unlimited dimensions say so

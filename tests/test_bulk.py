@@ -234,6 +234,18 @@ def test_progress_line_shows_rates_against_limits_and_eta() -> None:
     assert len(short) == 40 and short.endswith("…")
 
 
+def test_progress_line_never_shows_usage_above_a_limit() -> None:
+    # 100 requests in 10 s against 50 per minute: a burst from a full bucket. Measured as a
+    # rate it reads 600/50; the budget credited 50 / 6 of refill meanwhile, which is what the
+    # run used of its quota, and what the line shows
+    limits = Limits(rpm=50, itpm=30_000, otpm=8_000, period=60)
+    then = Sample(0.0, 100, 1000, 100, 100, 10_000, 2_000, 0, 5, limits, (0.0, 0.0, 0.0))
+    refill = (50 / 6, 5_000.0, 8_000 / 6)
+    now = Sample(10.0, 200, 1000, 200, 200, 15_000, 3_000, 2, 7, limits, refill)
+    line = render(now, then, width=400)
+    assert "req 50/50 in 30.0k/30.0k out 6.0k/8.0k per min" in line
+
+
 def test_progress_helpers() -> None:
     assert human(999) == "999" and human(1234) == "1.2k" and human(2_500_000) == "2.5M"
     assert format_duration(65) == "1:05" and format_duration(3725) == "1:02:05"

@@ -140,7 +140,9 @@ def _limits(args: argparse.Namespace) -> LimitsSpec:
             for cls, lim in PRESETS[args.limits].items()
         }
     if all(v is None for v in own):
-        return None
+        # rates learnt from the headers; a period other than 60 s says the server's "minute"
+        # is compressed (a mock), so the learnt limits refill at the right pace
+        return None if period == 60.0 else Limits(period=period)
     return Limits(args.rpm, args.itpm, args.otpm, period)
 
 

@@ -40,6 +40,8 @@ class Sample:
     rate_limited: int
     in_flight: int
     limits: Limits | None
+    refilled: tuple[float | None, ...] | None = None
+    """The budget's refill credited so far per dimension (`LocalBudget.refilled`), if known."""
 
 
 def human(n: float) -> str:
@@ -64,6 +66,10 @@ def _per_period(rate: float, limits: Limits | None) -> float:
     return rate * (limits.period if limits is not None else 60.0)
 
 
+def _refilled(sample: Sample, i: int) -> float | None:
+    return None if sample.refilled is None else sample.refilled[i]
+
+
 def render(now: Sample, then: Sample | None, width: int = 100, bar: bool = True) -> str:
     """One status line from the current sample and one from the start of the rate window."""
     total = now.total
@@ -84,12 +90,20 @@ def render(now: Sample, then: Sample | None, width: int = 100, bar: bool = True)
         parts.append(f"{pace:,.1f}/s")
         unit = "min" if lim is None or lim.period == 60 else f"{lim.period:g}s"
         usage = []
-        for label, cur, old, cap in (
-            ("req", now.requests, then.requests, lim.rpm if lim else None),
-            ("in", now.input_tokens, then.input_tokens, lim.itpm if lim else None),
-            ("out", now.output_tokens, then.output_tokens, lim.otpm if lim else None),
+        for i, (label, cur, old, cap) in enumerate(
+            (
+                ("req", now.requests, then.requests, lim.rpm if lim else None),
+                ("in", now.input_tokens, then.input_tokens, lim.itpm if lim else None),
+                ("out", now.output_tokens, then.output_tokens, lim.otpm if lim else None),
+            )
         ):
-            value = _per_period((cur - old) / dt, lim)
+            spent = float(cur - old)
+            a, b = _refilled(now, i), _refilled(then, i)
+            if a is not None and b is not None:
+                # a burst from a full bucket spends its capacity, not a rate: count at most
+                # the refill credited meanwhile, which never exceeds the limit
+                spent = max(0.0, min(spent, a - b))
+            value = _per_period(spent / dt, lim)
             usage.append(f"{label} {human(value)}" + (f"/{human(cap)}" if cap else ""))
         parts.append(" ".join(usage) + f" per {unit}")
     else:

@@ -38,6 +38,7 @@ from typing import Any, TextIO
 
 import anthropic
 
+from ..bucket import LocalBudget
 from ..client import Thrift
 from ..errors import RequestTooLarge, ThriftError
 from ..limits import Limits, LimitsSpec
@@ -186,16 +187,23 @@ def _http_client() -> Any:
     return anthropic.DefaultAioHttpClient(event_hooks=hooks)
 
 
-def _display_limits(client: Thrift, configured: LimitsSpec) -> Limits | None:
-    """The limits the progress line compares usage with (the live ones when known)."""
+def _display_budget(client: Thrift) -> LocalBudget | None:
+    """The one budget of a single-key, single-class run (None when there are several)."""
     budgets = client.budgets()
     if len(budgets) == 1:
         (only,) = budgets.values()
         if len(only) == 1:
-            b = only[0]
-            caps = [None if bucket is None else bucket.capacity for bucket in b.buckets]
-            if any(c is not None for c in caps):
-                return Limits(caps[0], caps[1], caps[2], b.limits.period)
+            return only[0]
+    return None
+
+
+def _display_limits(client: Thrift, configured: LimitsSpec) -> Limits | None:
+    """The limits the progress line compares usage with (the live ones when known)."""
+    b = _display_budget(client)
+    if b is not None:
+        caps = [None if bucket is None else bucket.capacity for bucket in b.buckets]
+        if any(c is not None for c in caps):
+            return Limits(caps[0], caps[1], caps[2], b.limits.period)
     return configured if isinstance(configured, Limits) else None
 
 
@@ -406,6 +414,7 @@ class _Run:
 
     def sample(self) -> Sample:
         s = self.client.stats()
+        budget = _display_budget(self.client)
         return Sample(
             t=time.monotonic(),
             done=self.done,
@@ -417,6 +426,7 @@ class _Run:
             rate_limited=s.rate_limited,
             in_flight=len(self.flights),
             limits=_display_limits(self.client, self.config.limits),
+            refilled=None if budget is None else budget.refilled(self.client.now()),
         )
 
     async def count_total(self) -> None:
