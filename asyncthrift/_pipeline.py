@@ -498,8 +498,7 @@ class Pipeline:
     ) -> Call:
         """Validate and record a new call (its options split from the SDK's arguments)."""
         opts, params = split_options(kwargs)
-        if self.closed:
-            raise RuntimeError("this Thrift client is closed; create a new one")
+        self.queue.check_open()  # ClientClosed once aclose() started
         call = Call(kind, opts, params, sdks, max_retries, self.loop.time())
         self.stats.requests += 1
         if shareable:
@@ -723,6 +722,7 @@ class Pipeline:
         decision = classify(exc, view)
         if not decision.retry or call.number >= call.max_retries:
             return None
+        self.queue.check_open()  # closed: ClientClosed (from `exc`), not a retry
         if decision.status == 429:
             delay = 0.0  # the budget itself is blocked until retry-after
         elif decision.retry_after is not None:

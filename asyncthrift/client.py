@@ -9,6 +9,7 @@ schedule (``models``, ``files``, ``beta``) passed straight to the SDK client.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -137,21 +138,61 @@ class Thrift:
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
-    async def aclose(self) -> None:
-        """Close the HTTP clients and the cache. Idempotent (a `with_options` copy closes the
-        client it was made from, as the SDK's copies do)."""
+    async def aclose(self, *, drain: bool | float = False, grace: float | None = 30.0) -> None:
+        """Close the client: stop admitting, settle what is in flight, close the HTTP clients
+        and the cache. Idempotent (a `with_options` copy closes the client it was made from,
+        as the SDK's copies do; a second call returns at once).
+
+        - New requests, from the moment this is called, raise `asyncthrift.errors.ClientClosed`
+          at once (nothing is sent).
+        - ``drain=False`` (the default): every request still waiting for rate-limit budget
+          fails at once with `ClientClosed` (never sent, nothing spent), and the requests
+          already sent are awaited, up to `grace` seconds, so their answers are not lost.
+        - ``drain=True``: queued requests are still admitted and sent, as budget allows, and
+          everything is awaited up to `grace` seconds (a number, ``drain=60``, drains with
+          that grace instead). What still waits then fails with `ClientClosed`.
+        - A request that fails once closing has started is not retried: it raises
+          `ClientClosed`, chained to the failure.
+        - After `grace` (None: no limit) the HTTP clients are closed regardless, so a request
+          still in flight then fails (`ClientClosed`; a stream reading its body ends with an
+          error).
+        """
         p = self._pipeline
         if p.closed:
             return
+        if isinstance(drain, bool):
+            draining = drain
+        elif isinstance(drain, int | float) and drain >= 0:
+            draining, grace = True, float(drain)
+        else:
+            raise ValueError(f"drain= must be True, False or seconds >= 0, got {drain!r}")
+        if grace is not None and (
+            isinstance(grace, bool) or not isinstance(grace, int | float) or grace < 0
+        ):
+            raise ValueError(f"grace= must be seconds >= 0 or None, got {grace!r}")
         p.closed = True
-        for key in p.keys:
-            await key.sdk.close()
-        if p.cache is not None:
-            await p.cache.aclose()
+        p.queue.close()  # newcomers and retries: ClientClosed
+        gates = [mc.gate for mc in list(p.classes.values())]
+        if not draining:
+            for gate in gates:
+                gate.close()
+        try:
+            if gates:
+                async with asyncio.timeout(grace):
+                    await asyncio.gather(*(gate.idle() for gate in gates))
+        except TimeoutError:
+            pass
+        finally:
+            for gate in [mc.gate for mc in list(p.classes.values())]:
+                gate.close()
+            for key in p.keys:
+                await key.sdk.close()
+            if p.cache is not None:
+                await p.cache.aclose()
 
-    async def close(self) -> None:
-        """`aclose()`, under the SDK's name for it."""
-        await self.aclose()
+    async def close(self, *, drain: bool | float = False, grace: float | None = 30.0) -> None:
+        """`aclose()`, under the SDK's name for it (same options)."""
+        await self.aclose(drain=drain, grace=grace)
 
     def with_options(self, *, max_retries: int | None = None, **options: Any) -> Thrift:
         """A client sharing this one's keys, budgets, queues, cache and counters, whose calls

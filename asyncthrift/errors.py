@@ -9,6 +9,7 @@ from __future__ import annotations
 
 __all__ = [
     "BudgetExceeded",
+    "ClientClosed",
     "DeadlineExceeded",
     "QueueFull",
     "RequestTooLarge",
@@ -46,3 +47,9 @@ class BudgetExceeded(ThriftError):
 
 class RequestTooLarge(ThriftError, ValueError):
     """The request's own cost exceeds a bucket's capacity: it could never be admitted."""
+
+
+class ClientClosed(ThriftError, RuntimeError):
+    """The client was closed (`aclose()`/`close()`) before this request could be sent, or
+    while a failed attempt of it would have been retried. A request that waited for
+    admission was never sent and its budget went back."""

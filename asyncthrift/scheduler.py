@@ -8,6 +8,10 @@ work, without re-sorting. Only the head is ever examined. When it does not fit, 
 buckets of deficit / refill rate); refunds and server resyncs re-examine the head at once.
 Nothing polls, and admission, refund and timer firing are O(1) or O(log n).
 
+Closing (`QueueCounter.close`, then `Gate.close`) fails every waiter at once with
+`ClientClosed` and refuses newcomers; `Gate.idle` resolves when nothing waits and every
+reservation was given back, which is how the client waits for requests in flight.
+
 New callers never barge past queued waiters: a request is admitted on the fast path only
 when nobody is waiting. A big request at the head therefore blocks smaller ones behind it
 instead of starving, which is what keeps the makespan close to the theoretical minimum.
@@ -23,7 +27,7 @@ from collections.abc import Sequence
 from typing import Final
 
 from .bucket import Budget, Cost
-from .errors import DeadlineExceeded, QueueFull, RequestTooLarge
+from .errors import ClientClosed, DeadlineExceeded, QueueFull, RequestTooLarge
 
 __all__ = ["LANES", "Gate", "QueueCounter", "Reservation", "lane_level"]
 
@@ -55,7 +59,7 @@ def lane_level(priority: object) -> int:
 class QueueCounter:
     """How many requests wait across all gates of one client, against `max_queue`."""
 
-    __slots__ = ("limit", "waiting")
+    __slots__ = ("closed", "limit", "waiting")
 
     def __init__(self, limit: int | None) -> None:
         if limit is not None and (
@@ -64,6 +68,21 @@ class QueueCounter:
             raise ValueError(f"max_queue must be a non-negative int or None, got {limit!r}")
         self.limit = limit
         self.waiting = 0
+        self.closed = False
+
+    def close(self) -> None:
+        """Refuse every new admission in every gate sharing this counter (waiters already
+        queued are failed by `Gate.close`, or served first when the client drains)."""
+        self.closed = True
+
+    def check_open(self) -> None:
+        """Raise `ClientClosed` if the client was closed."""
+        if self.closed:
+            raise ClientClosed(
+                "this Thrift client is closed, so the request was not sent (a failed attempt "
+                "is not retried after close): create a new client, or close it only after "
+                "your requests finish"
+            )
 
 
 class Reservation:
@@ -122,6 +141,8 @@ class Gate:
         "_budgets",
         "_counter",
         "_heap",
+        "_held",
+        "_idle",
         "_live",
         "_loop",
         "_rr",
@@ -148,6 +169,8 @@ class Gate:
         self._budgets = list(budgets)
         self._counter = counter or QueueCounter(None)
         self._heap: list[tuple[float, int, _Ticket]] = []
+        self._held = 0
+        self._idle: list[asyncio.Future[None]] = []
         self._live = 0
         self._loop = loop
         self._rr = 0
@@ -168,8 +191,43 @@ class Gate:
         """Requests queued here and not yet admitted, cancelled or timed out."""
         return self._live
 
+    @property
+    def held(self) -> int:
+        """Reservations admitted here and not yet settled or released (requests in flight)."""
+        return self._held
+
     def now(self) -> float:
         return self._get_loop().time()
+
+    def close(self) -> None:
+        """Fail every waiter now with `ClientClosed` (nothing was sent; nothing was taken from
+        a budget) and disarm the timer. Reservations already held are left to finish; await
+        `idle()` for them. Call `QueueCounter.close` first so that nobody queues again."""
+        heap, self._heap = self._heap, []
+        self._disarm()
+        counter = self._counter
+        for _, _, ticket in heap:
+            future = ticket.future
+            if future.done():  # cancelled or timed out; already uncounted
+                continue
+            self._live -= 1
+            counter.waiting -= 1
+            future.set_exception(
+                ClientClosed(
+                    "the client was closed while this request waited for admission: it was "
+                    "not sent and its budget was not spent. Await your requests before "
+                    "closing, or call aclose(drain=True) to let queued requests finish first"
+                )
+            )
+        self._check_idle()
+
+    async def idle(self) -> None:
+        """Return once nothing waits here and every reservation was settled or released."""
+        if not self._live and not self._held:
+            return
+        future: asyncio.Future[None] = self._get_loop().create_future()
+        self._idle.append(future)
+        await future
 
     async def acquire(
         self,
@@ -186,6 +244,7 @@ class Gate:
         """
         loop = self._get_loop()
         now = loop.time()
+        self._counter.check_open()
         reservation = self._admit_at_once(cost, now)
         if reservation is not None:
             return reservation
@@ -237,6 +296,8 @@ class Gate:
         None awaits `acquire`, which queues it or raises. Saves creating and running a
         coroutine for the common case of a limit that is not binding.
         """
+        if self._counter.closed:
+            return None  # `acquire` raises ClientClosed
         return self._admit_at_once(cost, self._get_loop().time())
 
     def poke(self) -> None:
@@ -296,6 +357,7 @@ class Gate:
     def _admit(self, index: int, cost: Cost, now: float) -> Reservation:
         budget = self._budgets[index]
         mark = budget.take(cost, now)
+        self._held += 1
         return Reservation(self, index, budget, cost, mark, now)
 
     def _drain(self) -> None:
@@ -316,6 +378,8 @@ class Gate:
                 counter.waiting -= 1
                 reason = self._budgets[0].too_large(ticket.cost)
                 future.set_exception(RequestTooLarge(str(reason)))
+                if self._idle:
+                    self._check_idle()
                 continue
             index, wait = picked
             if wait > 0.0:
@@ -341,11 +405,25 @@ class Gate:
             self._counter.waiting -= 1
             if self._heap and self._heap[0][2].future is future:
                 self._drain()
+            if self._idle:
+                self._check_idle()
+
+    def _check_idle(self) -> None:
+        """Wake the `idle()` waiters if nothing waits and nothing is held."""
+        if self._live or self._held:
+            return
+        waiters, self._idle = self._idle, []
+        for future in waiters:
+            if not future.done():
+                future.set_result(None)
 
     def _refund(self, budget: Budget, refund: Cost) -> None:
         now = self._get_loop().time()
         budget.give(refund, now)
+        self._held -= 1
         if not self._live:
+            if self._idle and not self._held:
+                self._check_idle()
             return
         if len(self._budgets) > 1:
             # A pool: only `budget` changed, and the armed timer already covers every other
