@@ -31,6 +31,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path[:0] = [str(HERE), str(ROOT)]
 
+from common import revision  # noqa: E402
 from workloads import Workload, build, mock_config  # noqa: E402
 
 from asyncthrift.mock import remote_reset, remote_stats, spawn_mock_process  # noqa: E402
@@ -343,6 +344,7 @@ def parent(args: argparse.Namespace) -> int:
     command = "python bench/run.py" + (f" --scale {args.scale}" if args.scale != 1.0 else "")
     if args.peers:
         command += f" --peers {args.peers}"
+    cfg = mock_config(0.0)
     lines = [
         "# asyncthrift against its peers",
         "",
@@ -350,6 +352,11 @@ def parent(args: argparse.Namespace) -> int:
         f"({os.cpu_count()} cores, Python {sys.version.split()[0]}; "
         f"whole run {time.monotonic() - started:.0f} s). Read peers_explained.md beside this "
         "file for what the numbers mean and why each peer behaves as it does.",
+        "",
+        f"Code measured: {revision()}. Mock header variant (the mock's defaults): "
+        f"headers_at={cfg.headers_at}, reset_precision={cfg.reset_precision}, "
+        f"remaining_rounding={cfg.remaining_rounding}; "
+        "`python bench/bench_headers.py` runs asyncthrift under every variant.",
         "",
         "Workloads (all requests submitted at t = 0; limits per "
         f"{workloads[0].limits.period:g} s, i.e. time compressed "

@@ -13,6 +13,12 @@ Time is compressed: every limit is per `PERIOD` seconds instead of 60, and the m
 same period, so a workload shaped like minutes of real traffic runs in seconds. The
 theoretical minimum makespan is what no client can beat: for each dimension, what the
 workload needs beyond the initial full bucket, divided by the refill rate left to us.
+
+`acceptance` gives the scheduler's acceptance workloads of ``tests/test_workloads_http.py``
+(600 mixed requests with all three limits binding, the same in Chinese, and 400 on a key
+another consumer eats 40 % of), and `HEADER_VARIANTS` the readings of the rate-limit headers
+the API documentation leaves open, as `MockConfig` settings; ``bench/bench_headers.py`` runs
+each workload under each variant.
 """
 
 from __future__ import annotations
@@ -25,8 +31,18 @@ from asyncthrift import Limits
 from asyncthrift.mock import MockConfig
 from asyncthrift.mock._answers import answer_for, request_hash
 from asyncthrift.mock._tokenizer import analyze_input
+from asyncthrift.workload import mixed_workload
 
-__all__ = ["MODEL", "PERIOD", "Workload", "build", "mock_config"]
+__all__ = [
+    "HEADER_VARIANTS",
+    "MODEL",
+    "PERIOD",
+    "Acceptance",
+    "Workload",
+    "acceptance",
+    "build",
+    "mock_config",
+]
 
 MODEL = "claude-sonnet-4-6"
 PERIOD = 6.0
@@ -178,3 +194,104 @@ def mock_config(shadow_load: float = 0.0) -> MockConfig:
         retry_after_ms=True,  # whole-second retry-after is 10x coarser in compressed time
         record=True,
     )
+
+
+# -- the acceptance workloads under each reading of the headers --------------------------------
+
+#: The header readings the documentation leaves open, as `MockConfig` settings, by name:
+#: {admission, completion} x {seconds, milliseconds}; token `-remaining` keeps the mock's
+#: default rounding ("nearest": it can read up to 499 tokens more than remain).
+HEADER_VARIANTS: dict[str, dict[str, str]] = {
+    f"{at}-{precision}": {"headers_at": at, "reset_precision": precision}
+    for at in ("completion", "admission")
+    for precision in ("seconds", "milliseconds")
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Acceptance:
+    """One acceptance workload of ``tests/test_workloads_http.py``, with its mock settings."""
+
+    name: str
+    title: str
+    bodies: list[dict[str, Any]]
+    limits: Limits
+    output_tokens: tuple[int, int]
+    shadow_load: float = 0.0
+    latency: float = 0.02
+
+    @property
+    def share(self) -> float:
+        """The part of every limit's refill left to us (the rest is the other consumer's)."""
+        return 1.0 - self.shadow_load
+
+    def mock_config(self, **variant: str) -> MockConfig:
+        """The mock of the acceptance test, with `variant` header settings, recording."""
+        return MockConfig(
+            limits=self.limits,
+            shadow_load=self.shadow_load,
+            output_tokens=self.output_tokens,
+            latency=self.latency,
+            record=True,
+            **variant,  # type: ignore[arg-type]
+        )
+
+    def minimum(self, requests: float, input_tokens: float, output_tokens: float) -> float:
+        """The least time `requests` carrying those tokens take at our share of the limits.
+
+        Max over dimensions of (demand beyond the initial full bucket) / refill rate, as the
+        acceptance tests compute it from what the mock served.
+        """
+        lim = self.limits
+        worst = 0.0
+        dims = ((lim.rpm, requests), (lim.itpm, input_tokens), (lim.otpm, output_tokens))
+        for cap, demand in dims:
+            if cap is not None and demand > cap:
+                worst = max(worst, (demand - cap) / (cap / lim.period))
+        return worst / self.share
+
+    @property
+    def planned_minimum(self) -> float:
+        """`minimum` for the demand the limits were sized on (known before the run)."""
+        lo, hi = self.output_tokens
+        inputs = sum(analyze_input(b).total for b in self.bodies)
+        return self.minimum(len(self.bodies), inputs, len(self.bodies) * (lo + hi) / 2)
+
+
+def _sized_limits(bodies: list[dict[str, Any]], period: float, out: tuple[int, int]) -> Limits:
+    """Limits under which all three dimensions bind about equally for `bodies`."""
+    n = len(bodies)
+    total_in = sum(analyze_input(b).total for b in bodies)
+    total_out = n * (out[0] + out[1]) / 2
+    return Limits(rpm=n / 2, itpm=total_in / 2, otpm=total_out / 2, period=period)
+
+
+def acceptance() -> list[Acceptance]:
+    """The three acceptance workloads, exactly as the tests build them."""
+    mixed = mixed_workload(600, seed=11, chinese_share=0.4)
+    chinese = mixed_workload(600, seed=11, chinese_share=1.0)
+    shared = mixed_workload(400, seed=5)
+    return [
+        Acceptance(
+            "mixed",
+            "600 mixed requests, all three limits binding",
+            mixed,
+            _sized_limits(mixed, 20.0, (40, 400)),
+            (40, 400),
+        ),
+        Acceptance(
+            "chinese",
+            "600 Chinese requests, all three limits binding",
+            chinese,
+            _sized_limits(chinese, 20.0, (40, 400)),
+            (40, 400),
+        ),
+        Acceptance(
+            "shared",
+            f"400 mixed requests, another consumer eats {SHADOW_LOAD:.0%} of the key",
+            shared,
+            _sized_limits(shared, 10.0, (40, 300)),
+            (40, 300),
+            shadow_load=SHADOW_LOAD,
+        ),
+    ]
