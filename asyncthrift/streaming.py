@@ -342,6 +342,7 @@ class _Ledger:
             except Exception:
                 log.debug("streamed answer not cacheable: not a valid Message", exc_info=True)
                 return
+            message._request_id = self.upstream.response.headers.get("request-id")
             await store(self.attempt.pipeline, self.cache_key, message)
 
     def collected(self, loop: asyncio.AbstractEventLoop) -> None:

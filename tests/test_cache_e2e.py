@@ -117,6 +117,17 @@ async def test_a_cache_hit_and_a_shared_answer_carry_the_request_id(mock: MockSe
         assert all(m._request_id == rid for m in shared)
 
 
+async def test_an_answer_cached_from_a_stream_carries_its_request_id(mock: MockServer) -> None:
+    async with Thrift(api_key="k", base_url=mock.base_url, cache="memory") as c:
+        async with c.messages.stream(**req("hello")) as stream:
+            await stream.get_final_message()
+            rid = stream.request_id
+        assert isinstance(rid, str) and rid
+        cached = await c.messages.create(**req("hello"))
+        assert mock.counters.requests == 1
+        assert cached._request_id == rid
+
+
 async def test_per_request_overrides(mock: MockServer) -> None:
     async with Thrift(api_key="k", base_url=mock.base_url, cache="memory") as c:
         await c.messages.create(**req("q"))
