@@ -17,8 +17,10 @@ import anthropic
 from anthropic import AsyncAPIResponse, AsyncStream
 from anthropic.types import Message, MessageTokensCount, RawMessageStreamEvent
 
+from ._lookup import fetch
 from ._options import stream_requested
-from ._pipeline import COUNT_TOKENS_CLASS, CREATE, RAW_CREATE, Pipeline
+from ._pipeline import COUNT_TOKENS_CLASS, Pipeline
+from ._routes import CREATE, RAW_CREATE
 from .counting import count_tokens, split_count_kwargs
 from .streaming import ThriftStreamManager, open_event_stream
 
@@ -180,13 +182,13 @@ class Messages:
                 if call.key is None:  # straight to the scheduler: no fingerprint, no coroutine
                     message = await p.run(call, CREATE)
                 else:
-                    message = await p.fetch(call)
+                    message = await fetch(p, call)
             else:
                 with p.observers.activate(call.rec):
                     if call.key is None:
                         message = await p.run(call, CREATE)
                     else:
-                        message = await p.fetch(call)
+                        message = await fetch(p, call)
         except BaseException as exc:
             p.finish(call, exc)
             raise

@@ -1,16 +1,15 @@
 """The request pipeline: one path for ``create``, streams and ``count_tokens``.
 
 A call goes through the same steps whatever its shape, and is recorded once from start to
-finish (`start` ... `finish`): `fetch` looks the answer up in the cache, then joins an
-identical call in flight, and otherwise `run`\\s it: estimate its cost in its model class,
-admit it (at once, or in its lane's queue), ask the *route* to send it on the chosen key,
-read the response's headers once into a `ServerView` that both resyncs the budget and
+finish (`start` ... `finish`): `_lookup.fetch` looks the answer up in the cache, then joins
+an identical call in flight, and otherwise `run`\\s it: estimate its cost in its model
+class, admit it (at once, or in its lane's queue), ask the *route* to send it on the chosen
+key, read the response's headers once into a `ServerView` that both resyncs the budget and
 decides a retry, and reconcile. Routes vary only the innermost send, as an httpx transport
-does: `CREATE` here, the stream route in `streaming`, the count route in `counting`.
+does: `CREATE` in `_routes`, the stream route in `streaming`, the count route in `counting`.
 
-Only this module touches a `Reservation`: an `Attempt` holds it and settles it exactly once
-(`succeeded` or `failed`), however and whenever the attempt ends (a stream's, when its
-reader finishes or drops it).
+Only this module and `_attempt` touch a `Reservation`: this one takes it, and the
+`Attempt` that holds it settles it exactly once.
 """
 
 from __future__ import annotations
@@ -19,18 +18,18 @@ import asyncio
 import difflib
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 import anthropic
 import httpx2
-from anthropic.types import Message, Usage
+from anthropic.types import Message
 
+from ._attempt import EMPTY_VIEW, Attempt, Call, ModelClass, Plan, Route, SendFailed
 from ._keys import HEADERS, Key
-from ._observers import Observers, RequestRecord, status_of
-from ._options import RequestOptions, split_options
-from .bucket import ZERO, Cost, LocalBudget, ServerView
+from ._observers import Observers
+from ._options import split_options
+from .bucket import Cost, LocalBudget, ServerView
 from .cache import Cache, MemoryCache
-from .cache.base import decode_message, encode_message, is_cacheable, reject_entry
 from .cache.keys import fingerprint
 from .dedupe import SingleFlight
 from .limits import MODEL_CLASSES, Limits, model_class
@@ -41,20 +40,7 @@ from .spend import SpendCap
 from .stats import Recorder
 from .tokens import Calibrator, estimate_input_tokens
 
-__all__ = [
-    "COUNT_TOKENS_CLASS",
-    "CREATE",
-    "RAW_CREATE",
-    "UNKNOWN_CLASS",
-    "Attempt",
-    "Call",
-    "ModelClass",
-    "Pipeline",
-    "Plan",
-    "Route",
-    "SendFailed",
-    "UnknownModel",
-]
+__all__ = ["COUNT_TOKENS_CLASS", "UNKNOWN_CLASS", "Pipeline", "UnknownModel"]
 
 log = logging.getLogger("asyncthrift")
 
@@ -64,299 +50,9 @@ COUNT_TOKENS_CLASS: Final = "count_tokens"
 UNKNOWN_CLASS: Final = "unknown"
 """The one class every model id of no known family shares (unless `limits=` names the id)."""
 
-_EMPTY_VIEW: Final = ServerView()
-
-#: What an ``error`` event's type means as an HTTP status (a stream's error in a 200).
-EVENT_ERROR_STATUS: Final = {
-    "rate_limit_error": 429,
-    "overloaded_error": 529,
-    "api_error": 500,
-    "timeout_error": 504,
-}
-
 
 class UnknownModel(ValueError):
     """A ``claude-*`` model id of no known family while limits are configured."""
-
-
-class ModelClass:
-    """Per model class: the gate over every key's budget, and the input calibrator."""
-
-    __slots__ = ("budgets", "calibrator", "gate", "name")
-
-    def __init__(
-        self, name: str, budgets: list[LocalBudget], gate: Gate, calibrator: Calibrator | None
-    ) -> None:
-        self.name = name
-        self.budgets = budgets
-        self.gate = gate
-        self.calibrator = calibrator
-
-
-class Plan:
-    """What one request will cost and where it queues (the same for every retry)."""
-
-    __slots__ = ("cost", "mc", "raw_estimate", "worst_usd")
-
-    def __init__(self, mc: ModelClass, cost: Cost, raw_estimate: float, worst_usd: float) -> None:
-        self.mc = mc
-        self.cost = cost
-        self.raw_estimate = raw_estimate
-        self.worst_usd = worst_usd
-
-
-class Call:
-    """One application call, from `Pipeline.start` to `Pipeline.finish`.
-
-    Carries its arguments, its options, its place in line (`enqueued_at`, kept by retries),
-    the time it waited for admission, its retry count (`number`), and its observers' record.
-    """
-
-    __slots__ = (
-        "enqueued_at",
-        "finished",
-        "key",
-        "kind",
-        "max_retries",
-        "number",
-        "opts",
-        "params",
-        "rec",
-        "sdks",
-        "started",
-        "use_cache",
-        "use_dedupe",
-        "waited",
-    )
-
-    def __init__(
-        self,
-        kind: str,
-        opts: RequestOptions,
-        params: dict[str, Any],
-        sdks: Sequence[anthropic.AsyncAnthropic],
-        max_retries: int,
-        started: float,
-    ) -> None:
-        self.kind = kind
-        self.opts = opts
-        self.params = params
-        self.sdks = sdks
-        self.max_retries = max_retries
-        self.number = 0  # retries so far
-        self.started = started
-        self.enqueued_at = started
-        self.waited = 0.0
-        self.finished = False
-        self.rec: RequestRecord | None = None
-        self.key: str | None = None
-        self.use_cache = False
-        self.use_dedupe = False
-
-
-class SendFailed(Exception):
-    """Raised by a route's `send`: `original` failed it, and means `meaning` for retries.
-
-    (A stream's ``overloaded_error`` event before any data is a 529, for instance.)
-    """
-
-    def __init__(self, meaning: BaseException, original: BaseException) -> None:
-        super().__init__(str(original))
-        self.meaning = meaning
-        self.original = original
-
-
-class Route(Protocol):
-    """The innermost step of one shape of call: send it, and read what came back."""
-
-    def plan(self, pipeline: Pipeline, params: Mapping[str, Any]) -> Plan: ...
-
-    async def send(self, sdk: anthropic.AsyncAnthropic, params: dict[str, Any]) -> Any:
-        """Send on `sdk` (the admitted key's client); raise `SendFailed` to reinterpret."""
-        ...
-
-    def received(self, attempt: Attempt, result: Any) -> Any:
-        """Reconcile `attempt` (now, or later for a stream) and return the caller's answer."""
-        ...
-
-
-class Attempt:
-    """One admitted HTTP attempt and its reservation, settled exactly once."""
-
-    __slots__ = ("_reservation", "call", "done", "pipeline", "plan", "sent", "up_started", "view")
-
-    def __init__(
-        self, pipeline: Pipeline, call: Call, plan: Plan, reservation: Reservation
-    ) -> None:
-        self.pipeline = pipeline
-        self.call = call
-        self.plan = plan
-        self._reservation = reservation
-        self.done = False
-        self.up_started = 0.0
-        self.view = _EMPTY_VIEW
-        self.sent = True
-
-    @property
-    def key(self) -> Key:
-        return self.pipeline.keys[self._reservation.index]
-
-    def resync(self, view: ServerView) -> None:
-        """Resync the budget from a successful response's headers (always, even without any:
-        the first answer to a burst ends its hold)."""
-        self.view = view
-        r = self._reservation
-        now = self.pipeline.loop.time()
-        if r.budget.observe(view, r.mark, r.sent_at, now):
-            self.plan.mc.gate.poke()
-
-    def succeeded(self, model: str | None, usage: Usage | None) -> None:
-        """The attempt ended well: reconcile with `usage` (None: it used no tokens)."""
-        if self.done:
-            return
-        self.done = True
-        p = self.pipeline
-        p.stats.in_flight -= 1
-        if usage is None:
-            self._reservation.settle(0, 0)
-            if p.spend is not None:
-                p.spend.settle(self.plan.worst_usd, 0.0)
-        else:
-            self._reconcile(model or self.call.params["model"], usage)
-        call = self.call
-        if call.rec is not None:
-            p.observers.upstream_finished(call.rec, 200, None, self.up_started)
-
-    def failed(self, error: BaseException, usage: Usage | None = None) -> None:
-        """The attempt failed (or was cancelled, or a stream was dropped) with `error`.
-
-        With `usage` (a stream that ended early after reporting its input), the reservation
-        is reconciled with it; otherwise what was not used goes back: everything when the
-        request never left (`sent` False), only the output after an HTTP error, and the input
-        too when the server refused to charge it (400, 429, 529).
-        """
-        if self.done:
-            return
-        self.done = True
-        p = self.pipeline
-        stats = p.stats
-        stats.in_flight -= 1
-        status = _count_error(stats, error)
-        r = self._reservation
-        if usage is not None:
-            self._reconcile(self.call.params["model"], usage)
-        else:
-            if p.spend is not None:
-                p.spend.release(self.plan.worst_usd)
-            if not self.sent:
-                stats.upstream_calls -= 1  # the SDK refused it before sending
-                r.release(sent=False)
-            elif isinstance(error, anthropic.APIStatusError) and status is not None:
-                now = p.loop.time()
-                refused = status in (400, 429, 529)
-                c = r.cost
-                uncharged = Cost(0, c.input_tokens, c.output_tokens) if refused else ZERO
-                r.budget.observe(
-                    self.view, r.mark, r.sent_at, now, uncharged=uncharged, refused=refused
-                )
-                if status == 429:
-                    after = self.view.retry_after
-                    r.budget.block_until(now + (after if after is not None else 1.0))
-                r.release(sent=True, input_counted=not refused)
-                self.plan.mc.gate.poke()
-            else:
-                # cancelled or dropped in flight: the server may have counted the input,
-                # never output it did not produce
-                r.release(sent=True, input_counted=True)
-        call = self.call
-        if call.rec is not None:
-            code = 200 if usage is not None and error is None else status_of(error)
-            p.observers.upstream_finished(call.rec, code, error, self.up_started)
-
-    def _reconcile(self, model: str, u: Usage) -> None:
-        p = self.pipeline
-        stats = p.stats
-        cache_write = u.cache_creation_input_tokens or 0
-        cache_read = u.cache_read_input_tokens or 0
-        self._reservation.settle(u.input_tokens + cache_write, u.output_tokens)
-        plan = self.plan
-        calibrator = plan.mc.calibrator
-        if calibrator is not None:
-            calibrator.observe(plan.raw_estimate, u.input_tokens + cache_write + cache_read)
-        stats.input_tokens += u.input_tokens
-        stats.output_tokens += u.output_tokens
-        stats.cache_creation_input_tokens += cache_write
-        stats.cache_read_input_tokens += cache_read
-        dollars = cost_usd(model, u.input_tokens, u.output_tokens, cache_write, cache_read)
-        stats.cost_usd += dollars
-        if p.spend is not None:
-            p.spend.settle(plan.worst_usd, dollars)
-
-
-def _error_status(error: BaseException) -> int | None:
-    """The HTTP status `error` stands for (an ``error`` event in a 200: its type's status)."""
-    if not isinstance(error, anthropic.APIStatusError):
-        return None
-    status = error.status_code
-    if status == 200:
-        body = error.body
-        err = body.get("error") if isinstance(body, Mapping) else None
-        kind = err.get("type") if isinstance(err, Mapping) else None
-        return EVENT_ERROR_STATUS.get(kind, status) if isinstance(kind, str) else status
-    return status
-
-
-def _count_error(stats: Recorder, error: BaseException) -> int | None:
-    """Count `error` once in its kind; return the HTTP status it stands for."""
-    status = _error_status(error)
-    if status is None:
-        if isinstance(error, anthropic.APIConnectionError | httpx2.TransportError):
-            stats.connection_errors += 1
-    elif status == 429:
-        stats.rate_limited += 1
-    elif status == 529:
-        stats.overloaded += 1
-    elif status >= 500:
-        stats.server_errors += 1
-    return status
-
-
-class _CreateRoute:
-    """``messages.create``: the SDK's call, its `Message` reconciled at once."""
-
-    __slots__ = ()
-
-    def plan(self, pipeline: Pipeline, params: Mapping[str, Any]) -> Plan:
-        return pipeline.plan(params)
-
-    async def send(self, sdk: anthropic.AsyncAnthropic, params: dict[str, Any]) -> Any:
-        return await sdk.messages.create(**params)
-
-    def received(self, attempt: Attempt, result: Any) -> Any:
-        message: Message = result
-        attempt.succeeded(message.model, message.usage)
-        return message
-
-
-CREATE: Final[Route] = _CreateRoute()
-
-
-class _RawCreateRoute(_CreateRoute):
-    """``messages.with_raw_response.create``: the SDK's raw response, its `Message` reconciled."""
-
-    __slots__ = ()
-
-    async def send(self, sdk: anthropic.AsyncAnthropic, params: dict[str, Any]) -> Any:
-        raw = await sdk.messages.with_raw_response.create(**params)
-        return raw, await raw.parse()  # the SDK keeps the parsed answer for the caller
-
-    def received(self, attempt: Attempt, result: Any) -> Any:
-        raw, message = result
-        attempt.succeeded(message.model, message.usage)
-        return raw
-
-
-RAW_CREATE: Final[Route] = _RawCreateRoute()
 
 
 class Pipeline:
@@ -526,91 +222,6 @@ class Pipeline:
         if call.rec is not None:
             self.observers.finish(call.rec, error)
 
-    # -- cache and dedupe -------------------------------------------------------------------
-
-    async def fetch(self, call: Call) -> Message:
-        """A Messages answer from the cache, a twin in flight, or the API (and stored)."""
-        message, _ = await self.lookup(call, lead=True)
-        assert message is not None
-        return message
-
-    async def lookup(self, call: Call, *, lead: bool) -> tuple[Message | None, str]:
-        """The cached answer, else a twin's in flight: (answer, "cache" | "dedupe" | "").
-
-        With `lead`, a call with no twin fetches the answer itself (registered, with dedupe,
-        so later twins join it; then the source is ""); otherwise it only joins one already
-        running, and (None, "") means: run it yourself.
-        """
-        key = call.key
-        assert key is not None
-        if call.use_cache:
-            message = await self._cached(key)
-            if message is not None:
-                return message, "cache"
-        if call.use_dedupe and (lead or self.flight.has(key)):
-            use_cache = call.use_cache
-            message, joined = await self.flight.do_joined(
-                key, lambda: self._fetch_and_store(key, call, use_cache)
-            )
-            if joined:
-                self._count_saved(message, cache_hit=False)
-                return message, "dedupe"
-            return message, ""
-        if lead:
-            return await self._fetch_and_store(key, call, call.use_cache), ""
-        return None, ""
-
-    async def _cached(self, key: str, *, count_miss: bool = True) -> Message | None:
-        """The cached answer for `key`, or None (a miss, or an entry that does not decode)."""
-        assert self.cache is not None
-        blob = await self.cache.get(key)
-        if blob is not None:
-            try:
-                message = decode_message(blob)
-            except ValueError:
-                self.stats.cache_errors += 1
-                log.warning("a cached entry did not decode; treating it as a miss")
-                await reject_entry(self.cache, key)  # counted and deleted by the cache
-            else:
-                self._count_saved(message, cache_hit=True)
-                return message
-        if count_miss:
-            self.stats.cache_misses += 1
-        return None
-
-    async def _fetch_and_store(self, key: str, call: Call, use_cache: bool) -> Message:
-        if use_cache and self.cache_is_shared:
-            # another process (or a call that finished since our miss) may have stored it
-            again = await self._cached(key, count_miss=False)
-            if again is not None:
-                return again
-        message: Message = await self.run(call, CREATE)
-        if use_cache:
-            await self.store(key, message)
-        return message
-
-    async def store(self, key: str, message: Message) -> None:
-        """Cache `message` under `key` if it may be cached."""
-        if self.cache is not None and is_cacheable(message, self.cache_truncated):
-            await self.cache.set(key, encode_message(message), self.cache_ttl)
-
-    def _count_saved(self, message: Message, *, cache_hit: bool) -> None:
-        s = self.stats
-        if cache_hit:
-            s.cache_hits += 1
-        else:
-            s.dedupe_joins += 1
-        s.upstream_calls_saved += 1
-        u = message.usage
-        s.tokens_saved += u.input_tokens + u.output_tokens
-        s.dollars_saved += cost_usd(
-            message.model,
-            u.input_tokens,
-            u.output_tokens,
-            u.cache_creation_input_tokens or 0,
-            u.cache_read_input_tokens or 0,
-        )
-
     # -- admission, sending, retries --------------------------------------------------------
 
     async def run(self, call: Call, route: Route) -> Any:
@@ -643,7 +254,7 @@ class Pipeline:
                     await asyncio.sleep(delay)
                 continue
             HEADERS.reset(token)
-            attempt.resync(server_view(box[-1]) if box else _EMPTY_VIEW)
+            attempt.resync(server_view(box[-1]) if box else EMPTY_VIEW)
             return route.received(attempt, result)
 
     def _failed(self, attempt: Attempt, exc: BaseException, box: list[Mapping[str, str]]) -> float:

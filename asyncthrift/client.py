@@ -16,10 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 import anthropic
 
+from ._attempt import ModelClass
 from ._keys import Key, KeyConfig, want_aiohttp, with_header_hook
 from ._messages import Messages
 from ._observers import Observer, Observers
-from ._pipeline import ModelClass, Pipeline
+from ._pipeline import Pipeline
 from .bucket import LocalBudget
 from .cache import Cache, make_cache
 from .cache.keys import scope_for_key

@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Any, Final
 import anthropic
 from anthropic.types import MessageTokensCount
 
-from ._pipeline import COUNT_TOKENS_CLASS, Attempt, Call, Pipeline, Plan
+from ._attempt import Attempt, Call, Plan
+from ._pipeline import COUNT_TOKENS_CLASS, Pipeline
 from .bucket import Cost
 from .limits import Limits
 from .tokens import estimate_input_tokens

@@ -34,14 +34,14 @@ class _Call(Generic[T]):
 
 
 class SingleFlight(Generic[K, T]):
-    """Share one execution of `fn` among concurrent `do(key, fn)` calls with equal keys.
+    """Share one execution of `fn` among concurrent `do_joined(key, fn)` calls with equal keys.
 
     Counters: `leaders` (calls that started the work), `joins` (calls that shared work
     already in flight: each one is an upstream call saved), `cancelled` (work cancelled
     because every waiter left). `in_flight` is the number of keys with work running.
 
     A result or exception is delivered to every waiter (the same object: treat it as
-    read-only). `fn` must not call `do` with its own key (it would wait for itself).
+    read-only). `fn` must not call `do_joined` with its own key (it would wait for itself).
     """
 
     __slots__ = ("_calls", "cancelled", "joins", "leaders")
@@ -58,30 +58,18 @@ class SingleFlight(Generic[K, T]):
         return len(self._calls)
 
     def has(self, key: K) -> bool:
-        """Whether work for `key` is in flight now (a `do` would join it)."""
+        """Whether work for `key` is in flight now (a `do_joined` would join it)."""
         call = self._calls.get(key)
         return call is not None and not call.task.done()
 
-    def waiters(self, key: K) -> int:
-        """Callers now waiting on `key`'s work (0 if none is in flight)."""
-        call = self._calls.get(key)
-        return 0 if call is None else call.waiters
-
-    async def do(self, key: K, fn: Callable[[], Awaitable[T]]) -> T:
-        """The result of `fn()`, shared with every concurrent caller of the same `key`.
-
-        The first caller starts ``fn()`` as a task; later callers with an equal key join it
-        while it runs. The result or exception reaches all of them. Cancelling a caller
-        detaches only that caller, unless it is the last: then the work is cancelled too.
-        """
-        result, _ = await self.do_joined(key, fn)
-        return result
-
     async def do_joined(self, key: K, fn: Callable[[], Awaitable[T]]) -> tuple[T, bool]:
-        """`do`, also telling whether this caller joined work already in flight.
+        """``(result, joined)``: the result of `fn()`, shared with every concurrent caller of
+        the same `key`, and whether this caller joined work already in flight.
 
-        ``joined`` is True for a caller that shared another's call (an upstream call saved),
-        False for the caller that started it.
+        The first caller starts ``fn()`` as a task (``joined`` False); later callers with an
+        equal key join it while it runs (``joined`` True: an upstream call saved). The result
+        or exception reaches all of them. Cancelling a caller detaches only that caller,
+        unless it is the last: then the work is cancelled too.
         """
         call = self._calls.get(key)
         joined = call is not None and not call.task.done()

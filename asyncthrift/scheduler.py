@@ -183,10 +183,6 @@ class Gate:
     # -- public -----------------------------------------------------------------------------
 
     @property
-    def budgets(self) -> Sequence[Budget]:
-        return self._budgets
-
-    @property
     def waiting(self) -> int:
         """Requests queued here and not yet admitted, cancelled or timed out."""
         return self._live

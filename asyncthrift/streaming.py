@@ -59,7 +59,9 @@ from anthropic.types import (
     Usage,
 )
 
-from ._pipeline import EVENT_ERROR_STATUS, Attempt, Call, Pipeline, Plan, Route, SendFailed
+from ._attempt import EVENT_ERROR_STATUS, Attempt, Call, Plan, Route, SendFailed
+from ._lookup import lookup, store
+from ._pipeline import Pipeline
 from ._sdk import ResponseFormatT, accumulate, output_config, status_error, stream_parts
 from .replay import REPLAY_HEADER, ReplayStream, replay_events
 from .tokens import text_tokens
@@ -112,7 +114,7 @@ async def open_event_stream(pipeline: Pipeline, call: Call) -> AsyncStream[RawMe
 async def _lookup_or_open(pipeline: Pipeline, call: Call) -> AsyncStream[RawMessageStreamEvent]:
     """Cache, then a twin in flight, then a live stream (the order of the non-streamed path)."""
     if call.key is not None:
-        message, source = await pipeline.lookup(call, lead=False)
+        message, source = await lookup(pipeline, call, lead=False)
         if message is not None:
             pipeline.finish(call, None)
             return ReplayStream(message, source=source, sdk=call.sdks[0])
@@ -340,7 +342,8 @@ class _Ledger:
             except Exception:
                 log.debug("streamed answer not cacheable: not a valid Message", exc_info=True)
                 return
-            await self.attempt.pipeline.store(self.cache_key, message)
+            message._request_id = self.upstream.response.headers.get("request-id")
+            await store(self.attempt.pipeline, self.cache_key, message)
 
     def collected(self, loop: asyncio.AbstractEventLoop) -> None:
         """The stream was garbage-collected unclosed: close and settle it on the loop soon.

@@ -108,6 +108,28 @@ def test_decode_tolerates_content_a_newer_sdk_would_know() -> None:
     assert msg.stop_reason == "new_reason"  # type: ignore[comparison-overlap]
 
 
+def test_the_request_id_survives_the_round_trip() -> None:
+    msg = sdk_message()
+    msg._request_id = "req_original"
+    back = decode_message(encode_message(msg))
+    assert back._request_id == "req_original"
+    assert back == msg and back.model_dump() == msg.model_dump()  # not a field or an extra
+    assert "_request_id" not in back.model_dump(exclude_unset=True)
+    newer = orjson.loads(encode_message(msg))
+    newer["content"] = [{"type": "hologram", "payload": 1}]
+    assert decode_message(orjson.dumps(newer))._request_id == "req_original"
+
+
+def test_an_entry_without_a_request_id_decodes_with_none() -> None:
+    """Entries written before the request id was stored still decode."""
+    assert decode_message(orjson.dumps(wire_message()))._request_id is None
+
+
+def test_decode_rejects_a_request_id_that_is_not_a_string() -> None:
+    with pytest.raises(ValueError):
+        decode_message(orjson.dumps({**wire_message(), "_request_id": 5}))
+
+
 @pytest.mark.parametrize("data", [b"", b"not json", b"[1,2]", b'{"type":"error"}', b"\xff"])
 def test_decode_rejects_what_is_not_a_message(data: bytes) -> None:
     with pytest.raises(ValueError):

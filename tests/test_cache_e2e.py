@@ -102,6 +102,32 @@ async def test_cache_hit_is_equal_to_the_original_and_free(mock: MockServer) -> 
         assert after.cache_hits == before.cache_hits + 2
 
 
+async def test_a_cache_hit_and_a_shared_answer_carry_the_request_id(mock: MockServer) -> None:
+    """``message._request_id`` (the SDK's, from the ``request-id`` header) on every answer."""
+    async with Thrift(api_key="k", base_url=mock.base_url, cache="memory", dedupe=True) as c:
+        first = await c.messages.create(**req("hello"))
+        assert isinstance(first._request_id, str) and first._request_id
+        again = await c.messages.create(**req("hello"))
+        assert c.stats().cache_hits == 1
+        assert again == first and again._request_id == first._request_id
+        shared = await asyncio.gather(*(c.messages.create(**req("twins")) for _ in range(5)))
+        assert c.stats().dedupe_joins == 4 and mock.counters.requests == 2
+        rid = shared[0]._request_id
+        assert isinstance(rid, str) and rid != first._request_id
+        assert all(m._request_id == rid for m in shared)
+
+
+async def test_an_answer_cached_from_a_stream_carries_its_request_id(mock: MockServer) -> None:
+    async with Thrift(api_key="k", base_url=mock.base_url, cache="memory") as c:
+        async with c.messages.stream(**req("hello")) as stream:
+            await stream.get_final_message()
+            rid = stream.request_id
+        assert isinstance(rid, str) and rid
+        cached = await c.messages.create(**req("hello"))
+        assert mock.counters.requests == 1
+        assert cached._request_id == rid
+
+
 async def test_per_request_overrides(mock: MockServer) -> None:
     async with Thrift(api_key="k", base_url=mock.base_url, cache="memory") as c:
         await c.messages.create(**req("q"))

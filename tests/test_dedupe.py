@@ -45,8 +45,9 @@ async def test_identical_concurrent_calls_share_one_execution() -> None:
     flight: SingleFlight[str, str] = SingleFlight()
     budget = Budget()
     before = other_tasks()
-    results = await asyncio.gather(*(flight.do("k", budget.upstream) for _ in range(200)))
-    assert results == ["answer"] * 200
+    results = await asyncio.gather(*(flight.do_joined("k", budget.upstream) for _ in range(200)))
+    assert [r for r, _ in results] == ["answer"] * 200
+    assert [joined for _, joined in results].count(False) == 1
     assert budget.calls == 1
     assert (flight.leaders, flight.joins, flight.in_flight) == (1, 199, 0)
     await settle()
@@ -58,11 +59,11 @@ async def test_distinct_keys_run_separately() -> None:
     budget = Budget()
     results = await asyncio.gather(
         *(
-            flight.do(f"k{i % 10}", functools.partial(budget.upstream, f"r{i % 10}"))
+            flight.do_joined(f"k{i % 10}", functools.partial(budget.upstream, f"r{i % 10}"))
             for i in range(50)
         )
     )
-    assert results == [f"r{i % 10}" for i in range(50)]
+    assert [r for r, _ in results] == [f"r{i % 10}" for i in range(50)]
     assert budget.calls == 10
     assert flight.joins == 40
 
@@ -70,8 +71,8 @@ async def test_distinct_keys_run_separately() -> None:
 async def test_sequential_calls_do_not_share() -> None:
     flight: SingleFlight[str, str] = SingleFlight()
     budget = Budget()
-    assert await flight.do("k", budget.upstream) == "answer"
-    assert await flight.do("k", budget.upstream) == "answer"
+    assert await flight.do_joined("k", budget.upstream) == ("answer", False)
+    assert await flight.do_joined("k", budget.upstream) == ("answer", False)
     assert budget.calls == 2
     assert flight.joins == 0
 
@@ -88,42 +89,42 @@ async def test_exception_reaches_every_waiter_and_entry_is_cleared() -> None:
         raise boom
 
     results = await asyncio.gather(
-        *(flight.do("k", fail) for _ in range(20)), return_exceptions=True
+        *(flight.do_joined("k", fail) for _ in range(20)), return_exceptions=True
     )
     assert calls == 1
     assert all(r is boom for r in results)
     assert flight.in_flight == 0
     # the next call starts afresh
-    assert await flight.do("k", Budget().upstream) == "answer"
+    assert await flight.do_joined("k", Budget().upstream) == ("answer", False)
 
 
-async def test_do_joined_has_and_waiters() -> None:
+async def test_do_joined_and_has() -> None:
     flight: SingleFlight[str, str] = SingleFlight()
     budget = Budget()
     assert not flight.has("k")
     first = asyncio.create_task(flight.do_joined("k", budget.upstream))
     await asyncio.sleep(0)
-    assert flight.has("k") and flight.waiters("k") == 1
+    assert flight.has("k") and (flight.leaders, flight.joins) == (1, 0)
     second = asyncio.create_task(flight.do_joined("k", budget.upstream))
     await asyncio.sleep(0)
-    assert flight.waiters("k") == 2
+    assert (flight.leaders, flight.joins) == (1, 1)
     assert await first == ("answer", False)
     assert await second == ("answer", True)
-    assert not flight.has("k") and flight.waiters("k") == 0
+    assert not flight.has("k") and flight.in_flight == 0
 
 
 async def test_leader_cancelled_followers_still_get_the_result() -> None:
     flight: SingleFlight[str, str] = SingleFlight()
     budget = Budget()
     before = other_tasks()
-    leader = asyncio.create_task(flight.do("k", budget.upstream))
+    leader = asyncio.create_task(flight.do_joined("k", budget.upstream))
     await asyncio.sleep(0)
-    followers = [asyncio.create_task(flight.do("k", budget.upstream)) for _ in range(5)]
+    followers = [asyncio.create_task(flight.do_joined("k", budget.upstream)) for _ in range(5)]
     await asyncio.sleep(0.01)
     leader.cancel()
     with pytest.raises(asyncio.CancelledError):
         await leader
-    assert await asyncio.gather(*followers) == ["answer"] * 5
+    assert await asyncio.gather(*followers) == [("answer", True)] * 5
     assert budget.calls == 1 and budget.cancelled == 0
     assert budget.available == 90  # charged once, for the one call that ran
     assert flight.cancelled == 0
@@ -135,16 +136,16 @@ async def test_follower_cancelled_others_unaffected() -> None:
     flight: SingleFlight[str, str] = SingleFlight()
     budget = Budget()
     before = other_tasks()
-    leader = asyncio.create_task(flight.do("k", budget.upstream))
+    leader = asyncio.create_task(flight.do_joined("k", budget.upstream))
     await asyncio.sleep(0)
-    follower = asyncio.create_task(flight.do("k", budget.upstream))
-    other = asyncio.create_task(flight.do("k", budget.upstream))
+    follower = asyncio.create_task(flight.do_joined("k", budget.upstream))
+    other = asyncio.create_task(flight.do_joined("k", budget.upstream))
     await asyncio.sleep(0.01)
     follower.cancel()
     with pytest.raises(asyncio.CancelledError):
         await follower
-    assert await leader == "answer"
-    assert await other == "answer"
+    assert await leader == ("answer", False)
+    assert await other == ("answer", True)
     assert budget.calls == 1 and budget.cancelled == 0
     await settle()
     assert other_tasks() == before
@@ -155,7 +156,8 @@ async def test_all_cancelled_cancels_upstream_and_refunds() -> None:
     budget = Budget()
     before = other_tasks()
     waiters = [
-        asyncio.create_task(flight.do("k", lambda: budget.upstream(delay=10))) for _ in range(10)
+        asyncio.create_task(flight.do_joined("k", lambda: budget.upstream(delay=10)))
+        for _ in range(10)
     ]
     await asyncio.sleep(0.01)
     assert budget.available == 90
@@ -176,7 +178,8 @@ async def test_all_cancelled_one_by_one() -> None:
     budget = Budget()
     before = other_tasks()
     waiters = [
-        asyncio.create_task(flight.do("k", lambda: budget.upstream(delay=10))) for _ in range(3)
+        asyncio.create_task(flight.do_joined("k", lambda: budget.upstream(delay=10)))
+        for _ in range(3)
     ]
     await asyncio.sleep(0.01)
     for i, w in enumerate(waiters):
@@ -193,9 +196,9 @@ async def test_timeout_on_every_waiter_cancels_upstream() -> None:
     budget = Budget()
     before = other_tasks()
 
-    async def bounded() -> str:
+    async def bounded() -> tuple[str, bool]:
         async with asyncio.timeout(0.02):
-            return await flight.do("k", lambda: budget.upstream(delay=10))
+            return await flight.do_joined("k", lambda: budget.upstream(delay=10))
 
     results = await asyncio.gather(*(bounded() for _ in range(5)), return_exceptions=True)
     assert all(isinstance(r, TimeoutError) for r in results)
@@ -217,11 +220,11 @@ async def test_new_call_after_abandonment_is_not_forgotten_by_the_old_one() -> N
             await release.wait()
         return "old"
 
-    old = asyncio.create_task(flight.do("k", slow_cleanup))
+    old = asyncio.create_task(flight.do_joined("k", slow_cleanup))
     await asyncio.sleep(0)
     old.cancel()  # the only waiter: the work is cancelled; `old` waits for its cleanup
     await cleanup_started.wait()
-    new = asyncio.create_task(flight.do("k", lambda: Budget().upstream("new", delay=0.02)))
+    new = asyncio.create_task(flight.do_joined("k", lambda: Budget().upstream("new", delay=0.02)))
     await asyncio.sleep(0)
     assert flight.has("k")
     release.set()
@@ -229,7 +232,7 @@ async def test_new_call_after_abandonment_is_not_forgotten_by_the_old_one() -> N
         await old
     await asyncio.sleep(0)
     assert flight.has("k"), "the finished old call removed the new call's entry"
-    assert await new == "new"
+    assert await new == ("new", False)
     assert flight.leaders == 2
 
 
@@ -241,7 +244,7 @@ async def test_work_cancelled_from_inside_reaches_waiters_as_cancellation() -> N
         raise asyncio.CancelledError
 
     results = await asyncio.gather(
-        *(flight.do("k", gives_up) for _ in range(3)), return_exceptions=True
+        *(flight.do_joined("k", gives_up) for _ in range(3)), return_exceptions=True
     )
     assert all(isinstance(r, asyncio.CancelledError) for r in results)
     assert flight.in_flight == 0
@@ -250,16 +253,16 @@ async def test_work_cancelled_from_inside_reaches_waiters_as_cancellation() -> N
 async def test_join_creates_no_task() -> None:
     flight: SingleFlight[str, str] = SingleFlight()
     budget = Budget()
-    leader = asyncio.create_task(flight.do("k", budget.upstream))
+    leader = asyncio.create_task(flight.do_joined("k", budget.upstream))
     await asyncio.sleep(0)
     n = len(asyncio.all_tasks())
-    coros = [flight.do("k", budget.upstream) for _ in range(50)]
+    coros = [flight.do_joined("k", budget.upstream) for _ in range(50)]
     # drive the joins inside this task (no task per join)
     gathered = asyncio.gather(*coros)  # gather wraps coroutines in tasks: count them out
     await asyncio.sleep(0)
     assert len(asyncio.all_tasks()) == n + 50  # only gather's own wrappers, no extra per join
-    assert await gathered == ["answer"] * 50
-    assert await leader == "answer"
+    assert await gathered == [("answer", True)] * 50
+    assert await leader == ("answer", False)
     assert budget.calls == 1
 
 
@@ -270,5 +273,5 @@ async def test_fn_raising_synchronously_leaves_no_entry() -> None:
         raise ValueError("bad arguments")
 
     with pytest.raises(ValueError):
-        await flight.do("k", broken)
+        await flight.do_joined("k", broken)
     assert flight.in_flight == 0 and flight.leaders == 0

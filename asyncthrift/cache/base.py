@@ -18,6 +18,7 @@ from pydantic import ValidationError
 __all__ = [
     "COMPLETE_STOP_REASONS",
     "MAX_TOKEN_COUNT",
+    "REQUEST_ID_KEY",
     "TRUNCATED_STOP_REASONS",
     "Cache",
     "CacheStats",
@@ -125,9 +126,20 @@ def encode_message(msg: Message) -> bytes:
 
     ``exclude_unset`` keeps entries small and faithful: fields the server did not send are
     restored to their defaults on decode, so ``decode_message(encode_message(m)) == m``.
-    Fields this SDK version does not know (kept by the SDK as extras) are kept too.
+    Fields this SDK version does not know (kept by the SDK as extras) are kept too, and so
+    is the SDK's ``_request_id`` (the original answer's ``request-id`` header, which a
+    cached answer carries again), under `REQUEST_ID_KEY`.
     """
-    return orjson.dumps(msg.model_dump(mode="json", exclude_unset=True))
+    obj = msg.model_dump(mode="json", exclude_unset=True)
+    request_id = getattr(msg, "_request_id", None)
+    if isinstance(request_id, str):
+        obj[REQUEST_ID_KEY] = request_id
+    return orjson.dumps(obj)
+
+
+REQUEST_ID_KEY: Final = "_request_id"
+"""Where an entry keeps the original answer's request id (no API field starts with ``_``).
+An entry written without it (by an older version) decodes with ``_request_id`` None."""
 
 
 class InvalidEntry(ValueError):
@@ -177,7 +189,18 @@ def decode_message(data: bytes) -> Message:
     except (TypeError, ValueError) as exc:
         raise InvalidEntry(f"cache entry is not an encoded Message ({exc})") from None
     _check_usage(msg)
+    _restore_request_id(msg)
     return msg
+
+
+def _restore_request_id(msg: Message) -> None:
+    """Move the stored request id from the decoded extras back to ``msg._request_id``."""
+    extra = msg.__pydantic_extra__
+    request_id = None if extra is None else extra.pop(REQUEST_ID_KEY, None)
+    msg.__pydantic_fields_set__.discard(REQUEST_ID_KEY)
+    if request_id is not None and not isinstance(request_id, str):
+        raise InvalidEntry(f"cache entry has {REQUEST_ID_KEY}={request_id!r}")
+    msg._request_id = request_id
 
 
 def _decode_newer(data: bytes) -> Message:

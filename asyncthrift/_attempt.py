@@ -1,0 +1,290 @@
+"""One call and its attempts: what it costs (`Plan`) in its `ModelClass`, the `Call` from
+start to finish, and each admitted `Attempt`, which settles its `Reservation` exactly once
+(`succeeded` or `failed`), however and whenever it ends (a stream's, when its reader
+finishes or drops it). A `Route` is the innermost send of one shape of call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Final, Protocol
+
+import anthropic
+import httpx2
+from anthropic.types import Usage
+
+from ._observers import RequestRecord, status_of
+from ._options import RequestOptions
+from .bucket import ZERO, Cost, LocalBudget, ServerView
+from .prices import cost_usd
+from .scheduler import Gate, Reservation
+from .stats import Recorder
+from .tokens import Calibrator
+
+if TYPE_CHECKING:
+    from ._keys import Key
+    from ._pipeline import Pipeline
+
+__all__ = [
+    "EMPTY_VIEW",
+    "EVENT_ERROR_STATUS",
+    "Attempt",
+    "Call",
+    "ModelClass",
+    "Plan",
+    "Route",
+    "SendFailed",
+]
+
+EMPTY_VIEW: Final = ServerView()
+"""The view of a response without rate-limit headers."""
+
+#: What an ``error`` event's type means as an HTTP status (a stream's error in a 200).
+EVENT_ERROR_STATUS: Final = {
+    "rate_limit_error": 429,
+    "overloaded_error": 529,
+    "api_error": 500,
+    "timeout_error": 504,
+}
+
+
+class ModelClass:
+    """Per model class: the gate over every key's budget, and the input calibrator."""
+
+    __slots__ = ("budgets", "calibrator", "gate", "name")
+
+    def __init__(
+        self, name: str, budgets: list[LocalBudget], gate: Gate, calibrator: Calibrator | None
+    ) -> None:
+        self.name = name
+        self.budgets = budgets
+        self.gate = gate
+        self.calibrator = calibrator
+
+
+class Plan:
+    """What one request will cost and where it queues (the same for every retry)."""
+
+    __slots__ = ("cost", "mc", "raw_estimate", "worst_usd")
+
+    def __init__(self, mc: ModelClass, cost: Cost, raw_estimate: float, worst_usd: float) -> None:
+        self.mc = mc
+        self.cost = cost
+        self.raw_estimate = raw_estimate
+        self.worst_usd = worst_usd
+
+
+class Call:
+    """One application call, from `Pipeline.start` to `Pipeline.finish`.
+
+    Carries its arguments, its options, its place in line (`enqueued_at`, kept by retries),
+    the time it waited for admission, its retry count (`number`), and its observers' record.
+    """
+
+    __slots__ = (
+        "enqueued_at",
+        "finished",
+        "key",
+        "kind",
+        "max_retries",
+        "number",
+        "opts",
+        "params",
+        "rec",
+        "sdks",
+        "started",
+        "use_cache",
+        "use_dedupe",
+        "waited",
+    )
+
+    def __init__(
+        self,
+        kind: str,
+        opts: RequestOptions,
+        params: dict[str, Any],
+        sdks: Sequence[anthropic.AsyncAnthropic],
+        max_retries: int,
+        started: float,
+    ) -> None:
+        self.kind = kind
+        self.opts = opts
+        self.params = params
+        self.sdks = sdks
+        self.max_retries = max_retries
+        self.number = 0  # retries so far
+        self.started = started
+        self.enqueued_at = started
+        self.waited = 0.0
+        self.finished = False
+        self.rec: RequestRecord | None = None
+        self.key: str | None = None
+        self.use_cache = False
+        self.use_dedupe = False
+
+
+class SendFailed(Exception):
+    """Raised by a route's `send`: `original` failed it, and means `meaning` for retries.
+
+    (A stream's ``overloaded_error`` event before any data is a 529, for instance.)
+    """
+
+    def __init__(self, meaning: BaseException, original: BaseException) -> None:
+        super().__init__(str(original))
+        self.meaning = meaning
+        self.original = original
+
+
+class Route(Protocol):
+    """The innermost step of one shape of call: send it, and read what came back."""
+
+    def plan(self, pipeline: Pipeline, params: Mapping[str, Any]) -> Plan: ...
+
+    async def send(self, sdk: anthropic.AsyncAnthropic, params: dict[str, Any]) -> Any:
+        """Send on `sdk` (the admitted key's client); raise `SendFailed` to reinterpret."""
+        ...
+
+    def received(self, attempt: Attempt, result: Any) -> Any:
+        """Reconcile `attempt` (now, or later for a stream) and return the caller's answer."""
+        ...
+
+
+class Attempt:
+    """One admitted HTTP attempt and its reservation, settled exactly once."""
+
+    __slots__ = ("_reservation", "call", "done", "pipeline", "plan", "sent", "up_started", "view")
+
+    def __init__(
+        self, pipeline: Pipeline, call: Call, plan: Plan, reservation: Reservation
+    ) -> None:
+        self.pipeline = pipeline
+        self.call = call
+        self.plan = plan
+        self._reservation = reservation
+        self.done = False
+        self.up_started = 0.0
+        self.view = EMPTY_VIEW
+        self.sent = True
+
+    @property
+    def key(self) -> Key:
+        return self.pipeline.keys[self._reservation.index]
+
+    def resync(self, view: ServerView) -> None:
+        """Resync the budget from a successful response's headers (always, even without any:
+        the first answer to a burst ends its hold)."""
+        self.view = view
+        r = self._reservation
+        now = self.pipeline.loop.time()
+        if r.budget.observe(view, r.mark, r.sent_at, now):
+            self.plan.mc.gate.poke()
+
+    def succeeded(self, model: str | None, usage: Usage | None) -> None:
+        """The attempt ended well: reconcile with `usage` (None: it used no tokens)."""
+        if self.done:
+            return
+        self.done = True
+        p = self.pipeline
+        p.stats.in_flight -= 1
+        if usage is None:
+            self._reservation.settle(0, 0)
+            if p.spend is not None:
+                p.spend.settle(self.plan.worst_usd, 0.0)
+        else:
+            self._reconcile(model or self.call.params["model"], usage)
+        call = self.call
+        if call.rec is not None:
+            p.observers.upstream_finished(call.rec, 200, None, self.up_started)
+
+    def failed(self, error: BaseException, usage: Usage | None = None) -> None:
+        """The attempt failed (or was cancelled, or a stream was dropped) with `error`.
+
+        With `usage` (a stream that ended early after reporting its input), the reservation
+        is reconciled with it; otherwise what was not used goes back: everything when the
+        request never left (`sent` False), only the output after an HTTP error, and the input
+        too when the server refused to charge it (400, 429, 529).
+        """
+        if self.done:
+            return
+        self.done = True
+        p = self.pipeline
+        stats = p.stats
+        stats.in_flight -= 1
+        status = _count_error(stats, error)
+        r = self._reservation
+        if usage is not None:
+            self._reconcile(self.call.params["model"], usage)
+        else:
+            if p.spend is not None:
+                p.spend.release(self.plan.worst_usd)
+            if not self.sent:
+                stats.upstream_calls -= 1  # the SDK refused it before sending
+                r.release(sent=False)
+            elif isinstance(error, anthropic.APIStatusError) and status is not None:
+                now = p.loop.time()
+                refused = status in (400, 429, 529)
+                c = r.cost
+                uncharged = Cost(0, c.input_tokens, c.output_tokens) if refused else ZERO
+                r.budget.observe(
+                    self.view, r.mark, r.sent_at, now, uncharged=uncharged, refused=refused
+                )
+                if status == 429:
+                    after = self.view.retry_after
+                    r.budget.block_until(now + (after if after is not None else 1.0))
+                r.release(sent=True, input_counted=not refused)
+                self.plan.mc.gate.poke()
+            else:
+                # cancelled or dropped in flight: the server may have counted the input,
+                # never output it did not produce
+                r.release(sent=True, input_counted=True)
+        call = self.call
+        if call.rec is not None:
+            code = 200 if usage is not None and error is None else status_of(error)
+            p.observers.upstream_finished(call.rec, code, error, self.up_started)
+
+    def _reconcile(self, model: str, u: Usage) -> None:
+        p = self.pipeline
+        stats = p.stats
+        cache_write = u.cache_creation_input_tokens or 0
+        cache_read = u.cache_read_input_tokens or 0
+        self._reservation.settle(u.input_tokens + cache_write, u.output_tokens)
+        plan = self.plan
+        calibrator = plan.mc.calibrator
+        if calibrator is not None:
+            calibrator.observe(plan.raw_estimate, u.input_tokens + cache_write + cache_read)
+        stats.input_tokens += u.input_tokens
+        stats.output_tokens += u.output_tokens
+        stats.cache_creation_input_tokens += cache_write
+        stats.cache_read_input_tokens += cache_read
+        dollars = cost_usd(model, u.input_tokens, u.output_tokens, cache_write, cache_read)
+        stats.cost_usd += dollars
+        if p.spend is not None:
+            p.spend.settle(plan.worst_usd, dollars)
+
+
+def _error_status(error: BaseException) -> int | None:
+    """The HTTP status `error` stands for (an ``error`` event in a 200: its type's status)."""
+    if not isinstance(error, anthropic.APIStatusError):
+        return None
+    status = error.status_code
+    if status == 200:
+        body = error.body
+        err = body.get("error") if isinstance(body, Mapping) else None
+        kind = err.get("type") if isinstance(err, Mapping) else None
+        return EVENT_ERROR_STATUS.get(kind, status) if isinstance(kind, str) else status
+    return status
+
+
+def _count_error(stats: Recorder, error: BaseException) -> int | None:
+    """Count `error` once in its kind; return the HTTP status it stands for."""
+    status = _error_status(error)
+    if status is None:
+        if isinstance(error, anthropic.APIConnectionError | httpx2.TransportError):
+            stats.connection_errors += 1
+    elif status == 429:
+        stats.rate_limited += 1
+    elif status == 529:
+        stats.overloaded += 1
+    elif status >= 500:
+        stats.server_errors += 1
+    return status
