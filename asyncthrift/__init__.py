@@ -7,7 +7,8 @@ async with Thrift(limits="tier2") as client:
 from __future__ import annotations
 
 from . import errors
-from .bucket import Cost, LocalBudget, TokenBucket
+from .bucket import Cost, TokenBucket
+from .budget import LocalBudget
 from .client import KeyConfig, Messages, Thrift
 from .errors import BudgetExceeded, DeadlineExceeded, QueueFull, RequestTooLarge, ThriftError
 from .limits import PRESETS, Limits, model_class

@@ -15,7 +15,8 @@ from anthropic.types import Usage
 
 from ._observers import RequestRecord, status_of
 from ._options import RequestOptions
-from .bucket import ZERO, Cost, LocalBudget, ServerView
+from .bucket import ZERO, Cost, ServerView
+from .budget import LocalBudget
 from .prices import cost_usd
 from .scheduler import Gate, Reservation
 from .stats import Recorder

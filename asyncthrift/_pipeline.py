@@ -28,7 +28,8 @@ from ._attempt import EMPTY_VIEW, Attempt, Call, ModelClass, Plan, Route, SendFa
 from ._keys import HEADERS, Key
 from ._observers import Observers
 from ._options import split_options
-from .bucket import Cost, LocalBudget, ServerView
+from .bucket import Cost, ServerView
+from .budget import LocalBudget
 from .cache import Cache, MemoryCache
 from .cache.keys import fingerprint
 from .dedupe import SingleFlight

@@ -21,7 +21,7 @@ from ._keys import Key, KeyConfig, want_aiohttp, with_header_hook
 from ._messages import Messages
 from ._observers import Observer, Observers
 from ._pipeline import Pipeline
-from .bucket import LocalBudget
+from .budget import LocalBudget
 from .cache import Cache, make_cache
 from .cache.keys import scope_for_key
 from .limits import LimitsSpec, LimitsTable

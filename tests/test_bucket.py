@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from asyncthrift.bucket import TOKEN_ROUNDING, Cost, LocalBudget, ServerView, TokenBucket
+from asyncthrift.bucket import Cost, ServerView, TokenBucket
+from asyncthrift.budget import TOKEN_ROUNDING, LocalBudget
 from asyncthrift.limits import Limits
 
 

@@ -7,7 +7,8 @@ import math
 
 import pytest
 
-from asyncthrift.bucket import Cost, LocalBudget
+from asyncthrift.bucket import Cost
+from asyncthrift.budget import LocalBudget
 from asyncthrift.errors import DeadlineExceeded, QueueFull, RequestTooLarge
 from asyncthrift.limits import Limits
 from asyncthrift.scheduler import Gate, QueueCounter, lane_level

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from asyncthrift.bucket import Cost, LocalBudget
+from asyncthrift.bucket import Cost
+from asyncthrift.budget import LocalBudget
 from asyncthrift.limits import Limits
 from asyncthrift.scheduler import Gate
 

@@ -38,7 +38,7 @@ from typing import Any, TextIO
 
 import anthropic
 
-from ..bucket import LocalBudget
+from ..budget import LocalBudget
 from ..client import Thrift
 from ..errors import RequestTooLarge, ThriftError
 from ..limits import Limits, LimitsSpec

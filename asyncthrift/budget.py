@@ -1,0 +1,440 @@
+"""The three-dimensional budget of one (key, model class) in this process: `LocalBudget`.
+
+Three `TokenBucket`s (requests, input tokens, output tokens) and what keeps them honest
+against the server: the resync from ``anthropic-ratelimit-*`` headers, read only as far as
+the evidence goes; the hold after a burst from full; the cold start; the estimate of what
+other consumers of the key spend. Pure arithmetic like `bucket.py`: every method takes `now`.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+
+from .bucket import ZERO, Cost, ServerView, TokenBucket
+from .limits import Limits
+
+__all__ = ["TOKEN_ROUNDING", "LocalBudget"]
+
+#: Token `-remaining` headers are rounded to a thousand, in a direction the API does not
+#: document (down or to nearest): a reading is read as this much below what it says. Safe
+#: under either: rounded to nearest, the truth may be 500 lower, which at a binding limit
+#: is a 429 at the margin (measured: 12 per 400 requests with another consumer of the
+#: key); rounded down, we hold back at most 1,500 tokens the server has. That is a
+#: constant offset, not lost throughput: the refill rate is unchanged.
+TOKEN_ROUNDING = 500.0
+
+#: After a cold start's first request, how long (a fraction of the period, at most
+#: `_PROBE_MAX` seconds) the others wait for its answer before one more request goes out.
+_PROBE_SHARE = 0.1
+_PROBE_MAX = 5.0
+
+#: The longest a bucket withholds refill waiting for the server's first answer after a
+#: burst from full, as a fraction of the period (then it credits the refill regardless).
+_MAX_HOLD = 0.5
+
+#: `ServerView[:6]` (limits and remainings) of a response without rate-limit headers.
+_NO_COUNTS = (None, None, None, None, None, None)
+
+#: The averaging window of the estimate of other consumers' spending, a fraction of the period.
+_FOREIGN_WINDOW = 0.2
+#: ... sampled over intervals of at least this fraction of the period.
+_FOREIGN_MIN_INTERVAL = 0.001
+#: The largest share of a limit's refill the estimate ever gives to other consumers, and
+#: the lowest it goes (below zero only so that noise averages out; see `_learn_foreign`).
+_FOREIGN_MAX_SHARE = 0.9
+_FOREIGN_MIN_SHARE = -0.25
+
+#: Takes remembered to answer "what did we send after time t" (trimmed in halves).
+_HISTORY = 4096
+
+
+_DIMENSIONS = (
+    ("requests", "rpm", "requests per minute"),
+    ("input_tokens", "itpm", "input tokens per minute"),
+    ("output_tokens", "otpm", "output tokens per minute"),
+)
+
+
+class LocalBudget:
+    """Three buckets (requests, input, output) for one (key, model class), in this process.
+
+    `sent` is the running total of everything ever taken; a request remembers the total at
+    its own admission, so when its response's headers arrive the budget knows what was sent
+    after it — what the server had not yet seen when it wrote `-remaining`.
+
+    `hold_bursts`: a take from a full bucket withholds refill until the server's first
+    answer to that burst (see `TokenBucket.hold`). Turn it off only for a budget no server
+    answers, such as a simulation of the scheduler alone.
+
+    `cold_start`: the budget does not know what others spent from the key before it started
+    (another process, an earlier run of a resumed job), nor once it has heard nothing from
+    the server for a whole period. Then it sends one request and waits for its answer (a
+    tenth of the period at most, then one more goes) and takes the level from it before
+    letting the rest go: one round trip, instead of assuming a full bucket and meeting a 429
+    for every request of the burst. The client turns it on; a bare budget (simulations,
+    tests of the arithmetic) starts full and trusted.
+    """
+
+    __slots__ = (
+        "_buckets",
+        "_caps",
+        "_cold_start",
+        "_drift",
+        "_error_after",
+        "_foreign",
+        "_foreign_at",
+        "_history_floor",
+        "_history_net",
+        "_history_times",
+        "_hold_bursts",
+        "_hold_marks",
+        "_hold_next",
+        "_net",
+        "_probe_at",
+        "_probe_wait",
+        "_sent",
+        "_warm_until",
+        "blocked_until",
+        "limits",
+        "name",
+    )
+
+    def __init__(
+        self,
+        limits: Limits,
+        now: float,
+        name: str = "",
+        *,
+        hold_bursts: bool = True,
+        cold_start: bool = False,
+    ) -> None:
+        self.limits = limits
+        self.name = name
+        self._hold_bursts = hold_bursts
+        self._cold_start = cold_start
+        # cold start: heard from the server until then; the admission time of the one
+        # request out while cold (None: none); hold the refill of the next take (`observe`)
+        self._warm_until = -math.inf
+        self._probe_at: float | None = None
+        self._probe_wait = min(limits.period * _PROBE_SHARE, _PROBE_MAX)
+        self._hold_next = False
+        self._buckets: list[TokenBucket | None] = [
+            None if cap is None else TokenBucket(cap, limits.period, now)
+            for cap in (limits.rpm, limits.itpm, limits.otpm)
+        ]
+        self._caps = self._capacities()
+        self._sent = [0.0, 0.0, 0.0]
+        # the sent total of the take that started each dimension's hold (see take)
+        self._hold_marks = [math.inf, math.inf, math.inf]
+        # net charged (takes less refunds) so far, and (time, net) after each change: what we
+        # charged or got back after a given instant is the difference of two entries
+        self._net = [0.0, 0.0, 0.0]
+        # per dimension: the estimated rate (units/s) at which someone else spends from the
+        # same key, when it was last updated, the local-minus-server error right after the
+        # latest resync, and the error's drift accumulated since the update (`_learn_foreign`)
+        self._foreign = [0.0, 0.0, 0.0]
+        self._foreign_at = [now, now, now]
+        self._error_after = [0.0, 0.0, 0.0]
+        self._drift = [0.0, 0.0, 0.0]
+        self._history_times: list[float] = []
+        self._history_net: list[tuple[float, float, float]] = []
+        self._history_floor = (0.0, 0.0, 0.0)  # the net before the oldest remembered change
+        self.blocked_until = -math.inf
+
+    @property
+    def buckets(self) -> tuple[TokenBucket | None, ...]:
+        return tuple(self._buckets)
+
+    def _capacities(self) -> tuple[float, float, float]:
+        """Each dimension's capacity (inf = unlimited); refreshed whenever a bucket changes."""
+        r, i, o = (math.inf if b is None else b.capacity for b in self._buckets)
+        return (r, i, o)
+
+    def too_large(self, cost: Cost) -> str | None:
+        """Why `cost` can never be admitted, or None if it can."""
+        caps = self._caps
+        if cost[0] <= caps[0] and cost[1] <= caps[1] and cost[2] <= caps[2]:
+            return None  # the answer for every admission: three comparisons
+        for bucket, amount, (_, field, what) in zip(self._buckets, cost, _DIMENSIONS, strict=True):
+            if bucket is not None and amount > bucket.capacity:
+                return (
+                    f"this request needs {amount:,.0f} {what.split(' per ')[0]} but the {field} "
+                    f"limit is {bucket.capacity:,.0f} {what}: it can never be admitted. "
+                    + (
+                        "Lower max_tokens."
+                        if field == "otpm"
+                        else "Shorten the prompt or split it into several requests."
+                        if field == "itpm"
+                        else "Raise the limit."
+                    )
+                )
+        return None
+
+    def wait(self, cost: Cost, now: float) -> float:
+        """Seconds until all three dimensions can pay `cost` at once (0.0 = now)."""
+        wait = self.blocked_until - now if self.blocked_until > now else 0.0
+        probe = self._probe_at
+        if probe is not None and probe + self._probe_wait > now:
+            wait = max(wait, probe + self._probe_wait - now)  # a cold start's first is out
+        for bucket, amount in zip(self._buckets, cost, strict=True):
+            if bucket is not None and amount > 0:
+                w = bucket.wait(amount, now)
+                if w > wait:
+                    wait = w
+        return wait
+
+    def take(self, cost: Cost, now: float) -> Cost:
+        """Charge `cost`; returns the running total sent, including this cost (its mark)."""
+        if self._cold_start and now >= self._warm_until:
+            self._probe_at = now  # cold: this request goes alone (see `wait`)
+        sent = self._sent
+        net = self._net
+        hold_next = self._hold_next
+        self._hold_next = False
+        for i, (bucket, amount) in enumerate(zip(self._buckets, cost, strict=True)):
+            sent[i] += amount
+            net[i] += amount
+            if bucket is not None and amount:
+                if (
+                    self._hold_bursts
+                    and not bucket.held
+                    and (hold_next or bucket.level(now) >= bucket.capacity)
+                ):
+                    # a burst from a full bucket: credit no refill until the server answers
+                    bucket.hold(now, self.limits.period * _MAX_HOLD)
+                    self._hold_marks[i] = sent[i]
+                bucket.take(amount, now)
+        self._remember(now)
+        return Cost(sent[0], sent[1], sent[2])
+
+    def _remember(self, now: float) -> None:
+        times = self._history_times
+        if len(times) >= 2 * _HISTORY:
+            self._history_floor = self._history_net[_HISTORY - 1]
+            del times[:_HISTORY]
+            del self._history_net[:_HISTORY]
+        times.append(now)
+        n = self._net
+        self._history_net.append((n[0], n[1], n[2]))
+
+    def give(self, cost: Cost, now: float) -> None:
+        """Refund `cost` (components may be negative: a negative refund is a further charge)."""
+        if cost[0] > 0:
+            self._probe_at = None  # a request that never went out: it answers nothing
+        net = self._net
+        for i, (bucket, amount) in enumerate(zip(self._buckets, cost, strict=True)):
+            net[i] -= amount
+            if bucket is None or not amount:
+                continue
+            if amount > 0:
+                bucket.give(amount, now)
+            else:
+                bucket.take(-amount, now)
+        self._remember(now)
+
+    def block_until(self, when: float) -> None:
+        """Admit nothing before `when` (a 429's retry-after); never shortens a block."""
+        if when > self.blocked_until:
+            self.blocked_until = when
+
+    def observe(
+        self,
+        view: ServerView,
+        sent_mark: Cost,
+        sent_at: float,
+        now: float,
+        *,
+        uncharged: Cost = ZERO,
+        refused: bool = False,
+    ) -> bool:
+        """Resync from a response's headers; True if the gate should look at its head again.
+
+        `sent_at` is when this request was admitted here and `sent_mark` what had been sent
+        by then, its own cost included. `uncharged` is the part of its cost the server refused
+        to charge (a 429 or 529), which the caller is about to give back: the server's
+        `-remaining` does not include it. `refused` says it was such a refusal: the request
+        itself stays spent here, whether or not the server counted it (it may not have).
+
+        What is assumed about the headers, and why: a `-remaining` is the server's level at
+        one instant somewhere in ``[sent_at, now]`` (admission and completion are both
+        readings the documentation allows; a streamed response's headers go out at its
+        start), a token `-remaining` may be `TOKEN_ROUNDING` above the truth, and `-reset` is
+        good only to a whole second, so it is not used to place the instant. Each
+        candidate instant ``T`` gives a reading ``remaining - (net charged here after T) +
+        refill since T``; the server's level now is at most the highest of them. The local
+        level is lowered to that and no further: a gap the window explains is not somebody
+        else's spending. Lowering to the lowest reading instead counted a burst twice and
+        stalled the queue for refill the server already had (2.6-3.3x the minimum makespan
+        against a server writing headers at completion). A gap that persists beyond the
+        window is learnt as another consumer's rate (`_learn_foreign`), which refills us at
+        what is left; a header never raises the local level.
+
+        The first answer after a cold start (see `cold_start`) is read the other way, at the
+        lowest consistent reading: nothing is known yet, and one conservative round trip
+        costs less than a burst of 429s.
+        """
+        cold = self._probe_at is not None
+        self._probe_at = None
+        if self._cold_start:
+            self._warm_until = now + self.limits.period
+        if view[:6] == _NO_COUNTS:
+            # no rate-limit headers (a proxy, or a server without limits): nothing to resync
+            # but the end of a burst's hold, which credits no refill the server did not prove
+            for i, bucket in enumerate(self._buckets):
+                if bucket is not None and bucket.held and sent_mark[i] >= self._hold_marks[i]:
+                    bucket.release(now, up_to=bucket.level(now))
+            return cold
+        changed = cold
+        remainings = (view.requests_remaining, view.input_remaining, view.output_remaining)
+        for i, limit in enumerate((view.requests_limit, view.input_limit, view.output_limit)):
+            if limit is None or limit <= 0:
+                continue
+            bucket = self._buckets[i]
+            if bucket is None:
+                # a limit learnt from the headers: its level is read as after a cold start
+                self._buckets[i] = TokenBucket(limit, self.limits.period, now)
+                cold = changed = True
+            elif limit < bucket.capacity - 0.5:
+                bucket.resize(limit, self.limits.period, now)
+                changed = True
+        if changed:
+            self._caps = self._capacities()
+        if cold:
+            self._hold_next = self._hold_bursts
+        highest = self._highest_readings(sent_at, now)
+        for i, remaining in enumerate(remainings):
+            bucket = self._buckets[i]
+            if bucket is None:
+                continue
+            if bucket.held and sent_mark[i] >= self._hold_marks[i]:
+                # the server answered the burst. Refill withheld meanwhile is not credited:
+                # the server's bucket may have sat full while the burst was on its way
+                bucket.release(now, up_to=bucket.level(now))
+            if remaining is None:
+                continue
+            tolerance = TOKEN_ROUNDING if i else 0.0
+            if cold:
+                # everything charged since this request, itself included, counts as unseen
+                # (its unused output may already be refunded in the reading)
+                after = self._net[i] - self._net_until(sent_at, strict=True)[i]
+                ceiling = remaining - tolerance - after
+                self._error_after[i] = 0.0
+                self._drift[i] = 0.0
+                self._foreign_at[i] = now
+            else:
+                ceiling = remaining - tolerance + highest[i] - uncharged[i]
+                # a refused request we keep spent is our own bookkeeping, not anyone's spending
+                kept = 1.0 if refused and i == 0 else 0.0
+                self._learn_foreign(i, bucket, bucket.level(now) - ceiling, now, kept)
+            if bucket.clamp(ceiling, now):
+                changed = True
+        return changed
+
+    def _highest_readings(self, sent_at: float, now: float) -> tuple[float, float, float]:
+        """Per dimension, the most ``refill since T - net charged after T`` can be.
+
+        ``T`` is the unknown instant the server wrote its headers, in ``[sent_at, now]``.
+        Between two of our own changes the expression falls as ``T`` grows, so only the
+        instants of our changes (the first is this request's own take) and `now` are
+        candidates: one pass over what changed while this request was out.
+        """
+        net_now = self._net
+        b0, b1, b2 = self._buckets
+        r0 = 0.0 if b0 is None else b0.rate
+        r1 = 0.0 if b1 is None else b1.rate
+        r2 = 0.0 if b2 is None else b2.rate
+        n0, n1, n2 = net_now
+        # "now" itself: the server saw everything we sent (its refill since then is nil)
+        h0 = h1 = h2 = 0.0
+        times = self._history_times
+        nets = self._history_net
+        # our own take is at `sent_at` (unless trimmed from the history: then from its start)
+        for k in range(bisect.bisect_left(times, sent_at), len(times)):
+            span = now - times[k]
+            net = nets[k]
+            v = net[0] - n0 + r0 * span
+            if v > h0:
+                h0 = v
+            v = net[1] - n1 + r1 * span
+            if v > h1:
+                h1 = v
+            v = net[2] - n2 + r2 * span
+            if v > h2:
+                h2 = v
+        return (h0, h1, h2)
+
+    def _learn_foreign(
+        self, i: int, bucket: TokenBucket, error: float, now: float, kept: float = 0.0
+    ) -> None:
+        """Learn how fast someone else spends dimension `i` of this key; refill net of it.
+
+        `error` is the local level minus the server's (as read from this response), before
+        the resync clamps it. Our own spending cancels out of it, so between two resyncs it
+        drifts at (our refill rate - the server's refill rate left after others' spending):
+        zero when the rate is right, positive when another consumer spends what we credit.
+        The drift, averaged over about a fifth of the period, corrects the estimate of the
+        others' rate, and the bucket refills at the limit's rate less that estimate.
+
+        Why: crediting the whole refill ran a client on a shared key ahead of the server by
+        the others' spending, which a resync only caught one round trip later: a 429 every
+        few seconds at a binding limit, and a burst of them after every `retry-after` block,
+        which released a whole second of refill the server never had. A constant error (the
+        margin of our estimates) does not drift and teaches nothing, and a lone consumer's
+        estimate wanders around zero: it may go below, so noise cancels out instead of
+        ratcheting up against a floor (which slowed a lone consumer by 5-10 %).
+        """
+        if bucket.held:
+            # refill is withheld on purpose until the server answers a burst: the error's
+            # drift meanwhile is ours, and says nothing about anybody else
+            self._drift[i] = 0.0
+            self._error_after[i] = min(error, 0.0)
+            self._foreign_at[i] = now
+            return
+        self._drift[i] += error + kept - self._error_after[i]
+        self._error_after[i] = min(error, 0.0)  # the clamp makes a positive error zero
+        period = self.limits.period
+        dt = now - self._foreign_at[i]
+        if dt < period * _FOREIGN_MIN_INTERVAL:
+            return  # answers come in bunches at one loop instant: sample over an interval
+        weight = 1.0 - math.exp(-dt / (period * _FOREIGN_WINDOW))
+        full = bucket.capacity / period
+        # a drift faster than the whole refill is a step, not a rate (the first answer finding
+        # the bucket drained, a burst of the other's): it counts at most as the whole refill
+        drift = min(max(self._drift[i] / dt, -full), full)
+        foreign = self._foreign[i] + weight * drift
+        # the estimate may go below zero, so that noise averages out instead of ratcheting
+        # up against a floor; only a positive estimate slows the refill
+        self._foreign[i] = min(max(foreign, full * _FOREIGN_MIN_SHARE), full * _FOREIGN_MAX_SHARE)
+        self._drift[i] = 0.0
+        self._foreign_at[i] = now
+        bucket.set_rate(full - max(0.0, self._foreign[i]), now)
+
+    def _net_until(self, t: float, *, strict: bool = False) -> tuple[float, float, float]:
+        """The net charged total at time `t` (the oldest remembered if `t` is older).
+
+        `strict` leaves out changes made at exactly `t` (they count as after it).
+        """
+        times = self._history_times
+        i = bisect.bisect_left(times, t) if strict else bisect.bisect_right(times, t)
+        return self._history_net[i - 1] if i else self._history_floor
+
+    def refilled(self, now: float) -> tuple[float | None, ...]:
+        """Per dimension, the refill credited so far (plus the first level; None = unlimited).
+
+        Net charged plus the level: the difference of two readings is the refill the bucket
+        credited in between, which can never exceed the limit's rate. The progress line
+        shows usage as the lesser of this and what was spent, so it never reads above a
+        limit (a burst from a full bucket is capacity spent, not a rate).
+        """
+        net = self._net
+        return tuple(
+            None if b is None else net[i] + b.peek(now) for i, b in enumerate(self._buckets)
+        )
+
+    def peek(self, now: float) -> tuple[float | None, ...]:
+        """Each dimension's level at `now` (None = unlimited), changing nothing."""
+        return tuple(None if b is None else b.peek(now) for b in self._buckets)
+
+    def __repr__(self) -> str:
+        return f"LocalBudget({self.name!r}, {self.limits})"
