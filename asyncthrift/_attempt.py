@@ -149,6 +149,9 @@ class Route(Protocol):
         """Reconcile `attempt` (now, or later for a stream) and return the caller's answer."""
         ...
 
+    #: The response's headers go out before its answer (a stream's, at its start).
+    headers_at_start: bool
+
 
 class Attempt:
     """One admitted HTTP attempt and its reservation, settled exactly once."""
@@ -171,13 +174,14 @@ class Attempt:
     def key(self) -> Key:
         return self.pipeline.keys[self._reservation.index]
 
-    def resync(self, view: ServerView) -> None:
+    def resync(self, view: ServerView, *, at_start: bool = False) -> None:
         """Resync the budget from a successful response's headers (always, even without any:
-        the first answer to a burst ends its hold)."""
+        the first answer to a burst ends its hold). `at_start`: the headers went out before
+        the answer did (a stream), so they certainly count this request's whole charge."""
         self.view = view
         r = self._reservation
         now = self.pipeline.loop.time()
-        if r.budget.observe(view, r.mark, r.sent_at, now):
+        if r.budget.observe(view, r.mark, r.sent_at, now, seen=r.cost if at_start else ZERO):
             self.plan.mc.gate.poke()
 
     def succeeded(self, model: str | None, usage: Usage | None) -> None:

@@ -255,7 +255,8 @@ class Pipeline:
                     await asyncio.sleep(delay)
                 continue
             HEADERS.reset(token)
-            attempt.resync(server_view(box[-1]) if box else EMPTY_VIEW)
+            view = server_view(box[-1]) if box else EMPTY_VIEW
+            attempt.resync(view, at_start=route.headers_at_start)
             return route.received(attempt, result)
 
     def _failed(self, attempt: Attempt, exc: BaseException, box: list[Mapping[str, str]]) -> float:

@@ -21,6 +21,7 @@ class _CreateRoute:
     """``messages.create``: the SDK's call, its `Message` reconciled at once."""
 
     __slots__ = ()
+    headers_at_start = False
 
     def plan(self, pipeline: Pipeline, params: Mapping[str, Any]) -> Plan:
         return pipeline.plan(params)

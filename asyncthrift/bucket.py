@@ -190,4 +190,5 @@ class Budget(Protocol):
         *,
         uncharged: Cost = ...,
         refused: bool = ...,
+        seen: Cost = ...,
     ) -> bool: ...

@@ -17,7 +17,8 @@ from .limits import Limits
 __all__ = ["TOKEN_ROUNDING", "LocalBudget"]
 
 #: Token `-remaining` headers are rounded to a thousand, in a direction the API does not
-#: document (down or to nearest): a reading is read as this much below what it says. Safe
+#: document (down or to nearest): a reading is read as this much below what it says (until
+#: a count that is not a multiple of a thousand shows the server reports exactly). Safe
 #: under either: rounded to nearest, the truth may be 500 lower, which at a binding limit
 #: is a 429 at the margin (measured: 12 per 400 requests with another consumer of the
 #: key); rounded down, we hold back at most 1,500 tokens the server has. That is a
@@ -82,6 +83,7 @@ class LocalBudget:
         "_cold_start",
         "_drift",
         "_error_after",
+        "_exact_tokens",
         "_foreign",
         "_foreign_at",
         "_history_floor",
@@ -113,6 +115,8 @@ class LocalBudget:
         self.name = name
         self._hold_bursts = hold_bursts
         self._cold_start = cold_start
+        # token `-remaining` seen at a value no rounding to a thousand gives: read it exactly
+        self._exact_tokens = False
         # cold start: heard from the server until then; the admission time of the one
         # request out while cold (None: none); hold the refill of the next take (`observe`)
         self._warm_until = -math.inf
@@ -247,6 +251,7 @@ class LocalBudget:
         *,
         uncharged: Cost = ZERO,
         refused: bool = False,
+        seen: Cost = ZERO,
     ) -> bool:
         """Resync from a response's headers; True if the gate should look at its head again.
 
@@ -255,6 +260,8 @@ class LocalBudget:
         to charge (a 429 or 529), which the caller is about to give back: the server's
         `-remaining` does not include it. `refused` says it was such a refusal: the request
         itself stays spent here, whether or not the server counted it (it may not have).
+        `seen` is the part of its own charge the reading certainly includes: a stream's
+        headers go out at its start, with its whole reservation charged.
 
         What is assumed about the headers, and why: a `-remaining` is the server's level at
         one instant somewhere in ``[sent_at, now]`` (admission and completion are both
@@ -313,11 +320,14 @@ class LocalBudget:
                 bucket.release(now, up_to=bucket.level(now))
             if remaining is None:
                 continue
-            tolerance = TOKEN_ROUNDING if i else 0.0
+            if i and remaining % 1000:
+                self._exact_tokens = True  # a count no rounding gives: the server is exact
+            tolerance = TOKEN_ROUNDING if i and not self._exact_tokens else 0.0
             if cold:
-                # everything charged since this request, itself included, counts as unseen
-                # (its unused output may already be refunded in the reading)
-                after = self._net[i] - self._net_until(sent_at, strict=True)[i]
+                # everything charged since this request, itself included unless the reading
+                # certainly has it, counts as unseen (a non-streamed answer's reading may
+                # have its unused output refunded already)
+                after = self._net[i] - self._net_until(sent_at, strict=True)[i] - seen[i]
                 ceiling = remaining - tolerance - after
                 self._error_after[i] = 0.0
                 self._drift[i] = 0.0

@@ -71,6 +71,7 @@ class _CountRoute:
     """The pipeline's innermost step for ``count_tokens``: its own gate, no tokens charged."""
 
     __slots__ = ("calibrate",)
+    headers_at_start = False
 
     def __init__(self, calibrate: bool) -> None:
         self.calibrate = calibrate

@@ -168,6 +168,7 @@ class _StreamRoute:
     """The pipeline's innermost step for a stream: open it and read its first event."""
 
     __slots__ = ()
+    headers_at_start = True
 
     def plan(self, pipeline: Pipeline, params: Mapping[str, Any]) -> Plan:
         return pipeline.plan(params)

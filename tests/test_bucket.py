@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from asyncthrift.bucket import Cost, ServerView, TokenBucket
+from asyncthrift.bucket import ZERO, Cost, ServerView, TokenBucket
 from asyncthrift.budget import TOKEN_ROUNDING, LocalBudget
 from asyncthrift.limits import Limits
 
@@ -345,3 +345,24 @@ def test_refilled_counts_what_the_bucket_credited_never_more_than_the_rate() -> 
     assert before is not None and after is not None
     assert after - before == pytest.approx(10.0)  # 61 spent, 10 s of refill credited
     assert budget.refilled(10.0)[1] is None  # unlimited dimensions say so
+
+
+def test_a_token_count_no_rounding_gives_makes_the_readings_exact() -> None:
+    budget = LocalBudget(Limits(itpm=100_000), now=0.0)
+    mark = budget.take(Cost(0, 10_400, 0), 0.0)
+    budget.observe(ServerView(input_limit=100_000, input_remaining=89_600), mark, 0.0, 0.0)
+    assert budget.peek(0.0)[1] == pytest.approx(89_600)  # not read 500 low: it is exact
+    mark = budget.take(Cost(0, 9_600, 0), 0.0)
+    budget.observe(ServerView(input_limit=100_000, input_remaining=79_000), mark, 0.0, 0.0)
+    assert budget.peek(0.0)[1] == pytest.approx(79_000)  # and stays exact
+
+
+def test_a_cold_start_reads_a_streams_own_charge_as_seen() -> None:
+    limits = Limits(otpm=10_001, period=600)
+    cost = Cost(1, 0, 1_000)
+    for seen, expected in ((ZERO, 8_001), (cost, 9_001)):
+        budget = LocalBudget(limits, now=0.0, cold_start=True)
+        mark = budget.take(cost, 0.0)
+        view = ServerView(output_limit=10_001, output_remaining=9_001)
+        budget.observe(view, mark, 0.0, 0.0, seen=seen)
+        assert budget.peek(0.0)[2] == pytest.approx(expected)

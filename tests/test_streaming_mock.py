@@ -58,10 +58,16 @@ async def test_event_sequence_is_the_bare_sdks() -> None:
 
 
 async def test_abandoned_stream_refunds_what_was_not_produced() -> None:
-    limits = Limits(otpm=10_000, period=600)
+    # a server that reports exact counts (9 001 left, not a multiple of a thousand): the
+    # client reads them exactly, so the refund shows to the token
+    limits = Limits(otpm=10_001, period=600)
     async with (
         MockServer(
-            limits=limits, latency=0.01, latency_per_token=0.01, output_tokens=(400, 400)
+            limits=limits,
+            latency=0.01,
+            latency_per_token=0.01,
+            output_tokens=(400, 400),
+            remaining_rounding="exact",
         ) as mock,
         Thrift(api_key="k", base_url=mock.base_url, limits=limits) as c,
     ):
@@ -81,7 +87,7 @@ async def test_abandoned_stream_refunds_what_was_not_produced() -> None:
         now = asyncio.get_running_loop().time()
         out = c.budgets()["sonnet"][0].peek(now)[2]
         assert out is not None
-        charged = 10_000 - out
+        charged = 10_001 - out
         # refunded all but what was produced, and never less than the server charged
         assert produced <= charged + 1 < 100
         s_ = c.stats()
