@@ -21,7 +21,7 @@ import asyncio
 import functools
 import random
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, Final, TypeVar
 
 import anthropic
@@ -231,7 +231,9 @@ class Batches:
             out.append(await self.create_one(chunk, **options))
         return out
 
-    async def create_one(self, requests: list[Mapping[str, Any]], **options: Any) -> MessageBatch:
+    async def create_one(
+        self, requests: Sequence[Mapping[str, Any]], **options: Any
+    ) -> MessageBatch:
         """One batch of `requests` (which must fit the per-batch limits): one API call."""
         sdk_requests: Any = requests
         batch = await self._call(
