@@ -23,6 +23,7 @@ from .batches import Batches, batches_for, stats_overrides
 from .bucket import LocalBudget
 from .cache import Cache, make_cache
 from .cache.keys import scope_for_key
+from .compression import compression_overrides
 from .limits import LimitsSpec, LimitsTable
 from .retry import RetryPolicy
 from .scheduler import QueueCounter
@@ -225,6 +226,7 @@ class Thrift:
             cs = p.cache.stats
             extra = {"cache_errors": r.cache_errors + cs.errors + cs.timeouts}
         extra.update(stats_overrides(self._root, r.cost_usd))
+        extra.update(compression_overrides(p))
         return r.snapshot(queued=p.queued(), **extra)
 
     def budgets(self) -> dict[str, list[LocalBudget]]:

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, Final
 import orjson
 
 from ..bucket import TokenBucket
-from ._answers import answer_for, request_hash
+from ._answers import answer_for
 from ._http import Request, Response
 from ._tokenizer import analyze_input
 from ._validate import validate
@@ -169,7 +169,7 @@ class BatchStore:
             }
         assert isinstance(params, dict)
         answer = answer_for(
-            request_hash(params),
+            server.answer_seed(params),
             cfg.output_tokens,
             params["max_tokens"],
             params.get("stop_sequences"),

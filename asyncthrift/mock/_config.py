@@ -52,12 +52,14 @@ OutputCharge = Literal["reserve", "actual"]
 ResetPrecision = Literal["seconds", "milliseconds"]
 HeadersAt = Literal["completion", "admission"]
 RemainingRounding = Literal["down", "nearest", "exact"]
+AnswerFrom = Literal["request", "last_turn"]
 
 _CHOICES: dict[str, tuple[str, ...]] = {
     "output_charge": get_args(OutputCharge),
     "reset_precision": get_args(ResetPrecision),
     "headers_at": get_args(HeadersAt),
     "remaining_rounding": get_args(RemainingRounding),
+    "answer_from": get_args(AnswerFrom),
 }
 
 #: Default (lo, hi) range of answer lengths in output tokens.
@@ -106,6 +108,10 @@ class MockConfig:
         always did), False "exact"; None (the default) defers to `remaining_rounding`. It is
         folded into `remaining_rounding` at construction and then reads None.
     Answers and timing:
+      answer_from: what the deterministic answer is a hash of: the whole "request" (any
+        change gives another answer), or only the "last_turn" (model, options, system and
+        the last user message; the history is ignored, as a model answering the last
+        question would), to check that history compression leaves answers unchanged.
       output_tokens: (lo, hi) range of the deterministic answer length, capped by max_tokens.
       latency: seconds before the answer (time to first token for streams).
       latency_per_token: seconds per output token (spread over a stream's deltas).
@@ -150,6 +156,7 @@ class MockConfig:
     count_tokens_rpm: float | None = None
     count_tokens_period: float = 60.0
     output_tokens: tuple[int, int] = DEFAULT_OUTPUT_TOKENS
+    answer_from: AnswerFrom = "request"
     latency: float = 0.0
     latency_per_token: float = 0.0
     latency_jitter: float = 0.0

@@ -34,7 +34,7 @@ import xxhash
 
 from ..bucket import TokenBucket
 from ..limits import LimitsTable
-from ._answers import Answer, answer_for, request_hash, split_deltas
+from ._answers import Answer, answer_for, last_turn_view, request_hash, split_deltas
 from ._batches import PREFIX as BATCHES
 from ._batches import BatchStore
 from ._caching import CacheSplit, PromptCache, min_cacheable
@@ -285,11 +285,17 @@ class MockServer:
         digest = xxhash.xxh3_128_digest(raw)
         found = self._analyses.get(digest)
         if found is None:
-            found = (analyze_input(body), request_hash(body))
+            found = (analyze_input(body), self.answer_seed(body))
             if len(self._analyses) >= _ANALYSIS_CACHE_SIZE:
                 self._analyses.clear()
             self._analyses[digest] = found
         return found
+
+    def answer_seed(self, body: dict[str, Any]) -> int:
+        """The seed of a request's deterministic answer (see `MockConfig.answer_from`)."""
+        if self.config.answer_from == "last_turn":
+            return request_hash(last_turn_view(body))
+        return request_hash(body)
 
     def _budget(self, api_key: str, model: str) -> tuple[str, ServerBudget | None]:
         table = self._key_tables.get(api_key, self._table)
