@@ -45,7 +45,16 @@ from .idset import ABSENT
 from .journal import DONE, ERRORED, RETRYABLE_RESULTS
 from .progress import ProgressBar, format_duration, human
 from .reader import BadLine, Item, iter_lines, parse_line
-from .runner import _DONE_SEEN, _KEY_REFUSED, _SEEN, _YIELD_EVERY, BulkConfig, BulkReport, _Run
+from .runner import (
+    _DONE_SEEN,
+    _KEY_REFUSED,
+    _SEEN,
+    _YIELD_EVERY,
+    BulkConfig,
+    BulkReport,
+    _Run,
+    register_batch_mode,
+)
 
 __all__ = ["BatchRun", "Ledger", "choose_batch"]
 
@@ -493,3 +502,6 @@ class BatchRun(_Run):
         return _BatchProgress(
             self, self.stderr, tty=self.stderr.isatty(), interval=self.config.progress_interval
         )
+
+
+register_batch_mode(choose_batch, BatchRun)

@@ -31,7 +31,7 @@ import signal
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -568,6 +568,15 @@ def summary(config: BulkConfig, report: BulkReport) -> str:
     return "\n".join(lines)
 
 
+#: ``--batch``'s chooser and run class, registered by `batchmode` (which the package imports:
+#: it subclasses `_Run`, so this module cannot import it).
+_BATCH_MODE: dict[str, tuple[Callable[[BulkConfig], bool], type[_Run]]] = {}
+
+
+def register_batch_mode(choose: Callable[[BulkConfig], bool], run: type[_Run]) -> None:
+    _BATCH_MODE["run"] = (choose, run)
+
+
 async def run_bulk(config: BulkConfig, *, stderr: TextIO | None = None) -> BulkReport:
     """Run the whole job described by `config`; see the module docstring."""
     err = stderr if stderr is not None else sys.stderr
@@ -597,10 +606,13 @@ async def run_bulk(config: BulkConfig, *, stderr: TextIO | None = None) -> BulkR
                 **options,
             )
         )
-        from .batchmode import BatchRun, choose_batch
-
-        if config.batch is not None and await asyncio.to_thread(choose_batch, config):
-            report = await BatchRun(config, client, err).run()
+        batch = _BATCH_MODE.get("run")
+        if (
+            config.batch is not None
+            and batch is not None
+            and await asyncio.to_thread(batch[0], config)
+        ):
+            report = await batch[1](config, client, err).run()
         else:
             report = await _Run(config, client, err).run()
     if not config.quiet or not report.complete:
