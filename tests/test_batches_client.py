@@ -40,28 +40,27 @@ async def test_create_wait_results_and_half_price() -> None:
         MockServer(batch_latency=0.1) as mock,
         Thrift(api_key="k", base_url=mock.base_url) as client,
     ):
-        if True:
-            client.batches.max_requests = 7
-            batches = await client.batches.create(requests=[req(i) for i in range(20)])
-            assert [b.request_counts.processing for b in batches] == [7, 7, 6]
-            got: dict[str, Any] = {}
-            for b in batches:
-                ended = await client.batches.wait(b.id, poll=0.02)
-                assert ended.processing_status == "ended"
-                async for r in client.batches.results(b.id):
-                    got[r.custom_id] = r.result
-            assert len(got) == 20
-            s = client.stats()
-            assert s.batch_requests == 20 and s.batch_results == 20
-            batch_cost = s.batch_cost_usd
-            assert s.cost_usd == pytest.approx(batch_cost)
-            for i in range(20):
-                direct = await client.messages.create(**req(i)["params"], cache=False)
-                assert direct.content == got[f"c-{i}"].message.content
-            plain = client.stats().cost_usd - batch_cost
-            assert batch_cost == pytest.approx(plain / 2)
-            names = [b.id async for b in client.batches.list(limit=2)]
-            assert names == [b.id for b in reversed(batches)]
+        client.batches.max_requests = 7
+        batches = await client.batches.create(requests=[req(i) for i in range(20)])
+        assert [b.request_counts.processing for b in batches] == [7, 7, 6]
+        got: dict[str, Any] = {}
+        for b in batches:
+            ended = await client.batches.wait(b.id, poll=0.02)
+            assert ended.processing_status == "ended"
+            async for r in client.batches.results(b.id):
+                got[r.custom_id] = r.result
+        assert len(got) == 20
+        s = client.stats()
+        assert s.batch_requests == 20 and s.batch_results == 20
+        batch_cost = s.batch_cost_usd
+        assert s.cost_usd == pytest.approx(batch_cost)
+        for i in range(20):
+            direct = await client.messages.create(**req(i)["params"], cache=False)
+            assert direct.content == got[f"c-{i}"].message.content
+        plain = client.stats().cost_usd - batch_cost
+        assert batch_cost == pytest.approx(plain / 2)
+        names = [b.id async for b in client.batches.list(limit=2)]
+        assert names == [b.id for b in reversed(batches)]
 
 
 async def test_batch_calls_wait_on_their_own_budget_and_obey_429() -> None:
@@ -69,15 +68,14 @@ async def test_batch_calls_wait_on_their_own_budget_and_obey_429() -> None:
         MockServer(batch_rpm=2, batch_period=1.0) as mock,
         Thrift(api_key="k", base_url=mock.base_url) as client,
     ):
-        if True:
-            b = (await client.batches.create(requests=[req(0)]))[0]
-            loop = asyncio.get_running_loop()
-            t0 = loop.time()
-            for _ in range(4):  # the server allows 2 per second: 429s are retried after waits
-                await client.batches.retrieve(b.id)
-            assert loop.time() - t0 >= 0.9
-            assert client.stats().requests == 0  # the Messages side saw nothing
-            assert mock.counters.batch_api_requests >= 5
+        b = (await client.batches.create(requests=[req(0)]))[0]
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        for _ in range(4):  # the server allows 2 per second: 429s are retried after waits
+            await client.batches.retrieve(b.id)
+        assert loop.time() - t0 >= 0.9
+        assert client.stats().requests == 0  # the Messages side saw nothing
+        assert mock.counters.batch_api_requests >= 5
 
 
 async def test_budget_paces_locally() -> None:
