@@ -21,6 +21,7 @@ from ._lookup import fetch
 from ._options import stream_requested
 from ._pipeline import COUNT_TOKENS_CLASS, Pipeline
 from ._routes import CREATE, RAW_CREATE
+from .compression import compress_kwargs
 from .counting import count_tokens, split_count_kwargs
 from .streaming import ThriftStreamManager, open_event_stream
 
@@ -173,6 +174,7 @@ class Messages:
         int), ``deadline`` (seconds to wait for admission), ``cache`` and ``dedupe`` (bool);
         None for any of them means its default.
         """
+        kwargs = compress_kwargs(self._pipeline, kwargs)  # opt-in: asyncthrift.compression
         if stream_requested(kwargs):  # strict: stream="yes" is refused, not truthy
             return await self._open_stream(kwargs)
         p = self._pipeline

@@ -21,9 +21,11 @@ from ._keys import Key, KeyConfig, want_aiohttp, with_header_hook
 from ._messages import Messages
 from ._observers import Observer, Observers
 from ._pipeline import Pipeline
+from .batches import Batches, batches_for, stats_overrides
 from .budget import LocalBudget
 from .cache import Cache, make_cache
 from .cache.keys import scope_for_key
+from .compression import compression_overrides
 from .limits import LimitsSpec, LimitsTable
 from .retry import RetryPolicy
 from .scheduler import QueueCounter
@@ -234,6 +236,11 @@ class Thrift:
         """The SDK's ``beta`` resources (first key), unscheduled."""
         return self._sdks[0].beta
 
+    @property
+    def batches(self) -> Batches:
+        """The Message Batches API on its own request budget (`asyncthrift.batches`)."""
+        return batches_for(self._root, self._sdks[0], self._max_retries)
+
     # -- observers and introspection -----------------------------------------------------------
 
     def add_observer(self, observer: Observer, *, name: str | None = None) -> None:
@@ -260,6 +267,8 @@ class Thrift:
         if p.cache is not None:
             cs = p.cache.stats
             extra = {"cache_errors": r.cache_errors + cs.errors + cs.timeouts}
+        extra.update(stats_overrides(self._root, r.cost_usd))
+        extra.update(compression_overrides(p))
         return r.snapshot(queued=p.queued(), **extra)
 
     def budgets(self) -> dict[str, list[LocalBudget]]:

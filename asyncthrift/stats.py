@@ -60,6 +60,14 @@ class Stats:
     latency_p50: float = 0.0
     latency_p90: float = 0.0
     latency_p99: float = 0.0
+    batch_requests: int = 0
+    """Requests submitted through ``client.batches`` (in every batch created)."""
+    batch_results: int = 0
+    """Batch results read back through ``client.batches.results``."""
+    batch_cost_usd: float = 0.0
+    """Cost of those results at the batch price (half); included in `cost_usd`."""
+    compression_tokens_saved: int = 0
+    """Input tokens removed by the opt-in history compression (`asyncthrift.compression`)."""
 
     def as_dict(self) -> dict[str, float | int]:
         return {f.name: getattr(self, f.name) for f in fields(self)}

@@ -6,6 +6,9 @@ same thing for code that already has an event loop.
 
 from __future__ import annotations
 
+from . import batchmode  # registers ``--batch`` with the runner
 from .runner import BulkConfig, BulkReport, run_bulk
+
+del batchmode
 
 __all__ = ["BulkConfig", "BulkReport", "run_bulk"]

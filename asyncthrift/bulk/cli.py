@@ -72,6 +72,46 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="send again the lines whose recorded result is errored (or expired/canceled), "
         "e.g. after fixing them; the new result is appended and supersedes the old one",
     )
+    batch = parser.add_argument_group(
+        "Message Batches", "half price for work that can wait (results within 24 h)"
+    )
+    batch.add_argument(
+        "--batch",
+        nargs="?",
+        const="on",
+        choices=("on", "auto"),
+        default=None,
+        help="send the lines through the Message Batches API; 'auto': only when the input "
+        "has at least --batch-threshold lines and none has priority interactive",
+    )
+    batch.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=100_000,
+        metavar="N",
+        help="requests per batch (default and API maximum 100000; 256 MB also caps it)",
+    )
+    batch.add_argument(
+        "--batch-threshold",
+        type=_positive_int,
+        default=1000,
+        metavar="N",
+        help="lines from which --batch auto uses batches (default 1000)",
+    )
+    batch.add_argument(
+        "--poll",
+        type=_positive_float,
+        default=5.0,
+        metavar="SECONDS",
+        help="first interval between polls of open batches (grows to 60 s while none ends)",
+    )
+    batch.add_argument(
+        "--batch-grace",
+        type=_positive_float,
+        default=30.0,
+        metavar="SECONDS",
+        help="how long a batch whose create was cut off may take to appear in the list",
+    )
     parser.add_argument(
         "--base-url",
         default=None,
@@ -205,6 +245,12 @@ def build_config(args: argparse.Namespace) -> BulkConfig:
         mock=args.mock,
         quiet=args.quiet,
         retry_errored=args.retry_errored,
+        batch=args.batch,
+        batch_size=args.batch_size,
+        batch_threshold=args.batch_threshold,
+        batch_poll=args.poll,
+        batch_poll_max=max(60.0, args.poll),
+        batch_grace=args.batch_grace,
         api_key_env=None if args.mock and api_key is None else args.api_key_env,
     )
 

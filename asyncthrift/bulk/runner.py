@@ -31,7 +31,7 @@ import signal
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -93,6 +93,18 @@ class BulkConfig:
     """Send again the ids whose recorded result is errored, expired or canceled."""
     api_key_env: str | None = None
     """Where the key came from, for the message when the API refuses it."""
+    batch: str | None = None
+    """``"on"``: send through the Message Batches API (half price); ``"auto"``: do so when
+    the input has at least `batch_threshold` lines and none is ``interactive``."""
+    batch_size: int = 100_000
+    """Requests per batch (at most the API's 100,000; fewer if 256 MB is reached first)."""
+    batch_poll: float = 5.0
+    """First interval between polls of open batches; it grows 1.5x up to `batch_poll_max`
+    while nothing ends, and starts again when one does."""
+    batch_poll_max: float = 60.0
+    batch_grace: float = 30.0
+    """How long after an unconfirmed create a batch may still appear in the list."""
+    batch_threshold: int = 1000
 
     def __post_init__(self) -> None:
         if isinstance(self.max_in_flight, bool) or self.max_in_flight < 1:
@@ -429,6 +441,14 @@ class _Run:
             refilled=None if budget is None else budget.refilled(self.client.now()),
         )
 
+    def make_progress(self) -> ProgressBar:
+        return ProgressBar(
+            self.stderr,
+            self.sample,
+            tty=self.stderr.isatty(),
+            interval=self.config.progress_interval,
+        )
+
     async def count_total(self) -> None:
         self.total = await asyncio.to_thread(count_lines, self.config.input)
 
@@ -453,12 +473,7 @@ class _Run:
                 )
             counter = asyncio.create_task(self.count_total())
             if not self.config.quiet:
-                self.progress = ProgressBar(
-                    self.stderr,
-                    self.sample,
-                    tty=self.stderr.isatty(),
-                    interval=self.config.progress_interval,
-                )
+                self.progress = self.make_progress()
                 self.progress.start()
             try:
                 async with self.signals():
@@ -535,6 +550,11 @@ def summary(config: BulkConfig, report: BulkReport) -> str:
             f"{human(s.input_tokens + s.cache_creation_input_tokens)} out {human(s.output_tokens)}"
             f" · ${s.cost_usd:,.2f} · latency p50 {s.latency_p50:.2f}s p99 {s.latency_p99:.2f}s"
         )
+    if s is not None and s.batch_requests + s.batch_results:
+        lines.append(
+            f"  Message Batches: {s.batch_requests:,} requests submitted, {s.batch_results:,} "
+            f"results read · ${s.batch_cost_usd:,.2f} at the batch price (half)"
+        )
     if r.error_types:
         kinds = ", ".join(f"{k} {v:,}" for k, v in r.error_types.most_common())
         lines.append(f"  errored: {kinds}")
@@ -556,6 +576,15 @@ def summary(config: BulkConfig, report: BulkReport) -> str:
             why.append(f"{r.transient:,} request(s) failed with retryable errors (run again)")
         lines.append("asyncthrift run: incomplete: " + "; ".join(why))
     return "\n".join(lines)
+
+
+#: ``--batch``'s chooser and run class, registered by `batchmode` (which the package imports:
+#: it subclasses `_Run`, so this module cannot import it).
+_BATCH_MODE: dict[str, tuple[Callable[[BulkConfig], bool], type[_Run]]] = {}
+
+
+def register_batch_mode(choose: Callable[[BulkConfig], bool], run: type[_Run]) -> None:
+    _BATCH_MODE["run"] = (choose, run)
 
 
 async def run_bulk(config: BulkConfig, *, stderr: TextIO | None = None) -> BulkReport:
@@ -587,7 +616,15 @@ async def run_bulk(config: BulkConfig, *, stderr: TextIO | None = None) -> BulkR
                 **options,
             )
         )
-        report = await _Run(config, client, err).run()
+        batch = _BATCH_MODE.get("run")
+        if (
+            config.batch is not None
+            and batch is not None
+            and await asyncio.to_thread(batch[0], config)
+        ):
+            report = await batch[1](config, client, err).run()
+        else:
+            report = await _Run(config, client, err).run()
     if not config.quiet or not report.complete:
         print(summary(config, report), file=err, flush=True)
     elif (hint := retry_hint(config, report)) is not None:  # quiet, but there is work left

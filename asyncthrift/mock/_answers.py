@@ -18,7 +18,7 @@ import xxhash
 
 from ._tokenizer import count_text
 
-__all__ = ["Answer", "answer_for", "request_hash", "split_deltas"]
+__all__ = ["Answer", "answer_for", "last_turn_view", "request_hash", "split_deltas"]
 
 StopReason = Literal["end_turn", "max_tokens", "stop_sequence"]
 
@@ -71,6 +71,17 @@ def request_hash(body: dict[str, Any]) -> int:
     """Hash of everything that changes the answer (not `stream`, not `metadata`)."""
     canonical = {k: v for k, v in body.items() if k not in ("stream", "metadata")}
     return int(xxhash.xxh3_64_intdigest(orjson.dumps(canonical, option=orjson.OPT_SORT_KEYS)))
+
+
+def last_turn_view(body: dict[str, Any]) -> dict[str, Any]:
+    """What a model answering only the last user turn sees: everything but the history."""
+    messages = body.get("messages")
+    last = None
+    if isinstance(messages, list):
+        last = next(
+            (m for m in reversed(messages) if isinstance(m, dict) and m.get("role") == "user"), None
+        )
+    return {**{k: v for k, v in body.items() if k != "messages"}, "messages": [last]}
 
 
 def _text(seed: int, n: int) -> str:

@@ -52,12 +52,14 @@ OutputCharge = Literal["reserve", "actual"]
 ResetPrecision = Literal["seconds", "milliseconds"]
 HeadersAt = Literal["completion", "admission"]
 RemainingRounding = Literal["down", "nearest", "exact"]
+AnswerFrom = Literal["request", "last_turn"]
 
 _CHOICES: dict[str, tuple[str, ...]] = {
     "output_charge": get_args(OutputCharge),
     "reset_precision": get_args(ResetPrecision),
     "headers_at": get_args(HeadersAt),
     "remaining_rounding": get_args(RemainingRounding),
+    "answer_from": get_args(AnswerFrom),
 }
 
 #: Default (lo, hi) range of answer lengths in output tokens.
@@ -106,6 +108,10 @@ class MockConfig:
         always did), False "exact"; None (the default) defers to `remaining_rounding`. It is
         folded into `remaining_rounding` at construction and then reads None.
     Answers and timing:
+      answer_from: what the deterministic answer is a hash of: the whole "request" (any
+        change gives another answer), or only the "last_turn" (model, options, system and
+        the last user message; the history is ignored, as a model answering the last
+        question would), to check that history compression leaves answers unchanged.
       output_tokens: (lo, hi) range of the deterministic answer length, capped by max_tokens.
       latency: seconds before the answer (time to first token for streams).
       latency_per_token: seconds per output token (spread over a stream's deltas).
@@ -122,6 +128,17 @@ class MockConfig:
       cache_ttl_scale: multiplies the 5 min / 1 h TTLs (compress time as `period` does).
     Observation:
       record: keep an admission log (`MockCounters.log`) for plots.
+    Message Batches (see `_batches`; time compresses like `Limits.period`):
+      batch_latency: seconds from a create until its first request is finished.
+      batch_seconds_per_request: seconds each further request adds (in submission order).
+      batch_expiry: seconds after which an unfinished batch ends, the rest ``expired``
+        (24 h on the API).
+      batch_cancel_latency: seconds a canceled batch stays ``canceling`` before it ends.
+      batch_create_latency: seconds before a create is answered (the batch exists at once).
+      batch_max_requests / batch_max_bytes: the API's per-batch limits (100,000 / 256 MB).
+      batch_rpm / batch_period: requests to the batch endpoints per period, per key (None:
+        unlimited); separate from the Messages limits.
+      batch_queue_limit: requests of not-yet-ended batches a key may have (None: unlimited).
     """
 
     host: str = "127.0.0.1"
@@ -139,6 +156,7 @@ class MockConfig:
     count_tokens_rpm: float | None = None
     count_tokens_period: float = 60.0
     output_tokens: tuple[int, int] = DEFAULT_OUTPUT_TOKENS
+    answer_from: AnswerFrom = "request"
     latency: float = 0.0
     latency_per_token: float = 0.0
     latency_jitter: float = 0.0
@@ -151,6 +169,16 @@ class MockConfig:
     prompt_caching: bool = True
     cache_ttl_scale: float = 1.0
     record: bool = False
+    batch_latency: float = 1.0
+    batch_seconds_per_request: float = 0.0
+    batch_expiry: float = 86_400.0
+    batch_cancel_latency: float = 0.5
+    batch_create_latency: float = 0.0
+    batch_max_requests: int = 100_000
+    batch_max_bytes: int = 256 * 1024 * 1024
+    batch_rpm: float | None = None
+    batch_period: float = 60.0
+    batch_queue_limit: int | None = None
 
     def __post_init__(self) -> None:
         if self.api_keys is not None and not isinstance(self.api_keys, frozenset):
@@ -172,12 +200,27 @@ class MockConfig:
                 raise ValueError(f"{name} must be {allowed}, got {getattr(self, name)!r}")
         if not 0.0 <= self.shadow_load < 1.0:
             raise ValueError(f"shadow_load must be in [0, 1), got {self.shadow_load!r}")
-        for name in ("latency", "latency_per_token", "latency_jitter", "overloaded_retry_after"):
+        for name in (
+            "latency",
+            "latency_per_token",
+            "latency_jitter",
+            "overloaded_retry_after",
+            "batch_latency",
+            "batch_seconds_per_request",
+            "batch_cancel_latency",
+            "batch_create_latency",
+        ):
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
         if self.count_tokens_rpm is not None and self.count_tokens_rpm <= 0:
             raise ValueError("count_tokens_rpm must be positive or None")
+        if not self.batch_expiry > 0 or not self.batch_period > 0:
+            raise ValueError("batch_expiry and batch_period must be positive")
+        if self.batch_rpm is not None and self.batch_rpm <= 0:
+            raise ValueError("batch_rpm must be positive or None")
+        if self.batch_max_requests < 1 or self.batch_max_bytes < 1:
+            raise ValueError("batch_max_requests and batch_max_bytes must be >= 1")
         if self.stream_chunk_words < 1:
             raise ValueError("stream_chunk_words must be >= 1")
         # Fail at construction, not at the first request, on a malformed limits spec.

@@ -55,6 +55,15 @@ class MockCounters:
     in_flight: int = 0
     peak_in_flight: int = 0
     log: list[Admission] = field(default_factory=list)
+    batch_api_requests: int = 0  # requests to any /v1/messages/batches endpoint
+    batch_creates: int = 0  # batches created
+    batch_requests: int = 0  # requests submitted in created batches
+    batch_results: int = 0  # requests of ended batches (any result type)
+    batch_results_served: int = 0  # results files served
+    batch_cancels: int = 0
+    batch_rate_limited: int = 0  # 429s of the batch endpoints (rate or queue limit)
+    batch_input_tokens: int = 0  # usage of succeeded batch results
+    batch_output_tokens: int = 0
 
     def clear(self) -> None:
         """Reset every counter to zero, keeping the same object (tests may hold it)."""

@@ -221,8 +221,9 @@ class _Connection(asyncio.Protocol):
         if length < 0:
             self._fail(400, "invalid Content-Length")
             return None
-        if length > self._server.max_body:
-            self._fail(413, f"request body exceeds {self._server.max_body} bytes")
+        limit = self._server.body_limit(target)
+        if length > limit:
+            self._fail(413, f"request body exceeds {limit} bytes")
             return None
         conn = headers.get("connection", "").lower()
         keep_alive = "keep-alive" in conn if version == "HTTP/1.0" else "close" not in conn
@@ -330,9 +331,14 @@ class HttpServer:
         *,
         max_body: int = 32 * 1024 * 1024,
         error_response: ErrorFactory = _default_error,
+        large_body_prefix: str | None = None,
+        large_body: int = 0,
     ) -> None:
         self.handler = handler
         self.max_body = max_body
+        # Paths under this prefix (the batch endpoints) may send up to `large_body` bytes.
+        self.large_body_prefix = large_body_prefix
+        self.large_body = large_body
         self.error_response = error_response
         self._connections: set[_Connection] = set()
         self.opened = 0  # connections accepted since start: keep-alive keeps this low
@@ -355,6 +361,13 @@ class HttpServer:
         )
         sockname = self._server.sockets[0].getsockname()
         return str(sockname[0]), int(sockname[1])
+
+    def body_limit(self, target: str) -> int:
+        """The largest body accepted for a request to `target`."""
+        prefix = self.large_body_prefix
+        if prefix is not None and target.startswith(prefix):
+            return max(self.max_body, self.large_body)
+        return self.max_body
 
     @property
     def connections(self) -> int:

@@ -34,7 +34,9 @@ import xxhash
 
 from ..bucket import TokenBucket
 from ..limits import LimitsTable
-from ._answers import Answer, answer_for, request_hash, split_deltas
+from ._answers import Answer, answer_for, last_turn_view, request_hash, split_deltas
+from ._batches import PREFIX as BATCHES
+from ._batches import BatchStore
 from ._caching import CacheSplit, PromptCache, min_cacheable
 from ._config import MockConfig
 from ._counters import Admission, MockCounters
@@ -123,8 +125,13 @@ class MockServer:
         cfg = self.config
         self.counters = MockCounters()
         self._http = HttpServer(
-            self._dispatch, max_body=cfg.max_body_bytes, error_response=self._protocol_error
+            self._dispatch,
+            max_body=cfg.max_body_bytes,
+            error_response=self._protocol_error,
+            large_body_prefix=BATCHES,
+            large_body=cfg.batch_max_bytes + 65536,
         )
+        self.batches = BatchStore(self)
         self._table = LimitsTable(cfg.limits)
         self._key_tables = {k: LimitsTable(v) for k, v in (cfg.key_limits or {}).items()}
         self._budgets: dict[tuple[str, str], ServerBudget] = {}
@@ -187,6 +194,7 @@ class MockServer:
         self._budgets.clear()
         self._count_buckets.clear()
         self._cache.clear()
+        self.batches.clear()
         self._rng.seed(self.config.faults.seed)
         if self._loop is not None:
             self._t0 = self._loop.time()
@@ -277,11 +285,17 @@ class MockServer:
         digest = xxhash.xxh3_128_digest(raw)
         found = self._analyses.get(digest)
         if found is None:
-            found = (analyze_input(body), request_hash(body))
+            found = (analyze_input(body), self.answer_seed(body))
             if len(self._analyses) >= _ANALYSIS_CACHE_SIZE:
                 self._analyses.clear()
             self._analyses[digest] = found
         return found
+
+    def answer_seed(self, body: dict[str, Any]) -> int:
+        """The seed of a request's deterministic answer (see `MockConfig.answer_from`)."""
+        if self.config.answer_from == "last_turn":
+            return request_hash(last_turn_view(body))
+        return request_hash(body)
 
     def _budget(self, api_key: str, model: str) -> tuple[str, ServerBudget | None]:
         table = self._key_tables.get(api_key, self._table)
@@ -307,6 +321,11 @@ class MockServer:
         elif path == "/v1/messages/count_tokens":
             if method == "POST":
                 return self._count_tokens(request)
+        elif path == BATCHES or path.startswith(BATCHES + "/"):
+            key = self._api_key(request)
+            if isinstance(key, Response):
+                return key
+            return await self.batches.dispatch(request, key)
         elif path == "/_mock/stats":
             if method == "GET":
                 return self._json(200, self.stats())

@@ -1,0 +1,195 @@
+"""``asyncthrift run --batch``: round trips, half price, resume, and SIGKILL at any point.
+
+The kill test mirrors `test_bulk_kill`: the mock runs in the test's loop (its counters are
+read at the instant of each kill) and the runner is a real ``python -m asyncthrift.bulk``
+process, killed with SIGKILL: once right after a create request reached the mock (whose
+answer is held back, so the batch exists but its id never reaches the runner's ledger), and
+twice at random points.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import io
+import os
+import random
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from asyncthrift.bulk import BulkConfig, run_bulk
+from asyncthrift.bulk.batchmode import choose_batch
+from asyncthrift.mock import MockServer
+
+asyncio.set_event_loop(None)
+
+MODEL = "claude-sonnet-4-6"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def make_input(path: Path, n: int, *, priority: str | None = None) -> None:
+    with path.open("wb") as f:
+        for i in range(n):
+            row: dict[str, Any] = {
+                "custom_id": f"item-{i:05d}",
+                "params": {
+                    "model": MODEL,
+                    "max_tokens": 48,
+                    "messages": [{"role": "user", "content": f"Summarise document {i} please."}],
+                },
+            }
+            if priority is not None and i == n - 1:
+                row["priority"] = priority
+            f.write(orjson.dumps(row) + b"\n")
+
+
+def results(path: Path) -> dict[str, Any]:
+    """custom_id -> result (message id dropped); fails on an id written twice."""
+    out: dict[str, Any] = {}
+    for raw in path.read_bytes().splitlines():
+        row = orjson.loads(raw)
+        assert row["custom_id"] not in out, f"{row['custom_id']} written twice"
+        result = row["result"]
+        if result["type"] == "succeeded":
+            result = dict(result["message"])
+            result.pop("id")
+        out[row["custom_id"]] = result
+    return out
+
+
+def lines(path: Path) -> int:
+    return path.read_bytes().count(b"\n") if path.exists() else 0
+
+
+async def test_batch_run_answers_like_messages_at_half_the_cost(tmp_path: Path) -> None:
+    src = tmp_path / "in.jsonl"
+    make_input(src, 300)
+    with src.open("ab") as f:  # one line the API would refuse, one the Batches API would
+        f.write(b'{"custom_id": "no-params"}\n')
+        f.write(b'{"custom_id": "bad id!", "params": {"model": "claude-sonnet-4-6", '
+                b'"max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}}\n')  # fmt: skip
+    async with MockServer(batch_latency=0.2) as mock:
+        reports = {}
+        for mode in (None, "on"):
+            config = BulkConfig(
+                input=src, output=tmp_path / f"out-{mode}.jsonl", api_key="k",
+                base_url=mock.base_url, quiet=True, handle_signals=False, batch=mode,
+                batch_size=128, batch_poll=0.05,
+            )  # fmt: skip
+            reports[mode] = await run_bulk(config, stderr=io.StringIO())
+        assert mock.counters.batch_creates == 3  # 300 lines in batches of 128
+        assert mock.counters.batch_requests == 300
+    plain, batch = reports[None], reports["on"]
+    assert batch.exit_code == plain.exit_code == 0
+    assert batch.succeeded == 300 and batch.errored == 2
+    got = results(tmp_path / "out-on.jsonl")
+    want = results(tmp_path / "out-None.jsonl")
+    items = {k for k in want if k.startswith("item-")}
+    assert {k: got[k] for k in items} == {k: want[k] for k in items}  # answers unchanged
+    assert got["bad id!"]["type"] == "errored" and "content" in want["bad id!"]
+    assert plain.stats is not None and batch.stats is not None
+    one = want["bad id!"]["usage"]  # the plain run answered this one; the batch run cannot
+    from asyncthrift.prices import cost_usd
+
+    extra = cost_usd(MODEL, one["input_tokens"], one["output_tokens"])
+    assert batch.stats.cost_usd == pytest.approx((plain.stats.cost_usd - extra) / 2)
+    assert batch.stats.batch_requests == 300
+
+
+async def test_rerun_submits_nothing_and_retry_errored_resubmits(tmp_path: Path) -> None:
+    src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    make_input(src, 40)
+    async with MockServer(
+        batch_latency=0.0, batch_seconds_per_request=0.02, batch_expiry=0.3
+    ) as mock:
+        config = BulkConfig(
+            input=src, output=out, api_key="k", base_url=mock.base_url, quiet=True,
+            handle_signals=False, batch="on", batch_poll=0.05,
+        )  # fmt: skip
+        first = await run_bulk(config, stderr=io.StringIO())
+        expired = first.errored
+        assert first.succeeded + expired == 40 and 20 < expired < 30  # the rest expired
+        again = await run_bulk(config, stderr=io.StringIO())
+        assert again.already_done == 40 and mock.counters.batch_requests == 40
+        mock.config = dataclasses.replace(mock.config, batch_expiry=86400.0)
+        retry = BulkConfig(**{**_fields(config), "retry_errored": True})
+        third = await run_bulk(retry, stderr=io.StringIO())
+        assert third.retried == expired and third.succeeded == expired
+        assert mock.counters.batch_requests == 40 + expired
+    final: dict[str, str] = {}
+    for raw in out.read_bytes().splitlines():
+        row = orjson.loads(raw)
+        final[row["custom_id"]] = row["result"]["type"]
+    assert set(final.values()) == {"succeeded"} and len(final) == 40
+
+
+def _fields(obj: Any) -> dict[str, Any]:
+    return {name: getattr(obj, name) for name in obj.__dataclass_fields__}
+
+
+def test_batch_auto_needs_a_large_input_and_no_urgent_line(tmp_path: Path) -> None:
+    src = tmp_path / "in.jsonl"
+    make_input(src, 50)
+    base = BulkConfig(input=src, output=tmp_path / "o", batch="auto", batch_threshold=40)
+    assert choose_batch(base)
+    assert not choose_batch(BulkConfig(**{**_fields(base), "batch_threshold": 51}))
+    make_input(src, 50, priority="interactive")
+    assert not choose_batch(base)
+
+
+async def start_runner(src: Path, out: Path, base_url: str, log: Path) -> Any:
+    env = {**os.environ, "ANTHROPIC_API_KEY": "test", "PYTHONPATH": str(ROOT)}
+    env.pop("ANTHROPIC_BASE_URL", None)
+    argv = [
+        "-m", "asyncthrift.bulk", "run", str(src), "-o", str(out), "--base-url", base_url,
+        "--batch", "--batch-size", "1000", "--poll", "0.05", "--batch-grace", "1", "-q",
+    ]  # fmt: skip
+    with log.open("ab") as err:
+        return await asyncio.create_subprocess_exec(
+            sys.executable, *argv, stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL, stderr=err, env=env, cwd=ROOT,
+        )  # fmt: skip
+
+
+@pytest.mark.slow
+async def test_sigkill_anywhere_never_submits_a_line_twice(tmp_path: Path) -> None:
+    seed = random.randrange(1 << 30)
+    rng = random.Random(seed)
+    n = 10_000
+    src, out, log = tmp_path / "in.jsonl", tmp_path / "out.jsonl", tmp_path / "runner.log"
+    make_input(src, n)
+    async with MockServer(
+        batch_latency=0.3, batch_seconds_per_request=0.0002, batch_create_latency=0.2
+    ) as mock:
+        c = mock.counters
+        for kill in ("after-create", "random", "random"):
+            creates0, lines0 = c.batch_creates, lines(out)
+            proc = await start_runner(src, out, mock.base_url, log)
+            async with asyncio.timeout(30):
+                if kill == "after-create":
+                    # The create is in the mock (the batch exists); its answer is held back.
+                    while c.batch_creates == creates0 + rng.randint(0, 1):  # noqa: ASYNC110
+                        await asyncio.sleep(0.001)
+                    while c.batch_creates <= creates0:  # noqa: ASYNC110
+                        await asyncio.sleep(0.001)
+                else:
+                    target = lines0 + rng.randint(0, 2500)
+                    while lines(out) < target and proc.returncode is None:  # noqa: ASYNC110
+                        await asyncio.sleep(0.005)
+                    await asyncio.sleep(rng.uniform(0, 0.3))
+            assert proc.returncode is None, f"finished before the {kill} kill; seed {seed}"
+            proc.kill()
+            await proc.wait()
+        proc = await start_runner(src, out, mock.base_url, log)
+        async with asyncio.timeout(60):
+            assert await proc.wait() == 0, log.read_text()
+        assert c.batch_requests == n, (c.batch_requests, seed)  # none submitted twice
+        assert c.rate_limited == 0 and c.requests == 0  # never the Messages endpoint
+    got = results(out)
+    assert len(got) == n  # none lost, none written twice (results() checks)
+    assert all("content" in v for v in got.values())
+    assert "found batch" in log.read_text()  # the orphan was found by listing
