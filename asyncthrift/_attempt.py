@@ -171,6 +171,11 @@ class Attempt:
     def key(self) -> Key:
         return self.pipeline.keys[self._reservation.index]
 
+    @property
+    def index(self) -> int:
+        """The index of the key (and budget) this attempt was admitted on."""
+        return self._reservation.index
+
     def resync(self, view: ServerView) -> None:
         """Resync the budget from a successful response's headers (always, even without any:
         the first answer to a burst ends its hold)."""

@@ -33,6 +33,7 @@ from .budget import LocalBudget
 from .cache import Cache, MemoryCache
 from .cache.keys import fingerprint
 from .dedupe import SingleFlight
+from .errors import NoKeysLeft
 from .limits import MODEL_CLASSES, Limits, model_class
 from .prices import PRICES, cost_usd
 from .retry import RetryPolicy, classify, server_view
@@ -93,6 +94,7 @@ class Pipeline:
         self.count_limits: Limits | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.closed = False
+        self.refused: dict[int, str] = {}  # keys the API refused (401/403): index -> why
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -116,12 +118,16 @@ class Pipeline:
         if mc is None:
             budgets = []
             now = self.loop.time()
+            by_budget: dict[str, LocalBudget] = {}  # keys naming one budget share it
             for key in self.keys:
                 label, limits = key.limits.for_model(model)
                 label = name if name == UNKNOWN_CLASS else label
-                budgets.append(
-                    LocalBudget(limits, now, name=f"{key.name}/{label}", cold_start=True)
-                )
+                budget = by_budget.get(key.budget)
+                if budget is None:
+                    budget = by_budget[key.budget] = LocalBudget(
+                        limits, now, name=f"{key.budget}/{label}", cold_start=True
+                    )
+                budgets.append(budget)
             mc = self.classes[name] = self._make_class(name, budgets, Calibrator())
         if len(self._by_model) >= 1024:  # model ids come from callers: stay bounded
             self._by_model.clear()
@@ -156,8 +162,12 @@ class Pipeline:
         if mc is None:
             now = self.loop.time()
             limits = self.count_limits or Limits()
+            by_budget: dict[str, LocalBudget] = {}
             budgets = [
-                LocalBudget(limits, now, name=f"{key.name}/{COUNT_TOKENS_CLASS}")
+                by_budget.get(key.budget)
+                or by_budget.setdefault(
+                    key.budget, LocalBudget(limits, now, name=f"{key.budget}/{COUNT_TOKENS_CLASS}")
+                )
                 for key in self.keys
             ]
             mc = self.classes[COUNT_TOKENS_CLASS] = self._make_class(
@@ -169,7 +179,51 @@ class Pipeline:
         self, name: str, budgets: list[LocalBudget], calibrator: Calibrator | None
     ) -> ModelClass:
         gate = Gate(budgets, aging=self.aging, counter=self.queue, name=name, loop=self.loop)
+        for index in self.refused:
+            gate.disable(index, self._no_keys_left)
         return ModelClass(name, budgets, gate, calibrator)
+
+    # -- keys the API refused ------------------------------------------------------------------
+
+    def _refuse(self, index: int, error: anthropic.APIStatusError) -> bool:
+        """Disable key `index` for good after a 401/403 (logged once); True if others remain.
+
+        Its waiting requests are not tied to it: every gate skips it from now on, so they
+        go to the other keys.
+        """
+        if index not in self.refused:
+            key = self.keys[index]
+            body = error.body
+            err = body.get("error") if isinstance(body, Mapping) else None
+            detail = err.get("message") if isinstance(err, Mapping) else None
+            kind = err.get("type") if isinstance(err, Mapping) else None
+            reason = f"{error.status_code} {kind or type(error).__name__}" + (
+                f" ({detail})" if detail else ""
+            )
+            self.refused[index] = reason
+            self.stats.keys_disabled += 1
+            left = len(self.keys) - len(self.refused)
+            log.error(
+                "API key %r was refused (%s): disabled for good; %s",
+                key.name,
+                reason,
+                f"its requests go to the {left} other key(s)"
+                if left
+                else "no key is left, every request fails with NoKeysLeft",
+            )
+            for mc in list(self.classes.values()):
+                mc.gate.disable(index, self._no_keys_left)
+        return len(self.refused) < len(self.keys)
+
+    def _no_keys_left(self) -> NoKeysLeft:
+        reasons = {self.keys[i].name: why for i, why in sorted(self.refused.items())}
+        listed = "; ".join(f"{name}: {why}" for name, why in reasons.items())
+        return NoKeysLeft(
+            f"every API key of this client was refused by the API and disabled ({listed}): "
+            "nothing was sent. Fix the key(s) (ANTHROPIC_API_KEY or keys=[KeyConfig(...)]) "
+            "or their permissions, and create a new client",
+            reasons=reasons,
+        )
 
     def plan(self, params: Mapping[str, Any]) -> Plan:
         """Estimate what a Messages request will cost, in its model class."""
@@ -272,7 +326,16 @@ class Pipeline:
             meaning, anthropic.APIError | asyncio.CancelledError | httpx2.TransportError | OSError
         ):
             attempt.sent = False  # the SDK refused the arguments before sending
+        # a refused key is disabled before its reservation goes back, which wakes the queue
+        refused = isinstance(
+            meaning, anthropic.AuthenticationError | anthropic.PermissionDeniedError
+        )
+        others_left = refused and self._refuse(attempt.index, meaning)
         attempt.failed(meaning)
+        if others_left:
+            self.queue.check_open()  # closed: ClientClosed (from `exc`), not a reroute
+            self.stats.rerouted += 1
+            return 0.0  # back in line (same place), on another key
         delay = None
         if isinstance(meaning, anthropic.APIStatusError | anthropic.APIConnectionError):
             delay = self._retry_delay(meaning, attempt.view, attempt.call)
@@ -352,4 +415,8 @@ class Pipeline:
         return sum(mc.gate.waiting for mc in list(self.classes.values()))
 
     def budgets(self) -> dict[str, list[LocalBudget]]:
-        return {name: list(mc.budgets) for name, mc in list(self.classes.items())}
+        """Per class, its distinct budgets (keys sharing a budget list it once)."""
+        return {
+            name: list({id(b): b for b in mc.budgets}.values())
+            for name, mc in list(self.classes.items())
+        }

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import anthropic
 
 from ._attempt import ModelClass
-from ._keys import Key, KeyConfig, want_aiohttp, with_header_hook
+from ._keys import Key, KeyConfig, budget_limits, want_aiohttp, with_header_hook
 from ._messages import Messages
 from ._observers import Observer, Observers
 from ._pipeline import Pipeline
@@ -96,6 +96,7 @@ class Thrift:
                     "or pass keys=[KeyConfig(...)]"
                 )
             configs = [KeyConfig(api_key=api_key, limits=limits)]
+        specs = budget_limits(configs)  # keys sharing a budget must agree on its limits
         the_cache = make_cache(cache)  # validated before any HTTP client exists
         sdk_kwargs: dict[str, Any] = dict(sdk_options or {})
         sdk_kwargs["max_retries"] = 0  # retries are ours, through the scheduler
@@ -104,14 +105,14 @@ class Thrift:
         user_http = sdk_kwargs.pop("http_client", None)
         use_aiohttp = user_http is None and want_aiohttp(http)
         built: list[Key] = []
-        for i, cfg in enumerate(configs):
-            table = LimitsTable(cfg.limits)
+        for i, (cfg, spec) in enumerate(zip(configs, specs, strict=True)):
+            table = LimitsTable(spec)
             sdk_kwargs["http_client"] = with_header_hook(user_http, use_aiohttp)
             sdk = anthropic.AsyncAnthropic(
                 api_key=cfg.api_key, base_url=cfg.base_url or base_url, **sdk_kwargs
             )
             scope = "" if cache_scope == "global" else scope_for_key(cfg.api_key)
-            built.append(Key(cfg.name or f"key{i}", sdk, table, scope))
+            built.append(Key(cfg.name or f"key{i}", sdk, table, scope, cfg.budget))
         self._pipeline = Pipeline(
             built,
             cache=the_cache,

@@ -60,6 +60,12 @@ class Stats:
     latency_p50: float = 0.0
     latency_p90: float = 0.0
     latency_p99: float = 0.0
+    keys_disabled: int = 0
+    """API keys refused by the API (401/403) and disabled for good."""
+    rerouted: int = 0
+    """Attempts refused with their key (401/403) and sent again on another key."""
+    fallbacks: int = 0
+    """Calls answered by a fallback model (see ``Thrift(fallback=...)``) instead of theirs."""
 
     def as_dict(self) -> dict[str, float | int]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -79,14 +85,17 @@ class Recorder:
         "dedupe_joins",
         "dollars_saved",
         "failed",
+        "fallbacks",
         "in_flight",
         "input_tokens",
+        "keys_disabled",
         "latencies",
         "output_tokens",
         "overloaded",
         "queue_waits",
         "rate_limited",
         "requests",
+        "rerouted",
         "retries",
         "server_errors",
         "succeeded",
@@ -106,6 +115,7 @@ class Recorder:
         self.dedupe_joins = self.upstream_calls_saved = self.tokens_saved = 0
         self.dollars_saved = 0.0
         self.in_flight = 0
+        self.keys_disabled = self.rerouted = self.fallbacks = 0
         self.queue_waits: deque[float] = deque(maxlen=window)
         self.latencies: deque[float] = deque(maxlen=window)
 
@@ -137,6 +147,9 @@ class Recorder:
                 "tokens_saved",
                 "dollars_saved",
                 "in_flight",
+                "keys_disabled",
+                "rerouted",
+                "fallbacks",
             )
         }
         values.update(
