@@ -327,10 +327,9 @@ class Pipeline:
         ):
             attempt.sent = False  # the SDK refused the arguments before sending
         # a refused key is disabled before its reservation goes back, which wakes the queue
-        refused = isinstance(
+        others_left = isinstance(
             meaning, anthropic.AuthenticationError | anthropic.PermissionDeniedError
-        )
-        others_left = refused and self._refuse(attempt.index, meaning)
+        ) and self._refuse(attempt.index, meaning)
         attempt.failed(meaning)
         if others_left:
             self.queue.check_open()  # closed: ClientClosed (from `exc`), not a reroute
