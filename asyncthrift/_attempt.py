@@ -35,6 +35,7 @@ __all__ = [
     "Plan",
     "Route",
     "SendFailed",
+    "error_status",
 ]
 
 EMPTY_VIEW: Final = ServerView()
@@ -83,7 +84,9 @@ class Call:
     """
 
     __slots__ = (
+        "chain",
         "enqueued_at",
+        "fell_back_from",
         "finished",
         "key",
         "kind",
@@ -122,6 +125,8 @@ class Call:
         self.key: str | None = None
         self.use_cache = False
         self.use_dedupe = False
+        self.chain: tuple[str, ...] = ()  # fallback models not yet tried, in order
+        self.fell_back_from: str | None = None  # the model asked for, once another answers
 
 
 class SendFailed(Exception):
@@ -268,7 +273,7 @@ class Attempt:
             p.spend.settle(plan.worst_usd, dollars)
 
 
-def _error_status(error: BaseException) -> int | None:
+def error_status(error: BaseException) -> int | None:
     """The HTTP status `error` stands for (an ``error`` event in a 200: its type's status)."""
     if not isinstance(error, anthropic.APIStatusError):
         return None
@@ -283,7 +288,7 @@ def _error_status(error: BaseException) -> int | None:
 
 def _count_error(stats: Recorder, error: BaseException) -> int | None:
     """Count `error` once in its kind; return the HTTP status it stands for."""
-    status = _error_status(error)
+    status = error_status(error)
     if status is None:
         if isinstance(error, anthropic.APIConnectionError | httpx2.TransportError):
             stats.connection_errors += 1

@@ -24,7 +24,16 @@ import anthropic
 import httpx2
 from anthropic.types import Message
 
-from ._attempt import EMPTY_VIEW, Attempt, Call, ModelClass, Plan, Route, SendFailed
+from ._attempt import (
+    EMPTY_VIEW,
+    Attempt,
+    Call,
+    ModelClass,
+    Plan,
+    Route,
+    SendFailed,
+    error_status,
+)
 from ._keys import HEADERS, Key
 from ._observers import Observers
 from ._options import split_options
@@ -73,8 +82,12 @@ class Pipeline:
         queue: QueueCounter,
         aging: float,
         observers: Observers,
+        fallback: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         self.keys = keys
+        self.fallback: dict[str, tuple[str, ...]] = {
+            model: tuple(chain) for model, chain in (fallback or {}).items()
+        }
         self.sdks = [k.sdk for k in keys]
         self.cache = cache
         self.cache_is_shared = cache is not None and not isinstance(cache, MemoryCache)
@@ -252,6 +265,8 @@ class Pipeline:
         self.queue.check_open()  # ClientClosed once aclose() started
         call = Call(kind, opts, params, sdks, max_retries, self.loop.time())
         self.stats.requests += 1
+        if self.fallback and kind != COUNT_TOKENS_CLASS:
+            call.chain = self.fallback.get(params["model"], ())
         if shareable:
             call.use_cache = self.cache is not None and opts.cache is not False
             call.use_dedupe = self.dedupe if opts.dedupe is None else opts.dedupe
@@ -283,10 +298,18 @@ class Pipeline:
         """Admit `call`, send it by `route` on the chosen key, reconcile, retry what may
         succeed if repeated; return what the route makes of the answer."""
         plan = route.plan(self, call.params)
+        model = call.params["model"]
         observers = self.observers
         rec = call.rec
         while True:
+            if call.params["model"] != model:  # fell back after an overload
+                plan = route.plan(self, call.params)
+                model = call.params["model"]
             reservation = self._admit_now(plan, call)
+            if reservation is None and call.chain and call.opts.deadline is not None:
+                plan = self._fit_deadline(route, call, plan)
+                model = call.params["model"]
+                reservation = self._admit_now(plan, call)
             if reservation is None:
                 reservation = await self._admit(plan, call)
             attempt = Attempt(self, call, plan, reservation)
@@ -310,7 +333,50 @@ class Pipeline:
                 continue
             HEADERS.reset(token)
             attempt.resync(server_view(box[-1]) if box else EMPTY_VIEW)
+            if call.fell_back_from is not None:
+                self.stats.fallbacks += 1
             return route.received(attempt, result)
+
+    # -- model fallback ----------------------------------------------------------------------
+
+    def _fall_back(self, call: Call, model: str, why: str) -> None:
+        """Send `call` to fallback `model` from now on (the rest of its chain after it)."""
+        chain = call.chain
+        call.chain = chain[chain.index(model) + 1 :]
+        if call.fell_back_from is None:
+            call.fell_back_from = call.params["model"]
+        log.info("falling back from %r to %r: %s", call.params["model"], model, why)
+        call.params = {**call.params, "model": model}
+
+    def _fit_deadline(self, route: Route, call: Call, plan: Plan) -> Plan:
+        """The plan of the first model of `call`'s chain (its own model first) whose queue
+        wait, as estimated now, fits the time left before its deadline; if none does, of
+        the one that would wait least (the deadline then applies as usual).
+
+        The estimate errs long (a cold budget waiting for its first answer counts the whole
+        probe wait), so the least wait is the better bet than the model asked for.
+        """
+        assert call.opts.deadline is not None
+        left = call.opts.deadline - call.waited
+        now = self.loop.time()
+        level = call.opts.level
+        wait = plan.mc.gate.expected_wait(plan.cost, level=level, now=now)
+        if wait <= left:
+            return plan
+        best: tuple[float, str, Plan] | None = None
+        for model in call.chain:
+            other = route.plan(self, {**call.params, "model": model})
+            other_wait = other.mc.gate.expected_wait(other.cost, level=level, now=now)
+            if other_wait <= left:
+                best = (other_wait, model, other)
+                break
+            if other_wait < wait and (best is None or other_wait < best[0]):
+                best = (other_wait, model, other)
+        if best is None:
+            return plan
+        why = f"its queue wait (~{wait:.1f}s) would pass the deadline ({left:.1f}s left)"
+        self._fall_back(call, best[1], why)
+        return best[2]
 
     def _failed(self, attempt: Attempt, exc: BaseException, box: list[Mapping[str, str]]) -> float:
         """Settle a failed attempt; the delay before retrying it, or raise what failed it."""
@@ -327,6 +393,12 @@ class Pipeline:
         ):
             attempt.sent = False  # the SDK refused the arguments before sending
         # a refused key is disabled before its reservation goes back, which wakes the queue
+        call = attempt.call
+        if call.chain and error_status(meaning) == 529:  # overloaded: the next model answers
+            attempt.failed(meaning)
+            self.queue.check_open()
+            self._fall_back(call, call.chain[0], "overloaded (529)")
+            return 0.0
         others_left = isinstance(
             meaning, anthropic.AuthenticationError | anthropic.PermissionDeniedError
         ) and self._refuse(attempt.index, meaning)

@@ -64,6 +64,7 @@ class Thrift:
         spend_cap_usd: float | None = None,
         sdk_options: Mapping[str, Any] | None = None,
         observers: Sequence[Observer] | None = None,
+        fallback: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         if not isinstance(dedupe, bool):
             raise TypeError(f"dedupe= must be True or False, got {dedupe!r}")
@@ -77,6 +78,7 @@ class Thrift:
             raise ValueError(
                 f"timeout= must be a positive number of seconds or None, got {timeout!r}"
             )
+        fallback = _check_fallback(fallback)
         retry = RetryPolicy(max_retries=max_retries)
         spend = None if spend_cap_usd is None else SpendCap(spend_cap_usd)
         queue = QueueCounter(max_queue)
@@ -124,6 +126,7 @@ class Thrift:
             queue=queue,
             aging=float(aging),
             observers=hub,
+            fallback=fallback,
         )
         self._root: Thrift = self
         self._sdks: Sequence[anthropic.AsyncAnthropic] = self._pipeline.sdks
@@ -276,3 +279,30 @@ class Thrift:
 
     def _model_class(self, model: str) -> ModelClass:
         return self._pipeline.model_class(model)
+
+
+def _check_fallback(fallback: object) -> dict[str, tuple[str, ...]] | None:
+    """``fallback={model: [models...]}`` validated: model ids, no model its own fallback."""
+    if fallback is None:
+        return None
+    if not isinstance(fallback, Mapping):
+        raise TypeError(
+            "fallback= must map a model id to a list of fallback model ids, e.g. "
+            '{"claude-opus-4-1": ["claude-sonnet-4-6", "claude-haiku-4-5"]}'
+        )
+    out: dict[str, tuple[str, ...]] = {}
+    for model, chain in fallback.items():
+        if not isinstance(model, str) or not model:
+            raise TypeError(f"fallback= keys must be model ids, got {model!r}")
+        if isinstance(chain, str) or not isinstance(chain, Sequence):
+            raise TypeError(f"fallback[{model!r}] must be a list of model ids, got {chain!r}")
+        models = tuple(chain)
+        if not models or not all(isinstance(m, str) and m for m in models):
+            raise ValueError(f"fallback[{model!r}] must be a non-empty list of model ids")
+        if model in models or len(set(models)) != len(models):
+            raise ValueError(
+                f"fallback[{model!r}] = {list(models)!r} repeats a model: each model may "
+                "appear once in its chain, and never as its own fallback"
+            )
+        out[model] = models
+    return out

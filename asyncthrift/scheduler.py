@@ -307,6 +307,33 @@ class Gate:
         if self._live:
             self._drain()
 
+    def expected_wait(self, cost: Cost, *, level: int = 1, now: float | None = None) -> float:
+        """An estimate of how long a request of `cost` queued now at `level` would wait.
+
+        The demand of every waiter ahead of it (by the heap's order) plus its own, paid by
+        the pool: each usable budget alone would pay it in ``w_i`` seconds (its own
+        `wait`), together in about ``1 / sum(1 / w_i)``. It ignores refunds still to come
+        from requests in flight, so it errs long. O(waiters): for routing decisions only
+        (a model fallback against a deadline), never on the admission path.
+        """
+        now = self.now() if now is None else now
+        mine = now - level * self.aging
+        r, i, o = cost
+        for key, _, ticket in self._heap:
+            if key <= mine and not ticket.future.done():
+                c = ticket.cost
+                r, i, o = r + c[0], i + c[1], o + c[2]
+        demand = Cost(r, i, o)
+        rate = 0.0
+        for index, budget in enumerate(self._budgets):
+            if index in self._dead:
+                continue
+            w = budget.wait(demand, now)
+            if w <= 0.0:
+                return 0.0
+            rate += 1.0 / w
+        return math.inf if rate == 0.0 else 1.0 / rate
+
     def disable(self, index: int, error: Callable[[], BaseException]) -> None:
         """Never admit on budget `index` again (its key was refused for good).
 
