@@ -47,7 +47,7 @@ from .limits import MODEL_CLASSES, Limits, model_class
 from .prices import PRICES, cost_usd
 from .retry import RetryPolicy, classify, server_view
 from .scheduler import Gate, QueueCounter, Reservation
-from .spend import SpendCap
+from .spend import SpendLedger
 from .stats import Recorder
 from .tokens import Calibrator, estimate_input_tokens
 
@@ -78,7 +78,7 @@ class Pipeline:
         cache_truncated: bool,
         dedupe: bool,
         retry: RetryPolicy,
-        spend: SpendCap | None,
+        spend: SpendLedger | None,
         queue: QueueCounter,
         aging: float,
         observers: Observers,
@@ -443,14 +443,15 @@ class Pipeline:
         if rec is not None:
             self.observers.queue_entered(rec)
         if self.spend is not None:
-            self.spend.hold(plan.worst_usd)
+            call.spend_hold = await self.spend.hold(plan.worst_usd)
         try:
             reservation = await plan.mc.gate.acquire(
                 plan.cost, level=opts.level, deadline=deadline, enqueued_at=call.enqueued_at
             )
         except BaseException as exc:
-            if self.spend is not None:
-                self.spend.release(plan.worst_usd)
+            hold, call.spend_hold = call.spend_hold, None
+            if self.spend is not None and hold is not None:
+                self.spend.release(hold)
             if rec is not None:
                 self.observers.queue_left(rec, loop.time() - t0, exc)
             raise

@@ -27,7 +27,8 @@ from .cache.keys import scope_for_key
 from .limits import LimitsSpec, LimitsTable
 from .retry import RetryPolicy
 from .scheduler import QueueCounter
-from .spend import SpendCap
+from .spend import SpendCap, SpendLedger, SpendPeriod, check_period
+from .spend_redis import RedisSpendLedger
 from .stats import Stats
 
 if TYPE_CHECKING:
@@ -62,6 +63,7 @@ class Thrift:
         cache_truncated: bool = False,
         http: str = "auto",
         spend_cap_usd: float | None = None,
+        spend_period: SpendPeriod | None = None,
         sdk_options: Mapping[str, Any] | None = None,
         observers: Sequence[Observer] | None = None,
         fallback: Mapping[str, Sequence[str]] | None = None,
@@ -80,7 +82,7 @@ class Thrift:
             )
         fallback = _check_fallback(fallback)
         retry = RetryPolicy(max_retries=max_retries)
-        spend = None if spend_cap_usd is None else SpendCap(spend_cap_usd)
+        spend = make_spend_ledger(spend_cap_usd, spend_period)
         queue = QueueCounter(max_queue)
         hub = Observers()
         base_url = base_url or os.environ.get("ANTHROPIC_BASE_URL") or None
@@ -194,6 +196,8 @@ class Thrift:
                 await key.sdk.close()
             if p.cache is not None:
                 await p.cache.aclose()
+            if p.spend is not None:
+                await p.spend.aclose()
 
     async def close(self, *, drain: bool | float = False, grace: float | None = 30.0) -> None:
         """`aclose()`, under the SDK's name for it (same options)."""
@@ -306,3 +310,19 @@ def _check_fallback(fallback: object) -> dict[str, tuple[str, ...]] | None:
             )
         out[model] = models
     return out
+
+
+def make_spend_ledger(
+    limit_usd: float | None, period: SpendPeriod | None = None, shared: object = None
+) -> SpendLedger | None:
+    """The ledger for ``Thrift(spend_cap_usd=, spend_period=, shared=)``: None without a cap;
+    a Redis ledger when `shared` is a ``redis://`` URL or a redis client, counting every
+    process that shares it; otherwise this process's own `SpendCap`."""
+    if limit_usd is None:
+        if period is not None:
+            check_period(period)
+            raise ValueError("spend_period= needs spend_cap_usd= (the cap to count per period)")
+        return None
+    if shared is None:
+        return SpendCap(limit_usd, period=period)
+    return RedisSpendLedger(shared, limit_usd, period=period)
