@@ -19,6 +19,7 @@ from .bucket import ZERO, Cost, ServerView
 from .budget import LocalBudget
 from .prices import cost_usd
 from .scheduler import Gate, Reservation
+from .spend import SpendHold
 from .stats import Recorder
 from .tokens import Calibrator
 
@@ -35,6 +36,7 @@ __all__ = [
     "Plan",
     "Route",
     "SendFailed",
+    "error_status",
 ]
 
 EMPTY_VIEW: Final = ServerView()
@@ -83,7 +85,9 @@ class Call:
     """
 
     __slots__ = (
+        "chain",
         "enqueued_at",
+        "fell_back_from",
         "finished",
         "key",
         "kind",
@@ -93,6 +97,7 @@ class Call:
         "params",
         "rec",
         "sdks",
+        "spend_hold",
         "started",
         "use_cache",
         "use_dedupe",
@@ -122,6 +127,9 @@ class Call:
         self.key: str | None = None
         self.use_cache = False
         self.use_dedupe = False
+        self.chain: tuple[str, ...] = ()  # fallback models not yet tried, in order
+        self.fell_back_from: str | None = None  # the model asked for, once another answers
+        self.spend_hold: SpendHold | None = None  # the spend cap's hold for the next attempt
 
 
 class SendFailed(Exception):
@@ -156,7 +164,17 @@ class Route(Protocol):
 class Attempt:
     """One admitted HTTP attempt and its reservation, settled exactly once."""
 
-    __slots__ = ("_reservation", "call", "done", "pipeline", "plan", "sent", "up_started", "view")
+    __slots__ = (
+        "_reservation",
+        "call",
+        "done",
+        "pipeline",
+        "plan",
+        "sent",
+        "spend_hold",
+        "up_started",
+        "view",
+    )
 
     def __init__(
         self, pipeline: Pipeline, call: Call, plan: Plan, reservation: Reservation
@@ -165,6 +183,8 @@ class Attempt:
         self.call = call
         self.plan = plan
         self._reservation = reservation
+        self.spend_hold = call.spend_hold  # this attempt's own (settled exactly once with it)
+        call.spend_hold = None
         self.done = False
         self.up_started = 0.0
         self.view = EMPTY_VIEW
@@ -173,6 +193,11 @@ class Attempt:
     @property
     def key(self) -> Key:
         return self.pipeline.keys[self._reservation.index]
+
+    @property
+    def index(self) -> int:
+        """The index of the key (and budget) this attempt was admitted on."""
+        return self._reservation.index
 
     def resync(self, view: ServerView, *, at_start: bool = False) -> None:
         """Resync the budget from a successful response's headers (always, even without any:
@@ -193,8 +218,8 @@ class Attempt:
         p.stats.in_flight -= 1
         if usage is None:
             self._reservation.settle(0, 0)
-            if p.spend is not None:
-                p.spend.settle(self.plan.worst_usd, 0.0)
+            if self.spend_hold is not None and p.spend is not None:
+                p.spend.settle(self.spend_hold, 0.0)
         else:
             self._reconcile(model or self.call.params["model"], usage)
         call = self.call
@@ -220,8 +245,8 @@ class Attempt:
         if usage is not None:
             self._reconcile(self.call.params["model"], usage)
         else:
-            if p.spend is not None:
-                p.spend.release(self.plan.worst_usd)
+            if self.spend_hold is not None and p.spend is not None:
+                p.spend.release(self.spend_hold)
             if not self.sent:
                 stats.upstream_calls -= 1  # the SDK refused it before sending
                 r.release(sent=False)
@@ -263,11 +288,11 @@ class Attempt:
         stats.cache_read_input_tokens += cache_read
         dollars = cost_usd(model, u.input_tokens, u.output_tokens, cache_write, cache_read)
         stats.cost_usd += dollars
-        if p.spend is not None:
-            p.spend.settle(plan.worst_usd, dollars)
+        if self.spend_hold is not None and p.spend is not None:
+            p.spend.settle(self.spend_hold, dollars)
 
 
-def _error_status(error: BaseException) -> int | None:
+def error_status(error: BaseException) -> int | None:
     """The HTTP status `error` stands for (an ``error`` event in a 200: its type's status)."""
     if not isinstance(error, anthropic.APIStatusError):
         return None
@@ -282,7 +307,7 @@ def _error_status(error: BaseException) -> int | None:
 
 def _count_error(stats: Recorder, error: BaseException) -> int | None:
     """Count `error` once in its kind; return the HTTP status it stands for."""
-    status = _error_status(error)
+    status = error_status(error)
     if status is None:
         if isinstance(error, anthropic.APIConnectionError | httpx2.TransportError):
             stats.connection_errors += 1

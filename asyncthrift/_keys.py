@@ -10,7 +10,7 @@ without the SDK's slower raw-response path (measured at 0.91x the throughput of 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,7 +19,7 @@ import anthropic
 
 from .limits import LimitsSpec, LimitsTable
 
-__all__ = ["HEADERS", "Key", "KeyConfig", "want_aiohttp", "with_header_hook"]
+__all__ = ["HEADERS", "Key", "KeyConfig", "budget_limits", "want_aiohttp", "with_header_hook"]
 
 
 def want_aiohttp(http: str) -> bool:
@@ -75,29 +75,67 @@ class KeyConfig:
 
     A pool is for keys you are entitled to use: separate workspaces, organisations or cloud
     deployments, each with its own limits. The key never appears in `repr()`.
+
+    `budget` names the rate-limit budget the key draws on: Anthropic's limits belong to an
+    organisation (or a workspace that caps it), not to a key, so keys naming the same
+    `budget` share one set of buckets (its limits count once), while different budgets add
+    up. Default: the key's own budget. Keys naming one budget must not disagree on `limits`.
     """
 
     api_key: str = field(repr=False)
     limits: LimitsSpec = None
     base_url: str | None = None
     name: str | None = None
+    budget: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.api_key, str) or not self.api_key:
             raise ValueError("KeyConfig.api_key must be a non-empty string")
+        if self.budget is not None and (not isinstance(self.budget, str) or not self.budget):
+            raise ValueError(f"KeyConfig.budget must be a non-empty string, got {self.budget!r}")
 
     def __repr__(self) -> str:
         key = "<redacted>" if self.api_key else "<none>"
-        return f"KeyConfig(name={self.name!r}, api_key={key}, limits={self.limits!r})"
+        budget = "" if self.budget is None else f", budget={self.budget!r}"
+        return f"KeyConfig(name={self.name!r}, api_key={key}, limits={self.limits!r}{budget})"
+
+
+def budget_limits(configs: Sequence[KeyConfig]) -> list[LimitsSpec]:
+    """Each key's limits, those of keys sharing a `budget` made one; raises on a conflict.
+
+    A key of a shared budget that gives no limits takes those its budget-mates give.
+    """
+    named: dict[str, LimitsSpec] = {}
+    for cfg in configs:
+        if cfg.budget is None or cfg.limits is None:
+            continue
+        seen = named.setdefault(cfg.budget, cfg.limits)
+        if seen != cfg.limits:
+            raise ValueError(
+                f"keys of budget {cfg.budget!r} give different limits ({seen!r} and "
+                f"{cfg.limits!r}): keys of one budget share its buckets, so give the "
+                "limits once (on one key, or the same on each)"
+            )
+    return [
+        cfg.limits if cfg.budget is None else named.get(cfg.budget, cfg.limits) for cfg in configs
+    ]
 
 
 class Key:
-    """A configured key: its SDK client, limits table and cache scope."""
+    """A configured key: its SDK client, limits table, cache scope and budget's name."""
 
-    __slots__ = ("limits", "name", "scope", "sdk")
+    __slots__ = ("budget", "limits", "name", "scope", "sdk")
 
-    def __init__(self, name: str, sdk: anthropic.AsyncAnthropic, limits: LimitsTable, scope: str):
+    def __init__(
+        self,
+        name: str,
+        sdk: anthropic.AsyncAnthropic,
+        limits: LimitsTable,
+        scope: str,
+        budget: str | None = None,
+    ):
         self.name = name
         self.sdk = sdk
         self.limits = limits
         self.scope = scope
+        self.budget = name if budget is None else budget

@@ -84,7 +84,7 @@ async def _fetch_and_store(p: Pipeline, key: str, call: Call, use_cache: bool) -
         if again is not None:
             return again
     message: Message = await p.run(call, CREATE)
-    if use_cache:
+    if use_cache and call.fell_back_from is None:  # not another model's answer to this
         await store(p, key, message)
     return message
 

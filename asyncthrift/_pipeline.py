@@ -24,7 +24,16 @@ import anthropic
 import httpx2
 from anthropic.types import Message
 
-from ._attempt import EMPTY_VIEW, Attempt, Call, ModelClass, Plan, Route, SendFailed
+from ._attempt import (
+    EMPTY_VIEW,
+    Attempt,
+    Call,
+    ModelClass,
+    Plan,
+    Route,
+    SendFailed,
+    error_status,
+)
 from ._keys import HEADERS, Key
 from ._observers import Observers
 from ._options import split_options
@@ -33,11 +42,12 @@ from .budget import LocalBudget
 from .cache import Cache, MemoryCache
 from .cache.keys import fingerprint
 from .dedupe import SingleFlight
+from .errors import NoKeysLeft
 from .limits import MODEL_CLASSES, Limits, model_class
 from .prices import PRICES, cost_usd
 from .retry import RetryPolicy, classify, server_view
 from .scheduler import Gate, QueueCounter, Reservation
-from .spend import SpendCap
+from .spend import SpendLedger
 from .stats import Recorder
 from .tokens import Calibrator, estimate_input_tokens
 
@@ -68,12 +78,16 @@ class Pipeline:
         cache_truncated: bool,
         dedupe: bool,
         retry: RetryPolicy,
-        spend: SpendCap | None,
+        spend: SpendLedger | None,
         queue: QueueCounter,
         aging: float,
         observers: Observers,
+        fallback: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         self.keys = keys
+        self.fallback: dict[str, tuple[str, ...]] = {
+            model: tuple(chain) for model, chain in (fallback or {}).items()
+        }
         self.sdks = [k.sdk for k in keys]
         self.cache = cache
         self.cache_is_shared = cache is not None and not isinstance(cache, MemoryCache)
@@ -93,6 +107,7 @@ class Pipeline:
         self.count_limits: Limits | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.closed = False
+        self.refused: dict[int, str] = {}  # keys the API refused (401/403): index -> why
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -116,12 +131,16 @@ class Pipeline:
         if mc is None:
             budgets = []
             now = self.loop.time()
+            by_budget: dict[str, LocalBudget] = {}  # keys naming one budget share it
             for key in self.keys:
                 label, limits = key.limits.for_model(model)
                 label = name if name == UNKNOWN_CLASS else label
-                budgets.append(
-                    LocalBudget(limits, now, name=f"{key.name}/{label}", cold_start=True)
-                )
+                budget = by_budget.get(key.budget)
+                if budget is None:
+                    budget = by_budget[key.budget] = LocalBudget(
+                        limits, now, name=f"{key.budget}/{label}", cold_start=True
+                    )
+                budgets.append(budget)
             mc = self.classes[name] = self._make_class(name, budgets, Calibrator())
         if len(self._by_model) >= 1024:  # model ids come from callers: stay bounded
             self._by_model.clear()
@@ -156,8 +175,12 @@ class Pipeline:
         if mc is None:
             now = self.loop.time()
             limits = self.count_limits or Limits()
+            by_budget: dict[str, LocalBudget] = {}
             budgets = [
-                LocalBudget(limits, now, name=f"{key.name}/{COUNT_TOKENS_CLASS}")
+                by_budget.get(key.budget)
+                or by_budget.setdefault(
+                    key.budget, LocalBudget(limits, now, name=f"{key.budget}/{COUNT_TOKENS_CLASS}")
+                )
                 for key in self.keys
             ]
             mc = self.classes[COUNT_TOKENS_CLASS] = self._make_class(
@@ -169,7 +192,51 @@ class Pipeline:
         self, name: str, budgets: list[LocalBudget], calibrator: Calibrator | None
     ) -> ModelClass:
         gate = Gate(budgets, aging=self.aging, counter=self.queue, name=name, loop=self.loop)
+        for index in self.refused:
+            gate.disable(index, self._no_keys_left)
         return ModelClass(name, budgets, gate, calibrator)
+
+    # -- keys the API refused ------------------------------------------------------------------
+
+    def _refuse(self, index: int, error: anthropic.APIStatusError) -> bool:
+        """Disable key `index` for good after a 401/403 (logged once); True if others remain.
+
+        Its waiting requests are not tied to it: every gate skips it from now on, so they
+        go to the other keys.
+        """
+        if index not in self.refused:
+            key = self.keys[index]
+            body = error.body
+            err = body.get("error") if isinstance(body, Mapping) else None
+            detail = err.get("message") if isinstance(err, Mapping) else None
+            kind = err.get("type") if isinstance(err, Mapping) else None
+            reason = f"{error.status_code} {kind or type(error).__name__}" + (
+                f" ({detail})" if detail else ""
+            )
+            self.refused[index] = reason
+            self.stats.keys_disabled += 1
+            left = len(self.keys) - len(self.refused)
+            log.error(
+                "API key %r was refused (%s): disabled for good; %s",
+                key.name,
+                reason,
+                f"its requests go to the {left} other key(s)"
+                if left
+                else "no key is left, every request fails with NoKeysLeft",
+            )
+            for mc in list(self.classes.values()):
+                mc.gate.disable(index, self._no_keys_left)
+        return len(self.refused) < len(self.keys)
+
+    def _no_keys_left(self) -> NoKeysLeft:
+        reasons = {self.keys[i].name: why for i, why in sorted(self.refused.items())}
+        listed = "; ".join(f"{name}: {why}" for name, why in reasons.items())
+        return NoKeysLeft(
+            f"every API key of this client was refused by the API and disabled ({listed}): "
+            "nothing was sent. Fix the key(s) (ANTHROPIC_API_KEY or keys=[KeyConfig(...)]) "
+            "or their permissions, and create a new client",
+            reasons=reasons,
+        )
 
     def plan(self, params: Mapping[str, Any]) -> Plan:
         """Estimate what a Messages request will cost, in its model class."""
@@ -198,6 +265,8 @@ class Pipeline:
         self.queue.check_open()  # ClientClosed once aclose() started
         call = Call(kind, opts, params, sdks, max_retries, self.loop.time())
         self.stats.requests += 1
+        if self.fallback and kind != COUNT_TOKENS_CLASS:
+            call.chain = self.fallback.get(params["model"], ())
         if shareable:
             call.use_cache = self.cache is not None and opts.cache is not False
             call.use_dedupe = self.dedupe if opts.dedupe is None else opts.dedupe
@@ -229,10 +298,18 @@ class Pipeline:
         """Admit `call`, send it by `route` on the chosen key, reconcile, retry what may
         succeed if repeated; return what the route makes of the answer."""
         plan = route.plan(self, call.params)
+        model = call.params["model"]
         observers = self.observers
         rec = call.rec
         while True:
+            if call.params["model"] != model:  # fell back after an overload
+                plan = route.plan(self, call.params)
+                model = call.params["model"]
             reservation = self._admit_now(plan, call)
+            if reservation is None and call.chain and call.opts.deadline is not None:
+                plan = self._fit_deadline(route, call, plan)
+                model = call.params["model"]
+                reservation = self._admit_now(plan, call)
             if reservation is None:
                 reservation = await self._admit(plan, call)
             attempt = Attempt(self, call, plan, reservation)
@@ -257,7 +334,50 @@ class Pipeline:
             HEADERS.reset(token)
             view = server_view(box[-1]) if box else EMPTY_VIEW
             attempt.resync(view, at_start=route.headers_at_start)
+            if call.fell_back_from is not None:
+                self.stats.fallbacks += 1
             return route.received(attempt, result)
+
+    # -- model fallback ----------------------------------------------------------------------
+
+    def _fall_back(self, call: Call, model: str, why: str) -> None:
+        """Send `call` to fallback `model` from now on (the rest of its chain after it)."""
+        chain = call.chain
+        call.chain = chain[chain.index(model) + 1 :]
+        if call.fell_back_from is None:
+            call.fell_back_from = call.params["model"]
+        log.info("falling back from %r to %r: %s", call.params["model"], model, why)
+        call.params = {**call.params, "model": model}
+
+    def _fit_deadline(self, route: Route, call: Call, plan: Plan) -> Plan:
+        """The plan of the first model of `call`'s chain (its own model first) whose queue
+        wait, as estimated now, fits the time left before its deadline; if none does, of
+        the one that would wait least (the deadline then applies as usual).
+
+        The estimate errs long (a cold budget waiting for its first answer counts the whole
+        probe wait), so the least wait is the better bet than the model asked for.
+        """
+        assert call.opts.deadline is not None
+        left = call.opts.deadline - call.waited
+        now = self.loop.time()
+        level = call.opts.level
+        wait = plan.mc.gate.expected_wait(plan.cost, level=level, now=now)
+        if wait <= left:
+            return plan
+        best: tuple[float, str, Plan] | None = None
+        for model in call.chain:
+            other = route.plan(self, {**call.params, "model": model})
+            other_wait = other.mc.gate.expected_wait(other.cost, level=level, now=now)
+            if other_wait <= left:
+                best = (other_wait, model, other)
+                break
+            if other_wait < wait and (best is None or other_wait < best[0]):
+                best = (other_wait, model, other)
+        if best is None:
+            return plan
+        why = f"its queue wait (~{wait:.1f}s) would pass the deadline ({left:.1f}s left)"
+        self._fall_back(call, best[1], why)
+        return best[2]
 
     def _failed(self, attempt: Attempt, exc: BaseException, box: list[Mapping[str, str]]) -> float:
         """Settle a failed attempt; the delay before retrying it, or raise what failed it."""
@@ -273,7 +393,21 @@ class Pipeline:
             meaning, anthropic.APIError | asyncio.CancelledError | httpx2.TransportError | OSError
         ):
             attempt.sent = False  # the SDK refused the arguments before sending
+        # a refused key is disabled before its reservation goes back, which wakes the queue
+        call = attempt.call
+        if call.chain and error_status(meaning) == 529:  # overloaded: the next model answers
+            attempt.failed(meaning)
+            self.queue.check_open()
+            self._fall_back(call, call.chain[0], "overloaded (529)")
+            return 0.0
+        others_left = isinstance(
+            meaning, anthropic.AuthenticationError | anthropic.PermissionDeniedError
+        ) and self._refuse(attempt.index, meaning)
         attempt.failed(meaning)
+        if others_left:
+            self.queue.check_open()  # closed: ClientClosed (from `exc`), not a reroute
+            self.stats.rerouted += 1
+            return 0.0  # back in line (same place), on another key
         delay = None
         if isinstance(meaning, anthropic.APIStatusError | anthropic.APIConnectionError):
             delay = self._retry_delay(meaning, attempt.view, attempt.call)
@@ -310,14 +444,15 @@ class Pipeline:
         if rec is not None:
             self.observers.queue_entered(rec)
         if self.spend is not None:
-            self.spend.hold(plan.worst_usd)
+            call.spend_hold = await self.spend.hold(plan.worst_usd)
         try:
             reservation = await plan.mc.gate.acquire(
                 plan.cost, level=opts.level, deadline=deadline, enqueued_at=call.enqueued_at
             )
         except BaseException as exc:
-            if self.spend is not None:
-                self.spend.release(plan.worst_usd)
+            hold, call.spend_hold = call.spend_hold, None
+            if self.spend is not None and hold is not None:
+                self.spend.release(hold)
             if rec is not None:
                 self.observers.queue_left(rec, loop.time() - t0, exc)
             raise
@@ -353,4 +488,8 @@ class Pipeline:
         return sum(mc.gate.waiting for mc in list(self.classes.values()))
 
     def budgets(self) -> dict[str, list[LocalBudget]]:
-        return {name: list(mc.budgets) for name, mc in list(self.classes.items())}
+        """Per class, its distinct budgets (keys sharing a budget list it once)."""
+        return {
+            name: list({id(b): b for b in mc.budgets}.values())
+            for name, mc in list(self.classes.items())
+        }

@@ -14,7 +14,11 @@ if TYPE_CHECKING:
 
     from ._pipeline import Pipeline
 
-__all__ = ["CREATE", "RAW_CREATE"]
+__all__ = ["CREATE", "FALLBACK_HEADER", "RAW_CREATE"]
+
+#: Set on a raw response a fallback model answered: the model the call asked for
+#: (the answering model is the message's own ``model``).
+FALLBACK_HEADER: Final = "asyncthrift-fallback-from"
 
 
 class _CreateRoute:
@@ -50,6 +54,9 @@ class _RawCreateRoute(_CreateRoute):
     def received(self, attempt: Attempt, result: Any) -> Any:
         raw, message = result
         attempt.succeeded(message.model, message.usage)
+        asked = attempt.call.fell_back_from
+        if asked is not None:  # a fallback model answered: say which was asked for
+            raw.http_response.headers[FALLBACK_HEADER] = asked
         return raw
 
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import anthropic
 
 from ._attempt import ModelClass
-from ._keys import Key, KeyConfig, want_aiohttp, with_header_hook
+from ._keys import Key, KeyConfig, budget_limits, want_aiohttp, with_header_hook
 from ._messages import Messages
 from ._observers import Observer, Observers
 from ._pipeline import Pipeline
@@ -29,7 +29,8 @@ from .compression import compression_overrides
 from .limits import LimitsSpec, LimitsTable
 from .retry import RetryPolicy
 from .scheduler import QueueCounter
-from .spend import SpendCap
+from .spend import SpendCap, SpendLedger, SpendPeriod, check_period
+from .spend_redis import RedisSpendLedger
 from .stats import Stats
 
 if TYPE_CHECKING:
@@ -64,8 +65,10 @@ class Thrift:
         cache_truncated: bool = False,
         http: str = "auto",
         spend_cap_usd: float | None = None,
+        spend_period: SpendPeriod | None = None,
         sdk_options: Mapping[str, Any] | None = None,
         observers: Sequence[Observer] | None = None,
+        fallback: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         if not isinstance(dedupe, bool):
             raise TypeError(f"dedupe= must be True or False, got {dedupe!r}")
@@ -79,8 +82,9 @@ class Thrift:
             raise ValueError(
                 f"timeout= must be a positive number of seconds or None, got {timeout!r}"
             )
+        fallback = _check_fallback(fallback)
         retry = RetryPolicy(max_retries=max_retries)
-        spend = None if spend_cap_usd is None else SpendCap(spend_cap_usd)
+        spend = make_spend_ledger(spend_cap_usd, spend_period)
         queue = QueueCounter(max_queue)
         hub = Observers()
         base_url = base_url or os.environ.get("ANTHROPIC_BASE_URL") or None
@@ -98,6 +102,7 @@ class Thrift:
                     "or pass keys=[KeyConfig(...)]"
                 )
             configs = [KeyConfig(api_key=api_key, limits=limits)]
+        specs = budget_limits(configs)  # keys sharing a budget must agree on its limits
         the_cache = make_cache(cache)  # validated before any HTTP client exists
         sdk_kwargs: dict[str, Any] = dict(sdk_options or {})
         sdk_kwargs["max_retries"] = 0  # retries are ours, through the scheduler
@@ -106,14 +111,14 @@ class Thrift:
         user_http = sdk_kwargs.pop("http_client", None)
         use_aiohttp = user_http is None and want_aiohttp(http)
         built: list[Key] = []
-        for i, cfg in enumerate(configs):
-            table = LimitsTable(cfg.limits)
+        for i, (cfg, spec) in enumerate(zip(configs, specs, strict=True)):
+            table = LimitsTable(spec)
             sdk_kwargs["http_client"] = with_header_hook(user_http, use_aiohttp)
             sdk = anthropic.AsyncAnthropic(
                 api_key=cfg.api_key, base_url=cfg.base_url or base_url, **sdk_kwargs
             )
             scope = "" if cache_scope == "global" else scope_for_key(cfg.api_key)
-            built.append(Key(cfg.name or f"key{i}", sdk, table, scope))
+            built.append(Key(cfg.name or f"key{i}", sdk, table, scope, cfg.budget))
         self._pipeline = Pipeline(
             built,
             cache=the_cache,
@@ -125,6 +130,7 @@ class Thrift:
             queue=queue,
             aging=float(aging),
             observers=hub,
+            fallback=fallback,
         )
         self._root: Thrift = self
         self._sdks: Sequence[anthropic.AsyncAnthropic] = self._pipeline.sdks
@@ -192,6 +198,8 @@ class Thrift:
                 await key.sdk.close()
             if p.cache is not None:
                 await p.cache.aclose()
+            if p.spend is not None:
+                await p.spend.aclose()
 
     async def close(self, *, drain: bool | float = False, grace: float | None = 30.0) -> None:
         """`aclose()`, under the SDK's name for it (same options)."""
@@ -284,3 +292,46 @@ class Thrift:
 
     def _model_class(self, model: str) -> ModelClass:
         return self._pipeline.model_class(model)
+
+
+def _check_fallback(fallback: object) -> dict[str, tuple[str, ...]] | None:
+    """``fallback={model: [models...]}`` validated: model ids, no model its own fallback."""
+    if fallback is None:
+        return None
+    if not isinstance(fallback, Mapping):
+        raise TypeError(
+            "fallback= must map a model id to a list of fallback model ids, e.g. "
+            '{"claude-opus-4-1": ["claude-sonnet-4-6", "claude-haiku-4-5"]}'
+        )
+    out: dict[str, tuple[str, ...]] = {}
+    for model, chain in fallback.items():
+        if not isinstance(model, str) or not model:
+            raise TypeError(f"fallback= keys must be model ids, got {model!r}")
+        if isinstance(chain, str) or not isinstance(chain, Sequence):
+            raise TypeError(f"fallback[{model!r}] must be a list of model ids, got {chain!r}")
+        models = tuple(chain)
+        if not models or not all(isinstance(m, str) and m for m in models):
+            raise ValueError(f"fallback[{model!r}] must be a non-empty list of model ids")
+        if model in models or len(set(models)) != len(models):
+            raise ValueError(
+                f"fallback[{model!r}] = {list(models)!r} repeats a model: each model may "
+                "appear once in its chain, and never as its own fallback"
+            )
+        out[model] = models
+    return out
+
+
+def make_spend_ledger(
+    limit_usd: float | None, period: SpendPeriod | None = None, shared: object = None
+) -> SpendLedger | None:
+    """The ledger for ``Thrift(spend_cap_usd=, spend_period=, shared=)``: None without a cap;
+    a Redis ledger when `shared` is a ``redis://`` URL or a redis client, counting every
+    process that shares it; otherwise this process's own `SpendCap`."""
+    if limit_usd is None:
+        if period is not None:
+            check_period(period)
+            raise ValueError("spend_period= needs spend_cap_usd= (the cap to count per period)")
+        return None
+    if shared is None:
+        return SpendCap(limit_usd, period=period)
+    return RedisSpendLedger(shared, limit_usd, period=period)

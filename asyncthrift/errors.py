@@ -11,6 +11,7 @@ __all__ = [
     "BudgetExceeded",
     "ClientClosed",
     "DeadlineExceeded",
+    "NoKeysLeft",
     "QueueFull",
     "RequestTooLarge",
     "ThriftError",
@@ -53,3 +54,15 @@ class ClientClosed(ThriftError, RuntimeError):
     """The client was closed (`aclose()`/`close()`) before this request could be sent, or
     while a failed attempt of it would have been retried. A request that waited for
     admission was never sent and its budget went back."""
+
+
+class NoKeysLeft(ThriftError):
+    """Every API key of the client was refused by the API (401 or 403) and disabled.
+
+    `reasons` maps each key's name to what the API said about it. A refused key is never
+    tried again by this client: fix the key (or its permissions) and create a new client.
+    """
+
+    def __init__(self, message: str, *, reasons: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.reasons = dict(reasons or {})

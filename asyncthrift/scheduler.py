@@ -23,7 +23,7 @@ import asyncio
 import heapq
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Final
 
 from .bucket import Budget, Cost
@@ -140,6 +140,8 @@ class Gate:
     __slots__ = (
         "_budgets",
         "_counter",
+        "_dead",
+        "_dead_error",
         "_heap",
         "_held",
         "_idle",
@@ -168,6 +170,8 @@ class Gate:
             raise ValueError(f"aging must be a finite number of seconds >= 0, got {aging!r}")
         self._budgets = list(budgets)
         self._counter = counter or QueueCounter(None)
+        self._dead: set[int] = set()
+        self._dead_error: Callable[[], BaseException] | None = None
         self._heap: list[tuple[float, int, _Ticket]] = []
         self._held = 0
         self._idle: list[asyncio.Future[None]] = []
@@ -241,6 +245,8 @@ class Gate:
         loop = self._get_loop()
         now = loop.time()
         self._counter.check_open()
+        if self._dead_error is not None and not self.usable:
+            raise self._dead_error()
         reservation = self._admit_at_once(cost, now)
         if reservation is not None:
             return reservation
@@ -301,6 +307,52 @@ class Gate:
         if self._live:
             self._drain()
 
+    def expected_wait(self, cost: Cost, *, level: int = 1, now: float | None = None) -> float:
+        """An estimate of how long a request of `cost` queued now at `level` would wait.
+
+        The demand of every waiter ahead of it (by the heap's order) plus its own, paid by
+        the pool: each usable budget alone would pay it in ``w_i`` seconds (its own
+        `wait`), together in about ``1 / sum(1 / w_i)``. It ignores refunds still to come
+        from requests in flight, so it errs long. O(waiters): for routing decisions only
+        (a model fallback against a deadline), never on the admission path.
+        """
+        now = self.now() if now is None else now
+        mine = now - level * self.aging
+        r, i, o = cost
+        for key, _, ticket in self._heap:
+            if key <= mine and not ticket.future.done():
+                c = ticket.cost
+                r, i, o = r + c[0], i + c[1], o + c[2]
+        demand = Cost(r, i, o)
+        rate = 0.0
+        for index, budget in enumerate(self._budgets):
+            if index in self._dead:
+                continue
+            w = budget.wait(demand, now)
+            if w <= 0.0:
+                return 0.0
+            rate += 1.0 / w
+        return math.inf if rate == 0.0 else 1.0 / rate
+
+    def disable(self, index: int, error: Callable[[], BaseException]) -> None:
+        """Never admit on budget `index` again (its key was refused for good).
+
+        Waiters are not tied to a budget, so they go to the others. Once every budget is
+        disabled, every waiter and every later `acquire` fails with a fresh `error()`.
+        Reservations already held on `index` settle as usual.
+        """
+        if not 0 <= index < len(self._budgets) or index in self._dead:
+            return
+        self._dead.add(index)
+        self._dead_error = error
+        if self._live:
+            self._drain()  # the head may have been waiting for the disabled budget
+
+    @property
+    def usable(self) -> bool:
+        """Whether some budget may still admit (not every one is disabled)."""
+        return len(self._dead) < len(self._budgets)
+
     # -- internals --------------------------------------------------------------------------
 
     def _get_loop(self) -> asyncio.AbstractEventLoop:
@@ -321,23 +373,37 @@ class Gate:
     def _check_size(self, cost: Cost) -> None:
         """Raise `RequestTooLarge` if no budget could ever pay `cost` (stops at the first fit)."""
         first: str | None = None
-        for budget in self._budgets:
+        dead = self._dead
+        for i, budget in enumerate(self._budgets):
+            if i in dead:
+                continue
             reason = budget.too_large(cost)
             if reason is None:
                 return
             first = first or reason
         raise RequestTooLarge(str(first))
 
+    def _too_large_reason(self, cost: Cost) -> str:
+        for i, budget in enumerate(self._budgets):
+            if i not in self._dead:
+                reason = budget.too_large(cost)
+                if reason is not None:
+                    return reason
+        return "no budget of this pool can admit this request"
+
     def _pick(self, cost: Cost, now: float) -> tuple[int, float] | None:
         """The budget that can pay soonest, and its wait; round-robin among ties."""
         budgets = self._budgets
         n = len(budgets)
-        if n == 1:
+        dead = self._dead
+        if n == 1 and not dead:
             return (0, budgets[0].wait(cost, now)) if budgets[0].too_large(cost) is None else None
         best: tuple[int, float] | None = None
         start = self._rr
         for k in range(n):
             i = (start + k) % n
+            if i in dead:
+                continue
             b = budgets[i]
             if b.too_large(cost) is not None:
                 continue
@@ -368,12 +434,14 @@ class Gate:
                 heapq.heappop(heap)
                 continue
             picked = self._pick(ticket.cost, now)
-            if picked is None:  # a resync shrank every budget below this request
+            if picked is None:  # every budget disabled, or a resync shrank them below it
                 heapq.heappop(heap)
                 self._live -= 1
                 counter.waiting -= 1
-                reason = self._budgets[0].too_large(ticket.cost)
-                future.set_exception(RequestTooLarge(str(reason)))
+                if self._dead_error is not None and not self.usable:
+                    future.set_exception(self._dead_error())
+                else:
+                    future.set_exception(RequestTooLarge(self._too_large_reason(ticket.cost)))
                 if self._idle:
                     self._check_idle()
                 continue

@@ -68,6 +68,12 @@ class Stats:
     """Cost of those results at the batch price (half); included in `cost_usd`."""
     compression_tokens_saved: int = 0
     """Input tokens removed by the opt-in history compression (`asyncthrift.compression`)."""
+    keys_disabled: int = 0
+    """API keys refused by the API (401/403) and disabled for good."""
+    rerouted: int = 0
+    """Attempts refused with their key (401/403) and sent again on another key."""
+    fallbacks: int = 0
+    """Calls answered by a fallback model (see ``Thrift(fallback=...)``) instead of theirs."""
 
     def as_dict(self) -> dict[str, float | int]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -87,14 +93,17 @@ class Recorder:
         "dedupe_joins",
         "dollars_saved",
         "failed",
+        "fallbacks",
         "in_flight",
         "input_tokens",
+        "keys_disabled",
         "latencies",
         "output_tokens",
         "overloaded",
         "queue_waits",
         "rate_limited",
         "requests",
+        "rerouted",
         "retries",
         "server_errors",
         "succeeded",
@@ -114,6 +123,7 @@ class Recorder:
         self.dedupe_joins = self.upstream_calls_saved = self.tokens_saved = 0
         self.dollars_saved = 0.0
         self.in_flight = 0
+        self.keys_disabled = self.rerouted = self.fallbacks = 0
         self.queue_waits: deque[float] = deque(maxlen=window)
         self.latencies: deque[float] = deque(maxlen=window)
 
@@ -145,6 +155,9 @@ class Recorder:
                 "tokens_saved",
                 "dollars_saved",
                 "in_flight",
+                "keys_disabled",
+                "rerouted",
+                "fallbacks",
             )
         }
         values.update(

@@ -261,7 +261,8 @@ class _Ledger:
         self.attempt = attempt
         self.upstream = upstream
         self.model: str = call.params["model"]
-        self.cache_key = call.key if call.use_cache else None
+        # another model's answer (a fallback) is not cached as the answer to this call
+        self.cache_key = call.key if call.use_cache and call.fell_back_from is None else None
         self.usage: Usage | None = None
         self.delivered = 0.0
         self.complete = False
