@@ -290,7 +290,8 @@ class Messages:
 
 
 class RawMessages:
-    """`client.messages.with_raw_response`: `create` answering the SDK's `AsyncAPIResponse`."""
+    """`client.messages.with_raw_response`: `create` and `count_tokens` answering the SDK's
+    `AsyncAPIResponse`, as ``AsyncAnthropic().messages.with_raw_response`` does."""
 
     __slots__ = ("_messages",)
 
@@ -314,4 +315,15 @@ class RawMessages:
             raise
         p.finish(call, None)
         response: AsyncAPIResponse[Message] = raw
+        return response
+
+    async def count_tokens(self, **kwargs: Any) -> AsyncAPIResponse[MessageTokensCount]:
+        """`messages.with_raw_response.count_tokens(...)`: scheduled as `count_tokens` is."""
+        m = self._messages
+        calibrate, kwargs = split_count_kwargs(kwargs)
+        p = m._pipeline
+        call = p.start(COUNT_TOKENS_CLASS, kwargs, m._sdks, m._max_retries, shareable=False)
+        response: AsyncAPIResponse[MessageTokensCount] = await count_tokens(
+            p, call, calibrate, raw=True
+        )
         return response

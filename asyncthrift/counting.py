@@ -93,27 +93,48 @@ class _CountRoute:
         return counted
 
 
-_CALIBRATING: Final = _CountRoute(True)
-_NOT_CALIBRATING: Final = _CountRoute(False)
+class _RawCountRoute(_CountRoute):
+    """``messages.with_raw_response.count_tokens``: the SDK's raw response, its count read."""
+
+    __slots__ = ()
+
+    async def send(self, sdk: anthropic.AsyncAnthropic, params: dict[str, Any]) -> Any:
+        raw = await sdk.messages.with_raw_response.count_tokens(**params)
+        return raw, await raw.parse()  # the SDK keeps the parsed count for the caller
+
+    def received(self, attempt: Attempt, result: Any) -> Any:
+        raw, counted = result
+        super().received(attempt, counted)
+        return raw
 
 
-async def count_tokens(pipeline: Pipeline, call: Call, calibrate: bool) -> MessageTokensCount:
+_ROUTES: Final = {
+    (False, True): _CountRoute(True),
+    (False, False): _CountRoute(False),
+    (True, True): _RawCountRoute(True),
+    (True, False): _RawCountRoute(False),
+}
+
+
+async def count_tokens(
+    pipeline: Pipeline, call: Call, calibrate: bool, *, raw: bool = False
+) -> Any:
     """``messages.count_tokens(...)``: scheduled, retried, and (by default) calibrating.
 
     Extra keyword options: ``priority``, ``deadline`` (as for ``create``) and ``calibrate``
     (default True: let the exact count teach the input estimator). Everything else goes to
-    the SDK's ``count_tokens`` unchanged. Counted in ``stats()`` like any call.
+    the SDK's ``count_tokens`` unchanged. Counted in ``stats()`` like any call. `raw`: answer
+    the SDK's raw response (``with_raw_response.count_tokens``) instead of the count.
     """
+    route = _ROUTES[raw, calibrate]
     if call.params.get("max_tokens") is _LENT:
         del call.params["max_tokens"]
     try:
         if call.rec is None:
-            result: MessageTokensCount = await pipeline.run(
-                call, _CALIBRATING if calibrate else _NOT_CALIBRATING
-            )
+            result = await pipeline.run(call, route)
         else:
             with pipeline.observers.activate(call.rec):
-                result = await pipeline.run(call, _CALIBRATING if calibrate else _NOT_CALIBRATING)
+                result = await pipeline.run(call, route)
     except BaseException as exc:
         pipeline.finish(call, exc)
         raise

@@ -17,7 +17,7 @@ import pytest
 from anthropic.resources.messages.messages import AsyncMessages
 
 import asyncthrift
-from asyncthrift import Thrift
+from asyncthrift import Limits, Thrift
 
 PACKAGE = Path(asyncthrift.__file__).parent
 OURS = {"priority", "deadline", "cache", "dedupe", "calibrate"}
@@ -205,3 +205,30 @@ async def test_passthrough_resources_and_close() -> None:
     await view.close()
     with pytest.raises(RuntimeError, match="closed"):
         await client.messages.create(model="claude-sonnet-4-6", max_tokens=1, messages=[])
+
+
+async def test_with_raw_response_create_and_count_tokens_go_through_the_pipeline() -> None:
+    from asyncthrift.mock import MockServer
+
+    body = {
+        "model": "claude-sonnet-4-6",
+        "max_tokens": 32,
+        "messages": [{"role": "user", "content": "hi"}],
+    }
+    async with (
+        MockServer(limits=Limits(rpm=100)) as mock,
+        Thrift(api_key="k", base_url=mock.base_url, limits=Limits(rpm=100)) as client,
+    ):
+        raw = await client.messages.with_raw_response.create(**body)
+        assert raw.headers["anthropic-ratelimit-requests-limit"] == "100"
+        message = await raw.parse()
+        assert isinstance(message, anthropic.types.Message) and message._request_id
+        counted_raw = await client.messages.with_raw_response.count_tokens(
+            model=body["model"], messages=body["messages"]
+        )
+        counted = await counted_raw.parse()
+        assert isinstance(counted, anthropic.types.MessageTokensCount)
+        assert counted.input_tokens > 0
+        s = client.stats()
+        assert (s.requests, s.succeeded, s.upstream_calls) == (2, 2, 2)
+        assert mock.counters.count_tokens == 1 and mock.counters.ok == 1
