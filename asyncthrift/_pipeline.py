@@ -37,6 +37,7 @@ from .limits import MODEL_CLASSES, Limits, model_class
 from .prices import PRICES, cost_usd
 from .retry import RetryPolicy, classify, server_view
 from .scheduler import Gate, QueueCounter, Reservation
+from .shared import SharedStore
 from .spend import SpendCap
 from .stats import Recorder
 from .tokens import Calibrator, estimate_input_tokens
@@ -93,6 +94,7 @@ class Pipeline:
         self.count_limits: Limits | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.closed = False
+        self.shared: SharedStore | None = None  # Thrift(shared=...): budgets in Redis
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -119,10 +121,19 @@ class Pipeline:
             for key in self.keys:
                 label, limits = key.limits.for_model(model)
                 label = name if name == UNKNOWN_CLASS else label
+                if self.shared is not None:
+                    budgets.append(
+                        self.shared.budget(
+                            key.sdk.api_key or key.name, label, limits, now, f"{key.name}/{label}"
+                        )
+                    )
+                    continue
                 budgets.append(
                     LocalBudget(limits, now, name=f"{key.name}/{label}", cold_start=True)
                 )
             mc = self.classes[name] = self._make_class(name, budgets, Calibrator())
+            if self.shared is not None:
+                self.shared.attach(mc.gate.poke, budgets)
         if len(self._by_model) >= 1024:  # model ids come from callers: stay bounded
             self._by_model.clear()
         self._by_model[model] = mc

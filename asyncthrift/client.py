@@ -27,6 +27,7 @@ from .cache.keys import scope_for_key
 from .limits import LimitsSpec, LimitsTable
 from .retry import RetryPolicy
 from .scheduler import QueueCounter
+from .shared import SharedStore, make_shared
 from .spend import SpendCap
 from .stats import Stats
 
@@ -64,6 +65,8 @@ class Thrift:
         spend_cap_usd: float | None = None,
         sdk_options: Mapping[str, Any] | None = None,
         observers: Sequence[Observer] | None = None,
+        shared: str | SharedStore | None = None,
+        shared_fallback: float | str | None = None,
     ) -> None:
         if not isinstance(dedupe, bool):
             raise TypeError(f"dedupe= must be True or False, got {dedupe!r}")
@@ -97,6 +100,7 @@ class Thrift:
                 )
             configs = [KeyConfig(api_key=api_key, limits=limits)]
         the_cache = make_cache(cache)  # validated before any HTTP client exists
+        the_shared = make_shared(shared, shared_fallback)
         sdk_kwargs: dict[str, Any] = dict(sdk_options or {})
         sdk_kwargs["max_retries"] = 0  # retries are ours, through the scheduler
         if timeout is not None:
@@ -124,6 +128,7 @@ class Thrift:
             aging=float(aging),
             observers=hub,
         )
+        self._pipeline.shared = the_shared
         self._root: Thrift = self
         self._sdks: Sequence[anthropic.AsyncAnthropic] = self._pipeline.sdks
         self._max_retries = max_retries
@@ -186,6 +191,8 @@ class Thrift:
         finally:
             for gate in [mc.gate for mc in list(p.classes.values())]:
                 gate.close()
+            if p.shared is not None:
+                await p.shared.aclose()  # unused leases back to Redis
             for key in p.keys:
                 await key.sdk.close()
             if p.cache is not None:
