@@ -133,7 +133,7 @@ class Pipeline:
                 )
             mc = self.classes[name] = self._make_class(name, budgets, Calibrator())
             if self.shared is not None:
-                self.shared.attach(mc.gate.poke, budgets)
+                self.shared.attach(mc.gate, budgets)
         if len(self._by_model) >= 1024:  # model ids come from callers: stay bounded
             self._by_model.clear()
         self._by_model[model] = mc

@@ -25,7 +25,6 @@ import asyncio
 import logging
 import math
 from collections import deque
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..bucket import ZERO, Cost, ServerView
@@ -33,6 +32,7 @@ from ..budget import TOKEN_ROUNDING, LocalBudget
 from ..limits import Limits
 
 if TYPE_CHECKING:
+    from ..scheduler import Gate
     from .store import SharedStore
 
 __all__ = ["HORIZON", "MAX_SHARE", "SLICE", "SharedBudget"]
@@ -40,19 +40,22 @@ __all__ = ["HORIZON", "MAX_SHARE", "SLICE", "SharedBudget"]
 log = logging.getLogger("asyncthrift.shared")
 
 #: A slice covers about this fraction of the period at this process's recent rate ...
-SLICE = 0.05
+SLICE = 0.1
 #: ... and never more than this fraction of a capacity.
 MAX_SHARE = 0.25
 #: A grant may reserve this fraction of the period of refill ahead of time.
-HORIZON = 0.05
+HORIZON = 0.1
 #: A new slice is fetched when the lease falls below this fraction of the last one ...
 _LOW = 1.0
 #: ... and the lease keeps at most this many slices (refunds beyond go back to Redis).
 _KEEP = 1.0
-#: Unused lease goes back to Redis after this fraction of the period without admissions.
+#: Unused lease goes back to Redis after this fraction of the period without admissions,
+#: or sooner: after `_IDLE_GAPS` of this process's average gap between requests.
 _IDLE = 0.2
-#: Refunds wait at most this fraction of the period to ride along with a request for lease.
-_FLUSH = 0.05
+_IDLE_GAPS = 4.0
+#: A lease grown beyond a slice by refunds gives the excess back within this fraction of the
+#: period (with the next slice asked for, or alone).
+_FLUSH = 0.1
 #: While a lease is on its way the answer to `wait` (the arrival pokes the gate sooner).
 _HINT = 0.05
 #: While the shared bucket is cold (waiting for a probe's answer), how often to ask again.
@@ -86,6 +89,7 @@ class SharedBudget(LocalBudget):
         "_fb_debt",
         "_flush_at",
         "_flush_due",
+        "_gate",
         "_head",
         "_hint",
         "_keep",
@@ -97,7 +101,6 @@ class SharedBudget(LocalBudget):
         "_mode",
         "_not_before",
         "_pending",
-        "_poke",
         "_pots",
         "_proof",
         "_rate",
@@ -105,6 +108,7 @@ class SharedBudget(LocalBudget):
         "_task",
         "_urgent",
         "_used",
+        "fallback_takes",
         "grants",
         "processes",
         "refusals",
@@ -135,7 +139,7 @@ class SharedBudget(LocalBudget):
         self._hint = min(period * _HINT, 1.0)
         self._kick = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._poke: Callable[[], None] | None = None
+        self._gate: Gate | None = None
         self._fb: LocalBudget | None = None
         self._fb_debt = [0.0, 0.0, 0.0]
         self._flush_at: asyncio.TimerHandle | None = None
@@ -147,6 +151,7 @@ class SharedBudget(LocalBudget):
         self.processes = 1
         self.grants = 0
         self.refusals = 0
+        self.fallback_takes = 0  # admissions while Redis was unreachable
 
     # -- the Budget protocol (synchronous, O(1)) ----------------------------------------------
 
@@ -184,6 +189,7 @@ class SharedBudget(LocalBudget):
         self._remember(now)
         self._last_take = now
         if self._mode != _SHARED:
+            self.fallback_takes += 1
             if self._fb is not None:
                 self._fb.take(cost, now)
             for i in self._dims:
@@ -214,8 +220,8 @@ class SharedBudget(LocalBudget):
             return
         # a refund (or a further charge) stays in the lease, at once usable here; what the
         # lease then holds beyond `_keep` goes back to the shared bucket with the next round
-        # trip (within `_FLUSH` of the period)
-        lease, keep, used = self._lease, self._keep, self._used
+        # trip (the next slice asked for, or the return of an idle lease)
+        lease, used, keep = self._lease, self._used, self._keep
         excess = False
         for i in self._dims:
             lease[i] += cost[i]
@@ -301,9 +307,10 @@ class SharedBudget(LocalBudget):
 
     # -- internals -----------------------------------------------------------------------------
 
-    def bind(self, poke: Callable[[], None]) -> None:
-        """Call `poke` (the gate's) whenever a lease arrives or the mode changes."""
-        self._poke = poke
+    def bind(self, gate: Gate) -> None:
+        """Poke `gate` whenever a lease arrives or the mode changes; while it has waiters
+        the lease is not idle."""
+        self._gate = gate
 
     def _fit(self, cost: Cost, fb: LocalBudget) -> Cost:
         """`cost` cut to the fallback's capacities (a big request must still go, eventually)."""
@@ -336,8 +343,13 @@ class SharedBudget(LocalBudget):
         self._want()
 
     def _wake(self) -> None:
-        if self._poke is not None:
-            self._poke()
+        if self._gate is not None:
+            self._gate.poke()
+
+    def _busy(self, now: float) -> bool:
+        """Whether requests wait for this budget or were admitted lately."""
+        gate = self._gate
+        return (gate is not None and gate.waiting > 0) or now - self._last_take < self._idle_after()
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -361,6 +373,14 @@ class SharedBudget(LocalBudget):
                 log.exception("shared budget %s: round trip failed", self.name)
                 self._not_before = loop.time() + self._hint
 
+    def _idle_after(self) -> float:
+        """Seconds without an admission after which the lease goes back to Redis."""
+        idle = self.limits.period * _IDLE
+        requests = self._est[0] if self._cap[0] > 0 else 0.0
+        if requests > 0:
+            idle = min(idle, max(_IDLE_GAPS / requests, self.limits.period * 0.01))
+        return idle
+
     def _next_timeout(self, now: float) -> float | None:
         """Seconds until something is due with nothing else happening (None: nothing)."""
         due = _INF
@@ -369,7 +389,10 @@ class SharedBudget(LocalBudget):
         elif self._mode != _SHARED:
             due = now + max(self._store.breaker.retry_in(), 0.001)
         if self._mode == _SHARED and any(self._lease[i] + self._pending[i] for i in self._dims):
-            due = min(due, max(self._last_take + self.limits.period * _IDLE, now))
+            idle_at = self._last_take + self._idle_after()
+            if self._busy(now):  # look again after a while
+                idle_at = max(idle_at, now + self._idle_after())
+            due = min(due, max(idle_at, now))
         return None if due == _INF else max(0.0, due - now)
 
     async def _round(self, now: float) -> None:
@@ -388,7 +411,7 @@ class SharedBudget(LocalBudget):
         need = [0.0, 0.0, 0.0]
         ask = [0.0, 0.0, 0.0]
         asking = False
-        recent = now - self._last_take < period * _IDLE
+        recent = self._busy(now)
         if head is not None or recent:
             short = False
             for i in self._dims:
@@ -468,8 +491,12 @@ class SharedBudget(LocalBudget):
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
                 "%s t=%.3f need=%s ask=%s give=%s -> %s",
-                self.name, now, [round(x) for x in need], [round(x) for x in ask],
-                [round(x) for x in give], res,
+                self.name,
+                now,
+                [round(x) for x in need],
+                [round(x) for x in ask],
+                [round(x) for x in give],
+                res,
             )
         status = int(res[0])
         granted = (float(res[1]), float(res[2]), float(res[3]))
@@ -581,6 +608,9 @@ class SharedBudget(LocalBudget):
 
     def release_args(self) -> list[str] | None:
         """The arguments that give everything held back to Redis (None: nothing to give)."""
+        if self._flush_at is not None:
+            self._flush_at.cancel()
+            self._flush_at = None
         if self._mode != _SHARED:
             return None
         give = [self._lease[i] + self._pending[i] for i in range(3)]

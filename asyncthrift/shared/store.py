@@ -19,6 +19,7 @@ from typing import Any
 
 from ..budget import LocalBudget
 from ..limits import Limits
+from ..scheduler import Gate
 from ._redis import AsyncScriptClient, Breaker, Script, client_from_url, load_script
 from .budget import SharedBudget
 
@@ -142,11 +143,11 @@ class SharedStore:
         self._budgets.append(budget)
         return budget
 
-    def attach(self, poke: Any, budgets: Sequence[LocalBudget]) -> None:
-        """Have `budgets` call `poke` (their gate's) when a lease arrives."""
+    def attach(self, gate: Gate, budgets: Sequence[LocalBudget]) -> None:
+        """Have `budgets` poke `gate` (theirs) when a lease arrives."""
         for b in budgets:
             if isinstance(b, SharedBudget):
-                b.bind(poke)
+                b.bind(gate)
 
     def fallback_share(self, processes: int) -> float | None:
         if self.fallback == "closed":
