@@ -47,6 +47,7 @@ from .limits import MODEL_CLASSES, Limits, model_class
 from .prices import PRICES, cost_usd
 from .retry import RetryPolicy, classify, server_view
 from .scheduler import Gate, QueueCounter, Reservation
+from .shared import SharedStore
 from .spend import SpendLedger
 from .stats import Recorder
 from .tokens import Calibrator, estimate_input_tokens
@@ -108,6 +109,19 @@ class Pipeline:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.closed = False
         self.refused: dict[int, str] = {}  # keys the API refused (401/403): index -> why
+        self.shared: SharedStore | None = None  # Thrift(shared=...): budgets in Redis
+
+    def _budget(self, key: Key, label: str, limits: Limits, now: float) -> LocalBudget:
+        """The budget `key` draws on for `label`: in Redis with ``shared=``, else here.
+
+        In Redis a key's budget is named by a keyed hash of its API key, or by the
+        ``KeyConfig(budget=...)`` it names, so every process of one organisation meets there.
+        """
+        name = f"{key.budget}/{label}"
+        if self.shared is None:
+            return LocalBudget(limits, now, name=name, cold_start=True)
+        identity = key.sdk.api_key if key.budget == key.name else f"budget:{key.budget}"
+        return self.shared.budget(identity or key.name, label, limits, now, name)
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -137,11 +151,11 @@ class Pipeline:
                 label = name if name == UNKNOWN_CLASS else label
                 budget = by_budget.get(key.budget)
                 if budget is None:
-                    budget = by_budget[key.budget] = LocalBudget(
-                        limits, now, name=f"{key.budget}/{label}", cold_start=True
-                    )
+                    budget = by_budget[key.budget] = self._budget(key, label, limits, now)
                 budgets.append(budget)
             mc = self.classes[name] = self._make_class(name, budgets, Calibrator())
+            if self.shared is not None:
+                self.shared.attach(mc.gate, budgets)
         if len(self._by_model) >= 1024:  # model ids come from callers: stay bounded
             self._by_model.clear()
         self._by_model[model] = mc

@@ -29,6 +29,7 @@ from .compression import compression_overrides
 from .limits import LimitsSpec, LimitsTable
 from .retry import RetryPolicy
 from .scheduler import QueueCounter
+from .shared import SharedStore, make_shared
 from .spend import SpendCap, SpendLedger, SpendPeriod, check_period
 from .spend_redis import RedisSpendLedger
 from .stats import Stats
@@ -69,6 +70,8 @@ class Thrift:
         sdk_options: Mapping[str, Any] | None = None,
         observers: Sequence[Observer] | None = None,
         fallback: Mapping[str, Sequence[str]] | None = None,
+        shared: str | SharedStore | None = None,
+        shared_fallback: float | str | None = None,
     ) -> None:
         if not isinstance(dedupe, bool):
             raise TypeError(f"dedupe= must be True or False, got {dedupe!r}")
@@ -104,6 +107,7 @@ class Thrift:
             configs = [KeyConfig(api_key=api_key, limits=limits)]
         specs = budget_limits(configs)  # keys sharing a budget must agree on its limits
         the_cache = make_cache(cache)  # validated before any HTTP client exists
+        the_shared = make_shared(shared, shared_fallback)
         sdk_kwargs: dict[str, Any] = dict(sdk_options or {})
         sdk_kwargs["max_retries"] = 0  # retries are ours, through the scheduler
         if timeout is not None:
@@ -132,6 +136,7 @@ class Thrift:
             observers=hub,
             fallback=fallback,
         )
+        self._pipeline.shared = the_shared
         self._root: Thrift = self
         self._sdks: Sequence[anthropic.AsyncAnthropic] = self._pipeline.sdks
         self._max_retries = max_retries
@@ -194,6 +199,8 @@ class Thrift:
         finally:
             for gate in [mc.gate for mc in list(p.classes.values())]:
                 gate.close()
+            if p.shared is not None:
+                await p.shared.aclose()  # unused leases back to Redis
             for key in p.keys:
                 await key.sdk.close()
             if p.cache is not None:

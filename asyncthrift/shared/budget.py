@@ -1,0 +1,633 @@
+"""`SharedBudget`: one (budget, model class) shared by every process through Redis.
+
+Admission stays synchronous and O(1): the scheduler admits from a *lease*, a slice of the
+shared buckets this process took from Redis (`lease.lua`), and a background task keeps the
+lease topped up. One script call does everything a round trip can carry: ask for a slice
+(all three dimensions or nothing), give back refunds and unused lease, lower the shared
+level to what the server's headers support, prove a cold bucket's level, register this
+process. So Redis sees about one command per slice, not one per request.
+
+Slices follow this process's rate (about `SLICE` of the period of its recent consumption,
+never more than `MAX_SHARE` of a capacity) and shrink with what is left in the shared
+bucket, so one busy process cannot hoard what others wait for. A slice may reserve up to
+`HORIZON` of the period of future refill: it then arrives with the instant it is paid for,
+and the scheduler's timer waits for that instant (no polling, no second round trip).
+
+When Redis is unreachable (the store's circuit breaker is open) the budget admits from a
+`LocalBudget` of a conservative share of the limits (`fallback`: by default the limits
+divided by the processes last seen), resynced from the headers as any local budget is, and
+rejoins when Redis answers again, charging what it admitted meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections import deque
+from typing import TYPE_CHECKING
+
+from ..bucket import ZERO, Cost, ServerView
+from ..budget import TOKEN_ROUNDING, LocalBudget
+from ..limits import Limits
+
+if TYPE_CHECKING:
+    from ..scheduler import Gate
+    from .store import SharedStore
+
+__all__ = ["HORIZON", "MAX_SHARE", "SLICE", "SharedBudget"]
+
+log = logging.getLogger("asyncthrift.shared")
+
+#: A slice covers about this fraction of the period at this process's recent rate ...
+SLICE = 0.1
+#: ... and never more than this fraction of a capacity.
+MAX_SHARE = 0.25
+#: A grant may reserve this fraction of the period of refill ahead of time.
+HORIZON = 0.1
+#: A new slice is fetched when the lease falls below this fraction of the last one ...
+_LOW = 1.0
+#: ... and the lease keeps at most this many slices (refunds beyond go back to Redis).
+_KEEP = 1.0
+#: Unused lease goes back to Redis after this fraction of the period without admissions,
+#: or sooner: after `_IDLE_GAPS` of this process's average gap between requests.
+_IDLE = 0.2
+_IDLE_GAPS = 4.0
+#: A lease grown beyond a slice by refunds gives the excess back within this fraction of the
+#: period (with the next slice asked for, or alone).
+_FLUSH = 0.1
+#: While a lease is on its way the answer to `wait` (the arrival pokes the gate sooner).
+_HINT = 0.05
+#: While the shared bucket is cold (waiting for a probe's answer), how often to ask again.
+_COLD_POLL = 0.05
+#: The probe of a cold bucket: how long (fraction of the period, at most 5 s) before another.
+_PROBE_SHARE = 0.1
+
+_SHARED, _FALLBACK, _CLOSED = 0, 1, 2
+_INF = math.inf
+
+
+def _num(x: float) -> str:
+    return repr(float(x))
+
+
+class SharedBudget(LocalBudget):
+    """A `Budget` whose buckets live in Redis; see the module docstring.
+
+    A `LocalBudget` by type (the inherited history answers "what did this process send
+    after T" for the header resync; its buckets are not used while Redis is reachable).
+    """
+
+    __slots__ = (
+        "_cap",
+        "_clamp",
+        "_cold",
+        "_dims",
+        "_est",
+        "_est_at",
+        "_fb",
+        "_fb_debt",
+        "_flush_at",
+        "_flush_due",
+        "_gate",
+        "_head",
+        "_hint",
+        "_keep",
+        "_keys",
+        "_kick",
+        "_last_take",
+        "_lease",
+        "_low",
+        "_mode",
+        "_not_before",
+        "_pending",
+        "_pots",
+        "_proof",
+        "_rate",
+        "_store",
+        "_task",
+        "_urgent",
+        "_used",
+        "fallback_takes",
+        "grants",
+        "processes",
+        "refusals",
+    )
+
+    def __init__(
+        self, store: SharedStore, limits: Limits, now: float, name: str, keys: tuple[str, str]
+    ) -> None:
+        super().__init__(limits, now, name, hold_bursts=False, cold_start=False)
+        self._store = store
+        self._keys = keys
+        period = limits.period
+        self._cap = [0.0 if c is None else float(c) for c in (limits.rpm, limits.itpm, limits.otpm)]
+        self._rate = [c / period for c in self._cap]
+        self._dims = tuple(i for i in range(3) if self._cap[i] > 0)
+        self._lease = [0.0, 0.0, 0.0]
+        self._pending = [0.0, 0.0, 0.0]  # granted, paid for only at a later instant (pots)
+        self._pots: deque[tuple[float, tuple[float, float, float]]] = deque()
+        self._clamp = [_INF, _INF, _INF]  # min over readings of (ceiling - rate * t)
+        self._proof = [_INF, _INF, _INF]  # the same for the lowest consistent reading
+        self._head: Cost | None = None
+        self._used = [0.0, 0.0, 0.0]
+        self._est = list(self._rate)  # this process's rate of consumption (optimistic at first)
+        self._est_at = now
+        self._last_take = now
+        self._low = [0.0, 0.0, 0.0]
+        self._keep = [_INF, _INF, _INF]
+        self._hint = min(period * _HINT, 1.0)
+        self._kick = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._gate: Gate | None = None
+        self._fb: LocalBudget | None = None
+        self._fb_debt = [0.0, 0.0, 0.0]
+        self._flush_at: asyncio.TimerHandle | None = None
+        self._flush_due = False
+        self._mode = _SHARED
+        self._cold = False
+        self._urgent = False
+        self._not_before = 0.0
+        self.processes = 1
+        self.grants = 0
+        self.refusals = 0
+        self.fallback_takes = 0  # admissions while Redis was unreachable
+
+    # -- the Budget protocol (synchronous, O(1)) ----------------------------------------------
+
+    def wait(self, cost: Cost, now: float) -> float:
+        w = self.blocked_until - now if self.blocked_until > now else 0.0
+        if self._mode != _SHARED:
+            fb = self._fb
+            if fb is None:  # fallback="closed": nothing until Redis answers again
+                self._want()
+                return max(w, self._store.breaker.retry_in(), self._hint)
+            return max(w, fb.wait(self._fit(cost, fb), now))
+        self._ripen(now)
+        lease = self._lease
+        for i in self._dims:
+            if cost[i] > lease[i] + 1e-9 * self._cap[i]:
+                break
+        else:
+            return w
+        if self._pots:  # slices on their way: the instant they are paid for
+            have = list(lease)
+            for at, pot in self._pots:
+                for i in self._dims:
+                    have[i] += pot[i]
+                if all(cost[i] <= have[i] + 1e-9 * self._cap[i] for i in self._dims):
+                    return max(w, at - now)
+        self._head = cost
+        self._want()
+        return max(w, self._hint)
+
+    def take(self, cost: Cost, now: float) -> Cost:
+        sent, net = self._sent, self._net
+        for i in range(3):
+            sent[i] += cost[i]
+            net[i] += cost[i]
+        self._remember(now)
+        self._last_take = now
+        if self._mode != _SHARED:
+            self.fallback_takes += 1
+            if self._fb is not None:
+                self._fb.take(cost, now)
+            for i in self._dims:
+                self._fb_debt[i] += cost[i]
+            return Cost(sent[0], sent[1], sent[2])
+        self._ripen(now)
+        lease, used, pending, low = self._lease, self._used, self._pending, self._low
+        refetch = False
+        for i in self._dims:
+            lease[i] -= cost[i]
+            used[i] += cost[i]
+            if lease[i] + pending[i] < low[i]:
+                refetch = True
+        if refetch:
+            self._want()
+        return Cost(sent[0], sent[1], sent[2])
+
+    def give(self, cost: Cost, now: float) -> None:
+        net = self._net
+        for i in range(3):
+            net[i] -= cost[i]
+        self._remember(now)
+        if self._mode != _SHARED:
+            if self._fb is not None:
+                self._fb.give(cost, now)
+            for i in self._dims:
+                self._fb_debt[i] -= cost[i]
+            return
+        # a refund (or a further charge) stays in the lease, at once usable here; what the
+        # lease then holds beyond `_keep` goes back to the shared bucket with the next round
+        # trip (the next slice asked for, or the return of an idle lease)
+        lease, used, keep = self._lease, self._used, self._keep
+        excess = False
+        for i in self._dims:
+            lease[i] += cost[i]
+            used[i] -= cost[i]  # the rate of slices is the net rate of consumption
+            if lease[i] > keep[i]:
+                excess = True
+        if excess and self._flush_at is None and not self._flush_due:
+            loop = asyncio.get_running_loop()
+            self._flush_at = loop.call_at(now + self.limits.period * _FLUSH, self._flush)
+
+    def block_until(self, when: float) -> None:
+        super().block_until(when)
+        if self._fb is not None:
+            self._fb.block_until(when)
+
+    def observe(
+        self,
+        view: ServerView,
+        sent_mark: Cost,
+        sent_at: float,
+        now: float,
+        *,
+        uncharged: Cost = ZERO,
+        refused: bool = False,
+        seen: Cost = ZERO,
+    ) -> bool:
+        """Turn a response's headers into a ceiling for the shared level (sent with the next
+        round trip; lowers it, never raises it) and, while the shared bucket is cold, into
+        the proof of its level. Read as `LocalBudget.observe` reads them: the server's level
+        at an unknown instant T of ``[sent_at, now]``, token readings ±`TOKEN_ROUNDING`.
+
+        The ceiling is the server's level now, as highest as the window allows, less what
+        this process holds as lease: the shared level can be no higher (the other processes'
+        leases and requests in flight only lower the truth, so ignoring them never lowers
+        it too far). The proof takes the lowest reading instead, as a cold start does.
+        """
+        changed = False
+        if self._fb is not None:
+            changed = self._fb.observe(
+                view, sent_mark, sent_at, now, uncharged=uncharged, refused=refused, seen=seen
+            )
+        remainings = (view.requests_remaining, view.input_remaining, view.output_remaining)
+        if remainings == (None, None, None):
+            return changed
+        highest = self._highest_readings(sent_at, now)
+        before = self._net_until(sent_at, strict=True)
+        net = self._net
+        for i in self._dims:
+            remaining = remainings[i]
+            if remaining is None:
+                continue
+            if i and remaining % 1000:
+                self._exact_tokens = True  # as `LocalBudget.observe`: the server is exact
+            tolerance = TOKEN_ROUNDING if i and not self._exact_tokens else 0.0
+            held = self._lease[i] + self._pending[i]
+            base = remaining - tolerance - held - self._rate[i] * now
+            hi = base + highest[i] - uncharged[i]
+            lo = base - (net[i] - before[i] - seen[i])
+            if hi < self._clamp[i]:
+                self._clamp[i] = hi
+            if lo < self._proof[i]:
+                self._proof[i] = lo
+        if refused or self._cold:
+            self._urgent = True  # the shared level is wrong (a 429) or unproven: tell Redis now
+            self._not_before = 0.0
+            self._want()
+        return changed
+
+    # -- views ---------------------------------------------------------------------------------
+
+    def peek(self, now: float) -> tuple[float | None, ...]:
+        """Shared: the lease held here per dimension; fallback: the fallback's levels."""
+        if self._fb is not None:
+            return self._fb.peek(now)
+        return tuple(
+            None if self._cap[i] <= 0 else self._lease[i] + self._pending[i] for i in range(3)
+        )
+
+    @property
+    def mode(self) -> str:
+        return ("shared", "fallback", "closed")[self._mode]
+
+    @property
+    def fallback(self) -> LocalBudget | None:
+        """The local budget admitting while Redis is unreachable (None otherwise)."""
+        return self._fb
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def bind(self, gate: Gate) -> None:
+        """Poke `gate` whenever a lease arrives or the mode changes; while it has waiters
+        the lease is not idle."""
+        self._gate = gate
+
+    def _fit(self, cost: Cost, fb: LocalBudget) -> Cost:
+        """`cost` cut to the fallback's capacities (a big request must still go, eventually)."""
+        b = fb.buckets
+        return Cost(
+            *(c if bk is None else min(c, bk.capacity) for c, bk in zip(cost, b, strict=True))
+        )
+
+    def _ripen(self, now: float) -> None:
+        pots = self._pots
+        while pots and pots[0][0] <= now:
+            _, pot = pots.popleft()
+            for i in self._dims:
+                self._lease[i] += pot[i]
+                self._pending[i] -= pot[i]
+        if not pots:
+            self._pending = [0.0, 0.0, 0.0]
+
+    def _want(self) -> None:
+        if self._task is None:
+            if self._store.closed:
+                return
+            self._task = asyncio.get_running_loop().create_task(self._run())
+            self._store.tasks.add(self._task)
+        self._kick.set()
+
+    def _flush(self) -> None:
+        self._flush_at = None
+        self._flush_due = True
+        self._want()
+
+    def _wake(self) -> None:
+        if self._gate is not None:
+            self._gate.poke()
+
+    def _busy(self, now: float) -> bool:
+        """Whether requests wait for this budget or were admitted lately."""
+        gate = self._gate
+        return (gate is not None and gate.waiting > 0) or now - self._last_take < self._idle_after()
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            timeout = self._next_timeout(loop.time())
+            if not self._kick.is_set() and timeout != 0.0:
+                try:
+                    async with asyncio.timeout(timeout):
+                        await self._kick.wait()
+                except TimeoutError:
+                    pass
+            self._kick.clear()
+            now = loop.time()
+            if now < self._not_before:
+                continue
+            try:
+                await self._round(now)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a bug must not stop admission: log, back off, go on
+                log.exception("shared budget %s: round trip failed", self.name)
+                self._not_before = loop.time() + self._hint
+
+    def _idle_after(self) -> float:
+        """Seconds without an admission after which the lease goes back to Redis."""
+        idle = self.limits.period * _IDLE
+        requests = self._est[0] if self._cap[0] > 0 else 0.0
+        if requests > 0:
+            idle = min(idle, max(_IDLE_GAPS / requests, self.limits.period * 0.01))
+        return idle
+
+    def _next_timeout(self, now: float) -> float | None:
+        """Seconds until something is due with nothing else happening (None: nothing)."""
+        due = _INF
+        if self._not_before > now:
+            due = self._not_before
+        elif self._mode != _SHARED:
+            due = now + max(self._store.breaker.retry_in(), 0.001)
+        if self._mode == _SHARED and any(self._lease[i] + self._pending[i] for i in self._dims):
+            idle_at = self._last_take + self._idle_after()
+            if self._busy(now):  # look again after a while
+                idle_at = max(idle_at, now + self._idle_after())
+            due = min(due, max(idle_at, now))
+        return None if due == _INF else max(0.0, due - now)
+
+    async def _round(self, now: float) -> None:
+        store = self._store
+        if self._mode != _SHARED:
+            if not store.breaker.admit():
+                return
+            debt = [max(0.0, min(self._fb_debt[i], self._cap[i])) for i in range(3)]
+            ok, res = await store.call(self, self._args(ZERO, ZERO, ZERO, debt))
+            if ok:
+                self._rejoin(res, loop_now=asyncio.get_running_loop().time())
+            return
+        head = self._head
+        lease, pending = self._lease, self._pending
+        period = self.limits.period
+        need = [0.0, 0.0, 0.0]
+        ask = [0.0, 0.0, 0.0]
+        asking = False
+        recent = self._busy(now)
+        if head is not None or recent:
+            short = False
+            for i in self._dims:
+                held = lease[i] + pending[i]
+                if head is not None and head[i] > held:
+                    need[i] = head[i] - held
+                    short = True
+                if held < self._low[i]:
+                    short = True
+            if short:
+                self._estimate(now)
+                asking = True
+                # a slice: this process's recent net rate over SLICE of the period (at
+                # least the request waiting), scaled as one (the dimensions keep their
+                # proportions) to at most MAX_SHARE of every capacity
+                chunk = [0.0, 0.0, 0.0]
+                scale = 1.0
+                for i in self._dims:
+                    c = self._est[i] * period * SLICE
+                    if head is not None:
+                        c = max(c, head[i])
+                    chunk[i] = c
+                    if c > self._cap[i] * MAX_SHARE:
+                        scale = min(scale, self._cap[i] * MAX_SHARE / c)
+                for i in self._dims:
+                    ask[i] = need[i] + chunk[i] * scale
+        give = [0.0, 0.0, 0.0]
+        for i in self._dims:  # lease beyond what this process keeps goes back
+            extra = lease[i] - self._keep[i]
+            if extra > 0:
+                give[i] += extra
+        idle_return = False
+        if not asking and head is None and not recent:
+            holding = [lease[i] + pending[i] for i in range(3)]
+            if any(holding[i] for i in self._dims):
+                idle_return = True
+                give = holding
+        if not (asking or idle_return or self._urgent) and not (
+            self._flush_due and any(give[i] > 0 for i in self._dims)
+        ):
+            self._flush_due = False
+            return
+        if not idle_return:
+            for i in self._dims:
+                lease[i] -= give[i]
+        clamp, proof = self._clamp, self._proof
+        self._clamp = [_INF, _INF, _INF]
+        self._proof = [_INF, _INF, _INF]
+        self._flush_due = self._urgent = False
+        if self._flush_at is not None:
+            self._flush_at.cancel()
+            self._flush_at = None
+        t = now
+        args = self._args(
+            Cost(*need),
+            Cost(*ask),
+            Cost(*give),
+            [0.0, 0.0, 0.0],
+            clamp=[c + self._rate[i] * t for i, c in enumerate(clamp)],
+            proof=[c + self._rate[i] * t for i, c in enumerate(proof)],
+        )
+        if idle_return:
+            self._lease = [0.0, 0.0, 0.0]
+            self._pending = [0.0, 0.0, 0.0]
+            self._pots.clear()
+        ok, res = await store.call(self, args)
+        loop_now = asyncio.get_running_loop().time()
+        if not ok:
+            for i in self._dims:  # not returned after all
+                self._lease[i] += give[i]
+            if store.breaker.open:
+                self._enter_fallback(loop_now)
+            else:
+                self._not_before = loop_now + store.breaker.timeout
+                self._kick.set()
+            return
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "%s t=%.3f need=%s ask=%s give=%s -> %s",
+                self.name,
+                now,
+                [round(x) for x in need],
+                [round(x) for x in ask],
+                [round(x) for x in give],
+                res,
+            )
+        status = int(res[0])
+        granted = (float(res[1]), float(res[2]), float(res[3]))
+        ready, retry = float(res[4]), float(res[5])
+        self.processes = max(1, int(res[6]))
+        if status in (0, 1):
+            self._cold = status == 1
+            if asking:
+                self.grants += 1
+                self._head = None
+                if ready > 0:
+                    self._pots.append((loop_now + ready, granted))
+                    for i in self._dims:
+                        self._pending[i] += granted[i]
+                else:
+                    for i in self._dims:
+                        self._lease[i] += granted[i]
+                for i in self._dims:
+                    self._low[i] = granted[i] * _LOW
+                    self._keep[i] = max(ask[i], granted[i]) * _KEEP
+                self._wake()
+        else:
+            self.refusals += 1
+            self._cold = status == 3
+            wait = min(retry, _COLD_POLL) if self._cold else retry
+            self._not_before = loop_now + min(wait, period)
+            self._kick.set()  # ask again then
+
+    def _estimate(self, now: float) -> None:
+        """Update this process's rate of consumption (units/s), averaged over a slice."""
+        dt = now - self._est_at
+        window = self.limits.period * SLICE
+        if dt < window * 0.1:
+            return
+        weight = 1.0 - math.exp(-dt / window)
+        for i in self._dims:
+            self._est[i] += weight * (self._used[i] / dt - self._est[i])
+        self._used = [0.0, 0.0, 0.0]
+        self._est_at = now
+
+    def _args(
+        self,
+        need: Cost,
+        ask: Cost,
+        give: Cost | list[float],
+        debt: list[float],
+        *,
+        clamp: list[float] | None = None,
+        proof: list[float] | None = None,
+    ) -> list[str]:
+        period = self.limits.period
+        args = [
+            self._store.process_id,
+            _num(period),
+            _num(period * HORIZON),
+            _num(min(period * _PROBE_SHARE, 5.0)),
+        ]
+        for i in range(3):
+            c = clamp[i] if clamp is not None else _INF
+            p = proof[i] if proof is not None else _INF
+            args += [
+                _num(self._cap[i]),
+                _num(need[i]),
+                _num(ask[i]),
+                _num(give[i]),
+                "" if not math.isfinite(c) else _num(c),
+                "" if not math.isfinite(p) else _num(p),
+                _num(debt[i]),
+            ]
+        return args
+
+    def _enter_fallback(self, now: float) -> None:
+        """Redis is unreachable: admit from a local share of the limits until it answers."""
+        share = self._store.fallback_share(self.processes)
+        held = [self._lease[i] + self._pending[i] for i in range(3)]
+        if share is None:
+            self._mode = _CLOSED
+            self._fb = None
+        else:
+            fb = LocalBudget(
+                self.limits.scaled(share), now, name=f"{self.name}/fallback", hold_bursts=False
+            )
+            for i, bucket in enumerate(fb.buckets):
+                if bucket is not None:  # starts with what the lease held, no more
+                    bucket.clamp(max(0.0, held[i]), now)
+            self._fb = fb
+            self._mode = _FALLBACK
+        # the lease was charged to Redis already: only what is admitted beyond it is debt
+        self._fb_debt = [-held[i] for i in range(3)]
+        self._lease = [0.0, 0.0, 0.0]
+        self._pending = [0.0, 0.0, 0.0]
+        self._pots.clear()
+        self._head = None
+        log.warning(
+            "shared budget %s: Redis unreachable; admitting from %s",
+            self.name,
+            "nothing (fallback='closed')" if share is None else f"a local share of {share:.3g}",
+        )
+        self._wake()
+
+    def _rejoin(self, res: list[str], *, loop_now: float) -> None:
+        self.processes = max(1, int(res[6]))
+        self._mode = _SHARED
+        self._fb = None
+        self._fb_debt = [0.0, 0.0, 0.0]
+        self._last_take = loop_now
+        log.info("shared budget %s: Redis answers again; admitting from shared leases", self.name)
+        self._wake()
+
+    def release_args(self) -> list[str] | None:
+        """The arguments that give everything held back to Redis (None: nothing to give)."""
+        if self._flush_at is not None:
+            self._flush_at.cancel()
+            self._flush_at = None
+        if self._mode != _SHARED:
+            return None
+        give = [self._lease[i] + self._pending[i] for i in range(3)]
+        if not any(give[i] for i in self._dims):
+            return None
+        self._lease = [0.0, 0.0, 0.0]
+        self._pending = [0.0, 0.0, 0.0]
+        self._pots.clear()
+        return self._args(ZERO, ZERO, Cost(*give), [0.0, 0.0, 0.0])
+
+    @property
+    def keys(self) -> tuple[str, str]:
+        return self._keys
+
+    def __repr__(self) -> str:
+        return f"SharedBudget({self.name!r}, {self.limits}, mode={self.mode})"

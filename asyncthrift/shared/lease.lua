@@ -1,0 +1,146 @@
+-- One round trip between a process and the shared budget of one (budget, model class).
+--
+-- KEYS[1]  the bucket (hash: l1 l2 l3 levels, ts, cold, probe), KEYS[2] the processes
+--          seen (zset: member -> last call). Both carry the same {hash tag}: one slot.
+-- ARGV[1]  process id            ARGV[2]  period (s)        ARGV[3]  reserve-ahead horizon (s)
+-- ARGV[4]  probe wait (s)
+-- then per dimension d = 1..3 (requests, input tokens, output tokens), at 4 + 7 * (d - 1):
+--   +1 capacity ("0": unlimited, the dimension is skipped)
+--   +2 need   (all-or-nothing: every dimension's need, or nothing at all)
+--   +3 ask    (need plus a slice; shrinks with what is left, see below)
+--   +4 give   (refunds: unused reservations; negative = a further charge)
+--   +5 clamp  (a header reading: the level is lowered to it, never raised; "" = none)
+--   +6 proof  (a cold bucket's first reading: raises it, once; "" = none)
+--   +7 debt   (spent while Redis was unreachable: charged unless the bucket is new)
+--
+-- Levels refill continuously at capacity / period by Redis TIME (no client clock), up to
+-- the capacity. A level may go below zero: a grant may reserve up to `horizon` seconds of
+-- future refill, and says how long until it is paid for (`ready`). A missing bucket (first
+-- use, expiry after two idle periods, or a Redis restarted empty) starts cold: level 0, and
+-- it grants one probe request at a time until a server reading proves a level (`proof`) or
+-- a period has passed; a full bucket is never assumed.
+--
+-- Returns {status, granted x3, ready, retry, processes, level x3}; numbers as strings
+-- (Lua numbers are truncated to integers on the way out). Status: 0 granted (or nothing
+-- asked), 1 probe granted (cold), 2 refused (retry after `retry` s), 3 refused (cold).
+
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local period = tonumber(ARGV[2])
+local horizon = tonumber(ARGV[3])
+local probe_wait = tonumber(ARGV[4])
+
+local f = redis.call('HMGET', KEYS[1], 'l1', 'l2', 'l3', 'ts', 'cold', 'probe')
+local level = {0, 0, 0}
+local cold, probe, fresh
+if not f[4] then
+  fresh = true
+  cold = now + period
+  probe = 0
+else
+  fresh = false
+  level = {tonumber(f[1]), tonumber(f[2]), tonumber(f[3])}
+  cold = tonumber(f[5])
+  probe = tonumber(f[6])
+  local dt = now - tonumber(f[4])
+  if dt < 0 then dt = 0 end
+  for d = 1, 3 do
+    local cap = tonumber(ARGV[4 + 7 * (d - 1) + 1])
+    if cap > 0 then
+      level[d] = math.min(cap, level[d] + cap / period * dt)
+    end
+  end
+end
+if cold > 0 and now >= cold then cold = 0 end
+
+local caps, need, ask = {}, {}, {}
+local proved = false
+for d = 1, 3 do
+  local b = 4 + 7 * (d - 1)
+  local cap = tonumber(ARGV[b + 1])
+  caps[d] = cap
+  need[d] = tonumber(ARGV[b + 2])
+  ask[d] = tonumber(ARGV[b + 3])
+  if cap > 0 then
+    level[d] = math.min(cap, level[d] + tonumber(ARGV[b + 4]))
+    if not fresh and cold == 0 then
+      level[d] = level[d] - tonumber(ARGV[b + 7])
+    end
+    if cold > 0 and ARGV[b + 6] ~= '' then
+      level[d] = math.max(level[d], math.min(cap, tonumber(ARGV[b + 6])))
+      proved = true
+    end
+    if ARGV[b + 5] ~= '' then
+      level[d] = math.min(level[d], tonumber(ARGV[b + 5]))
+    end
+  end
+end
+if proved then cold = 0 end
+
+local granted = {0, 0, 0}
+local status, ready, retry = 0, 0, 0
+local asking = false
+for d = 1, 3 do
+  if caps[d] > 0 and ask[d] > 0 then asking = true end
+end
+if asking and cold > 0 then
+  if probe <= now and need[1] > 0 then
+    -- cold: one request goes alone, its answer proves the level
+    for d = 1, 3 do
+      if caps[d] > 0 then
+        granted[d] = need[d]
+        level[d] = level[d] - need[d]
+      end
+    end
+    probe = now + probe_wait
+    status = 1
+  else
+    status = 3
+    retry = math.max(probe - now, 0.001)
+  end
+elseif asking then
+  -- all-or-nothing: the needs must fit within the level plus `horizon` of refill; the part
+  -- asked beyond the need shrinks by one common fraction to what is left
+  local phi = 1
+  local ok = true
+  for d = 1, 3 do
+    if caps[d] > 0 then
+      local rate = caps[d] / period
+      local avail = level[d] + rate * horizon
+      if need[d] > avail then
+        ok = false
+        retry = math.max(retry, (need[d] - avail) / rate)
+      elseif ask[d] > need[d] then
+        phi = math.min(phi, math.max(0, (avail - need[d]) / (ask[d] - need[d])))
+      end
+    end
+  end
+  if ok then
+    for d = 1, 3 do
+      if caps[d] > 0 then
+        local g = need[d]
+        if ask[d] > need[d] then g = need[d] + phi * (ask[d] - need[d]) end
+        granted[d] = g
+        level[d] = level[d] - g
+        if level[d] < 0 then
+          ready = math.max(ready, -level[d] / (caps[d] / period))
+        end
+      end
+    end
+  else
+    status = 2
+  end
+end
+
+redis.call('HSET', KEYS[1], 'l1', tostring(level[1]), 'l2', tostring(level[2]),
+  'l3', tostring(level[3]), 'ts', tostring(now), 'cold', tostring(cold), 'probe', tostring(probe))
+local ttl = math.ceil(period * 2000)
+redis.call('PEXPIRE', KEYS[1], ttl)
+redis.call('ZADD', KEYS[2], now, ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - period)
+redis.call('PEXPIRE', KEYS[2], ttl)
+local n = redis.call('ZCARD', KEYS[2])
+
+return {tostring(status), tostring(granted[1]), tostring(granted[2]), tostring(granted[3]),
+  tostring(ready), tostring(retry), tostring(n),
+  tostring(level[1]), tostring(level[2]), tostring(level[3])}

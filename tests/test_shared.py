@@ -1,0 +1,205 @@
+"""Shared budgets: the Lua script against a real redis-server, and one client end to end."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+
+from asyncthrift import Limits, Thrift
+from asyncthrift.budget import LocalBudget
+from asyncthrift.shared import SharedBudget, SharedStore, budget_tag, make_shared
+from asyncthrift.shared._redis import Script, load_script
+
+pytestmark = pytest.mark.redis
+
+CAPS = (60.0, 6000.0, 600.0)
+
+
+def args(
+    *,
+    need: tuple[float, float, float] = (0, 0, 0),
+    ask: tuple[float, float, float] | None = None,
+    give: tuple[float, float, float] = (0, 0, 0),
+    clamp: tuple[str, str, str] = ("", "", ""),
+    proof: tuple[str, str, str] = ("", "", ""),
+    period: float = 60.0,
+    caps: tuple[float, float, float] = CAPS,
+) -> list[str]:
+    ask = need if ask is None else ask
+    out = ["proc-a", repr(period), repr(period * 0.1), "1.0"]
+    for i in range(3):
+        out += [
+            repr(caps[i]),
+            repr(float(need[i])),
+            repr(float(ask[i])),
+            repr(float(give[i])),
+            clamp[i],
+            proof[i],
+            "0.0",
+        ]
+    return out
+
+
+async def level(client: Any, key: str) -> list[float]:
+    return [float(x) for x in await client.hmget(key, "l1", "l2", "l3")]
+
+
+@pytest.fixture
+async def lua(redis_url: str, redis_namespace: str) -> Any:
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    script = Script(load_script("lease.lua"))
+    keys = [f"{redis_namespace}:{{tag:sonnet}}:b", f"{redis_namespace}:{{tag:sonnet}}:p"]
+
+    async def call(**kw: Any) -> list[str]:
+        res: list[str] = await script(client, keys, args(**kw))
+        return res
+
+    call.keys = keys  # type: ignore[attr-defined]
+    call.client = client  # type: ignore[attr-defined]
+    call.script = script  # type: ignore[attr-defined]
+    yield call
+    await client.aclose()
+
+
+async def test_a_new_bucket_is_cold_until_a_reading_proves_its_level(lua: Any) -> None:
+    first = await lua(need=(1, 100, 50), ask=(10, 1000, 500))
+    assert first[0] == "1"  # the probe: exactly the need, never a full bucket
+    assert [float(x) for x in first[1:4]] == [1, 100, 50]
+    second = await lua(need=(1, 100, 50))
+    assert second[0] == "3"  # cold: nothing more until the probe's answer
+    warm = await lua(need=(1, 100, 50), proof=("40", "4000", "400"))
+    assert warm[0] == "0"
+    lv = await level(lua.client, lua.keys[0])
+    assert 38 <= lv[0] <= 40 and 3899 <= lv[1] <= 3901 + 10
+
+
+async def test_all_dimensions_or_nothing(lua: Any) -> None:
+    await lua(need=(1, 1, 1))
+    await lua(proof=("60", "6000", "100"), ask=(0, 0, 0))
+    before = await level(lua.client, lua.keys[0])
+    # output needs 100 + a horizon's refill (600/60*6 = 60) and more: nothing is taken
+    refused = await lua(need=(1, 10, 200))
+    assert refused[0] == "2" and float(refused[5]) > 0
+    after = await level(lua.client, lua.keys[0])
+    assert after[1] >= before[1] and after[2] >= before[2]  # refill only
+    granted = await lua(need=(1, 10, 100))
+    assert granted[0] == "0" and float(granted[3]) == 100
+
+
+async def test_reserve_ahead_says_when_it_is_paid_for(lua: Any) -> None:
+    await lua(need=(1, 1, 1))
+    await lua(proof=("0", "0", "0"), ask=(0, 0, 0))
+    res = await lua(need=(1, 50, 5))  # 1 request = 1 s of refill at 60/min
+    assert res[0] == "0" and 0.5 < float(res[4]) <= 1.0
+
+
+async def test_clamp_lowers_never_raises_and_gives_refill(lua: Any) -> None:
+    await lua(need=(1, 1, 1))
+    await lua(proof=("50", "5000", "500"), ask=(0, 0, 0))
+    await lua(clamp=("10", "", ""), ask=(0, 0, 0))
+    lv = await level(lua.client, lua.keys[0])
+    assert lv[0] <= 10 and lv[1] > 4000
+    await lua(clamp=("59", "", ""), ask=(0, 0, 0))
+    assert (await level(lua.client, lua.keys[0]))[0] < 12  # not raised
+    await lua(give=(5, 0, 0), ask=(0, 0, 0))
+    assert (await level(lua.client, lua.keys[0]))[0] >= 15
+
+
+async def test_noscript_after_a_flush_reloads_the_script(lua: Any) -> None:
+    await lua(need=(1, 1, 1))
+    await lua.client.script_flush()
+    before = lua.script.commands
+    res = await lua(need=(1, 1, 1))
+    assert res[0] in ("0", "2", "3")
+    assert lua.script.commands == before + 3  # EVALSHA, SCRIPT LOAD, EVALSHA
+
+
+def test_the_api_key_never_appears_in_a_redis_key() -> None:
+    store = SharedStore("redis://127.0.0.1:1/0", namespace="ns")
+    b = store.budget("sk-secret-key", "sonnet", Limits(rpm=10, period=6), 0.0, "key0/sonnet")
+    assert isinstance(b, SharedBudget)
+    for key in b.keys:
+        assert "sk-secret" not in key
+        assert key.startswith(f"ns:{{{budget_tag('sk-secret-key')}:sonnet}}")  # one slot
+    assert budget_tag("a") != budget_tag("b") and len(budget_tag("a")) == 24
+    # limits learnt only from headers: a local budget, nothing to share
+    assert not isinstance(store.budget("k", "x", Limits(), 0.0, "n"), SharedBudget)
+
+
+def test_options_are_validated() -> None:
+    with pytest.raises(ValueError, match="shared_fallback"):
+        make_shared(None, 0.5)
+    with pytest.raises(ValueError, match="shared_fallback"):
+        SharedStore("redis://127.0.0.1:1/0", fallback=1.5)
+    with pytest.raises(ValueError, match="redis://"):
+        SharedStore("http://x")
+    store = SharedStore("redis://127.0.0.1:1/0", fallback="closed")
+    assert store.fallback_share(4) is None
+    assert SharedStore("redis://127.0.0.1:1/0").fallback_share(4) == 0.25
+    assert (
+        SharedStore("rediss://127.0.0.1:1/0?cluster=false", fallback=0.5).fallback_share(4) == 0.5
+    )
+
+
+@pytest.mark.slow
+async def test_two_clients_share_one_budget_without_429s(redis_url: str) -> None:
+    from asyncthrift.mock import remote_stats, spawn_mock_process
+    from asyncthrift.workload import mixed_workload
+
+    limits = Limits(rpm=60, itpm=60_000, otpm=12_000, period=4.0)
+    bodies = mixed_workload(120, seed=3)
+    with spawn_mock_process(limits=limits, latency=0.02, output_tokens=(40, 200)) as url:
+        clients = [
+            Thrift(api_key="k", base_url=url, limits=limits, shared=redis_url) for _ in range(2)
+        ]
+        results = await asyncio.gather(
+            *(clients[i % 2].messages.create(**b) for i, b in enumerate(bodies))
+        )
+        commands = 0
+        for c in clients:
+            store = c._pipeline.shared
+            assert store is not None
+            commands += store.stats().commands
+            assert all(isinstance(b, SharedBudget) for bs in c.budgets().values() for b in bs)
+            await c.aclose()
+        counters = await asyncio.to_thread(remote_stats, url)
+    assert len(results) == 120
+    assert counters["rate_limited"] == 0
+    assert commands / 120 < 0.5, commands
+
+
+@pytest.mark.slow
+async def test_redis_down_admits_from_the_fallback_share(own_redis_server: Any) -> None:
+    from asyncthrift.mock import remote_stats, spawn_mock_process
+
+    limits = Limits(rpm=40, itpm=100_000, otpm=20_000, period=4.0)
+    url_redis = own_redis_server.url
+    own_redis_server.kill()
+    body = {
+        "model": "claude-sonnet-4-5",
+        "max_tokens": 50,
+        "messages": [{"role": "user", "content": "hi"}],
+    }
+    with spawn_mock_process(limits=limits, latency=0.01) as url:
+        async with Thrift(
+            api_key="k", base_url=url, limits=limits, shared=url_redis, shared_fallback=0.5
+        ) as client:
+            results = await asyncio.gather(
+                *(
+                    client.messages.create(
+                        **{**body, "messages": [{"role": "user", "content": f"hi {i}"}]}
+                    )
+                    for i in range(12)
+                )
+            )
+            (budget,) = client.budgets()["sonnet"]
+            assert isinstance(budget, SharedBudget)
+            assert budget.mode == "fallback"
+            fb = budget.fallback
+            assert isinstance(fb, LocalBudget) and fb.limits.rpm == 20
+            assert budget.fallback_takes == 12
+        counters = await asyncio.to_thread(remote_stats, url)
+    assert len(results) == 12 and counters["rate_limited"] == 0
