@@ -87,7 +87,6 @@ class Thrift:
             )
         fallback = _check_fallback(fallback)
         retry = RetryPolicy(max_retries=max_retries)
-        spend = make_spend_ledger(spend_cap_usd, spend_period)
         queue = QueueCounter(max_queue)
         hub = Observers()
         base_url = base_url or os.environ.get("ANTHROPIC_BASE_URL") or None
@@ -108,6 +107,14 @@ class Thrift:
         specs = budget_limits(configs)  # keys sharing a budget must agree on its limits
         the_cache = make_cache(cache)  # validated before any HTTP client exists
         the_shared = make_shared(shared, shared_fallback)
+        # with shared=, the spend cap counts every process's spend in the same Redis
+        spend = (
+            make_spend_ledger(spend_cap_usd, spend_period)
+            if the_shared is None
+            else make_spend_ledger(
+                spend_cap_usd, spend_period, the_shared.client, namespace=the_shared.namespace
+            )
+        )
         sdk_kwargs: dict[str, Any] = dict(sdk_options or {})
         sdk_kwargs["max_retries"] = 0  # retries are ours, through the scheduler
         if timeout is not None:
@@ -329,7 +336,11 @@ def _check_fallback(fallback: object) -> dict[str, tuple[str, ...]] | None:
 
 
 def make_spend_ledger(
-    limit_usd: float | None, period: SpendPeriod | None = None, shared: object = None
+    limit_usd: float | None,
+    period: SpendPeriod | None = None,
+    shared: object = None,
+    *,
+    namespace: str = "asyncthrift",
 ) -> SpendLedger | None:
     """The ledger for ``Thrift(spend_cap_usd=, spend_period=, shared=)``: None without a cap;
     a Redis ledger when `shared` is a ``redis://`` URL or a redis client, counting every
@@ -341,4 +352,4 @@ def make_spend_ledger(
         return None
     if shared is None:
         return SpendCap(limit_usd, period=period)
-    return RedisSpendLedger(shared, limit_usd, period=period)
+    return RedisSpendLedger(shared, limit_usd, period=period, namespace=namespace)

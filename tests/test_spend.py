@@ -157,6 +157,45 @@ async def test_two_processes_share_one_cap_through_redis(
 
 
 @pytest.mark.redis
+async def test_shared_makes_the_spend_cap_count_every_process(
+    redis_url: str, redis_namespace: str
+) -> None:
+    from asyncthrift.shared import SharedStore
+
+    limit = 0.05
+    async with MockServer(latency=0.005) as mock:
+        clients = [
+            Thrift(
+                api_key="k",
+                base_url=mock.base_url,
+                spend_cap_usd=limit,
+                shared=SharedStore(redis_url, namespace=redis_namespace),
+            )
+            for _ in range(2)
+        ]
+        assert all(isinstance(c._pipeline.spend, RedisSpendLedger) for c in clients)
+        answered: list[Any] = []
+        refused = 0
+
+        async def worker(client: Thrift, base: int) -> None:
+            nonlocal refused
+            for i in range(100):
+                try:
+                    answered.append(await client.messages.create(**req(base + i)))
+                except BudgetExceeded:
+                    refused += 1
+                    return
+
+        await asyncio.gather(worker(clients[0], 0), worker(clients[1], 1000))
+        for client in clients:
+            await client.aclose()
+    one, two = (c.stats().cost_usd for c in clients)
+    assert refused == 2 and one > 0 and two > 0  # both spent from the one cap
+    assert one + two == pytest.approx(by_hand(answered), rel=1e-12)
+    assert one + two <= limit  # together, never past it: alone, each would spend 0.05
+
+
+@pytest.mark.redis
 async def test_the_redis_ledger_is_atomic_per_period_and_settles_into_the_answer_s_period(
     redis_url: str, redis_namespace: str
 ) -> None:
