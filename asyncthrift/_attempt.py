@@ -6,12 +6,12 @@ finishes or drops it). A `Route` is the innermost send of one shape of call.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import anthropic
 import httpx2
-from anthropic.types import Usage
+from anthropic.types import Message, Usage
 
 from ._observers import RequestRecord, status_of
 from ._options import RequestOptions
@@ -34,6 +34,7 @@ __all__ = [
     "Plan",
     "Route",
     "SendFailed",
+    "Via",
 ]
 
 EMPTY_VIEW: Final = ServerView()
@@ -95,6 +96,7 @@ class Call:
         "started",
         "use_cache",
         "use_dedupe",
+        "via",
         "waited",
     )
 
@@ -121,6 +123,12 @@ class Call:
         self.key: str | None = None
         self.use_cache = False
         self.use_dedupe = False
+        self.via: Via | None = None  # None: straight to `Pipeline.run` by the create route
+
+
+Via = Callable[["Pipeline", "Call"], Awaitable[Message]]
+"""How a ``create`` call gets its answer when it is not simply run: packed (`packing`) or
+with an adaptive ``max_tokens`` (`adaptive`). Decided once, in `Pipeline.start`."""
 
 
 class SendFailed(Exception):

@@ -33,6 +33,7 @@ from .cache import Cache, MemoryCache
 from .cache.keys import fingerprint
 from .dedupe import SingleFlight
 from .limits import MODEL_CLASSES, Limits, model_class
+from .packing import Pack, Packer, run_packed
 from .prices import PRICES, cost_usd
 from .retry import RetryPolicy, classify, server_view
 from .scheduler import Gate, QueueCounter, Reservation
@@ -71,6 +72,7 @@ class Pipeline:
         queue: QueueCounter,
         aging: float,
         observers: Observers,
+        pack: Pack | None = None,
     ) -> None:
         self.keys = keys
         self.sdks = [k.sdk for k in keys]
@@ -92,6 +94,9 @@ class Pipeline:
         self.count_limits: Limits | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.closed = False
+        self.pack = pack  # the client's default; pack=True per request uses Pack() if None
+        self.packer: Packer | None = None if pack is None else Packer(self, pack)
+        self.adaptive: Any = None
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -202,6 +207,10 @@ class Pipeline:
             call.use_dedupe = self.dedupe if opts.dedupe is None else opts.dedupe
             if call.use_cache or call.use_dedupe:
                 call.key = fingerprint(params, scope=self.keys[0].scope)
+            if kind == "create" and (opts.pack or (self.packer is not None and opts.pack is None)):
+                if self.packer is None:
+                    self.packer = Packer(self, Pack())
+                call.via = run_packed
         if self.observers.items:
             model = params["model"]
             mc = self.count_class() if kind == COUNT_TOKENS_CLASS else self.model_class(model)

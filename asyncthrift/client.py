@@ -25,6 +25,7 @@ from .bucket import LocalBudget
 from .cache import Cache, make_cache
 from .cache.keys import scope_for_key
 from .limits import LimitsSpec, LimitsTable
+from .packing import Pack, pack_option
 from .retry import RetryPolicy
 from .scheduler import QueueCounter
 from .spend import SpendCap
@@ -64,6 +65,7 @@ class Thrift:
         spend_cap_usd: float | None = None,
         sdk_options: Mapping[str, Any] | None = None,
         observers: Sequence[Observer] | None = None,
+        pack: bool | Pack | None = None,
     ) -> None:
         if not isinstance(dedupe, bool):
             raise TypeError(f"dedupe= must be True or False, got {dedupe!r}")
@@ -77,6 +79,7 @@ class Thrift:
             raise ValueError(
                 f"timeout= must be a positive number of seconds or None, got {timeout!r}"
             )
+        packing = pack_option(pack)
         retry = RetryPolicy(max_retries=max_retries)
         spend = None if spend_cap_usd is None else SpendCap(spend_cap_usd)
         queue = QueueCounter(max_queue)
@@ -123,6 +126,7 @@ class Thrift:
             queue=queue,
             aging=float(aging),
             observers=hub,
+            pack=packing,
         )
         self._root: Thrift = self
         self._sdks: Sequence[anthropic.AsyncAnthropic] = self._pipeline.sdks
@@ -173,6 +177,8 @@ class Thrift:
             raise ValueError(f"grace= must be seconds >= 0 or None, got {grace!r}")
         p.closed = True
         p.queue.close()  # newcomers and retries: ClientClosed
+        if p.packer is not None:
+            p.packer.close_windows()  # what waits in a window goes out (or fails) now
         gates = [mc.gate for mc in list(p.classes.values())]
         if not draining:
             for gate in gates:
