@@ -266,6 +266,12 @@ class Attempt:
         stats.cache_read_input_tokens += cache_read
         dollars = cost_usd(model, u.input_tokens, u.output_tokens, cache_write, cache_read)
         stats.cost_usd += dollars
+        if cache_write or cache_read:  # prompt caching: what the same tokens cost uncached
+            cached = dollars - cost_usd(model, u.input_tokens, u.output_tokens)
+            stats.prompt_cache_tokens_saved += cache_read
+            stats.prompt_cache_dollars_saved += (
+                cost_usd(model, cache_write + cache_read, 0) - cached
+            )
         if p.spend is not None:
             p.spend.settle(plan.worst_usd, dollars)
 
