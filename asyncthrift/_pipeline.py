@@ -35,6 +35,7 @@ from .dedupe import SingleFlight
 from .limits import MODEL_CLASSES, Limits, model_class
 from .packing import Pack, Packer, run_packed
 from .prices import PRICES, cost_usd
+from .prompt_cache import AutoCache, Marked
 from .retry import RetryPolicy, classify, server_view
 from .scheduler import Gate, QueueCounter, Reservation
 from .spend import SpendCap
@@ -73,6 +74,7 @@ class Pipeline:
         aging: float,
         observers: Observers,
         pack: Pack | None = None,
+        auto_cache: AutoCache | None = None,
     ) -> None:
         self.keys = keys
         self.sdks = [k.sdk for k in keys]
@@ -97,6 +99,7 @@ class Pipeline:
         self.pack = pack  # the client's default; pack=True per request uses Pack() if None
         self.packer: Packer | None = None if pack is None else Packer(self, pack)
         self.adaptive: Any = None
+        self.auto_cache = auto_cache
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -236,7 +239,17 @@ class Pipeline:
     async def run(self, call: Call, route: Route) -> Any:
         """Admit `call`, send it by `route` on the chosen key, reconcile, retry what may
         succeed if repeated; return what the route makes of the answer."""
+        auto = self.auto_cache
+        marked = None
+        if auto is not None and call.kind != COUNT_TOKENS_CLASS:
+            call.params, marked = self._mark(auto, call)
         plan = route.plan(self, call.params)
+        if auto is not None and marked is not None:
+            cached = auto.cached_tokens(marked, self.loop.time())
+            calibrator = plan.mc.calibrator
+            if cached > 0 and calibrator is not None:  # reads do not count toward ITPM
+                c = plan.cost
+                plan.cost = Cost(c.requests, calibrator.charge(plan.raw_estimate - cached), c[2])
         observers = self.observers
         rec = call.rec
         while True:
@@ -264,7 +277,19 @@ class Pipeline:
                 continue
             HEADERS.reset(token)
             attempt.resync(server_view(box[-1]) if box else EMPTY_VIEW)
-            return route.received(attempt, result)
+            answer = route.received(attempt, result)
+            if auto is not None and marked is not None and isinstance(answer, Message):
+                auto.confirm(marked, answer.usage, self.loop.time())
+            return answer
+
+    def _mark(self, auto: AutoCache, call: Call) -> tuple[dict[str, Any], Marked | None]:
+        """`call`'s params with a ``cache_control`` breakpoint where one pays off."""
+        calibrator = self.model_class(call.params["model"]).calibrator
+        ratio = 1.0 if calibrator is None else calibrator.ratio
+        params, marked = auto.mark(call.params, ratio, self.loop.time())
+        if marked is not None:
+            self.stats.prompt_cache_marked += 1
+        return params, marked
 
     def _failed(self, attempt: Attempt, exc: BaseException, box: list[Mapping[str, str]]) -> float:
         """Settle a failed attempt; the delay before retrying it, or raise what failed it."""

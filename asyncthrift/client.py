@@ -26,6 +26,7 @@ from .cache import Cache, make_cache
 from .cache.keys import scope_for_key
 from .limits import LimitsSpec, LimitsTable
 from .packing import Pack, pack_option
+from .prompt_cache import AutoCache
 from .retry import RetryPolicy
 from .scheduler import QueueCounter
 from .spend import SpendCap
@@ -66,6 +67,7 @@ class Thrift:
         sdk_options: Mapping[str, Any] | None = None,
         observers: Sequence[Observer] | None = None,
         pack: bool | Pack | None = None,
+        auto_cache_control: bool = False,
     ) -> None:
         if not isinstance(dedupe, bool):
             raise TypeError(f"dedupe= must be True or False, got {dedupe!r}")
@@ -80,6 +82,10 @@ class Thrift:
                 f"timeout= must be a positive number of seconds or None, got {timeout!r}"
             )
         packing = pack_option(pack)
+        if not isinstance(auto_cache_control, bool):
+            raise TypeError(
+                f"auto_cache_control= must be True or False, got {auto_cache_control!r}"
+            )
         retry = RetryPolicy(max_retries=max_retries)
         spend = None if spend_cap_usd is None else SpendCap(spend_cap_usd)
         queue = QueueCounter(max_queue)
@@ -127,6 +133,7 @@ class Thrift:
             aging=float(aging),
             observers=hub,
             pack=packing,
+            auto_cache=AutoCache() if auto_cache_control else None,
         )
         self._root: Thrift = self
         self._sdks: Sequence[anthropic.AsyncAnthropic] = self._pipeline.sdks
