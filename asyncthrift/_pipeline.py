@@ -28,6 +28,7 @@ from ._attempt import EMPTY_VIEW, Attempt, Call, ModelClass, Plan, Route, SendFa
 from ._keys import HEADERS, Key
 from ._observers import Observers
 from ._options import split_options
+from .adaptive import Adaptive
 from .bucket import Cost, LocalBudget, ServerView
 from .cache import Cache, MemoryCache
 from .cache.keys import fingerprint
@@ -75,6 +76,7 @@ class Pipeline:
         observers: Observers,
         pack: Pack | None = None,
         auto_cache: AutoCache | None = None,
+        task: str | None = None,
     ) -> None:
         self.keys = keys
         self.sdks = [k.sdk for k in keys]
@@ -98,7 +100,8 @@ class Pipeline:
         self.closed = False
         self.pack = pack  # the client's default; pack=True per request uses Pack() if None
         self.packer: Packer | None = None if pack is None else Packer(self, pack)
-        self.adaptive: Any = None
+        self.default_task = task  # adaptive max_tokens for every create() without task=
+        self.adaptive: Adaptive | None = None if task is None else Adaptive()
         self.auto_cache = auto_cache
 
     @property
@@ -210,10 +213,15 @@ class Pipeline:
             call.use_dedupe = self.dedupe if opts.dedupe is None else opts.dedupe
             if call.use_cache or call.use_dedupe:
                 call.key = fingerprint(params, scope=self.keys[0].scope)
-            if kind == "create" and (opts.pack or (self.packer is not None and opts.pack is None)):
-                if self.packer is None:
-                    self.packer = Packer(self, Pack())
-                call.via = run_packed
+            if kind == "create":
+                if opts.pack or (self.packer is not None and opts.pack is None):
+                    if self.packer is None:
+                        self.packer = Packer(self, Pack())
+                    call.via = run_packed
+                elif opts.task is not None or self.default_task is not None:
+                    if self.adaptive is None:
+                        self.adaptive = Adaptive()
+                    call.via = self.adaptive.run
         if self.observers.items:
             model = params["model"]
             mc = self.count_class() if kind == COUNT_TOKENS_CLASS else self.model_class(model)

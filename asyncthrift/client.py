@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import anthropic
+from anthropic.types import Message
 
 from ._attempt import ModelClass
 from ._keys import Key, KeyConfig, want_aiohttp, with_header_hook
@@ -33,6 +34,8 @@ from .spend import SpendCap
 from .stats import Stats
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from anthropic.resources import AsyncFiles, AsyncModels
     from anthropic.resources.beta import AsyncBeta
 
@@ -68,6 +71,7 @@ class Thrift:
         observers: Sequence[Observer] | None = None,
         pack: bool | Pack | None = None,
         auto_cache_control: bool = False,
+        task: str | None = None,
     ) -> None:
         if not isinstance(dedupe, bool):
             raise TypeError(f"dedupe= must be True or False, got {dedupe!r}")
@@ -86,6 +90,8 @@ class Thrift:
             raise TypeError(
                 f"auto_cache_control= must be True or False, got {auto_cache_control!r}"
             )
+        if task is not None and (not isinstance(task, str) or not task):
+            raise TypeError(f"task= must be a non-empty string or None, got {task!r}")
         retry = RetryPolicy(max_retries=max_retries)
         spend = None if spend_cap_usd is None else SpendCap(spend_cap_usd)
         queue = QueueCounter(max_queue)
@@ -134,6 +140,7 @@ class Thrift:
             observers=hub,
             pack=packing,
             auto_cache=AutoCache() if auto_cache_control else None,
+            task=task,
         )
         self._root: Thrift = self
         self._sdks: Sequence[anthropic.AsyncAnthropic] = self._pipeline.sdks
@@ -246,6 +253,22 @@ class Thrift:
     def beta(self) -> AsyncBeta:
         """The SDK's ``beta`` resources (first key), unscheduled."""
         return self._sdks[0].beta
+
+    async def pack(self, requests: Iterable[Mapping[str, Any]]) -> list[Message]:
+        """Answers to a list of ``messages.create`` argument dicts, packed where they can be
+        (each sent with ``pack=True``; see `asyncthrift.packing`), in the same order. Each
+        answer is that request's own, exactly as ``messages.create`` would return it; the
+        first failure is raised once every request has ended."""
+        batch = [dict(r) for r in requests]
+        for r in batch:
+            r.setdefault("pack", True)
+        results = await asyncio.gather(
+            *(self.messages.create(**r) for r in batch), return_exceptions=True
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        return [m for m in results if isinstance(m, Message)]
 
     # -- observers and introspection -----------------------------------------------------------
 

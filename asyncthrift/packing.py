@@ -166,7 +166,7 @@ class Packer:
         assert text is not None
         need = int(call.params["max_tokens"])
         if p.adaptive is not None:
-            need = p.adaptive.need(call, need)
+            need = p.adaptive.need(p, call, need)
         item = _Item(call, text, need, loop.create_future())
         cfg = self.config
         w = self._open.get(group)
@@ -361,7 +361,7 @@ async def run_packed(p: Pipeline, call: Call) -> Message:
 
 async def _alone(p: Pipeline, call: Call) -> Message:
     message: Message
-    if p.adaptive is not None and call.opts.task is not None:
+    if p.adaptive is not None and (call.opts.task or p.default_task) is not None:
         message = await p.adaptive.run(p, call)
     else:
         message = await p.run(call, CREATE)

@@ -301,3 +301,14 @@ def test_every_caller_gets_its_own_answer_exactly_once(
         assert not c._pipeline.packer._open  # type: ignore[union-attr]
 
     run_virtual(scenario())
+
+
+async def test_client_pack_answers_a_list_in_order() -> None:
+    api = packing_model(latency=0.0)
+    async with client(api) as c:
+        texts = [f"item {i}" for i in range(6)]
+        msgs = await c.pack([req(t) for t in texts])
+        assert len(api.calls) == 1
+        assert [m.content[0].text for m in msgs] == [  # type: ignore[union-attr]
+            item_answer(MODEL, SYSTEM, t, RANGE) for t in texts
+        ]
