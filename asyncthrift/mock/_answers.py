@@ -74,9 +74,26 @@ class Answer:
     stop_sequence: str | None
 
 
+_NOT_THE_ANSWER = ("stream", "metadata", "max_tokens", "cache_control")
+
+
+def _plain(value: Any) -> Any:
+    """`value` without ``cache_control`` markers, a list of text blocks as its text: what
+    the model reads, so a marked prompt gets the answer the unmarked one does."""
+    if isinstance(value, list):
+        if value and all(isinstance(b, dict) and b.get("type") == "text" for b in value):
+            return "".join(str(b.get("text", "")) for b in value)
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items() if k != "cache_control"}
+    return value
+
+
 def request_hash(body: dict[str, Any]) -> int:
-    """Hash of everything that changes the answer (not `stream`, not `metadata`)."""
-    canonical = {k: v for k, v in body.items() if k not in ("stream", "metadata")}
+    """Hash of everything that changes the answer: not `stream`, `metadata`, the
+    ``cache_control`` markers (prompt caching never changes an answer) or `max_tokens`
+    (which only cuts it: the same request with a larger limit gets the same text, longer)."""
+    canonical = {k: _plain(v) for k, v in body.items() if k not in _NOT_THE_ANSWER}
     return int(xxhash.xxh3_64_intdigest(orjson.dumps(canonical, option=orjson.OPT_SORT_KEYS)))
 
 
