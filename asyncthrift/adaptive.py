@@ -133,7 +133,8 @@ class Adaptive:
             s.max_tokens_reserve_saved += ceiling - lowered
             message: Message = await p.run(call, CREATE)
             if message.stop_reason != "max_tokens":
-                self.observe(model, task, message.usage.output_tokens)
+                if call.fell_back_from is None:  # a fallback model's length is not `model`'s
+                    self.observe(model, task, message.usage.output_tokens)
                 return message
             u = message.usage
             s.max_tokens_reasked += 1
@@ -145,8 +146,9 @@ class Adaptive:
                 u.cache_creation_input_tokens or 0,
                 u.cache_read_input_tokens or 0,
             )
-            call.params = original
+            # asked again in full, of the model that answered (a fallback keeps its model)
+            call.params = {**original, "model": call.params["model"]}
         message = await p.run(call, CREATE)
-        if message.stop_reason != "max_tokens":
+        if message.stop_reason != "max_tokens" and call.fell_back_from is None:
             self.observe(model, task, message.usage.output_tokens)
         return message

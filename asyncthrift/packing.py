@@ -261,6 +261,10 @@ class Packer:
         )
         call = Call("create", opts, params, first.sdks, first.max_retries, now)
         call.enqueued_at = min(it.call.enqueued_at for it in items)
+        # Model fallback applies to the packed call as a whole: its items share the model
+        # (it is part of the group), hence the chain. If another model answers, each item
+        # it answers is marked as fallen back (so it is not cached as the asked model's).
+        call.chain = first.chain
         try:
             message: Message = await p.run(call, CREATE)
         except asyncio.CancelledError:
@@ -278,9 +282,15 @@ class Packer:
         except Exception as exc:
             self._fail(items, exc)
             return
-        self._deliver(message, items, params)
+        self._deliver(message, items, params, call.fell_back_from)
 
-    def _deliver(self, message: Message, items: list[_Item], params: dict[str, Any]) -> None:
+    def _deliver(
+        self,
+        message: Message,
+        items: list[_Item],
+        params: dict[str, Any],
+        fell_back_from: str | None = None,
+    ) -> None:
         text = "".join(b.text for b in message.content if b.type == "text")
         limits = {it.ident: int(it.call.params["max_tokens"]) for it in items}
         answers = _packed.parse_reply(text, limits)
@@ -293,7 +303,11 @@ class Packer:
         messages = _packed.split_message(
             message, [(it.ident, it.text, answers[it.ident]) for it in done], common
         )
+        if fell_back_from is not None:  # the packed call counted once; its other items too
+            self.pipeline.stats.fallbacks += len(done) - 1
         for it, msg in zip(done, messages, strict=True):
+            if fell_back_from is not None:
+                it.call.fell_back_from = fell_back_from
             if not it.future.done():
                 it.future.set_result(msg)
         self._count(message, done, params)

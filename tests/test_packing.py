@@ -22,7 +22,7 @@ from asyncthrift.errors import DeadlineExceeded
 from asyncthrift.mock._answers import item_answer, packed_answer
 from asyncthrift.packing import Pack
 
-from .fake_api import FakeAPI, message_json
+from .fake_api import FakeAPI, error, message_json
 from .virtual import run_virtual
 
 pytestmark = pytest.mark.looptime
@@ -316,3 +316,39 @@ async def test_client_pack_answers_a_list_in_order() -> None:
         assert [m.content[0].text for m in msgs] == [  # type: ignore[union-attr]
             item_answer(MODEL, SYSTEM, t, RANGE) for t in texts
         ]
+
+
+# -- with model fallback ----------------------------------------------------------------------
+
+
+async def test_a_packed_call_falls_back_as_a_whole_and_its_items_are_not_cached() -> None:
+    other = "claude-haiku-4-5"
+
+    def handler(body: dict[str, Any], n: int) -> httpx2.Response:
+        if body["model"] == MODEL:
+            return error(529, "overloaded_error", {"retry-after": "30"})
+        answer = packed_answer(body, RANGE, body["max_tokens"], 0.0, n)
+        assert answer is not None  # only the packed call is sent
+        data = message_json(body, input_tokens=100, output_tokens=answer.output_tokens)
+        data["content"][0]["text"] = answer.text
+        return httpx2.Response(200, json=data)
+
+    seen: list[str] = []
+
+    def record(body: dict[str, Any], n: int) -> Any:
+        seen.append(body["model"])
+        return handler(body, n)
+
+    api = FakeAPI(record)
+    async with client(api, pack=True, cache="memory", fallback={MODEL: [other]}) as c:
+        texts = [f"item {i}" for i in range(3)]
+        msgs = await c.pack([req(t) for t in texts])
+        assert [m.model for m in msgs] == [other] * 3
+        assert [m.content[0].text for m in msgs] == [  # type: ignore[union-attr]
+            item_answer(other, SYSTEM, t, RANGE) for t in texts
+        ]
+        assert seen == [MODEL, other]
+        s = c.stats()
+        assert s.fallbacks == 3 and s.packed_calls == 1 and s.packed_items == 3
+        await c.pack([req(t) for t in texts])  # not cached as MODEL's answers: asked again
+        assert len(seen) == 4 and c.stats().cache_hits == 0
