@@ -28,20 +28,19 @@ async def test_a_long_system_prompt_is_marked_when_seen_again_then_read() -> Non
         MockServer() as mock,
         Thrift(api_key="k", base_url=mock.base_url, auto_cache_control=True) as c,
     ):
-        if True:
-            bodies = [req(f"question {i}") for i in range(4)]
-            before = copy.deepcopy(bodies)
-            msgs = [await c.messages.create(**b) for b in bodies]
-            assert bodies == before  # the callers' arguments are never changed
-            u = [m.usage for m in msgs]
-            assert (u[0].cache_creation_input_tokens, u[0].cache_read_input_tokens) == (0, 0)
-            assert u[1].cache_creation_input_tokens > 1024 and u[1].cache_read_input_tokens == 0
-            assert u[2].cache_read_input_tokens == u[1].cache_creation_input_tokens
-            assert u[3].cache_read_input_tokens == u[1].cache_creation_input_tokens
-            s = c.stats()
-            assert s.prompt_cache_marked == 3
-            assert s.prompt_cache_tokens_saved == 2 * u[1].cache_creation_input_tokens
-            assert s.prompt_cache_dollars_saved > 0  # two reads pay back the one write
+        bodies = [req(f"question {i}") for i in range(4)]
+        before = copy.deepcopy(bodies)
+        msgs = [await c.messages.create(**b) for b in bodies]
+        assert bodies == before  # the callers' arguments are never changed
+        u = [m.usage for m in msgs]
+        assert (u[0].cache_creation_input_tokens, u[0].cache_read_input_tokens) == (0, 0)
+        assert u[1].cache_creation_input_tokens > 1024 and u[1].cache_read_input_tokens == 0
+        assert u[2].cache_read_input_tokens == u[1].cache_creation_input_tokens
+        assert u[3].cache_read_input_tokens == u[1].cache_creation_input_tokens
+        s = c.stats()
+        assert s.prompt_cache_marked == 3
+        assert s.prompt_cache_tokens_saved == 2 * u[1].cache_creation_input_tokens
+        assert s.prompt_cache_dollars_saved > 0  # two reads pay back the one write
 
 
 async def test_off_by_default_and_short_prompts_are_never_marked() -> None:
