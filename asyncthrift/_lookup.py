@@ -13,6 +13,7 @@ from anthropic.types import Message
 
 from ._routes import CREATE
 from .cache.base import decode_message, encode_message, is_cacheable, reject_entry
+from .errors import DeadlineExceeded
 from .prices import cost_usd
 
 if TYPE_CHECKING:
@@ -46,9 +47,21 @@ async def lookup(p: Pipeline, call: Call, *, lead: bool) -> tuple[Message | None
             return message, "cache"
     if call.use_dedupe and (lead or p.flight.has(key)):
         use_cache = call.use_cache
-        message, joined = await p.flight.do_joined(
-            key, lambda: _fetch_and_store(p, key, call, use_cache)
-        )
+        while True:
+            joining = p.flight.has(key)
+            try:
+                message, joined = await p.flight.do_joined(
+                    key, lambda: _fetch_and_store(p, key, call, use_cache)
+                )
+            except DeadlineExceeded:
+                if not joining:
+                    raise  # this call's own deadline
+                # the twin it joined ran out of *its* deadline: not this call's failure; join
+                # a newer twin, or go itself
+                if lead or p.flight.has(key):
+                    continue
+                return None, ""
+            break
         if joined:
             _count_saved(p, message, cache_hit=False)
             return message, "dedupe"

@@ -253,7 +253,6 @@ async def test_without_pack_the_path_is_unchanged() -> None:
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
     database=None,
-    derandomize=True,
 )
 @given(
     st.lists(
