@@ -6,12 +6,12 @@ finishes or drops it). A `Route` is the innermost send of one shape of call.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import anthropic
 import httpx2
-from anthropic.types import Usage
+from anthropic.types import Message, Usage
 
 from ._observers import RequestRecord, status_of
 from ._options import RequestOptions
@@ -36,6 +36,7 @@ __all__ = [
     "Plan",
     "Route",
     "SendFailed",
+    "Via",
     "error_status",
 ]
 
@@ -101,6 +102,7 @@ class Call:
         "started",
         "use_cache",
         "use_dedupe",
+        "via",
         "waited",
     )
 
@@ -130,6 +132,12 @@ class Call:
         self.chain: tuple[str, ...] = ()  # fallback models not yet tried, in order
         self.fell_back_from: str | None = None  # the model asked for, once another answers
         self.spend_hold: SpendHold | None = None  # the spend cap's hold for the next attempt
+        self.via: Via | None = None  # None: straight to `Pipeline.run` by the create route
+
+
+Via = Callable[["Pipeline", "Call"], Awaitable[Message]]
+"""How a ``create`` call gets its answer when it is not simply run: packed (`packing`) or
+with an adaptive ``max_tokens`` (`adaptive`). Decided once, in `Pipeline.start`."""
 
 
 class SendFailed(Exception):
@@ -288,6 +296,12 @@ class Attempt:
         stats.cache_read_input_tokens += cache_read
         dollars = cost_usd(model, u.input_tokens, u.output_tokens, cache_write, cache_read)
         stats.cost_usd += dollars
+        if cache_write or cache_read:  # prompt caching: what the same tokens cost uncached
+            cached = dollars - cost_usd(model, u.input_tokens, u.output_tokens)
+            stats.prompt_cache_tokens_saved += cache_read
+            stats.prompt_cache_dollars_saved += (
+                cost_usd(model, cache_write + cache_read, 0) - cached
+            )
         if self.spend_hold is not None and p.spend is not None:
             p.spend.settle(self.spend_hold, dollars)
 

@@ -13,6 +13,7 @@ from anthropic.types import Message
 
 from ._routes import CREATE
 from .cache.base import decode_message, encode_message, is_cacheable, reject_entry
+from .errors import DeadlineExceeded
 from .prices import cost_usd
 
 if TYPE_CHECKING:
@@ -46,9 +47,21 @@ async def lookup(p: Pipeline, call: Call, *, lead: bool) -> tuple[Message | None
             return message, "cache"
     if call.use_dedupe and (lead or p.flight.has(key)):
         use_cache = call.use_cache
-        message, joined = await p.flight.do_joined(
-            key, lambda: _fetch_and_store(p, key, call, use_cache)
-        )
+        while True:
+            joining = p.flight.has(key)
+            try:
+                message, joined = await p.flight.do_joined(
+                    key, lambda: _fetch_and_store(p, key, call, use_cache)
+                )
+            except DeadlineExceeded:
+                if not joining:
+                    raise  # this call's own deadline
+                # the twin it joined ran out of *its* deadline: not this call's failure; join
+                # a newer twin, or go itself
+                if lead or p.flight.has(key):
+                    continue
+                return None, ""
+            break
         if joined:
             _count_saved(p, message, cache_hit=False)
             return message, "dedupe"
@@ -83,8 +96,11 @@ async def _fetch_and_store(p: Pipeline, key: str, call: Call, use_cache: bool) -
         again = await _cached(p, key, count_miss=False)
         if again is not None:
             return again
-    message: Message = await p.run(call, CREATE)
-    if use_cache and call.fell_back_from is None:  # not another model's answer to this
+    via = call.via
+    message: Message = await (p.run(call, CREATE) if via is None else via(p, call))
+    # not another model's answer to this (a packed call's fallback is passed on to its
+    # items by `packing`; an adaptive one is the call's own)
+    if use_cache and call.fell_back_from is None:
         await store(p, key, message)
     return message
 
@@ -97,17 +113,25 @@ async def store(p: Pipeline, key: str, message: Message) -> None:
 
 def _count_saved(p: Pipeline, message: Message, *, cache_hit: bool) -> None:
     s = p.stats
-    if cache_hit:
-        s.cache_hits += 1
-    else:
-        s.dedupe_joins += 1
-    s.upstream_calls_saved += 1
     u = message.usage
-    s.tokens_saved += u.input_tokens + u.output_tokens
-    s.dollars_saved += cost_usd(
+    tokens = u.input_tokens + u.output_tokens
+    dollars = cost_usd(
         message.model,
         u.input_tokens,
         u.output_tokens,
         u.cache_creation_input_tokens or 0,
         u.cache_read_input_tokens or 0,
     )
+    if cache_hit:
+        s.cache_hits += 1
+        s.cache_calls_saved += 1
+        s.cache_tokens_saved += tokens
+        s.cache_dollars_saved += dollars
+    else:
+        s.dedupe_joins += 1
+        s.dedupe_calls_saved += 1
+        s.dedupe_tokens_saved += tokens
+        s.dedupe_dollars_saved += dollars
+    s.upstream_calls_saved += 1
+    s.tokens_saved += tokens
+    s.dollars_saved += dollars

@@ -98,6 +98,8 @@ class Messages:
         deadline: float | None = ...,
         cache: bool | None = ...,
         dedupe: bool | None = ...,
+        pack: bool | None = ...,
+        task: str | None = ...,
     ) -> Message: ...
 
     @overload
@@ -131,6 +133,8 @@ class Messages:
         deadline: float | None = ...,
         cache: bool | None = ...,
         dedupe: bool | None = ...,
+        pack: bool | None = ...,
+        task: str | None = ...,
     ) -> AsyncStream[RawMessageStreamEvent]: ...
 
     @overload
@@ -164,6 +168,8 @@ class Messages:
         deadline: float | None = ...,
         cache: bool | None = ...,
         dedupe: bool | None = ...,
+        pack: bool | None = ...,
+        task: str | None = ...,
     ) -> Message | AsyncStream[RawMessageStreamEvent]: ...
 
     async def create(self, **kwargs: Any) -> Any:
@@ -171,8 +177,9 @@ class Messages:
 
         Returns the SDK's `Message` (or, with ``stream=True``, the SDK's `AsyncStream` of raw
         events). Extra keyword options: ``priority`` ("interactive" | "default" | "batch" |
-        int), ``deadline`` (seconds to wait for admission), ``cache`` and ``dedupe`` (bool);
-        None for any of them means its default.
+        int), ``deadline`` (seconds to wait for admission), ``cache``, ``dedupe`` and
+        ``pack`` (bool; see `asyncthrift.packing`), ``task`` (a name: adaptive
+        ``max_tokens``, see `asyncthrift.adaptive`); None for any of them means its default.
         """
         kwargs = compress_kwargs(self._pipeline, kwargs)  # opt-in: asyncthrift.compression
         if stream_requested(kwargs):  # strict: stream="yes" is refused, not truthy
@@ -181,16 +188,20 @@ class Messages:
         call = p.start("create", kwargs, self._sdks, self._max_retries)
         try:
             if call.rec is None:
-                if call.key is None:  # straight to the scheduler: no fingerprint, no coroutine
+                if call.key is not None:
+                    message = await fetch(p, call)
+                elif call.via is None:  # straight to the scheduler: no fingerprint, no coroutine
                     message = await p.run(call, CREATE)
                 else:
-                    message = await fetch(p, call)
+                    message = await call.via(p, call)
             else:
                 with p.observers.activate(call.rec):
-                    if call.key is None:
+                    if call.key is not None:
+                        message = await fetch(p, call)
+                    elif call.via is None:
                         message = await p.run(call, CREATE)
                     else:
-                        message = await fetch(p, call)
+                        message = await call.via(p, call)
         except BaseException as exc:
             p.finish(call, exc)
             raise
@@ -235,6 +246,8 @@ class Messages:
             deadline: float | None = ...,
             cache: bool | None = ...,
             dedupe: bool | None = ...,
+            pack: bool | None = ...,
+            task: str | None = ...,
         ) -> ThriftStreamManager[ResponseFormatT]: ...
 
         async def count_tokens(

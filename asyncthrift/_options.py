@@ -14,7 +14,7 @@ from .scheduler import LANES, lane_level
 
 __all__ = ["RequestOptions", "split_options", "stream_requested"]
 
-_OURS = ("priority", "deadline", "cache", "dedupe")
+_OURS = ("priority", "deadline", "cache", "dedupe", "pack", "task")
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +23,8 @@ class RequestOptions:
     deadline: float | None
     cache: bool | None
     dedupe: bool | None
+    pack: bool | None = None
+    task: str | None = None
 
 
 def _bool_or_none(name: str, value: object) -> bool | None:
@@ -64,7 +66,8 @@ def split_options(kwargs: dict[str, Any]) -> tuple[RequestOptions, dict[str, Any
     """Pop asyncthrift's options out of `kwargs`; validate them and the fields we rely on.
 
     None means "the default" for every option alike: ``priority=None`` is the default lane,
-    ``deadline=None`` no deadline, ``cache=None`` / ``dedupe=None`` the client's setting.
+    ``deadline=None`` no deadline, ``cache=None`` / ``dedupe=None`` / ``pack=None`` the
+    client's setting, ``task=None`` the client's default task (adaptive ``max_tokens``).
     """
     if _OURS_SET.isdisjoint(kwargs):  # the usual call: no options of ours
         _check_sdk_fields(kwargs)
@@ -73,6 +76,10 @@ def split_options(kwargs: dict[str, Any]) -> tuple[RequestOptions, dict[str, Any
     deadline = kwargs.pop("deadline", None)
     cache = _bool_or_none("cache", kwargs.pop("cache", None))
     dedupe = _bool_or_none("dedupe", kwargs.pop("dedupe", None))
+    pack = _bool_or_none("pack", kwargs.pop("pack", None))
+    task = kwargs.pop("task", None)
+    if task is not None and (not isinstance(task, str) or not task):
+        raise TypeError(f"task= must be a non-empty string naming the kind of task, got {task!r}")
     level = _level(priority)
     if deadline is not None:
         if isinstance(deadline, bool) or not isinstance(deadline, int | float):
@@ -85,7 +92,7 @@ def split_options(kwargs: dict[str, Any]) -> tuple[RequestOptions, dict[str, Any
         if math.isinf(deadline):
             deadline = None
     _check_sdk_fields(kwargs)
-    return RequestOptions(level, deadline, cache, dedupe), kwargs
+    return RequestOptions(level, deadline, cache, dedupe, pack, task), kwargs
 
 
 def _check_sdk_fields(kwargs: dict[str, Any]) -> None:

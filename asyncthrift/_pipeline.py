@@ -37,6 +37,7 @@ from ._attempt import (
 from ._keys import HEADERS, Key
 from ._observers import Observers
 from ._options import split_options
+from .adaptive import Adaptive
 from .bucket import Cost, ServerView
 from .budget import LocalBudget
 from .cache import Cache, MemoryCache
@@ -44,7 +45,9 @@ from .cache.keys import fingerprint
 from .dedupe import SingleFlight
 from .errors import NoKeysLeft
 from .limits import MODEL_CLASSES, Limits, model_class
+from .packing import Pack, Packer, run_packed
 from .prices import PRICES, cost_usd
+from .prompt_cache import AutoCache, Marked
 from .retry import RetryPolicy, classify, server_view
 from .scheduler import Gate, QueueCounter, Reservation
 from .shared import SharedStore
@@ -84,6 +87,9 @@ class Pipeline:
         aging: float,
         observers: Observers,
         fallback: Mapping[str, Sequence[str]] | None = None,
+        pack: Pack | None = None,
+        auto_cache: AutoCache | None = None,
+        task: str | None = None,
     ) -> None:
         self.keys = keys
         self.fallback: dict[str, tuple[str, ...]] = {
@@ -110,6 +116,11 @@ class Pipeline:
         self.closed = False
         self.refused: dict[int, str] = {}  # keys the API refused (401/403): index -> why
         self.shared: SharedStore | None = None  # Thrift(shared=...): budgets in Redis
+        self.pack = pack  # the client's default; pack=True per request uses Pack() if None
+        self.packer: Packer | None = None if pack is None else Packer(self, pack)
+        self.default_task = task  # adaptive max_tokens for every create() without task=
+        self.adaptive: Adaptive | None = None if task is None else Adaptive()
+        self.auto_cache = auto_cache
 
     def _budget(self, key: Key, label: str, limits: Limits, now: float) -> LocalBudget:
         """The budget `key` draws on for `label`: in Redis with ``shared=``, else here.
@@ -286,6 +297,15 @@ class Pipeline:
             call.use_dedupe = self.dedupe if opts.dedupe is None else opts.dedupe
             if call.use_cache or call.use_dedupe:
                 call.key = fingerprint(params, scope=self.keys[0].scope)
+            if kind == "create":
+                if opts.pack or (self.packer is not None and opts.pack is None):
+                    if self.packer is None:
+                        self.packer = Packer(self, Pack())
+                    call.via = run_packed
+                elif opts.task is not None or self.default_task is not None:
+                    if self.adaptive is None:
+                        self.adaptive = Adaptive()
+                    call.via = self.adaptive.run
         if self.observers.items:
             model = params["model"]
             mc = self.count_class() if kind == COUNT_TOKENS_CLASS else self.model_class(model)
@@ -311,8 +331,21 @@ class Pipeline:
     async def run(self, call: Call, route: Route) -> Any:
         """Admit `call`, send it by `route` on the chosen key, reconcile, retry what may
         succeed if repeated; return what the route makes of the answer."""
+        auto = self.auto_cache
+        marked = None
+        if auto is not None and call.kind != COUNT_TOKENS_CLASS:
+            call.params, marked = self._mark(auto, call)
         plan = route.plan(self, call.params)
-        model = call.params["model"]
+        if auto is not None and marked is not None:
+            cached = auto.cached_tokens(marked, self.loop.time())
+            calibrator = plan.mc.calibrator
+            if cached > 0 and calibrator is not None:  # reads do not count toward ITPM
+                c = plan.cost
+                plan.cost = Cost(c.requests, calibrator.charge(plan.raw_estimate - cached), c[2])
+        # A fallback model is planned afresh (`route.plan`), without this discount: the
+        # prefix seen and confirmed is the asked model's (prompt caches are per model). The
+        # breakpoint stays in the params, so the fallback model may write it (1.25x).
+        model = marked_for = call.params["model"]
         observers = self.observers
         rec = call.rec
         while True:
@@ -350,7 +383,24 @@ class Pipeline:
             attempt.resync(view, at_start=route.headers_at_start)
             if call.fell_back_from is not None:
                 self.stats.fallbacks += 1
-            return route.received(attempt, result)
+            answer = route.received(attempt, result)
+            if (
+                marked is not None
+                and auto is not None
+                and model == marked_for
+                and isinstance(answer, Message)
+            ):
+                auto.confirm(marked, answer.usage, self.loop.time())
+            return answer
+
+    def _mark(self, auto: AutoCache, call: Call) -> tuple[dict[str, Any], Marked | None]:
+        """`call`'s params with a ``cache_control`` breakpoint where one pays off."""
+        calibrator = self.model_class(call.params["model"]).calibrator
+        ratio = 1.0 if calibrator is None else calibrator.ratio
+        params, marked = auto.mark(call.params, ratio, self.loop.time())
+        if marked is not None:
+            self.stats.prompt_cache_marked += 1
+        return params, marked
 
     # -- model fallback ----------------------------------------------------------------------
 

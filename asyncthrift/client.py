@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import anthropic
+from anthropic.types import Message
 
 from ._attempt import ModelClass
 from ._keys import Key, KeyConfig, budget_limits, want_aiohttp, with_header_hook
@@ -27,6 +28,8 @@ from .cache import Cache, make_cache
 from .cache.keys import scope_for_key
 from .compression import compression_overrides
 from .limits import LimitsSpec, LimitsTable
+from .packing import Pack, pack_option
+from .prompt_cache import AutoCache
 from .retry import RetryPolicy
 from .scheduler import QueueCounter
 from .shared import SharedStore, make_shared
@@ -35,6 +38,8 @@ from .spend_redis import RedisSpendLedger
 from .stats import Stats
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from anthropic.resources import AsyncFiles, AsyncModels
     from anthropic.resources.beta import AsyncBeta
 
@@ -72,6 +77,9 @@ class Thrift:
         fallback: Mapping[str, Sequence[str]] | None = None,
         shared: str | SharedStore | None = None,
         shared_fallback: float | str | None = None,
+        pack: bool | Pack | None = None,
+        auto_cache_control: bool = False,
+        task: str | None = None,
     ) -> None:
         if not isinstance(dedupe, bool):
             raise TypeError(f"dedupe= must be True or False, got {dedupe!r}")
@@ -86,6 +94,13 @@ class Thrift:
                 f"timeout= must be a positive number of seconds or None, got {timeout!r}"
             )
         fallback = _check_fallback(fallback)
+        packing = pack_option(pack)
+        if not isinstance(auto_cache_control, bool):
+            raise TypeError(
+                f"auto_cache_control= must be True or False, got {auto_cache_control!r}"
+            )
+        if task is not None and (not isinstance(task, str) or not task):
+            raise TypeError(f"task= must be a non-empty string or None, got {task!r}")
         retry = RetryPolicy(max_retries=max_retries)
         queue = QueueCounter(max_queue)
         hub = Observers()
@@ -142,6 +157,9 @@ class Thrift:
             aging=float(aging),
             observers=hub,
             fallback=fallback,
+            pack=packing,
+            auto_cache=AutoCache() if auto_cache_control else None,
+            task=task,
         )
         self._pipeline.shared = the_shared
         self._root: Thrift = self
@@ -193,6 +211,8 @@ class Thrift:
             raise ValueError(f"grace= must be seconds >= 0 or None, got {grace!r}")
         p.closed = True
         p.queue.close()  # newcomers and retries: ClientClosed
+        if p.packer is not None:
+            p.packer.close_windows()  # what waits in a window goes out (or fails) now
         gates = [mc.gate for mc in list(p.classes.values())]
         if not draining:
             for gate in gates:
@@ -262,6 +282,22 @@ class Thrift:
     def batches(self) -> Batches:
         """The Message Batches API on its own request budget (`asyncthrift.batches`)."""
         return batches_for(self._root, self._sdks[0], self._max_retries)
+
+    async def pack(self, requests: Iterable[Mapping[str, Any]]) -> list[Message]:
+        """Answers to a list of ``messages.create`` argument dicts, packed where they can be
+        (each sent with ``pack=True``; see `asyncthrift.packing`), in the same order. Each
+        answer is that request's own, exactly as ``messages.create`` would return it; the
+        first failure is raised once every request has ended."""
+        batch = [dict(r) for r in requests]
+        for r in batch:
+            r.setdefault("pack", True)
+        results = await asyncio.gather(
+            *(self.messages.create(**r) for r in batch), return_exceptions=True
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        return [m for m in results if isinstance(m, Message)]
 
     # -- observers and introspection -----------------------------------------------------------
 

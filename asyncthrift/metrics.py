@@ -32,8 +32,18 @@ Series exported by `PrometheusMetrics` (prefix ``asyncthrift_``, every series la
 ``cache_hits_total``               counter    answers served from the cache
 ``cache_misses_total``             counter
 ``dedupe_joins_total``             counter    calls that shared an identical call in flight
-``saved_tokens_total``             counter    tokens not spent thanks to cache and dedupe
+``saved_tokens_total``             counter    tokens not spent thanks to cache, dedupe, packing
 ``saved_usd_total``                counter
+``technique_saved_calls_total``    counter    ``technique``: cache, dedupe, packing
+``technique_saved_tokens_total``   counter    ``technique``: cache, dedupe, packing (billed
+                                              tokens), prompt_cache (tokens read from cache),
+                                              max_tokens (OTPM reservation not held)
+``technique_saved_usd``            gauge      ``technique``: cache, dedupe, packing,
+                                              prompt_cache, max_tokens (may be negative: cache
+                                              writes, re-asks after a cut answer)
+``packed_calls_total``             counter    upstream calls that answered several requests
+``packed_items_total``             counter    requests answered from a packed call
+``pack_resent_total``              counter    packed requests re-sent alone
 ``in_flight``                      gauge      upstream calls under way
 ``queued``                         gauge      requests waiting for admission (all lanes)
 ``queue_depth``                    gauge      ``lane``: requests waiting for admission per lane
@@ -64,6 +74,7 @@ if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
 
     from .client import Thrift
+    from .stats import Stats
 
 __all__ = [
     "DEFAULT_BUCKETS",
@@ -189,7 +200,18 @@ _COUNTERS: Final = (
     ("cache_misses", "Cache lookups that found nothing.", "cache_misses"),
     ("dedupe_joins", "Calls that shared an identical call already in flight.", "dedupe_joins"),
     ("saved_tokens", "Tokens not spent thanks to the cache and dedupe.", "tokens_saved"),
-    ("saved_usd", "Dollars not spent thanks to the cache and dedupe.", "dollars_saved"),
+    ("saved_usd", "Dollars not spent thanks to cache, dedupe and packing.", "dollars_saved"),
+    ("packed_calls", "Upstream calls that answered several packed requests.", "packed_calls"),
+    ("packed_items", "Requests answered from a packed call.", "packed_items"),
+    ("pack_resent", "Packed requests re-sent alone (not answered usably).", "pack_resent"),
+)
+#: (technique, calls field, tokens field, dollars field) of the savings by technique.
+_TECHNIQUES: Final = (
+    ("cache", "cache_calls_saved", "cache_tokens_saved", "cache_dollars_saved"),
+    ("dedupe", "dedupe_calls_saved", "dedupe_tokens_saved", "dedupe_dollars_saved"),
+    ("packing", "packing_calls_saved", "packing_tokens_saved", "packing_dollars_saved"),
+    ("prompt_cache", None, "prompt_cache_tokens_saved", "prompt_cache_dollars_saved"),
+    ("max_tokens", None, "max_tokens_reserve_saved", "max_tokens_dollars_lost"),
 )
 _TOKEN_KINDS: Final = (
     ("input", "input_tokens"),
@@ -203,6 +225,30 @@ _ERROR_KINDS: Final = (
     ("connection", "connection_errors"),
 )
 _DIMENSIONS: Final = ("requests", "input_tokens", "output_tokens")
+
+
+def _technique_families(ns: str, snaps: list[tuple[str, Stats]]) -> Iterator[Metric]:
+    """Calls, tokens and dollars saved, by technique."""
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+    labels = ["client", "technique"]
+    calls = CounterMetricFamily(
+        f"{ns}_technique_saved_calls", "Upstream calls saved, by technique.", labels=labels
+    )
+    tokens = CounterMetricFamily(
+        f"{ns}_technique_saved_tokens", "Tokens saved, by technique.", labels=labels
+    )
+    usd = GaugeMetricFamily(  # a gauge: prompt caching's writes and max_tokens' re-asks cost
+        f"{ns}_technique_saved_usd", "Dollars saved (negative: lost), by technique.", labels=labels
+    )
+    for name, s in snaps:
+        for technique, c, t, d in _TECHNIQUES:
+            if c is not None:
+                calls.add_metric([name, technique], float(getattr(s, c)))
+            tokens.add_metric([name, technique], float(getattr(s, t)))
+            sign = -1.0 if technique == "max_tokens" else 1.0
+            usd.add_metric([name, technique], sign * float(getattr(s, d)))
+    yield from (calls, tokens, usd)
 
 
 class _ClientCollector:
@@ -256,6 +302,7 @@ class _ClientCollector:
             in_flight.add_metric([name], float(s.in_flight))
             queued.add_metric([name], float(s.queued))
         yield from (tokens, errors, in_flight, queued)
+        yield from _technique_families(ns, snaps)
         yield from self._bucket_families(ns, clients)
 
     def _bucket_families(self, ns: str, clients: list[tuple[str, Thrift]]) -> Iterator[Metric]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, fields
+from typing import Final
 
 __all__ = ["Recorder", "Stats", "percentile"]
 
@@ -74,92 +75,128 @@ class Stats:
     """Attempts refused with their key (401/403) and sent again on another key."""
     fallbacks: int = 0
     """Calls answered by a fallback model (see ``Thrift(fallback=...)``) instead of theirs."""
+    # -- savings by technique (issue #12); the totals above add cache, dedupe and packing --
+    cache_calls_saved: int = 0
+    """Upstream calls not made because the cache held the answer."""
+    cache_tokens_saved: int = 0
+    cache_dollars_saved: float = 0.0
+    dedupe_calls_saved: int = 0
+    """Upstream calls not made because an identical call was in flight."""
+    dedupe_tokens_saved: int = 0
+    dedupe_dollars_saved: float = 0.0
+    packed_calls: int = 0
+    """Upstream calls that answered several packed requests."""
+    packed_items: int = 0
+    """Requests answered from a packed call."""
+    pack_resent: int = 0
+    """Packed requests re-sent alone (missing, duplicated, malformed or cut in the reply)."""
+    packing_calls_saved: int = 0
+    packing_tokens_saved: int = 0
+    """Input tokens (as billed) the packed requests would have sent alone, less the packed
+    calls' own."""
+    packing_dollars_saved: float = 0.0
+    prompt_cache_tokens_saved: int = 0
+    """Input tokens read from the API's prompt cache (billed at 0.1x, free for ITPM)."""
+    prompt_cache_dollars_saved: float = 0.0
+    """Reads at 0.9x the input price, less cache writes at 0.25x (may be negative)."""
+    prompt_cache_marked: int = 0
+    """Requests to which ``auto_cache_control`` added a breakpoint."""
+    max_tokens_lowered: int = 0
+    """Calls sent with an adaptive ``max_tokens`` below their caller's."""
+    max_tokens_reserve_saved: int = 0
+    """Output tokens of OTPM reservation not held thanks to adaptive ``max_tokens``."""
+    max_tokens_reasked: int = 0
+    """Answers cut at the adaptive limit and asked again with the caller's ``max_tokens``."""
+    max_tokens_dollars_lost: float = 0.0
+    """What the cut answers cost (the price of adaptive ``max_tokens``)."""
 
     def as_dict(self) -> dict[str, float | int]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
+_DERIVED = frozenset(
+    {
+        "queued",
+        "queue_wait_p50",
+        "queue_wait_p90",
+        "queue_wait_p99",
+        "latency_p50",
+        "latency_p90",
+        "latency_p99",
+        # supplied by the client at snapshot (`batches.stats_overrides`,
+        # `compression.compression_overrides`), not counted by the `Recorder`
+        "batch_requests",
+        "batch_results",
+        "batch_cost_usd",
+        "compression_tokens_saved",
+    }
+)
+#: The counters a `Recorder` keeps: every `Stats` field but those computed at snapshot.
+_COUNTED: Final = tuple(f.name for f in fields(Stats) if f.name not in _DERIVED)
+_ZERO: Final = {f.name: f.default for f in fields(Stats)}
+
+
 class Recorder:
     """Mutable counters behind `Stats`; owned by one client, touched only on its loop."""
 
-    __slots__ = (
-        "cache_creation_input_tokens",
-        "cache_errors",
-        "cache_hits",
-        "cache_misses",
-        "cache_read_input_tokens",
-        "connection_errors",
-        "cost_usd",
-        "dedupe_joins",
-        "dollars_saved",
-        "failed",
-        "fallbacks",
-        "in_flight",
-        "input_tokens",
-        "keys_disabled",
-        "latencies",
-        "output_tokens",
-        "overloaded",
-        "queue_waits",
-        "rate_limited",
-        "requests",
-        "rerouted",
-        "retries",
-        "server_errors",
-        "succeeded",
-        "tokens_saved",
-        "upstream_calls",
-        "upstream_calls_saved",
-    )
+    __slots__ = (*_COUNTED, "latencies", "queue_waits")
+
+    # every counted field of `Stats`, typed as there (tests/test_stats_fields.py checks)
+    requests: int
+    succeeded: int
+    failed: int
+    upstream_calls: int
+    retries: int
+    rate_limited: int
+    overloaded: int
+    server_errors: int
+    connection_errors: int
+    input_tokens: int
+    output_tokens: int
+    cache_creation_input_tokens: int
+    cache_read_input_tokens: int
+    cost_usd: float
+    cache_hits: int
+    cache_misses: int
+    cache_errors: int
+    dedupe_joins: int
+    upstream_calls_saved: int
+    tokens_saved: int
+    dollars_saved: float
+    in_flight: int
+    keys_disabled: int
+    rerouted: int
+    fallbacks: int
+    cache_calls_saved: int
+    cache_tokens_saved: int
+    cache_dollars_saved: float
+    dedupe_calls_saved: int
+    dedupe_tokens_saved: int
+    dedupe_dollars_saved: float
+    packed_calls: int
+    packed_items: int
+    pack_resent: int
+    packing_calls_saved: int
+    packing_tokens_saved: int
+    packing_dollars_saved: float
+    prompt_cache_tokens_saved: int
+    prompt_cache_dollars_saved: float
+    prompt_cache_marked: int
+    max_tokens_lowered: int
+    max_tokens_reserve_saved: int
+    max_tokens_reasked: int
+    max_tokens_dollars_lost: float
 
     def __init__(self, window: int = 10_000) -> None:
-        self.requests = self.succeeded = self.failed = 0
-        self.upstream_calls = self.retries = 0
-        self.rate_limited = self.overloaded = self.server_errors = self.connection_errors = 0
-        self.input_tokens = self.output_tokens = 0
-        self.cache_creation_input_tokens = self.cache_read_input_tokens = 0
-        self.cost_usd = 0.0
-        self.cache_hits = self.cache_misses = self.cache_errors = 0
-        self.dedupe_joins = self.upstream_calls_saved = self.tokens_saved = 0
-        self.dollars_saved = 0.0
-        self.in_flight = 0
-        self.keys_disabled = self.rerouted = self.fallbacks = 0
+        for name in _COUNTED:
+            setattr(self, name, _ZERO[name])
         self.queue_waits: deque[float] = deque(maxlen=window)
         self.latencies: deque[float] = deque(maxlen=window)
 
     def snapshot(self, *, queued: int = 0, **overrides: int | float) -> Stats:
         waits = sorted(self.queue_waits)
         lats = sorted(self.latencies)
-        values: dict[str, int | float] = {
-            name: getattr(self, name)
-            for name in (
-                "requests",
-                "succeeded",
-                "failed",
-                "upstream_calls",
-                "retries",
-                "rate_limited",
-                "overloaded",
-                "server_errors",
-                "connection_errors",
-                "input_tokens",
-                "output_tokens",
-                "cache_creation_input_tokens",
-                "cache_read_input_tokens",
-                "cost_usd",
-                "cache_hits",
-                "cache_misses",
-                "cache_errors",
-                "dedupe_joins",
-                "upstream_calls_saved",
-                "tokens_saved",
-                "dollars_saved",
-                "in_flight",
-                "keys_disabled",
-                "rerouted",
-                "fallbacks",
-            )
-        }
+        values: dict[str, int | float] = {name: getattr(self, name) for name in _COUNTED}
         values.update(
             queued=queued,
             queue_wait_p50=percentile(waits, 50),

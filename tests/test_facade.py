@@ -20,7 +20,7 @@ import asyncthrift
 from asyncthrift import Limits, Thrift
 
 PACKAGE = Path(asyncthrift.__file__).parent
-OURS = {"priority", "deadline", "cache", "dedupe", "calibrate"}
+OURS = {"priority", "deadline", "cache", "dedupe", "calibrate", "pack", "task"}
 
 
 def _facade_defs(name: str) -> list[ast.FunctionDef | ast.AsyncFunctionDef]:

@@ -18,7 +18,15 @@ import xxhash
 
 from ._tokenizer import count_text
 
-__all__ = ["Answer", "answer_for", "last_turn_view", "request_hash", "split_deltas"]
+__all__ = [
+    "Answer",
+    "answer_for",
+    "item_answer",
+    "last_turn_view",
+    "packed_answer",
+    "request_hash",
+    "split_deltas",
+]
 
 StopReason = Literal["end_turn", "max_tokens", "stop_sequence"]
 
@@ -67,9 +75,26 @@ class Answer:
     stop_sequence: str | None
 
 
+_NOT_THE_ANSWER = ("stream", "metadata", "max_tokens", "cache_control")
+
+
+def _plain(value: Any) -> Any:
+    """`value` without ``cache_control`` markers, a list of text blocks as its text: what
+    the model reads, so a marked prompt gets the answer the unmarked one does."""
+    if isinstance(value, list):
+        if value and all(isinstance(b, dict) and b.get("type") == "text" for b in value):
+            return "".join(str(b.get("text", "")) for b in value)
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items() if k != "cache_control"}
+    return value
+
+
 def request_hash(body: dict[str, Any]) -> int:
-    """Hash of everything that changes the answer (not `stream`, not `metadata`)."""
-    canonical = {k: v for k, v in body.items() if k not in ("stream", "metadata")}
+    """Hash of everything that changes the answer: not `stream`, `metadata`, the
+    ``cache_control`` markers (prompt caching never changes an answer) or `max_tokens`
+    (which only cuts it: the same request with a larger limit gets the same text, longer)."""
+    canonical = {k: _plain(v) for k, v in body.items() if k not in _NOT_THE_ANSWER}
     return int(xxhash.xxh3_64_intdigest(orjson.dumps(canonical, option=orjson.OPT_SORT_KEYS)))
 
 
@@ -143,3 +168,106 @@ def split_deltas(text: str, words_per_delta: int) -> list[str]:
         chunk = " ".join(words[i : i + step])
         out.append(chunk if i == 0 else " " + chunk)
     return out
+
+
+# -- packed calls: a JSON array keyed by id, as a model answers the packing prompt ----------
+
+_ITEM_PREFIX = '{"id":'
+
+
+def _system_text(system: object) -> str:
+    if isinstance(system, str):
+        return system
+    if isinstance(system, list):
+        return "".join(str(b.get("text", "")) for b in system if isinstance(b, dict))
+    return ""
+
+
+def _packed_items(body: dict[str, Any]) -> list[tuple[str, str]] | None:
+    """The (id, text) items of a packing prompt: the last user turn lists objects
+    ``{"id": ..., "text": ...}`` one per line and asks for ``"answer"``s; else None."""
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        return None
+    last = messages[-1]
+    content = last.get("content") if isinstance(last, dict) else None
+    if isinstance(content, list):
+        content = "".join(
+            str(b.get("text", ""))
+            for b in content
+            if isinstance(b, dict) and b.get("type") == "text"
+        )
+    if not isinstance(content, str) or '"answer"' not in content:
+        return None
+    items = []
+    for line in content.splitlines():
+        if not line.startswith(_ITEM_PREFIX):
+            continue
+        try:
+            obj = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            continue
+        if (
+            isinstance(obj, dict)
+            and isinstance(obj.get("id"), str)
+            and isinstance(obj.get("text"), str)
+        ):
+            items.append((obj["id"], obj["text"]))
+    return items or None
+
+
+def item_answer(model: str, system: object, text: str, output_range: tuple[int, int]) -> str:
+    """The answer the mock gives to one packed item: deterministic in (model, system, text),
+    so a test can check every caller got its own."""
+    seed = request_hash({"model": model, "system": _system_text(system), "item": text})
+    lo, hi = output_range
+    return _text(seed, lo + (seed >> 17) % (hi - lo + 1))
+
+
+def packed_answer(
+    body: dict[str, Any], output_range: tuple[int, int], max_tokens: int, faults: float, seed: int
+) -> Answer | None:
+    """The reply to a packing prompt, or None when `body` is not one.
+
+    One object per line in a JSON array. With probability `faults` per item the reply gets
+    that item wrong the ways models do: leaves it out, answers it twice, garbles its object
+    (a wrong key, broken JSON, or a mangled id). It never files one item's answer under
+    another item's id while leaving that one out: no id-keyed reply format can tell that
+    apart from a right answer, so no client could catch it. A reply longer than
+    `max_tokens` is cut there (``"max_tokens"``).
+    """
+    items = _packed_items(body)
+    if items is None:
+        return None
+    model, system = str(body.get("model", "")), body.get("system")
+    rng = random.Random(seed)
+    lines = []
+    for ident, text in items:
+        answer = item_answer(model, system, text, output_range)
+        entry = orjson.dumps({"id": ident, "answer": answer}).decode()
+        if faults > 0 and rng.random() < faults:
+            kind = rng.randrange(5)
+            if kind == 0:
+                continue  # missing
+            if kind == 1:
+                entry += ",\n" + orjson.dumps({"id": ident, "answer": answer[::-1]}).decode()
+            elif kind == 2:
+                entry = orjson.dumps({"id": ident, "reply": answer}).decode()
+            elif kind == 3:
+                entry = '{"id": "' + ident + '", "answer": "' + answer[: len(answer) // 2]
+            else:
+                entry = orjson.dumps({"id": "#" + ident, "answer": answer}).decode()
+        lines.append(entry)
+    text = "[\n" + ",\n".join(lines) + "\n]"
+    n = count_text(text)
+    if n <= max_tokens:
+        return Answer(text, n, "end_turn", None)
+    lo, hi = 0, len(text)  # the longest prefix within max_tokens
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if count_text(text[:mid]) <= max_tokens:
+            lo = mid
+        else:
+            hi = mid - 1
+    cut = text[:lo]
+    return Answer(cut, count_text(cut), "max_tokens", None)

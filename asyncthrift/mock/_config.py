@@ -40,9 +40,12 @@ class Faults:
     drop: float = 0.0
     stream_error: float = 0.0
     seed: int = 0
+    packed_items: float = 0.0
+    """Per item of a packed call (a packing prompt): the probability that the reply leaves it
+    out, answers it twice, garbles it, or files its answer under another id."""
 
     def __post_init__(self) -> None:
-        for name in ("overloaded", "server_error", "drop", "stream_error"):
+        for name in ("overloaded", "server_error", "drop", "stream_error", "packed_items"):
             _probability(name, getattr(self, name))
         if self.overloaded + self.server_error + self.drop > 1.0 + 1e-12:
             raise ValueError("Faults.overloaded + server_error + drop must not exceed 1")

@@ -34,7 +34,14 @@ import xxhash
 
 from ..bucket import TokenBucket
 from ..limits import LimitsTable
-from ._answers import Answer, answer_for, last_turn_view, request_hash, split_deltas
+from ._answers import (
+    Answer,
+    answer_for,
+    last_turn_view,
+    packed_answer,
+    request_hash,
+    split_deltas,
+)
 from ._batches import PREFIX as BATCHES
 from ._batches import BatchStore
 from ._caching import CacheSplit, PromptCache, min_cacheable
@@ -444,7 +451,9 @@ class MockServer:
         if cfg.prompt_caching and analysis.breakpoints:
             self._cache.commit(key, analysis, min_cacheable(model), now)
 
-        answer = answer_for(seed, cfg.output_tokens, max_tokens, body.get("stop_sequences"))
+        answer = packed_answer(
+            body, cfg.output_tokens, max_tokens, faults.packed_items, seed ^ faults.seed
+        ) or answer_for(seed, cfg.output_tokens, max_tokens, body.get("stop_sequences"))
         c.ok += 1
         c.by_status[200] += 1
         c.input_tokens += charged_input

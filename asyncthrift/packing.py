@@ -1,0 +1,393 @@
+"""Prompt packing: small requests that agree on everything but their text go out as one call.
+
+Why: a classification or FAQ call is mostly its shared prefix (system prompt, tools) and a
+per-call floor; sending twenty of them as one call pays that once and uses one request of
+the RPM budget instead of twenty (the seed article's 1.2 and 2.3, done for the caller).
+
+``Thrift(pack=True)`` or ``Thrift(pack=Pack(...))`` turns it on; ``pack=False`` per request
+opts out (``pack=True`` per request opts in on a client without it). Requests are packable
+when they are one user turn of text and carry nothing beyond model, ``max_tokens``, system,
+tools, tool choice, temperature, top_p, top_k and service tier; the others are grouped by
+those (and by client view). A group's *window* opens with its first item and closes after
+``window_ms``, sooner for an interactive item or one with a short ``deadline``, or at once
+when ``max_items`` or the token caps are reached. The window's items then go out as ONE
+scheduled call through the pipeline (its cost: the packed body's estimate and the sum of the
+items' ``max_tokens``), in the highest lane among them, with the tightest deadline left.
+
+Every item's caller waits on its own future; cancelling one drops it from the window (or,
+once sent, only its share of the answer; the call is cancelled when no caller is left). A
+window of one is sent as the plain request it is. Items the reply does not answer
+trustworthily (see `_packed.parse_reply`) are re-sent alone by their own callers, as are all
+items when the packed call fails. Cache and dedupe sit before packing, so each item is
+cached under its own fingerprint and twins share one item.
+
+Import it as ``from asyncthrift.packing import Pack``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+
+import anthropic
+from anthropic.types import Message
+
+from . import _packed
+from ._attempt import Call
+from ._options import RequestOptions
+from ._routes import CREATE
+from .cache.keys import fingerprint
+from .errors import BudgetExceeded, DeadlineExceeded, RequestTooLarge
+from .prices import cost_usd
+from .scheduler import LANES
+from .tokens import estimate_input_tokens, text_tokens
+
+if TYPE_CHECKING:
+    from ._pipeline import Pipeline
+
+__all__ = ["Pack", "Packer", "run_packed"]
+
+#: Top-level arguments a packable request may carry (any other, unless None: not packable).
+_PACKABLE: Final = frozenset(
+    {
+        "model",
+        "max_tokens",
+        "messages",
+        "system",
+        "tools",
+        "tool_choice",
+        "temperature",
+        "top_p",
+        "top_k",
+        "service_tier",
+    }
+)
+#: Failures of the packed call that are the pack's own (too big, too slow): re-send alone.
+_RESEND_ON: Final = (BudgetExceeded, DeadlineExceeded, RequestTooLarge)
+
+
+@dataclass(frozen=True, slots=True)
+class Pack:
+    """How requests are packed. Every bound closes a window early; none is a promise.
+
+    window_ms: how long a window stays open for more items after its first.
+    interactive_window_ms: the window for an item in the interactive lane (or higher).
+    max_items: items per packed call.
+    max_input_tokens: estimated input tokens of the items' texts per packed call.
+    max_output_tokens: cap on the packed call's ``max_tokens`` (the sum of its items').
+    """
+
+    window_ms: float = 150.0
+    interactive_window_ms: float = 10.0
+    max_items: int = 16
+    max_input_tokens: int = 16_000
+    max_output_tokens: int = 8_192
+
+    def __post_init__(self) -> None:
+        for name in ("window_ms", "interactive_window_ms"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v < math.inf:
+                raise ValueError(f"Pack.{name} must be milliseconds >= 0, got {v!r}")
+        for name in ("max_items", "max_input_tokens", "max_output_tokens"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"Pack.{name} must be an int >= 1, got {v!r}")
+
+
+class _Item:
+    __slots__ = ("call", "future", "ident", "need", "text", "tokens")
+
+    def __init__(self, call: Call, text: str, need: int, future: asyncio.Future[Any]) -> None:
+        self.call = call
+        self.text = text
+        self.need = need  # output tokens to reserve for it
+        self.tokens = text_tokens(text)
+        self.future = future  # Message, or None: send it alone
+        self.ident = ""
+
+
+class _Window:
+    __slots__ = ("close_at", "items", "key", "need", "opened", "task", "timer", "tokens")
+
+    def __init__(self, key: str, opened: float) -> None:
+        self.key = key
+        self.opened = opened
+        self.items: list[_Item] = []
+        self.need = 0
+        self.tokens = 0.0
+        self.close_at = math.inf
+        self.timer: asyncio.TimerHandle | None = None
+        self.task: asyncio.Task[None] | None = None
+
+
+class Packer:
+    """The open windows of one client, by group; the packed calls under way."""
+
+    __slots__ = ("_open", "_tasks", "config", "pipeline")
+
+    def __init__(self, pipeline: Pipeline, config: Pack) -> None:
+        self.pipeline = pipeline
+        self.config = config
+        self._open: dict[str, _Window] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # -- which group -------------------------------------------------------------------------
+
+    def group(self, call: Call) -> str | None:
+        """The group `call` packs with, or None when it cannot be packed."""
+        params = call.params
+        base = {}
+        for k, v in params.items():
+            if k not in _PACKABLE:
+                if v is not None:
+                    return None
+            elif k not in ("messages", "max_tokens"):
+                base[k] = v
+        if _packed.item_text(params) is None:
+            return None
+        base["messages"] = []
+        try:
+            key = fingerprint(base)
+        except TypeError:
+            return None
+        return f"{key}:{id(call.sdks)}:{call.max_retries}"
+
+    # -- windows -----------------------------------------------------------------------------
+
+    def add(self, call: Call, group: str) -> _Item:
+        """Put `call` in its group's window (opening or closing windows as bounds say)."""
+        p = self.pipeline
+        loop = p.loop
+        now = loop.time()
+        text = _packed.item_text(call.params)
+        assert text is not None
+        need = int(call.params["max_tokens"])
+        if p.adaptive is not None:
+            need = p.adaptive.need(p, call, need)
+        item = _Item(call, text, need, loop.create_future())
+        cfg = self.config
+        w = self._open.get(group)
+        if w is not None and (
+            w.need + need + _packed.ITEM_OVERHEAD > cfg.max_output_tokens
+            or w.tokens + item.tokens > cfg.max_input_tokens
+        ):
+            self._close(w)
+            w = None
+        if w is None:
+            w = self._open[group] = _Window(group, now)
+        w.items.append(item)
+        w.need += need + _packed.ITEM_OVERHEAD
+        w.tokens += item.tokens
+        opts = call.opts
+        hold = cfg.window_ms / 1000.0
+        if opts.level >= LANES["interactive"]:
+            hold = min(hold, cfg.interactive_window_ms / 1000.0)
+        if opts.deadline is not None:
+            hold = min(hold, max(0.0, opts.deadline - call.waited) / 4.0)
+        if now + hold < w.close_at:
+            w.close_at = now + hold
+            if w.timer is not None:
+                w.timer.cancel()
+            w.timer = loop.call_at(w.close_at, self._close, w)
+        if len(w.items) >= cfg.max_items:
+            self._close(w)
+        return item
+
+    def drop(self, item: _Item) -> None:
+        """`item`'s caller left: out of its window, or out of its packed call."""
+        for w in list(self._open.values()):
+            if item in w.items:
+                w.items.remove(item)
+                w.need -= item.need + _packed.ITEM_OVERHEAD
+                w.tokens -= item.tokens
+                if not w.items:
+                    self._discard(w)
+                return
+
+    def _discard(self, w: _Window) -> None:
+        if self._open.get(w.key) is w:
+            del self._open[w.key]
+        if w.timer is not None:
+            w.timer.cancel()
+            w.timer = None
+
+    def _close(self, w: _Window) -> None:
+        """Send `w`'s items: alone when there is one, else as one packed call."""
+        self._discard(w)
+        items = [it for it in w.items if not it.future.done()]
+        if len(items) < 2:
+            for it in items:
+                it.future.set_result(None)
+            return
+        task = self.pipeline.loop.create_task(self._send(w, items))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        w.task = task
+        cancel = functools.partial(self._maybe_cancel, w)
+        for it in items:
+            it.future.add_done_callback(cancel)
+
+    def _maybe_cancel(self, w: _Window, _done: object = None) -> None:
+        if w.task is not None and not w.task.done() and all(it.future.done() for it in w.items):
+            w.task.cancel()
+
+    # -- the packed call ---------------------------------------------------------------------
+
+    async def _send(self, w: _Window, items: list[_Item]) -> None:
+        p = self.pipeline
+        first = items[0].call
+        now = p.loop.time()
+        for k, it in enumerate(items):
+            it.ident = str(k + 1)
+            it.call.waited += now - w.opened
+        params = {k: v for k, v in first.params.items() if k not in ("messages", "max_tokens")}
+        params["messages"] = [
+            {"role": "user", "content": _packed.packed_content([(i.ident, i.text) for i in items])}
+        ]
+        params["max_tokens"] = min(self.config.max_output_tokens, w.need + 8)
+        deadlines = [
+            it.call.opts.deadline - it.call.waited
+            for it in items
+            if it.call.opts.deadline is not None
+        ]
+        opts = RequestOptions(
+            level=max(it.call.opts.level for it in items),
+            deadline=max(0.0, min(deadlines)) if deadlines else None,
+            cache=False,
+            dedupe=False,
+        )
+        call = Call("create", opts, params, first.sdks, first.max_retries, now)
+        call.enqueued_at = min(it.call.enqueued_at for it in items)
+        # Model fallback applies to the packed call as a whole: its items share the model
+        # (it is part of the group), hence the chain. If another model answers, each item
+        # it answers is marked as fallen back (so it is not cached as the asked model's).
+        call.chain = first.chain
+        try:
+            message: Message = await p.run(call, CREATE)
+        except asyncio.CancelledError:
+            self._resend(items)  # every caller left, or the client is closing
+            raise
+        except _RESEND_ON:
+            self._resend(items)
+            return
+        except anthropic.APIStatusError as exc:
+            if exc.status_code in (400, 413):  # the pack's own fault, perhaps: alone
+                self._resend(items)
+                return
+            self._fail(items, exc)
+            return
+        except Exception as exc:
+            self._fail(items, exc)
+            return
+        self._deliver(message, items, params, call.fell_back_from)
+
+    def _deliver(
+        self,
+        message: Message,
+        items: list[_Item],
+        params: dict[str, Any],
+        fell_back_from: str | None = None,
+    ) -> None:
+        text = "".join(b.text for b in message.content if b.type == "text")
+        limits = {it.ident: int(it.call.params["max_tokens"]) for it in items}
+        answers = _packed.parse_reply(text, limits)
+        done = [it for it in items if it.ident in answers]
+        self._resend([it for it in items if it.ident not in answers])
+        if not done:
+            return
+        own = sum(it.tokens for it in items)
+        common = max(0.0, estimate_input_tokens(params) - own)
+        messages = _packed.split_message(
+            message, [(it.ident, it.text, answers[it.ident]) for it in done], common
+        )
+        if fell_back_from is not None:  # the packed call counted once; its other items too
+            self.pipeline.stats.fallbacks += len(done) - 1
+        for it, msg in zip(done, messages, strict=True):
+            if fell_back_from is not None:
+                it.call.fell_back_from = fell_back_from
+            if not it.future.done():
+                it.future.set_result(msg)
+        self._count(message, done, params)
+
+    def _count(self, message: Message, done: list[_Item], params: dict[str, Any]) -> None:
+        """Savings: the input the answered items would have sent alone, less the packed
+        call's, at the price per input token the packed call actually paid (its cache
+        reads included); the calls they would have made, less one."""
+        p = self.pipeline
+        s = p.stats
+        s.packed_calls += 1
+        s.packed_items += len(done)
+        u = message.usage
+        write, read = u.cache_creation_input_tokens or 0, u.cache_read_input_tokens or 0
+        billed = u.input_tokens + write + read
+        alone_params = dict(params)
+        alone = 0.0
+        for it in done:
+            alone_params["messages"] = it.call.params["messages"]
+            alone += estimate_input_tokens(alone_params)
+        packed = estimate_input_tokens(params)
+        saved = max(0, round((alone - packed) * billed / packed)) if packed > 0 else 0
+        per_token = cost_usd(message.model, u.input_tokens, 0, write, read) / max(1, billed)
+        s.packing_calls_saved += len(done) - 1
+        s.packing_tokens_saved += saved
+        s.packing_dollars_saved += saved * per_token
+        s.upstream_calls_saved += len(done) - 1
+        s.tokens_saved += saved
+        s.dollars_saved += saved * per_token
+
+    def _resend(self, items: list[_Item]) -> None:
+        for it in items:
+            if not it.future.done():
+                self.pipeline.stats.pack_resent += 1
+                it.future.set_result(None)
+
+    def _fail(self, items: list[_Item], exc: BaseException) -> None:
+        for it in items:
+            if not it.future.done():
+                it.future.set_exception(exc)
+
+    def close_windows(self) -> None:
+        """Close every open window now (their items go out, or fall back alone)."""
+        for w in list(self._open.values()):
+            self._close(w)
+
+
+async def run_packed(p: Pipeline, call: Call) -> Message:
+    """`call`'s answer through a packed call when it can go in one, else sent alone."""
+    packer = p.packer
+    assert packer is not None
+    group = packer.group(call)
+    if group is None:
+        return await _alone(p, call)
+    item = packer.add(call, group)
+    try:
+        message: Message | None = await item.future
+    except asyncio.CancelledError:
+        packer.drop(item)
+        raise
+    if message is None:
+        return await _alone(p, call)
+    return message
+
+
+async def _alone(p: Pipeline, call: Call) -> Message:
+    message: Message
+    if p.adaptive is not None and (call.opts.task or p.default_task) is not None:
+        message = await p.adaptive.run(p, call)
+    else:
+        message = await p.run(call, CREATE)
+    return message
+
+
+def pack_option(value: object) -> Pack | None:
+    """`Thrift(pack=...)`: True (the defaults), a `Pack`, or False / None (off)."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        return Pack()
+    if isinstance(value, Pack):
+        return value
+    raise TypeError(f"pack= must be True, False, None or a Pack(...), got {value!r}")

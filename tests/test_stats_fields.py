@@ -1,0 +1,45 @@
+"""`Recorder` keeps every counter of `Stats`, typed as there, and new fields come last."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+
+from asyncthrift.stats import Recorder, Stats
+
+
+def test_the_recorder_declares_every_counted_field_with_its_type() -> None:
+    r = Recorder()
+    snap = r.snapshot()
+    declared = Recorder.__annotations__
+    for f in fields(Stats):
+        if f.name in declared:
+            assert declared[f.name] == type(f.default).__name__, f.name
+            assert getattr(r, f.name) == f.default
+    assert snap == Stats()
+
+
+def test_the_savings_fields_are_appended_after_the_original_ones() -> None:
+    names = [f.name for f in fields(Stats)]
+    assert names.index("latency_p99") < names.index("cache_calls_saved")
+    assert names[-1] == "max_tokens_dollars_lost"
+
+
+def test_prometheus_reports_savings_by_technique() -> None:
+    import pytest
+
+    prometheus_client = pytest.importorskip("prometheus_client")
+    from asyncthrift import Thrift
+    from asyncthrift.metrics import PrometheusMetrics
+
+    registry = prometheus_client.CollectorRegistry()
+    metrics = PrometheusMetrics(registry=registry)
+    client = Thrift(api_key="k", observers=[metrics])
+    r = client._pipeline.stats
+    r.packing_calls_saved, r.packing_tokens_saved, r.packing_dollars_saved = 9, 900, 0.5
+    r.prompt_cache_tokens_saved, r.prompt_cache_dollars_saved = 2000, -0.01
+    r.max_tokens_reserve_saved, r.max_tokens_dollars_lost = 4000, 0.02
+    text = prometheus_client.generate_latest(registry).decode()
+    assert 'technique_saved_calls_total{client="default",technique="packing"} 9.0' in text
+    assert 'technique_saved_tokens_total{client="default",technique="prompt_cache"} 2000.0' in text
+    assert 'technique_saved_usd{client="default",technique="max_tokens"} -0.02' in text
+    assert 'technique_saved_usd{client="default",technique="prompt_cache"} -0.01' in text
