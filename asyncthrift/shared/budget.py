@@ -7,9 +7,13 @@ lease topped up. One script call does everything a round trip can carry: ask for
 level to what the server's headers support, prove a cold bucket's level, register this
 process. So Redis sees about one command per slice, not one per request.
 
-Slices follow this process's rate (about `SLICE` of the period of its recent consumption,
-never more than `MAX_SHARE` of a capacity) and shrink with what is left in the shared
-bucket, so one busy process cannot hoard what others wait for. A slice may reserve up to
+While requests queue here a slice is this process's fair share of `SLICE` of the period's
+refill (the script counts the processes asking lately), capped by what the queue needs;
+otherwise it follows this process's recent rate (at most twice that share). Never more than
+`MAX_SHARE` of a capacity, and shrunk to what is left in the shared bucket, so one busy
+process cannot hoard what others wait for. Under contention each process asks about once
+per `HORIZON`: Redis commands per request are about processes / (requests per period x
+HORIZON). A slice may reserve up to
 `HORIZON` of the period of future refill: it then arrives with the instant it is paid for,
 and the scheduler's timer waits for that instant (no polling, no second round trip).
 
@@ -39,23 +43,23 @@ __all__ = ["HORIZON", "MAX_SHARE", "SLICE", "SharedBudget"]
 
 log = logging.getLogger("asyncthrift.shared")
 
-#: A slice covers about this fraction of the period at this process's recent rate ...
-SLICE = 0.1
+#: A slice covers about this fraction of the period of refill (a fair share of it) ...
+SLICE = 0.15
 #: ... and never more than this fraction of a capacity.
 MAX_SHARE = 0.25
 #: A grant may reserve this fraction of the period of refill ahead of time.
-HORIZON = 0.1
+HORIZON = 0.15
 #: A new slice is fetched when the lease falls below this fraction of the last one ...
 _LOW = 1.0
 #: ... and the lease keeps at most this many slices (refunds beyond go back to Redis).
-_KEEP = 1.0
+_KEEP = 2.0
 #: Unused lease goes back to Redis after this fraction of the period without admissions,
 #: or sooner: after `_IDLE_GAPS` of this process's average gap between requests.
 _IDLE = 0.2
 _IDLE_GAPS = 4.0
 #: A lease grown beyond a slice by refunds gives the excess back within this fraction of the
 #: period (with the next slice asked for, or alone).
-_FLUSH = 0.1
+_FLUSH = 0.5
 #: While a lease is on its way the answer to `wait` (the arrival pokes the gate sooner).
 _HINT = 0.05
 #: While the shared bucket is cold (waiting for a probe's answer), how often to ask again.
@@ -108,6 +112,7 @@ class SharedBudget(LocalBudget):
         "_task",
         "_urgent",
         "_used",
+        "active",
         "fallback_takes",
         "grants",
         "processes",
@@ -148,7 +153,8 @@ class SharedBudget(LocalBudget):
         self._cold = False
         self._urgent = False
         self._not_before = 0.0
-        self.processes = 1
+        self.processes = 1  # seen within a period (the fallback share divides by these)
+        self.active = 1  # asking lately (slices are a fair share among these)
         self.grants = 0
         self.refusals = 0
         self.fallback_takes = 0  # admissions while Redis was unreachable
@@ -433,8 +439,21 @@ class SharedBudget(LocalBudget):
                 # proportions) to at most MAX_SHARE of every capacity
                 chunk = [0.0, 0.0, 0.0]
                 scale = 1.0
+                gate = self._gate
+                waiting = gate.waiting if gate is not None else 0
+                sent = self._sent
+                share = self._cap_share()
                 for i in self._dims:
-                    c = self._est[i] * period * SLICE
+                    # with requests queued here: this process's fair share of SLICE of the
+                    # shared refill (one over the processes asking lately), but no more than
+                    # the queue needs at its mean cost so far (a burst's last slices do not
+                    # strand budget others wait for); otherwise its recent rate over SLICE
+                    # of the period, at most twice its share
+                    fair = self._cap[i] * SLICE * share
+                    if waiting and sent[0] > 0:
+                        c = max(0.0, min(fair, waiting * sent[i] / sent[0]))
+                    else:
+                        c = min(self._est[i] * period * SLICE, 2.0 * fair)
                     if head is not None:
                         c = max(c, head[i])
                     chunk[i] = c
@@ -506,6 +525,7 @@ class SharedBudget(LocalBudget):
         granted = (float(res[1]), float(res[2]), float(res[3]))
         ready, retry = float(res[4]), float(res[5])
         self.processes = max(1, int(res[6]))
+        self.active = max(1, int(res[10]))
         if status in (0, 1):
             self._cold = status == 1
             if asking:
@@ -528,6 +548,10 @@ class SharedBudget(LocalBudget):
             wait = min(retry, _COLD_POLL) if self._cold else retry
             self._not_before = loop_now + min(wait, period)
             self._kick.set()  # ask again then
+
+    def _cap_share(self) -> float:
+        """This process's fair share of the shared rate: one over the processes asking lately."""
+        return 1.0 / max(1, self.active)
 
     def _estimate(self, now: float) -> None:
         """Update this process's rate of consumption (units/s), averaged over a slice."""

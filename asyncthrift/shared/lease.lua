@@ -20,7 +20,8 @@
 -- it grants one probe request at a time until a server reading proves a level (`proof`) or
 -- a period has passed; a full bucket is never assumed.
 --
--- Returns {status, granted x3, ready, retry, processes, level x3}; numbers as strings
+-- Returns {status, granted x3, ready, retry, processes seen (within a period), level x3,
+-- processes active (asked within twice the horizon)}; numbers as strings
 -- (Lua numbers are truncated to integers on the way out). Status: 0 granted (or nothing
 -- asked), 1 probe granted (cold), 2 refused (retry after `retry` s), 3 refused (cold).
 
@@ -136,11 +137,19 @@ redis.call('HSET', KEYS[1], 'l1', tostring(level[1]), 'l2', tostring(level[2]),
   'l3', tostring(level[3]), 'ts', tostring(now), 'cold', tostring(cold), 'probe', tostring(probe))
 local ttl = math.ceil(period * 2000)
 redis.call('PEXPIRE', KEYS[1], ttl)
-redis.call('ZADD', KEYS[2], now, ARGV[1])
+-- a process is active while it asks: its score is its last ask; a call asking nothing (an
+-- idle lease returned, refunds given back) leaves it seen but no longer active
+local window = 2 * horizon
+if asking then
+  redis.call('ZADD', KEYS[2], now, ARGV[1])
+else
+  redis.call('ZADD', KEYS[2], now - window - 0.001, ARGV[1])
+end
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - period)
 redis.call('PEXPIRE', KEYS[2], ttl)
 local n = redis.call('ZCARD', KEYS[2])
+local active = redis.call('ZCOUNT', KEYS[2], now - window, '+inf')
 
 return {tostring(status), tostring(granted[1]), tostring(granted[2]), tostring(granted[3]),
   tostring(ready), tostring(retry), tostring(n),
-  tostring(level[1]), tostring(level[2]), tostring(level[3])}
+  tostring(level[1]), tostring(level[2]), tostring(level[3]), tostring(active)}
