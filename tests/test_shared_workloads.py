@@ -86,8 +86,11 @@ async def test_redis_killed_and_restarted_empty_mid_run(own_redis_server: RedisS
     with spawn_mock_process(limits=limits, latency=0.02, output_tokens=OUT_RANGE) as url:
         start_at = time.time() + 4.0
 
+        killed_at: list[float] = []
+
         def chaos() -> None:
             time.sleep(max(0.0, start_at + 5.0 - time.time()))
+            killed_at.append(time.time())
             own_redis_server.kill()
             time.sleep(outage)
             own_redis_server.start(same_port=True)  # empty: no persistence
@@ -102,7 +105,11 @@ async def test_redis_killed_and_restarted_empty_mid_run(own_redis_server: RedisS
     assert all(r.get("ok") == PER_WORKER and r["failed"] == 0 for r in reports), reports
     total = WORKERS * PER_WORKER
     assert c["rate_limited"] < total / 100, c["rate_limited"]
-    assert all(r["redis_errors"] > 0 and r["fallback_time"] > 0 for r in reports), reports
+    # every process still at work when Redis went away fell back (one that had finished its
+    # share before the kill never needed Redis again)
+    working = [r for r in reports if r["end"] > killed_at[0] + 0.5]
+    assert working, (killed_at, reports)
+    assert all(r["redis_errors"] > 0 and r["fallback_time"] > 0 for r in working), reports
     # the default share is the limit divided by the processes seen: at most a quarter's
     # refill over the time each spent in fallback, plus what its lease held when it began
     assert limits.rpm is not None
