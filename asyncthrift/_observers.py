@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Final
 import anthropic
 
 from .errors import ThriftError
-from .scheduler import LANES
+from .lanes import LANES
 
 if TYPE_CHECKING:
     from .client import Thrift

@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from .scheduler import LANES, lane_level
+from .lanes import LANES, lane_level
 
 __all__ = ["RequestOptions", "split_options", "stream_requested"]
 

@@ -12,6 +12,7 @@ import bisect
 import math
 
 from .bucket import ZERO, Cost, ServerView, TokenBucket
+from .foreign import ForeignShare
 from .limits import Limits
 
 __all__ = ["TOKEN_ROUNDING", "LocalBudget"]
@@ -36,15 +37,6 @@ _MAX_HOLD = 0.5
 
 #: `ServerView[:6]` (limits and remainings) of a response without rate-limit headers.
 _NO_COUNTS = (None, None, None, None, None, None)
-
-#: The averaging window of the estimate of other consumers' spending, a fraction of the period.
-_FOREIGN_WINDOW = 0.2
-#: ... sampled over intervals of at least this fraction of the period.
-_FOREIGN_MIN_INTERVAL = 0.001
-#: The largest share of a limit's refill the estimate ever gives to other consumers, and
-#: the lowest it goes (below zero only so that noise averages out; see `_learn_foreign`).
-_FOREIGN_MAX_SHARE = 0.9
-_FOREIGN_MIN_SHARE = -0.25
 
 #: Takes remembered to answer "what did we send after time t" (trimmed in halves).
 _HISTORY = 4096
@@ -81,11 +73,8 @@ class LocalBudget:
         "_buckets",
         "_caps",
         "_cold_start",
-        "_drift",
-        "_error_after",
         "_exact_tokens",
         "_foreign",
-        "_foreign_at",
         "_history_floor",
         "_history_net",
         "_history_times",
@@ -134,13 +123,8 @@ class LocalBudget:
         # net charged (takes less refunds) so far, and (time, net) after each change: what we
         # charged or got back after a given instant is the difference of two entries
         self._net = [0.0, 0.0, 0.0]
-        # per dimension: the estimated rate (units/s) at which someone else spends from the
-        # same key, when it was last updated, the local-minus-server error right after the
-        # latest resync, and the error's drift accumulated since the update (`_learn_foreign`)
-        self._foreign = [0.0, 0.0, 0.0]
-        self._foreign_at = [now, now, now]
-        self._error_after = [0.0, 0.0, 0.0]
-        self._drift = [0.0, 0.0, 0.0]
+        # the estimate of what someone else spends from the same key (`ForeignShare`)
+        self._foreign = ForeignShare(now)
         self._history_times: list[float] = []
         self._history_net: list[tuple[float, float, float]] = []
         self._history_floor = (0.0, 0.0, 0.0)  # the net before the oldest remembered change
@@ -274,7 +258,7 @@ class LocalBudget:
         else's spending. Lowering to the lowest reading instead counted a burst twice and
         stalled the queue for refill the server already had (2.6-3.3x the minimum makespan
         against a server writing headers at completion). A gap that persists beyond the
-        window is learnt as another consumer's rate (`_learn_foreign`), which refills us at
+        window is learnt as another consumer's rate (`ForeignShare.learn`), which refills us at
         what is left; a header never raises the local level.
 
         The first answer after a cold start (see `cold_start`) is read the other way, at the
@@ -329,14 +313,14 @@ class LocalBudget:
                 # have its unused output refunded already)
                 after = self._net[i] - self._net_until(sent_at, strict=True)[i] - seen[i]
                 ceiling = remaining - tolerance - after
-                self._error_after[i] = 0.0
-                self._drift[i] = 0.0
-                self._foreign_at[i] = now
+                self._foreign.restart(i, now)
             else:
                 ceiling = remaining - tolerance + highest[i] - uncharged[i]
                 # a refused request we keep spent is our own bookkeeping, not anyone's spending
                 kept = 1.0 if refused and i == 0 else 0.0
-                self._learn_foreign(i, bucket, bucket.level(now) - ceiling, now, kept)
+                self._foreign.learn(
+                    i, bucket, bucket.level(now) - ceiling, now, self.limits.period, kept
+                )
             if bucket.clamp(ceiling, now):
                 changed = True
         return changed
@@ -373,52 +357,6 @@ class LocalBudget:
             if v > h2:
                 h2 = v
         return (h0, h1, h2)
-
-    def _learn_foreign(
-        self, i: int, bucket: TokenBucket, error: float, now: float, kept: float = 0.0
-    ) -> None:
-        """Learn how fast someone else spends dimension `i` of this key; refill net of it.
-
-        `error` is the local level minus the server's (as read from this response), before
-        the resync clamps it. Our own spending cancels out of it, so between two resyncs it
-        drifts at (our refill rate - the server's refill rate left after others' spending):
-        zero when the rate is right, positive when another consumer spends what we credit.
-        The drift, averaged over about a fifth of the period, corrects the estimate of the
-        others' rate, and the bucket refills at the limit's rate less that estimate.
-
-        Why: crediting the whole refill ran a client on a shared key ahead of the server by
-        the others' spending, which a resync only caught one round trip later: a 429 every
-        few seconds at a binding limit, and a burst of them after every `retry-after` block,
-        which released a whole second of refill the server never had. A constant error (the
-        margin of our estimates) does not drift and teaches nothing, and a lone consumer's
-        estimate wanders around zero: it may go below, so noise cancels out instead of
-        ratcheting up against a floor (which slowed a lone consumer by 5-10 %).
-        """
-        if bucket.held:
-            # refill is withheld on purpose until the server answers a burst: the error's
-            # drift meanwhile is ours, and says nothing about anybody else
-            self._drift[i] = 0.0
-            self._error_after[i] = min(error, 0.0)
-            self._foreign_at[i] = now
-            return
-        self._drift[i] += error + kept - self._error_after[i]
-        self._error_after[i] = min(error, 0.0)  # the clamp makes a positive error zero
-        period = self.limits.period
-        dt = now - self._foreign_at[i]
-        if dt < period * _FOREIGN_MIN_INTERVAL:
-            return  # answers come in bunches at one loop instant: sample over an interval
-        weight = 1.0 - math.exp(-dt / (period * _FOREIGN_WINDOW))
-        full = bucket.capacity / period
-        # a drift faster than the whole refill is a step, not a rate (the first answer finding
-        # the bucket drained, a burst of the other's): it counts at most as the whole refill
-        drift = min(max(self._drift[i] / dt, -full), full)
-        foreign = self._foreign[i] + weight * drift
-        # the estimate may go below zero, so that noise averages out instead of ratcheting
-        # up against a floor; only a positive estimate slows the refill
-        self._foreign[i] = min(max(foreign, full * _FOREIGN_MIN_SHARE), full * _FOREIGN_MAX_SHARE)
-        self._drift[i] = 0.0
-        self._foreign_at[i] = now
-        bucket.set_rate(full - max(0.0, self._foreign[i]), now)
 
     def _net_until(self, t: float, *, strict: bool = False) -> tuple[float, float, float]:
         """The net charged total at time `t` (the oldest remembered if `t` is older).

@@ -27,11 +27,11 @@ from .budget import LocalBudget
 from .cache import Cache, make_cache
 from .cache.keys import scope_for_key
 from .compression import compression_overrides
+from .lanes import QueueCounter
 from .limits import LimitsSpec, LimitsTable
 from .packing import Pack, pack_option
 from .prompt_cache import AutoCache
 from .retry import RetryPolicy
-from .scheduler import QueueCounter
 from .shared import SharedStore, make_shared
 from .spend import SpendCap, SpendLedger, SpendPeriod, check_period
 from .spend_redis import RedisSpendLedger

@@ -41,8 +41,8 @@ from ._options import RequestOptions
 from ._routes import CREATE
 from .cache.keys import fingerprint
 from .errors import BudgetExceeded, DeadlineExceeded, RequestTooLarge
+from .lanes import LANES
 from .prices import cost_usd
-from .scheduler import LANES
 from .tokens import estimate_input_tokens, text_tokens
 
 if TYPE_CHECKING:

@@ -24,106 +24,17 @@ import heapq
 import itertools
 import math
 from collections.abc import Callable, Sequence
-from typing import Final
 
 from .bucket import Budget, Cost
 from .errors import ClientClosed, DeadlineExceeded, QueueFull, RequestTooLarge
+from .lanes import LANES, QueueCounter, lane_level
+from .pool import BudgetPool
+from .reservation import Reservation
 
 __all__ = ["LANES", "Gate", "QueueCounter", "Reservation", "lane_level"]
 
 #: The shortest timer the gate arms, in seconds (see `_drain`).
 _MIN_TIMER = 0.001
-
-#: Named lanes and their levels; an int priority is a level of its own.
-LANES: Final = {"interactive": 2, "default": 1, "batch": 0}
-
-
-def lane_level(priority: object) -> int:
-    """The numeric level of `priority` (a lane name or an int); raises on anything else."""
-    if isinstance(priority, str):
-        try:
-            return LANES[priority]
-        except KeyError:
-            raise ValueError(
-                f"unknown priority {priority!r}: use 'interactive', 'default', 'batch' "
-                "or an int (higher is served first)"
-            ) from None
-    if isinstance(priority, int) and not isinstance(priority, bool):
-        return priority
-    raise TypeError(
-        f"priority must be 'interactive', 'default', 'batch' or an int, "
-        f"got {type(priority).__name__}"
-    )
-
-
-class QueueCounter:
-    """How many requests wait across all gates of one client, against `max_queue`."""
-
-    __slots__ = ("closed", "limit", "waiting")
-
-    def __init__(self, limit: int | None) -> None:
-        if limit is not None and (
-            isinstance(limit, bool) or not isinstance(limit, int) or limit < 0
-        ):
-            raise ValueError(f"max_queue must be a non-negative int or None, got {limit!r}")
-        self.limit = limit
-        self.waiting = 0
-        self.closed = False
-
-    def close(self) -> None:
-        """Refuse every new admission in every gate sharing this counter (waiters already
-        queued are failed by `Gate.close`, or served first when the client drains)."""
-        self.closed = True
-
-    def check_open(self) -> None:
-        """Raise `ClientClosed` if the client was closed."""
-        if self.closed:
-            raise ClientClosed(
-                "this Thrift client is closed, so the request was not sent (a failed attempt "
-                "is not retried after close): create a new client, or close it only after "
-                "your requests finish"
-            )
-
-
-class Reservation:
-    """Budget held by one admitted attempt, given back exactly once however it ends.
-
-    - `settle(input, output)`: the response's usage arrived; charge the true input and refund
-      the output that was reserved (`max_tokens`) but not produced.
-    - `release(sent=False)`: never reached the server; everything goes back.
-    - `release(sent=True, input_counted=...)`: failed or cancelled after sending; the request
-      stays spent, output goes back (the server charges only output it produced), input goes
-      back only when the server certainly did not count it (a 429 or 529).
-    """
-
-    __slots__ = ("_gate", "_open", "budget", "cost", "index", "mark", "sent_at")
-
-    def __init__(
-        self, gate: Gate, index: int, budget: Budget, cost: Cost, mark: Cost, sent_at: float
-    ) -> None:
-        self._gate = gate
-        self._open = True
-        self.index = index
-        self.budget = budget
-        self.cost = cost
-        self.mark = mark
-        self.sent_at = sent_at
-
-    def settle(self, input_tokens: float, output_tokens: float) -> None:
-        if not self._open:
-            return
-        self._open = False
-        c = self.cost
-        refund = Cost(0, c.input_tokens - input_tokens, c.output_tokens - output_tokens)
-        self._gate._refund(self.budget, refund)
-
-    def release(self, *, sent: bool, input_counted: bool = True) -> None:
-        if not self._open:
-            return
-        self._open = False
-        c = self.cost
-        refund = c if not sent else Cost(0, 0 if input_counted else c.input_tokens, c.output_tokens)
-        self._gate._refund(self.budget, refund)
 
 
 class _Ticket:
@@ -134,20 +45,16 @@ class _Ticket:
         self.future = future
 
 
-class Gate:
+class Gate(BudgetPool):
     """One admission queue in front of the budgets that can serve one model class."""
 
     __slots__ = (
-        "_budgets",
         "_counter",
-        "_dead",
-        "_dead_error",
         "_heap",
         "_held",
         "_idle",
         "_live",
         "_loop",
-        "_rr",
         "_seq",
         "_timer",
         "_timer_at",
@@ -164,20 +71,15 @@ class Gate:
         name: str = "",
         loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
-        if not budgets:
-            raise ValueError("a gate needs at least one budget")
+        super().__init__(budgets)
         if not math.isfinite(aging) or aging < 0:
             raise ValueError(f"aging must be a finite number of seconds >= 0, got {aging!r}")
-        self._budgets = list(budgets)
         self._counter = counter or QueueCounter(None)
-        self._dead: set[int] = set()
-        self._dead_error: Callable[[], BaseException] | None = None
         self._heap: list[tuple[float, int, _Ticket]] = []
         self._held = 0
         self._idle: list[asyncio.Future[None]] = []
         self._live = 0
         self._loop = loop
-        self._rr = 0
         self._seq = itertools.count()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = math.inf
@@ -348,11 +250,6 @@ class Gate:
         if self._live:
             self._drain()  # the head may have been waiting for the disabled budget
 
-    @property
-    def usable(self) -> bool:
-        """Whether some budget may still admit (not every one is disabled)."""
-        return len(self._dead) < len(self._budgets)
-
     # -- internals --------------------------------------------------------------------------
 
     def _get_loop(self) -> asyncio.AbstractEventLoop:
@@ -369,52 +266,6 @@ class Gate:
         if picked is None or picked[1] > 0.0:
             return None
         return self._admit(picked[0], cost, now)
-
-    def _check_size(self, cost: Cost) -> None:
-        """Raise `RequestTooLarge` if no budget could ever pay `cost` (stops at the first fit)."""
-        first: str | None = None
-        dead = self._dead
-        for i, budget in enumerate(self._budgets):
-            if i in dead:
-                continue
-            reason = budget.too_large(cost)
-            if reason is None:
-                return
-            first = first or reason
-        raise RequestTooLarge(str(first))
-
-    def _too_large_reason(self, cost: Cost) -> str:
-        for i, budget in enumerate(self._budgets):
-            if i not in self._dead:
-                reason = budget.too_large(cost)
-                if reason is not None:
-                    return reason
-        return "no budget of this pool can admit this request"
-
-    def _pick(self, cost: Cost, now: float) -> tuple[int, float] | None:
-        """The budget that can pay soonest, and its wait; round-robin among ties."""
-        budgets = self._budgets
-        n = len(budgets)
-        dead = self._dead
-        if n == 1 and not dead:
-            return (0, budgets[0].wait(cost, now)) if budgets[0].too_large(cost) is None else None
-        best: tuple[int, float] | None = None
-        start = self._rr
-        for k in range(n):
-            i = (start + k) % n
-            if i in dead:
-                continue
-            b = budgets[i]
-            if b.too_large(cost) is not None:
-                continue
-            w = b.wait(cost, now)
-            if best is None or w < best[1]:
-                best = (i, w)
-                if w <= 0.0:
-                    break
-        if best is not None:
-            self._rr = (best[0] + 1) % n
-        return best
 
     def _admit(self, index: int, cost: Cost, now: float) -> Reservation:
         budget = self._budgets[index]

@@ -25,15 +25,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
-import os
 import re
 import secrets
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Final, TextIO
+from typing import Final, TextIO
 
 import anthropic
 import orjson
@@ -41,9 +37,11 @@ from anthropic.types.messages import MessageBatch
 
 from ..client import Thrift
 from ..retry import classify
+from .batchprogress import BatchProgress
 from .idset import ABSENT
 from .journal import DONE, ERRORED, RETRYABLE_RESULTS
-from .progress import ProgressBar, format_duration, human
+from .ledger import Intent, Ledger, ledger_path
+from .progress import ProgressBar
 from .reader import BadLine, Item, iter_lines, parse_line
 from .runner import (
     _DONE_SEEN,
@@ -70,94 +68,6 @@ _CUSTOM_ID: Final = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 #: How far before an intent's (client) time a batch's (server) created_at may be.
 _CLOCK_SLACK: Final = 300.0
 _BATCH_BYTES: Final = 256 * 1024 * 1024 - 64 * 1024
-
-
-# -- the ledger ------------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class Intent:
-    token: str
-    at: float
-    ids: list[str]
-    batch: str | None = None
-    gone: bool = False
-    collected: bool = False
-
-
-class Ledger:
-    """``OUT.jsonl.batches``: append-only, one fsynced ``write()`` per record."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.intents: dict[str, Intent] = {}
-        self.by_batch: dict[str, Intent] = {}
-        self._fd: int | None = None
-
-    def open(self) -> None:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
-            raise
-        self._fd = fd
-        data = b""
-        with open(fd, "rb", closefd=False) as f:
-            data = f.read()
-        keep = data.rfind(b"\n") + 1
-        if keep < len(data):  # a torn last record: it never happened
-            os.ftruncate(fd, keep)
-        for raw in data[:keep].splitlines():
-            try:
-                self._apply(orjson.loads(raw))
-            except (orjson.JSONDecodeError, KeyError, TypeError):
-                continue
-
-    def _apply(self, rec: dict[str, Any]) -> None:
-        op = rec["op"]
-        if op == "intent":
-            self.intents[rec["token"]] = Intent(rec["token"], float(rec["at"]), list(rec["ids"]))
-        elif op == "created":
-            intent = self.intents[rec["token"]]
-            intent.batch = rec["batch"]
-            self.by_batch[rec["batch"]] = intent
-        elif op == "gone":
-            self.intents[rec["token"]].gone = True
-        elif op == "collected":
-            found = self.by_batch.get(rec["batch"])
-            if found is not None:
-                found.collected = True
-
-    def record(self, rec: dict[str, Any]) -> None:
-        fd = self._fd
-        if fd is None:
-            raise RuntimeError("the ledger is not open")
-        line = orjson.dumps(rec, option=orjson.OPT_APPEND_NEWLINE)
-        view = memoryview(line)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-        self._apply(rec)
-
-    def pending(self) -> list[Intent]:
-        """Intents whose create may or may not have happened, oldest first."""
-        return sorted(
-            (i for i in self.intents.values() if i.batch is None and not i.gone),
-            key=lambda i: i.at,
-        )
-
-    def open_batches(self) -> Iterator[Intent]:
-        return (i for i in self.intents.values() if i.batch is not None and not i.collected)
-
-    def close(self) -> None:
-        fd, self._fd = self._fd, None
-        if fd is not None:
-            os.close(fd)
-
-
-def ledger_path(output: Path) -> Path:
-    return output.with_name(output.name + ".batches")
 
 
 # -- choosing ----------------------------------------------------------------------------------
@@ -190,21 +100,6 @@ class _Open:
     counts: dict[str, int] = field(default_factory=dict)
 
 
-class _BatchProgress(ProgressBar):
-    def __init__(self, run: BatchRun, stream: TextIO, *, tty: bool, interval: float | None):
-        super().__init__(stream, run.sample, tty=tty, interval=interval)
-        self._run = run
-
-    def draw(self) -> None:
-        line = self._run.status_line()
-        if self._tty:
-            self._stream.write("\r\x1b[2K" + line[:200])
-            self._drawn = True
-        else:
-            self._stream.write(line + "\n")
-        self._stream.flush()
-
-
 class BatchRun(_Run):
     """A `_Run` whose requests go through the Message Batches API."""
 
@@ -217,29 +112,6 @@ class BatchRun(_Run):
         self.feeding = True
         self.wake = asyncio.Event()
         self.resubmitted_gone = 0
-
-    # -- progress ---------------------------------------------------------------------------
-
-    def status_line(self) -> str:
-        total = self.total
-        done = self.done
-        parts = [f"{done:,}/{total:,}" if total else f"{done:,}/?"]
-        waiting = sum(b.n for b in self.open.values())
-        states: dict[str, int] = {}
-        for b in self.open.values():
-            states[b.status] = states.get(b.status, 0) + 1
-        parts.append(
-            f"batches {self.created} created, {len(self.open)} open "
-            + " ".join(f"{k} {v}" for k, v in sorted(states.items()))
-        )
-        parts.append(f"requests waiting {human(waiting)}")
-        s = self.client.stats()
-        parts.append(f"${s.cost_usd:,.2f} at batch price")
-        elapsed = time.monotonic() - self.started
-        if total and done < total:
-            pace = self.finished / elapsed if elapsed > 0 and self.finished else 0.0
-            parts.append("ETA " + (format_duration((total - done) / pace) if pace else "?"))
-        return " | ".join(parts)
 
     # -- resuming ---------------------------------------------------------------------------
 
@@ -499,7 +371,7 @@ class BatchRun(_Run):
             self.ledger.close()
 
     def make_progress(self) -> ProgressBar:
-        return _BatchProgress(
+        return BatchProgress(
             self, self.stderr, tty=self.stderr.isatty(), interval=self.config.progress_interval
         )
 

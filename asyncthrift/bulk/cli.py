@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ..limits import PRESETS, Limits, LimitsSpec
+from .config import BulkConfig
 from .journal import JournalBusy, OutputUnusable
-from .runner import EXIT_USAGE, BulkConfig, BulkReport, run_bulk
+from .report import EXIT_USAGE, BulkReport
+from .runner import run_bulk
 
 __all__ = ["add_arguments", "build_config", "main", "run_command"]
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from ..scheduler import lane_level
+from ..lanes import lane_level
 
 __all__ = ["BadLine", "Item", "count_lines", "iter_lines", "parse_line"]
 

@@ -26,30 +26,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
-import signal
 import sys
 import time
-from collections import Counter
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, TextIO
+from collections.abc import Callable
+from typing import TextIO
 
 import anthropic
 
-from ..budget import LocalBudget
 from ..client import Thrift
 from ..errors import RequestTooLarge, ThriftError
-from ..limits import Limits, LimitsSpec
 from ..retry import classify
-from ..stats import Stats
+from .config import BulkConfig
 from .idset import ABSENT, IdTable
 from .journal import DONE, ERRORED, Journal, errored_line, succeeded_line
-from .progress import ProgressBar, Sample, format_duration, human
+from .progress import ProgressBar, Sample
 from .reader import BadLine, Item, count_lines, iter_lines, parse_line
+from .report import EXIT_USAGE, BulkReport, retry_hint, summary
+from .sampling import sample_client
+from .signals import signals_to
+from .wire import FLIGHT, Flight, make_http_client
 
-__all__ = ["BulkConfig", "BulkReport", "run_bulk"]
+__all__ = ["EXIT_USAGE", "BulkConfig", "BulkReport", "register_batch_mode", "run_bulk"]
 
 #: Table states beside `DONE` and `ERRORED`: seen in this run's input (and already done
 #: before, or not).
@@ -66,158 +63,6 @@ _MAX_REPORTS = 200
 #: skips a million done lines still lets results, signals and the progress line through.
 _YIELD_EVERY = 512
 
-EXIT_OK = 0
-EXIT_INCOMPLETE = 1
-EXIT_USAGE = 2
-
-
-@dataclass(frozen=True, slots=True)
-class BulkConfig:
-    """Everything one run needs; `cli.run_command` builds it from the command line."""
-
-    input: Path
-    output: Path
-    api_key: str | None = None
-    base_url: str | None = None
-    limits: LimitsSpec = None
-    cache: str | None = None
-    max_in_flight: int = 256
-    mock: bool = False
-    """Serve the run from an in-process `MockServer` enforcing the same limits."""
-    mock_latency: float = 0.2
-    quiet: bool = False
-    progress_interval: float | None = None
-    handle_signals: bool = True
-    thrift_options: dict[str, Any] = field(default_factory=dict)
-    retry_errored: bool = False
-    """Send again the ids whose recorded result is errored, expired or canceled."""
-    api_key_env: str | None = None
-    """Where the key came from, for the message when the API refuses it."""
-    batch: str | None = None
-    """``"on"``: send through the Message Batches API (half price); ``"auto"``: do so when
-    the input has at least `batch_threshold` lines and none is ``interactive``."""
-    batch_size: int = 100_000
-    """Requests per batch (at most the API's 100,000; fewer if 256 MB is reached first)."""
-    batch_poll: float = 5.0
-    """First interval between polls of open batches; it grows 1.5x up to `batch_poll_max`
-    while nothing ends, and starts again when one does."""
-    batch_poll_max: float = 60.0
-    batch_grace: float = 30.0
-    """How long after an unconfirmed create a batch may still appear in the list."""
-    batch_threshold: int = 1000
-
-    def __post_init__(self) -> None:
-        if isinstance(self.max_in_flight, bool) or self.max_in_flight < 1:
-            raise ValueError(f"max_in_flight must be an int >= 1, got {self.max_in_flight!r}")
-
-
-@dataclass(slots=True)
-class BulkReport:
-    """What one run did, line by line of the input; `exit_code` sums it up."""
-
-    lines: int = 0
-    blank: int = 0
-    succeeded: int = 0
-    errored: int = 0
-    already_done: int = 0
-    bad_lines: int = 0
-    duplicates: int = 0
-    transient: int = 0
-    """Requests that failed with retryable errors after every retry: no line, rerun them."""
-    abandoned: int = 0
-    """Requests not finished because the run was interrupted: no line, rerun them."""
-    repaired_bytes: int = 0
-    interrupted_by: str | None = None
-    fatal: str | None = None
-    fatal_exit_code: int = EXIT_INCOMPLETE
-    """The exit status when `fatal` is set: 2 when the API refused the key (fix it, rerun)."""
-    retried: int = 0
-    """Lines whose errored result was sent again (``retry_errored``)."""
-    already_errored: int = 0
-    """Of `already_done`, the lines whose recorded result is errored (not sent again)."""
-    elapsed: float = 0.0
-    error_types: Counter[str] = field(default_factory=Counter)
-    stats: Stats | None = None
-
-    @property
-    def complete(self) -> bool:
-        """True when every input line has a result line (errors included)."""
-        return (
-            self.fatal is None
-            and self.interrupted_by is None
-            and self.bad_lines == 0
-            and self.transient == 0
-            and self.abandoned == 0
-        )
-
-    @property
-    def exit_code(self) -> int:
-        if self.complete:
-            return EXIT_OK
-        if self.fatal is not None:
-            return self.fatal_exit_code
-        if self.fatal is None and self.interrupted_by == "SIGINT":
-            return 128 + signal.SIGINT
-        if self.fatal is None and self.interrupted_by == "SIGTERM":
-            return 128 + signal.SIGTERM
-        return EXIT_INCOMPLETE
-
-
-class _Flight:
-    """Per-request flag: has an HTTP request for it gone on the wire yet?"""
-
-    __slots__ = ("item", "sent")
-
-    def __init__(self, item: Item) -> None:
-        self.item = item
-        self.sent = False
-
-
-#: The request the current task is working for; read by the HTTP client's request hook.
-#: Tasks the client starts on its behalf (shared in-flight calls) inherit it.
-_FLIGHT: contextvars.ContextVar[_Flight] = contextvars.ContextVar("asyncthrift_bulk_flight")
-
-
-async def _mark_sent(request: object) -> None:
-    flight = _FLIGHT.get(None)
-    if flight is not None:
-        flight.sent = True
-
-
-def _http_client() -> Any:
-    """The SDK's aiohttp transport when aiohttp is installed, else its httpx default.
-
-    The SDK recommends aiohttp for high concurrency, and it shows: httpx's pool scans every
-    connection for each request, which with a few hundred in flight costs about as much CPU
-    as everything else together. The request hook marks each request as sent (see `_Flight`).
-    """
-    hooks = {"request": [_mark_sent]}
-    try:
-        import aiohttp  # noqa: F401
-    except ImportError:
-        return anthropic.DefaultAsyncHttpxClient(event_hooks=hooks)
-    return anthropic.DefaultAioHttpClient(event_hooks=hooks)
-
-
-def _display_budget(client: Thrift) -> LocalBudget | None:
-    """The one budget of a single-key, single-class run (None when there are several)."""
-    budgets = client.budgets()
-    if len(budgets) == 1:
-        (only,) = budgets.values()
-        if len(only) == 1:
-            return only[0]
-    return None
-
-
-def _display_limits(client: Thrift, configured: LimitsSpec) -> Limits | None:
-    """The limits the progress line compares usage with (the live ones when known)."""
-    b = _display_budget(client)
-    if b is not None:
-        caps = [None if bucket is None else bucket.capacity for bucket in b.buckets]
-        if any(c is not None for c in caps):
-            return Limits(caps[0], caps[1], caps[2], b.limits.period)
-    return configured if isinstance(configured, Limits) else None
-
 
 class _Run:
     """One run's state; `run_bulk` is its only user."""
@@ -229,7 +74,7 @@ class _Run:
         self.report = BulkReport()
         self.table = IdTable()
         self.journal = Journal(config.output)
-        self.flights: dict[asyncio.Task[None], _Flight] = {}
+        self.flights: dict[asyncio.Task[None], Flight] = {}
         self.slots = asyncio.Semaphore(config.max_in_flight)
         self.total: int | None = None
         self.done = 0
@@ -306,7 +151,7 @@ class _Run:
                     self.slots.release()
                     report.abandoned += 1  # read but never started: it stays to do
                     return
-                flight = _Flight(parsed)
+                flight = Flight(parsed)
                 task = asyncio.create_task(self.one(flight), name=f"bulk:{parsed.custom_id}")
                 self.flights[task] = flight
                 task.add_done_callback(self.forget)
@@ -322,9 +167,9 @@ class _Run:
 
     # -- one request ------------------------------------------------------------------------
 
-    async def one(self, flight: _Flight) -> None:
+    async def one(self, flight: Flight) -> None:
         """Run one request to a result line (or to a reported transient failure)."""
-        _FLIGHT.set(flight)
+        FLIGHT.set(flight)
         item = flight.item
         try:
             message = await self.client.messages.create(**item.params, priority=item.priority)
@@ -425,20 +270,13 @@ class _Run:
     # -- progress ---------------------------------------------------------------------------
 
     def sample(self) -> Sample:
-        s = self.client.stats()
-        budget = _display_budget(self.client)
-        return Sample(
-            t=time.monotonic(),
+        return sample_client(
+            self.client,
+            self.config.limits,
             done=self.done,
             total=self.total,
             finished=self.finished,
-            requests=s.upstream_calls,
-            input_tokens=s.input_tokens + s.cache_creation_input_tokens,
-            output_tokens=s.output_tokens,
-            rate_limited=s.rate_limited,
             in_flight=len(self.flights),
-            limits=_display_limits(self.client, self.config.limits),
-            refilled=None if budget is None else budget.refilled(self.client.now()),
         )
 
     def make_progress(self) -> ProgressBar:
@@ -476,7 +314,7 @@ class _Run:
                 self.progress = self.make_progress()
                 self.progress.start()
             try:
-                async with self.signals():
+                async with signals_to(self.interrupt, enabled=self.config.handle_signals):
                     try:
                         await self.feed()
                     finally:
@@ -493,89 +331,6 @@ class _Run:
         report.elapsed = time.monotonic() - self.started
         report.stats = self.client.stats()
         return report
-
-    @contextlib.asynccontextmanager
-    async def signals(self) -> AsyncIterator[None]:
-        if not self.config.handle_signals:
-            yield
-            return
-        loop = asyncio.get_running_loop()
-        installed = []
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                loop.add_signal_handler(sig, self.interrupt, sig.name)
-                installed.append(sig)
-            except (NotImplementedError, RuntimeError, ValueError):  # not the main thread
-                # (uvloop raises ValueError there), or Windows
-                pass
-        try:
-            yield
-        finally:
-            for sig in installed:
-                loop.remove_signal_handler(sig)
-
-
-def retry_hint(config: BulkConfig, report: BulkReport) -> str | None:
-    """What to do about errored results, when the run kept some and was not retrying them."""
-    errored = report.errored + report.already_errored
-    if not errored or config.retry_errored or report.fatal is not None:
-        return None
-    return (
-        f"asyncthrift run: {errored:,} line(s) have an errored result (see {config.output}); "
-        f"once fixed in {config.input}, run the same command with --retry-errored to send "
-        "them again"
-    )
-
-
-def summary(config: BulkConfig, report: BulkReport) -> str:
-    """The closing lines: what was done, what it cost, and what to do next if incomplete."""
-    r = report
-    done_now = r.succeeded + r.errored
-    lines = [
-        f"asyncthrift run: {r.lines:,} lines in {format_duration(r.elapsed)}: "
-        f"{r.succeeded:,} succeeded, {r.errored:,} errored, {r.already_done:,} already done"
-        + (f" ({r.already_errored:,} errored)" if r.already_errored else "")
-        + (f", {r.retried:,} errored sent again" if r.retried else "")
-        + (f", {r.bad_lines:,} bad" if r.bad_lines else "")
-        + (f", {r.duplicates:,} duplicate" if r.duplicates else "")
-        + (f", {r.transient:,} failed (retryable)" if r.transient else "")
-        + (f", {r.abandoned:,} not done" if r.abandoned else "")
-    ]
-    s = r.stats
-    if s is not None and s.requests:
-        rate = done_now / r.elapsed if r.elapsed > 0 else 0.0
-        lines.append(
-            f"  {rate:,.1f} results/s · upstream calls {s.upstream_calls:,} "
-            f"(retries {s.retries:,}, 429s {s.rate_limited:,}) · tokens in "
-            f"{human(s.input_tokens + s.cache_creation_input_tokens)} out {human(s.output_tokens)}"
-            f" · ${s.cost_usd:,.2f} · latency p50 {s.latency_p50:.2f}s p99 {s.latency_p99:.2f}s"
-        )
-    if s is not None and s.batch_requests + s.batch_results:
-        lines.append(
-            f"  Message Batches: {s.batch_requests:,} requests submitted, {s.batch_results:,} "
-            f"results read · ${s.batch_cost_usd:,.2f} at the batch price (half)"
-        )
-    if r.error_types:
-        kinds = ", ".join(f"{k} {v:,}" for k, v in r.error_types.most_common())
-        lines.append(f"  errored: {kinds}")
-    hint = retry_hint(config, report)
-    if hint is not None:
-        lines.append(hint)
-    if r.fatal is not None:
-        lines.append(f"asyncthrift run: stopped: {r.fatal}")
-    elif r.interrupted_by is not None:
-        lines.append(
-            f"asyncthrift run: interrupted by {r.interrupted_by}; {config.output} holds every "
-            "finished result. Run the same command again to do the rest."
-        )
-    elif not r.complete:
-        why = []
-        if r.bad_lines:
-            why.append(f"{r.bad_lines:,} bad line(s) have no result line (fix the input)")
-        if r.transient:
-            why.append(f"{r.transient:,} request(s) failed with retryable errors (run again)")
-        lines.append("asyncthrift run: incomplete: " + "; ".join(why))
-    return "\n".join(lines)
 
 
 #: ``--batch``'s chooser and run class, registered by `batchmode` (which the package imports:
@@ -601,7 +356,7 @@ async def run_bulk(config: BulkConfig, *, stderr: TextIO | None = None) -> BulkR
             )
             base_url = mock.base_url
             api_key = api_key or "mock-key"
-        http_client = _http_client()
+        http_client = make_http_client()
         stack.push_async_callback(http_client.aclose)
         options = dict(config.thrift_options)
         sdk_options = dict(options.pop("sdk_options", None) or {})

@@ -35,10 +35,8 @@ from typing import TYPE_CHECKING, Any, Final
 import orjson
 
 from ..bucket import TokenBucket
-from ._answers import answer_for
+from ._batch_results import batch_result
 from ._http import Request, Response
-from ._tokenizer import analyze_input
-from ._validate import validate
 
 if TYPE_CHECKING:
     from ._server import MockServer
@@ -126,7 +124,7 @@ class BatchStore:
             if self._finish_time(batch, i) > cutoff + 1e-9:
                 result: dict[str, Any] = {"type": rest}
             else:
-                result = self._answer(params)
+                result = batch_result(self.server, params)
                 if result["type"] == "succeeded":
                     usage = result["message"]["usage"]
                     c.batch_input_tokens += usage["input_tokens"]
@@ -138,60 +136,6 @@ class BatchStore:
         batch.counts = counts
         batch.ended_at = end
         c.batch_results += batch.n
-
-    def _answer(self, params: Any) -> dict[str, Any]:
-        """A request's result, as ``POST /v1/messages`` would have answered it."""
-        server = self.server
-        cfg = server.config
-        problem = validate(params, count_tokens=False, max_output_tokens=cfg.max_output_tokens)
-        if problem is None and isinstance(params, dict) and params.get("stream"):
-            problem_type, message = "invalid_request_error", "stream: not supported in batches"
-        elif problem is not None:
-            problem_type, message = problem.type, problem.message
-        else:
-            problem_type = message = ""
-        if not problem_type:
-            assert isinstance(params, dict)
-            analysis = analyze_input(params)
-            if analysis.total > cfg.context_window:
-                problem_type = "invalid_request_error"
-                message = (
-                    f"prompt is too long: {analysis.total} tokens > {cfg.context_window} maximum"
-                )
-        if problem_type:
-            return {
-                "type": "errored",
-                "error": {
-                    "type": "error",
-                    "error": {"type": problem_type, "message": message},
-                    "request_id": server._id("req"),
-                },
-            }
-        assert isinstance(params, dict)
-        answer = answer_for(
-            server.answer_seed(params),
-            cfg.output_tokens,
-            params["max_tokens"],
-            params.get("stop_sequences"),
-        )
-        return {
-            "type": "succeeded",
-            "message": {
-                "id": server._id("msg"),
-                "type": "message",
-                "role": "assistant",
-                "model": params["model"],
-                "content": [{"type": "text", "text": answer.text}],
-                "stop_reason": answer.stop_reason,
-                "stop_sequence": answer.stop_sequence,
-                "usage": {
-                    "input_tokens": analysis.total,
-                    "cache_creation_input_tokens": 0,
-                    "cache_read_input_tokens": 0,
-                    "output_tokens": answer.output_tokens,
-                },
-            },
-        }
 
     # -- representation ---------------------------------------------------------------------
 
