@@ -47,9 +47,13 @@ from litellm import Router  # noqa: E402
 litellm.suppress_debug_info = True
 
 
-def _compress_litellm_clock(scale: float) -> None:
-    """Make LiteLLM's rate-limit minute last `60 * scale` real seconds."""
-    real0 = time.time()
+def _compress_litellm_clock(scale: float, real0: float | None = None) -> None:
+    """Make LiteLLM's rate-limit minute last `60 * scale` real seconds.
+
+    Its first minute starts at wall time `real0` (now by default). Processes given the same
+    `real0` share one compressed clock: the same windows, the same ``%H-%M`` keys.
+    """
+    real0 = time.time() if real0 is None else real0
     fake0 = real0 - real0 % 60.0  # start at a minute boundary: the first window is whole
 
     def fake_utc() -> dt.datetime:
