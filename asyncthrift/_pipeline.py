@@ -9,16 +9,16 @@ decides a retry, and reconcile. Routes vary only the innermost send, as an httpx
 does: `CREATE` in `_routes`, the stream route in `streaming`, the count route in `counting`.
 
 Only this module and `_attempt` touch a `Reservation`: this one takes it, and the
-`Attempt` that holds it settles it exactly once.
+`Attempt` that holds it settles it exactly once. The classes, their budgets and the keys
+the API refused are state, not path: `_classes` builds and keeps them.
 """
 
 from __future__ import annotations
 
 import asyncio
-import difflib
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any, Final
+from typing import Any
 
 import anthropic
 import httpx2
@@ -34,6 +34,14 @@ from ._attempt import (
     SendFailed,
     error_status,
 )
+from ._classes import (
+    COUNT_TOKENS_CLASS,
+    UNKNOWN_CLASS,
+    UnknownModel,
+    class_of,
+    count_class,
+    refuse,
+)
 from ._keys import HEADERS, Key
 from ._observers import Observers
 from ._options import split_options
@@ -43,31 +51,20 @@ from .budget import LocalBudget
 from .cache import Cache, MemoryCache
 from .cache.keys import fingerprint
 from .dedupe import SingleFlight
-from .errors import NoKeysLeft
-from .limits import MODEL_CLASSES, Limits, model_class
+from .limits import Limits
 from .packing import Pack, Packer, run_packed
-from .prices import PRICES, cost_usd
+from .prices import cost_usd
 from .prompt_cache import AutoCache, Marked
 from .retry import RetryPolicy, classify, server_view
-from .scheduler import Gate, QueueCounter, Reservation
+from .scheduler import QueueCounter, Reservation
 from .shared import SharedStore
 from .spend import SpendLedger
 from .stats import Recorder
-from .tokens import Calibrator, estimate_input_tokens
+from .tokens import estimate_input_tokens
 
 __all__ = ["COUNT_TOKENS_CLASS", "UNKNOWN_CLASS", "Pipeline", "UnknownModel"]
 
 log = logging.getLogger("asyncthrift")
-
-COUNT_TOKENS_CLASS: Final = "count_tokens"
-"""The name of the count_tokens gate and the suffix of its budgets (``key0/count_tokens``)."""
-
-UNKNOWN_CLASS: Final = "unknown"
-"""The one class every model id of no known family shares (unless `limits=` names the id)."""
-
-
-class UnknownModel(ValueError):
-    """A ``claude-*`` model id of no known family while limits are configured."""
 
 
 class Pipeline:
@@ -122,18 +119,6 @@ class Pipeline:
         self.adaptive: Adaptive | None = None if task is None else Adaptive()
         self.auto_cache = auto_cache
 
-    def _budget(self, key: Key, label: str, limits: Limits, now: float) -> LocalBudget:
-        """The budget `key` draws on for `label`: in Redis with ``shared=``, else here.
-
-        In Redis a key's budget is named by a keyed hash of its API key, or by the
-        ``KeyConfig(budget=...)`` it names, so every process of one organisation meets there.
-        """
-        name = f"{key.budget}/{label}"
-        if self.shared is None:
-            return LocalBudget(limits, now, name=name, cold_start=True)
-        identity = key.sdk.api_key if key.budget == key.name else f"budget:{key.budget}"
-        return self.shared.budget(identity or key.name, label, limits, now, name)
-
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
         loop = self._loop
@@ -141,127 +126,15 @@ class Pipeline:
             loop = self._loop = asyncio.get_running_loop()
         return loop
 
-    # -- model classes ----------------------------------------------------------------------
+    # -- model classes (built and kept in `_classes`) ---------------------------------------
 
     def model_class(self, model: str) -> ModelClass:
         """The class `model` queues in; every id of no known family shares one."""
-        mc = self._by_model.get(model)
-        if mc is not None:
-            return mc
-        name = model_class(model)
-        if name not in MODEL_CLASSES and not any(k.limits.names(model) for k in self.keys):
-            self._unknown(model)
-            name = UNKNOWN_CLASS
-        mc = self.classes.get(name)
-        if mc is None:
-            budgets = []
-            now = self.loop.time()
-            by_budget: dict[str, LocalBudget] = {}  # keys naming one budget share it
-            for key in self.keys:
-                label, limits = key.limits.for_model(model)
-                label = name if name == UNKNOWN_CLASS else label
-                budget = by_budget.get(key.budget)
-                if budget is None:
-                    budget = by_budget[key.budget] = self._budget(key, label, limits, now)
-                budgets.append(budget)
-            mc = self.classes[name] = self._make_class(name, budgets, Calibrator())
-            if self.shared is not None:
-                self.shared.attach(mc.gate, budgets)
-        if len(self._by_model) >= 1024:  # model ids come from callers: stay bounded
-            self._by_model.clear()
-        self._by_model[model] = mc
-        return mc
-
-    def _unknown(self, model: str) -> None:
-        """A model id of no known family: an error for a ``claude-*`` typo that would run
-        unlimited under configured limits; otherwise one warning per client."""
-        guess = difflib.get_close_matches(model.lower(), PRICES, n=1, cutoff=0.6)
-        hint = f" (did you mean {guess[0]!r}?)" if guess else ""
-        configured = any(k.limits.configured and not k.limits.has_default for k in self.keys)
-        if configured and model.lower().startswith("claude"):
-            raise UnknownModel(
-                f"unknown model {model!r}{hint}: it names no model class (opus, sonnet, haiku) "
-                "and no configured limit covers it, so it would run unlimited. Fix the id, "
-                "or pass limits={..., " + repr(model) + ": Limits(...)} or a '*' entry"
-            )
-        if not self._unknown_warned:
-            self._unknown_warned = True
-            log.warning(
-                "model %r names no known model class%s: it and every other unknown model id "
-                "share the class %r",
-                model,
-                hint,
-                UNKNOWN_CLASS,
-            )
+        return class_of(self, model)
 
     def count_class(self) -> ModelClass:
         """The count_tokens gate: one request budget per key, its own queue."""
-        mc = self.classes.get(COUNT_TOKENS_CLASS)
-        if mc is None:
-            now = self.loop.time()
-            limits = self.count_limits or Limits()
-            by_budget: dict[str, LocalBudget] = {}
-            budgets = [
-                by_budget.get(key.budget)
-                or by_budget.setdefault(
-                    key.budget, LocalBudget(limits, now, name=f"{key.budget}/{COUNT_TOKENS_CLASS}")
-                )
-                for key in self.keys
-            ]
-            mc = self.classes[COUNT_TOKENS_CLASS] = self._make_class(
-                COUNT_TOKENS_CLASS, budgets, None
-            )
-        return mc
-
-    def _make_class(
-        self, name: str, budgets: list[LocalBudget], calibrator: Calibrator | None
-    ) -> ModelClass:
-        gate = Gate(budgets, aging=self.aging, counter=self.queue, name=name, loop=self.loop)
-        for index in self.refused:
-            gate.disable(index, self._no_keys_left)
-        return ModelClass(name, budgets, gate, calibrator)
-
-    # -- keys the API refused ------------------------------------------------------------------
-
-    def _refuse(self, index: int, error: anthropic.APIStatusError) -> bool:
-        """Disable key `index` for good after a 401/403 (logged once); True if others remain.
-
-        Its waiting requests are not tied to it: every gate skips it from now on, so they
-        go to the other keys.
-        """
-        if index not in self.refused:
-            key = self.keys[index]
-            body = error.body
-            err = body.get("error") if isinstance(body, Mapping) else None
-            detail = err.get("message") if isinstance(err, Mapping) else None
-            kind = err.get("type") if isinstance(err, Mapping) else None
-            reason = f"{error.status_code} {kind or type(error).__name__}" + (
-                f" ({detail})" if detail else ""
-            )
-            self.refused[index] = reason
-            self.stats.keys_disabled += 1
-            left = len(self.keys) - len(self.refused)
-            log.error(
-                "API key %r was refused (%s): disabled for good; %s",
-                key.name,
-                reason,
-                f"its requests go to the {left} other key(s)"
-                if left
-                else "no key is left, every request fails with NoKeysLeft",
-            )
-            for mc in list(self.classes.values()):
-                mc.gate.disable(index, self._no_keys_left)
-        return len(self.refused) < len(self.keys)
-
-    def _no_keys_left(self) -> NoKeysLeft:
-        reasons = {self.keys[i].name: why for i, why in sorted(self.refused.items())}
-        listed = "; ".join(f"{name}: {why}" for name, why in reasons.items())
-        return NoKeysLeft(
-            f"every API key of this client was refused by the API and disabled ({listed}): "
-            "nothing was sent. Fix the key(s) (ANTHROPIC_API_KEY or keys=[KeyConfig(...)]) "
-            "or their permissions, and create a new client",
-            reasons=reasons,
-        )
+        return count_class(self)
 
     def plan(self, params: Mapping[str, Any]) -> Plan:
         """Estimate what a Messages request will cost, in its model class."""
@@ -466,7 +339,7 @@ class Pipeline:
             return 0.0
         others_left = isinstance(
             meaning, anthropic.AuthenticationError | anthropic.PermissionDeniedError
-        ) and self._refuse(attempt.index, meaning)
+        ) and refuse(self, attempt.index, meaning)
         attempt.failed(meaning)
         if others_left:
             self.queue.check_open()  # closed: ClientClosed (from `exc`), not a reroute

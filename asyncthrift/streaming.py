@@ -9,7 +9,7 @@ resync), and wrap it in `ThriftEventStream`, an `AsyncStream` subclass that pass
 through unchanged while it keeps the books. So the caller sees exactly the events, types,
 errors and ``request_id`` the bare SDK would give.
 
-The books, per stream:
+The books, per stream (a `Ledger`, kept in `_stream_ledger`: accounting, not transport):
 
 * **Admission** is the non-streamed path's: a stream is a *route* of the one pipeline
   (`asyncthrift._pipeline`), which estimates, reserves ``max_tokens`` of output, waits in the
@@ -35,39 +35,23 @@ The books, per stream:
 from __future__ import annotations
 
 import asyncio
-import logging
-import math
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, Generic
+from typing import Any, Final, Generic
 
 import anthropic
 import httpx2
 from anthropic import AsyncStream
 from anthropic.lib.streaming import AsyncMessageStream
-from anthropic.types import (
-    InputJSONDelta,
-    Message,
-    RawContentBlockDeltaEvent,
-    RawMessageDeltaEvent,
-    RawMessageStartEvent,
-    RawMessageStopEvent,
-    RawMessageStreamEvent,
-    TextDelta,
-    ThinkingDelta,
-    Usage,
-)
+from anthropic.types import RawMessageStreamEvent
 
 from ._attempt import EVENT_ERROR_STATUS, Attempt, Call, Plan, Route, SendFailed
-from ._lookup import lookup, store
+from ._lookup import lookup
 from ._pipeline import Pipeline
-from ._sdk import ResponseFormatT, accumulate, output_config, status_error, stream_parts
+from ._sdk import ResponseFormatT, output_config, status_error, stream_parts
+from ._stream_ledger import Ledger, close_quietly
 from .replay import REPLAY_HEADER, ReplayStream, replay_events
-from .tokens import text_tokens
-
-if TYPE_CHECKING:
-    from anthropic.types.parsed_message import ParsedMessage
 
 __all__ = [
     "REPLAY_HEADER",
@@ -77,20 +61,6 @@ __all__ = [
     "open_event_stream",
     "replay_events",
 ]
-
-log = logging.getLogger("asyncthrift")
-
-#: Tasks closing streams that were dropped without being closed (kept alive until done).
-_CLOSING: set[asyncio.Task[None]] = set()
-
-_USAGE_FIELDS: Final = (
-    "output_tokens",
-    "input_tokens",
-    "cache_creation_input_tokens",
-    "cache_read_input_tokens",
-    "server_tool_use",
-)
-
 
 # -- the entry points ---------------------------------------------------------------------------
 
@@ -183,7 +153,7 @@ class _StreamRoute:
                 first = None
         except BaseException as exc:
             if upstream is not None:
-                await _close_quietly(upstream)
+                await close_quietly(upstream)
             meaning = _before_first_event(exc, upstream, sdk)
             if meaning is not exc:
                 raise SendFailed(meaning, exc) from exc
@@ -192,7 +162,7 @@ class _StreamRoute:
 
     def received(self, attempt: Attempt, result: Any) -> Any:
         upstream, first = result
-        return ThriftEventStream(upstream, first, _Ledger(attempt, upstream))
+        return ThriftEventStream(upstream, first, Ledger(attempt, upstream))
 
 
 STREAM: Final[Route] = _StreamRoute()
@@ -226,146 +196,7 @@ def _before_first_event(
     return exc
 
 
-async def _close_quietly(stream: AsyncStream[Any]) -> None:
-    try:
-        await stream.close()
-    except Exception:  # closing a broken response: nothing left to save
-        pass
-
-
 # -- the live stream ----------------------------------------------------------------------------
-
-
-class _Ledger:
-    """The books of one live streamed attempt, until the pipeline's `Attempt` is settled.
-
-    Shared by the stream the caller holds and the copy the SDK's iterator runs on.
-    """
-
-    __slots__ = (
-        "attempt",
-        "cache_key",
-        "closed",
-        "complete",
-        "delivered",
-        "json_bufs",
-        "model",
-        "settled",
-        "snapshot",
-        "upstream",
-        "usage",
-    )
-
-    def __init__(self, attempt: Attempt, upstream: AsyncStream[RawMessageStreamEvent]) -> None:
-        call = attempt.call
-        self.attempt = attempt
-        self.upstream = upstream
-        self.model: str = call.params["model"]
-        # another model's answer (a fallback) is not cached as the answer to this call
-        self.cache_key = call.key if call.use_cache and call.fell_back_from is None else None
-        self.usage: Usage | None = None
-        self.delivered = 0.0
-        self.complete = False
-        self.settled = False
-        self.closed = False
-        self.snapshot: ParsedMessage[Any] | None = None
-        self.json_bufs: dict[int, bytes] = {}
-
-    def observe(self, event: RawMessageStreamEvent) -> None:
-        """Account for one event on its way to the caller."""
-        if isinstance(event, RawContentBlockDeltaEvent):
-            d = event.delta
-            if isinstance(d, TextDelta):
-                self.delivered += text_tokens(d.text)
-            elif isinstance(d, InputJSONDelta):
-                self.delivered += text_tokens(d.partial_json)
-            elif isinstance(d, ThinkingDelta):
-                self.delivered += text_tokens(d.thinking)
-        elif isinstance(event, RawMessageStartEvent):
-            self.usage = event.message.usage
-            self.model = event.message.model or self.model
-        elif isinstance(event, RawMessageDeltaEvent):
-            self._merge_usage(event.usage)
-        if self.cache_key is not None:
-            self._accumulate(event)
-        if isinstance(event, RawMessageStopEvent):
-            self.complete = True
-            self.settle(None)
-
-    def _merge_usage(self, delta: Any) -> None:
-        """Fold a ``message_delta``'s cumulative usage into what ``message_start`` reported."""
-        update = {
-            name: value
-            for name in _USAGE_FIELDS
-            if (value := getattr(delta, name, None)) is not None
-        }
-        if self.usage is None:
-            self.usage = Usage.model_construct(**{"input_tokens": 0, "output_tokens": 0, **update})
-        else:
-            self.usage = self.usage.model_copy(update=update)
-
-    def _accumulate(self, event: RawMessageStreamEvent) -> None:
-        try:
-            self.snapshot = accumulate(event, self.snapshot, self.json_bufs)
-        except Exception:  # an event we cannot fold: serve the stream, just do not cache it
-            log.debug("streamed answer not cacheable: could not accumulate", exc_info=True)
-            self.cache_key = None
-            self.snapshot = None
-
-    def settle(self, error: BaseException | None) -> None:
-        """End the attempt and the call (once). `error`: why the stream ended early, if it did."""
-        if self.settled:
-            return
-        self.settled = True
-        attempt = self.attempt
-        usage = self.usage
-        if self.complete and usage is not None:
-            attempt.succeeded(self.model, usage)
-        else:
-            if usage is not None:
-                # Ended early: charge what the server reported or what we saw, whichever is
-                # larger (a message_delta is often only sent at the end).
-                produced = max(usage.output_tokens, math.ceil(self.delivered))
-                usage = usage.model_copy(update={"output_tokens": produced})
-            attempt.failed(error or asyncio.CancelledError(), usage)
-        ended = None if self.complete else (error or asyncio.CancelledError())
-        attempt.pipeline.finish(attempt.call, ended)
-
-    async def aclose(self) -> None:
-        """Settle (abandoned if not complete), close the response, store a complete answer."""
-        if self.closed:
-            return
-        self.closed = True
-        self.settle(None)
-        await _close_quietly(self.upstream)
-        if self.complete and self.cache_key is not None and self.snapshot is not None:
-            try:
-                message = Message.model_validate(self.snapshot.to_dict(mode="json"))
-            except Exception:
-                log.debug("streamed answer not cacheable: not a valid Message", exc_info=True)
-                return
-            message._request_id = self.upstream.response.headers.get("request-id")
-            await store(self.attempt.pipeline, self.cache_key, message)
-
-    def collected(self, loop: asyncio.AbstractEventLoop) -> None:
-        """The stream was garbage-collected unclosed: close and settle it on the loop soon.
-
-        Never settles here directly: a collection can run in the middle of the scheduler's
-        own bookkeeping, which a refund must not re-enter.
-        """
-        if self.closed or loop.is_closed():
-            return
-        try:
-            loop.call_soon_threadsafe(self._spawn_close)
-        except RuntimeError:  # the loop closed meanwhile
-            pass
-
-    def _spawn_close(self) -> None:
-        if self.closed:
-            return
-        task = asyncio.ensure_future(self.aclose())
-        _CLOSING.add(task)
-        task.add_done_callback(_CLOSING.discard)
 
 
 class ThriftEventStream(AsyncStream[RawMessageStreamEvent]):
@@ -380,7 +211,7 @@ class ThriftEventStream(AsyncStream[RawMessageStreamEvent]):
         self,
         upstream: AsyncStream[RawMessageStreamEvent],
         first: RawMessageStreamEvent | None,
-        ledger: _Ledger,
+        ledger: Ledger,
     ) -> None:
         client, options = stream_parts(upstream)
         super().__init__(

@@ -21,19 +21,25 @@ When Redis is unreachable (the store's circuit breaker is open) the budget admit
 `LocalBudget` of a conservative share of the limits (`fallback`: by default the limits
 divided by the processes last seen), resynced from the headers as any local budget is, and
 rejoins when Redis answers again, charging what it admitted meanwhile.
+
+This module keeps the books (the lease, refunds, the header ceilings) and decides when to
+call Redis; what a call carries is `_roundtrip`'s, the fallback regime `_fallback`'s, and
+the numbers above live in `_tuning` (re-exported here).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import math
 from collections import deque
 from typing import TYPE_CHECKING
 
 from ..bucket import ZERO, Cost, ServerView
 from ..budget import TOKEN_ROUNDING, LocalBudget
 from ..limits import Limits
+from ._fallback import fit
+from ._roundtrip import round_trip, script_args
+from ._tuning import _FLUSH, _HINT, _IDLE, _IDLE_GAPS, _INF, _SHARED, HORIZON, MAX_SHARE, SLICE
 
 if TYPE_CHECKING:
     from ..scheduler import Gate
@@ -42,37 +48,6 @@ if TYPE_CHECKING:
 __all__ = ["HORIZON", "MAX_SHARE", "SLICE", "SharedBudget"]
 
 log = logging.getLogger("asyncthrift.shared")
-
-#: A slice covers about this fraction of the period of refill (a fair share of it) ...
-SLICE = 0.15
-#: ... and never more than this fraction of a capacity.
-MAX_SHARE = 0.25
-#: A grant may reserve this fraction of the period of refill ahead of time.
-HORIZON = 0.15
-#: A new slice is fetched when the lease falls below this fraction of the last one ...
-_LOW = 1.0
-#: ... and the lease keeps at most this many slices (refunds beyond go back to Redis).
-_KEEP = 2.0
-#: Unused lease goes back to Redis after this fraction of the period without admissions,
-#: or sooner: after `_IDLE_GAPS` of this process's average gap between requests.
-_IDLE = 0.2
-_IDLE_GAPS = 4.0
-#: A lease grown beyond a slice by refunds gives the excess back within this fraction of the
-#: period (with the next slice asked for, or alone).
-_FLUSH = 0.5
-#: While a lease is on its way the answer to `wait` (the arrival pokes the gate sooner).
-_HINT = 0.05
-#: While the shared bucket is cold (waiting for a probe's answer), how often to ask again.
-_COLD_POLL = 0.05
-#: The probe of a cold bucket: how long (fraction of the period, at most 5 s) before another.
-_PROBE_SHARE = 0.1
-
-_SHARED, _FALLBACK, _CLOSED = 0, 1, 2
-_INF = math.inf
-
-
-def _num(x: float) -> str:
-    return repr(float(x))
 
 
 class SharedBudget(LocalBudget):
@@ -168,7 +143,7 @@ class SharedBudget(LocalBudget):
             if fb is None:  # fallback="closed": nothing until Redis answers again
                 self._want()
                 return max(w, self._store.breaker.retry_in(), self._hint)
-            return max(w, fb.wait(self._fit(cost, fb), now))
+            return max(w, fb.wait(fit(cost, fb), now))
         self._ripen(now)
         lease = self._lease
         for i in self._dims:
@@ -322,13 +297,6 @@ class SharedBudget(LocalBudget):
         the lease is not idle."""
         self._gate = gate
 
-    def _fit(self, cost: Cost, fb: LocalBudget) -> Cost:
-        """`cost` cut to the fallback's capacities (a big request must still go, eventually)."""
-        b = fb.buckets
-        return Cost(
-            *(c if bk is None else min(c, bk.capacity) for c, bk in zip(cost, b, strict=True))
-        )
-
     def _ripen(self, now: float) -> None:
         pots = self._pots
         while pots and pots[0][0] <= now:
@@ -376,7 +344,7 @@ class SharedBudget(LocalBudget):
             if now < self._not_before:
                 continue
             try:
-                await self._round(now)
+                await round_trip(self, now)
             except asyncio.CancelledError:
                 raise
             except Exception:  # a bug must not stop admission: log, back off, go on
@@ -405,235 +373,6 @@ class SharedBudget(LocalBudget):
             due = min(due, max(idle_at, now))
         return None if due == _INF else max(0.0, due - now)
 
-    async def _round(self, now: float) -> None:
-        store = self._store
-        if self._mode != _SHARED:
-            if not store.breaker.admit():
-                return
-            debt = [max(0.0, min(self._fb_debt[i], self._cap[i])) for i in range(3)]
-            ok, res = await store.call(self, self._args(ZERO, ZERO, ZERO, debt))
-            if ok:
-                self._rejoin(res, loop_now=asyncio.get_running_loop().time())
-            return
-        head = self._head
-        lease, pending = self._lease, self._pending
-        period = self.limits.period
-        need = [0.0, 0.0, 0.0]
-        ask = [0.0, 0.0, 0.0]
-        asking = False
-        recent = self._busy(now)
-        if head is not None or recent:
-            short = False
-            for i in self._dims:
-                held = lease[i] + pending[i]
-                if head is not None and head[i] > held:
-                    need[i] = head[i] - held
-                    short = True
-                if held < self._low[i]:
-                    short = True
-            if short:
-                self._estimate(now)
-                asking = True
-                # a slice: this process's recent net rate over SLICE of the period (at
-                # least the request waiting), scaled as one (the dimensions keep their
-                # proportions) to at most MAX_SHARE of every capacity
-                chunk = [0.0, 0.0, 0.0]
-                scale = 1.0
-                gate = self._gate
-                waiting = gate.waiting if gate is not None else 0
-                sent = self._sent
-                share = self._cap_share()
-                for i in self._dims:
-                    # with requests queued here: this process's fair share of SLICE of the
-                    # shared refill (one over the processes asking lately), but no more than
-                    # the queue needs at its mean cost so far (a burst's last slices do not
-                    # strand budget others wait for); otherwise its recent rate over SLICE
-                    # of the period, at most twice its share
-                    fair = self._cap[i] * SLICE * share
-                    if waiting and sent[0] > 0:
-                        c = max(0.0, min(fair, waiting * sent[i] / sent[0]))
-                    else:
-                        c = min(self._est[i] * period * SLICE, 2.0 * fair)
-                    if head is not None:
-                        c = max(c, head[i])
-                    chunk[i] = c
-                    if c > self._cap[i] * MAX_SHARE:
-                        scale = min(scale, self._cap[i] * MAX_SHARE / c)
-                for i in self._dims:
-                    ask[i] = need[i] + chunk[i] * scale
-        give = [0.0, 0.0, 0.0]
-        for i in self._dims:  # lease beyond what this process keeps goes back
-            extra = lease[i] - self._keep[i]
-            if extra > 0:
-                give[i] += extra
-        idle_return = False
-        if not asking and head is None and not recent:
-            holding = [lease[i] + pending[i] for i in range(3)]
-            if any(holding[i] for i in self._dims):
-                idle_return = True
-                give = holding
-        if not (asking or idle_return or self._urgent) and not (
-            self._flush_due and any(give[i] > 0 for i in self._dims)
-        ):
-            self._flush_due = False
-            return
-        if not idle_return:
-            for i in self._dims:
-                lease[i] -= give[i]
-        clamp, proof = self._clamp, self._proof
-        self._clamp = [_INF, _INF, _INF]
-        self._proof = [_INF, _INF, _INF]
-        self._flush_due = self._urgent = False
-        if self._flush_at is not None:
-            self._flush_at.cancel()
-            self._flush_at = None
-        t = now
-        args = self._args(
-            Cost(*need),
-            Cost(*ask),
-            Cost(*give),
-            [0.0, 0.0, 0.0],
-            clamp=[c + self._rate[i] * t for i, c in enumerate(clamp)],
-            proof=[c + self._rate[i] * t for i, c in enumerate(proof)],
-        )
-        if idle_return:
-            self._lease = [0.0, 0.0, 0.0]
-            self._pending = [0.0, 0.0, 0.0]
-            self._pots.clear()
-        ok, res = await store.call(self, args)
-        loop_now = asyncio.get_running_loop().time()
-        if not ok:
-            for i in self._dims:  # not returned after all
-                self._lease[i] += give[i]
-            if store.breaker.open:
-                self._enter_fallback(loop_now)
-            else:
-                self._not_before = loop_now + store.breaker.timeout
-                self._kick.set()
-            return
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug(
-                "%s t=%.3f need=%s ask=%s give=%s -> %s",
-                self.name,
-                now,
-                [round(x) for x in need],
-                [round(x) for x in ask],
-                [round(x) for x in give],
-                res,
-            )
-        status = int(res[0])
-        granted = (float(res[1]), float(res[2]), float(res[3]))
-        ready, retry = float(res[4]), float(res[5])
-        self.processes = max(1, int(res[6]))
-        self.active = max(1, int(res[10]))
-        if status in (0, 1):
-            self._cold = status == 1
-            if asking:
-                self.grants += 1
-                self._head = None
-                if ready > 0:
-                    self._pots.append((loop_now + ready, granted))
-                    for i in self._dims:
-                        self._pending[i] += granted[i]
-                else:
-                    for i in self._dims:
-                        self._lease[i] += granted[i]
-                for i in self._dims:
-                    self._low[i] = granted[i] * _LOW
-                    self._keep[i] = max(ask[i], granted[i]) * _KEEP
-                self._wake()
-        else:
-            self.refusals += 1
-            self._cold = status == 3
-            wait = min(retry, _COLD_POLL) if self._cold else retry
-            self._not_before = loop_now + min(wait, period)
-            self._kick.set()  # ask again then
-
-    def _cap_share(self) -> float:
-        """This process's fair share of the shared rate: one over the processes asking lately."""
-        return 1.0 / max(1, self.active)
-
-    def _estimate(self, now: float) -> None:
-        """Update this process's rate of consumption (units/s), averaged over a slice."""
-        dt = now - self._est_at
-        window = self.limits.period * SLICE
-        if dt < window * 0.1:
-            return
-        weight = 1.0 - math.exp(-dt / window)
-        for i in self._dims:
-            self._est[i] += weight * (self._used[i] / dt - self._est[i])
-        self._used = [0.0, 0.0, 0.0]
-        self._est_at = now
-
-    def _args(
-        self,
-        need: Cost,
-        ask: Cost,
-        give: Cost | list[float],
-        debt: list[float],
-        *,
-        clamp: list[float] | None = None,
-        proof: list[float] | None = None,
-    ) -> list[str]:
-        period = self.limits.period
-        args = [
-            self._store.process_id,
-            _num(period),
-            _num(period * HORIZON),
-            _num(min(period * _PROBE_SHARE, 5.0)),
-        ]
-        for i in range(3):
-            c = clamp[i] if clamp is not None else _INF
-            p = proof[i] if proof is not None else _INF
-            args += [
-                _num(self._cap[i]),
-                _num(need[i]),
-                _num(ask[i]),
-                _num(give[i]),
-                "" if not math.isfinite(c) else _num(c),
-                "" if not math.isfinite(p) else _num(p),
-                _num(debt[i]),
-            ]
-        return args
-
-    def _enter_fallback(self, now: float) -> None:
-        """Redis is unreachable: admit from a local share of the limits until it answers."""
-        share = self._store.fallback_share(self.processes)
-        held = [self._lease[i] + self._pending[i] for i in range(3)]
-        if share is None:
-            self._mode = _CLOSED
-            self._fb = None
-        else:
-            fb = LocalBudget(
-                self.limits.scaled(share), now, name=f"{self.name}/fallback", hold_bursts=False
-            )
-            for i, bucket in enumerate(fb.buckets):
-                if bucket is not None:  # starts with what the lease held, no more
-                    bucket.clamp(max(0.0, held[i]), now)
-            self._fb = fb
-            self._mode = _FALLBACK
-        # the lease was charged to Redis already: only what is admitted beyond it is debt
-        self._fb_debt = [-held[i] for i in range(3)]
-        self._lease = [0.0, 0.0, 0.0]
-        self._pending = [0.0, 0.0, 0.0]
-        self._pots.clear()
-        self._head = None
-        log.warning(
-            "shared budget %s: Redis unreachable; admitting from %s",
-            self.name,
-            "nothing (fallback='closed')" if share is None else f"a local share of {share:.3g}",
-        )
-        self._wake()
-
-    def _rejoin(self, res: list[str], *, loop_now: float) -> None:
-        self.processes = max(1, int(res[6]))
-        self._mode = _SHARED
-        self._fb = None
-        self._fb_debt = [0.0, 0.0, 0.0]
-        self._last_take = loop_now
-        log.info("shared budget %s: Redis answers again; admitting from shared leases", self.name)
-        self._wake()
-
     def release_args(self) -> list[str] | None:
         """The arguments that give everything held back to Redis (None: nothing to give)."""
         if self._flush_at is not None:
@@ -647,7 +386,7 @@ class SharedBudget(LocalBudget):
         self._lease = [0.0, 0.0, 0.0]
         self._pending = [0.0, 0.0, 0.0]
         self._pots.clear()
-        return self._args(ZERO, ZERO, Cost(*give), [0.0, 0.0, 0.0])
+        return script_args(self, ZERO, ZERO, Cost(*give), [0.0, 0.0, 0.0])
 
     @property
     def keys(self) -> tuple[str, str]:

@@ -1,0 +1,39 @@
+"""The tuning of shared leases: how big a slice is, how long a lease is kept, and the modes.
+
+Kept apart because three modules read these numbers (the budget's bookkeeping in `budget`,
+the round trip in `_roundtrip`, the fallback in `_fallback`), and one place to tune them is
+one place to read them; `budget` re-exports the public ones.
+"""
+
+from __future__ import annotations
+
+import math
+
+__all__ = ["HORIZON", "MAX_SHARE", "SLICE"]
+
+#: A slice covers about this fraction of the period of refill (a fair share of it) ...
+SLICE = 0.15
+#: ... and never more than this fraction of a capacity.
+MAX_SHARE = 0.25
+#: A grant may reserve this fraction of the period of refill ahead of time.
+HORIZON = 0.15
+#: A new slice is fetched when the lease falls below this fraction of the last one ...
+_LOW = 1.0
+#: ... and the lease keeps at most this many slices (refunds beyond go back to Redis).
+_KEEP = 2.0
+#: Unused lease goes back to Redis after this fraction of the period without admissions,
+#: or sooner: after `_IDLE_GAPS` of this process's average gap between requests.
+_IDLE = 0.2
+_IDLE_GAPS = 4.0
+#: A lease grown beyond a slice by refunds gives the excess back within this fraction of the
+#: period (with the next slice asked for, or alone).
+_FLUSH = 0.5
+#: While a lease is on its way the answer to `wait` (the arrival pokes the gate sooner).
+_HINT = 0.05
+#: While the shared bucket is cold (waiting for a probe's answer), how often to ask again.
+_COLD_POLL = 0.05
+#: The probe of a cold bucket: how long (fraction of the period, at most 5 s) before another.
+_PROBE_SHARE = 0.1
+
+_SHARED, _FALLBACK, _CLOSED = 0, 1, 2
+_INF = math.inf
