@@ -43,6 +43,7 @@ from ._classes import (
     refuse,
 )
 from ._keys import HEADERS, Key
+from ._model_fallback import fall_back, fit_deadline
 from ._observers import Observers
 from ._options import split_options
 from .adaptive import Adaptive
@@ -227,7 +228,7 @@ class Pipeline:
                 model = call.params["model"]
             reservation = self._admit_now(plan, call)
             if reservation is None and call.chain and call.opts.deadline is not None:
-                plan = self._fit_deadline(route, call, plan)
+                plan = fit_deadline(self, route, call, plan)
                 model = call.params["model"]
                 reservation = self._admit_now(plan, call)
             if reservation is None:
@@ -275,47 +276,6 @@ class Pipeline:
             self.stats.prompt_cache_marked += 1
         return params, marked
 
-    # -- model fallback ----------------------------------------------------------------------
-
-    def _fall_back(self, call: Call, model: str, why: str) -> None:
-        """Send `call` to fallback `model` from now on (the rest of its chain after it)."""
-        chain = call.chain
-        call.chain = chain[chain.index(model) + 1 :]
-        if call.fell_back_from is None:
-            call.fell_back_from = call.params["model"]
-        log.info("falling back from %r to %r: %s", call.params["model"], model, why)
-        call.params = {**call.params, "model": model}
-
-    def _fit_deadline(self, route: Route, call: Call, plan: Plan) -> Plan:
-        """The plan of the first model of `call`'s chain (its own model first) whose queue
-        wait, as estimated now, fits the time left before its deadline; if none does, of
-        the one that would wait least (the deadline then applies as usual).
-
-        The estimate errs long (a cold budget waiting for its first answer counts the whole
-        probe wait), so the least wait is the better bet than the model asked for.
-        """
-        assert call.opts.deadline is not None
-        left = call.opts.deadline - call.waited
-        now = self.loop.time()
-        level = call.opts.level
-        wait = plan.mc.gate.expected_wait(plan.cost, level=level, now=now)
-        if wait <= left:
-            return plan
-        best: tuple[float, str, Plan] | None = None
-        for model in call.chain:
-            other = route.plan(self, {**call.params, "model": model})
-            other_wait = other.mc.gate.expected_wait(other.cost, level=level, now=now)
-            if other_wait <= left:
-                best = (other_wait, model, other)
-                break
-            if other_wait < wait and (best is None or other_wait < best[0]):
-                best = (other_wait, model, other)
-        if best is None:
-            return plan
-        why = f"its queue wait (~{wait:.1f}s) would pass the deadline ({left:.1f}s left)"
-        self._fall_back(call, best[1], why)
-        return best[2]
-
     def _failed(self, attempt: Attempt, exc: BaseException, box: list[Mapping[str, str]]) -> float:
         """Settle a failed attempt; the delay before retrying it, or raise what failed it."""
         if isinstance(exc, SendFailed):
@@ -335,7 +295,7 @@ class Pipeline:
         if call.chain and error_status(meaning) == 529:  # overloaded: the next model answers
             attempt.failed(meaning)
             self.queue.check_open()
-            self._fall_back(call, call.chain[0], "overloaded (529)")
+            fall_back(call, call.chain[0], "overloaded (529)")
             return 0.0
         others_left = isinstance(
             meaning, anthropic.AuthenticationError | anthropic.PermissionDeniedError
