@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+import os
 import subprocess
 import sys
 import textwrap
@@ -185,7 +186,12 @@ def test_mypy_sees_the_sdks_types(tmp_path: Path) -> None:
         "silent",
         str(tmp_path / "user.py"),
     ]
-    out = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, check=False).stdout
+    # the repository itself on mypy's path: an editable install is an import hook that mypy
+    # does not follow (green with PYTHONPATH set, red on a clean CI machine)
+    env = {**os.environ, "MYPYPATH": str(PACKAGE.parent)}
+    out = subprocess.run(
+        cmd, capture_output=True, text=True, cwd=tmp_path, check=False, env=env
+    ).stdout
     lines = [line for line in out.splitlines() if "user.py" in line]
     revealed = [line for line in lines if "Revealed type" in line]
     assert len(revealed) == 1 and '"anthropic.types.message.Message"' in revealed[0], out
