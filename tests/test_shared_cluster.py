@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
@@ -78,6 +79,21 @@ def _wait(ready: Any, what: str, timeout: float = 15.0) -> None:
     raise RuntimeError(f"{what} did not come up on loopback")
 
 
+def _cluster_port() -> int:
+    """A free port whose cluster bus port (port + 10000) is a valid, free port too: a node
+    given 55536 or above cannot open its bus and never comes up."""
+    while True:
+        port = _free_port()
+        if port + 10000 > 65535:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as bus:
+            try:
+                bus.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+
+
 @pytest.fixture
 def redis_cluster() -> Iterator[list[int]]:
     """Three masters on loopback covering all 16384 slots; their ports."""
@@ -86,7 +102,11 @@ def redis_cluster() -> Iterator[list[int]]:
     procs: list[subprocess.Popen[bytes]] = []
     tmp = Path(tempfile.mkdtemp(prefix="asyncthrift-cluster-"))
     try:
-        ports = [_free_port() for _ in range(3)]
+        ports: list[int] = []
+        while len(ports) < 3:
+            port = _cluster_port()
+            if port not in ports:
+                ports.append(port)
         for port in ports:
             d = tmp / str(port)
             d.mkdir()
