@@ -18,13 +18,13 @@ request; then a single probe operation decides whether to close it again.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 import zlib
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Final, Protocol
 
+from .._breaker import Breaker
 from .base import CacheStats
 
 __all__ = ["AsyncRedisClient", "RedisCache"]
@@ -64,21 +64,16 @@ class RedisCache:
     """
 
     __slots__ = (
+        "_breaker",
         "_client",
-        "_clock",
-        "_connected",
-        "_errors",
-        "_failures",
         "_hits",
         "_invalid",
         "_misses",
-        "_open_until",
         "_owned",
         "_prefix",
-        "_probing",
         "_sets",
         "_skipped",
-        "_timeouts",
+        "_unreadable",
         "compress_above",
         "compress_level",
         "connect_timeout",
@@ -118,7 +113,16 @@ class RedisCache:
         self.connect_timeout = max(connect_timeout, timeout)
         self.failure_threshold = failure_threshold
         self.cooldown = cooldown
-        self._clock = clock
+        self._breaker = Breaker(
+            timeout=timeout,
+            connect_timeout=connect_timeout,
+            failure_threshold=failure_threshold,
+            cooldown=cooldown,
+            on_down=self._down,
+            on_up=self._up,
+            warn_after=1,  # a cache that stops answering is worth a line at once
+            clock=clock,
+        )
         self._prefix = f"{namespace}:" if namespace else ""
         if isinstance(url_or_client, str):
             self._client: Any = _client_from_url(url_or_client, self.connect_timeout, redis_kwargs)
@@ -133,12 +137,8 @@ class RedisCache:
                 )
             self._client = url_or_client
             self._owned = False
-        self._connected = False
-        self._failures = 0
-        self._open_until = 0.0
-        self._probing = False
         self._hits = self._misses = self._sets = 0
-        self._errors = self._timeouts = self._skipped = 0
+        self._unreadable = self._skipped = 0
         self._invalid = 0
 
     # -- the Cache protocol ---------------------------------------------------------------
@@ -192,8 +192,8 @@ class RedisCache:
             hits=self._hits,
             misses=self._misses,
             sets=self._sets,
-            errors=self._errors,
-            timeouts=self._timeouts,
+            errors=self._breaker.errors + self._unreadable,
+            timeouts=self._breaker.timeouts,
             skipped=self._skipped,
             invalid=self._invalid,
         )
@@ -235,17 +235,11 @@ class RedisCache:
     async def _call(self, op: Callable[[], Awaitable[Any]]) -> tuple[bool, Any]:
         """Run one Redis operation within the per-op bound: (True, result), or (False, None)
         after counting the failure for the circuit breaker. Cancellation passes through."""
-        try:
-            async with asyncio.timeout(self._bound()):
-                result = await op()
-        except asyncio.CancelledError:
-            self._probing = False
-            raise
-        except Exception as exc:
-            self._failed(exc)
-            return False, None
-        self._succeeded()
-        return True, result
+        return await self._breaker.call(op)
+
+    def _admit(self) -> bool:
+        """Whether to try Redis now: closed circuit, or the single half-open probe."""
+        return self._breaker.admit()
 
     def _px(self, ttl: float | None) -> int | None:
         """Milliseconds for ``PX``; None for no expiry, 0 for "do not store"."""
@@ -276,7 +270,7 @@ class RedisCache:
             else:
                 raise ValueError(f"unknown value header {head!r}")
         except (zlib.error, ValueError, TypeError) as exc:
-            self._errors += 1
+            self._unreadable += 1
             self._invalid += 1
             self._misses += 1
             log.warning("Redis cache: unreadable entry treated as a miss (%s)", exc)
@@ -284,47 +278,19 @@ class RedisCache:
         self._hits += 1
         return value
 
-    def _bound(self) -> float:
-        """`connect_timeout` until the first success (DNS, TLS, a cold server), then `timeout`."""
-        return self.timeout if self._connected else self.connect_timeout
+    def _down(self, exc: Exception) -> None:
+        log.warning(
+            "Redis cache %s unavailable (%s: %s); requests go on without it",
+            self.namespace,
+            type(exc).__name__,
+            str(exc) or "timed out",
+        )
 
-    def _admit(self) -> bool:
-        """Whether to try Redis now: closed circuit, or the single half-open probe."""
-        if self._failures < self.failure_threshold:
-            return True
-        if self._clock() < self._open_until or self._probing:
-            return False
-        self._probing = True
-        return True
-
-    def _succeeded(self) -> None:
-        self._connected = True
-        if self._failures:
-            if self._failures >= self.failure_threshold:
-                log.info("Redis cache %s is reachable again; using it", self.namespace)
-            self._failures = 0
-        self._probing = False
-
-    def _failed(self, exc: Exception) -> None:
-        self._errors += 1
-        if isinstance(exc, TimeoutError):
-            self._timeouts += 1
-        # `_connected` stays True once set: a later failure must not stretch the next
-        # operations to `connect_timeout` (a SIGSTOPped server stalled each for a second).
-        self._probing = False
-        self._failures += 1
-        if self._failures == 1:
-            log.warning(
-                "Redis cache %s unavailable (%s: %s); requests go on without it",
-                self.namespace,
-                type(exc).__name__,
-                str(exc) or "timed out",
-            )
-        if self._failures >= self.failure_threshold:
-            self._open_until = self._clock() + self.cooldown
+    def _up(self) -> None:
+        log.info("Redis cache %s is reachable again; using it", self.namespace)
 
     def __repr__(self) -> str:
-        state = "open" if self._failures >= self.failure_threshold else "closed"
+        state = "open" if self._breaker.open else "closed"
         return f"RedisCache(namespace={self.namespace!r}, ttl={self.ttl}, circuit={state})"
 
 
@@ -339,9 +305,10 @@ def _client_from_url(url: str, connect_timeout: float, kwargs: dict[str, Any]) -
         ) from exc
     opts: dict[str, Any] = {
         "socket_connect_timeout": connect_timeout,
-        # Every operation is bounded by asyncio.timeout here. redis-py's own socket_timeout
-        # wraps writes in asyncio.wait_for, which on Python 3.11 can swallow a cancellation
-        # (and so our time bound) when the write completes at the same moment.
+        # Every operation is bounded by asyncio.timeout (`asyncthrift._breaker`). redis-py's
+        # own socket_timeout wraps writes in asyncio.wait_for, which on Python 3.11 can
+        # swallow a cancellation (and so our time bound) when the write completes at the
+        # same moment.
         "socket_timeout": None,
         # Fail fast and let the circuit breaker decide: redis-py's own retries would only
         # stretch an outage inside our time bound.

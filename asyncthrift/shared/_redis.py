@@ -1,4 +1,4 @@
-"""The Redis side of shared budgets: a structural client type, the script, the breaker.
+"""The Redis side of shared budgets: a structural client type, the script, the client.
 
 ``redis`` is imported only when a URL is given (`client_from_url`), so the core never needs
 it installed. The failure policy is the answer cache's (`asyncthrift.cache.redis`): every
@@ -9,18 +9,13 @@ seconds, then lets one probe through.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-import logging
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from importlib import resources
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-__all__ = ["AsyncScriptClient", "Breaker", "Script", "client_from_url", "load_script"]
-
-log = logging.getLogger("asyncthrift.shared")
+__all__ = ["AsyncScriptClient", "Script", "client_from_url", "load_script"]
 
 
 class AsyncScriptClient(Protocol):
@@ -64,98 +59,6 @@ class Script:
         return await client.evalsha(self.sha, len(keys), *keys, *args)
 
 
-class Breaker:
-    """Time bound and circuit breaker for the calls of one store (all its budgets)."""
-
-    __slots__ = (
-        "_clock",
-        "_connected",
-        "_failures",
-        "_open_until",
-        "_probing",
-        "connect_timeout",
-        "cooldown",
-        "errors",
-        "failure_threshold",
-        "timeout",
-    )
-
-    def __init__(
-        self,
-        *,
-        timeout: float,
-        connect_timeout: float,
-        failure_threshold: int,
-        cooldown: float,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        if timeout <= 0 or connect_timeout <= 0 or cooldown < 0:
-            raise ValueError("shared Redis timeouts must be > 0 seconds (cooldown >= 0)")
-        if failure_threshold < 1:
-            raise ValueError("shared Redis failure_threshold must be >= 1")
-        self.timeout = timeout
-        self.connect_timeout = max(connect_timeout, timeout)
-        self.failure_threshold = failure_threshold
-        self.cooldown = cooldown
-        self._clock = clock
-        self._connected = False
-        self._failures = 0
-        self._open_until = 0.0
-        self._probing = False
-        self.errors = 0
-
-    @property
-    def open(self) -> bool:
-        """Whether Redis counts as unreachable (the budgets admit from their fallback)."""
-        return self._failures >= self.failure_threshold
-
-    def admit(self) -> bool:
-        """Whether to try Redis now: closed circuit, or the single half-open probe."""
-        if self._failures < self.failure_threshold:
-            return True
-        if self._clock() < self._open_until or self._probing:
-            return False
-        self._probing = True
-        return True
-
-    def retry_in(self) -> float:
-        """Seconds until the breaker lets a probe through (0 when closed)."""
-        if not self.open:
-            return 0.0
-        return max(0.0, self._open_until - self._clock())
-
-    async def call(self, op: Callable[[], Any]) -> tuple[bool, Any]:
-        """Run one operation within the bound: (True, result) or (False, None)."""
-        try:
-            async with asyncio.timeout(self.timeout if self._connected else self.connect_timeout):
-                result = await op()
-        except asyncio.CancelledError:
-            self._probing = False
-            raise
-        except Exception as exc:
-            self._failed(exc)
-            return False, None
-        self._connected = True
-        if self._failures >= self.failure_threshold:
-            log.info("shared budgets: Redis is reachable again; rejoining")
-        self._failures = 0
-        self._probing = False
-        return True, result
-
-    def _failed(self, exc: Exception) -> None:
-        self.errors += 1
-        self._probing = False
-        self._failures += 1
-        if self._failures == self.failure_threshold:
-            log.warning(
-                "shared budgets: Redis unavailable (%s: %s); admitting from the fallback share",
-                type(exc).__name__,
-                str(exc) or "timed out",
-            )
-        if self._failures >= self.failure_threshold:
-            self._open_until = self._clock() + self.cooldown
-
-
 def client_from_url(url: str, connect_timeout: float, kwargs: dict[str, Any]) -> Any:
     """A redis-py asyncio client for `url` (``redis://``, ``rediss://``, ``unix://``).
 
@@ -176,7 +79,7 @@ def client_from_url(url: str, connect_timeout: float, kwargs: dict[str, Any]) ->
     url = urlunsplit(parts._replace(query=urlencode([(k, v) for k, v in query if k != "cluster"])))
     opts: dict[str, Any] = {
         "socket_connect_timeout": connect_timeout,
-        # bounded by asyncio.timeout per call instead (see asyncthrift.cache.redis)
+        # bounded by asyncio.timeout per call instead (see asyncthrift._breaker)
         "socket_timeout": None,
         "retry": Retry(NoBackoff(), 0),
     }

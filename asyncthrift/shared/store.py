@@ -11,17 +11,21 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import os
 import secrets
 import socket
 from collections.abc import Sequence
 from typing import Any
 
+from .._breaker import Breaker
 from ..budget import LocalBudget
 from ..limits import Limits
 from ..scheduler import Gate
-from ._redis import AsyncScriptClient, Breaker, Script, client_from_url, load_script
+from ._redis import AsyncScriptClient, Script, client_from_url, load_script
 from .budget import SharedBudget
+
+log = logging.getLogger("asyncthrift.shared")
 
 __all__ = ["SharedStats", "SharedStore", "budget_tag"]
 
@@ -32,6 +36,18 @@ _SCHEMES = ("redis://", "rediss://", "unix://")
 def budget_tag(identity: str) -> str:
     """A keyed hash of `identity` (an API key): stable across processes, not reversible."""
     return hashlib.blake2b(identity.encode(), key=_TAG_KEY, digest_size=12).hexdigest()
+
+
+def _redis_down(exc: Exception) -> None:
+    log.warning(
+        "shared budgets: Redis unavailable (%s: %s); admitting from the fallback share",
+        type(exc).__name__,
+        str(exc) or "timed out",
+    )
+
+
+def _redis_up() -> None:
+    log.info("shared budgets: Redis is reachable again; rejoining")
 
 
 class SharedStats:
@@ -102,11 +118,17 @@ class SharedStore:
                 "shared_fallback= must be a fraction of the limits in (0, 1], "
                 f"None (limits / processes seen) or 'closed', got {fallback!r}"
             )
+        if timeout <= 0 or connect_timeout <= 0 or cooldown < 0:
+            raise ValueError("shared Redis timeouts must be > 0 seconds (cooldown >= 0)")
+        if failure_threshold < 1:
+            raise ValueError("shared Redis failure_threshold must be >= 1")
         self.breaker = Breaker(
             timeout=timeout,
             connect_timeout=connect_timeout,
             failure_threshold=failure_threshold,
             cooldown=cooldown,
+            on_down=_redis_down,
+            on_up=_redis_up,
         )
         if isinstance(url_or_client, str):
             if not url_or_client.lower().startswith(_SCHEMES):
