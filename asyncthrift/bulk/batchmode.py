@@ -42,12 +42,11 @@ from .idset import ABSENT
 from .journal import DONE, ERRORED, RETRYABLE_RESULTS
 from .ledger import Intent, Ledger, ledger_path
 from .progress import ProgressBar
-from .reader import BadLine, Item, iter_lines, parse_line
+from .reader import Item, iter_lines, parse_line
 from .runner import (
     _DONE_SEEN,
     _KEY_REFUSED,
     _SEEN,
-    _YIELD_EVERY,
     BulkConfig,
     BulkReport,
     _Run,
@@ -203,23 +202,8 @@ class BatchRun(_Run):
         chunk: list[Item] = []
         size = 0
         limit = min(self.config.batch_size, 100_000)
-        with contextlib.closing(iter_lines(self.config.input)) as lines:
-            for lineno, raw in lines:
-                if self.stopping():
-                    return
-                report.lines += 1
-                if lineno % _YIELD_EVERY == 0:
-                    await asyncio.sleep(0)
-                parsed = parse_line(lineno, raw)
-                if parsed is None:
-                    report.blank += 1
-                    self.done += 1
-                    continue
-                if isinstance(parsed, BadLine):
-                    report.bad_lines += 1
-                    self.done += 1
-                    self.report_line(lineno, f"{parsed.reason}; no result line written")
-                    continue
+        async with contextlib.aclosing(self.read_items()) as items:
+            async for lineno, parsed in items:
                 cid = parsed.custom_id
                 state = table.get(cid)
                 if state in (_SEEN, _DONE_SEEN, SUBMITTED_SEEN):

@@ -28,7 +28,7 @@ import asyncio
 import contextlib
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable
 from typing import TextIO
 
 import anthropic
@@ -101,10 +101,12 @@ class _Run:
 
     # -- the feeder -------------------------------------------------------------------------
 
-    async def feed(self) -> None:
-        """Read the input, classify each line, and start a task per new request."""
+    async def read_items(self) -> AsyncGenerator[tuple[int, Item], None]:
+        """The input's well-formed lines in order, as (line number, item); blank and bad
+        lines are counted (and bad ones reported) here. Stops when the run is stopping.
+        Both feeders (plain and ``--batch``) read through this; close it with
+        ``contextlib.aclosing`` so the file is closed when a feeder returns early."""
         report = self.report
-        table = self.table
         with contextlib.closing(iter_lines(self.config.input)) as lines:
             for lineno, raw in lines:
                 if self.stopping():
@@ -122,6 +124,14 @@ class _Run:
                     self.done += 1
                     self.report_line(lineno, f"{parsed.reason}; no result line written")
                     continue
+                yield lineno, parsed
+
+    async def feed(self) -> None:
+        """Read the input, classify each line, and start a task per new request."""
+        report = self.report
+        table = self.table
+        async with contextlib.aclosing(self.read_items()) as items:
+            async for lineno, parsed in items:
                 state = table.get(parsed.custom_id)
                 if state in (_SEEN, _DONE_SEEN):
                     report.duplicates += 1
