@@ -192,7 +192,9 @@ async def test_half_cancelled_the_kept_half_finishes_near_the_minimum(
 ) -> None:
     bodies = mixed_workload(300, seed=13)
     out_range = (40, 300)
-    limits = sized_limits(bodies, period=10.0, mock_tokens=out_range)
+    # a 20 s period keeps the fixed cost of the first burst (about 1 s of SDK CPU on this box)
+    # out of the ratio under test, as in the binding workloads (at 10 s: 1.19x once in CI)
+    limits = sized_limits(bodies, period=20.0, mock_tokens=out_range)
     rng = random.Random(4)
     doomed = set(rng.sample(range(300), 150))
     with spawn_mock_process(limits=limits, latency=0.02, output_tokens=out_range, **variant) as url:
@@ -212,6 +214,8 @@ async def test_half_cancelled_the_kept_half_finishes_near_the_minimum(
     assert c["rate_limited"] == 0 and s.in_flight == 0
     # the least time for what the server served (the kept half and what was cancelled late)
     t_min = served_minimum(limits, c)
+    print(f"kept makespan {makespan:.2f}s, minimum {t_min:.2f}s ({makespan / t_min:.3f}x)")
+    assert t_min > 10.0  # the kept half really binds
     assert makespan <= 1.15 * t_min, (makespan, t_min)
 
 
