@@ -184,24 +184,29 @@ async def _two_clients(shared: list[Any]) -> tuple[int, int, list[SharedBudget],
     bodies = mixed_workload(120, seed=3)
     with spawn_mock_process(limits=LIMITS, latency=0.02, output_tokens=(40, 200)) as url:
         clients = [Thrift(api_key="k", base_url=url, limits=LIMITS, shared=s) for s in shared]
-        results = await asyncio.gather(
-            *(clients[i % 2].messages.create(**b) for i, b in enumerate(bodies))
-        )
-        commands = 0
-        budgets: list[SharedBudget] = []
-        seen = 0
-        for c in clients:
-            store = c._pipeline.shared
-            assert store is not None
-            stats = store.stats()
-            commands += stats.commands
-            assert stats.errors == 0, stats
-            for bs in c.budgets().values():
-                for b in bs:
-                    assert isinstance(b, SharedBudget) and b.mode == "shared"
-                    budgets.append(b)
-                    seen = max(seen, b.processes)  # as the last lease call of the run said
-            await c.aclose()
+        try:
+            results = await asyncio.gather(
+                *(clients[i % 2].messages.create(**b) for i, b in enumerate(bodies))
+            )
+            commands = 0
+            budgets: list[SharedBudget] = []
+            seen = 0
+            for c in clients:
+                store = c._pipeline.shared
+                assert store is not None
+                stats = store.stats()
+                commands += stats.commands
+                assert stats.errors == 0, (stats, repr(store.breaker.last_error))
+                for bs in c.budgets().values():
+                    for b in bs:
+                        assert isinstance(b, SharedBudget) and b.mode == "shared"
+                        budgets.append(b)
+                        seen = max(seen, b.processes)  # as the last lease call of the run said
+        finally:
+            # closed even when an assertion fails, so no socket is left for a later test's
+            # garbage collection to find
+            for c in clients:
+                await c.aclose()
         counters = await asyncio.to_thread(remote_stats, url)
     assert len(results) == 120
     return counters["rate_limited"], commands, budgets, seen
@@ -232,7 +237,11 @@ async def test_two_clients_share_one_budget_on_a_redis_cluster(redis_cluster: li
 
 async def test_two_clients_share_one_budget_over_tls(tls_redis: tuple[int, str]) -> None:
     port, ca = tls_redis
-    stores = [SharedStore(f"rediss://127.0.0.1:{port}/0", ssl_ca_certs=ca) for _ in range(2)]
+    # what is under test is TLS and the sharing; the time bound has its own tests
+    # (test_breaker.py), and a TLS round trip on a busy two-core CI box can outlast 50 ms
+    stores = [
+        SharedStore(f"rediss://127.0.0.1:{port}/0", ssl_ca_certs=ca, timeout=0.25) for _ in range(2)
+    ]
     rate_limited, commands, budgets, processes = await _two_clients(list(stores))
     assert processes == 2
     assert rate_limited == 0
