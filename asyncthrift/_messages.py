@@ -23,7 +23,12 @@ from ._pipeline import COUNT_TOKENS_CLASS, Pipeline
 from ._routes import CREATE, RAW_CREATE
 from .compression import compress_kwargs
 from .counting import count_tokens, split_count_kwargs
-from .streaming import ThriftStreamManager, open_event_stream
+from .streaming import (
+    RawStreamResponse,
+    ThriftEventStream,
+    ThriftStreamManager,
+    open_event_stream,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -311,15 +316,28 @@ class RawMessages:
     def __init__(self, messages: Messages) -> None:
         self._messages = messages
 
-    async def create(self, **kwargs: Any) -> AsyncAPIResponse[Message]:
-        """`messages.with_raw_response.create(...)`: the raw response of a scheduled call."""
+    @overload
+    async def create(self, *, stream: Literal[True], **kwargs: Any) -> RawStreamResponse: ...
+
+    @overload
+    async def create(
+        self, *, stream: Literal[False] | Omit = ..., **kwargs: Any
+    ) -> AsyncAPIResponse[Message]: ...
+
+    async def create(self, **kwargs: Any) -> AsyncAPIResponse[Message] | RawStreamResponse:
+        """`messages.with_raw_response.create(...)`: the raw response of a scheduled call.
+
+        With ``stream=True``, a `RawStreamResponse`: headers at once, ``await parse()`` the
+        scheduled event stream (as the SDK's ``AsyncAPIResponse[AsyncStream[...]]``)."""
         m = self._messages
-        if kwargs.get("stream"):
-            raise NotImplementedError(
-                "with_raw_response.create(stream=True): use messages.create(stream=True), "
-                "whose stream carries the response (`.response`)"
-            )
         p = m._pipeline
+        if stream_requested(kwargs):
+            kwargs = dict(kwargs)
+            del kwargs["stream"]
+            call = p.start("stream", kwargs, m._sdks, m._max_retries, shareable=False)
+            stream = await open_event_stream(p, call)  # finishes the call if it fails
+            assert isinstance(stream, ThriftEventStream)  # never a replay: not shareable
+            return RawStreamResponse(stream, retries_taken=call.number)
         call = p.start("create", kwargs, m._sdks, m._max_retries, shareable=False)
         try:
             raw = await p.run(call, RAW_CREATE)

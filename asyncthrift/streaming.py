@@ -55,6 +55,7 @@ from .replay import REPLAY_HEADER, ReplayStream, replay_events
 
 __all__ = [
     "REPLAY_HEADER",
+    "RawStreamResponse",
     "ReplayStream",
     "ThriftEventStream",
     "ThriftStreamManager",
@@ -258,3 +259,59 @@ class ThriftEventStream(AsyncStream[RawMessageStreamEvent]):
     def settled(self) -> bool:
         """Whether the reservation has been reconciled (at ``message_stop`` or on close)."""
         return self._ledger.settled
+
+
+class RawStreamResponse:
+    """``messages.with_raw_response.create(stream=True)``: the response of a scheduled stream.
+
+    As the SDK's raw response, it exposes the HTTP response (``headers``, ``status_code``,
+    ``request_id``, ...) before the body is read, and ``await parse()`` gives the event
+    stream. That stream is the scheduled `ThriftEventStream`, so reading, closing or dropping
+    it settles the reservation as ``create(stream=True)`` does; the raw body is never handed
+    out, since bytes read past the books could not be reconciled.
+    """
+
+    __slots__ = ("_stream", "retries_taken")
+
+    def __init__(self, stream: ThriftEventStream, retries_taken: int = 0) -> None:
+        self._stream = stream
+        self.retries_taken = retries_taken
+
+    @property
+    def http_response(self) -> httpx2.Response:
+        return self._stream.response
+
+    @property
+    def headers(self) -> httpx2.Headers:
+        return self._stream.response.headers
+
+    @property
+    def status_code(self) -> int:
+        return self._stream.response.status_code
+
+    @property
+    def request_id(self) -> str | None:
+        return self._stream.response.headers.get("request-id")
+
+    @property
+    def url(self) -> httpx2.URL:
+        return self._stream.response.url
+
+    @property
+    def method(self) -> str:
+        return self._stream.response.request.method
+
+    @property
+    def is_closed(self) -> bool:
+        return self._stream.response.is_closed
+
+    async def parse(self) -> AsyncStream[RawMessageStreamEvent]:
+        """The event stream (the same object on every call)."""
+        return self._stream
+
+    async def close(self) -> None:
+        """Close the response and settle the reservation, read or not."""
+        await self._stream.close()
+
+    def __repr__(self) -> str:
+        return f"<RawStreamResponse [{self.status_code}] stream>"

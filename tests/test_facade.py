@@ -4,6 +4,7 @@ package's shape: one request path, no import circles."""
 from __future__ import annotations
 
 import ast
+import asyncio
 import inspect
 import os
 import subprocess
@@ -167,6 +168,13 @@ async def main(client: Thrift) -> None:
     other = client.with_options(timeout=5.0)
     assert_type(other, Thrift)
     await client.models.list()
+    raw = await client.messages.with_raw_response.create(model="m", max_tokens=1, messages=[])
+    assert_type(await raw.parse(), Message)
+    raw_stream = await client.messages.with_raw_response.create(
+        model="m", max_tokens=1, messages=[], stream=True
+    )
+    assert_type(await raw_stream.parse(), AsyncStream[RawMessageStreamEvent])
+    assert_type(raw_stream.headers.get("request-id"), str | None)
 """
 
 
@@ -211,6 +219,47 @@ async def test_passthrough_resources_and_close() -> None:
     await view.close()
     with pytest.raises(RuntimeError, match="closed"):
         await client.messages.create(model="claude-sonnet-4-6", max_tokens=1, messages=[])
+
+
+async def test_with_raw_response_stream_gives_headers_first_and_the_scheduled_stream() -> None:
+    from asyncthrift.mock import MockServer
+
+    body = {
+        "model": "claude-sonnet-4-6",
+        "max_tokens": 400,
+        "messages": [{"role": "user", "content": "hi"}],
+    }
+    limits = Limits(rpm=100, otpm=10_000)
+    async with (
+        MockServer(limits=limits, output_tokens=(30, 60)) as mock,
+        Thrift(api_key="k", base_url=mock.base_url, limits=limits, cache="memory") as client,
+    ):
+        produced = 0
+        for _ in range(2):  # never cached or shared: the second goes upstream too
+            raw = await client.messages.with_raw_response.create(**body, stream=True)
+            assert raw.status_code == 200 and raw.request_id
+            assert raw.headers["content-type"].startswith("text/event-stream")
+            assert raw.headers["anthropic-ratelimit-requests-limit"] == "100"
+            stream = await raw.parse()
+            assert await raw.parse() is stream
+            events = [event async for event in stream]
+            assert events[0].type == "message_start" and events[-1].type == "message_stop"
+            produced += sum(e.usage.output_tokens for e in events if e.type == "message_delta")
+        budget = client.budgets()["sonnet"][0]
+        s = client.stats()
+        assert (s.requests, s.succeeded, s.upstream_calls, s.in_flight) == (2, 2, 2, 0)
+        assert mock.counters.streams == 2
+        # settled at message_stop: the unused part of max_tokens came back (what stays
+        # charged is the output produced, read no higher than the server's headers say)
+        output_left = budget.peek(asyncio.get_running_loop().time())[2]
+        assert output_left is not None and produced < 200
+        assert 10_000 - 2 * 400 + 400 < output_left <= 10_000 - produced, output_left
+        # closed before reading: settled too, with nothing left in flight
+        raw = await client.messages.with_raw_response.create(**body, stream=True)
+        await raw.close()
+        assert client.stats().in_flight == 0
+        with pytest.raises(TypeError, match="stream="):
+            await client.messages.with_raw_response.create(**body, stream="yes")
 
 
 async def test_with_raw_response_create_and_count_tokens_go_through_the_pipeline() -> None:

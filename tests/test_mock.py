@@ -376,6 +376,33 @@ async def test_faults_map_to_sdk_exceptions_and_charge_nothing() -> None:
         assert mock.counters.dropped == 1 and mock.counters.in_flight == 0
 
 
+async def test_an_unexplained_429_per_key_shows_room_left_and_charges_nothing() -> None:
+    # Faults.rate_limited is the API's acceleration limit: a 429 although the buckets had
+    # room, so its headers still show capacity; key_faults confines it to one key
+    limits = Limits(rpm=100, itpm=100_000, otpm=10_000, period=60)
+    refusing = {"bad": Faults(rate_limited=1.0, rate_limited_retry_after=3.0)}
+    config = MockConfig(limits=limits, key_faults=refusing, api_keys=["bad", "good"])
+    assert MockConfig.from_json(config.to_json()) == config
+    async with MockServer(config) as mock:
+        bad = anthropic.AsyncAnthropic(api_key="bad", base_url=mock.base_url, max_retries=0)
+        good = anthropic.AsyncAnthropic(api_key="good", base_url=mock.base_url, max_retries=0)
+        try:
+            with pytest.raises(anthropic.RateLimitError) as refused:
+                await bad.messages.create(model=SONNET, max_tokens=5, messages=HI)
+            _assert_error_body(refused.value.body, "rate_limit_error")
+            headers = refused.value.response.headers
+            assert headers["retry-after"] == "3"
+            assert headers["anthropic-ratelimit-requests-remaining"] == "100"  # room left
+            assert "acceleration" in refused.value.message
+            answer = await good.messages.create(model=SONNET, max_tokens=5, messages=HI)
+            assert mock.counters.rate_limited == 1 and mock.counters.ok == 1
+            # the 429 charged nothing: the input counted is the good key's request alone
+            assert mock.counters.input_tokens == answer.usage.input_tokens
+        finally:
+            await bad.close()
+            await good.close()
+
+
 async def test_faults_are_deterministic_for_a_seed() -> None:
     async def outcomes(seed: int) -> list[str]:
         faults = Faults(overloaded=0.3, server_error=0.2, seed=seed)

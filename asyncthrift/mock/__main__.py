@@ -88,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--server-error", type=float, default=0.0, help="500 api_error")
     f.add_argument("--drop", type=float, default=0.0, help="close without a response")
     f.add_argument("--stream-error", type=float, default=0.0, help="error event mid-stream")
+    f.add_argument(
+        "--rate-limited", type=float, default=0.0, help="429 with room left (acceleration limit)"
+    )
     f.add_argument("--seed", type=int, default=0)
     o = p.add_argument_group("process")
     o.add_argument("--record", action="store_true", help="keep an admission log in /_mock/stats")
@@ -133,6 +136,7 @@ def config_from_args(args: argparse.Namespace) -> MockConfig:
             server_error=args.server_error,
             drop=args.drop,
             stream_error=args.stream_error,
+            rate_limited=args.rate_limited,
             seed=args.seed,
         ),
         record=args.record,

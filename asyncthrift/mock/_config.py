@@ -27,12 +27,15 @@ def _probability(name: str, value: float) -> None:
 class Faults:
     """Injected failures, each a probability per Messages request that passed validation.
 
-    `overloaded` (529 overloaded_error), `server_error` (500 api_error) and `drop` (the
-    connection is closed without any response) are exclusive outcomes decided by one draw;
-    their sum must not exceed 1. `stream_error` applies to admitted streams only: an
-    ``event: error`` overloaded_error after about half the deltas. The RNG is seeded with
-    `seed` and draws the same number of values per request, so a given arrival order always
-    gets the same faults. Faults are decided before rate limiting and never charge buckets.
+    `overloaded` (529 overloaded_error), `server_error` (500 api_error), `drop` (the
+    connection is closed without any response) and `rate_limited` (a 429 rate_limit_error
+    the buckets do not explain, as the API's acceleration limits on quickly growing traffic
+    give: its headers still show capacity left, and `retry-after` is `rate_limited_retry_after`
+    seconds) are exclusive outcomes decided by one draw; their sum must not exceed 1.
+    `stream_error` applies to admitted streams only: an ``event: error`` overloaded_error
+    after about half the deltas. The RNG is seeded with `seed` and draws the same number of
+    values per request, so a given arrival order always gets the same faults. Faults are
+    decided before rate limiting and never charge buckets.
     """
 
     overloaded: float = 0.0
@@ -40,15 +43,23 @@ class Faults:
     drop: float = 0.0
     stream_error: float = 0.0
     seed: int = 0
+    rate_limited: float = 0.0
+    rate_limited_retry_after: float = 1.0
     packed_items: float = 0.0
     """Per item of a packed call (a packing prompt): the probability that the reply leaves it
     out, answers it twice, garbles it, or files its answer under another id."""
 
     def __post_init__(self) -> None:
-        for name in ("overloaded", "server_error", "drop", "stream_error", "packed_items"):
+        exclusive = ("overloaded", "server_error", "drop", "rate_limited")
+        for name in (*exclusive, "stream_error", "packed_items"):
             _probability(name, getattr(self, name))
-        if self.overloaded + self.server_error + self.drop > 1.0 + 1e-12:
-            raise ValueError("Faults.overloaded + server_error + drop must not exceed 1")
+        if sum(getattr(self, name) for name in exclusive) > 1.0 + 1e-12:
+            raise ValueError(
+                "Faults.overloaded + server_error + drop + rate_limited must not exceed 1"
+            )
+        after = self.rate_limited_retry_after
+        if not (isinstance(after, int | float) and math.isfinite(after) and after >= 0):
+            raise ValueError(f"Faults.rate_limited_retry_after must be >= 0, got {after!r}")
 
 
 OutputCharge = Literal["reserve", "actual"]
@@ -80,6 +91,7 @@ class MockConfig:
       limits: anything `LimitsTable` accepts (None = unlimited, a `Limits`, a preset name,
         or a mapping of model-family prefix to `Limits`); `Limits.period` compresses time.
       key_limits: per-api-key override of `limits` (same accepted forms).
+      key_faults: per-api-key override of `faults` (one seeded RNG serves every key).
       output_charge: "reserve" charges max_tokens at admission and refunds the unused part at
         completion; "actual" only requires a non-empty output bucket at admission and charges
         what was produced at completion.
@@ -166,6 +178,7 @@ class MockConfig:
     stream_chunk_words: int = 4
     overloaded_retry_after: float = 1.0
     faults: Faults = field(default_factory=Faults)
+    key_faults: Mapping[str, Faults] | None = None
     context_window: int = 200_000
     max_output_tokens: int = 64_000
     max_body_bytes: int = 32 * 1024 * 1024
@@ -252,6 +265,8 @@ class MockConfig:
                 value = sorted(value)
             elif f.name == "faults":
                 value = asdict(value)
+            elif f.name == "key_faults" and value is not None:
+                value = {k: asdict(v) for k, v in value.items()}
             out[f.name] = value
         return orjson.dumps(out).decode()
 
@@ -269,6 +284,8 @@ class MockConfig:
             kwargs["api_keys"] = frozenset(raw["api_keys"])
         if "faults" in raw:
             kwargs["faults"] = Faults(**raw["faults"])
+        if raw.get("key_faults") is not None:
+            kwargs["key_faults"] = {k: Faults(**v) for k, v in raw["key_faults"].items()}
         if "output_tokens" in raw:
             kwargs["output_tokens"] = tuple(raw["output_tokens"])
         return cls(**kwargs)

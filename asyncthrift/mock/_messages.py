@@ -18,7 +18,7 @@ from ._answering import NO_BUDGET, Answering, stream_response
 from ._answers import answer_for, packed_answer
 from ._caching import CacheSplit, min_cacheable
 from ._http import Request, Response, StreamResponse
-from ._refusal import admit
+from ._refusal import admit, unexplained_429
 from ._validate import validate
 
 if TYPE_CHECKING:
@@ -57,9 +57,13 @@ async def answer_messages(server: MockServer, request: Request) -> Response | St
     # Faults: one fixed set of draws per request keeps the sequence reproducible.
     rng = server._rng
     u, v, w = rng.random(), rng.random(), rng.random()
-    faults = cfg.faults
+    faults = cfg.faults if cfg.key_faults is None else cfg.key_faults.get(key, cfg.faults)
     cls, budget = server._budget(key, model)
-    if u < faults.overloaded + faults.server_error + faults.drop:
+    lost = faults.overloaded + faults.server_error + faults.drop
+    if u < lost + faults.rate_limited:
+        if u >= lost:
+            refusal = unexplained_429(server, budget, cls, analysis.total, max_tokens, faults)
+            return server._answered(refusal)
         if u < faults.overloaded:
             c.overloaded += 1
             server._record(cls, analysis.total, max_tokens, 529)

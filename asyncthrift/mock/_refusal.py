@@ -15,9 +15,10 @@ from ._http import Response
 from ._ratelimit import DIMENSIONS, ServerBudget
 
 if TYPE_CHECKING:
+    from ._config import Faults
     from ._server import MockServer
 
-__all__ = ["admit"]
+__all__ = ["admit", "unexplained_429"]
 
 
 def admit(
@@ -73,3 +74,26 @@ def admit(
         )
     budget.take(cost, now)
     return None
+
+
+def unexplained_429(
+    server: MockServer,
+    budget: ServerBudget | None,
+    cls: str,
+    input_tokens: int,
+    max_tokens: int,
+    faults: Faults,
+) -> Response:
+    """The 429 of `Faults.rate_limited`: refused although the buckets had room (the API's
+    acceleration limits), so its headers show capacity left; a client can only obey its
+    `retry-after`. Charges nothing."""
+    server.counters.rate_limited += 1
+    server._record(cls, input_tokens, max_tokens, 429)
+    now = server._now()
+    headers = [] if budget is None else budget.headers(now, time.time())
+    return server._error(
+        429,
+        f"This request was refused by an acceleration limit on {cls} models: your usage "
+        "grew too quickly. Please ramp up gradually and try again later.",
+        [*headers, *server._retry_headers(faults.rate_limited_retry_after)],
+    )
