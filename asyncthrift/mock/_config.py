@@ -43,11 +43,11 @@ class Faults:
     drop: float = 0.0
     stream_error: float = 0.0
     seed: int = 0
-    rate_limited: float = 0.0
-    rate_limited_retry_after: float = 1.0
     packed_items: float = 0.0
     """Per item of a packed call (a packing prompt): the probability that the reply leaves it
     out, answers it twice, garbles it, or files its answer under another id."""
+    rate_limited: float = 0.0
+    rate_limited_retry_after: float = 1.0
 
     def __post_init__(self) -> None:
         exclusive = ("overloaded", "server_error", "drop", "rate_limited")
