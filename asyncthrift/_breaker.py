@@ -3,14 +3,12 @@
 Redis is an optimisation for both of its users here, never a dependency: a call that does not
 answer within `timeout` counts as a failure, and after `failure_threshold` failures in a row
 the circuit opens, so callers skip Redis for `cooldown` seconds and then let one probe
-through (half-open). `connect_timeout` bounds the calls until the first success (DNS, TLS, a
-cold server); once connected, a failure never stretches the bound again (a SIGSTOPped server
-stalled every operation for the connect timeout). The one exception is a call that starts with
-more calls in flight than have ever succeeded together: the client's pool has to open a new
-connection for it, and a TLS handshake on a busy machine can outlast `timeout` (it failed a
-shared budget's lease that way). One such call at a time gets `connect_timeout`, so a frozen
-server still stalls at most one call that long. One mechanism for both users, so a fix to it
-is a fix to both.
+through (half-open). `connect_timeout` bounds the calls only until the first success (DNS,
+TLS, a cold server); once connected, a failure never stretches the bound again (a SIGSTOPped
+server stalled every operation for the connect timeout). So a call that needs a new pooled
+connection later (more calls in flight than before) has `timeout` for it, handshake included:
+with TLS over a slow link, raise `timeout` above the handshake's time. One mechanism for both
+users, so a fix to it is a fix to both.
 """
 
 from __future__ import annotations
@@ -33,14 +31,12 @@ class Breaker:
 
     __slots__ = (
         "_clock",
+        "_connected",
         "_failures",
-        "_growing",
-        "_in_flight",
         "_on_down",
         "_on_up",
         "_open_until",
         "_probing",
-        "_warm",
         "_warn_after",
         "connect_timeout",
         "cooldown",
@@ -71,9 +67,7 @@ class Breaker:
         self._on_up = on_up
         self._warn_after = failure_threshold if warn_after is None else warn_after
         self._clock = clock
-        self._warm = 0  # the most calls in flight together that succeeded (0: never connected)
-        self._in_flight = 0
-        self._growing = False  # a call beyond `_warm` is out with the connect bound
+        self._connected = False
         self._failures = 0
         self._open_until = 0.0
         self._probing = False
@@ -104,15 +98,8 @@ class Breaker:
     async def call(self, op: Callable[[], Awaitable[Any]]) -> tuple[bool, Any]:
         """Run one operation within the bound: (True, result), or (False, None) after
         counting the failure. Cancellation passes through."""
-        self._in_flight += 1
-        together = self._in_flight
-        cold = self._warm == 0
-        # an extra connection on a pool already connected: one such call at a time
-        extra = not cold and together > self._warm and not self._growing
-        if extra:
-            self._growing = True
         try:
-            async with asyncio.timeout(self.connect_timeout if cold or extra else self.timeout):
+            async with asyncio.timeout(self.timeout if self._connected else self.connect_timeout):
                 result = await op()
         except asyncio.CancelledError:
             self._probing = False
@@ -120,11 +107,7 @@ class Breaker:
         except Exception as exc:
             self._failed(exc)
             return False, None
-        finally:
-            self._in_flight -= 1
-            if extra:
-                self._growing = False
-        self._warm = max(self._warm, together)
+        self._connected = True
         if self._failures:
             if self._failures >= self.failure_threshold:
                 self._on_up()
