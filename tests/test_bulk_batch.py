@@ -15,6 +15,7 @@ import io
 import os
 import random
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +99,47 @@ async def test_batch_run_answers_like_messages_at_half_the_cost(tmp_path: Path) 
     extra = cost_usd(MODEL, one["input_tokens"], one["output_tokens"])
     assert batch.stats.cost_usd == pytest.approx((plain.stats.cost_usd - extra) / 2)
     assert batch.stats.batch_requests == 300
+
+
+def test_the_progress_line_shows_batches_and_the_apis_request_counts() -> None:
+    from types import SimpleNamespace
+
+    from asyncthrift.bulk.batchmode import _Open
+    from asyncthrift.bulk.batchprogress import status_line
+
+    ended = _Open("msgbatch_1", 64, "ended", {"processing": 0, "succeeded": 56, "errored": 8})
+    polled = _Open("msgbatch_2", 50, "in_progress", {"processing": 50, "succeeded": 0})
+    fresh = _Open("msgbatch_3", 30)  # created, not polled yet: all of it waits
+    run = SimpleNamespace(
+        total=200, done=40, finished=40, created=4, started=time.monotonic() - 10.0,
+        open={b.id: b for b in (ended, polled, fresh)},
+        client=SimpleNamespace(stats=lambda: SimpleNamespace(cost_usd=1.5)),
+    )  # fmt: skip
+    line = status_line(run)  # type: ignore[arg-type]
+    assert line.startswith("40/200 | batches 4 created, 3 open ended 1 in_progress 2 | "), line
+    assert "open batches' requests: 80 processing, 56 succeeded, 8 errored | " in line, line
+    assert "$1.50 at batch price" in line and "ETA 0:40" in line, line
+
+
+async def test_a_batch_run_draws_its_progress_from_the_polls(tmp_path: Path) -> None:
+    src = tmp_path / "in.jsonl"
+    make_input(src, 120)
+    stderr = io.StringIO()
+    async with MockServer(batch_latency=0.1, batch_seconds_per_request=0.01) as mock:
+        config = BulkConfig(
+            input=src, output=tmp_path / "out.jsonl", api_key="k", base_url=mock.base_url,
+            handle_signals=False, batch="on", batch_size=64, batch_poll=0.05,
+            batch_poll_max=0.05, progress_interval=0.05,
+        )  # fmt: skip
+        report = await run_bulk(config, stderr=stderr)
+    assert report.exit_code == 0 and report.succeeded == 120
+    shown = [line for line in stderr.getvalue().splitlines() if "batches " in line]
+    assert any(
+        line.startswith("0/120 | batches 2 created, 2 open in_progress 2 | ")
+        and "open batches' requests: 120 processing |" in line
+        for line in shown
+    ), shown
+    assert shown[-1].startswith("120/120 | batches 2 created, 0 open | "), shown
 
 
 async def test_rerun_submits_nothing_and_retry_errored_resubmits(tmp_path: Path) -> None:

@@ -96,7 +96,7 @@ class _Open:
     id: str
     n: int
     status: str = "in_progress"
-    counts: dict[str, int] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)  # the API's request_counts, last poll
 
 
 class BatchRun(_Run):
@@ -306,6 +306,7 @@ class BatchRun(_Run):
                     raise
                 entry = self.open[bid]
                 entry.status = batch.processing_status
+                entry.counts = batch.request_counts.model_dump()
                 if batch.processing_status == "ended":
                     await self.collect(bid)
                     ended_any = True

@@ -17,21 +17,31 @@ if TYPE_CHECKING:
 
 __all__ = ["BatchProgress", "status_line"]
 
+# the API's request_counts of a batch, in the order shown
+_COUNTS = ("processing", "succeeded", "errored", "canceled", "expired")
+
 
 def status_line(run: BatchRun) -> str:
-    """Done/total, batches by state, requests waiting, cost at the batch price, ETA."""
+    """Done/total, batches by state, their requests by the API's `request_counts` (as of
+    the last poll), cost at the batch price, ETA."""
     total = run.total
     done = run.done
     parts = [f"{done:,}/{total:,}" if total else f"{done:,}/?"]
-    waiting = sum(b.n for b in run.open.values())
     states: dict[str, int] = {}
+    counts = dict.fromkeys(_COUNTS, 0)
     for b in run.open.values():
         states[b.status] = states.get(b.status, 0) + 1
+        if b.counts:
+            for name in _COUNTS:
+                counts[name] += b.counts.get(name, 0)
+        else:  # not polled yet: all of it waits
+            counts["processing"] += b.n
     parts.append(
-        f"batches {run.created} created, {len(run.open)} open "
-        + " ".join(f"{k} {v}" for k, v in sorted(states.items()))
+        f"batches {run.created} created, {len(run.open)} open"
+        + "".join(f" {k} {v}" for k, v in sorted(states.items()))
     )
-    parts.append(f"requests waiting {human(waiting)}")
+    shown = [f"{human(v)} {k}" for k, v in counts.items() if v or k == "processing"]
+    parts.append("open batches' requests: " + ", ".join(shown))
     s = run.client.stats()
     parts.append(f"${s.cost_usd:,.2f} at batch price")
     elapsed = time.monotonic() - run.started
