@@ -5,10 +5,11 @@ answer within `timeout` counts as a failure, and after `failure_threshold` failu
 the circuit opens, so callers skip Redis for `cooldown` seconds and then let one probe
 through (half-open). `connect_timeout` bounds the calls only until the first success (DNS,
 TLS, a cold server); once connected, a failure never stretches the bound again (a SIGSTOPped
-server stalled every operation for the connect timeout). So a call that needs a new pooled
-connection later (more calls in flight than before) has `timeout` for it, handshake included:
-with TLS over a slow link, raise `timeout` above the handshake's time. One mechanism for both
-users, so a fix to it is a fix to both.
+server stalled every operation for the connect timeout), so a call that needs a new pooled
+connection later has `timeout` for it, handshake included: with TLS over a slow link, raise
+`timeout` above the handshake's time. A deadline that fires late because our own event loop
+was busy grants one more bound (`_Deadline`): the bound is for Redis, not for our loop. One
+mechanism for both users, so a fix to it is a fix to both.
 """
 
 from __future__ import annotations
@@ -19,6 +20,40 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 __all__ = ["Breaker"]
+
+
+class _Deadline:
+    """Expires `scope` (an ``asyncio.timeout(None)``) `bound` seconds from now, unless the
+    deadline fires late because this process's own event loop was busy.
+
+    The bound is meant for Redis, not for us: when other tasks kept the loop for longer than
+    the bound (120 requests created at once can take 60 ms of CPU), the timer fires in the
+    same loop turn that reads Redis's answer, before the waiting task could run, and a call
+    Redis answered in 1 ms would fail. A deadline that fires more than half a bound late
+    therefore grants one more bound, once; on an idle loop (a frozen Redis) it fires on time
+    and the call costs the bound, no more.
+    """
+
+    __slots__ = ("_bound", "_handle", "_loop", "_scope", "_spare")
+
+    def __init__(self, scope: asyncio.Timeout, bound: float) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._scope = scope
+        self._bound = bound
+        self._spare = True
+        due = self._loop.time() + bound
+        self._handle = self._loop.call_at(due, self._fire, due)
+
+    def _fire(self, due: float) -> None:
+        now = self._loop.time()
+        if self._spare and now - due > self._bound / 2:
+            self._spare = False
+            self._handle = self._loop.call_at(now + self._bound, self._fire, now + self._bound)
+            return
+        self._scope.reschedule(now)  # expire: the task is cancelled, TimeoutError at exit
+
+    def cancel(self) -> None:
+        self._handle.cancel()
 
 
 class Breaker:
@@ -98,9 +133,14 @@ class Breaker:
     async def call(self, op: Callable[[], Awaitable[Any]]) -> tuple[bool, Any]:
         """Run one operation within the bound: (True, result), or (False, None) after
         counting the failure. Cancellation passes through."""
+        bound = self.timeout if self._connected else self.connect_timeout
         try:
-            async with asyncio.timeout(self.timeout if self._connected else self.connect_timeout):
-                result = await op()
+            async with asyncio.timeout(None) as scope:
+                deadline = _Deadline(scope, bound)
+                try:
+                    result = await op()
+                finally:
+                    deadline.cancel()
         except asyncio.CancelledError:
             self._probing = False
             raise
