@@ -217,7 +217,7 @@ async def test_two_clients_share_one_budget_on_a_redis_cluster(redis_cluster: li
 
     url = f"redis://127.0.0.1:{redis_cluster[0]}/0?cluster=true"
     # what is under test is the Cluster and the sharing; the time bound has its own tests
-    # (test_breaker*.py), and a full suite's heap can pause the loop past 50 ms
+    # (test_breaker.py), and a full suite's heap can pause the loop past 50 ms
     stores = [SharedStore(url, timeout=0.25) for _ in range(2)]
     rate_limited, commands, budgets, processes = await _two_clients(list(stores))
     assert processes == 2  # the two clients, seen by one script
@@ -241,7 +241,7 @@ async def test_two_clients_share_one_budget_on_a_redis_cluster(redis_cluster: li
 async def test_two_clients_share_one_budget_over_tls(tls_redis: tuple[int, str]) -> None:
     port, ca = tls_redis
     # what is under test is TLS and the sharing; the time bound has its own tests
-    # (test_breaker*.py), and a full suite's heap can pause the loop past 50 ms
+    # (test_breaker.py), and a full suite's heap can pause the loop past 50 ms
     stores = [
         SharedStore(f"rediss://127.0.0.1:{port}/0", ssl_ca_certs=ca, timeout=0.25) for _ in range(2)
     ]
