@@ -1,5 +1,6 @@
 """Key pools over real HTTP against the mock in its own process, in real time: a pool of
-budgets with different limits and a revoked key runs at about the sum of the limits."""
+budgets with different limits and a revoked key runs at about the sum of the limits, two keys
+of one budget get its limits once, and 429s on one budget do not slow the others."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from collections import Counter, defaultdict
 import pytest
 
 from asyncthrift import KeyConfig, Limits, Thrift
-from asyncthrift._observers import Observer, RequestRecord
 from asyncthrift.demo import theoretical_minimum
+from asyncthrift.metrics import Observer, RequestRecord
 from asyncthrift.mock import Faults, remote_stats, spawn_mock_process
 from asyncthrift.workload import mixed_workload
 from tests.test_workloads_http import sized_limits
