@@ -23,15 +23,17 @@ __all__ = ["Breaker"]
 
 
 class _Deadline:
-    """Expires `scope` (an ``asyncio.timeout(None)``) `bound` seconds from now, unless the
-    deadline fires late because this process's own event loop was busy.
+    """Expires `scope` (an ``asyncio.timeout(None)``) `bound` seconds from now; the bound is
+    meant for Redis, not for our own event loop.
 
-    The bound is meant for Redis, not for us: when other tasks kept the loop for longer than
-    the bound (120 requests created at once can take 60 ms of CPU), the timer fires in the
-    same loop turn that reads Redis's answer, before the waiting task could run, and a call
-    Redis answered in 1 ms would fail. A deadline that fires more than half a bound late
-    therefore grants one more bound, once; on an idle loop (a frozen Redis) it fires on time
-    and the call costs the bound, no more.
+    When other tasks held the loop past the deadline (120 requests created at once can take
+    60 ms of CPU; so can a GC pause), the timer falls due in the same loop turn that reads
+    Redis's answer. A plain ``asyncio.timeout`` cancels the task right there, before it
+    can take the answer, and a call Redis answered in 1 ms fails. Two things prevent that:
+    expiry goes through ``scope.reschedule(now)``, which runs after the task's wake-up
+    already queued in that turn, so an answer read in it wins; and a deadline that fires
+    more than half a bound late grants one more bound, once. On an idle loop (a frozen
+    Redis) it fires on time and the call costs the bound, no more.
     """
 
     __slots__ = ("_bound", "_handle", "_loop", "_scope", "_spare")
