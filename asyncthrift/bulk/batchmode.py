@@ -38,8 +38,7 @@ from anthropic.types.messages import MessageBatch
 from ..client import Thrift
 from ..retry import classify
 from .batchprogress import BatchProgress
-from .idset import ABSENT
-from .journal import DONE, ERRORED, RETRYABLE_RESULTS
+from .journal import DONE, RETRYABLE_RESULTS
 from .ledger import Intent, Ledger, ledger_path
 from .progress import ProgressBar
 from .reader import Item, iter_lines, parse_line
@@ -101,6 +100,8 @@ class _Open:
 
 class BatchRun(_Run):
     """A `_Run` whose requests go through the Message Batches API."""
+
+    _duplicates = frozenset({_SEEN, _DONE_SEEN, SUBMITTED_SEEN})
 
     def __init__(self, config: BulkConfig, client: Thrift, stderr: TextIO) -> None:
         super().__init__(config, client, stderr)
@@ -197,7 +198,6 @@ class BatchRun(_Run):
                 raise
 
     async def _feed(self) -> None:
-        report = self.report
         table = self.table
         chunk: list[Item] = []
         size = 0
@@ -206,28 +206,14 @@ class BatchRun(_Run):
             async for lineno, parsed in items:
                 cid = parsed.custom_id
                 state = table.get(cid)
-                if state in (_SEEN, _DONE_SEEN, SUBMITTED_SEEN):
-                    report.duplicates += 1
-                    self.done += 1
-                    self.report_line(
-                        lineno, f"duplicate custom_id {cid!r} skipped (the first stands)"
-                    )
-                    continue
                 if state == COLLECTED:
                     table.set(cid, _DONE_SEEN)
                     continue
                 if state == SUBMITTED:
                     table.set(cid, SUBMITTED_SEEN)
                     continue
-                if state == DONE or (state == ERRORED and not self.config.retry_errored):
-                    table.set(cid, _DONE_SEEN)
-                    report.already_done += 1
-                    report.already_errored += state == ERRORED
-                    self.done += 1
+                if not self.claim(lineno, cid, state):
                     continue
-                assert state in (ABSENT, ERRORED)
-                report.retried += state == ERRORED
-                table.set(cid, _SEEN)
                 problem = parsed.problem
                 if problem is None and not _CUSTOM_ID.match(cid):
                     problem = (

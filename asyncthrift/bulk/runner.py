@@ -132,24 +132,8 @@ class _Run:
         table = self.table
         async with contextlib.aclosing(self.read_items()) as items:
             async for lineno, parsed in items:
-                state = table.get(parsed.custom_id)
-                if state in (_SEEN, _DONE_SEEN):
-                    report.duplicates += 1
-                    self.done += 1
-                    self.report_line(
-                        lineno,
-                        f"duplicate custom_id {parsed.custom_id!r} skipped (the first stands)",
-                    )
+                if not self.claim(lineno, parsed.custom_id, table.get(parsed.custom_id)):
                     continue
-                if state == DONE or (state == ERRORED and not self.config.retry_errored):
-                    table.set(parsed.custom_id, _DONE_SEEN)
-                    report.already_done += 1
-                    report.already_errored += state == ERRORED
-                    self.done += 1
-                    continue
-                assert state in (ABSENT, ERRORED)
-                report.retried += state == ERRORED
-                table.set(parsed.custom_id, _SEEN)
                 if parsed.problem is not None:
                     self.report_line(
                         lineno, f"{parsed.problem}; errored result written for {parsed.custom_id!r}"
@@ -165,6 +149,29 @@ class _Run:
                 task = asyncio.create_task(self.one(flight), name=f"bulk:{parsed.custom_id}")
                 self.flights[task] = flight
                 task.add_done_callback(self.forget)
+
+    #: table states that mean "this id was met earlier in this input"
+    _duplicates: frozenset[int] = frozenset({_SEEN, _DONE_SEEN})
+
+    def claim(self, lineno: int, cid: str, state: int) -> bool:
+        """Whether the line with id `cid` (table `state`) is to be sent now; a duplicate or
+        an id already answered (errored too, without ``--retry-errored``) is counted, done."""
+        report = self.report
+        if state in self._duplicates:
+            report.duplicates += 1
+            self.done += 1
+            self.report_line(lineno, f"duplicate custom_id {cid!r} skipped (the first stands)")
+            return False
+        if state == DONE or (state == ERRORED and not self.config.retry_errored):
+            self.table.set(cid, _DONE_SEEN)
+            report.already_done += 1
+            report.already_errored += state == ERRORED
+            self.done += 1
+            return False
+        assert state in (ABSENT, ERRORED)
+        report.retried += state == ERRORED
+        self.table.set(cid, _SEEN)
+        return True
 
     def stopping(self) -> bool:
         return self.report.interrupted_by is not None or self.report.fatal is not None
