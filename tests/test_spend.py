@@ -15,10 +15,10 @@ from asyncthrift.errors import BudgetExceeded
 from asyncthrift.mock import MockServer
 from asyncthrift.spend import SpendCap, SpendHold, period_id
 from asyncthrift.spend_redis import RedisSpendLedger
+from tests.test_fallback import by_hand
 
 SONNET = "claude-sonnet-4-6"
 HAIKU = "claude-haiku-4-5"
-PRICE = {SONNET: (3.0, 15.0), HAIKU: (1.0, 5.0)}  # USD per million tokens (in, out)
 
 # 2025-01-15 23:59:00 UTC and a minute later
 BEFORE_MIDNIGHT = 1736985540.0
@@ -33,12 +33,23 @@ def req(i: int, model: str = SONNET, max_tokens: int = 200) -> dict[str, Any]:
     }
 
 
-def by_hand(messages: list[Any]) -> float:
-    total = 0.0
-    for m in messages:
-        p_in, p_out = PRICE[m.model]
-        total += (m.usage.input_tokens * p_in + m.usage.output_tokens * p_out) / 1e6
-    return total
+async def spend_until_refused(clients: list[Thrift]) -> tuple[list[Any], int]:
+    """Two workers, one per client, each asking until the shared cap refuses it once:
+    (every answer, how many were refused)."""
+    answered: list[Any] = []
+    refused = 0
+
+    async def worker(client: Thrift, base: int) -> None:
+        nonlocal refused
+        for i in range(100):
+            try:
+                answered.append(await client.messages.create(**req(base + i)))
+            except BudgetExceeded:
+                refused += 1
+                return
+
+    await asyncio.gather(worker(clients[0], 0), worker(clients[1], 1000))
+    return answered, refused
 
 
 class Clock:
@@ -126,19 +137,7 @@ async def test_two_processes_share_one_cap_through_redis(
         ]
         for client, ledger in zip(clients, ledgers, strict=True):
             client._pipeline.spend = ledger  # what shared="redis://..." will build
-        answered: list[Any] = []
-        refused = 0
-
-        async def worker(client: Thrift, base: int) -> None:
-            nonlocal refused
-            for i in range(100):
-                try:
-                    answered.append(await client.messages.create(**req(base + i)))
-                except BudgetExceeded:
-                    refused += 1
-                    return
-
-        await asyncio.gather(worker(clients[0], 0), worker(clients[1], 1000))
+        answered, refused = await spend_until_refused(clients)
         for client in clients:
             await client.aclose()  # flushes each ledger's settles
     assert refused == 2
@@ -174,19 +173,7 @@ async def test_shared_makes_the_spend_cap_count_every_process(
             for _ in range(2)
         ]
         assert all(isinstance(c._pipeline.spend, RedisSpendLedger) for c in clients)
-        answered: list[Any] = []
-        refused = 0
-
-        async def worker(client: Thrift, base: int) -> None:
-            nonlocal refused
-            for i in range(100):
-                try:
-                    answered.append(await client.messages.create(**req(base + i)))
-                except BudgetExceeded:
-                    refused += 1
-                    return
-
-        await asyncio.gather(worker(clients[0], 0), worker(clients[1], 1000))
+        answered, refused = await spend_until_refused(clients)
         for client in clients:
             await client.aclose()
     one, two = (c.stats().cost_usd for c in clients)
