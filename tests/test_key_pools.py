@@ -34,13 +34,17 @@ def req(i: int = 0, **kw: Any) -> dict[str, Any]:
 # -- the gate: disabling one budget of a pool ------------------------------------------------
 
 
+def gate_of(names: str, limits: Limits) -> tuple[Gate, list[LocalBudget]]:
+    """A gate over one budget of `limits` per name (no burst hold: plain buckets)."""
+    loop = asyncio.get_running_loop()
+    budgets = [LocalBudget(limits, loop.time(), name=n, hold_bursts=False) for n in names]
+    return Gate(budgets, loop=loop), budgets
+
+
 def test_a_disabled_budget_admits_nothing_and_its_waiters_go_to_the_others() -> None:
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        limits = Limits(rpm=1, period=10.0)
-        a = LocalBudget(limits, loop.time(), name="a", hold_bursts=False)
-        b = LocalBudget(limits, loop.time(), name="b", hold_bursts=False)
-        gate = Gate([a, b], loop=loop)
+        gate, _ = gate_of("ab", Limits(rpm=1, period=10.0))
         one = Cost(1, 0, 0)
         first = await gate.acquire(one)
         second = await gate.acquire(one)
@@ -62,11 +66,7 @@ def test_a_disabled_budget_admits_nothing_and_its_waiters_go_to_the_others() -> 
 
 def test_when_every_budget_is_disabled_waiters_and_newcomers_get_the_error() -> None:
     async def main() -> None:
-        loop = asyncio.get_running_loop()
-        limits = Limits(rpm=1, period=10.0)
-        a = LocalBudget(limits, loop.time(), name="a", hold_bursts=False)
-        b = LocalBudget(limits, loop.time(), name="b", hold_bursts=False)
-        gate = Gate([a, b], loop=loop)
+        gate, _ = gate_of("ab", Limits(rpm=1, period=10.0))
         one = Cost(1, 0, 0)
         await gate.acquire(one)
         await gate.acquire(one)
@@ -90,9 +90,7 @@ def test_when_every_budget_is_disabled_waiters_and_newcomers_get_the_error() -> 
 def test_a_block_on_one_budget_does_not_slow_the_others() -> None:
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        limits = Limits(rpm=10, period=10.0)
-        budgets = [LocalBudget(limits, loop.time(), name=n, hold_bursts=False) for n in "abc"]
-        gate = Gate(budgets, loop=loop)
+        gate, budgets = gate_of("abc", Limits(rpm=10, period=10.0))
         budgets[0].block_until(loop.time() + 1000.0)  # a 429 on budget a
         t0 = loop.time()
         got = [await gate.acquire(Cost(1, 0, 0)) for _ in range(20)]
