@@ -47,6 +47,9 @@ class Stats:
     cache_hits: int = 0
     cache_misses: int = 0
     cache_errors: int = 0
+    cache_truncated_skipped: int = 0
+    """Answers cut at a length limit (``max_tokens``) not stored because
+    ``cache_truncated=False`` (the default); the first is also logged, once per client."""
     dedupe_joins: int = 0
     upstream_calls_saved: int = 0
     tokens_saved: int = 0
@@ -159,6 +162,7 @@ class Recorder:
     cache_hits: int
     cache_misses: int
     cache_errors: int
+    cache_truncated_skipped: int
     dedupe_joins: int
     upstream_calls_saved: int
     tokens_saved: int
