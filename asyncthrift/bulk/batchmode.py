@@ -253,7 +253,13 @@ class BatchRun(_Run):
             else:  # refused as a whole: never created
                 self.ledger.record({"op": "gone", "token": token})
                 for item in chunk:
-                    self.write_errored(item, exc.type or f"http_{exc.status_code}", what)
+                    self.write_errored(
+                        item,
+                        exc.type or f"http_{exc.status_code}",
+                        what,
+                        status=exc.status_code,
+                        request_id=exc.request_id,
+                    )
             return
         except anthropic.APIConnectionError as exc:
             self.fail(f"creating a batch failed ({exc}); run the same command again")
