@@ -17,8 +17,8 @@ from its own answers, as adaptive ``max_tokens`` learns per task:
   calls were re-sent alone, likewise.
 - **Cost** (`Pack.cost_guard`): a window is packed only when the packed call is predicted to
   cost less than its items alone (input at the group's own billed/estimated ratio, output
-  at the lengths learnt); and a packed call that did cost more than its answered items
-  would have alone turns packing off likewise.
+  at the lengths learnt); and packed calls that did cost more than their answered items
+  would have alone (summed over at least 8 items) turn packing off likewise.
 - **Sizing**: the packed call's ``max_tokens`` is what its items' objects in a reply take
   (learnt per group from the replies, calibrated by each reply's ``usage.output_tokens``),
   not the sum of the callers' limits, which a group of long answers overruns.
@@ -79,11 +79,14 @@ class GroupGuard:
         "describe",
         "footprints",
         "in_ratio",
+        "judged",
         "off_reason",
         "off_until",
         "out_ratio",
         "outcomes",
         "pioneers",
+        "spent",
+        "worth",
         "wrapping",
     )
 
@@ -101,6 +104,11 @@ class GroupGuard:
         self.off_reason = ""
         self.pioneers = 0  # requests sent alone to learn from, in flight
         self.wrapping = 0.0  # tokens an item's object takes beyond its answer, learnt
+        # since packing was last (re)started: what its packed calls cost, what the items
+        # they answered would have cost alone, and how many items they carried
+        self.spent = 0.0
+        self.worth = 0.0
+        self.judged = 0
         self._learnt: asyncio.Event | None = None
 
     # -- learning -------------------------------------------------------------------------
@@ -196,6 +204,8 @@ class GroupGuard:
         self.off_until = now + pause_s
         self.off_reason = reason
         self.outcomes.clear()  # a resumed group is judged on its new packed calls
+        self.spent = self.worth = 0.0
+        self.judged = 0
         log.warning(
             "packing turned off for %s for %.0f s: %s (its requests go alone meanwhile; "
             "stats().pack_paused counts this)",

@@ -21,6 +21,12 @@ trustworthily (see `_packed.parse_reply`) are re-sent alone by their own callers
 items when the packed call fails. Cache and dedupe sit before packing, so each item is
 cached under its own fingerprint and twins share one item.
 
+Whether a group is packed at all, and how large its packed call's ``max_tokens`` is, is
+learnt per group so that packing never costs more calls or dollars than it saves
+(`asyncthrift._pack_guard`): a new group's first requests go alone to teach it, and a group
+whose answers run longer than their ``max_tokens``, whose items are re-sent too often, or
+whose packed calls cost more than their items alone is paused for a while.
+
 Import it as ``from asyncthrift.packing import Pack``.
 """
 
@@ -525,13 +531,16 @@ class Packer:
             if it.ident in answers
         )
         alone = dollars(model, alone_in * g.in_ratio, alone_out)
-        if spent > alone:
+        g.spent += spent
+        g.worth += alone
+        g.judged += len(items)
+        if g.judged >= _MIN_OUTCOMES and g.spent > g.worth:
             self._turn_off(
                 g,
                 _pack_guard.COST,
-                f"a packed call of {len(items)} items cost ${spent:.6f}, more than the "
-                f"{n_done} it answered would have alone (about ${alone:.6f}): their shared "
-                "prompt is too short to pay for the JSON wrapping of their answers",
+                f"its recent packed calls ({g.judged} items) cost ${g.spent:.6f}, more than "
+                f"the items they answered would have alone (about ${g.worth:.6f}): a shared "
+                "prompt too short to pay for the answers' JSON wrapping, or too many re-sends",
             )
 
     def _count(self, message: Message, done: list[_Item], params: dict[str, Any]) -> None:
