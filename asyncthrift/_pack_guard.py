@@ -37,9 +37,11 @@ import time
 from collections import deque
 from typing import Final
 
+from anthropic.types import Usage
+
 from .prices import cost_usd
 
-__all__ = ["GroupGuard", "dollars"]
+__all__ = ["GroupGuard", "dollars", "full_price_input"]
 
 log = logging.getLogger("asyncthrift")
 
@@ -62,6 +64,15 @@ def dollars(model: str, input_tokens: float, output_tokens: float) -> float:
     if usd == 0.0 and (input_tokens or output_tokens):
         usd = input_tokens * _IN_WEIGHT + output_tokens * _OUT_WEIGHT
     return usd
+
+
+def full_price_input(usage: Usage) -> float:
+    """`usage`'s input as tokens at the full input price: cache writes at 1.25x, cache reads
+    at 0.1x. A group's input per estimated token is learnt in these units, so a prompt the
+    API caches (reads cost a tenth) is weighed as cheap as it is, alone and packed."""
+    write = usage.cache_creation_input_tokens or 0
+    read = usage.cache_read_input_tokens or 0
+    return usage.input_tokens + 1.25 * write + 0.1 * read
 
 
 def _quantile(values: deque[float], q: float) -> float:
@@ -98,7 +109,7 @@ class GroupGuard:
         self.footprints: deque[float] = deque(maxlen=_WINDOW)
         # recent packed items: answered (True) or re-sent (False)
         self.outcomes: deque[bool] = deque(maxlen=_WINDOW)
-        self.in_ratio = 1.0  # billed input tokens / local estimate, learnt
+        self.in_ratio = 1.0  # input at full price (`full_price_input`) / local estimate
         self.out_ratio = 1.0  # billed output tokens / local estimate of the reply text
         self.off_until = -math.inf
         self.off_reason = ""

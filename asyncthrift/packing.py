@@ -44,7 +44,7 @@ from anthropic.types import Message
 from . import _pack_guard, _packed
 from ._attempt import Call
 from ._options import RequestOptions
-from ._pack_guard import GroupGuard, dollars
+from ._pack_guard import GroupGuard, dollars, full_price_input
 from ._routes import CREATE
 from .cache.keys import fingerprint
 from .errors import BudgetExceeded, DeadlineExceeded, RequestTooLarge
@@ -238,8 +238,7 @@ class Packer:
         if g is None or not sample:
             return message
         u = message.usage
-        billed = u.input_tokens + (u.cache_creation_input_tokens or 0)
-        billed += u.cache_read_input_tokens or 0
+        billed = full_price_input(u)
         estimate = estimate_input_tokens(call.params)
         g.observe_alone(
             u.output_tokens,
@@ -353,11 +352,16 @@ class Packer:
     # -- the packed call ---------------------------------------------------------------------
 
     async def _ready(self, g: GroupGuard, items: list[_Item]) -> bool:
-        """Wait for the group's teachers (unless an item has a deadline to keep); False:
-        send the items alone (still learning, or packing is off for the group now)."""
+        """Wait for the group's teachers (unless an item has a deadline to keep or is
+        interactive: those do not wait a round trip); False: send the items alone (still
+        learning, or packing is off for the group now)."""
         cfg = self.config
         if g.learning(cfg.learn) and g.pioneers > 0:
-            if any(it.call.opts.deadline is not None for it in items):
+            interactive = LANES["interactive"]
+            if any(
+                it.call.opts.deadline is not None or it.call.opts.level >= interactive
+                for it in items
+            ):
                 return False
             await g.learnt(cfg.learn)
         return not g.off(self.pipeline.loop.time())
@@ -504,8 +508,7 @@ class Packer:
         footprints = [r * _packed.object_tokens(i, a) for i, a in answered]
         wrapping = [r * (_packed.object_tokens(i, a) - text_tokens(a)) for i, a in answered]
         u = message.usage
-        billed = u.input_tokens + (u.cache_creation_input_tokens or 0)
-        billed += u.cache_read_input_tokens or 0
+        billed = full_price_input(u)
         estimate = estimate_input_tokens(params)
         in_ratio = billed / estimate if estimate > 0 else None
         n_done = len(footprints)

@@ -505,3 +505,20 @@ def test_pack_validates_its_guards() -> None:
             Pack(**bad)
     with pytest.raises(TypeError, match="cost_guard"):
         Pack(cost_guard=1)  # type: ignore[arg-type]
+
+
+async def test_a_new_groups_first_requests_teach_it_and_the_others_wait_for_them() -> None:
+    api = billed_model()
+    async with client(api, pack=True) as c:
+        texts = [f"Question {i}: may I return item {i}?" for i in range(12)]
+        msgs = await asyncio.gather(
+            *(c.messages.create(**req(t, system=LONG_SYSTEM, max_tokens=400)) for t in texts)
+        )
+        s = c.stats()
+        # three alone (as without packing), the nine others in one packed call after them
+        assert s.pack_alone == 3 and s.packed_calls == 1 and s.packed_items == 9
+        assert s.upstream_calls == 4 and s.pack_resent == 0 and s.pack_paused == 0
+        for t, m in zip(texts, msgs, strict=True):
+            body = req(t, system=LONG_SYSTEM, max_tokens=400)
+            solo = answer_for(request_hash(body), MOCK_RANGE, 400).text
+            assert m.content[0].text in (solo, item_answer(MODEL, LONG_SYSTEM, t, MOCK_RANGE))  # type: ignore[union-attr]
