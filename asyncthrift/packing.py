@@ -205,7 +205,8 @@ class Packer:
             if len(self._guards) >= _MAX_GROUPS:  # groups come from callers' prompts: bounded
                 self._guards.clear()
             model = call.params.get("model")
-            g = self._guards[group] = GroupGuard(f"the {model} group {group[-40:-24]}")
+            digest = group.split(":")[2][:16]  # the prompt's fingerprint: msg1:_:<hex>:...
+            g = self._guards[group] = GroupGuard(f"the {model} group {digest}")
         return g
 
     # -- whether a request of a group is packed -----------------------------------------------
