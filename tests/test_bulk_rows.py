@@ -19,7 +19,6 @@ from anthropic.types.messages import MessageBatchIndividualResponse
 
 from asyncthrift import Limits
 from asyncthrift.bulk import BulkConfig, run_bulk
-from asyncthrift.bulk.journal import API_ERROR_TYPES, api_error_type, errored_line
 from asyncthrift.mock import MockServer
 
 asyncio.set_event_loop(None)
@@ -132,6 +131,8 @@ async def test_every_row_of_a_batch_run_validates(tmp_path: Path) -> None:
 def test_an_error_type_the_api_results_never_carry_is_mapped(
     error_type: str, status: int | None, expected: str
 ) -> None:
+    from asyncthrift.bulk.journal import API_ERROR_TYPES, api_error_type, errored_line
+
     assert api_error_type(error_type, status) == expected
     line = errored_line("x", error_type, "why", status=status, request_id="req_1")
     row = MessageBatchIndividualResponse.model_validate(orjson.loads(line))
