@@ -12,7 +12,14 @@ from typing import TYPE_CHECKING
 from anthropic.types import Message
 
 from ._routes import CREATE
-from .cache.base import decode_message, encode_message, is_cacheable, reject_entry
+from .cache.base import (
+    TRUNCATED_SKIP_WARNING,
+    decode_message,
+    encode_message,
+    is_cacheable,
+    is_truncated,
+    reject_entry,
+)
 from .errors import DeadlineExceeded
 from .prices import cost_usd
 
@@ -106,9 +113,17 @@ async def _fetch_and_store(p: Pipeline, key: str, call: Call, use_cache: bool) -
 
 
 async def store(p: Pipeline, key: str, message: Message) -> None:
-    """Cache `message` under `key` if it may be cached."""
-    if p.cache is not None and is_cacheable(message, p.cache_truncated):
+    """Cache `message` under `key` if it may be cached; an answer cut at a length limit
+    that is not stored (``cache_truncated=False``) is counted, and said once per client."""
+    if p.cache is None:
+        return
+    if is_cacheable(message, p.cache_truncated):
         await p.cache.set(key, encode_message(message), p.cache_ttl)
+    elif is_truncated(message):
+        s = p.stats
+        s.cache_truncated_skipped += 1
+        if s.cache_truncated_skipped == 1:
+            log.warning(TRUNCATED_SKIP_WARNING, message.stop_reason)
 
 
 def _count_saved(p: Pipeline, message: Message, *, cache_hit: bool) -> None:

@@ -23,6 +23,7 @@ __all__ = [
     "HEADER",
     "ITEM_OVERHEAD",
     "item_text",
+    "object_tokens",
     "packed_content",
     "parse_reply",
     "share",
@@ -100,13 +101,19 @@ def _objects(text: str) -> list[Any]:
     return found
 
 
-def parse_reply(text: str, limits: Mapping[str, int]) -> dict[str, str]:
+def object_tokens(ident: str, answer: str) -> float:
+    """Estimated tokens of one item's object in a reply (``{"id": ..., "answer": ...},``)."""
+    return text_tokens(orjson.dumps({"id": ident, "answer": answer}).decode()) + 0.5
+
+
+def parse_reply(text: str, limits: Mapping[str, int], ratio: float = 1.0) -> dict[str, str]:
     """The answers of the reply that can be trusted, by id.
 
     `limits` maps each id sent to its caller's ``max_tokens``. An id is answered only if it
-    occurs exactly once among the reply's objects, with a string ``answer`` whose estimated
-    length fits its limit; every other id (missing, duplicated, malformed, unknown, too
-    long) is left out, and its caller re-sends alone.
+    occurs exactly once among the reply's objects, with a string ``answer`` whose length
+    fits its limit; every other id (missing, duplicated, malformed, unknown, too long) is
+    left out, and its caller re-sends alone. The length is the local estimate times
+    `ratio`, the reply's own billed output tokens per estimated token (its calibration).
     """
     seen: dict[str, int] = {}
     answers: dict[str, str] = {}
@@ -125,7 +132,7 @@ def parse_reply(text: str, limits: Mapping[str, int]) -> dict[str, str]:
     return {
         i: a
         for i, a in answers.items()
-        if seen[i] == 1 and a.strip() and text_tokens(a) <= limits[i]
+        if seen[i] == 1 and a.strip() and text_tokens(a) * ratio <= limits[i]
     }
 
 

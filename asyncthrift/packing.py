@@ -21,6 +21,12 @@ trustworthily (see `_packed.parse_reply`) are re-sent alone by their own callers
 items when the packed call fails. Cache and dedupe sit before packing, so each item is
 cached under its own fingerprint and twins share one item.
 
+Whether a group is packed at all, and how large its packed call's ``max_tokens`` is, is
+learnt per group so that packing never costs more calls or dollars than it saves
+(`asyncthrift._pack_guard`): a new group's first requests go alone to teach it, and a group
+whose answers run longer than their ``max_tokens``, whose items are re-sent too often, or
+whose packed calls cost more than their items alone is paused for a while.
+
 Import it as ``from asyncthrift.packing import Pack``.
 """
 
@@ -35,9 +41,10 @@ from typing import TYPE_CHECKING, Any, Final
 import anthropic
 from anthropic.types import Message
 
-from . import _packed
+from . import _pack_guard, _packed
 from ._attempt import Call
 from ._options import RequestOptions
+from ._pack_guard import GroupGuard, dollars, full_price_input
 from ._routes import CREATE
 from .cache.keys import fingerprint
 from .errors import BudgetExceeded, DeadlineExceeded, RequestTooLarge
@@ -67,6 +74,13 @@ _PACKABLE: Final = frozenset(
 )
 #: Failures of the packed call that are the pack's own (too big, too slow): re-send alone.
 _RESEND_ON: Final = (BudgetExceeded, DeadlineExceeded, RequestTooLarge)
+#: Groups whose learning a client keeps (prompts come from callers: bounded).
+_MAX_GROUPS: Final = 1024
+#: Packed items a group's re-send share is judged on, at least.
+_MIN_OUTCOMES: Final = 8
+#: An item's future's result when it is to go alone without a packed call (a fair sample of
+#: its group's answers); None means re-sent (the packed reply could not answer it).
+_SAMPLE: Final[Any] = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +91,18 @@ class Pack:
     interactive_window_ms: the window for an item in the interactive lane (or higher).
     max_items: items per packed call.
     max_input_tokens: estimated input tokens of the items' texts per packed call.
-    max_output_tokens: cap on the packed call's ``max_tokens`` (the sum of its items').
+    max_output_tokens: cap on the packed call's ``max_tokens`` (sized from what the group's
+        replies take, see `asyncthrift._pack_guard`).
+    learn: requests of a new group sent alone, before its first packed call, to learn how
+        long its answers are and what a request costs alone (0: pack from the first window).
+    max_resend_share: packing of a group is turned off when more than this share of its
+        recent answers alone were cut at ``max_tokens``, or of its recent packed items
+        were re-sent alone.
+    pause_s: how long packing of a group stays off before it is tried again.
+    cost_guard: pack a window only when it is predicted to cost less than its requests
+        alone, and turn packing of a group off when a packed call cost more than its
+        answered items would have. False: save calls (RPM) even where the JSON wrapping of
+        the answers costs more than the shared prompt saves.
     """
 
     window_ms: float = 150.0
@@ -85,6 +110,10 @@ class Pack:
     max_items: int = 16
     max_input_tokens: int = 16_000
     max_output_tokens: int = 8_192
+    learn: int = 3
+    max_resend_share: float = 0.25
+    pause_s: float = 300.0
+    cost_guard: bool = True
 
     def __post_init__(self) -> None:
         for name in ("window_ms", "interactive_window_ms"):
@@ -95,15 +124,27 @@ class Pack:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"Pack.{name} must be an int >= 1, got {v!r}")
+        v = self.learn
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise ValueError(f"Pack.learn must be an int >= 0, got {v!r}")
+        v = self.max_resend_share
+        if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v <= 1:
+            raise ValueError(f"Pack.max_resend_share must be a share in [0, 1], got {v!r}")
+        v = self.pause_s
+        if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v < math.inf:
+            raise ValueError(f"Pack.pause_s must be seconds >= 0, got {v!r}")
+        if not isinstance(self.cost_guard, bool):
+            raise TypeError(f"Pack.cost_guard must be True or False, got {self.cost_guard!r}")
 
 
 class _Item:
-    __slots__ = ("call", "future", "ident", "need", "text", "tokens")
+    __slots__ = ("call", "future", "ident", "need", "reserve", "text", "tokens")
 
     def __init__(self, call: Call, text: str, need: int, future: asyncio.Future[Any]) -> None:
         self.call = call
         self.text = text
-        self.need = need  # output tokens to reserve for it
+        self.need = need  # its caller's max_tokens (or adaptive's)
+        self.reserve = float(need + _packed.ITEM_OVERHEAD)  # its share of the max_tokens
         self.tokens = text_tokens(text)
         self.future = future  # Message, or None: send it alone
         self.ident = ""
@@ -116,7 +157,7 @@ class _Window:
         self.key = key
         self.opened = opened
         self.items: list[_Item] = []
-        self.need = 0
+        self.need = 0.0
         self.tokens = 0.0
         self.close_at = math.inf
         self.timer: asyncio.TimerHandle | None = None
@@ -124,15 +165,17 @@ class _Window:
 
 
 class Packer:
-    """The open windows of one client, by group; the packed calls under way."""
+    """The open windows of one client, by group; the packed calls under way; what each
+    group has learnt (`_pack_guard.GroupGuard`)."""
 
-    __slots__ = ("_open", "_tasks", "config", "pipeline")
+    __slots__ = ("_guards", "_open", "_tasks", "config", "pipeline")
 
     def __init__(self, pipeline: Pipeline, config: Pack) -> None:
         self.pipeline = pipeline
         self.config = config
         self._open: dict[str, _Window] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._guards: dict[str, GroupGuard] = {}
 
     # -- which group -------------------------------------------------------------------------
 
@@ -155,6 +198,77 @@ class Packer:
             return None
         return f"{key}:{id(call.sdks)}:{call.max_retries}"
 
+    def guard(self, group: str, call: Call) -> GroupGuard:
+        """What `group` has learnt (a new, learning one the first time)."""
+        g = self._guards.get(group)
+        if g is None:
+            if len(self._guards) >= _MAX_GROUPS:  # groups come from callers' prompts: bounded
+                self._guards.clear()
+            model = call.params.get("model")
+            digest = group.split(":")[2][:16]  # the prompt's fingerprint: msg1:_:<hex>:...
+            g = self._guards[group] = GroupGuard(f"the {model} group {digest}")
+        return g
+
+    # -- whether a request of a group is packed -----------------------------------------------
+
+    def admit(self, g: GroupGuard) -> str:
+        """``"pack"``, ``"teach"`` (alone, to learn the group; call `GroupGuard.taught` after)
+        or ``"alone"`` (packing is off for the group)."""
+        cfg = self.config
+        now = self.pipeline.loop.time()
+        if g.off(now):
+            return "alone"
+        if g.off_reason and g.off_until > -math.inf:  # a pause just ended: does it still hold?
+            if self._long_answers(g):
+                g.off_until = now + cfg.pause_s  # renewed quietly: no packed call tried
+                return "alone"
+            g.off_until, g.off_reason = -math.inf, ""
+        if g.learning(cfg.learn) and g.wants_teacher(cfg.learn):
+            return "teach"
+        return "pack"
+
+    def _long_answers(self, g: GroupGuard) -> bool:
+        cfg = self.config
+        return len(g.alone) >= max(1, cfg.learn) and g.cut_share() > cfg.max_resend_share
+
+    async def alone(self, g: GroupGuard | None, call: Call, *, sample: bool) -> Message:
+        """`call` sent alone; its answer teaches `g` when it is an unbiased `sample` (not a
+        re-send, which is one the packed reply could not answer: longer than most)."""
+        p = self.pipeline
+        message = await _alone(p, call)
+        if g is None or not sample:
+            return message
+        u = message.usage
+        billed = full_price_input(u)
+        estimate = estimate_input_tokens(call.params)
+        g.observe_alone(
+            u.output_tokens,
+            message.stop_reason == "max_tokens",
+            billed / estimate if estimate > 0 else None,
+        )
+        now = p.loop.time()
+        if not g.off(now) and self._long_answers(g):
+            self._turn_off(
+                g,
+                _pack_guard.LONG_ANSWERS,
+                f"{g.cut_share():.0%} of its recent answers were cut at max_tokens (a packed "
+                "reply would hold them whole, over their limit, and they would be re-sent)",
+            )
+        return message
+
+    def _turn_off(self, g: GroupGuard, reason: str, why: str) -> None:
+        cfg = self.config
+        s = self.pipeline.stats
+        g.turn_off(self.pipeline.loop.time(), reason, why, cfg.pause_s)
+        s.pack_paused += 1
+        if reason == _pack_guard.LONG_ANSWERS:
+            s.pack_paused_long_answers += 1
+        elif reason == _pack_guard.RESENDS:
+            s.pack_paused_resends += 1
+        else:
+            s.pack_paused_cost += 1
+        s.pack_paused_at = GroupGuard.wall_clock()
+
     # -- windows -----------------------------------------------------------------------------
 
     def add(self, call: Call, group: str) -> _Item:
@@ -168,10 +282,12 @@ class Packer:
         if p.adaptive is not None:
             need = p.adaptive.need(p, call, need)
         item = _Item(call, text, need, loop.create_future())
+        g = self._guards.get(group)
+        item.reserve = need + _packed.ITEM_OVERHEAD if g is None else self._reserve(g, need)
         cfg = self.config
         w = self._open.get(group)
         if w is not None and (
-            w.need + need + _packed.ITEM_OVERHEAD > cfg.max_output_tokens
+            w.need + item.reserve > cfg.max_output_tokens
             or w.tokens + item.tokens > cfg.max_input_tokens
         ):
             self._close(w)
@@ -179,7 +295,7 @@ class Packer:
         if w is None:
             w = self._open[group] = _Window(group, now)
         w.items.append(item)
-        w.need += need + _packed.ITEM_OVERHEAD
+        w.need += item.reserve
         w.tokens += item.tokens
         opts = call.opts
         hold = cfg.window_ms / 1000.0
@@ -201,7 +317,7 @@ class Packer:
         for w in list(self._open.values()):
             if item in w.items:
                 w.items.remove(item)
-                w.need -= item.need + _packed.ITEM_OVERHEAD
+                w.need -= item.reserve
                 w.tokens -= item.tokens
                 if not w.items:
                     self._discard(w)
@@ -220,7 +336,7 @@ class Packer:
         items = [it for it in w.items if not it.future.done()]
         if len(items) < 2:
             for it in items:
-                it.future.set_result(None)
+                it.future.set_result(_SAMPLE)
             return
         task = self.pipeline.loop.create_task(self._send(w, items))
         self._tasks.add(task)
@@ -236,8 +352,32 @@ class Packer:
 
     # -- the packed call ---------------------------------------------------------------------
 
+    async def _ready(self, g: GroupGuard, items: list[_Item]) -> bool:
+        """Wait for the group's teachers (unless an item has a deadline to keep or is
+        interactive: those do not wait a round trip); False: send the items alone (still
+        learning, or packing is off for the group now)."""
+        cfg = self.config
+        if g.learning(cfg.learn) and g.pioneers > 0:
+            interactive = LANES["interactive"]
+            if any(
+                it.call.opts.deadline is not None or it.call.opts.level >= interactive
+                for it in items
+            ):
+                return False
+            await g.learnt(cfg.learn)
+        return not g.off(self.pipeline.loop.time())
+
     async def _send(self, w: _Window, items: list[_Item]) -> None:
         p = self.pipeline
+        g = self._guards.get(w.key) or self.guard(w.key, items[0].call)
+        try:
+            ready = await self._ready(g, items)
+        except asyncio.CancelledError:
+            self._release(items)
+            raise
+        if not ready:
+            self._release(items)
+            return
         first = items[0].call
         now = p.loop.time()
         for k, it in enumerate(items):
@@ -247,7 +387,10 @@ class Packer:
         params["messages"] = [
             {"role": "user", "content": _packed.packed_content([(i.ident, i.text) for i in items])}
         ]
-        params["max_tokens"] = min(self.config.max_output_tokens, w.need + 8)
+        params["max_tokens"] = self._max_tokens(g, items)
+        if self.config.cost_guard and not self._pays(g, items, params):
+            self._release(items)
+            return
         deadlines = [
             it.call.opts.deadline - it.call.waited
             for it in items
@@ -282,7 +425,38 @@ class Packer:
         except Exception as exc:
             self._fail(items, exc)
             return
-        self._deliver(message, items, params, call.fell_back_from)
+        self._deliver(message, items, params, call.fell_back_from, g)
+
+    @staticmethod
+    def _reserve(g: GroupGuard, need: int) -> float:
+        """Output tokens to reserve for an item in a packed reply: its own limit plus its
+        object's wrapping (as learnt from the group's replies, at least
+        `_packed.ITEM_OVERHEAD`), lowered to what the group's items actually take in a
+        reply (their 99th percentile, with a margin) once some are known."""
+        reserve = need + max(float(_packed.ITEM_OVERHEAD), g.wrapping)
+        fp = g.footprint(0.99)
+        return reserve if fp is None else min(reserve, fp * 1.25 + 2)
+
+    def _max_tokens(self, g: GroupGuard, items: list[_Item]) -> int:
+        """The packed call's ``max_tokens``: its items' reserves (see `_reserve`, as learnt
+        by now) and the array's brackets."""
+        ceiling = sum(self._reserve(g, it.need) for it in items) + 8
+        return max(1, min(self.config.max_output_tokens, math.ceil(ceiling)))
+
+    def _pays(self, g: GroupGuard, items: list[_Item], params: dict[str, Any]) -> bool:
+        """Whether the packed call is predicted to cost less than its items alone (True
+        while nothing is known of the group's answers)."""
+        answer = g.answer_tokens()
+        if answer is None:
+            return True
+        model = str(params.get("model", ""))
+        n = len(items)
+        mean_fp = g.mean_footprint()
+        per_item_out = mean_fp if mean_fp is not None else answer + float(_packed.ITEM_OVERHEAD)
+        packed = dollars(model, estimate_input_tokens(params) * g.in_ratio, n * per_item_out + 8)
+        alone_in = sum(estimate_input_tokens(it.call.params) for it in items) * g.in_ratio
+        alone = dollars(model, alone_in, sum(min(answer, it.need) for it in items))
+        return packed < alone
 
     def _deliver(
         self,
@@ -290,12 +464,19 @@ class Packer:
         items: list[_Item],
         params: dict[str, Any],
         fell_back_from: str | None = None,
+        g: GroupGuard | None = None,
     ) -> None:
         text = "".join(b.text for b in message.content if b.type == "text")
         limits = {it.ident: int(it.call.params["max_tokens"]) for it in items}
-        answers = _packed.parse_reply(text, limits)
+        estimated = text_tokens(text)
+        # this reply's own tokens per locally estimated token: how long each answer really is
+        ratio = message.usage.output_tokens / estimated if estimated > 0 else None
+        answers = _packed.parse_reply(text, limits, ratio or 1.0)
         done = [it for it in items if it.ident in answers]
-        self._resend([it for it in items if it.ident not in answers])
+        resent = [it for it in items if it.ident not in answers]
+        self._resend(resent)
+        if g is not None:
+            self._learn(g, message, items, answers, params, ratio)
         if not done:
             return
         own = sum(it.tokens for it in items)
@@ -311,6 +492,60 @@ class Packer:
             if not it.future.done():
                 it.future.set_result(msg)
         self._count(message, done, params)
+
+    def _learn(
+        self,
+        g: GroupGuard,
+        message: Message,
+        items: list[_Item],
+        answers: dict[str, str],
+        params: dict[str, Any],
+        ratio: float | None,
+    ) -> None:
+        """What a packed reply teaches its group, and whether packing it still pays."""
+        cfg = self.config
+        r = ratio or g.out_ratio
+        answered = [(it.ident, answers[it.ident]) for it in items if it.ident in answers]
+        footprints = [r * _packed.object_tokens(i, a) for i, a in answered]
+        wrapping = [r * (_packed.object_tokens(i, a) - text_tokens(a)) for i, a in answered]
+        u = message.usage
+        billed = full_price_input(u)
+        estimate = estimate_input_tokens(params)
+        in_ratio = billed / estimate if estimate > 0 else None
+        n_done = len(footprints)
+        g.observe_packed(ratio, footprints, wrapping, n_done, len(items) - n_done, in_ratio)
+        if g.off(self.pipeline.loop.time()):
+            return
+        if len(g.outcomes) >= _MIN_OUTCOMES and g.resend_share() > cfg.max_resend_share:
+            self._turn_off(
+                g,
+                _pack_guard.RESENDS,
+                f"{g.resend_share():.0%} of the items of its recent packed calls were re-sent "
+                "alone (missing, garbled, or longer than their max_tokens in the reply)",
+            )
+            return
+        if not cfg.cost_guard:
+            return
+        model = message.model
+        spent = dollars(model, billed, u.output_tokens)
+        alone_in = sum(estimate_input_tokens(it.call.params) for it in items if it.ident in answers)
+        alone_out = sum(
+            min(r * text_tokens(answers[it.ident]), float(it.call.params["max_tokens"]))
+            for it in items
+            if it.ident in answers
+        )
+        alone = dollars(model, alone_in * g.in_ratio, alone_out)
+        g.spent += spent
+        g.worth += alone
+        g.judged += len(items)
+        if g.judged >= _MIN_OUTCOMES and g.spent > g.worth:
+            self._turn_off(
+                g,
+                _pack_guard.COST,
+                f"its recent packed calls ({g.judged} items) cost ${g.spent:.6f}, more than "
+                f"the items they answered would have alone (about ${g.worth:.6f}): a shared "
+                "prompt too short to pay for the answers' JSON wrapping, or too many re-sends",
+            )
 
     def _count(self, message: Message, done: list[_Item], params: dict[str, Any]) -> None:
         """Savings: the input the answered items would have sent alone, less the packed
@@ -344,6 +579,14 @@ class Packer:
                 self.pipeline.stats.pack_resent += 1
                 it.future.set_result(None)
 
+    def _release(self, items: list[_Item]) -> None:
+        """`items` go alone without a packed call (learning, packing off, or it would cost
+        more): each a sample of the group's answers."""
+        for it in items:
+            if not it.future.done():
+                self.pipeline.stats.pack_alone += 1
+                it.future.set_result(_SAMPLE)
+
     def _fail(self, items: list[_Item], exc: BaseException) -> None:
         for it in items:
             if not it.future.done():
@@ -362,14 +605,27 @@ async def run_packed(p: Pipeline, call: Call) -> Message:
     group = packer.group(call)
     if group is None:
         return await _alone(p, call)
+    g = packer.guard(group, call)
+    how = packer.admit(g)
+    if how == "alone":
+        p.stats.pack_alone += 1
+        return await packer.alone(g, call, sample=True)
+    if how == "teach":
+        p.stats.pack_alone += 1
+        try:
+            return await packer.alone(g, call, sample=True)
+        finally:
+            g.taught()
     item = packer.add(call, group)
     try:
         message: Message | None = await item.future
     except asyncio.CancelledError:
         packer.drop(item)
         raise
-    if message is None:
-        return await _alone(p, call)
+    if message is _SAMPLE:  # sent alone without a packed call: a fair sample of the group
+        return await packer.alone(g, call, sample=True)
+    if message is None:  # re-sent: the reply could not answer it
+        return await packer.alone(g, call, sample=False)
     return message
 
 

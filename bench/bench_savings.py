@@ -9,7 +9,14 @@ input at the input price, cache writes at 1.25x, cache reads at 0.1x, output at 
 output price. Every caller's answer is checked to be its own: the mock's answer to that
 request alone, or its answer to that item of a packed call.
 
-    python bench/bench_savings.py [--span 3] [--faults 0.1]
+A second workload (issue #21) checks that packing never costs more than it saves: 200
+one-word classification requests under a short instruction prompt whose answers (the mock's
+default, 16-256 tokens) run longer than their ``max_tokens`` (16 and 64), and the same at
+``max_tokens=400`` (answers fit, but the prompt is too short to pay for the answers' JSON
+wrapping) and under a long shared prompt (where packing pays); packing off and on, at the
+latency the project measures against (200 ms + 1 ms per output token).
+
+    python bench/bench_savings.py [--span 3] [--faults 0.1] [--only long-answers]
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from asyncthrift import Thrift
 from asyncthrift.mock import MockConfig, MockServer
 from asyncthrift.mock._answers import answer_for, item_answer, request_hash
 from asyncthrift.mock._config import Faults
+from asyncthrift.packing import Pack
 from asyncthrift.prices import cost_usd
 
 MODEL = "claude-sonnet-4-5"
@@ -169,6 +177,7 @@ VARIANTS: list[tuple[str, dict[str, Any]]] = [
     ("bare SDK, cache_control by hand", {"bare": True, "hand": True}),
     ('asyncthrift cache="memory" + dedupe', {"cache": "memory"}),
     ("… + packing", {"cache": "memory", "pack": True}),
+    ("… + packing, Pack(cost_guard=False)", {"cache": "memory", "pack": Pack(cost_guard=False)}),
     ("… + auto prompt caching", {"cache": "memory", "auto_cache_control": True}),
     ('… + adaptive max_tokens (task="classify")', {"cache": "memory", "task": True}),
     ("packing (150 ms) + cache_control by hand, no cache", {"pack": True, "hand": True}),
@@ -177,6 +186,109 @@ VARIANTS: list[tuple[str, dict[str, Any]]] = [
         {"cache": "memory", "pack": True, "auto_cache_control": True, "task": True},
     ),
 ]
+
+
+LONG_ANSWER_CASES: list[tuple[str, int, bool]] = [
+    ("short prompt, max_tokens=16 (answers run longer)", 16, False),
+    ("short prompt, max_tokens=64 (most answers run longer)", 64, False),
+    ("short prompt, max_tokens=400 (answers fit)", 400, False),
+    ("8 KB shared prompt, max_tokens=400", 400, True),
+]
+CLASSIFY_SYSTEM = "Classify the sentiment of the review in one word: positive, negative or mixed."
+
+
+def classification(
+    seed: int, span: float, max_tokens: int, long_prompt: bool
+) -> list[tuple[float, dict[str, Any]]]:
+    """200 distinct one-line reviews to classify, arriving at random over `span` seconds."""
+    rng = random.Random(seed)
+    system = faq_system(rng) if long_prompt else CLASSIFY_SYSTEM
+    bodies = [
+        {
+            "model": MODEL,
+            "max_tokens": max_tokens,
+            "system": system,
+            "messages": [_user(f"Review {i}: " + " ".join(rng.choice(_WORDS) for _ in range(6)))],
+        }
+        for i in range(200)
+    ]
+    arrivals = sorted(rng.uniform(0, span) for _ in bodies)
+    return list(zip(arrivals, bodies, strict=True))
+
+
+def is_own_cut(body: dict[str, Any], text: str) -> bool:
+    """`text` is the mock's answer to `body` alone (cut at its max_tokens), or to its item."""
+    solo = answer_for(request_hash(body), MOCK_OUTPUT, body["max_tokens"]).text
+    item = item_answer(MODEL, body["system"], body["messages"][0]["content"], MOCK_OUTPUT)
+    return text in (solo, item)
+
+
+MOCK_OUTPUT = (16, 256)  # the mock's default answer lengths
+
+
+async def long_answers(span: float, seed: int) -> tuple[str, str]:
+    """Packing off and on where answers run longer than max_tokens (and two controls)."""
+    config = MockConfig(output_tokens=MOCK_OUTPUT, latency=0.2, latency_per_token=0.001)
+    rows = []
+    worst_calls = worst_usd = 0.0
+    async with MockServer(config) as mock:
+        for name, max_tokens, long_prompt in LONG_ANSWER_CASES:
+            reqs = classification(seed, span, max_tokens, long_prompt)
+            got = {}
+            for pack in (False, True):
+                mock.reset()
+                async with Thrift(api_key="k", base_url=mock.base_url, pack=pack) as client:
+                    texts = await drive(reqs, lambda b: client.messages.create(**b))
+                    s = client.stats()
+                c = mock.counters
+                fresh = c.input_tokens - c.cache_creation_tokens
+                usd = cost_usd(
+                    MODEL, fresh, c.output_tokens, c.cache_creation_tokens, c.cache_read_tokens
+                )
+                own = sum(is_own_cut(b, t) for (_, b), t in zip(reqs, texts, strict=True))
+                got[pack] = (c.requests, usd, own, s)
+            (off_calls, off_usd, off_own, _), (on_calls, on_usd, on_own, s) = got[False], got[True]
+            worst_calls = max(worst_calls, on_calls / off_calls)
+            worst_usd = max(worst_usd, on_usd / off_usd)
+            why = ", ".join(
+                f"{k} {getattr(s, 'pack_paused_' + k)}"
+                for k in ("long_answers", "resends", "cost")
+                if getattr(s, "pack_paused_" + k)
+            )
+            rows.append(
+                [
+                    name,
+                    off_calls,
+                    on_calls,
+                    f"{on_calls / off_calls:.0%}",
+                    f"${off_usd:.4f}",
+                    f"${on_usd:.4f}",
+                    f"{on_usd / off_usd:.0%}",
+                    f"{s.packed_calls} / {s.packed_items} / {s.pack_resent} / {s.pack_alone}",
+                    why or "-",
+                    f"{off_own}/{len(reqs)}, {on_own}/{len(reqs)}",
+                ]
+            )
+    table = md_table(
+        [
+            "workload (200 requests)",
+            "calls, pack off",
+            "calls, pack on",
+            "on/off",
+            "billed, off",
+            "billed, on",
+            "on/off",
+            "packed calls / items / re-sent / alone",
+            "paused (why)",
+            "answers its own (off, on)",
+        ],
+        rows,
+    )
+    summary = (
+        f"long answers: packing on at most {worst_calls:.0%} of the calls and "
+        f"{worst_usd:.0%} of the dollars of packing off"
+    )
+    return table + "\n", summary
 
 
 async def main(span: float, faults: float, seed: int) -> tuple[str, str]:
@@ -258,8 +370,19 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--span", type=float, default=3.0, help="arrivals spread (s)")
     parser.add_argument("--faults", type=float, default=0.1, help="packed items garbled")
-    parser.add_argument("--seed", type=int, default=12)
+    parser.add_argument("--seed", type=int, default=12, help="workload and fault seed")
+    parser.add_argument(
+        "--only",
+        choices=["long-answers"],
+        help="run only the workload whose answers run longer than max_tokens (#21)",
+    )
     args = parser.parse_args()
-    body, summary = asyncio.run(main(args.span, args.faults, args.seed))
+    long_body, long_summary = asyncio.run(long_answers(args.span, args.seed))
+    if args.only is None:
+        body, summary = asyncio.run(main(args.span, args.faults, args.seed))
+        body += "\nAnswers longer than max_tokens (#21):\n\n" + long_body
+        summary += "; " + long_summary
+    else:
+        body, summary = long_body, long_summary
     print(body)
-    print(write_result("savings", "Fewer calls, fewer tokens (#12)", "asyncio", body, summary))
+    print(write_result("savings", "Fewer calls, fewer tokens (#12, #21)", "asyncio", body, summary))

@@ -309,10 +309,18 @@ async def test_every_kind_of_bad_line_is_reported_and_the_run_completes(tmp_path
     assert got["ok1"]["type"] == "succeeded"
     assert got["no-params"] == {
         "type": "errored",
-        "error": {"type": "invalid_request_error", "message": got["no-params"]["error"]["message"]},
+        "error": {
+            "type": "error",
+            "error": {
+                "type": "invalid_request_error",
+                "message": got["no-params"]["error"]["error"]["message"],
+            },
+        },
     }
     assert got["server-400"]["type"] == "errored"
-    assert got["server-400"]["error"]["type"] == "invalid_request_error"
+    assert got["server-400"]["error"]["type"] == "error"
+    assert got["server-400"]["error"]["error"]["type"] == "invalid_request_error"
+    assert got["server-400"]["error"]["request_id"]  # the API's request id, for support
     assert (report.bad_lines, report.duplicates, report.blank) == (2, 1, 1)
     assert (report.succeeded, report.errored) == (2, 4)
     assert report.exit_code == 1  # two lines have no result line
@@ -354,8 +362,10 @@ async def test_a_request_that_can_never_fit_the_limits_is_errored(tmp_path: Path
     async with MockServer() as mock:
         report, _ = await run(tmp_path, mock, limits=Limits(rpm=100, otpm=1000, period=1))
     got = results(tmp_path / "out.jsonl")
-    assert got["big"]["error"]["type"] == "request_too_large"
-    assert "Lower max_tokens" in got["big"]["error"]["message"]
+    error = got["big"]["error"]["error"]  # the type the Batches API would write; ours in text
+    assert error["type"] == "invalid_request_error"
+    assert error["message"].startswith("request_too_large: ")
+    assert "Lower max_tokens" in error["message"]
     assert got["small"]["type"] == "succeeded" and report.exit_code == 0
 
 

@@ -107,18 +107,69 @@ def test_the_progress_line_shows_batches_and_the_apis_request_counts() -> None:
     from asyncthrift.bulk.batchmode import _Open
     from asyncthrift.bulk.batchprogress import status_line
 
+    t0 = 1000.0
     ended = _Open("msgbatch_1", 64, "ended", {"processing": 0, "succeeded": 56, "errored": 8})
-    polled = _Open("msgbatch_2", 50, "in_progress", {"processing": 50, "succeeded": 0})
-    fresh = _Open("msgbatch_3", 30)  # created, not polled yet: all of it waits
+    polled = _Open("msgbatch_2", 50, "in_progress", {"processing": 50, "succeeded": 0}, t0 - 5)
+    fresh = _Open("msgbatch_3", 30, opened=t0)  # created, not polled yet: all of it waits
     run = SimpleNamespace(
-        total=200, done=40, finished=40, created=4, started=time.monotonic() - 10.0,
+        total=200, done=40, finished=40, created=4, started=t0 - 10.0,
         open={b.id: b for b in (ended, polled, fresh)},
+        ended_seconds=40.0, ended_requests=40,  # one batch of 40 ended after 40 s: 1 s each
         client=SimpleNamespace(stats=lambda: SimpleNamespace(cost_usd=1.5)),
     )  # fmt: skip
-    line = status_line(run)  # type: ignore[arg-type]
+    line = status_line(run, now=t0)  # type: ignore[arg-type]
     assert line.startswith("40/200 | batches 4 created, 3 open ended 1 in_progress 2 | "), line
     assert "open batches' requests: 80 processing, 56 succeeded, 8 errored | " in line, line
-    assert "$1.50 at batch price" in line and "ETA 0:40" in line, line
+    # the last to end: msgbatch_1 (resumed: from the run's start) at t0 - 10 + 64 s
+    assert "$1.50 at batch price" in line and "ETA 0:54" in line, line
+    run.ended_requests = 0  # before any batch of this run has ended: nothing to go by
+    assert status_line(run, now=t0).endswith("ETA ?")  # type: ignore[arg-type]
+
+
+def test_the_batch_eta_counts_down_while_batches_process(monkeypatch: Any) -> None:
+    """Nothing finishes while batches process (their results come when they end): the ETA
+    must count down with the clock, not climb as a pace of lines per second falls."""
+    from types import SimpleNamespace
+
+    from asyncthrift.bulk import batchprogress
+    from asyncthrift.bulk.batchmode import _Open
+
+    clock = [500.0]
+    monkeypatch.setattr(batchprogress.time, "monotonic", lambda: clock[0])
+    run = SimpleNamespace(
+        total=300, done=100, finished=100, created=3, started=400.0,
+        open={"b2": _Open("b2", 100, opened=450.0), "b3": _Open("b3", 100, opened=450.0)},
+        ended_seconds=100.0, ended_requests=100,  # b1: 100 requests in 100 s
+        client=SimpleNamespace(stats=lambda: SimpleNamespace(cost_usd=0.0)),
+    )  # fmt: skip
+    shown = []
+    for _ in range(6):
+        line = batchprogress.status_line(run)  # type: ignore[arg-type]
+        shown.append(line.rsplit("ETA ", 1)[1])
+        clock[0] += 5.0
+    assert shown == ["0:50", "0:45", "0:40", "0:35", "0:30", "0:25"], shown
+
+
+def test_the_final_batch_progress_line_is_drawn_once() -> None:
+    from types import SimpleNamespace
+
+    from asyncthrift.bulk.batchprogress import BatchProgress
+
+    run = SimpleNamespace(
+        total=10, done=4, finished=4, created=1, started=time.monotonic(), open={},
+        ended_seconds=1.0, ended_requests=4, sample=lambda: None,
+        client=SimpleNamespace(stats=lambda: SimpleNamespace(cost_usd=0.0)),
+    )  # fmt: skip
+    out = io.StringIO()
+    progress = BatchProgress(run, out, tty=False, interval=1.0)  # type: ignore[arg-type]
+    progress.draw()
+    progress.draw()  # still under way: every tick is drawn (a log shows it is alive)
+    run.done = 10
+    for _ in range(3):  # the run stopping: results in, the poller and feeder winding down
+        progress.draw()
+    drawn = out.getvalue().splitlines()
+    assert len(drawn) == 3 and drawn[0] == drawn[1], drawn
+    assert drawn[-1].startswith("10/10 | ")
 
 
 async def test_a_batch_run_draws_its_progress_from_the_polls(tmp_path: Path) -> None:

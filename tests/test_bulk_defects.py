@@ -213,7 +213,10 @@ def result_line(custom_id: str, kind: str) -> bytes:
     if kind == "succeeded":
         result["message"] = {"id": "m"}
     elif kind == "errored":
-        result["error"] = {"type": "invalid_request_error", "message": "x"}
+        result["error"] = {
+            "type": "error",
+            "error": {"type": "invalid_request_error", "message": "x"},
+        }
     return orjson.dumps({"custom_id": custom_id, "result": result}) + b"\n"
 
 

@@ -6,6 +6,7 @@ Skipped only while `asyncthrift.client` cannot be imported yet.
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 from collections.abc import AsyncIterator
 from typing import Any
@@ -146,19 +147,42 @@ async def test_client_options_do_not_split_the_cache(mock: MockServer) -> None:
         assert mock.counters.requests == 1
 
 
-async def test_truncated_answers_are_not_cached_unless_allowed(mock: MockServer) -> None:
+async def test_truncated_answers_are_not_cached_unless_allowed(
+    mock: MockServer, caplog: pytest.LogCaptureFixture
+) -> None:
     long = req("tell me everything", max_tokens=1)
+    caplog.set_level(logging.WARNING, logger="asyncthrift")
     async with Thrift(api_key="k", base_url=mock.base_url, cache="memory", dedupe=False) as c:
         m = await c.messages.create(**long)
         assert m.stop_reason == "max_tokens"
         await c.messages.create(**long)
-        assert mock.counters.requests == 2
+        await c.messages.create(**req("and more", max_tokens=1))
+        assert mock.counters.requests == 3
+        # counted, not silent: every skip in stats(), one warning naming the option
+        assert c.stats().cache_truncated_skipped == 3
+        assert c.stats().cache_hits == 0
+        said = [r for r in caplog.records if "cache_truncated=" in r.getMessage()]
+        assert len(said) == 1 and said[0].levelno == logging.WARNING
     async with Thrift(
         api_key="k", base_url=mock.base_url, cache="memory", cache_truncated=True
     ) as c:
         await c.messages.create(**long)
         await c.messages.create(**long)
-        assert mock.counters.requests == 3
+        assert mock.counters.requests == 4
+        assert c.stats().cache_truncated_skipped == 0
+    async with Thrift(api_key="k", base_url=mock.base_url, cache="memory", dedupe=False) as c:
+        await c.messages.create(**req("once more", max_tokens=1))
+        # once per client: a new client says it again
+        said = [r for r in caplog.records if "cache_truncated=" in r.getMessage()]
+        assert len(said) == 2
+
+
+async def test_complete_answers_are_not_counted_as_truncated_skips(mock: MockServer) -> None:
+    async with Thrift(api_key="k", base_url=mock.base_url, cache="memory") as c:
+        await c.messages.create(**req("short"))
+        await c.messages.create(**req("short"))
+        s = c.stats()
+        assert s.cache_hits == 1 and s.cache_truncated_skipped == 0
 
 
 async def test_tenants_never_read_each_other(mock: MockServer) -> None:

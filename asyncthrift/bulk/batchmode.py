@@ -96,6 +96,8 @@ class _Open:
     n: int
     status: str = "in_progress"
     counts: dict[str, int] = field(default_factory=dict)  # the API's request_counts, last poll
+    opened: float | None = None
+    """`time.monotonic()` when this run created it (None: created by an earlier run)."""
 
 
 class BatchRun(_Run):
@@ -112,6 +114,10 @@ class BatchRun(_Run):
         self.feeding = True
         self.wake = asyncio.Event()
         self.resubmitted_gone = 0
+        # how long this run's batches took to end, summed, and their requests: the pace the
+        # ETA of the open ones is estimated from (see `batchprogress.eta`)
+        self.ended_seconds = 0.0
+        self.ended_requests = 0
 
     # -- resuming ---------------------------------------------------------------------------
 
@@ -253,7 +259,13 @@ class BatchRun(_Run):
             else:  # refused as a whole: never created
                 self.ledger.record({"op": "gone", "token": token})
                 for item in chunk:
-                    self.write_errored(item, exc.type or f"http_{exc.status_code}", what)
+                    self.write_errored(
+                        item,
+                        exc.type or f"http_{exc.status_code}",
+                        what,
+                        status=exc.status_code,
+                        request_id=exc.request_id,
+                    )
             return
         except anthropic.APIConnectionError as exc:
             self.fail(f"creating a batch failed ({exc}); run the same command again")
@@ -261,7 +273,7 @@ class BatchRun(_Run):
         self.ledger.record({"op": "created", "token": token, "batch": batch.id})
         self.created += 1
         self.submitted += len(chunk)
-        self.open[batch.id] = _Open(batch.id, len(chunk))
+        self.open[batch.id] = _Open(batch.id, len(chunk), opened=time.monotonic())
         self.wake.set()
 
     # -- polling and collecting ---------------------------------------------------------------
@@ -294,6 +306,7 @@ class BatchRun(_Run):
                 entry.status = batch.processing_status
                 entry.counts = batch.request_counts.model_dump()
                 if batch.processing_status == "ended":
+                    self.learn(entry)
                     await self.collect(bid)
                     ended_any = True
             interval = cfg.batch_poll if ended_any else min(cfg.batch_poll_max, interval * 1.5)
@@ -301,6 +314,12 @@ class BatchRun(_Run):
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(interval):
                     await self.wake.wait()
+
+    def learn(self, entry: _Open) -> None:
+        """An ended batch's duration (seen at this poll) joins the pace of the ETA."""
+        if entry.opened is not None and entry.n > 0:
+            self.ended_seconds += time.monotonic() - entry.opened
+            self.ended_requests += entry.n
 
     def drop(self, bid: str) -> None:
         self.open.pop(bid, None)

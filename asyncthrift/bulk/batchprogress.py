@@ -15,15 +15,15 @@ from .progress import ProgressBar, format_duration, human
 if TYPE_CHECKING:
     from .batchmode import BatchRun
 
-__all__ = ["BatchProgress", "status_line"]
+__all__ = ["BatchProgress", "eta", "status_line"]
 
 # the API's request_counts of a batch, in the order shown
 _COUNTS = ("processing", "succeeded", "errored", "canceled", "expired")
 
 
-def status_line(run: BatchRun) -> str:
+def status_line(run: BatchRun, now: float | None = None) -> str:
     """Done/total, batches by state, their requests by the API's `request_counts` (as of
-    the last poll), cost at the batch price, ETA."""
+    the last poll), cost at the batch price, ETA (see `eta`; `now`: `time.monotonic()`)."""
     total = run.total
     done = run.done
     parts = [f"{done:,}/{total:,}" if total else f"{done:,}/?"]
@@ -44,11 +44,34 @@ def status_line(run: BatchRun) -> str:
     parts.append("open batches' requests: " + ", ".join(shown))
     s = run.client.stats()
     parts.append(f"${s.cost_usd:,.2f} at batch price")
-    elapsed = time.monotonic() - run.started
     if total and done < total:
-        pace = run.finished / elapsed if elapsed > 0 and run.finished else 0.0
-        parts.append("ETA " + (format_duration((total - done) / pace) if pace else "?"))
+        left = eta(run, time.monotonic() if now is None else now)
+        parts.append("ETA " + ("?" if left is None else format_duration(left)))
     return " | ".join(parts)
+
+
+def eta(run: BatchRun, now: float) -> float | None:
+    """Seconds until the open batches (and the lines not yet submitted) should have ended,
+    or None before any batch of this run has ended (nothing to go by).
+
+    Why not lines done over time elapsed, as a plain run: a batch's results all arrive when
+    it ends, so while batches process nothing finishes, and that pace falls and its ETA
+    climbs for as long as they run. Instead each open batch is expected to end at its
+    creation plus its requests at the pace this run's ended batches took (seconds per
+    request), so between ends the ETA counts down with the clock, and it is revised only
+    when a batch ends (new evidence) or a new one is created.
+    """
+    if run.ended_requests <= 0:
+        return None
+    per_request = run.ended_seconds / run.ended_requests
+    ends = [
+        (b.opened if b.opened is not None else run.started) + per_request * b.n
+        for b in run.open.values()
+    ]
+    unsubmitted = (run.total or 0) - run.done - sum(b.n for b in run.open.values())
+    if unsubmitted > 0:  # still being read: they go in a batch created about now
+        ends.append(now + per_request * unsubmitted)
+    return max(0.0, max(ends, default=now) - now)
 
 
 class BatchProgress(ProgressBar):
@@ -57,9 +80,16 @@ class BatchProgress(ProgressBar):
     def __init__(self, run: BatchRun, stream: TextIO, *, tty: bool, interval: float | None):
         super().__init__(stream, run.sample, tty=tty, interval=interval)
         self._run = run
+        self._final_drawn = False
 
     def draw(self) -> None:
-        line = status_line(self._run)
+        run = self._run
+        total = run.total
+        final = total is not None and total > 0 and run.done >= total
+        if final and self._final_drawn:
+            return  # the final line is drawn once, however long the run takes to stop
+        self._final_drawn = final
+        line = status_line(run)
         if self._tty:
             self._stream.write("\r\x1b[2K" + line[:200])
             self._drawn = True

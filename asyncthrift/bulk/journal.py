@@ -17,17 +17,19 @@ import fcntl
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
 from .idset import IdTable
 
 __all__ = [
+    "API_ERROR_TYPES",
     "Journal",
     "JournalBusy",
     "OutputUnusable",
     "ResumeState",
+    "api_error_type",
     "errored_line",
     "succeeded_line",
 ]
@@ -76,13 +78,71 @@ def succeeded_line(custom_id: str, message: dict[str, Any]) -> bytes:
     )
 
 
-def errored_line(custom_id: str, error_type: str, message: str) -> bytes:
-    """A Batches-API ``errored`` result line, newline included."""
+#: The error types a Batches-API errored result may carry (the SDK's ``ErrorObject`` union).
+API_ERROR_TYPES: Final = frozenset(
+    {
+        "invalid_request_error",
+        "authentication_error",
+        "billing_error",
+        "permission_error",
+        "not_found_error",
+        "rate_limit_error",
+        "timeout_error",
+        "api_error",
+        "overloaded_error",
+    }
+)
+#: The error type of an HTTP status, for an error that did not name one the API knows.
+_TYPE_OF_STATUS: Final = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "billing_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "invalid_request_error",
+    429: "rate_limit_error",
+    504: "timeout_error",
+    529: "overloaded_error",
+}
+
+
+def api_error_type(error_type: str, status: int | None = None) -> str:
+    """`error_type` if the Batches API's errored results can carry it, else the one they
+    would for the same failure (by `status`, else ``invalid_request_error`` for a 4xx or a
+    request refused before it was sent, ``api_error`` for the rest)."""
+    if error_type in API_ERROR_TYPES:
+        return error_type
+    if status is not None:
+        if status in _TYPE_OF_STATUS:
+            return _TYPE_OF_STATUS[status]
+        return "invalid_request_error" if 400 <= status < 500 else "api_error"
+    return "invalid_request_error"
+
+
+def errored_line(
+    custom_id: str,
+    error_type: str,
+    message: str,
+    *,
+    status: int | None = None,
+    request_id: str | None = None,
+) -> bytes:
+    """A Batches-API ``errored`` result line, newline included.
+
+    Shaped as the API writes it (``anthropic.types.messages.MessageBatchIndividualResponse``):
+    the result's ``error`` is an error *response* wrapping the error object,
+    ``{"type": "error", "error": {"type": ..., "message": ...}}``. An `error_type` the API's
+    results never carry (``request_too_large``, ``http_<status>``) is written as the type
+    they would (see `api_error_type`), and kept at the head of the message.
+    """
+    kind = api_error_type(error_type, status)
+    if kind != error_type:
+        message = f"{error_type}: {message}"
+    response: dict[str, Any] = {"type": "error", "error": {"type": kind, "message": message}}
+    if request_id is not None:
+        response["request_id"] = request_id
     return orjson.dumps(
-        {
-            "custom_id": custom_id,
-            "result": {"type": "errored", "error": {"type": error_type, "message": message}},
-        },
+        {"custom_id": custom_id, "result": {"type": "errored", "error": response}},
         option=orjson.OPT_APPEND_NEWLINE,
     )
 

@@ -198,7 +198,9 @@ class _Run:
             elif classify(exc).retry:
                 self.transient(item, f"{exc.status_code} {error_type}: {text}")
             else:
-                self.write_errored(item, error_type, text)
+                self.write_errored(
+                    item, error_type, text, status=exc.status_code, request_id=exc.request_id
+                )
         except anthropic.APIConnectionError as exc:
             self.transient(item, f"{type(exc).__name__}: {exc}")
         except RequestTooLarge as exc:
@@ -222,8 +224,19 @@ class _Run:
         self.done += 1
         self.finished += 1
 
-    def write_errored(self, item: Item, error_type: str, message: str) -> None:
-        self.write(item, errored_line(item.custom_id, error_type, message))
+    def write_errored(
+        self,
+        item: Item,
+        error_type: str,
+        message: str,
+        *,
+        status: int | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        line = errored_line(
+            item.custom_id, error_type, message, status=status, request_id=request_id
+        )
+        self.write(item, line)
         self.report.errored += 1
         self.report.error_types[error_type] += 1
 

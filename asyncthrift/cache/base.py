@@ -19,6 +19,7 @@ __all__ = [
     "COMPLETE_STOP_REASONS",
     "MAX_TOKEN_COUNT",
     "REQUEST_ID_KEY",
+    "TRUNCATED_SKIP_WARNING",
     "TRUNCATED_STOP_REASONS",
     "Cache",
     "CacheStats",
@@ -26,6 +27,7 @@ __all__ = [
     "decode_message",
     "encode_message",
     "is_cacheable",
+    "is_truncated",
     "reject_entry",
 ]
 
@@ -111,6 +113,21 @@ TRUNCATED_STOP_REASONS: Final[frozenset[str]] = frozenset(
 ``pause_turn`` (an unfinished server-tool turn), ``refusal`` and a missing stop reason are
 never stored: they are not the complete answer the request asked for.
 """
+
+
+TRUNCATED_SKIP_WARNING: Final = (
+    "an answer cut at a length limit (stop_reason=%r) was not cached: with the default "
+    "cache_truncated=False only complete answers are stored, so a cut answer (half a JSON "
+    "object, a sentence ended mid-way) is not served again for cache_ttl where asking again "
+    "may fit; pass Thrift(cache_truncated=True) to cache cut answers too, or raise max_tokens "
+    "(said once per client; stats().cache_truncated_skipped counts them)"
+)
+"""Logged once per client, at the first cut answer its cache skips."""
+
+
+def is_truncated(msg: Message) -> bool:
+    """Whether `msg` was cut short by a length limit (``max_tokens`` or the context window)."""
+    return msg.stop_reason in TRUNCATED_STOP_REASONS
 
 
 def is_cacheable(msg: Message, allow_truncated: bool = False) -> bool:
