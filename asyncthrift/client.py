@@ -27,6 +27,7 @@ from .budget import LocalBudget
 from .cache import Cache, make_cache
 from .cache.keys import scope_for_key
 from .compression import compression_overrides
+from .errors import InvalidArgument
 from .lanes import QueueCounter
 from .limits import LimitsSpec, LimitsTable
 from .packing import Pack, pack_option
@@ -84,13 +85,13 @@ class Thrift:
         if not isinstance(dedupe, bool):
             raise TypeError(f"dedupe= must be True or False, got {dedupe!r}")
         if cache_scope not in ("key", "global"):
-            raise ValueError(f"cache_scope= must be 'key' or 'global', got {cache_scope!r}")
+            raise InvalidArgument(f"cache_scope= must be 'key' or 'global', got {cache_scope!r}")
         if isinstance(aging, bool) or not isinstance(aging, int | float) or aging < 0:
-            raise ValueError(f"aging= must be a number of seconds >= 0, got {aging!r}")
+            raise InvalidArgument(f"aging= must be a number of seconds >= 0, got {aging!r}")
         if timeout is not None and (
             isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0
         ):
-            raise ValueError(
+            raise InvalidArgument(
                 f"timeout= must be a positive number of seconds or None, got {timeout!r}"
             )
         fallback = _check_fallback(fallback)
@@ -107,14 +108,16 @@ class Thrift:
         base_url = base_url or os.environ.get("ANTHROPIC_BASE_URL") or None
         if keys is not None:
             if api_key is not None or limits is not None:
-                raise ValueError("pass either keys=[KeyConfig(...)] or api_key=/limits=, not both")
+                raise InvalidArgument(
+                    "pass either keys=[KeyConfig(...)] or api_key=/limits=, not both"
+                )
             configs = list(keys)
             if not configs or not all(isinstance(k, KeyConfig) for k in configs):
                 raise TypeError("keys= must be a non-empty list of KeyConfig")
         else:
             api_key = api_key or os.environ.get("ANTHROPIC_API_KEY")
             if not api_key:
-                raise ValueError(
+                raise InvalidArgument(
                     "no API key: pass api_key=, set ANTHROPIC_API_KEY, "
                     "or pass keys=[KeyConfig(...)]"
                 )
@@ -204,11 +207,11 @@ class Thrift:
         elif isinstance(drain, int | float) and drain >= 0:
             draining, grace = True, float(drain)
         else:
-            raise ValueError(f"drain= must be True, False or seconds >= 0, got {drain!r}")
+            raise InvalidArgument(f"drain= must be True, False or seconds >= 0, got {drain!r}")
         if grace is not None and (
             isinstance(grace, bool) or not isinstance(grace, int | float) or grace < 0
         ):
-            raise ValueError(f"grace= must be seconds >= 0 or None, got {grace!r}")
+            raise InvalidArgument(f"grace= must be seconds >= 0 or None, got {grace!r}")
         p.closed = True
         p.queue.close()  # newcomers and retries: ClientClosed
         if p.packer is not None:
@@ -361,9 +364,9 @@ def _check_fallback(fallback: object) -> dict[str, tuple[str, ...]] | None:
             raise TypeError(f"fallback[{model!r}] must be a list of model ids, got {chain!r}")
         models = tuple(chain)
         if not models or not all(isinstance(m, str) and m for m in models):
-            raise ValueError(f"fallback[{model!r}] must be a non-empty list of model ids")
+            raise InvalidArgument(f"fallback[{model!r}] must be a non-empty list of model ids")
         if model in models or len(set(models)) != len(models):
-            raise ValueError(
+            raise InvalidArgument(
                 f"fallback[{model!r}] = {list(models)!r} repeats a model: each model may "
                 "appear once in its chain, and never as its own fallback"
             )
@@ -384,7 +387,9 @@ def make_spend_ledger(
     if limit_usd is None:
         if period is not None:
             check_period(period)
-            raise ValueError("spend_period= needs spend_cap_usd= (the cap to count per period)")
+            raise InvalidArgument(
+                "spend_period= needs spend_cap_usd= (the cap to count per period)"
+            )
         return None
     if shared is None:
         return SpendCap(limit_usd, period=period)

@@ -40,7 +40,7 @@ from ._attempt import Call
 from ._options import RequestOptions
 from ._routes import CREATE
 from .cache.keys import fingerprint
-from .errors import BudgetExceeded, DeadlineExceeded, RequestTooLarge
+from .errors import BudgetExceeded, DeadlineExceeded, InvalidArgument, RequestTooLarge
 from .lanes import LANES
 from .prices import cost_usd
 from .tokens import estimate_input_tokens, text_tokens
@@ -90,11 +90,11 @@ class Pack:
         for name in ("window_ms", "interactive_window_ms"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v < math.inf:
-                raise ValueError(f"Pack.{name} must be milliseconds >= 0, got {v!r}")
+                raise InvalidArgument(f"Pack.{name} must be milliseconds >= 0, got {v!r}")
         for name in ("max_items", "max_input_tokens", "max_output_tokens"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"Pack.{name} must be an int >= 1, got {v!r}")
+                raise InvalidArgument(f"Pack.{name} must be an int >= 1, got {v!r}")
 
 
 class _Item:
