@@ -3,8 +3,10 @@
 `Thrift` validates its configuration, builds one SDK client per key and the request pipeline
 (`asyncthrift._pipeline`) that every call goes through, and exposes what a user of
 `anthropic.AsyncAnthropic` expects: ``messages`` (typed as the SDK's, see `_messages`),
-``with_options(...)``, ``close()``/``aclose()``, and the resources asyncthrift does not
-schedule (``models``, ``files``, ``beta``) passed straight to the SDK client.
+``beta`` (``beta.messages`` scheduled too, see `_beta`), ``with_raw_response`` and
+``with_streaming_response``, ``with_options(...)``/``copy(...)``, ``close()``/``aclose()``,
+``is_closed()``, ``base_url``, ``max_retries``, ``timeout``, and the resources asyncthrift
+does not schedule (``models``, ``files``) passed straight to the SDK client.
 """
 
 from __future__ import annotations
@@ -12,14 +14,16 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
 
 import anthropic
-from anthropic.types import Message
+from anthropic.types import Message, MessageTokensCount
+from anthropic.types.beta import BetaMessage, BetaMessageTokensCount
 
 from ._attempt import ModelClass
+from ._beta import Beta, BetaMessages, View
 from ._keys import Key, KeyConfig, budget_limits, want_aiohttp, with_header_hook
-from ._messages import Messages
+from ._messages import Messages, RawMessages, StreamingMessages
 from ._observers import Observer, Observers
 from ._pipeline import Pipeline
 from .batches import Batches, batches_for, stats_overrides
@@ -41,10 +45,10 @@ from .stats import Stats
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
+    import httpx2
     from anthropic.resources import AsyncFiles, AsyncModels
-    from anthropic.resources.beta import AsyncBeta
 
-__all__ = ["KeyConfig", "Messages", "Thrift"]
+__all__ = ["ClientView", "KeyConfig", "Messages", "Thrift"]
 
 
 class Thrift:
@@ -168,7 +172,7 @@ class Thrift:
         self._root: Thrift = self
         self._sdks: Sequence[anthropic.AsyncAnthropic] = self._pipeline.sdks
         self._max_retries = max_retries
-        self.messages = Messages(self._pipeline, self._sdks, max_retries)
+        self._facades()
         for observer in observers or ():
             self.add_observer(observer)
 
@@ -242,10 +246,36 @@ class Thrift:
         """`aclose()`, under the SDK's name for it (same options)."""
         await self.aclose(drain=drain, grace=grace)
 
+    def _facades(self) -> None:
+        """``messages`` and ``beta`` over this view's SDK clients and retry bound."""
+        self.messages = Messages(self._pipeline, self._sdks, self._max_retries)
+        root = self._root
+        sdk = self._sdks[0]
+        retries = self._max_retries
+        beta_messages = BetaMessages(
+            self._pipeline,
+            self._sdks,
+            retries,
+            lambda: batches_for(root, sdk, retries).beta_view(),
+        )
+        self.beta = Beta(beta_messages, sdk.beta)
+
     def with_options(self, *, max_retries: int | None = None, **options: Any) -> Thrift:
         """A client sharing this one's keys, budgets, queues, cache and counters, whose calls
-        use other SDK options (``timeout=``, ``default_headers=``, ...; see
-        `anthropic.AsyncAnthropic.with_options`) or another ``max_retries``."""
+        use other SDK options (``timeout=``, ``default_headers=``, ``default_query=``, ...;
+        see `anthropic.AsyncAnthropic.with_options`) or another ``max_retries``.
+
+        Options that would change whose quota is spent or where (``api_key``,
+        ``auth_token``, ``base_url``, ``http_client``, ...) are refused: a copy shares this
+        client's budgets, which belong to its keys. Make another `Thrift` for another key.
+        """
+        foreign = sorted(set(options) - _COPY_OPTIONS)
+        if foreign:
+            raise InvalidArgument(
+                f"with_options()/copy() cannot change {', '.join(foreign)}: a copy shares "
+                "this client's keys and budgets; create another Thrift(...) for another key "
+                f"or endpoint (allowed: max_retries, {', '.join(sorted(_COPY_OPTIONS))})"
+            )
         view = object.__new__(Thrift)
         view._pipeline = self._pipeline
         view._root = self._root
@@ -255,8 +285,63 @@ class Thrift:
             if max_retries is None
             else RetryPolicy(max_retries=max_retries).max_retries
         )
-        view.messages = Messages(view._pipeline, view._sdks, view._max_retries)
+        view._facades()
         return view
+
+    def copy(self, *, max_retries: int | None = None, **options: Any) -> Thrift:
+        """`with_options`, under the SDK's other name for it."""
+        return self.with_options(max_retries=max_retries, **options)
+
+    def is_closed(self) -> bool:
+        """Whether ``close()``/``aclose()`` has started (on this client or any copy)."""
+        return self._pipeline.closed
+
+    @property
+    def base_url(self) -> httpx2.URL:
+        """The endpoint of the first key's SDK client (as `AsyncAnthropic.base_url`)."""
+        return self._sdks[0].base_url
+
+    @property
+    def max_retries(self) -> int:
+        """How many times a failed call is retried through the scheduler (the SDK clients
+        underneath are built with ``max_retries=0``: retries are asyncthrift's)."""
+        return self._max_retries
+
+    @property
+    def timeout(self) -> float | httpx2.Timeout | None:
+        """The SDK clients' request timeout (as `AsyncAnthropic.timeout`)."""
+        timeout: float | httpx2.Timeout | None = self._sdks[0].timeout
+        return timeout
+
+    @property
+    def with_raw_response(
+        self,
+    ) -> ClientView[
+        RawMessages[Message, MessageTokensCount],
+        View[RawMessages[BetaMessage, BetaMessageTokensCount]],
+    ]:
+        """As `AsyncAnthropic.with_raw_response`: ``messages`` and ``beta.messages`` answer
+        the SDK's raw responses and go through the scheduler; other resources are the SDK's."""
+        return ClientView(
+            self.messages.with_raw_response,
+            self.beta.with_raw_response,
+            self._sdks[0].with_raw_response,
+        )
+
+    @property
+    def with_streaming_response(
+        self,
+    ) -> ClientView[
+        StreamingMessages[Message, MessageTokensCount],
+        View[StreamingMessages[BetaMessage, BetaMessageTokensCount]],
+    ]:
+        """As `AsyncAnthropic.with_streaming_response`, ``messages`` and ``beta.messages``
+        scheduled; other resources are the SDK's."""
+        return ClientView(
+            self.messages.with_streaming_response,
+            self.beta.with_streaming_response,
+            self._sdks[0].with_streaming_response,
+        )
 
     def __repr__(self) -> str:
         p = self._pipeline
@@ -275,11 +360,6 @@ class Thrift:
     def files(self) -> AsyncFiles:
         """The SDK's ``files`` resource (first key), unscheduled."""
         return self._sdks[0].files
-
-    @property
-    def beta(self) -> AsyncBeta:
-        """The SDK's ``beta`` resources (first key), unscheduled."""
-        return self._sdks[0].beta
 
     @property
     def batches(self) -> Batches:
@@ -345,6 +425,36 @@ class Thrift:
 
     def _model_class(self, model: str) -> ModelClass:
         return self._pipeline.model_class(model)
+
+
+#: What `Thrift.with_options`/`copy` may change: how calls are made, not whose quota pays.
+_COPY_OPTIONS: Final = frozenset(
+    {
+        "timeout",
+        "default_headers",
+        "set_default_headers",
+        "default_query",
+        "set_default_query",
+    }
+)
+
+_MessagesT = TypeVar("_MessagesT")
+_BetaT = TypeVar("_BetaT")
+
+
+class ClientView(Generic[_MessagesT, _BetaT]):
+    """``client.with_raw_response`` / ``client.with_streaming_response``: ``messages`` and
+    ``beta`` scheduled; every other attribute is the SDK's view (first key), unscheduled."""
+
+    __slots__ = ("_sdk", "beta", "messages")
+
+    def __init__(self, messages: _MessagesT, beta: _BetaT, sdk: object) -> None:
+        self.messages = messages
+        self.beta = beta
+        self._sdk = sdk
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sdk, name)
 
 
 def _check_fallback(fallback: object) -> dict[str, tuple[str, ...]] | None:

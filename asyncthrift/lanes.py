@@ -10,11 +10,15 @@ in the admission machinery.
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Final, Literal, TypeAlias
 
 from .errors import ClientClosed, InvalidArgument
 
-__all__ = ["LANES", "QueueCounter", "lane_level"]
+__all__ = ["LANES", "Priority", "QueueCounter", "lane_level"]
+
+Priority: TypeAlias = Literal["interactive", "default", "batch"] | int
+"""A lane name (``"interactive"`` > ``"default"`` > ``"batch"``) or an int level (higher is
+served first). A `Literal`, so that a type checker catches ``priority="urgent"``."""
 
 
 #: Named lanes and their levels; an int priority is a level of its own.
