@@ -31,6 +31,7 @@ from anthropic.resources.messages import AsyncBatches
 from anthropic.types.messages import MessageBatch, MessageBatchIndividualResponse
 
 from .bucket import TokenBucket
+from .errors import InvalidArgument
 from .prices import cost_usd
 
 __all__ = [
@@ -105,7 +106,7 @@ class BatchBudget:
         clock: Callable[[], float] | None = None,
     ) -> None:
         if rpm is not None and rpm <= 0:
-            raise ValueError(f"rpm must be positive or None, got {rpm!r}")
+            raise InvalidArgument(f"rpm must be positive or None, got {rpm!r}")
         self.rpm = rpm
         self.period = period
         self._loop_time = clock
@@ -159,7 +160,7 @@ def split_requests(
     for request in requests:
         n = len(orjson.dumps(request)) + 1
         if n > limit:
-            raise ValueError(
+            raise InvalidArgument(
                 f"request {request.get('custom_id')!r} is {n:,} bytes: more than a batch holds"
             )
         if chunk and (len(chunk) >= max_requests or size + n > limit):

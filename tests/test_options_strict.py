@@ -111,6 +111,8 @@ async def test_a_bad_call_raises_invalid_argument_before_anything_is_sent() -> N
         ({"api_key": "k", "cache": "disk"}, r"cache"),
         ({"api_key": "k", "http": "curl"}, r"http= must be"),
         ({"api_key": "k", "spend_cap_usd": -1}, r"spend_cap_usd= must be"),
+        ({"api_key": "k", "shared_fallback": 0.5}, r"shared_fallback= needs shared="),
+        ({"api_key": "k", "keys": []}, r"pass either keys="),
         ({"api_key": "k", "spend_cap_usd": 1, "spend_period": "fortnight"}, r"spend_period= must"),
     ],
 )
