@@ -433,6 +433,8 @@ class View(Generic[_T]):
         self._sdk = sdk
 
     def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):  # not the SDK's to answer (and no recursion while unset)
+            raise AttributeError(name)
         return getattr(self._sdk, name)
 
 
@@ -457,4 +459,6 @@ class Beta:
         return View(self.messages.with_streaming_response, self._sdk.with_streaming_response)
 
     def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):  # not the SDK's to answer (and no recursion while unset)
+            raise AttributeError(name)
         return getattr(self._sdk, name)

@@ -454,6 +454,8 @@ class ClientView(Generic[_MessagesT, _BetaT]):
         self._sdk = sdk
 
     def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):  # not the SDK's to answer (and no recursion while unset)
+            raise AttributeError(name)
         return getattr(self._sdk, name)
 
 

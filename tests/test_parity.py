@@ -140,3 +140,17 @@ async def test_client_level_views_and_attributes_match_async_anthropic() -> None
         await sdk.close()
         await copied.close()  # a copy closes the client it was made from, as the SDK's do
     assert c.is_closed() and copied.is_closed()
+
+
+async def test_the_views_pass_public_names_through_and_copy_cleanly() -> None:
+    import copy
+
+    c = client(verdict_api([]))
+    try:
+        for view in (c.beta, c.beta.with_raw_response, c.with_raw_response):
+            assert copy.copy(view) is not view  # no recursion through __getattr__
+            with pytest.raises(AttributeError):
+                view._private_of_the_sdk  # noqa: B018
+        assert c.beta.files is not None and c.with_raw_response.files is not None
+    finally:
+        await c.close()
