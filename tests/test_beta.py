@@ -51,9 +51,12 @@ async def test_the_bare_sdks_beta_path_earns_429s_on_this_workload() -> None:
         assert mock.counters.rate_limited > 0
 
 
-async def test_beta_creates_and_streams_are_scheduled_counted_and_never_429() -> None:
+@pytest.mark.parametrize("headers_at", ["completion", "admission"])
+async def test_beta_creates_and_streams_are_scheduled_counted_and_never_429(
+    headers_at: str,
+) -> None:
     async with (
-        MockServer(**MOCK) as mock,
+        MockServer(**MOCK, headers_at=headers_at) as mock,
         Thrift(api_key="k", base_url=mock.base_url, limits=LIMITS) as client,
     ):
 
