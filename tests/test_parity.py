@@ -154,3 +154,41 @@ async def test_the_views_pass_public_names_through_and_copy_cleanly() -> None:
         assert c.beta.files is not None and c.with_raw_response.files is not None
     finally:
         await c.close()
+
+
+async def test_beta_calls_go_out_as_the_sdks_beta_calls_do() -> None:
+    """Same URL, same ``anthropic-beta`` header as the bare SDK's beta calls: only the path
+    to them (admission, retries, books) differs."""
+    seen: list[httpx2.Request] = []
+
+    async def transport(request: httpx2.Request) -> httpx2.Response:
+        seen.append(request)
+        if request.url.path.endswith("/count_tokens"):
+            return httpx2.Response(200, json={"input_tokens": 9})
+        return httpx2.Response(200, json=message_json(orjson.loads(request.content)))
+
+    async def calls(messages: Any) -> None:
+        await messages.create(**REQ, betas=["context-1m-2025-08-07"])
+        await messages.count_tokens(
+            model=MODEL, messages=REQ["messages"], betas=["token-counting-2024-11-01"]
+        )
+
+    http = httpx2.AsyncClient(transport=httpx2.MockTransport(transport))
+    bare = anthropic.AsyncAnthropic(api_key="k", base_url="http://api.test", http_client=http)
+    await calls(bare.beta.messages)
+    await bare.close()
+    http = httpx2.AsyncClient(transport=httpx2.MockTransport(transport))
+    async with Thrift(
+        api_key="k", base_url="http://api.test", sdk_options={"http_client": http}
+    ) as c:
+        await calls(c.beta.messages)
+        await c.messages.create(**REQ)
+        s = c.stats()
+    theirs, ours, plain = seen[:2], seen[2:4], seen[4]
+    for a, b in zip(theirs, ours, strict=True):
+        assert a.url == b.url
+        assert a.headers["anthropic-beta"] == b.headers["anthropic-beta"]
+        assert orjson.loads(a.content) == orjson.loads(b.content)
+    assert ours[0].headers["anthropic-beta"] == "context-1m-2025-08-07"
+    assert "anthropic-beta" not in plain.headers
+    assert (s.requests, s.succeeded, s.upstream_calls) == (3, 3, 3)
