@@ -10,7 +10,16 @@ from . import errors
 from .bucket import Cost, TokenBucket
 from .budget import LocalBudget
 from .client import KeyConfig, Messages, Thrift
-from .errors import BudgetExceeded, DeadlineExceeded, QueueFull, RequestTooLarge, ThriftError
+from .errors import (
+    BudgetExceeded,
+    ClientClosed,
+    DeadlineExceeded,
+    InvalidArgument,
+    NoKeysLeft,
+    QueueFull,
+    RequestTooLarge,
+    ThriftError,
+)
 from .limits import PRESETS, Limits, model_class
 from .retry import RetryPolicy
 from .stats import Stats
@@ -20,12 +29,15 @@ __version__ = "0.1.0"
 __all__ = [
     "PRESETS",
     "BudgetExceeded",
+    "ClientClosed",
     "Cost",
     "DeadlineExceeded",
+    "InvalidArgument",
     "KeyConfig",
     "Limits",
     "LocalBudget",
     "Messages",
+    "NoKeysLeft",
     "QueueFull",
     "RequestTooLarge",
     "RetryPolicy",

@@ -18,7 +18,7 @@ import anthropic
 from ._attempt import ModelClass
 from ._keys import Key
 from .budget import LocalBudget
-from .errors import NoKeysLeft
+from .errors import InvalidArgument, NoKeysLeft
 from .limits import MODEL_CLASSES, Limits
 from .limits import model_class as family
 from .prices import PRICES
@@ -33,6 +33,7 @@ __all__ = [
     "UNKNOWN_CLASS",
     "UnknownModel",
     "class_of",
+    "close_model",
     "count_class",
     "refuse",
 ]
@@ -46,7 +47,7 @@ UNKNOWN_CLASS: Final = "unknown"
 """The one class every model id of no known family shares (unless `limits=` names the id)."""
 
 
-class UnknownModel(ValueError):
+class UnknownModel(InvalidArgument):
     """A ``claude-*`` model id of no known family while limits are configured."""
 
 
@@ -93,11 +94,24 @@ def class_of(p: Pipeline, model: str) -> ModelClass:
     return mc
 
 
+def close_model(model: str) -> str | None:
+    """The known model id `model` is most likely a typo of, or None if none is close.
+
+    The ``claude-`` prefix every id shares is left out of the comparison: with it,
+    ``claude-nonexistent-9`` reads as 69 % like ``claude-sonnet-4``; without it, 48 %,
+    while a real typo (``claude-sonet-4-5``, ``claude-haiku-4.5``) stays near 90 %.
+    """
+    ids = {m.removeprefix("claude-"): m for m in PRICES if m.startswith("claude-")}
+    tail = model.lower().removeprefix("claude-")
+    found = difflib.get_close_matches(tail, ids, n=1, cutoff=0.75)
+    return ids[found[0]] if found else None
+
+
 def _unknown(p: Pipeline, model: str) -> None:
     """A model id of no known family: an error for a ``claude-*`` typo that would run
     unlimited under configured limits; otherwise one warning per client."""
-    guess = difflib.get_close_matches(model.lower(), PRICES, n=1, cutoff=0.6)
-    hint = f" (did you mean {guess[0]!r}?)" if guess else ""
+    guess = close_model(model)
+    hint = f" (did you mean {guess!r}?)" if guess else ""
     configured = any(k.limits.configured and not k.limits.has_default for k in p.keys)
     if configured and model.lower().startswith("claude"):
         raise UnknownModel(

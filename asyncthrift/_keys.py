@@ -17,6 +17,7 @@ from typing import Any
 
 import anthropic
 
+from .errors import InvalidArgument
 from .limits import LimitsSpec, LimitsTable
 
 __all__ = ["HEADERS", "Key", "KeyConfig", "budget_limits", "want_aiohttp", "with_header_hook"]
@@ -29,14 +30,14 @@ def want_aiohttp(http: str) -> bool:
     CPU per request of the default httpx2 transport (bench/RESULTS.md).
     """
     if http not in ("auto", "aiohttp", "httpx"):
-        raise ValueError(f"http= must be 'auto', 'aiohttp' or 'httpx', got {http!r}")
+        raise InvalidArgument(f"http= must be 'auto', 'aiohttp' or 'httpx', got {http!r}")
     if http == "httpx":
         return False
     try:
         import aiohttp  # noqa: F401
     except ImportError:
         if http == "aiohttp":
-            raise ValueError(
+            raise InvalidArgument(
                 "http='aiohttp' needs aiohttp: pip install 'asyncthrift[fast]'"
             ) from None
         return False
@@ -90,9 +91,11 @@ class KeyConfig:
 
     def __post_init__(self) -> None:
         if not isinstance(self.api_key, str) or not self.api_key:
-            raise ValueError("KeyConfig.api_key must be a non-empty string")
+            raise InvalidArgument("KeyConfig.api_key must be a non-empty string")
         if self.budget is not None and (not isinstance(self.budget, str) or not self.budget):
-            raise ValueError(f"KeyConfig.budget must be a non-empty string, got {self.budget!r}")
+            raise InvalidArgument(
+                f"KeyConfig.budget must be a non-empty string, got {self.budget!r}"
+            )
 
     def __repr__(self) -> str:
         key = "<redacted>" if self.api_key else "<none>"
@@ -111,7 +114,7 @@ def budget_limits(configs: Sequence[KeyConfig]) -> list[LimitsSpec]:
             continue
         seen = named.setdefault(cfg.budget, cfg.limits)
         if seen != cfg.limits:
-            raise ValueError(
+            raise InvalidArgument(
                 f"keys of budget {cfg.budget!r} give different limits ({seen!r} and "
                 f"{cfg.limits!r}): keys of one budget share its buckets, so give the "
                 "limits once (on one key, or the same on each)"

@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from .errors import InvalidArgument
 from .lanes import LANES, lane_level
 
 __all__ = ["RequestOptions", "split_options", "stream_requested"]
@@ -88,7 +89,10 @@ def split_options(kwargs: dict[str, Any]) -> tuple[RequestOptions, dict[str, Any
                 f"(no deadline); got {type(deadline).__name__} {deadline!r}"
             )
         if math.isnan(deadline) or deadline < 0:
-            raise ValueError(f"deadline= must be >= 0 seconds, got {deadline!r}")
+            raise InvalidArgument(
+                f"deadline= must be >= 0 seconds (how long to wait for admission), or None "
+                f"for no deadline; got {deadline!r}"
+            )
         if math.isinf(deadline):
             deadline = None
     _check_sdk_fields(kwargs)
@@ -103,6 +107,8 @@ def _check_sdk_fields(kwargs: dict[str, Any]) -> None:
     if isinstance(max_tokens, bool) or not isinstance(max_tokens, int):
         raise TypeError(f"messages.create() needs max_tokens= as an int >= 1, got {max_tokens!r}")
     if max_tokens < 1:
-        raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
+        raise InvalidArgument(
+            f"max_tokens must be >= 1 (the most output tokens the answer may use), got {max_tokens}"
+        )
     if not isinstance(kwargs.get("messages"), list | tuple):
         raise TypeError("messages.create() needs messages= as a list of {role, content}")

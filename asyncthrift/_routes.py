@@ -1,8 +1,15 @@
-"""The routes of ``messages.create``: its innermost send, plain or with the raw response."""
+"""The routes of ``messages.create``: its innermost send, plain or with the raw response.
+
+Each route calls one SDK Messages resource, chosen by a `Resource`: ``client.messages``
+(`MESSAGES`) or ``client.beta.messages`` (`BETA_MESSAGES`); the beta routes are the same
+steps on the beta resource, so beta calls are admitted, resynced and retried alike.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Final
+import operator
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
 import anthropic
 from anthropic.types import Message
@@ -14,7 +21,21 @@ if TYPE_CHECKING:
 
     from ._pipeline import Pipeline
 
-__all__ = ["CREATE", "FALLBACK_HEADER", "RAW_CREATE"]
+__all__ = [
+    "BETA_CREATE",
+    "BETA_MESSAGES",
+    "BETA_RAW_CREATE",
+    "CREATE",
+    "FALLBACK_HEADER",
+    "MESSAGES",
+    "RAW_CREATE",
+    "Resource",
+]
+
+Resource: TypeAlias = Callable[[anthropic.AsyncAnthropic], Any]
+"""The SDK Messages resource a route calls, from the admitted key's client."""
+MESSAGES: Final[Resource] = operator.attrgetter("messages")
+BETA_MESSAGES: Final[Resource] = operator.attrgetter("beta.messages")
 
 #: Set on a raw response a fallback model answered: the model the call asked for
 #: (the answering model is the message's own ``model``).
@@ -24,14 +45,17 @@ FALLBACK_HEADER: Final = "asyncthrift-fallback-from"
 class _CreateRoute:
     """``messages.create``: the SDK's call, its `Message` reconciled at once."""
 
-    __slots__ = ()
+    __slots__ = ("resource",)
     headers_at_start = False
+
+    def __init__(self, resource: Resource = MESSAGES) -> None:
+        self.resource = resource
 
     def plan(self, pipeline: Pipeline, params: Mapping[str, Any]) -> Plan:
         return pipeline.plan(params)
 
     async def send(self, sdk: anthropic.AsyncAnthropic, params: dict[str, Any]) -> Any:
-        return await sdk.messages.create(**params)
+        return await self.resource(sdk).create(**params)
 
     def received(self, attempt: Attempt, result: Any) -> Any:
         message: Message = result
@@ -40,6 +64,7 @@ class _CreateRoute:
 
 
 CREATE: Final[Route] = _CreateRoute()
+BETA_CREATE: Final[Route] = _CreateRoute(BETA_MESSAGES)
 
 
 class _RawCreateRoute(_CreateRoute):
@@ -48,7 +73,7 @@ class _RawCreateRoute(_CreateRoute):
     __slots__ = ()
 
     async def send(self, sdk: anthropic.AsyncAnthropic, params: dict[str, Any]) -> Any:
-        raw = await sdk.messages.with_raw_response.create(**params)
+        raw = await self.resource(sdk).with_raw_response.create(**params)
         return raw, await raw.parse()  # the SDK keeps the parsed answer for the caller
 
     def received(self, attempt: Attempt, result: Any) -> Any:
@@ -61,3 +86,4 @@ class _RawCreateRoute(_CreateRoute):
 
 
 RAW_CREATE: Final[Route] = _RawCreateRoute()
+BETA_RAW_CREATE: Final[Route] = _RawCreateRoute(BETA_MESSAGES)

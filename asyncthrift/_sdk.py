@@ -16,11 +16,15 @@ import anthropic
 import httpx2
 from anthropic._models import construct_type
 from anthropic._types import Body, Headers, Query, SequenceNotStr
-from anthropic.lib._parse._response import ResponseFormatT
+from anthropic.lib._parse._response import ResponseFormatT, parse_beta_response, parse_response
 from anthropic.lib.streaming._messages import accumulate_event
 from anthropic.types import RawMessageStreamEvent
 
 if TYPE_CHECKING:
+    from anthropic.lib.tools._tool_params import BetaToolLike as BetaToolLike
+    from anthropic.types import Message
+    from anthropic.types.beta import BetaMessage
+    from anthropic.types.beta.parsed_beta_message import ParsedBetaMessage
     from anthropic.types.parsed_message import ParsedMessage
 
 __all__ = [
@@ -32,6 +36,8 @@ __all__ = [
     "accumulate",
     "build_event",
     "output_config",
+    "parsed",
+    "parsed_beta",
     "status_error",
     "stream_parts",
 ]
@@ -69,6 +75,19 @@ def output_config(output_format: Any, config: Any) -> dict[str, Any]:
     schema = cached_json_schema(TypeAdapter(output_format))
     fmt = {"type": "json_schema", "schema": transform_schema(schema)}
     return {**(config or {}), "format": fmt}
+
+
+def parsed(message: Message, output_format: Any) -> ParsedMessage[Any]:
+    """``messages.parse``'s answer made from `message`, exactly as the SDK makes it (each
+    text block's ``parsed_output`` validated against `output_format`; None: not parsed)."""
+    fmt = anthropic.NOT_GIVEN if output_format is None else output_format
+    return parse_response(response=message, output_format=fmt)
+
+
+def parsed_beta(message: BetaMessage, output_format: Any) -> ParsedBetaMessage[Any]:
+    """``beta.messages.parse``'s answer made from `message`, as the SDK makes it."""
+    fmt = anthropic.NOT_GIVEN if output_format is None else output_format
+    return parse_beta_response(response=message, output_format=fmt)
 
 
 def status_error(

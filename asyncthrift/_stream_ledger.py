@@ -15,18 +15,7 @@ import math
 from typing import TYPE_CHECKING, Any, Final
 
 from anthropic import AsyncStream
-from anthropic.types import (
-    InputJSONDelta,
-    Message,
-    RawContentBlockDeltaEvent,
-    RawMessageDeltaEvent,
-    RawMessageStartEvent,
-    RawMessageStopEvent,
-    RawMessageStreamEvent,
-    TextDelta,
-    ThinkingDelta,
-    Usage,
-)
+from anthropic.types import Message, RawMessageStreamEvent, Usage
 
 from ._lookup import store
 from ._sdk import accumulate
@@ -96,23 +85,27 @@ class Ledger:
         self.json_bufs: dict[int, bytes] = {}
 
     def observe(self, event: RawMessageStreamEvent) -> None:
-        """Account for one event on its way to the caller."""
-        if isinstance(event, RawContentBlockDeltaEvent):
+        """Account for one event on its way to the caller.
+
+        Events are told apart by their ``type``, not their class: a ``beta.messages`` stream
+        carries the SDK's ``BetaRaw*`` event classes, of the same shape.
+        """
+        if event.type == "content_block_delta":
             d = event.delta
-            if isinstance(d, TextDelta):
+            if d.type == "text_delta":
                 self.delivered += text_tokens(d.text)
-            elif isinstance(d, InputJSONDelta):
+            elif d.type == "input_json_delta":
                 self.delivered += text_tokens(d.partial_json)
-            elif isinstance(d, ThinkingDelta):
+            elif d.type == "thinking_delta":
                 self.delivered += text_tokens(d.thinking)
-        elif isinstance(event, RawMessageStartEvent):
+        elif event.type == "message_start":
             self.usage = event.message.usage
             self.model = event.message.model or self.model
-        elif isinstance(event, RawMessageDeltaEvent):
+        elif event.type == "message_delta":
             self._merge_usage(event.usage)
         if self.cache_key is not None:
             self._accumulate(event)
-        if isinstance(event, RawMessageStopEvent):
+        if event.type == "message_stop":
             self.complete = True
             self.settle(None)
 

@@ -18,17 +18,20 @@ Types are the SDK's own (`anthropic.types.messages`).
 from __future__ import annotations
 
 import asyncio
+import copy
 import functools
 import random
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
-from typing import Any, Final, TypeVar
+from typing import Any, Final, TypeVar, cast
 
 import anthropic
 import orjson
+from anthropic.resources.messages import AsyncBatches
 from anthropic.types.messages import MessageBatch, MessageBatchIndividualResponse
 
 from .bucket import TokenBucket
+from .errors import InvalidArgument
 from .prices import cost_usd
 
 __all__ = [
@@ -103,7 +106,7 @@ class BatchBudget:
         clock: Callable[[], float] | None = None,
     ) -> None:
         if rpm is not None and rpm <= 0:
-            raise ValueError(f"rpm must be positive or None, got {rpm!r}")
+            raise InvalidArgument(f"rpm must be positive or None, got {rpm!r}")
         self.rpm = rpm
         self.period = period
         self._loop_time = clock
@@ -157,7 +160,7 @@ def split_requests(
     for request in requests:
         n = len(orjson.dumps(request)) + 1
         if n > limit:
-            raise ValueError(
+            raise InvalidArgument(
                 f"request {request.get('custom_id')!r} is {n:,} bytes: more than a batch holds"
             )
         if chunk and (len(chunk) >= max_requests or size + n > limit):
@@ -184,11 +187,19 @@ class Batches:
         max_bytes: int = MAX_BATCH_BYTES,
     ) -> None:
         self._sdk = sdk
+        self._resource: AsyncBatches = sdk.messages.batches  # or the beta one: `beta_view`
         self.budget = BatchBudget(rpm, period)
         self.max_retries = max_retries
         self.max_requests = max_requests
         self.max_bytes = max_bytes
         self.stats = BatchStats()
+
+    def beta_view(self) -> Batches:
+        """``client.beta.messages.batches``: the same budget, retries and counters, calling
+        the SDK's beta batch endpoints (which answer the SDK's ``Beta*`` batch types)."""
+        view = copy.copy(self)  # shares `budget` and `stats`
+        view._resource = cast("AsyncBatches", self._sdk.beta.messages.batches)  # same shape
+        return view
 
     # -- one scheduled call -----------------------------------------------------------------
 
@@ -236,29 +247,25 @@ class Batches:
     ) -> MessageBatch:
         """One batch of `requests` (which must fit the per-batch limits): one API call."""
         sdk_requests: Any = requests
-        batch = await self._call(
-            lambda: self._sdk.messages.batches.create(requests=sdk_requests, **options)
-        )
+        batch = await self._call(lambda: self._resource.create(requests=sdk_requests, **options))
         self.stats.requests += len(requests)
         return batch
 
     async def retrieve(self, batch_id: str, **options: Any) -> MessageBatch:
-        return await self._call(lambda: self._sdk.messages.batches.retrieve(batch_id, **options))
+        return await self._call(lambda: self._resource.retrieve(batch_id, **options))
 
     async def cancel(self, batch_id: str, **options: Any) -> MessageBatch:
-        return await self._call(lambda: self._sdk.messages.batches.cancel(batch_id, **options))
+        return await self._call(lambda: self._resource.cancel(batch_id, **options))
 
     async def delete(self, batch_id: str, **options: Any) -> Any:
-        return await self._call(lambda: self._sdk.messages.batches.delete(batch_id, **options))
+        return await self._call(lambda: self._resource.delete(batch_id, **options))
 
     async def list(self, *, limit: int = 100, **options: Any) -> AsyncIterator[MessageBatch]:
         """Every batch of the key, newest first; each page is one scheduled call."""
         after: Any = anthropic.omit
         while True:
             page = await self._call(
-                functools.partial(
-                    self._sdk.messages.batches.list, limit=limit, after_id=after, **options
-                )
+                functools.partial(self._resource.list, limit=limit, after_id=after, **options)
             )
             for batch in page.data:
                 yield batch
@@ -271,7 +278,7 @@ class Batches:
     ) -> AsyncIterator[MessageBatchIndividualResponse]:
         """The results of an ended batch, as they are read; usage and cost (at the batch
         price) counted in ``client.stats()``."""
-        decoder = await self._call(lambda: self._sdk.messages.batches.results(batch_id, **options))
+        decoder = await self._call(lambda: self._resource.results(batch_id, **options))
         async for response in decoder:
             self.stats.count_result(response)
             yield response

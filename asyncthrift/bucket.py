@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 from typing import NamedTuple, Protocol
 
+from .errors import InvalidArgument
+
 __all__ = ["ZERO", "Budget", "Cost", "ServerView", "TokenBucket"]
 
 #: Relative tolerance for float comparisons: a wait computed as deficit/rate lands the timer
@@ -41,7 +43,7 @@ class TokenBucket:
 
     def __init__(self, capacity: float, period: float, now: float, level: float | None = None):
         if capacity <= 0 or period <= 0:
-            raise ValueError("a bucket needs a positive capacity and period")
+            raise InvalidArgument("a bucket needs a positive capacity and period")
         self.capacity = float(capacity)
         self.rate = self.capacity / period
         self._level = self.capacity if level is None else float(level)

@@ -10,6 +10,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from . import __version__
 from ._run import run_async
 
 __all__ = ["main", "run_async"]
@@ -42,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Anthropic Messages API calls under your rate limits: "
         "no 429s, no paying twice.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser(

@@ -3,8 +3,10 @@
 `Thrift` validates its configuration, builds one SDK client per key and the request pipeline
 (`asyncthrift._pipeline`) that every call goes through, and exposes what a user of
 `anthropic.AsyncAnthropic` expects: ``messages`` (typed as the SDK's, see `_messages`),
-``with_options(...)``, ``close()``/``aclose()``, and the resources asyncthrift does not
-schedule (``models``, ``files``, ``beta``) passed straight to the SDK client.
+``beta`` (``beta.messages`` scheduled too, see `_beta`), ``with_raw_response`` and
+``with_streaming_response``, ``with_options(...)``/``copy(...)``, ``close()``/``aclose()``,
+``is_closed()``, ``base_url``, ``max_retries``, ``timeout``, and the resources asyncthrift
+does not schedule (``models``, ``files``) passed straight to the SDK client.
 """
 
 from __future__ import annotations
@@ -12,14 +14,16 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
 
 import anthropic
-from anthropic.types import Message
+from anthropic.types import Message, MessageTokensCount
+from anthropic.types.beta import BetaMessage, BetaMessageTokensCount
 
 from ._attempt import ModelClass
+from ._beta import Beta, BetaMessages, View
 from ._keys import Key, KeyConfig, budget_limits, want_aiohttp, with_header_hook
-from ._messages import Messages
+from ._messages import Messages, RawMessages, StreamingMessages
 from ._observers import Observer, Observers
 from ._pipeline import Pipeline
 from .batches import Batches, batches_for, stats_overrides
@@ -27,6 +31,7 @@ from .budget import LocalBudget
 from .cache import Cache, make_cache
 from .cache.keys import scope_for_key
 from .compression import compression_overrides
+from .errors import InvalidArgument
 from .lanes import QueueCounter
 from .limits import LimitsSpec, LimitsTable
 from .packing import Pack, pack_option
@@ -40,10 +45,10 @@ from .stats import Stats
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
+    import httpx2
     from anthropic.resources import AsyncFiles, AsyncModels
-    from anthropic.resources.beta import AsyncBeta
 
-__all__ = ["KeyConfig", "Messages", "Thrift"]
+__all__ = ["ClientView", "KeyConfig", "Messages", "Thrift"]
 
 
 class Thrift:
@@ -84,13 +89,13 @@ class Thrift:
         if not isinstance(dedupe, bool):
             raise TypeError(f"dedupe= must be True or False, got {dedupe!r}")
         if cache_scope not in ("key", "global"):
-            raise ValueError(f"cache_scope= must be 'key' or 'global', got {cache_scope!r}")
+            raise InvalidArgument(f"cache_scope= must be 'key' or 'global', got {cache_scope!r}")
         if isinstance(aging, bool) or not isinstance(aging, int | float) or aging < 0:
-            raise ValueError(f"aging= must be a number of seconds >= 0, got {aging!r}")
+            raise InvalidArgument(f"aging= must be a number of seconds >= 0, got {aging!r}")
         if timeout is not None and (
             isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0
         ):
-            raise ValueError(
+            raise InvalidArgument(
                 f"timeout= must be a positive number of seconds or None, got {timeout!r}"
             )
         fallback = _check_fallback(fallback)
@@ -107,14 +112,16 @@ class Thrift:
         base_url = base_url or os.environ.get("ANTHROPIC_BASE_URL") or None
         if keys is not None:
             if api_key is not None or limits is not None:
-                raise ValueError("pass either keys=[KeyConfig(...)] or api_key=/limits=, not both")
+                raise InvalidArgument(
+                    "pass either keys=[KeyConfig(...)] or api_key=/limits=, not both"
+                )
             configs = list(keys)
             if not configs or not all(isinstance(k, KeyConfig) for k in configs):
                 raise TypeError("keys= must be a non-empty list of KeyConfig")
         else:
             api_key = api_key or os.environ.get("ANTHROPIC_API_KEY")
             if not api_key:
-                raise ValueError(
+                raise InvalidArgument(
                     "no API key: pass api_key=, set ANTHROPIC_API_KEY, "
                     "or pass keys=[KeyConfig(...)]"
                 )
@@ -165,7 +172,7 @@ class Thrift:
         self._root: Thrift = self
         self._sdks: Sequence[anthropic.AsyncAnthropic] = self._pipeline.sdks
         self._max_retries = max_retries
-        self.messages = Messages(self._pipeline, self._sdks, max_retries)
+        self._facades()
         for observer in observers or ():
             self.add_observer(observer)
 
@@ -204,11 +211,11 @@ class Thrift:
         elif isinstance(drain, int | float) and drain >= 0:
             draining, grace = True, float(drain)
         else:
-            raise ValueError(f"drain= must be True, False or seconds >= 0, got {drain!r}")
+            raise InvalidArgument(f"drain= must be True, False or seconds >= 0, got {drain!r}")
         if grace is not None and (
             isinstance(grace, bool) or not isinstance(grace, int | float) or grace < 0
         ):
-            raise ValueError(f"grace= must be seconds >= 0 or None, got {grace!r}")
+            raise InvalidArgument(f"grace= must be seconds >= 0 or None, got {grace!r}")
         p.closed = True
         p.queue.close()  # newcomers and retries: ClientClosed
         if p.packer is not None:
@@ -239,10 +246,36 @@ class Thrift:
         """`aclose()`, under the SDK's name for it (same options)."""
         await self.aclose(drain=drain, grace=grace)
 
+    def _facades(self) -> None:
+        """``messages`` and ``beta`` over this view's SDK clients and retry bound."""
+        self.messages = Messages(self._pipeline, self._sdks, self._max_retries)
+        root = self._root
+        sdk = self._sdks[0]
+        retries = self._max_retries
+        beta_messages = BetaMessages(
+            self._pipeline,
+            self._sdks,
+            retries,
+            lambda: batches_for(root, sdk, retries).beta_view(),
+        )
+        self.beta = Beta(beta_messages, sdk.beta)
+
     def with_options(self, *, max_retries: int | None = None, **options: Any) -> Thrift:
         """A client sharing this one's keys, budgets, queues, cache and counters, whose calls
-        use other SDK options (``timeout=``, ``default_headers=``, ...; see
-        `anthropic.AsyncAnthropic.with_options`) or another ``max_retries``."""
+        use other SDK options (``timeout=``, ``default_headers=``, ``default_query=``, ...;
+        see `anthropic.AsyncAnthropic.with_options`) or another ``max_retries``.
+
+        Options that would change whose quota is spent or where (``api_key``,
+        ``auth_token``, ``base_url``, ``http_client``, ...) are refused: a copy shares this
+        client's budgets, which belong to its keys. Make another `Thrift` for another key.
+        """
+        foreign = sorted(set(options) - _COPY_OPTIONS)
+        if foreign:
+            raise InvalidArgument(
+                f"with_options()/copy() cannot change {', '.join(foreign)}: a copy shares "
+                "this client's keys and budgets; create another Thrift(...) for another key "
+                f"or endpoint (allowed: max_retries, {', '.join(sorted(_COPY_OPTIONS))})"
+            )
         view = object.__new__(Thrift)
         view._pipeline = self._pipeline
         view._root = self._root
@@ -252,8 +285,63 @@ class Thrift:
             if max_retries is None
             else RetryPolicy(max_retries=max_retries).max_retries
         )
-        view.messages = Messages(view._pipeline, view._sdks, view._max_retries)
+        view._facades()
         return view
+
+    def copy(self, *, max_retries: int | None = None, **options: Any) -> Thrift:
+        """`with_options`, under the SDK's other name for it."""
+        return self.with_options(max_retries=max_retries, **options)
+
+    def is_closed(self) -> bool:
+        """Whether ``close()``/``aclose()`` has started (on this client or any copy)."""
+        return self._pipeline.closed
+
+    @property
+    def base_url(self) -> httpx2.URL:
+        """The endpoint of the first key's SDK client (as `AsyncAnthropic.base_url`)."""
+        return self._sdks[0].base_url
+
+    @property
+    def max_retries(self) -> int:
+        """How many times a failed call is retried through the scheduler (the SDK clients
+        underneath are built with ``max_retries=0``: retries are asyncthrift's)."""
+        return self._max_retries
+
+    @property
+    def timeout(self) -> float | httpx2.Timeout | None:
+        """The SDK clients' request timeout (as `AsyncAnthropic.timeout`)."""
+        timeout: float | httpx2.Timeout | None = self._sdks[0].timeout
+        return timeout
+
+    @property
+    def with_raw_response(
+        self,
+    ) -> ClientView[
+        RawMessages[Message, MessageTokensCount],
+        View[RawMessages[BetaMessage, BetaMessageTokensCount]],
+    ]:
+        """As `AsyncAnthropic.with_raw_response`: ``messages`` and ``beta.messages`` answer
+        the SDK's raw responses and go through the scheduler; other resources are the SDK's."""
+        return ClientView(
+            self.messages.with_raw_response,
+            self.beta.with_raw_response,
+            self._sdks[0].with_raw_response,
+        )
+
+    @property
+    def with_streaming_response(
+        self,
+    ) -> ClientView[
+        StreamingMessages[Message, MessageTokensCount],
+        View[StreamingMessages[BetaMessage, BetaMessageTokensCount]],
+    ]:
+        """As `AsyncAnthropic.with_streaming_response`, ``messages`` and ``beta.messages``
+        scheduled; other resources are the SDK's."""
+        return ClientView(
+            self.messages.with_streaming_response,
+            self.beta.with_streaming_response,
+            self._sdks[0].with_streaming_response,
+        )
 
     def __repr__(self) -> str:
         p = self._pipeline
@@ -272,11 +360,6 @@ class Thrift:
     def files(self) -> AsyncFiles:
         """The SDK's ``files`` resource (first key), unscheduled."""
         return self._sdks[0].files
-
-    @property
-    def beta(self) -> AsyncBeta:
-        """The SDK's ``beta`` resources (first key), unscheduled."""
-        return self._sdks[0].beta
 
     @property
     def batches(self) -> Batches:
@@ -344,6 +427,38 @@ class Thrift:
         return self._pipeline.model_class(model)
 
 
+#: What `Thrift.with_options`/`copy` may change: how calls are made, not whose quota pays.
+_COPY_OPTIONS: Final = frozenset(
+    {
+        "timeout",
+        "default_headers",
+        "set_default_headers",
+        "default_query",
+        "set_default_query",
+    }
+)
+
+_MessagesT = TypeVar("_MessagesT")
+_BetaT = TypeVar("_BetaT")
+
+
+class ClientView(Generic[_MessagesT, _BetaT]):
+    """``client.with_raw_response`` / ``client.with_streaming_response``: ``messages`` and
+    ``beta`` scheduled; every other attribute is the SDK's view (first key), unscheduled."""
+
+    __slots__ = ("_sdk", "beta", "messages")
+
+    def __init__(self, messages: _MessagesT, beta: _BetaT, sdk: object) -> None:
+        self.messages = messages
+        self.beta = beta
+        self._sdk = sdk
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):  # not the SDK's to answer (and no recursion while unset)
+            raise AttributeError(name)
+        return getattr(self._sdk, name)
+
+
 def _check_fallback(fallback: object) -> dict[str, tuple[str, ...]] | None:
     """``fallback={model: [models...]}`` validated: model ids, no model its own fallback."""
     if fallback is None:
@@ -361,9 +476,9 @@ def _check_fallback(fallback: object) -> dict[str, tuple[str, ...]] | None:
             raise TypeError(f"fallback[{model!r}] must be a list of model ids, got {chain!r}")
         models = tuple(chain)
         if not models or not all(isinstance(m, str) and m for m in models):
-            raise ValueError(f"fallback[{model!r}] must be a non-empty list of model ids")
+            raise InvalidArgument(f"fallback[{model!r}] must be a non-empty list of model ids")
         if model in models or len(set(models)) != len(models):
-            raise ValueError(
+            raise InvalidArgument(
                 f"fallback[{model!r}] = {list(models)!r} repeats a model: each model may "
                 "appear once in its chain, and never as its own fallback"
             )
@@ -384,7 +499,9 @@ def make_spend_ledger(
     if limit_usd is None:
         if period is not None:
             check_period(period)
-            raise ValueError("spend_period= needs spend_cap_usd= (the cap to count per period)")
+            raise InvalidArgument(
+                "spend_period= needs spend_cap_usd= (the cap to count per period)"
+            )
         return None
     if shared is None:
         return SpendCap(limit_usd, period=period)

@@ -31,6 +31,7 @@ from typing import Any, Final
 
 import xxhash
 
+from .errors import InvalidArgument
 from .tokens import text_tokens
 
 __all__ = ["Compressor", "compress_kwargs", "compression_overrides", "enable_compression"]
@@ -100,7 +101,7 @@ class Compressor:
         self, *, threshold: float = 0.8, min_words: int = 5, min_tokens: int = 1000
     ) -> None:
         if not 0.0 < threshold <= 1.0:
-            raise ValueError(f"threshold must be in (0, 1], got {threshold!r}")
+            raise InvalidArgument(f"threshold must be in (0, 1], got {threshold!r}")
         self.threshold = threshold
         self.min_words = min_words
         self.min_tokens = min_tokens

@@ -27,6 +27,7 @@ from anthropic.types import MessageTokensCount
 
 from ._attempt import Attempt, Call, Plan
 from ._pipeline import COUNT_TOKENS_CLASS, Pipeline
+from ._routes import BETA_MESSAGES, MESSAGES, Resource
 from .bucket import Cost
 from .limits import Limits
 from .tokens import estimate_input_tokens
@@ -70,17 +71,18 @@ _LENT: Final = 1
 class _CountRoute:
     """The pipeline's innermost step for ``count_tokens``: its own gate, no tokens charged."""
 
-    __slots__ = ("calibrate",)
+    __slots__ = ("calibrate", "resource")
     headers_at_start = False
 
-    def __init__(self, calibrate: bool) -> None:
+    def __init__(self, calibrate: bool, resource: Resource) -> None:
         self.calibrate = calibrate
+        self.resource = resource
 
     def plan(self, pipeline: Pipeline, params: Mapping[str, Any]) -> Plan:
         return Plan(pipeline.count_class(), _COST, 0.0, 0.0)
 
     async def send(self, sdk: anthropic.AsyncAnthropic, params: dict[str, Any]) -> Any:
-        return await sdk.messages.count_tokens(**params)
+        return await self.resource(sdk).count_tokens(**params)
 
     def received(self, attempt: Attempt, result: Any) -> Any:
         counted: MessageTokensCount = result
@@ -99,7 +101,7 @@ class _RawCountRoute(_CountRoute):
     __slots__ = ()
 
     async def send(self, sdk: anthropic.AsyncAnthropic, params: dict[str, Any]) -> Any:
-        raw = await sdk.messages.with_raw_response.count_tokens(**params)
+        raw = await self.resource(sdk).with_raw_response.count_tokens(**params)
         return raw, await raw.parse()  # the SDK keeps the parsed count for the caller
 
     def received(self, attempt: Attempt, result: Any) -> Any:
@@ -109,15 +111,20 @@ class _RawCountRoute(_CountRoute):
 
 
 _ROUTES: Final = {
-    (False, True): _CountRoute(True),
-    (False, False): _CountRoute(False),
-    (True, True): _RawCountRoute(True),
-    (True, False): _RawCountRoute(False),
+    (raw, calibrate, resource): (_RawCountRoute if raw else _CountRoute)(calibrate, resource)
+    for raw in (False, True)
+    for calibrate in (True, False)
+    for resource in (MESSAGES, BETA_MESSAGES)
 }
 
 
 async def count_tokens(
-    pipeline: Pipeline, call: Call, calibrate: bool, *, raw: bool = False
+    pipeline: Pipeline,
+    call: Call,
+    calibrate: bool,
+    *,
+    raw: bool = False,
+    resource: Resource = MESSAGES,
 ) -> Any:
     """``messages.count_tokens(...)``: scheduled, retried, and (by default) calibrating.
 
@@ -125,8 +132,9 @@ async def count_tokens(
     (default True: let the exact count teach the input estimator). Everything else goes to
     the SDK's ``count_tokens`` unchanged. Counted in ``stats()`` like any call. `raw`: answer
     the SDK's raw response (``with_raw_response.count_tokens``) instead of the count.
+    `resource`: `BETA_MESSAGES` for ``beta.messages.count_tokens`` (same gate and budget).
     """
-    route = _ROUTES[raw, calibrate]
+    route = _ROUTES[raw, calibrate, resource]
     if call.params.get("max_tokens") is _LENT:
         del call.params["max_tokens"]
     try:

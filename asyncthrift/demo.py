@@ -23,7 +23,14 @@ from .progress import ProgressBar
 from .stats import percentile
 from .workload import mixed_workload
 
-__all__ = ["DemoResult", "run_demo", "theoretical_minimum"]
+__all__ = ["MAKESPAN_LEGEND", "DemoResult", "run_demo", "theoretical_minimum"]
+
+#: What the table's ``makespan / min`` column means, printed under it.
+MAKESPAN_LEGEND = (
+    "makespan / min: the time to finish every request over that theoretical minimum. "
+    "1.00x is the best any client can do under these limits; below 1x, requests were "
+    "not served (failed fast on 429s) rather than served faster."
+)
 
 
 @dataclass
@@ -156,7 +163,8 @@ async def run_demo(
     print(
         f"\ntheoretical minimum makespan: {t_min:.1f}s (demand beyond the burst / refill rate, "
         f"slowest of the three limits); asyncthrift used {s.input_tokens:,} input and "
-        f"{s.output_tokens:,} output tokens, ${s.cost_usd:.4f} at list price.",
+        f"{s.output_tokens:,} output tokens, ${s.cost_usd:.4f} at list price.\n"
+        f"{MAKESPAN_LEGEND}",
         file=out,
     )
     return [a, b]

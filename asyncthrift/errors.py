@@ -11,6 +11,7 @@ __all__ = [
     "BudgetExceeded",
     "ClientClosed",
     "DeadlineExceeded",
+    "InvalidArgument",
     "NoKeysLeft",
     "QueueFull",
     "RequestTooLarge",
@@ -20,6 +21,13 @@ __all__ = [
 
 class ThriftError(Exception):
     """Base class of every error asyncthrift itself raises."""
+
+
+class InvalidArgument(ThriftError, ValueError):
+    """An argument of the client or of a call has a value it cannot take (``max_tokens=-5``,
+    ``deadline=-1``, ``limits="tier9"``, no API key, ...). Raised before anything is queued or
+    sent; the message names the argument and what to pass instead. A `ValueError`, so code
+    written against the bare SDK's ``except ValueError`` still catches it."""
 
 
 class QueueFull(ThriftError):

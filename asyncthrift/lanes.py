@@ -10,11 +10,15 @@ in the admission machinery.
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Final, Literal, TypeAlias
 
-from .errors import ClientClosed
+from .errors import ClientClosed, InvalidArgument
 
-__all__ = ["LANES", "QueueCounter", "lane_level"]
+__all__ = ["LANES", "Priority", "QueueCounter", "lane_level"]
+
+Priority: TypeAlias = Literal["interactive", "default", "batch"] | int
+"""A lane name (``"interactive"`` > ``"default"`` > ``"batch"``) or an int level (higher is
+served first). A `Literal`, so that a type checker catches ``priority="urgent"``."""
 
 
 #: Named lanes and their levels; an int priority is a level of its own.
@@ -27,7 +31,7 @@ def lane_level(priority: object) -> int:
         try:
             return LANES[priority]
         except KeyError:
-            raise ValueError(
+            raise InvalidArgument(
                 f"unknown priority {priority!r}: use 'interactive', 'default', 'batch' "
                 "or an int (higher is served first)"
             ) from None
@@ -48,7 +52,7 @@ class QueueCounter:
         if limit is not None and (
             isinstance(limit, bool) or not isinstance(limit, int) or limit < 0
         ):
-            raise ValueError(f"max_queue must be a non-negative int or None, got {limit!r}")
+            raise InvalidArgument(f"max_queue must be a non-negative int or None, got {limit!r}")
         self.limit = limit
         self.waiting = 0
         self.closed = False

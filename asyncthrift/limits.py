@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TypeAlias
 
+from .errors import InvalidArgument
+
 __all__ = ["PRESETS", "Limits", "LimitsSpec", "LimitsTable", "model_class"]
 
 log = logging.getLogger("asyncthrift")
@@ -28,7 +30,7 @@ def _check_rate(name: str, value: object) -> float | None:
             f"got {type(value).__name__} {value!r}"
         )
     if not math.isfinite(value) or value <= 0:
-        raise ValueError(
+        raise InvalidArgument(
             f"Limits.{name} must be a positive number of units per period or None for "
             f"unlimited, got {value!r}"
         )
@@ -54,7 +56,7 @@ class Limits:
             _check_rate(name, getattr(self, name))
         p = self.period
         if isinstance(p, bool) or not isinstance(p, int | float) or not math.isfinite(p) or p <= 0:
-            raise ValueError(f"Limits.period must be a positive number of seconds, got {p!r}")
+            raise InvalidArgument(f"Limits.period must be a positive number of seconds, got {p!r}")
 
     @property
     def unlimited(self) -> bool:
@@ -134,7 +136,7 @@ class LimitsTable:
         elif isinstance(spec, str):
             preset = PRESETS.get(spec.lower())
             if preset is None:
-                raise ValueError(
+                raise InvalidArgument(
                     f"unknown limits preset {spec!r}: use one of {', '.join(PRESETS)}, "
                     "or pass Limits(rpm=..., itpm=..., otpm=...)"
                 )

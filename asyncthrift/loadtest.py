@@ -28,21 +28,56 @@ __all__ = ["add_arguments", "run_loadtest", "run_loadtest_command"]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--base-url", default=None, help="endpoint (default ANTHROPIC_BASE_URL)")
-    p.add_argument("--mock", action="store_true", help="serve from the built-in mock")
-    p.add_argument("--requests", type=int, default=500)
+    p.add_argument(
+        "--base-url",
+        default=None,
+        help="endpoint to load (default ANTHROPIC_BASE_URL, then the official API); "
+        "needs ANTHROPIC_API_KEY",
+    )
+    p.add_argument(
+        "--mock", action="store_true", help="serve from the built-in mock instead (no key needed)"
+    )
+    p.add_argument(
+        "--requests", type=int, default=500, help="how many requests to send (default 500)"
+    )
     p.add_argument(
         "--rate", type=float, default=0.0, help="Poisson arrivals per second; 0 = all at once"
     )
-    p.add_argument("--limits", default=None, help="a preset: tier1..tier4")
-    p.add_argument("--rpm", type=float, default=None)
-    p.add_argument("--itpm", type=float, default=None)
-    p.add_argument("--otpm", type=float, default=None)
-    p.add_argument("--period", type=float, default=60.0, help="seconds per rate-limit window")
-    p.add_argument("--model", default=DEFAULT_MODEL)
-    p.add_argument("--latency", type=float, default=0.3, help="mock latency (with --mock)")
-    p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument(
+        "--limits",
+        default=None,
+        help="the client's limits as a preset: tier1..tier4 (its Sonnet row); "
+        "or give --rpm/--itpm/--otpm",
+    )
+    p.add_argument(
+        "--rpm", type=float, default=None, help="requests per period (default: unlimited)"
+    )
+    p.add_argument(
+        "--itpm", type=float, default=None, help="input tokens per period (default: unlimited)"
+    )
+    p.add_argument(
+        "--otpm", type=float, default=None, help="output tokens per period (default: unlimited)"
+    )
+    p.add_argument(
+        "--period",
+        type=float,
+        default=60.0,
+        help="seconds per rate-limit window (default 60, the API's; shorter compresses time, "
+        "and --mock uses the same)",
+    )
+    p.add_argument(
+        "--model", default=DEFAULT_MODEL, help=f"model of every request (default {DEFAULT_MODEL})"
+    )
+    p.add_argument(
+        "--latency",
+        type=float,
+        default=0.3,
+        help="the mock's base answer latency in seconds (with --mock; default 0.3)",
+    )
+    p.add_argument(
+        "--seed", type=int, default=7, help="seed of the workload and arrivals (default 7)"
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def _limits(args: argparse.Namespace) -> Limits | None:

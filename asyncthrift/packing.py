@@ -47,7 +47,7 @@ from ._options import RequestOptions
 from ._pack_guard import GroupGuard, dollars, full_price_input
 from ._routes import CREATE
 from .cache.keys import fingerprint
-from .errors import BudgetExceeded, DeadlineExceeded, RequestTooLarge
+from .errors import BudgetExceeded, DeadlineExceeded, InvalidArgument, RequestTooLarge
 from .lanes import LANES
 from .prices import cost_usd
 from .tokens import estimate_input_tokens, text_tokens
@@ -119,20 +119,20 @@ class Pack:
         for name in ("window_ms", "interactive_window_ms"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v < math.inf:
-                raise ValueError(f"Pack.{name} must be milliseconds >= 0, got {v!r}")
+                raise InvalidArgument(f"Pack.{name} must be milliseconds >= 0, got {v!r}")
         for name in ("max_items", "max_input_tokens", "max_output_tokens"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"Pack.{name} must be an int >= 1, got {v!r}")
+                raise InvalidArgument(f"Pack.{name} must be an int >= 1, got {v!r}")
         v = self.learn
         if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-            raise ValueError(f"Pack.learn must be an int >= 0, got {v!r}")
+            raise InvalidArgument(f"Pack.learn must be an int >= 0, got {v!r}")
         v = self.max_resend_share
         if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v <= 1:
-            raise ValueError(f"Pack.max_resend_share must be a share in [0, 1], got {v!r}")
+            raise InvalidArgument(f"Pack.max_resend_share must be a share in [0, 1], got {v!r}")
         v = self.pause_s
         if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v < math.inf:
-            raise ValueError(f"Pack.pause_s must be seconds >= 0, got {v!r}")
+            raise InvalidArgument(f"Pack.pause_s must be seconds >= 0, got {v!r}")
         if not isinstance(self.cost_guard, bool):
             raise TypeError(f"Pack.cost_guard must be True or False, got {self.cost_guard!r}")
 

@@ -19,6 +19,7 @@ from typing import Final
 import anthropic
 
 from .bucket import ServerView
+from .errors import InvalidArgument
 
 __all__ = [
     "NEVER_RETRY",
@@ -46,9 +47,9 @@ class RetryPolicy:
         if isinstance(self.max_retries, bool) or not isinstance(self.max_retries, int):
             raise TypeError(f"max_retries must be an int, got {self.max_retries!r}")
         if self.max_retries < 0:
-            raise ValueError(f"max_retries must be >= 0, got {self.max_retries}")
+            raise InvalidArgument(f"max_retries must be >= 0, got {self.max_retries}")
         if not (self.base > 0 and self.cap >= self.base):
-            raise ValueError("retry backoff needs base > 0 and cap >= base")
+            raise InvalidArgument("retry backoff needs base > 0 and cap >= base")
 
     def backoff(self, attempt: int, rand: Callable[[], float] = random.random) -> float:
         return rand() * min(self.cap, self.base * (2.0**attempt))

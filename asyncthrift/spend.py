@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Final, Literal, NamedTuple, Protocol, get_args
 
-from .errors import BudgetExceeded
+from .errors import BudgetExceeded, InvalidArgument
 
 __all__ = [
     "SPEND_PERIODS",
@@ -45,7 +45,7 @@ def check_limit(limit_usd: object) -> float:
         or not math.isfinite(limit_usd)
         or limit_usd < 0
     ):
-        raise ValueError(f"spend_cap_usd= must be a number of dollars >= 0, got {limit_usd!r}")
+        raise InvalidArgument(f"spend_cap_usd= must be a number of dollars >= 0, got {limit_usd!r}")
     return float(limit_usd)
 
 
@@ -53,7 +53,7 @@ def check_period(period: object) -> SpendPeriod | None:
     if period is None or period in SPEND_PERIODS:
         return period  # type: ignore[return-value]
     allowed = ", ".join(repr(p) for p in SPEND_PERIODS)
-    raise ValueError(f"spend_period= must be {allowed} or None (no period), got {period!r}")
+    raise InvalidArgument(f"spend_period= must be {allowed} or None (no period), got {period!r}")
 
 
 def period_id(period: SpendPeriod | None, wall: float) -> str:

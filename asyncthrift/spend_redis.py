@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Final
 
-from .errors import BudgetExceeded
+from .errors import BudgetExceeded, InvalidArgument
 from .spend import (
     SpendHold,
     SpendPeriod,
@@ -81,7 +81,9 @@ class RedisSpendLedger:
         self.limit_usd = check_limit(limit_usd)
         self.period = check_period(period)
         if not namespace or "{" in namespace or "}" in namespace:
-            raise ValueError(f"namespace must be a non-empty string without braces: {namespace!r}")
+            raise InvalidArgument(
+                f"namespace must be a non-empty string without braces: {namespace!r}"
+            )
         self.namespace = namespace
         self.timeout = timeout
         self._clock = clock

@@ -131,6 +131,22 @@ class Stats:
     def as_dict(self) -> dict[str, float | int]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
+    def __str__(self) -> str:
+        """One line a person reads at a glance (``print(client.stats())``); every field is in
+        ``repr()`` and `as_dict`."""
+        failed = f", {self.failed} failed" if self.failed else ""
+        saved = ""
+        if self.upstream_calls_saved or self.dollars_saved:
+            saved = (
+                f", saved ${self.dollars_saved:.4f} ({self.upstream_calls_saved} calls not made)"
+            )
+        return (
+            f"{self.requests} requests ({self.succeeded} ok{failed}) in "
+            f"{self.upstream_calls} upstream calls, {self.rate_limited} 429s, "
+            f"{self.retries} retries; cost ${self.cost_usd:.4f}{saved}; "
+            f"latency p50 {self.latency_p50:.2f}s p99 {self.latency_p99:.2f}s"
+        )
+
 
 _DERIVED = frozenset(
     {

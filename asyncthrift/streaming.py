@@ -49,11 +49,13 @@ from anthropic.types import RawMessageStreamEvent
 from ._attempt import EVENT_ERROR_STATUS, Attempt, Call, Plan, Route, SendFailed
 from ._lookup import lookup
 from ._pipeline import Pipeline
+from ._routes import BETA_MESSAGES, MESSAGES, Resource
 from ._sdk import ResponseFormatT, output_config, status_error, stream_parts
 from ._stream_ledger import Ledger, close_quietly
 from .replay import REPLAY_HEADER, ReplayStream, replay_events
 
 __all__ = [
+    "BETA_STREAM",
     "REPLAY_HEADER",
     "RawStreamResponse",
     "ReplayStream",
@@ -66,30 +68,35 @@ __all__ = [
 # -- the entry points ---------------------------------------------------------------------------
 
 
-async def open_event_stream(pipeline: Pipeline, call: Call) -> AsyncStream[RawMessageStreamEvent]:
+async def open_event_stream(
+    pipeline: Pipeline, call: Call, route: Route | None = None
+) -> AsyncStream[RawMessageStreamEvent]:
     """``messages.create(stream=True)``: admitted, opened and holding its first event.
 
     Returns the SDK's `AsyncStream` type: a `ThriftEventStream` over a live response, or a
-    `ReplayStream` of a cached or shared answer.
+    `ReplayStream` of a cached or shared answer. `route`: `BETA_STREAM` for
+    ``beta.messages`` (default `STREAM`).
     """
     try:
         if call.rec is None:
-            return await _lookup_or_open(pipeline, call)
+            return await _lookup_or_open(pipeline, call, route or STREAM)
         with pipeline.observers.activate(call.rec):
-            return await _lookup_or_open(pipeline, call)
+            return await _lookup_or_open(pipeline, call, route or STREAM)
     except BaseException as exc:
         pipeline.finish(call, exc)
         raise
 
 
-async def _lookup_or_open(pipeline: Pipeline, call: Call) -> AsyncStream[RawMessageStreamEvent]:
+async def _lookup_or_open(
+    pipeline: Pipeline, call: Call, route: Route
+) -> AsyncStream[RawMessageStreamEvent]:
     """Cache, then a twin in flight, then a live stream (the order of the non-streamed path)."""
     if call.key is not None:
         message, source = await lookup(pipeline, call, lead=False)
         if message is not None:
             pipeline.finish(call, None)
             return ReplayStream(message, source=source, sdk=call.sdks[0])
-    stream: ThriftEventStream = await pipeline.run(call, STREAM)
+    stream: ThriftEventStream = await pipeline.run(call, route)
     return stream
 
 
@@ -138,8 +145,11 @@ class ThriftStreamManager(Generic[ResponseFormatT]):
 class _StreamRoute:
     """The pipeline's innermost step for a stream: open it and read its first event."""
 
-    __slots__ = ()
+    __slots__ = ("resource",)
     headers_at_start = True
+
+    def __init__(self, resource: Resource = MESSAGES) -> None:
+        self.resource = resource
 
     def plan(self, pipeline: Pipeline, params: Mapping[str, Any]) -> Plan:
         return pipeline.plan(params)
@@ -147,7 +157,7 @@ class _StreamRoute:
     async def send(self, sdk: anthropic.AsyncAnthropic, params: dict[str, Any]) -> Any:
         upstream: AsyncStream[RawMessageStreamEvent] | None = None
         try:
-            upstream = await sdk.messages.create(**params, stream=True)
+            upstream = await self.resource(sdk).create(**params, stream=True)
             try:
                 first: RawMessageStreamEvent | None = await upstream.__anext__()
             except StopAsyncIteration:
@@ -167,6 +177,7 @@ class _StreamRoute:
 
 
 STREAM: Final[Route] = _StreamRoute()
+BETA_STREAM: Final[Route] = _StreamRoute(BETA_MESSAGES)
 
 
 def _before_first_event(

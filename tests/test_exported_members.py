@@ -9,12 +9,15 @@ def test_all_is_pinned() -> None:
     assert set(asyncthrift.__all__) == {
         "PRESETS",
         "BudgetExceeded",
+        "ClientClosed",
         "Cost",
         "DeadlineExceeded",
+        "InvalidArgument",
         "KeyConfig",
         "Limits",
         "LocalBudget",
         "Messages",
+        "NoKeysLeft",
         "QueueFull",
         "RequestTooLarge",
         "RetryPolicy",
@@ -41,5 +44,14 @@ def test_errors_are_typed_and_catchable_together() -> None:
         errors.DeadlineExceeded,
         errors.BudgetExceeded,
         errors.RequestTooLarge,
+        errors.ClientClosed,
+        errors.NoKeysLeft,
+        errors.InvalidArgument,
     ):
         assert issubclass(cls, errors.ThriftError)
+
+
+def test_invalid_argument_is_a_value_error() -> None:
+    """Code written against the SDK's ``except ValueError`` keeps catching bad arguments."""
+    assert issubclass(asyncthrift.InvalidArgument, ValueError)
+    assert asyncthrift.InvalidArgument is asyncthrift.errors.InvalidArgument

@@ -16,6 +16,7 @@ from typing import Any
 
 import anthropic
 import pytest
+from anthropic.resources.beta.messages.messages import AsyncMessages as AsyncBetaMessages
 from anthropic.resources.messages.messages import AsyncMessages
 
 import asyncthrift
@@ -25,11 +26,13 @@ PACKAGE = Path(asyncthrift.__file__).parent
 OURS = {"priority", "deadline", "cache", "dedupe", "calibrate", "pack", "task"}
 
 
-def _facade_defs(name: str) -> list[ast.FunctionDef | ast.AsyncFunctionDef]:
-    """The typed defs of `Messages.<name>` in `_messages.py` (overloads, or the
+def _facade_defs(
+    name: str, module: str = "_messages.py", cls_name: str = "Messages"
+) -> list[ast.FunctionDef | ast.AsyncFunctionDef]:
+    """The typed defs of `<cls_name>.<name>` in `module` (overloads, or the
     ``TYPE_CHECKING`` signature), read from the source."""
-    tree = ast.parse((PACKAGE / "_messages.py").read_text())
-    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Messages")
+    tree = ast.parse((PACKAGE / module).read_text())
+    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == cls_name)
     found = []
     for node in ast.walk(cls):
         if (
@@ -41,16 +44,26 @@ def _facade_defs(name: str) -> list[ast.FunctionDef | ast.AsyncFunctionDef]:
     return found
 
 
-def _sdk_signatures(name: str) -> list[inspect.Signature]:
-    fn = getattr(AsyncMessages, name)
+def _sdk_signatures(name: str, sdk_cls: type = AsyncMessages) -> list[inspect.Signature]:
+    fn = getattr(sdk_cls, name)
     return [inspect.signature(f) for f in (typing.get_overloads(fn) or [fn])]
 
 
-@pytest.mark.parametrize("name", ["create", "stream", "count_tokens"])
-def test_the_typed_signatures_are_the_sdks(name: str) -> None:
-    """Regenerate with scripts/gen_signatures.py when this fails after an SDK upgrade."""
-    ours = _facade_defs(name)
-    theirs = _sdk_signatures(name)
+FACADES = [
+    ("_messages.py", "Messages", AsyncMessages),
+    ("_beta.py", "BetaMessages", AsyncBetaMessages),
+]
+
+
+@pytest.mark.parametrize(("module", "cls_name", "sdk_cls"), FACADES, ids=["messages", "beta"])
+@pytest.mark.parametrize("name", ["create", "stream", "count_tokens", "parse"])
+def test_the_typed_signatures_are_the_sdks(
+    name: str, module: str, cls_name: str, sdk_cls: type
+) -> None:
+    """Regenerate with scripts/gen_signatures.py (--beta) when this fails after an SDK
+    upgrade."""
+    ours = _facade_defs(name, module, cls_name)
+    theirs = _sdk_signatures(name, sdk_cls)
     assert len(ours) == len(theirs)
     for node, sig in zip(ours, theirs, strict=True):
         params = list(sig.parameters.values())[1:]
@@ -206,6 +219,91 @@ def test_mypy_sees_the_sdks_types(tmp_path: Path) -> None:
     errors = [line for line in lines if ": error:" in line]
     assert errors and all(line.startswith("user.py:25:") for line in errors), out
     assert any('"max_token"' in line for line in errors), out
+
+
+PARITY_FILE = """
+from typing import assert_type
+
+import httpx2
+import pydantic
+from anthropic import AsyncAPIResponse, AsyncStream
+from anthropic.types import Message, ParsedMessage
+from anthropic.types.beta import BetaMessage, BetaMessageTokensCount, BetaRawMessageStreamEvent
+from anthropic.types.beta.parsed_beta_message import ParsedBetaMessage
+
+from asyncthrift import Thrift
+
+
+class Label(pydantic.BaseModel):
+    label: str
+
+
+async def main(client: Thrift) -> None:
+    await client.messages.create(model="m", max_tokens=1, messages=[], priority="urgent")  # E
+    await client.messages.create(model="m", max_tokens=1, messages=[], priority=3)
+    await client.messages.count_tokens(model="m", messages=[], priority="later")  # E
+    parsed = await client.messages.parse(
+        model="m", max_tokens=1, messages=[], output_format=Label, priority="batch"
+    )
+    assert_type(parsed, ParsedMessage[Label])
+    beta = await client.beta.messages.create(
+        model="m", max_tokens=1, messages=[], betas=["context-1m-2025-08-07"]
+    )
+    assert_type(beta, BetaMessage)
+    events = await client.beta.messages.create(model="m", max_tokens=1, messages=[], stream=True)
+    assert_type(events, AsyncStream[BetaRawMessageStreamEvent])
+    counted = await client.beta.messages.count_tokens(model="m", messages=[])
+    assert_type(counted, BetaMessageTokensCount)
+    beta_parsed = await client.beta.messages.parse(
+        model="m", max_tokens=1, messages=[], output_format=Label
+    )
+    assert_type(beta_parsed, ParsedBetaMessage[Label])
+    async with client.beta.messages.stream(model="m", max_tokens=1, messages=[]) as s:
+        assert_type(await s.get_final_message(), ParsedBetaMessage[None])
+    await client.beta.messages.create(model="m", max_tokens=1, messages=[], priority="now")  # E
+    raw = await client.beta.messages.with_raw_response.create(model="m", max_tokens=1, messages=[])
+    assert_type(await raw.parse(), BetaMessage)
+    async with client.messages.with_streaming_response.create(
+        model="m", max_tokens=1, messages=[]
+    ) as response:
+        assert_type(response, AsyncAPIResponse[Message])
+    top = await client.with_raw_response.messages.create(model="m", max_tokens=1, messages=[])
+    assert_type(await top.parse(), Message)
+    assert_type(client.copy(timeout=3.0), Thrift)
+    assert_type(client.is_closed(), bool)
+    assert_type(client.base_url, httpx2.URL)
+    assert_type(client.max_retries, int)
+"""
+
+
+def test_mypy_catches_a_bad_priority_and_types_parse_beta_and_raw_views(tmp_path: Path) -> None:
+    """Issue #21: ``priority`` is a `Literal` of the lanes (or an int), so a type checker
+    refuses ``priority="urgent"``; ``parse``, ``beta.messages`` and the raw/streaming views
+    are typed with the SDK's own answers."""
+    source = textwrap.dedent(PARITY_FILE)
+    (tmp_path / "user.py").write_text(source)
+    expected = {i for i, line in enumerate(source.splitlines(), 1) if line.endswith("# E")}
+    cmd = [
+        sys.executable,
+        "-m",
+        "mypy",
+        "--strict",
+        "--no-incremental",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--python-version",
+        "3.11",
+        "--follow-imports",
+        "silent",
+        str(tmp_path / "user.py"),
+    ]
+    env = {**os.environ, "MYPYPATH": str(PACKAGE.parent)}
+    out = subprocess.run(
+        cmd, capture_output=True, text=True, cwd=tmp_path, check=False, env=env
+    ).stdout
+    errors = [line for line in out.splitlines() if "user.py" in line and ": error:" in line]
+    lines = {int(line.split(":")[1]) for line in errors}
+    assert lines == expected, out  # exactly the three bad priorities, nothing else
 
 
 async def test_passthrough_resources_and_close() -> None:

@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from asyncthrift import Thrift
+from asyncthrift import InvalidArgument, Thrift
+from asyncthrift._classes import close_model
 from asyncthrift._options import split_options, stream_requested
 from asyncthrift.mock import MockServer
 from asyncthrift.scheduler import LANES
@@ -68,3 +69,81 @@ async def test_priority_none_and_stream_false_reach_the_api() -> None:
             events = [event async for event in stream]
             assert events[-1].type == "message_stop"
         assert mock.counters.requests == 2
+
+
+# -- bad values raise asyncthrift.InvalidArgument (a ValueError) saying what to change (#21) --
+
+
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        ({"max_tokens": -5}, r"max_tokens must be >= 1"),
+        ({"max_tokens": 0}, r"max_tokens must be >= 1"),
+        ({"deadline": -1}, r"deadline= must be >= 0 seconds"),
+        ({"deadline": float("nan")}, r"deadline= must be >= 0 seconds"),
+        ({"priority": "urgent"}, r"use 'interactive', 'default', 'batch'"),
+    ],
+)
+def test_a_bad_request_value_is_an_invalid_argument(change: dict[str, Any], says: str) -> None:
+    with pytest.raises(InvalidArgument, match=says) as caught:
+        split_options({**BASE, **change})
+    assert isinstance(caught.value, ValueError)  # `except ValueError` still catches it
+
+
+async def test_a_bad_call_raises_invalid_argument_before_anything_is_sent() -> None:
+    async with MockServer() as mock, Thrift(api_key="k", base_url=mock.base_url) as client:
+        with pytest.raises(InvalidArgument, match="max_tokens"):
+            await client.messages.create(**{**BASE, "max_tokens": -5})
+        with pytest.raises(InvalidArgument, match="deadline"):
+            await client.messages.create(**BASE, deadline=-1)
+        assert mock.counters.requests == 0
+
+
+@pytest.mark.parametrize(
+    ("options", "says"),
+    [
+        ({"api_key": "k", "limits": "tier9"}, r"unknown limits preset 'tier9': use one of tier1"),
+        ({"api_key": "k", "max_retries": -1}, r"max_retries must be >= 0"),
+        ({"api_key": "k", "max_queue": -1}, r"max_queue must be"),
+        ({"api_key": "k", "aging": -1}, r"aging= must be"),
+        ({"api_key": "k", "timeout": 0}, r"timeout= must be"),
+        ({"api_key": "k", "cache_scope": "team"}, r"cache_scope= must be"),
+        ({"api_key": "k", "cache": "disk"}, r"cache"),
+        ({"api_key": "k", "http": "curl"}, r"http= must be"),
+        ({"api_key": "k", "spend_cap_usd": -1}, r"spend_cap_usd= must be"),
+        ({"api_key": "k", "shared_fallback": 0.5}, r"shared_fallback= needs shared="),
+        ({"api_key": "k", "keys": []}, r"pass either keys="),
+        ({"api_key": "k", "spend_cap_usd": 1, "spend_period": "fortnight"}, r"spend_period= must"),
+    ],
+)
+def test_a_bad_client_option_is_an_invalid_argument(options: dict[str, Any], says: str) -> None:
+    with pytest.raises(InvalidArgument, match=says):
+        Thrift(**options)
+
+
+def test_a_missing_api_key_is_an_invalid_argument(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    with pytest.raises(InvalidArgument, match="no API key: pass api_key=, set ANTHROPIC_API_KEY"):
+        Thrift()
+
+
+@pytest.mark.parametrize(
+    ("model", "guess"),
+    [
+        ("claude-nonexistent-9", None),
+        ("claude-instant", None),
+        ("claude-sonet-4-5", "claude-sonnet-4-5"),
+        ("claude-haiku-4.5", "claude-haiku-4-5"),
+        ("claude-opus-4.1", "claude-opus-4-1"),
+        ("Claude-Sonnet4", "claude-sonnet-4"),
+    ],
+)
+def test_an_unknown_model_is_only_matched_to_a_close_one(model: str, guess: str | None) -> None:
+    assert close_model(model) == guess
+
+
+async def test_no_far_fetched_hint_for_an_unknown_model() -> None:
+    async with Thrift(api_key="k", base_url="http://127.0.0.1:9", limits="tier2") as client:
+        with pytest.raises(InvalidArgument, match="unknown model 'claude-nonexistent-9'") as err:
+            await client.messages.create(**{**BASE, "model": "claude-nonexistent-9"})
+    assert "did you mean" not in str(err.value)

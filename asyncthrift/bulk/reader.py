@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from ..lanes import lane_level
+from ..lanes import Priority, lane_level
 
 __all__ = ["BadLine", "Item", "count_lines", "iter_lines", "parse_line"]
 
@@ -39,7 +39,7 @@ class Item:
     lineno: int
     custom_id: str
     params: dict[str, Any]
-    priority: str | int = "default"
+    priority: Priority = "default"
     problem: str | None = None
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from ..errors import InvalidArgument
 from .base import Cache, CacheStats, decode_message, encode_message, is_cacheable
 from .keys import fingerprint, scope_for_key
 from .memory import MemoryCache
@@ -63,11 +64,11 @@ def make_cache(spec: str | Cache | None, **opts: Any) -> Cache | None:
                 front_opts = {k: v for k, v in opts.items() if k in _MEMORY_OPTS or k == "ttl"}
                 back_opts = {k: v for k, v in opts.items() if k not in _MEMORY_OPTS}
                 return TieredCache(MemoryCache(**front_opts), RedisCache(url, **back_opts))
-        raise ValueError(f"{_ACCEPTED}; got {spec!r}")
+        raise InvalidArgument(f"{_ACCEPTED}; got {spec!r}")
     obj: object = spec  # checked at run time: callers are not always type-checked
     if isinstance(obj, Cache):
         if opts:
             raise TypeError(f"cache options {sorted(opts)} apply only when cache= is a string")
         return obj
     hint = " (use 'memory' for an in-process cache)" if obj is True else ""
-    raise ValueError(f"{_ACCEPTED}; got {obj!r}{hint}")
+    raise InvalidArgument(f"{_ACCEPTED}; got {obj!r}{hint}")

@@ -11,6 +11,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 
+from ..errors import InvalidArgument
 from .base import CacheStats
 
 __all__ = ["MemoryCache"]
@@ -52,11 +53,11 @@ class MemoryCache:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if max_entries < 1:
-            raise ValueError(f"MemoryCache max_entries must be >= 1, got {max_entries!r}")
+            raise InvalidArgument(f"MemoryCache max_entries must be >= 1, got {max_entries!r}")
         if max_bytes < 1:
-            raise ValueError(f"MemoryCache max_bytes must be >= 1, got {max_bytes!r}")
+            raise InvalidArgument(f"MemoryCache max_bytes must be >= 1, got {max_bytes!r}")
         if ttl is not None and ttl <= 0:
-            raise ValueError(f"MemoryCache ttl must be > 0 seconds or None, got {ttl!r}")
+            raise InvalidArgument(f"MemoryCache ttl must be > 0 seconds or None, got {ttl!r}")
         self.max_entries = max_entries
         self.max_bytes = max_bytes
         self.ttl = ttl

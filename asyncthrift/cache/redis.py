@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Final, Protocol
 
 from .._breaker import Breaker
+from ..errors import InvalidArgument
 from .base import CacheStats
 
 __all__ = ["AsyncRedisClient", "RedisCache"]
@@ -100,11 +101,11 @@ class RedisCache:
         **redis_kwargs: Any,
     ) -> None:
         if timeout <= 0 or connect_timeout <= 0:
-            raise ValueError("RedisCache timeouts must be > 0 seconds")
+            raise InvalidArgument("RedisCache timeouts must be > 0 seconds")
         if ttl is not None and ttl <= 0:
-            raise ValueError(f"RedisCache ttl must be > 0 seconds or None, got {ttl!r}")
+            raise InvalidArgument(f"RedisCache ttl must be > 0 seconds or None, got {ttl!r}")
         if failure_threshold < 1:
-            raise ValueError("RedisCache failure_threshold must be >= 1")
+            raise InvalidArgument("RedisCache failure_threshold must be >= 1")
         self.namespace = namespace
         self.ttl = ttl
         self.compress_above = compress_above
@@ -132,7 +133,7 @@ class RedisCache:
                 raise TypeError("redis_kwargs apply only when RedisCache creates the client")
             pool = getattr(url_or_client, "connection_pool", None)
             if getattr(pool, "connection_kwargs", {}).get("decode_responses"):
-                raise ValueError(
+                raise InvalidArgument(
                     "RedisCache needs a client created with decode_responses=False: it stores bytes"
                 )
             self._client = url_or_client

@@ -7,6 +7,7 @@ back to a local share of the limits while Redis is unreachable.
 
 from __future__ import annotations
 
+from ..errors import InvalidArgument
 from .budget import SharedBudget
 from .store import SharedStats, SharedStore, budget_tag
 
@@ -19,11 +20,11 @@ def make_shared(
     """The store described by `spec` (a URL, a `SharedStore`, or None for none)."""
     if spec is None:
         if fallback is not None:
-            raise ValueError("shared_fallback= needs shared='redis://...'")
+            raise InvalidArgument("shared_fallback= needs shared='redis://...'")
         return None
     if isinstance(spec, SharedStore):
         if fallback is not None:
-            raise ValueError("pass shared_fallback= to the SharedStore, not to Thrift")
+            raise InvalidArgument("pass shared_fallback= to the SharedStore, not to Thrift")
         return spec
     if isinstance(spec, str):
         return SharedStore(spec, fallback=fallback)

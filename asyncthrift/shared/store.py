@@ -20,6 +20,7 @@ from typing import Any
 
 from .._breaker import Breaker
 from ..budget import LocalBudget
+from ..errors import InvalidArgument
 from ..limits import Limits
 from ..scheduler import Gate
 from ._redis import AsyncScriptClient, Script, client_from_url, load_script
@@ -114,14 +115,14 @@ class SharedStore:
                 or not 0 < fallback <= 1
             )
         ):
-            raise ValueError(
+            raise InvalidArgument(
                 "shared_fallback= must be a fraction of the limits in (0, 1], "
                 f"None (limits / processes seen) or 'closed', got {fallback!r}"
             )
         if timeout <= 0 or connect_timeout <= 0 or cooldown < 0:
-            raise ValueError("shared Redis timeouts must be > 0 seconds (cooldown >= 0)")
+            raise InvalidArgument("shared Redis timeouts must be > 0 seconds (cooldown >= 0)")
         if failure_threshold < 1:
-            raise ValueError("shared Redis failure_threshold must be >= 1")
+            raise InvalidArgument("shared Redis failure_threshold must be >= 1")
         self.breaker = Breaker(
             timeout=timeout,
             connect_timeout=connect_timeout,
@@ -132,7 +133,7 @@ class SharedStore:
         )
         if isinstance(url_or_client, str):
             if not url_or_client.lower().startswith(_SCHEMES):
-                raise ValueError(
+                raise InvalidArgument(
                     f"shared= must be a redis://, rediss:// or unix:// URL, got {url_or_client!r}"
                 )
             self.client: AsyncScriptClient = client_from_url(
