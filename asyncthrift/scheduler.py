@@ -28,13 +28,17 @@ from collections.abc import Callable, Sequence
 from .bucket import Budget, Cost
 from .errors import ClientClosed, DeadlineExceeded, QueueFull, RequestTooLarge
 from .lanes import LANES, QueueCounter, lane_level
-from .pool import BudgetPool
+from .pool import BudgetPool, add_cost
 from .reservation import Reservation
 
 __all__ = ["LANES", "Gate", "QueueCounter", "Reservation", "lane_level"]
 
 #: The shortest timer the gate arms, in seconds (see `_drain`).
 _MIN_TIMER = 0.001
+
+#: A pool's gate looks at most this many waiters (in admission order) per drain for one a
+#: budget can admit now (see `_drain_pool`): O(this x log n) per drain, only in pools.
+_LOOKAHEAD = 32
 
 
 class _Ticket:
@@ -50,6 +54,7 @@ class Gate(BudgetPool):
 
     __slots__ = (
         "_counter",
+        "_cutoff",
         "_heap",
         "_held",
         "_idle",
@@ -76,6 +81,10 @@ class Gate(BudgetPool):
             raise ValueError(f"aging must be a finite number of seconds >= 0, got {aging!r}")
         self._counter = counter or QueueCounter(None)
         self._heap: list[tuple[float, int, _Ticket]] = []
+        # a pool: the place in line beyond which the last drain looked no further (a newcomer
+        # behind it does not drain); one budget: only the head matters
+        far = math.inf if len(self._budgets) > 1 else -math.inf
+        self._cutoff: tuple[float, float] = (far, far)
         self._held = 0
         self._idle: list[asyncio.Future[None]] = []
         self._live = 0
@@ -173,8 +182,8 @@ class Gate(BudgetPool):
         heapq.heappush(self._heap, entry)
         self._live += 1
         counter.waiting += 1
-        if self._heap[0] is entry:
-            self._drain()
+        if self._heap[0] is entry or entry[:2] < self._cutoff:
+            self._drain()  # a pool: a budget the waiters ahead do not use may take it now
         try:
             if deadline is None:
                 return await future
@@ -275,6 +284,9 @@ class Gate(BudgetPool):
 
     def _drain(self) -> None:
         """Admit heads while they fit; otherwise arm the one timer for when the head will."""
+        if len(self._budgets) > 1:
+            self._drain_pool()
+            return
         now = self._get_loop().time()
         heap = self._heap
         counter = self._counter
@@ -308,6 +320,66 @@ class Gate(BudgetPool):
             future.set_result(self._admit(index, ticket.cost, now))
         self._disarm()
 
+    def _drain_pool(self) -> None:
+        """`_drain` for a pool: each waiter, in admission order, to the budget that admits it
+        soonest counting the waiters ahead that chose it (`BudgetPool._route`).
+
+        A waiter is admitted when its budget can pay it now and nobody ahead chose that
+        budget: no barging on any one budget, but a budget the waiters ahead will not use
+        serves the next one instead of idling behind a head that waits for another. Looks
+        at up to `_LOOKAHEAD` waiters, and stops once every usable budget has a waiter
+        first in line; the timer is armed for the soonest of those. Nothing is tied to a
+        budget between drains: each drain routes afresh, so a budget that frees (a refund,
+        a block ending) or is disabled (a revoked key) rebalances the queue.
+        """
+        now = self._get_loop().time()
+        heap = self._heap
+        counter = self._counter
+        queued: list[Cost | None] = [None] * len(self._budgets)
+        # every budget disabled: go through them all, to fail each with the error
+        unclaimed = len(self._budgets) - len(self._dead) or len(heap)
+        kept: list[tuple[float, int, _Ticket]] = []
+        earliest = math.inf
+        while heap and unclaimed > 0 and len(kept) < _LOOKAHEAD:
+            entry = heapq.heappop(heap)
+            ticket = entry[2]
+            future = ticket.future
+            if future.done():  # cancelled or timed out; already uncounted
+                continue
+            cost = ticket.cost
+            routed = self._route(cost, queued, now)
+            if routed is None:  # every budget disabled, or a resync shrank them below it
+                self._live -= 1
+                counter.waiting -= 1
+                if self._dead_error is not None and not self.usable:
+                    future.set_exception(self._dead_error())
+                else:
+                    future.set_exception(RequestTooLarge(self._too_large_reason(cost)))
+                if self._idle:
+                    self._check_idle()
+                continue
+            index, wait = routed
+            ahead = queued[index]
+            if ahead is None:
+                if wait <= 0.0:
+                    self._live -= 1
+                    counter.waiting -= 1
+                    future.set_result(self._admit(index, cost, now))
+                    continue
+                unclaimed -= 1
+                if wait < earliest:
+                    earliest = wait
+            queued[index] = add_cost(ahead, cost)
+            kept.append(entry)
+        # a newcomer behind the last waiter looked at would not be looked at either
+        self._cutoff = kept[-1][:2] if heap and kept else (math.inf, math.inf)
+        for entry in kept:
+            heapq.heappush(heap, entry)
+        if earliest < math.inf:
+            self._arm(now + max(earliest, _MIN_TIMER))  # see `_drain` on the floor
+        else:
+            self._disarm()
+
     def _abandon(self, future: asyncio.Future[Reservation]) -> None:
         """The waiter left (cancelled or deadline): uncount it, or refund if just admitted."""
         if future.done() and not future.cancelled() and future.exception() is None:
@@ -318,7 +390,7 @@ class Gate(BudgetPool):
         if future.cancelled():
             self._live -= 1
             self._counter.waiting -= 1
-            if self._heap and self._heap[0][2].future is future:
+            if self._heap and (self._heap[0][2].future is future or len(self._budgets) > 1):
                 self._drain()
             if self._idle:
                 self._check_idle()
@@ -340,18 +412,6 @@ class Gate(BudgetPool):
             if self._idle and not self._held:
                 self._check_idle()
             return
-        if len(self._budgets) > 1:
-            # A pool: only `budget` changed, and the armed timer already covers every other
-            # budget, so look at the head against this one alone (O(1), not a scan of the
-            # pool on every settle) and drain only if it now fits here before the timer.
-            heap = self._heap
-            while heap and heap[0][2].future.done():
-                heapq.heappop(heap)  # cancelled or timed out; already uncounted
-            if not heap:
-                return
-            wait = budget.wait(heap[0][2].cost, now)
-            if wait > 0.0 and now + wait >= self._timer_at:
-                return
         self._drain()
 
     def _head_wait(self, now: float) -> float | None:
