@@ -6,13 +6,12 @@ ties, so keys share the load), the keys refused for good (never admitted on agai
 whether a request could ever fit any budget at all. `Gate` extends this class, so the hot
 path reads the same slots as before the split and pays no extra call.
 
-Waiting requests are spread by `_route`: each, in admission order, goes to the budget that
-can pay it soonest *after* the waiters ahead of it that chose that budget (their summed cost
-against its refill, in-flight holds and retry-after blocks being already in its level and
-`wait`). A request that does not fit its pool's soonest budget thus no longer holds back
-the others: a smaller one behind it is admitted on a budget it will not use (a single line
-in front of budgets of 50/30/20 % left the small one idle behind big heads and cost 1.3x
-the minimum at the real period).
+Waiting requests are spread by `_route`: the head of the line goes to the budget that can
+pay it soonest, and each waiter behind it to the budget that can pay it soonest after the
+head's cost where the head waits (in-flight holds and retry-after blocks being already in
+each budget's level and `wait`). A request that does not fit the budget with room thus no
+longer holds it idle: one behind it that fits is admitted there (a single line in front of
+budgets of 50/30/20 % left the small one idle behind big heads).
 """
 
 from __future__ import annotations
@@ -22,13 +21,10 @@ from collections.abc import Callable, Sequence
 from .bucket import Budget, Cost
 from .errors import RequestTooLarge
 
-__all__ = ["BudgetPool", "add_cost"]
+__all__ = ["BudgetPool"]
 
 
-def add_cost(a: Cost | None, b: Cost) -> Cost:
-    """`a + b` per dimension (`a` None: nothing queued yet)."""
-    if a is None:
-        return b
+def _plus(a: Cost, b: Cost) -> Cost:
     return Cost(a[0] + b[0], a[1] + b[1], a[2] + b[2])
 
 
@@ -99,8 +95,8 @@ class BudgetPool:
     def _route(self, cost: Cost, queued: list[Cost | None], now: float) -> tuple[int, float] | None:
         """The budget that admits `cost` soonest after what waits ahead of it there, and when.
 
-        `queued[i]` is the summed cost of the waiters ahead that chose budget `i` (None: none);
-        the wait on `i` is then the time `i` can pay them and `cost` together. None: no usable
+        `queued[i]` is the cost waiting ahead of it for budget `i` (None: none); the wait on
+        `i` is then the time `i` can pay that and `cost` together. None: no usable
         budget can ever pay `cost`. Round-robin among ties, as `_pick`.
         """
         budgets = self._budgets
@@ -116,7 +112,7 @@ class BudgetPool:
             if b.too_large(cost) is not None:
                 continue
             ahead = queued[i]
-            w = b.wait(cost if ahead is None else add_cost(ahead, cost), now)
+            w = b.wait(cost if ahead is None else _plus(ahead, cost), now)
             if best is None or w < best[1]:
                 best = (i, w)
                 if w <= 0.0:

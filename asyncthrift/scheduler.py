@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 from .bucket import Budget, Cost
 from .errors import ClientClosed, DeadlineExceeded, QueueFull, RequestTooLarge
 from .lanes import LANES, QueueCounter, lane_level
-from .pool import BudgetPool, add_cost
+from .pool import BudgetPool
 from .reservation import Reservation
 
 __all__ = ["LANES", "Gate", "QueueCounter", "Reservation", "lane_level"]
@@ -321,26 +321,28 @@ class Gate(BudgetPool):
         self._disarm()
 
     def _drain_pool(self) -> None:
-        """`_drain` for a pool: each waiter, in admission order, to the budget that admits it
-        soonest counting the waiters ahead that chose it (`BudgetPool._route`).
+        """`_drain` for a pool: the head keeps its place, and the budgets it does not wait
+        for serve the waiters behind it that they can pay now.
 
-        A waiter is admitted when its budget can pay it now and nobody ahead chose that
-        budget: no barging on any one budget, but a budget the waiters ahead will not use
-        serves the next one instead of idling behind a head that waits for another. Looks
-        at up to `_LOOKAHEAD` waiters, and stops once every usable budget has a waiter
-        first in line; the timer is armed for the soonest of those. Nothing is tied to a
-        budget between drains: each drain routes afresh, so a budget that frees (a refund,
-        a block ending) or is disabled (a revoked key) rebalances the queue.
+        The head goes to the budget that admits it soonest (`BudgetPool._route`); when that
+        is not now, the budget is its own: nobody behind is admitted on it before the head.
+        Each waiter behind it, in admission order, goes to the budget that admits it
+        soonest counting the head's cost on the head's budget (`BudgetPool._route`), and is
+        admitted if that is now. So a request too big for the budget that has room no longer
+        idles it (a single line in front of budgets of 50/30/20 % left the small one idle
+        behind big heads), and the head is never delayed by those behind it. Looks at up to
+        `_LOOKAHEAD` waiters; the timer is armed for the soonest any of them fits. Nothing
+        is tied to a budget between drains: each drain routes afresh, so a budget that frees
+        (a refund, a block ending) or is disabled (a revoked key) rebalances the queue.
         """
         now = self._get_loop().time()
         heap = self._heap
         counter = self._counter
         queued: list[Cost | None] = [None] * len(self._budgets)
-        # every budget disabled: go through them all, to fail each with the error
-        unclaimed = len(self._budgets) - len(self._dead) or len(heap)
+        head_waits = False
         kept: list[tuple[float, int, _Ticket]] = []
         earliest = math.inf
-        while heap and unclaimed > 0 and len(kept) < _LOOKAHEAD:
+        while heap and len(kept) < _LOOKAHEAD:
             entry = heapq.heappop(heap)
             ticket = entry[2]
             future = ticket.future
@@ -359,17 +361,16 @@ class Gate(BudgetPool):
                     self._check_idle()
                 continue
             index, wait = routed
-            ahead = queued[index]
-            if ahead is None:
-                if wait <= 0.0:
-                    self._live -= 1
-                    counter.waiting -= 1
-                    future.set_result(self._admit(index, cost, now))
-                    continue
-                unclaimed -= 1
-                if wait < earliest:
-                    earliest = wait
-            queued[index] = add_cost(ahead, cost)
+            if wait <= 0.0:  # never on the head's budget: it cannot pay the head now
+                self._live -= 1
+                counter.waiting -= 1
+                future.set_result(self._admit(index, cost, now))
+                continue
+            if wait < earliest:
+                earliest = wait
+            if not head_waits:
+                head_waits = True
+                queued[index] = cost
             kept.append(entry)
         # a newcomer behind the last waiter looked at would not be looked at either
         self._cutoff = kept[-1][:2] if heap and kept else (math.inf, math.inf)
