@@ -84,7 +84,7 @@ async def test_a_pool_with_realistic_max_tokens_runs_near_the_sum_of_the_limits(
     t_min = theoretical_minimum(total, 600, c["input_tokens"], c["output_tokens"])
     assert t_min > 8.0  # the workload really binds
     print(f"realistic pool makespan {makespan:.2f}s, minimum {t_min:.2f}s, {makespan / t_min:.3f}x")
-    assert makespan <= 1.35 * t_min, (makespan, t_min)  # 1.22-1.32 on a loaded machine
+    assert makespan <= 1.5 * t_min, (makespan, t_min)  # 1.22-1.32 at load average 9-14
 
 
 async def test_two_keys_of_one_budget_get_its_limits_once() -> None:
