@@ -36,10 +36,6 @@ __all__ = ["LANES", "Gate", "QueueCounter", "Reservation", "lane_level"]
 #: The shortest timer the gate arms, in seconds (see `_drain`).
 _MIN_TIMER = 0.001
 
-#: A pool's gate looks at most this many waiters (in admission order) per drain for one a
-#: budget can admit now (see `_drain_pool`): O(this x log n) per drain, only in pools.
-_LOOKAHEAD = 32
-
 
 class _Ticket:
     __slots__ = ("cost", "future")
@@ -54,7 +50,6 @@ class Gate(BudgetPool):
 
     __slots__ = (
         "_counter",
-        "_cutoff",
         "_heap",
         "_held",
         "_idle",
@@ -81,10 +76,6 @@ class Gate(BudgetPool):
             raise ValueError(f"aging must be a finite number of seconds >= 0, got {aging!r}")
         self._counter = counter or QueueCounter(None)
         self._heap: list[tuple[float, int, _Ticket]] = []
-        # a pool: the place in line beyond which the last drain looked no further (a newcomer
-        # behind it does not drain); one budget: only the head matters
-        far = math.inf if len(self._budgets) > 1 else -math.inf
-        self._cutoff: tuple[float, float] = (far, far)
         self._held = 0
         self._idle: list[asyncio.Future[None]] = []
         self._live = 0
@@ -182,8 +173,8 @@ class Gate(BudgetPool):
         heapq.heappush(self._heap, entry)
         self._live += 1
         counter.waiting += 1
-        if self._heap[0] is entry or entry[:2] < self._cutoff:
-            self._drain()  # a pool: a budget the waiters ahead do not use may take it now
+        if self._heap[0] is entry:
+            self._drain()
         try:
             if deadline is None:
                 return await future
@@ -284,9 +275,6 @@ class Gate(BudgetPool):
 
     def _drain(self) -> None:
         """Admit heads while they fit; otherwise arm the one timer for when the head will."""
-        if len(self._budgets) > 1:
-            self._drain_pool()
-            return
         now = self._get_loop().time()
         heap = self._heap
         counter = self._counter
@@ -320,67 +308,6 @@ class Gate(BudgetPool):
             future.set_result(self._admit(index, ticket.cost, now))
         self._disarm()
 
-    def _drain_pool(self) -> None:
-        """`_drain` for a pool: the head keeps its place, and the budgets it does not wait
-        for serve the waiters behind it that they can pay now.
-
-        The head goes to the budget that admits it soonest (`BudgetPool._route`); when that
-        is not now, the budget is its own: nobody behind is admitted on it before the head.
-        Each waiter behind it, in admission order, goes to the budget that admits it
-        soonest counting the head's cost on the head's budget (`BudgetPool._route`), and is
-        admitted if that is now. So a request too big for the budget that has room no longer
-        idles it (a single line in front of budgets of 50/30/20 % left the small one idle
-        behind big heads), and the head is never delayed by those behind it. Looks at up to
-        `_LOOKAHEAD` waiters; the timer is armed for the soonest any of them fits. Nothing
-        is tied to a budget between drains: each drain routes afresh, so a budget that frees
-        (a refund, a block ending) or is disabled (a revoked key) rebalances the queue.
-        """
-        now = self._get_loop().time()
-        heap = self._heap
-        counter = self._counter
-        queued: list[Cost | None] = [None] * len(self._budgets)
-        head_waits = False
-        kept: list[tuple[float, int, _Ticket]] = []
-        earliest = math.inf
-        while heap and len(kept) < _LOOKAHEAD:
-            entry = heapq.heappop(heap)
-            ticket = entry[2]
-            future = ticket.future
-            if future.done():  # cancelled or timed out; already uncounted
-                continue
-            cost = ticket.cost
-            routed = self._route(cost, queued, now)
-            if routed is None:  # every budget disabled, or a resync shrank them below it
-                self._live -= 1
-                counter.waiting -= 1
-                if self._dead_error is not None and not self.usable:
-                    future.set_exception(self._dead_error())
-                else:
-                    future.set_exception(RequestTooLarge(self._too_large_reason(cost)))
-                if self._idle:
-                    self._check_idle()
-                continue
-            index, wait = routed
-            if wait <= 0.0:  # never on the head's budget: it cannot pay the head now
-                self._live -= 1
-                counter.waiting -= 1
-                future.set_result(self._admit(index, cost, now))
-                continue
-            if wait < earliest:
-                earliest = wait
-            if not head_waits:
-                head_waits = True
-                queued[index] = cost
-            kept.append(entry)
-        # a newcomer behind the last waiter looked at would not be looked at either
-        self._cutoff = kept[-1][:2] if heap and kept else (math.inf, math.inf)
-        for entry in kept:
-            heapq.heappush(heap, entry)
-        if earliest < math.inf:
-            self._arm(now + max(earliest, _MIN_TIMER))  # see `_drain` on the floor
-        else:
-            self._disarm()
-
     def _abandon(self, future: asyncio.Future[Reservation]) -> None:
         """The waiter left (cancelled or deadline): uncount it, or refund if just admitted."""
         if future.done() and not future.cancelled() and future.exception() is None:
@@ -391,7 +318,7 @@ class Gate(BudgetPool):
         if future.cancelled():
             self._live -= 1
             self._counter.waiting -= 1
-            if self._heap and (self._heap[0][2].future is future or len(self._budgets) > 1):
+            if self._heap and self._heap[0][2].future is future:
                 self._drain()
             if self._idle:
                 self._check_idle()
@@ -413,6 +340,18 @@ class Gate(BudgetPool):
             if self._idle and not self._held:
                 self._check_idle()
             return
+        if len(self._budgets) > 1:
+            # A pool: only `budget` changed, and the armed timer already covers every other
+            # budget, so look at the head against this one alone (O(1), not a scan of the
+            # pool on every settle) and drain only if it now fits here before the timer.
+            heap = self._heap
+            while heap and heap[0][2].future.done():
+                heapq.heappop(heap)  # cancelled or timed out; already uncounted
+            if not heap:
+                return
+            wait = budget.wait(heap[0][2].cost, now)
+            if wait > 0.0 and now + wait >= self._timer_at:
+                return
         self._drain()
 
     def _head_wait(self, now: float) -> float | None:
