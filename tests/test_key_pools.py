@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from typing import Any
 
 import anthropic
@@ -96,6 +97,97 @@ def test_a_block_on_one_budget_does_not_slow_the_others() -> None:
         got = [await gate.acquire(Cost(1, 0, 0)) for _ in range(20)]
         assert loop.time() - t0 == 0.0  # b and c: 20 requests of burst, at once
         assert {r.index for r in got} == {1, 2}
+
+    run_virtual(main())
+
+
+# -- the gate: one line, its head to the budget that admits it soonest -----------------------------
+
+
+def gate_over(limits: list[Limits]) -> tuple[Gate, list[LocalBudget]]:
+    """A gate over one plain budget (no burst hold, no cold start) per `limits`."""
+    loop = asyncio.get_running_loop()
+    budgets = [
+        LocalBudget(lim, loop.time(), name=f"b{i}", hold_bursts=False)
+        for i, lim in enumerate(limits)
+    ]
+    return Gate(budgets, loop=loop), budgets
+
+
+async def admitted_at(gate: Gate, cost: Cost, t0: float) -> tuple[float, int]:
+    r = await gate.acquire(cost)
+    return asyncio.get_running_loop().time() - t0, r.index
+
+
+def test_no_waiter_passes_the_head_of_a_pool() -> None:
+    # budget 0 refills 100 output tokens/s, budget 1 30/s and can pay neither request. The
+    # head waits 9 s for budget 0; the one behind it fits budget 0 sooner (4 s), but only
+    # after the head: it is admitted when budget 0 has paid both
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        gate, _ = gate_over([Limits(otpm=1000, period=10.0), Limits(otpm=300, period=10.0)])
+        await gate.acquire(Cost(0, 0, 1000))
+        await gate.acquire(Cost(0, 0, 300))
+        t0 = loop.time()
+        head = asyncio.ensure_future(admitted_at(gate, Cost(0, 0, 900), t0))
+        behind = asyncio.ensure_future(admitted_at(gate, Cost(0, 0, 400), t0))  # too big for 1
+        assert await head == (pytest.approx(9.0, abs=0.01), 0)
+        assert await behind == (pytest.approx(13.0, abs=0.01), 0)
+
+    run_virtual(main())
+
+
+def test_a_backlog_is_split_across_budgets_in_proportion_to_their_limits() -> None:
+    # 50 / 30 / 20 requests per 10 s, 300 queued at once: the first 100 are the three
+    # bursts, the other 200 go at the summed 10 per second, so all are in by 20 s, each
+    # budget having admitted its share
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        gate, _ = gate_over([Limits(rpm=n, period=10.0) for n in (50, 30, 20)])
+        t0 = loop.time()
+        got = await asyncio.gather(*(admitted_at(gate, Cost(1, 0, 0), t0) for _ in range(300)))
+        assert max(t for t, _ in got) == pytest.approx(20.0, abs=0.11)
+        counts = Counter(index for _, index in got)
+        assert [counts[i] for i in range(3)] == [pytest.approx(n, abs=1) for n in (150, 90, 60)]
+
+    run_virtual(main())
+
+
+def test_a_backlog_of_mixed_sizes_ends_near_the_summed_minimum() -> None:
+    # output tokens bind: 1000 / 600 / 400 per 10 s, 300 requests of 20 to 400 tokens. The
+    # head of one line to the budget that pays it soonest keeps the mix the same on every
+    # budget, so they end together: all are in within a big request's refill of the
+    # minimum of the summed limits ((total - 2000) / 200 per s)
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        caps = (1000, 600, 400)
+        gate, _ = gate_over([Limits(otpm=n, period=10.0) for n in caps])
+        sizes = [20 + (i * 37) % 381 for i in range(300)]
+        t0 = loop.time()
+        got = await asyncio.gather(*(admitted_at(gate, Cost(0, 0, n), t0) for n in sizes))
+        minimum = (sum(sizes) - sum(caps)) / (sum(caps) / 10.0)
+        took = max(t for t, _ in got)
+        assert minimum <= took <= minimum + 400 / 200, (took, minimum)
+
+    run_virtual(main())
+
+
+def test_the_waiters_of_a_revoked_budget_go_to_the_others_when_they_can_pay() -> None:
+    # three budgets, all empty; budget 2 would pay the two waiters soonest (in 1 and 2 s);
+    # it is revoked: they are admitted on 0 and 1 as soon as those can pay them
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        gate, _ = gate_over([Limits(rpm=n, period=10.0) for n in (1, 1, 10)])
+        for _ in range(12):
+            await gate.acquire(Cost(1, 0, 0))
+        t0 = loop.time()
+        waiters = [asyncio.ensure_future(admitted_at(gate, Cost(1, 0, 0), t0)) for _ in range(2)]
+        await asyncio.sleep(0.5)
+        assert not any(w.done() for w in waiters)
+        gate.disable(2, lambda: NoKeysLeft("none"))
+        got = sorted(await asyncio.gather(*waiters))
+        assert [i for _, i in got] in ([0, 1], [1, 0])
+        assert [t for t, _ in got] == [pytest.approx(10.0, abs=0.01)] * 2
 
     run_virtual(main())
 
