@@ -12,6 +12,7 @@ does not schedule (``models``, ``files``) passed straight to the SDK client.
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
@@ -90,8 +91,13 @@ class Thrift:
             raise TypeError(f"dedupe= must be True or False, got {dedupe!r}")
         if cache_scope not in ("key", "global"):
             raise InvalidArgument(f"cache_scope= must be 'key' or 'global', got {cache_scope!r}")
-        if isinstance(aging, bool) or not isinstance(aging, int | float) or aging < 0:
-            raise InvalidArgument(f"aging= must be a number of seconds >= 0, got {aging!r}")
+        if (
+            isinstance(aging, bool)
+            or not isinstance(aging, int | float)
+            or not math.isfinite(aging)
+            or aging < 0
+        ):  # checked here, not first at the first call's gate
+            raise InvalidArgument(f"aging= must be a finite number of seconds >= 0, got {aging!r}")
         if timeout is not None and (
             isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0
         ):
