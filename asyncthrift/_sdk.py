@@ -35,11 +35,11 @@ __all__ = [
     "SequenceNotStr",
     "accumulate",
     "build_event",
-    "output_config",
     "parsed",
     "parsed_beta",
     "status_error",
     "stream_parts",
+    "with_output_format",
 ]
 
 _ACCUMULATE_TAKES_BUFS = "json_bufs" in inspect.signature(accumulate_event).parameters
@@ -62,7 +62,24 @@ def accumulate(
     return cast("ParsedMessage[Any]", fold(event=event, current_snapshot=snapshot))
 
 
-def output_config(output_format: Any, config: Any) -> dict[str, Any]:
+def with_output_format(kwargs: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """(``output_format``, or None; a copy of `kwargs` without it and, when it is given,
+    with its JSON schema as ``output_config["format"]``): the request the SDK's ``parse``
+    and ``stream`` send for it, so the cache key is the one of that request. An omitted
+    value (``anthropic.omit``) counts as not given, as in the SDK."""
+    kwargs = dict(kwargs)
+    output_format = kwargs.pop("output_format", None)
+    if isinstance(output_format, anthropic.Omit | anthropic.NotGiven):
+        output_format = None
+    if output_format is not None:
+        config = kwargs.get("output_config")
+        if isinstance(config, anthropic.Omit | anthropic.NotGiven):
+            config = None
+        kwargs["output_config"] = _output_config(output_format, config)
+    return output_format, kwargs
+
+
+def _output_config(output_format: Any, config: Any) -> dict[str, Any]:
     """``output_config`` with ``format`` built from a pydantic type, exactly as the SDK does."""
     if isinstance(output_format, Mapping):
         raise TypeError(
