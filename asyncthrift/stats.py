@@ -7,11 +7,20 @@ a long-running service never grows its memory and the figures describe recent be
 
 from __future__ import annotations
 
+import math
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from typing import Final
 
-__all__ = ["Recorder", "Stats", "percentile"]
+__all__ = ["Recorder", "Stats", "nearest_rank", "percentile"]
+
+
+def nearest_rank(values: Iterable[float], q: float) -> float:
+    """The `q` quantile (a fraction in [0, 1]) of `values` (at least one) by nearest rank:
+    the smallest value with a share of at least `q` of them at or below it."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
