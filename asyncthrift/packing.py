@@ -140,11 +140,13 @@ class Pack:
 class _Item:
     __slots__ = ("call", "future", "ident", "need", "reserve", "text", "tokens")
 
-    def __init__(self, call: Call, text: str, need: int, future: asyncio.Future[Any]) -> None:
+    def __init__(
+        self, call: Call, text: str, need: int, reserve: float, future: asyncio.Future[Any]
+    ) -> None:
         self.call = call
         self.text = text
         self.need = need  # its caller's max_tokens (or adaptive's)
-        self.reserve = float(need + _packed.ITEM_OVERHEAD)  # its share of the max_tokens
+        self.reserve = reserve  # its share of the packed call's max_tokens (`Packer._reserve`)
         self.tokens = text_tokens(text)
         self.future = future  # Message, or None: send it alone
         self.ident = ""
@@ -231,21 +233,15 @@ class Packer:
         cfg = self.config
         return len(g.alone) >= max(1, cfg.learn) and g.cut_share() > cfg.max_resend_share
 
-    async def alone(self, g: GroupGuard | None, call: Call, *, sample: bool) -> Message:
+    async def alone(self, g: GroupGuard, call: Call, *, sample: bool) -> Message:
         """`call` sent alone; its answer teaches `g` when it is an unbiased `sample` (not a
         re-send, which is one the packed reply could not answer: longer than most)."""
         p = self.pipeline
         message = await _alone(p, call)
-        if g is None or not sample:
+        if not sample:
             return message
-        u = message.usage
-        billed = full_price_input(u)
-        estimate = estimate_input_tokens(call.params)
-        g.observe_alone(
-            u.output_tokens,
-            message.stop_reason == "max_tokens",
-            billed / estimate if estimate > 0 else None,
-        )
+        _, in_ratio = _input_ratio(message, call.params)
+        g.observe_alone(message.usage.output_tokens, message.stop_reason == "max_tokens", in_ratio)
         now = p.loop.time()
         if not g.off(now) and self._long_answers(g):
             self._turn_off(
@@ -271,8 +267,9 @@ class Packer:
 
     # -- windows -----------------------------------------------------------------------------
 
-    def add(self, call: Call, group: str) -> _Item:
-        """Put `call` in its group's window (opening or closing windows as bounds say)."""
+    def add(self, call: Call, group: str, g: GroupGuard) -> _Item:
+        """Put `call` in its group's window (opening or closing windows as bounds say); `g`:
+        what the group has learnt (`guard`)."""
         p = self.pipeline
         loop = p.loop
         now = loop.time()
@@ -281,9 +278,7 @@ class Packer:
         need = int(call.params["max_tokens"])
         if p.adaptive is not None:
             need = p.adaptive.need(p, call, need)
-        item = _Item(call, text, need, loop.create_future())
-        g = self._guards.get(group)
-        item.reserve = need + _packed.ITEM_OVERHEAD if g is None else self._reserve(g, need)
+        item = _Item(call, text, need, self._reserve(g, need), loop.create_future())
         cfg = self.config
         w = self._open.get(group)
         if w is not None and (
@@ -369,7 +364,7 @@ class Packer:
 
     async def _send(self, w: _Window, items: list[_Item]) -> None:
         p = self.pipeline
-        g = self._guards.get(w.key) or self.guard(w.key, items[0].call)
+        g = self.guard(w.key, items[0].call)
         try:
             ready = await self._ready(g, items)
         except asyncio.CancelledError:
@@ -463,8 +458,8 @@ class Packer:
         message: Message,
         items: list[_Item],
         params: dict[str, Any],
-        fell_back_from: str | None = None,
-        g: GroupGuard | None = None,
+        fell_back_from: str | None,
+        g: GroupGuard,
     ) -> None:
         text = "".join(b.text for b in message.content if b.type == "text")
         limits = {it.ident: int(it.call.params["max_tokens"]) for it in items}
@@ -475,8 +470,7 @@ class Packer:
         done = [it for it in items if it.ident in answers]
         resent = [it for it in items if it.ident not in answers]
         self._resend(resent)
-        if g is not None:
-            self._learn(g, message, items, answers, params, ratio)
+        self._learn(g, message, items, answers, params, ratio)
         if not done:
             return
         own = sum(it.tokens for it in items)
@@ -505,14 +499,16 @@ class Packer:
         """What a packed reply teaches its group, and whether packing it still pays."""
         cfg = self.config
         r = ratio or g.out_ratio
-        answered = [(it.ident, answers[it.ident]) for it in items if it.ident in answers]
-        footprints = [r * _packed.object_tokens(i, a) for i, a in answered]
-        wrapping = [r * (_packed.object_tokens(i, a) - text_tokens(a)) for i, a in answered]
-        u = message.usage
-        billed = full_price_input(u)
-        estimate = estimate_input_tokens(params)
-        in_ratio = billed / estimate if estimate > 0 else None
-        n_done = len(footprints)
+        answered = [it for it in items if it.ident in answers]
+        # each answered item's object in the reply, and its answer alone (estimated tokens)
+        sizes = [
+            (_packed.object_tokens(it.ident, answers[it.ident]), text_tokens(answers[it.ident]))
+            for it in answered
+        ]
+        footprints = [r * obj for obj, _ in sizes]
+        wrapping = [r * (obj - answer) for obj, answer in sizes]
+        billed, in_ratio = _input_ratio(message, params)
+        n_done = len(answered)
         g.observe_packed(ratio, footprints, wrapping, n_done, len(items) - n_done, in_ratio)
         if g.off(self.pipeline.loop.time()):
             return
@@ -527,12 +523,11 @@ class Packer:
         if not cfg.cost_guard:
             return
         model = message.model
-        spent = dollars(model, billed, u.output_tokens)
-        alone_in = sum(estimate_input_tokens(it.call.params) for it in items if it.ident in answers)
+        spent = dollars(model, billed, message.usage.output_tokens)
+        alone_in = sum(estimate_input_tokens(it.call.params) for it in answered)
         alone_out = sum(
-            min(r * text_tokens(answers[it.ident]), float(it.call.params["max_tokens"]))
-            for it in items
-            if it.ident in answers
+            min(r * answer, float(it.call.params["max_tokens"]))
+            for it, (_, answer) in zip(answered, sizes, strict=True)
         )
         alone = dollars(model, alone_in * g.in_ratio, alone_out)
         g.spent += spent
@@ -616,7 +611,7 @@ async def run_packed(p: Pipeline, call: Call) -> Message:
             return await packer.alone(g, call, sample=True)
         finally:
             g.taught()
-    item = packer.add(call, group)
+    item = packer.add(call, group, g)
     try:
         message: Message | None = await item.future
     except asyncio.CancelledError:
@@ -627,6 +622,14 @@ async def run_packed(p: Pipeline, call: Call) -> Message:
     if message is None:  # re-sent: the reply could not answer it
         return await packer.alone(g, call, sample=False)
     return message
+
+
+def _input_ratio(message: Message, params: dict[str, Any]) -> tuple[float, float | None]:
+    """`message`'s billed input at the full input price (`_pack_guard.full_price_input`),
+    and that per token of the local estimate of `params` (None: nothing estimated)."""
+    billed = full_price_input(message.usage)
+    estimate = estimate_input_tokens(params)
+    return billed, billed / estimate if estimate > 0 else None
 
 
 async def _alone(p: Pipeline, call: Call) -> Message:
