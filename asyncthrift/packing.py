@@ -116,23 +116,26 @@ class Pack:
     cost_guard: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("window_ms", "interactive_window_ms"):
+        for name, unit in (
+            ("window_ms", "milliseconds"),
+            ("interactive_window_ms", "milliseconds"),
+            ("pause_s", "seconds"),
+        ):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v < math.inf:
-                raise InvalidArgument(f"Pack.{name} must be milliseconds >= 0, got {v!r}")
-        for name in ("max_items", "max_input_tokens", "max_output_tokens"):
+                raise InvalidArgument(f"Pack.{name} must be {unit} >= 0, got {v!r}")
+        for name, low in (
+            ("max_items", 1),
+            ("max_input_tokens", 1),
+            ("max_output_tokens", 1),
+            ("learn", 0),
+        ):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise InvalidArgument(f"Pack.{name} must be an int >= 1, got {v!r}")
-        v = self.learn
-        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-            raise InvalidArgument(f"Pack.learn must be an int >= 0, got {v!r}")
+            if isinstance(v, bool) or not isinstance(v, int) or v < low:
+                raise InvalidArgument(f"Pack.{name} must be an int >= {low}, got {v!r}")
         v = self.max_resend_share
         if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v <= 1:
             raise InvalidArgument(f"Pack.max_resend_share must be a share in [0, 1], got {v!r}")
-        v = self.pause_s
-        if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v < math.inf:
-            raise InvalidArgument(f"Pack.pause_s must be seconds >= 0, got {v!r}")
         if not isinstance(self.cost_guard, bool):
             raise TypeError(f"Pack.cost_guard must be True or False, got {self.cost_guard!r}")
 
