@@ -259,7 +259,6 @@ class Packer:
         cfg = self.config
         s = self.pipeline.stats
         g.turn_off(self.pipeline.loop.time(), reason, why, cfg.pause_s)
-        s.pack_paused += 1
         if reason == _pack_guard.LONG_ANSWERS:
             s.pack_paused_long_answers += 1
         elif reason == _pack_guard.RESENDS:
