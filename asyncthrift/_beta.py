@@ -29,7 +29,7 @@ from ._messages import Facade, RawMessages, StreamingMessages, parse_kwargs, run
 from ._options import stream_requested
 from ._pipeline import COUNT_TOKENS_CLASS, Pipeline
 from ._routes import BETA_CREATE, BETA_MESSAGES, BETA_RAW_CREATE
-from ._sdk import ResponseFormatT, parsed_beta
+from ._sdk import Passthrough, ResponseFormatT, parsed_beta
 from .batches import Batches
 from .compression import compress_kwargs
 from .counting import count_tokens, split_count_kwargs
@@ -397,32 +397,27 @@ class BetaMessages(Facade):
         return self._sdks[0].beta.messages.thread
 
 
-class View(Generic[_T]):
+class View(Passthrough, Generic[_T]):
     """The SDK's resource `sdk` with its ``messages`` replaced by a scheduled one: what
     ``client.beta.with_raw_response`` and ``...with_streaming_response`` are. Every other
     attribute is the SDK's, unscheduled."""
 
-    __slots__ = ("_sdk", "messages")
+    __slots__ = ("messages",)
 
     def __init__(self, messages: _T, sdk: object) -> None:
+        super().__init__(sdk)
         self.messages = messages
-        self._sdk = sdk
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):  # not the SDK's to answer (and no recursion while unset)
-            raise AttributeError(name)
-        return getattr(self._sdk, name)
 
 
-class Beta:
+class Beta(Passthrough):
     """`client.beta`: ``messages`` scheduled (`BetaMessages`); every other beta resource
     (``files``, ``models``, ``skills``, ...) is the SDK's own, on the first key, unscheduled."""
 
-    __slots__ = ("_sdk", "messages")
+    __slots__ = ("messages",)
 
     def __init__(self, messages: BetaMessages, sdk: AsyncBeta) -> None:
+        super().__init__(sdk)
         self.messages = messages
-        self._sdk = sdk
 
     @property
     def with_raw_response(self) -> View[RawMessages[BetaMessage, BetaMessageTokensCount]]:
@@ -433,8 +428,3 @@ class Beta:
         self,
     ) -> View[StreamingMessages[BetaMessage, BetaMessageTokensCount]]:
         return View(self.messages.with_streaming_response, self._sdk.with_streaming_response)
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):  # not the SDK's to answer (and no recursion while unset)
-            raise AttributeError(name)
-        return getattr(self._sdk, name)

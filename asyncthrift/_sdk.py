@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Body",
     "Headers",
+    "Passthrough",
     "Query",
     "ResponseFormatT",
     "SequenceNotStr",
@@ -117,3 +118,18 @@ def status_error(
 def stream_parts(stream: anthropic.AsyncStream[Any]) -> tuple[Any, Any]:
     """(client, request options) of an `AsyncStream`, to build another over its response."""
     return stream._client, stream._options
+
+
+class Passthrough:
+    """A view of an SDK object whose own attributes (set by the subclass: ``messages``, ...)
+    are scheduled facades; every other attribute is the SDK object's, unscheduled."""
+
+    __slots__ = ("_sdk",)
+
+    def __init__(self, sdk: Any) -> None:
+        self._sdk = sdk
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):  # not the SDK's to answer (and no recursion while unset)
+            raise AttributeError(name)
+        return getattr(self._sdk, name)

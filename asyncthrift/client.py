@@ -27,6 +27,7 @@ from ._keys import Key, KeyConfig, budget_limits, want_aiohttp, with_header_hook
 from ._messages import Messages, RawMessages, StreamingMessages
 from ._observers import Observer, Observers
 from ._pipeline import Pipeline
+from ._sdk import Passthrough
 from .batches import Batches, batches_for, stats_overrides
 from .budget import LocalBudget
 from .cache import Cache, make_cache
@@ -448,21 +449,16 @@ _MessagesT = TypeVar("_MessagesT")
 _BetaT = TypeVar("_BetaT")
 
 
-class ClientView(Generic[_MessagesT, _BetaT]):
+class ClientView(Passthrough, Generic[_MessagesT, _BetaT]):
     """``client.with_raw_response`` / ``client.with_streaming_response``: ``messages`` and
     ``beta`` scheduled; every other attribute is the SDK's view (first key), unscheduled."""
 
-    __slots__ = ("_sdk", "beta", "messages")
+    __slots__ = ("beta", "messages")
 
     def __init__(self, messages: _MessagesT, beta: _BetaT, sdk: object) -> None:
+        super().__init__(sdk)
         self.messages = messages
         self.beta = beta
-        self._sdk = sdk
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):  # not the SDK's to answer (and no recursion while unset)
-            raise AttributeError(name)
-        return getattr(self._sdk, name)
 
 
 def _check_fallback(fallback: object) -> dict[str, tuple[str, ...]] | None:
