@@ -141,7 +141,7 @@ class Pack:
 
 
 class _Item:
-    __slots__ = ("call", "future", "ident", "need", "reserve", "text", "tokens")
+    __slots__ = ("_alone_input", "call", "future", "ident", "need", "reserve", "text", "tokens")
 
     def __init__(
         self, call: Call, text: str, need: int, reserve: float, future: asyncio.Future[Any]
@@ -153,6 +153,14 @@ class _Item:
         self.tokens = text_tokens(text)
         self.future = future  # Message, or None: send it alone
         self.ident = ""
+        self._alone_input: float | None = None
+
+    def alone_input(self) -> float:
+        """The estimated input tokens of its request sent alone (estimated once: the cost
+        guard asks before the packed call and again when its reply is judged)."""
+        if self._alone_input is None:
+            self._alone_input = estimate_input_tokens(self.call.params)
+        return self._alone_input
 
 
 class _Window:
@@ -451,7 +459,7 @@ class Packer:
         mean_fp = g.mean_footprint()
         per_item_out = mean_fp if mean_fp is not None else answer + float(_packed.ITEM_OVERHEAD)
         packed = dollars(model, estimate_input_tokens(params) * g.in_ratio, n * per_item_out + 8)
-        alone_in = sum(estimate_input_tokens(it.call.params) for it in items) * g.in_ratio
+        alone_in = sum(it.alone_input() for it in items) * g.in_ratio
         alone = dollars(model, alone_in, sum(min(answer, it.need) for it in items))
         return packed < alone
 
@@ -526,7 +534,7 @@ class Packer:
             return
         model = message.model
         spent = dollars(model, billed, message.usage.output_tokens)
-        alone_in = sum(estimate_input_tokens(it.call.params) for it in answered)
+        alone_in = sum(it.alone_input() for it in answered)
         alone_out = sum(
             min(r * answer, float(it.call.params["max_tokens"]))
             for it, (_, answer) in zip(answered, sizes, strict=True)
