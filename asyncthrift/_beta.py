@@ -25,7 +25,7 @@ from anthropic import AsyncStream
 from anthropic.lib.streaming import BetaAsyncMessageStream
 from anthropic.types.beta import BetaMessage, BetaMessageTokensCount, BetaRawMessageStreamEvent
 
-from ._messages import Facade, RawMessages, StreamingMessages, parse_kwargs, run_to_end
+from ._messages import Facade, RawMessages, StreamingMessages, parse_kwargs
 from ._options import stream_requested
 from ._pipeline import COUNT_TOKENS_CLASS, Pipeline
 from ._routes import BETA_CREATE, BETA_MESSAGES, BETA_RAW_CREATE
@@ -228,7 +228,7 @@ class BetaMessages(Facade):
             return await self._open_stream(kwargs)
         p = self._pipeline
         call = p.start("create", kwargs, self._sdks, self._max_retries, shareable=False)
-        return await run_to_end(p, call, BETA_CREATE)
+        return await p.run_to_end(call, BETA_CREATE)
 
     async def _open_stream(self, kwargs: dict[str, Any]) -> AsyncStream[Any]:
         kwargs = dict(kwargs)

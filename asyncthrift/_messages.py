@@ -23,7 +23,7 @@ import anthropic
 from anthropic import AsyncAPIResponse, AsyncStream
 from anthropic.types import Message, MessageTokensCount, RawMessageStreamEvent
 
-from ._attempt import Call, Route
+from ._attempt import Route
 from ._lookup import fetch
 from ._options import stream_requested
 from ._pipeline import COUNT_TOKENS_CLASS, Pipeline
@@ -73,7 +73,6 @@ __all__ = [
     "StreamedResponse",
     "StreamingMessages",
     "parse_kwargs",
-    "run_to_end",
 ]
 
 _M = TypeVar("_M")  # the answer of create: Message, or BetaMessage
@@ -81,21 +80,6 @@ _C = TypeVar("_C")  # the answer of count_tokens: MessageTokensCount, or its bet
 
 
 _R = TypeVar("_R", bound=Closable)  # a raw response: AsyncAPIResponse, RawStreamResponse
-
-
-async def run_to_end(pipeline: Pipeline, call: Call, route: Route) -> Any:
-    """Run `call` by `route` and record its end, with its observers active."""
-    try:
-        if call.rec is None:
-            result = await pipeline.run(call, route)
-        else:
-            with pipeline.observers.activate(call.rec):
-                result = await pipeline.run(call, route)
-    except BaseException as exc:
-        pipeline.finish(call, exc)
-        raise
-    pipeline.finish(call, None)
-    return result
 
 
 def parse_kwargs(kwargs: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
@@ -446,7 +430,7 @@ class RawMessages(Generic[_M, _C]):
             assert isinstance(stream, ThriftEventStream)  # never a replay: not shareable
             return RawStreamResponse(stream, retries_taken=call.number)
         call = p.start("create", kwargs, m._sdks, m._max_retries, shareable=False)
-        response: AsyncAPIResponse[_M] = await run_to_end(p, call, self._create)
+        response: AsyncAPIResponse[_M] = await p.run_to_end(call, self._create)
         return response
 
     async def count_tokens(self, **kwargs: Any) -> AsyncAPIResponse[_C]:
