@@ -226,10 +226,12 @@ async def test_usage_is_reconciled_at_message_stop() -> None:
 # -- abandoning -------------------------------------------------------------------------------
 
 
-async def test_abandoned_stream_hangs_up_and_refunds_the_unused_output() -> None:
+@pytest.mark.parametrize("beta", [False, True], ids=["messages", "beta.messages"])
+async def test_abandoned_stream_hangs_up_and_refunds_the_unused_output(beta: bool) -> None:
     api = FakeSSE(lambda body, n: api.stream(events_for(), hang_after=4))
     async with thrift(api, limits=Limits(otpm=10_000, period=1e9)) as c:
-        async with c.messages.stream(**req(max_tokens=1000)) as stream:
+        resource: Any = c.beta.messages if beta else c.messages
+        async with resource.stream(**req(max_tokens=1000)) as stream:
             seen = []
             async for text in stream.text_stream:
                 seen.append(text)
