@@ -251,7 +251,7 @@ class Packer:
         message = await _alone(p, call)
         if not sample:
             return message
-        _, in_ratio = _input_ratio(message, call.params)
+        _, in_ratio = _input_ratio(message, estimate_input_tokens(call.params))
         g.observe_alone(message.usage.output_tokens, message.stop_reason == "max_tokens", in_ratio)
         now = p.loop.time()
         if not g.off(now) and self._long_answers(g):
@@ -393,7 +393,8 @@ class Packer:
             {"role": "user", "content": _packed.packed_content([(i.ident, i.text) for i in items])}
         ]
         params["max_tokens"] = self._max_tokens(g, items)
-        if self.config.cost_guard and not self._pays(g, items, params):
+        packed_input = estimate_input_tokens(params)  # the packed call's, estimated once
+        if self.config.cost_guard and not self._pays(g, items, params, packed_input):
             self._release(items)
             return
         deadlines = [
@@ -430,7 +431,7 @@ class Packer:
         except Exception as exc:
             self._fail(items, exc)
             return
-        self._deliver(message, items, params, call.fell_back_from, g)
+        self._deliver(message, items, params, packed_input, call.fell_back_from, g)
 
     @staticmethod
     def _reserve(g: GroupGuard, need: int) -> float:
@@ -448,9 +449,12 @@ class Packer:
         ceiling = sum(self._reserve(g, it.need) for it in items) + 8
         return max(1, min(self.config.max_output_tokens, math.ceil(ceiling)))
 
-    def _pays(self, g: GroupGuard, items: list[_Item], params: dict[str, Any]) -> bool:
-        """Whether the packed call is predicted to cost less than its items alone (True
-        while nothing is known of the group's answers)."""
+    def _pays(
+        self, g: GroupGuard, items: list[_Item], params: dict[str, Any], packed_input: float
+    ) -> bool:
+        """Whether the packed call (`params`, of `packed_input` estimated input tokens) is
+        predicted to cost less than its items alone (True while nothing is known of the
+        group's answers)."""
         answer = g.answer_tokens()
         if answer is None:
             return True
@@ -458,7 +462,7 @@ class Packer:
         n = len(items)
         mean_fp = g.mean_footprint()
         per_item_out = mean_fp if mean_fp is not None else answer + float(_packed.ITEM_OVERHEAD)
-        packed = dollars(model, estimate_input_tokens(params) * g.in_ratio, n * per_item_out + 8)
+        packed = dollars(model, packed_input * g.in_ratio, n * per_item_out + 8)
         alone_in = sum(it.alone_input() for it in items) * g.in_ratio
         alone = dollars(model, alone_in, sum(min(answer, it.need) for it in items))
         return packed < alone
@@ -468,6 +472,7 @@ class Packer:
         message: Message,
         items: list[_Item],
         params: dict[str, Any],
+        packed_input: float,
         fell_back_from: str | None,
         g: GroupGuard,
     ) -> None:
@@ -480,11 +485,11 @@ class Packer:
         done = [it for it in items if it.ident in answers]
         resent = [it for it in items if it.ident not in answers]
         self._resend(resent)
-        self._learn(g, message, items, answers, params, ratio)
+        self._learn(g, message, items, answers, packed_input, ratio)
         if not done:
             return
         own = sum(it.tokens for it in items)
-        common = max(0.0, estimate_input_tokens(params) - own)
+        common = max(0.0, packed_input - own)
         messages = _packed.split_message(
             message, [(it.ident, it.text, answers[it.ident]) for it in done], common
         )
@@ -495,7 +500,7 @@ class Packer:
                 it.call.fell_back_from = fell_back_from
             if not it.future.done():
                 it.future.set_result(msg)
-        self._count(message, done, params)
+        self._count(message, done, params, packed_input)
 
     def _learn(
         self,
@@ -503,10 +508,11 @@ class Packer:
         message: Message,
         items: list[_Item],
         answers: dict[str, str],
-        params: dict[str, Any],
+        packed_input: float,
         ratio: float | None,
     ) -> None:
-        """What a packed reply teaches its group, and whether packing it still pays."""
+        """What a packed reply teaches its group, and whether packing it still pays
+        (`packed_input`: the packed call's estimated input tokens)."""
         cfg = self.config
         r = ratio or g.out_ratio
         answered = [it for it in items if it.ident in answers]
@@ -517,7 +523,7 @@ class Packer:
         ]
         footprints = [r * obj for obj, _ in sizes]
         wrapping = [r * (obj - answer) for obj, answer in sizes]
-        billed, in_ratio = _input_ratio(message, params)
+        billed, in_ratio = _input_ratio(message, packed_input)
         n_done = len(answered)
         g.observe_packed(ratio, footprints, wrapping, n_done, len(items) - n_done, in_ratio)
         if g.off(self.pipeline.loop.time()):
@@ -552,7 +558,9 @@ class Packer:
                 "prompt too short to pay for the answers' JSON wrapping, or too many re-sends",
             )
 
-    def _count(self, message: Message, done: list[_Item], params: dict[str, Any]) -> None:
+    def _count(
+        self, message: Message, done: list[_Item], params: dict[str, Any], packed: float
+    ) -> None:
         """Savings: the input the answered items would have sent alone, less the packed
         call's, at the price per input token the packed call actually paid (its cache
         reads included); the calls they would have made, less one."""
@@ -568,7 +576,6 @@ class Packer:
         for it in done:
             alone_params["messages"] = it.call.params["messages"]
             alone += estimate_input_tokens(alone_params)
-        packed = estimate_input_tokens(params)
         saved = max(0, round((alone - packed) * billed / packed)) if packed > 0 else 0
         per_token = cost_usd(message.model, u.input_tokens, 0, write, read) / max(1, billed)
         s.packing_calls_saved += len(done) - 1
@@ -634,11 +641,11 @@ async def run_packed(p: Pipeline, call: Call) -> Message:
     return message
 
 
-def _input_ratio(message: Message, params: dict[str, Any]) -> tuple[float, float | None]:
+def _input_ratio(message: Message, estimate: float) -> tuple[float, float | None]:
     """`message`'s billed input at the full input price (`_pack_guard.full_price_input`),
-    and that per token of the local estimate of `params` (None: nothing estimated)."""
+    and that per token of `estimate`, its request's local estimate (None: nothing
+    estimated)."""
     billed = full_price_input(message.usage)
-    estimate = estimate_input_tokens(params)
     return billed, billed / estimate if estimate > 0 else None
 
 
