@@ -159,3 +159,15 @@ def test_an_error_type_the_api_results_never_carry_is_mapped(
     kind, message = error_of(row)
     assert kind == expected in API_ERROR_TYPES
     assert message == ("why" if error_type == expected else f"{error_type}: why")
+
+
+def test_every_error_type_kept_as_is_is_one_the_sdk_accepts() -> None:
+    """`API_ERROR_TYPES` is what `errored_line` writes unchanged: each must validate as the
+    SDK's type, or a row of it would break the readers the rows are shaped for."""
+    from asyncthrift.bulk.journal import API_ERROR_TYPES, errored_line
+
+    for kind in sorted(API_ERROR_TYPES):
+        row = MessageBatchIndividualResponse.model_validate(
+            orjson.loads(errored_line("x", kind, "why"))
+        )
+        assert error_of(row) == (kind, "why"), kind
