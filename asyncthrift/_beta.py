@@ -17,8 +17,7 @@ The typed signatures are the installed SDK's (``scripts/gen_signatures.py --beta
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
-from types import TracebackType
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 import anthropic
@@ -26,16 +25,16 @@ from anthropic import AsyncStream
 from anthropic.lib.streaming import BetaAsyncMessageStream
 from anthropic.types.beta import BetaMessage, BetaMessageTokensCount, BetaRawMessageStreamEvent
 
-from ._messages import Facade, RawMessages, StreamingMessages, parse_kwargs, run_to_end
+from ._messages import Facade, RawMessages, StreamingMessages, parse_kwargs
 from ._options import stream_requested
 from ._pipeline import COUNT_TOKENS_CLASS, Pipeline
 from ._routes import BETA_CREATE, BETA_MESSAGES, BETA_RAW_CREATE
-from ._sdk import ResponseFormatT, output_config, parsed_beta
+from ._sdk import Passthrough, ResponseFormatT, parsed_beta
 from .batches import Batches
 from .compression import compress_kwargs
 from .counting import count_tokens, split_count_kwargs
 from .lanes import Priority
-from .streaming import BETA_STREAM, open_event_stream
+from .streaming import BETA_STREAM, StreamManager, open_event_stream
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -71,42 +70,19 @@ __all__ = ["Beta", "BetaMessages", "BetaStreamManager", "View"]
 _T = TypeVar("_T")
 
 
-class BetaStreamManager(Generic[ResponseFormatT]):
+class BetaStreamManager(StreamManager, Generic[ResponseFormatT]):
     """``async with client.beta.messages.stream(...) as stream``: the SDK's
-    `BetaAsyncMessageStream` over a scheduled stream (as `ThriftStreamManager` for
-    ``messages``). Nothing is sent until the block is entered; leaving it closes the stream
-    and settles its reservation."""
+    `BetaAsyncMessageStream` over a scheduled stream (see `StreamManager`)."""
 
-    __slots__ = ("_kwargs", "_open", "_stream")
-
-    def __init__(
-        self,
-        open_stream: Callable[[dict[str, Any]], Awaitable[AsyncStream[Any]]],
-        kwargs: dict[str, Any],
-    ) -> None:
-        self._open = open_stream
-        self._kwargs = kwargs
-        self._stream: BetaAsyncMessageStream[ResponseFormatT] | None = None
+    __slots__ = ()
 
     async def __aenter__(self) -> BetaAsyncMessageStream[ResponseFormatT]:
-        kwargs = dict(self._kwargs)
-        output_format = kwargs.pop("output_format", None)
-        if output_format is not None:
-            kwargs["output_config"] = output_config(output_format, kwargs.get("output_config"))
-        raw = await self._open(kwargs)
-        fmt: Any = anthropic.NOT_GIVEN if output_format is None else output_format
-        self._stream = BetaAsyncMessageStream(raw, output_format=fmt)
-        return self._stream
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._stream is not None:
-            stream, self._stream = self._stream, None
-            await stream.close()
+        raw, output_format = await self._send()
+        stream: BetaAsyncMessageStream[ResponseFormatT] = BetaAsyncMessageStream(
+            raw, output_format=output_format
+        )
+        self._stream = stream
+        return stream
 
 
 class BetaMessages(Facade):
@@ -252,7 +228,7 @@ class BetaMessages(Facade):
             return await self._open_stream(kwargs)
         p = self._pipeline
         call = p.start("create", kwargs, self._sdks, self._max_retries, shareable=False)
-        return await run_to_end(p, call, BETA_CREATE)
+        return await p.run_to_end(call, BETA_CREATE)
 
     async def _open_stream(self, kwargs: dict[str, Any]) -> AsyncStream[Any]:
         kwargs = dict(kwargs)
@@ -421,32 +397,27 @@ class BetaMessages(Facade):
         return self._sdks[0].beta.messages.thread
 
 
-class View(Generic[_T]):
+class View(Passthrough, Generic[_T]):
     """The SDK's resource `sdk` with its ``messages`` replaced by a scheduled one: what
     ``client.beta.with_raw_response`` and ``...with_streaming_response`` are. Every other
     attribute is the SDK's, unscheduled."""
 
-    __slots__ = ("_sdk", "messages")
+    __slots__ = ("messages",)
 
     def __init__(self, messages: _T, sdk: object) -> None:
+        super().__init__(sdk)
         self.messages = messages
-        self._sdk = sdk
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):  # not the SDK's to answer (and no recursion while unset)
-            raise AttributeError(name)
-        return getattr(self._sdk, name)
 
 
-class Beta:
+class Beta(Passthrough):
     """`client.beta`: ``messages`` scheduled (`BetaMessages`); every other beta resource
     (``files``, ``models``, ``skills``, ...) is the SDK's own, on the first key, unscheduled."""
 
-    __slots__ = ("_sdk", "messages")
+    __slots__ = ("messages",)
 
     def __init__(self, messages: BetaMessages, sdk: AsyncBeta) -> None:
+        super().__init__(sdk)
         self.messages = messages
-        self._sdk = sdk
 
     @property
     def with_raw_response(self) -> View[RawMessages[BetaMessage, BetaMessageTokensCount]]:
@@ -457,8 +428,3 @@ class Beta:
         self,
     ) -> View[StreamingMessages[BetaMessage, BetaMessageTokensCount]]:
         return View(self.messages.with_streaming_response, self._sdk.with_streaming_response)
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):  # not the SDK's to answer (and no recursion while unset)
-            raise AttributeError(name)
-        return getattr(self._sdk, name)

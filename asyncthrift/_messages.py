@@ -17,23 +17,24 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 
 import anthropic
 from anthropic import AsyncAPIResponse, AsyncStream
 from anthropic.types import Message, MessageTokensCount, RawMessageStreamEvent
 
-from ._attempt import Call, Route
+from ._attempt import Route
 from ._lookup import fetch
 from ._options import stream_requested
 from ._pipeline import COUNT_TOKENS_CLASS, Pipeline
 from ._routes import CREATE, MESSAGES, RAW_CREATE, Resource
-from ._sdk import output_config, parsed
+from ._sdk import parsed, with_output_format
 from .compression import compress_kwargs
 from .counting import count_tokens, split_count_kwargs
 from .lanes import Priority
 from .streaming import (
     STREAM,
+    Closable,
     RawStreamResponse,
     ThriftEventStream,
     ThriftStreamManager,
@@ -72,51 +73,22 @@ __all__ = [
     "StreamedResponse",
     "StreamingMessages",
     "parse_kwargs",
-    "run_to_end",
 ]
 
 _M = TypeVar("_M")  # the answer of create: Message, or BetaMessage
 _C = TypeVar("_C")  # the answer of count_tokens: MessageTokensCount, or its beta twin
 
 
-class _Closable(Protocol):
-    async def close(self) -> None: ...
-
-
-_R = TypeVar("_R", bound=_Closable)  # a raw response: AsyncAPIResponse, RawStreamResponse
-
-
-async def run_to_end(pipeline: Pipeline, call: Call, route: Route) -> Any:
-    """Run `call` by `route` and record its end, with its observers active."""
-    try:
-        if call.rec is None:
-            result = await pipeline.run(call, route)
-        else:
-            with pipeline.observers.activate(call.rec):
-                result = await pipeline.run(call, route)
-    except BaseException as exc:
-        pipeline.finish(call, exc)
-        raise
-    pipeline.finish(call, None)
-    return result
+_R = TypeVar("_R", bound=Closable)  # a raw response: AsyncAPIResponse, RawStreamResponse
 
 
 def parse_kwargs(kwargs: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     """(``output_format``, the arguments of the ``create`` that ``parse`` makes): the format
-    merged into ``output_config`` exactly as the SDK merges it, so the request (and its
-    cache key) is the one the SDK would send."""
-    kwargs = dict(kwargs)
-    output_format = kwargs.pop("output_format", None)
-    if isinstance(output_format, anthropic.Omit | anthropic.NotGiven):
-        output_format = None
+    merged into ``output_config`` exactly as the SDK merges it (`_sdk.with_output_format`),
+    so the request (and its cache key) is the one the SDK would send."""
     if "stream" in kwargs:
         raise TypeError("parse() does not stream: use stream(..., output_format=...) instead")
-    if output_format is not None:
-        config = kwargs.get("output_config")
-        if isinstance(config, anthropic.Omit | anthropic.NotGiven):
-            config = None
-        kwargs["output_config"] = output_config(output_format, config)
-    return output_format, kwargs
+    return with_output_format(kwargs)
 
 
 class Facade:
@@ -458,7 +430,7 @@ class RawMessages(Generic[_M, _C]):
             assert isinstance(stream, ThriftEventStream)  # never a replay: not shareable
             return RawStreamResponse(stream, retries_taken=call.number)
         call = p.start("create", kwargs, m._sdks, m._max_retries, shareable=False)
-        response: AsyncAPIResponse[_M] = await run_to_end(p, call, self._create)
+        response: AsyncAPIResponse[_M] = await p.run_to_end(call, self._create)
         return response
 
     async def count_tokens(self, **kwargs: Any) -> AsyncAPIResponse[_C]:

@@ -39,7 +39,8 @@ from typing import Final
 
 from anthropic.types import Usage
 
-from .prices import cost_usd
+from .prices import CACHE_READ, CACHE_WRITE, cost_usd, price_for
+from .stats import nearest_rank
 
 __all__ = ["GroupGuard", "dollars", "full_price_input"]
 
@@ -47,9 +48,6 @@ log = logging.getLogger("asyncthrift")
 
 #: Answers (alone, or items of packed calls) each group remembers: recent behaviour counts.
 _WINDOW: Final = 32
-#: Fallback weights (dollars per token) for a model with no known price: Sonnet's.
-_IN_WEIGHT: Final = 3e-6
-_OUT_WEIGHT: Final = 15e-6
 
 #: Why packing was turned off for a group (the `Stats` counter each bumps).
 LONG_ANSWERS: Final = "long_answers"
@@ -60,10 +58,9 @@ COST: Final = "cost"
 def dollars(model: str, input_tokens: float, output_tokens: float) -> float:
     """What `input_tokens` and `output_tokens` of `model` cost; for a model with no known
     price, at Sonnet's (so the comparisons still weigh output above input)."""
-    usd = cost_usd(model, input_tokens, output_tokens)
-    if usd == 0.0 and (input_tokens or output_tokens):
-        usd = input_tokens * _IN_WEIGHT + output_tokens * _OUT_WEIGHT
-    return usd
+    return cost_usd(
+        model if price_for(model) is not None else "sonnet", input_tokens, output_tokens
+    )
 
 
 def full_price_input(usage: Usage) -> float:
@@ -72,13 +69,7 @@ def full_price_input(usage: Usage) -> float:
     API caches (reads cost a tenth) is weighed as cheap as it is, alone and packed."""
     write = usage.cache_creation_input_tokens or 0
     read = usage.cache_read_input_tokens or 0
-    return usage.input_tokens + 1.25 * write + 0.1 * read
-
-
-def _quantile(values: deque[float], q: float) -> float:
-    ordered = sorted(values)
-    k = min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))
-    return ordered[k]
+    return usage.input_tokens + CACHE_WRITE * write + CACHE_READ * read
 
 
 class GroupGuard:
@@ -204,7 +195,7 @@ class GroupGuard:
 
     def footprint(self, q: float) -> float | None:
         """The `q` quantile of the tokens an item's object takes in a reply, or None."""
-        return _quantile(self.footprints, q) if self.footprints else None
+        return nearest_rank(self.footprints, q) if self.footprints else None
 
     # -- the switch ---------------------------------------------------------------------------
 

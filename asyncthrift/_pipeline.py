@@ -200,6 +200,21 @@ class Pipeline:
         if call.rec is not None:
             self.observers.finish(call.rec, error)
 
+    async def run_to_end(self, call: Call, route: Route) -> Any:
+        """`run` `call` by `route` with its observers active, and record its end (`finish`):
+        a whole call that needs neither the cache nor a coroutine of its own (`Call.via`)."""
+        try:
+            if call.rec is None:
+                result = await self.run(call, route)
+            else:
+                with self.observers.activate(call.rec):
+                    result = await self.run(call, route)
+        except BaseException as exc:
+            self.finish(call, exc)
+            raise
+        self.finish(call, None)
+        return result
+
     # -- admission, sending, retries --------------------------------------------------------
 
     async def run(self, call: Call, route: Route) -> Any:

@@ -30,16 +30,17 @@ if TYPE_CHECKING:
 __all__ = [
     "Body",
     "Headers",
+    "Passthrough",
     "Query",
     "ResponseFormatT",
     "SequenceNotStr",
     "accumulate",
     "build_event",
-    "output_config",
     "parsed",
     "parsed_beta",
     "status_error",
     "stream_parts",
+    "with_output_format",
 ]
 
 _ACCUMULATE_TAKES_BUFS = "json_bufs" in inspect.signature(accumulate_event).parameters
@@ -62,7 +63,24 @@ def accumulate(
     return cast("ParsedMessage[Any]", fold(event=event, current_snapshot=snapshot))
 
 
-def output_config(output_format: Any, config: Any) -> dict[str, Any]:
+def with_output_format(kwargs: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """(``output_format``, or None; a copy of `kwargs` without it and, when it is given,
+    with its JSON schema as ``output_config["format"]``): the request the SDK's ``parse``
+    and ``stream`` send for it, so the cache key is the one of that request. An omitted
+    value (``anthropic.omit``) counts as not given, as in the SDK."""
+    kwargs = dict(kwargs)
+    output_format = kwargs.pop("output_format", None)
+    if isinstance(output_format, anthropic.Omit | anthropic.NotGiven):
+        output_format = None
+    if output_format is not None:
+        config = kwargs.get("output_config")
+        if isinstance(config, anthropic.Omit | anthropic.NotGiven):
+            config = None
+        kwargs["output_config"] = _output_config(output_format, config)
+    return output_format, kwargs
+
+
+def _output_config(output_format: Any, config: Any) -> dict[str, Any]:
     """``output_config`` with ``format`` built from a pydantic type, exactly as the SDK does."""
     if isinstance(output_format, Mapping):
         raise TypeError(
@@ -100,3 +118,18 @@ def status_error(
 def stream_parts(stream: anthropic.AsyncStream[Any]) -> tuple[Any, Any]:
     """(client, request options) of an `AsyncStream`, to build another over its response."""
     return stream._client, stream._options
+
+
+class Passthrough:
+    """A view of an SDK object whose own attributes (set by the subclass: ``messages``, ...)
+    are scheduled facades; every other attribute is the SDK object's, unscheduled."""
+
+    __slots__ = ("_sdk",)
+
+    def __init__(self, sdk: Any) -> None:
+        self._sdk = sdk
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):  # not the SDK's to answer (and no recursion while unset)
+            raise AttributeError(name)
+        return getattr(self._sdk, name)

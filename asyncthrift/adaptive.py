@@ -25,6 +25,7 @@ from anthropic.types import Message
 
 from ._routes import CREATE
 from .prices import cost_usd
+from .stats import nearest_rank
 
 if TYPE_CHECKING:
     from ._attempt import Call
@@ -61,9 +62,8 @@ class Adaptive:
         samples = self._samples.get((model, task))
         if samples is None or len(samples) < self.min_samples:
             return ceiling
-        ordered = sorted(samples)
-        k = min(len(ordered) - 1, math.ceil(self.percentile / 100.0 * len(ordered)) - 1)
-        return max(1, min(ceiling, math.ceil(ordered[max(0, k)] * self.margin) + 8))
+        high = nearest_rank(samples, self.percentile / 100.0)
+        return max(1, min(ceiling, math.ceil(high * self.margin) + 8))
 
     def observe(self, model: str, task: str, output_tokens: int) -> None:
         """A complete answer's length (never a cut one: it would teach a limit too low)."""

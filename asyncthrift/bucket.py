@@ -43,7 +43,10 @@ class TokenBucket:
 
     def __init__(self, capacity: float, period: float, now: float, level: float | None = None):
         if capacity <= 0 or period <= 0:
-            raise InvalidArgument("a bucket needs a positive capacity and period")
+            raise InvalidArgument(
+                f"a bucket needs a positive capacity and period, got capacity={capacity!r}, "
+                f"period={period!r}"
+            )
         self.capacity = float(capacity)
         self.rate = self.capacity / period
         self._level = self.capacity if level is None else float(level)

@@ -12,6 +12,7 @@ does not schedule (``models``, ``files``) passed straight to the SDK client.
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
@@ -26,6 +27,7 @@ from ._keys import Key, KeyConfig, budget_limits, want_aiohttp, with_header_hook
 from ._messages import Messages, RawMessages, StreamingMessages
 from ._observers import Observer, Observers
 from ._pipeline import Pipeline
+from ._sdk import Passthrough
 from .batches import Batches, batches_for, stats_overrides
 from .budget import LocalBudget
 from .cache import Cache, make_cache
@@ -90,8 +92,13 @@ class Thrift:
             raise TypeError(f"dedupe= must be True or False, got {dedupe!r}")
         if cache_scope not in ("key", "global"):
             raise InvalidArgument(f"cache_scope= must be 'key' or 'global', got {cache_scope!r}")
-        if isinstance(aging, bool) or not isinstance(aging, int | float) or aging < 0:
-            raise InvalidArgument(f"aging= must be a number of seconds >= 0, got {aging!r}")
+        if (
+            isinstance(aging, bool)
+            or not isinstance(aging, int | float)
+            or not math.isfinite(aging)
+            or aging < 0
+        ):  # checked here, not first at the first call's gate
+            raise InvalidArgument(f"aging= must be a finite number of seconds >= 0, got {aging!r}")
         if timeout is not None and (
             isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0
         ):
@@ -442,21 +449,16 @@ _MessagesT = TypeVar("_MessagesT")
 _BetaT = TypeVar("_BetaT")
 
 
-class ClientView(Generic[_MessagesT, _BetaT]):
+class ClientView(Passthrough, Generic[_MessagesT, _BetaT]):
     """``client.with_raw_response`` / ``client.with_streaming_response``: ``messages`` and
     ``beta`` scheduled; every other attribute is the SDK's view (first key), unscheduled."""
 
-    __slots__ = ("_sdk", "beta", "messages")
+    __slots__ = ("beta", "messages")
 
     def __init__(self, messages: _MessagesT, beta: _BetaT, sdk: object) -> None:
+        super().__init__(sdk)
         self.messages = messages
         self.beta = beta
-        self._sdk = sdk
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):  # not the SDK's to answer (and no recursion while unset)
-            raise AttributeError(name)
-        return getattr(self._sdk, name)
 
 
 def _check_fallback(fallback: object) -> dict[str, tuple[str, ...]] | None:

@@ -137,14 +137,4 @@ async def count_tokens(
     route = _ROUTES[raw, calibrate, resource]
     if call.params.get("max_tokens") is _LENT:
         del call.params["max_tokens"]
-    try:
-        if call.rec is None:
-            result = await pipeline.run(call, route)
-        else:
-            with pipeline.observers.activate(call.rec):
-                result = await pipeline.run(call, route)
-    except BaseException as exc:
-        pipeline.finish(call, exc)
-        raise
-    pipeline.finish(call, None)
-    return result
+    return await pipeline.run_to_end(call, route)

@@ -68,6 +68,7 @@ from typing import TYPE_CHECKING, Final
 
 from ._observers import Observer, RequestRecord, lane_name, outcome_of, status_of
 from ._tracing import Tracing
+from .errors import InvalidArgument
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -146,7 +147,7 @@ class PrometheusMetrics(Observer):
     def attached(self, client: Thrift, name: str) -> None:
         existing = self._clients.get(name)
         if existing is not None and existing() not in (None, client):
-            raise ValueError(f"a different client is already tracked as {name!r}: pass name=")
+            raise InvalidArgument(f"a different client is already tracked as {name!r}: pass name=")
         self._clients[name] = weakref.ref(client)
 
     def detached(self, client: Thrift) -> None:

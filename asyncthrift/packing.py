@@ -116,38 +116,51 @@ class Pack:
     cost_guard: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("window_ms", "interactive_window_ms"):
+        for name, unit in (
+            ("window_ms", "milliseconds"),
+            ("interactive_window_ms", "milliseconds"),
+            ("pause_s", "seconds"),
+        ):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v < math.inf:
-                raise InvalidArgument(f"Pack.{name} must be milliseconds >= 0, got {v!r}")
-        for name in ("max_items", "max_input_tokens", "max_output_tokens"):
+                raise InvalidArgument(f"Pack.{name} must be {unit} >= 0, got {v!r}")
+        for name, low in (
+            ("max_items", 1),
+            ("max_input_tokens", 1),
+            ("max_output_tokens", 1),
+            ("learn", 0),
+        ):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise InvalidArgument(f"Pack.{name} must be an int >= 1, got {v!r}")
-        v = self.learn
-        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-            raise InvalidArgument(f"Pack.learn must be an int >= 0, got {v!r}")
+            if isinstance(v, bool) or not isinstance(v, int) or v < low:
+                raise InvalidArgument(f"Pack.{name} must be an int >= {low}, got {v!r}")
         v = self.max_resend_share
         if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v <= 1:
             raise InvalidArgument(f"Pack.max_resend_share must be a share in [0, 1], got {v!r}")
-        v = self.pause_s
-        if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v < math.inf:
-            raise InvalidArgument(f"Pack.pause_s must be seconds >= 0, got {v!r}")
         if not isinstance(self.cost_guard, bool):
             raise TypeError(f"Pack.cost_guard must be True or False, got {self.cost_guard!r}")
 
 
 class _Item:
-    __slots__ = ("call", "future", "ident", "need", "reserve", "text", "tokens")
+    __slots__ = ("_alone_input", "call", "future", "ident", "need", "reserve", "text", "tokens")
 
-    def __init__(self, call: Call, text: str, need: int, future: asyncio.Future[Any]) -> None:
+    def __init__(
+        self, call: Call, text: str, need: int, reserve: float, future: asyncio.Future[Any]
+    ) -> None:
         self.call = call
         self.text = text
         self.need = need  # its caller's max_tokens (or adaptive's)
-        self.reserve = float(need + _packed.ITEM_OVERHEAD)  # its share of the max_tokens
+        self.reserve = reserve  # its share of the packed call's max_tokens (`Packer._reserve`)
         self.tokens = text_tokens(text)
         self.future = future  # Message, or None: send it alone
         self.ident = ""
+        self._alone_input: float | None = None
+
+    def alone_input(self) -> float:
+        """The estimated input tokens of its request sent alone (estimated once: the cost
+        guard asks before the packed call and again when its reply is judged)."""
+        if self._alone_input is None:
+            self._alone_input = estimate_input_tokens(self.call.params)
+        return self._alone_input
 
 
 class _Window:
@@ -231,21 +244,15 @@ class Packer:
         cfg = self.config
         return len(g.alone) >= max(1, cfg.learn) and g.cut_share() > cfg.max_resend_share
 
-    async def alone(self, g: GroupGuard | None, call: Call, *, sample: bool) -> Message:
+    async def alone(self, g: GroupGuard, call: Call, *, sample: bool) -> Message:
         """`call` sent alone; its answer teaches `g` when it is an unbiased `sample` (not a
         re-send, which is one the packed reply could not answer: longer than most)."""
         p = self.pipeline
         message = await _alone(p, call)
-        if g is None or not sample:
+        if not sample:
             return message
-        u = message.usage
-        billed = full_price_input(u)
-        estimate = estimate_input_tokens(call.params)
-        g.observe_alone(
-            u.output_tokens,
-            message.stop_reason == "max_tokens",
-            billed / estimate if estimate > 0 else None,
-        )
+        _, in_ratio = _input_ratio(message, estimate_input_tokens(call.params))
+        g.observe_alone(message.usage.output_tokens, message.stop_reason == "max_tokens", in_ratio)
         now = p.loop.time()
         if not g.off(now) and self._long_answers(g):
             self._turn_off(
@@ -260,7 +267,6 @@ class Packer:
         cfg = self.config
         s = self.pipeline.stats
         g.turn_off(self.pipeline.loop.time(), reason, why, cfg.pause_s)
-        s.pack_paused += 1
         if reason == _pack_guard.LONG_ANSWERS:
             s.pack_paused_long_answers += 1
         elif reason == _pack_guard.RESENDS:
@@ -271,8 +277,9 @@ class Packer:
 
     # -- windows -----------------------------------------------------------------------------
 
-    def add(self, call: Call, group: str) -> _Item:
-        """Put `call` in its group's window (opening or closing windows as bounds say)."""
+    def add(self, call: Call, group: str, g: GroupGuard) -> _Item:
+        """Put `call` in its group's window (opening or closing windows as bounds say); `g`:
+        what the group has learnt (`guard`)."""
         p = self.pipeline
         loop = p.loop
         now = loop.time()
@@ -281,9 +288,7 @@ class Packer:
         need = int(call.params["max_tokens"])
         if p.adaptive is not None:
             need = p.adaptive.need(p, call, need)
-        item = _Item(call, text, need, loop.create_future())
-        g = self._guards.get(group)
-        item.reserve = need + _packed.ITEM_OVERHEAD if g is None else self._reserve(g, need)
+        item = _Item(call, text, need, self._reserve(g, need), loop.create_future())
         cfg = self.config
         w = self._open.get(group)
         if w is not None and (
@@ -369,7 +374,7 @@ class Packer:
 
     async def _send(self, w: _Window, items: list[_Item]) -> None:
         p = self.pipeline
-        g = self._guards.get(w.key) or self.guard(w.key, items[0].call)
+        g = self.guard(w.key, items[0].call)
         try:
             ready = await self._ready(g, items)
         except asyncio.CancelledError:
@@ -388,7 +393,8 @@ class Packer:
             {"role": "user", "content": _packed.packed_content([(i.ident, i.text) for i in items])}
         ]
         params["max_tokens"] = self._max_tokens(g, items)
-        if self.config.cost_guard and not self._pays(g, items, params):
+        packed_input = estimate_input_tokens(params)  # the packed call's, estimated once
+        if self.config.cost_guard and not self._pays(g, items, params, packed_input):
             self._release(items)
             return
         deadlines = [
@@ -425,7 +431,7 @@ class Packer:
         except Exception as exc:
             self._fail(items, exc)
             return
-        self._deliver(message, items, params, call.fell_back_from, g)
+        self._deliver(message, items, params, packed_input, call.fell_back_from, g)
 
     @staticmethod
     def _reserve(g: GroupGuard, need: int) -> float:
@@ -443,9 +449,12 @@ class Packer:
         ceiling = sum(self._reserve(g, it.need) for it in items) + 8
         return max(1, min(self.config.max_output_tokens, math.ceil(ceiling)))
 
-    def _pays(self, g: GroupGuard, items: list[_Item], params: dict[str, Any]) -> bool:
-        """Whether the packed call is predicted to cost less than its items alone (True
-        while nothing is known of the group's answers)."""
+    def _pays(
+        self, g: GroupGuard, items: list[_Item], params: dict[str, Any], packed_input: float
+    ) -> bool:
+        """Whether the packed call (`params`, of `packed_input` estimated input tokens) is
+        predicted to cost less than its items alone (True while nothing is known of the
+        group's answers)."""
         answer = g.answer_tokens()
         if answer is None:
             return True
@@ -453,8 +462,8 @@ class Packer:
         n = len(items)
         mean_fp = g.mean_footprint()
         per_item_out = mean_fp if mean_fp is not None else answer + float(_packed.ITEM_OVERHEAD)
-        packed = dollars(model, estimate_input_tokens(params) * g.in_ratio, n * per_item_out + 8)
-        alone_in = sum(estimate_input_tokens(it.call.params) for it in items) * g.in_ratio
+        packed = dollars(model, packed_input * g.in_ratio, n * per_item_out + 8)
+        alone_in = sum(it.alone_input() for it in items) * g.in_ratio
         alone = dollars(model, alone_in, sum(min(answer, it.need) for it in items))
         return packed < alone
 
@@ -463,8 +472,9 @@ class Packer:
         message: Message,
         items: list[_Item],
         params: dict[str, Any],
-        fell_back_from: str | None = None,
-        g: GroupGuard | None = None,
+        packed_input: float,
+        fell_back_from: str | None,
+        g: GroupGuard,
     ) -> None:
         text = "".join(b.text for b in message.content if b.type == "text")
         limits = {it.ident: int(it.call.params["max_tokens"]) for it in items}
@@ -475,12 +485,11 @@ class Packer:
         done = [it for it in items if it.ident in answers]
         resent = [it for it in items if it.ident not in answers]
         self._resend(resent)
-        if g is not None:
-            self._learn(g, message, items, answers, params, ratio)
+        self._learn(g, message, items, answers, packed_input, ratio)
         if not done:
             return
         own = sum(it.tokens for it in items)
-        common = max(0.0, estimate_input_tokens(params) - own)
+        common = max(0.0, packed_input - own)
         messages = _packed.split_message(
             message, [(it.ident, it.text, answers[it.ident]) for it in done], common
         )
@@ -491,7 +500,7 @@ class Packer:
                 it.call.fell_back_from = fell_back_from
             if not it.future.done():
                 it.future.set_result(msg)
-        self._count(message, done, params)
+        self._count(message, done, params, packed_input)
 
     def _learn(
         self,
@@ -499,20 +508,23 @@ class Packer:
         message: Message,
         items: list[_Item],
         answers: dict[str, str],
-        params: dict[str, Any],
+        packed_input: float,
         ratio: float | None,
     ) -> None:
-        """What a packed reply teaches its group, and whether packing it still pays."""
+        """What a packed reply teaches its group, and whether packing it still pays
+        (`packed_input`: the packed call's estimated input tokens)."""
         cfg = self.config
         r = ratio or g.out_ratio
-        answered = [(it.ident, answers[it.ident]) for it in items if it.ident in answers]
-        footprints = [r * _packed.object_tokens(i, a) for i, a in answered]
-        wrapping = [r * (_packed.object_tokens(i, a) - text_tokens(a)) for i, a in answered]
-        u = message.usage
-        billed = full_price_input(u)
-        estimate = estimate_input_tokens(params)
-        in_ratio = billed / estimate if estimate > 0 else None
-        n_done = len(footprints)
+        answered = [it for it in items if it.ident in answers]
+        # each answered item's object in the reply, and its answer alone (estimated tokens)
+        sizes = [
+            (_packed.object_tokens(it.ident, answers[it.ident]), text_tokens(answers[it.ident]))
+            for it in answered
+        ]
+        footprints = [r * obj for obj, _ in sizes]
+        wrapping = [r * (obj - answer) for obj, answer in sizes]
+        billed, in_ratio = _input_ratio(message, packed_input)
+        n_done = len(answered)
         g.observe_packed(ratio, footprints, wrapping, n_done, len(items) - n_done, in_ratio)
         if g.off(self.pipeline.loop.time()):
             return
@@ -527,12 +539,11 @@ class Packer:
         if not cfg.cost_guard:
             return
         model = message.model
-        spent = dollars(model, billed, u.output_tokens)
-        alone_in = sum(estimate_input_tokens(it.call.params) for it in items if it.ident in answers)
+        spent = dollars(model, billed, message.usage.output_tokens)
+        alone_in = sum(it.alone_input() for it in answered)
         alone_out = sum(
-            min(r * text_tokens(answers[it.ident]), float(it.call.params["max_tokens"]))
-            for it in items
-            if it.ident in answers
+            min(r * answer, float(it.call.params["max_tokens"]))
+            for it, (_, answer) in zip(answered, sizes, strict=True)
         )
         alone = dollars(model, alone_in * g.in_ratio, alone_out)
         g.spent += spent
@@ -547,7 +558,9 @@ class Packer:
                 "prompt too short to pay for the answers' JSON wrapping, or too many re-sends",
             )
 
-    def _count(self, message: Message, done: list[_Item], params: dict[str, Any]) -> None:
+    def _count(
+        self, message: Message, done: list[_Item], params: dict[str, Any], packed: float
+    ) -> None:
         """Savings: the input the answered items would have sent alone, less the packed
         call's, at the price per input token the packed call actually paid (its cache
         reads included); the calls they would have made, less one."""
@@ -563,7 +576,6 @@ class Packer:
         for it in done:
             alone_params["messages"] = it.call.params["messages"]
             alone += estimate_input_tokens(alone_params)
-        packed = estimate_input_tokens(params)
         saved = max(0, round((alone - packed) * billed / packed)) if packed > 0 else 0
         per_token = cost_usd(message.model, u.input_tokens, 0, write, read) / max(1, billed)
         s.packing_calls_saved += len(done) - 1
@@ -616,7 +628,7 @@ async def run_packed(p: Pipeline, call: Call) -> Message:
             return await packer.alone(g, call, sample=True)
         finally:
             g.taught()
-    item = packer.add(call, group)
+    item = packer.add(call, group, g)
     try:
         message: Message | None = await item.future
     except asyncio.CancelledError:
@@ -627,6 +639,14 @@ async def run_packed(p: Pipeline, call: Call) -> Message:
     if message is None:  # re-sent: the reply could not answer it
         return await packer.alone(g, call, sample=False)
     return message
+
+
+def _input_ratio(message: Message, estimate: float) -> tuple[float, float | None]:
+    """`message`'s billed input at the full input price (`_pack_guard.full_price_input`),
+    and that per token of `estimate`, its request's local estimate (None: nothing
+    estimated)."""
+    billed = full_price_input(message.usage)
+    return billed, billed / estimate if estimate > 0 else None
 
 
 async def _alone(p: Pipeline, call: Call) -> Message:

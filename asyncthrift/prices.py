@@ -10,8 +10,9 @@ from __future__ import annotations
 import functools
 import logging
 from dataclasses import dataclass
+from typing import Final
 
-__all__ = ["PRICES", "Price", "cost_usd", "price_for"]
+__all__ = ["CACHE_READ", "CACHE_WRITE", "PRICES", "Price", "cost_usd", "price_for"]
 
 log = logging.getLogger("asyncthrift")
 
@@ -35,8 +36,10 @@ PRICES: dict[str, Price] = {
     "sonnet": Price(3.0, 15.0),
     "haiku": Price(1.0, 5.0),
 }
-_CACHE_WRITE = 1.25
-_CACHE_READ = 0.10
+CACHE_WRITE: Final = 1.25
+"""A cache write's price, per token, as a share of the input price (5-minute cache)."""
+CACHE_READ: Final = 0.10
+"""A cache read's price, per token, as a share of the input price."""
 _BATCH = 0.5
 _warned: set[str] = set()
 _by_length = sorted(PRICES, key=len, reverse=True)
@@ -73,8 +76,8 @@ def cost_usd(
         return 0.0
     dollars = (
         input_tokens * price.input
-        + cache_creation_input_tokens * price.input * _CACHE_WRITE
-        + cache_read_input_tokens * price.input * _CACHE_READ
+        + cache_creation_input_tokens * price.input * CACHE_WRITE
+        + cache_read_input_tokens * price.input * CACHE_READ
         + output_tokens * price.output
     ) / 1e6
     return dollars * _BATCH if batch else dollars

@@ -49,7 +49,10 @@ class RetryPolicy:
         if self.max_retries < 0:
             raise InvalidArgument(f"max_retries must be >= 0, got {self.max_retries}")
         if not (self.base > 0 and self.cap >= self.base):
-            raise InvalidArgument("retry backoff needs base > 0 and cap >= base")
+            raise InvalidArgument(
+                f"retry backoff needs base > 0 and cap >= base, got base={self.base!r}, "
+                f"cap={self.cap!r}"
+            )
 
     def backoff(self, attempt: int, rand: Callable[[], float] = random.random) -> float:
         return rand() * min(self.cap, self.base * (2.0**attempt))

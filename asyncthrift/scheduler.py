@@ -26,7 +26,7 @@ import math
 from collections.abc import Callable, Sequence
 
 from .bucket import Budget, Cost
-from .errors import ClientClosed, DeadlineExceeded, QueueFull, RequestTooLarge
+from .errors import ClientClosed, DeadlineExceeded, InvalidArgument, QueueFull, RequestTooLarge
 from .lanes import LANES, QueueCounter, lane_level
 from .pool import BudgetPool
 from .reservation import Reservation
@@ -73,7 +73,7 @@ class Gate(BudgetPool):
     ) -> None:
         super().__init__(budgets)
         if not math.isfinite(aging) or aging < 0:
-            raise ValueError(f"aging must be a finite number of seconds >= 0, got {aging!r}")
+            raise InvalidArgument(f"aging must be a finite number of seconds >= 0, got {aging!r}")
         self._counter = counter or QueueCounter(None)
         self._heap: list[tuple[float, int, _Ticket]] = []
         self._held = 0

@@ -7,11 +7,20 @@ a long-running service never grows its memory and the figures describe recent be
 
 from __future__ import annotations
 
+import math
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from typing import Final
 
-__all__ = ["Recorder", "Stats", "percentile"]
+__all__ = ["Recorder", "Stats", "nearest_rank", "percentile"]
+
+
+def nearest_rank(values: Iterable[float], q: float) -> float:
+    """The `q` quantile (a fraction in [0, 1]) of `values` (at least one) by nearest rank:
+    the smallest value with a share of at least `q` of them at or below it."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
@@ -98,8 +107,8 @@ class Stats:
     (`Pack.learn`), while packing was off for their group, or where a packed call was
     predicted to cost more (`Pack.cost_guard`)."""
     pack_paused: int = 0
-    """Times packing was turned off for a group (each logged with the group and why); by
-    reason in the next three."""
+    """Times packing was turned off for a group (each logged with the group and why): the
+    sum of the next three, by reason."""
     pack_paused_long_answers: int = 0
     """... because its answers ran longer than their ``max_tokens``."""
     pack_paused_resends: int = 0
@@ -163,6 +172,7 @@ _DERIVED = frozenset(
         "batch_results",
         "batch_cost_usd",
         "compression_tokens_saved",
+        "pack_paused",  # the sum of the pack_paused_* reasons
     }
 )
 #: The counters a `Recorder` keeps: every `Stats` field but those computed at snapshot.
@@ -212,7 +222,6 @@ class Recorder:
     packed_items: int
     pack_resent: int
     pack_alone: int
-    pack_paused: int
     pack_paused_long_answers: int
     pack_paused_resends: int
     pack_paused_cost: int
@@ -246,6 +255,9 @@ class Recorder:
             latency_p50=percentile(lats, 50),
             latency_p90=percentile(lats, 90),
             latency_p99=percentile(lats, 99),
+            pack_paused=(
+                self.pack_paused_long_answers + self.pack_paused_resends + self.pack_paused_cost
+            ),
         )
         values.update(overrides)
         return Stats(**values)  # type: ignore[arg-type]

@@ -38,7 +38,7 @@ import asyncio
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from types import TracebackType
-from typing import Any, Final, Generic
+from typing import Any, Final, Generic, Protocol
 
 import anthropic
 import httpx2
@@ -50,20 +50,29 @@ from ._attempt import EVENT_ERROR_STATUS, Attempt, Call, Plan, Route, SendFailed
 from ._lookup import lookup
 from ._pipeline import Pipeline
 from ._routes import BETA_MESSAGES, MESSAGES, Resource
-from ._sdk import ResponseFormatT, output_config, status_error, stream_parts
+from ._sdk import ResponseFormatT, status_error, stream_parts, with_output_format
 from ._stream_ledger import Ledger, close_quietly
 from .replay import REPLAY_HEADER, ReplayStream, replay_events
 
 __all__ = [
     "BETA_STREAM",
     "REPLAY_HEADER",
+    "Closable",
     "RawStreamResponse",
     "ReplayStream",
+    "StreamManager",
     "ThriftEventStream",
     "ThriftStreamManager",
     "open_event_stream",
     "replay_events",
 ]
+
+
+class Closable(Protocol):
+    """What a stream manager closes when its block ends (and a raw response, its caller)."""
+
+    async def close(self) -> None: ...
+
 
 # -- the entry points ---------------------------------------------------------------------------
 
@@ -100,33 +109,29 @@ async def _lookup_or_open(
     return stream
 
 
-class ThriftStreamManager(Generic[ResponseFormatT]):
-    """``async with client.messages.stream(...) as stream``: the SDK's `AsyncMessageStream`.
-
-    Nothing is sent until the ``async with`` is entered; leaving it closes the stream (and
-    settles its reservation) however the block ends. ``output_format=`` works as in the SDK.
-    """
+class StreamManager:
+    """What ``messages.stream(...)`` and ``beta.messages.stream(...)`` share: nothing is sent
+    until the ``async with`` is entered (`_send`); leaving it closes the stream (and settles
+    its reservation) however the block ends. Each subclass wraps the scheduled raw stream
+    in its SDK stream type."""
 
     __slots__ = ("_kwargs", "_open", "_stream")
 
     def __init__(
         self,
-        open_stream: Callable[[dict[str, Any]], Awaitable[AsyncStream[RawMessageStreamEvent]]],
+        open_stream: Callable[[dict[str, Any]], Awaitable[AsyncStream[Any]]],
         kwargs: dict[str, Any],
     ) -> None:
         self._open = open_stream
         self._kwargs = kwargs
-        self._stream: AsyncMessageStream[ResponseFormatT] | None = None
+        self._stream: Closable | None = None
 
-    async def __aenter__(self) -> AsyncMessageStream[ResponseFormatT]:
-        kwargs = dict(self._kwargs)
-        output_format = kwargs.pop("output_format", None)
-        if output_format is not None:
-            kwargs["output_config"] = output_config(output_format, kwargs.get("output_config"))
+    async def _send(self) -> tuple[AsyncStream[Any], Any]:
+        """The scheduled raw stream (``output_format`` merged into ``output_config`` as the
+        SDK merges it), and the ``output_format`` for the SDK's stream type."""
+        output_format, kwargs = with_output_format(self._kwargs)
         raw = await self._open(kwargs)
-        fmt: Any = anthropic.NOT_GIVEN if output_format is None else output_format
-        self._stream = AsyncMessageStream(raw, output_format=fmt)
-        return self._stream
+        return raw, anthropic.NOT_GIVEN if output_format is None else output_format
 
     async def __aexit__(
         self,
@@ -137,6 +142,21 @@ class ThriftStreamManager(Generic[ResponseFormatT]):
         if self._stream is not None:
             stream, self._stream = self._stream, None
             await stream.close()
+
+
+class ThriftStreamManager(StreamManager, Generic[ResponseFormatT]):
+    """``async with client.messages.stream(...) as stream``: the SDK's `AsyncMessageStream`
+    (see `StreamManager`). ``output_format=`` works as in the SDK."""
+
+    __slots__ = ()
+
+    async def __aenter__(self) -> AsyncMessageStream[ResponseFormatT]:
+        raw, output_format = await self._send()
+        stream: AsyncMessageStream[ResponseFormatT] = AsyncMessageStream(
+            raw, output_format=output_format
+        )
+        self._stream = stream
+        return stream
 
 
 # -- the route ----------------------------------------------------------------------------------

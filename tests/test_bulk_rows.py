@@ -85,6 +85,26 @@ async def test_every_row_of_a_plain_run_validates(tmp_path: Path) -> None:
     assert server.type == "errored" and server.error.request_id  # the API's, for support
 
 
+async def test_a_request_the_client_refuses_is_errored_not_transient(tmp_path: Path) -> None:
+    """`InvalidArgument` (here `UnknownModel`: a typo under a limits preset) is a ThriftError
+    and a ValueError: a line no retry can fix, written as errored like the SDK's own argument
+    checks, not reported as transient (and sent again by every run)."""
+    write_jsonl(tmp_path / "in.jsonl", [request("ok"), request("typo", model="claude-sonet-4-5")])
+    async with MockServer() as mock:
+        config = BulkConfig(
+            input=tmp_path / "in.jsonl", output=tmp_path / "out.jsonl", api_key="k",
+            base_url=mock.base_url, quiet=True, handle_signals=False, limits="tier4",
+        )  # fmt: skip
+        report = await run_bulk(config, stderr=io.StringIO())
+        assert mock.counters.requests == 1  # the typo never went upstream
+    got = validated(tmp_path / "out.jsonl")
+    assert set(got) == {"ok", "typo"}
+    assert report.succeeded == 1 and report.errored == 1 and report.transient == 0
+    kind, message = error_of(got["typo"])
+    assert kind == "invalid_request_error"
+    assert "unknown model 'claude-sonet-4-5' (did you mean 'claude-sonnet-4-5'?)" in message
+
+
 async def test_every_row_of_a_batch_run_validates(tmp_path: Path) -> None:
     # first in its batch, so it is answered before the batch expires: the API's errored result
     rows = [request("server-400", messages=[{"role": "robot"}])]
@@ -139,3 +159,15 @@ def test_an_error_type_the_api_results_never_carry_is_mapped(
     kind, message = error_of(row)
     assert kind == expected in API_ERROR_TYPES
     assert message == ("why" if error_type == expected else f"{error_type}: why")
+
+
+def test_every_error_type_kept_as_is_is_one_the_sdk_accepts() -> None:
+    """`API_ERROR_TYPES` is what `errored_line` writes unchanged: each must validate as the
+    SDK's type, or a row of it would break the readers the rows are shaped for."""
+    from asyncthrift.bulk.journal import API_ERROR_TYPES, errored_line
+
+    for kind in sorted(API_ERROR_TYPES):
+        row = MessageBatchIndividualResponse.model_validate(
+            orjson.loads(errored_line("x", kind, "why"))
+        )
+        assert error_of(row) == (kind, "why"), kind

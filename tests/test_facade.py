@@ -191,8 +191,9 @@ async def main(client: Thrift) -> None:
 """
 
 
-def test_mypy_sees_the_sdks_types(tmp_path: Path) -> None:
-    (tmp_path / "user.py").write_text(textwrap.dedent(USER_FILE))
+def mypy_strict(tmp_path: Path, source: str) -> str:
+    """What ``mypy --strict`` says of `source`, written as a user's ``user.py`` in `tmp_path`."""
+    (tmp_path / "user.py").write_text(source)
     cmd = [
         sys.executable,
         "-m",
@@ -210,9 +211,13 @@ def test_mypy_sees_the_sdks_types(tmp_path: Path) -> None:
     # the repository itself on mypy's path: an editable install is an import hook that mypy
     # does not follow (green with PYTHONPATH set, red on a clean CI machine)
     env = {**os.environ, "MYPYPATH": str(PACKAGE.parent)}
-    out = subprocess.run(
+    return subprocess.run(
         cmd, capture_output=True, text=True, cwd=tmp_path, check=False, env=env
     ).stdout
+
+
+def test_mypy_sees_the_sdks_types(tmp_path: Path) -> None:
+    out = mypy_strict(tmp_path, textwrap.dedent(USER_FILE))
     lines = [line for line in out.splitlines() if "user.py" in line]
     revealed = [line for line in lines if "Revealed type" in line]
     assert len(revealed) == 1 and '"anthropic.types.message.Message"' in revealed[0], out
@@ -281,26 +286,8 @@ def test_mypy_catches_a_bad_priority_and_types_parse_beta_and_raw_views(tmp_path
     refuses ``priority="urgent"``; ``parse``, ``beta.messages`` and the raw/streaming views
     are typed with the SDK's own answers."""
     source = textwrap.dedent(PARITY_FILE)
-    (tmp_path / "user.py").write_text(source)
     expected = {i for i, line in enumerate(source.splitlines(), 1) if line.endswith("# E")}
-    cmd = [
-        sys.executable,
-        "-m",
-        "mypy",
-        "--strict",
-        "--no-incremental",
-        "--cache-dir",
-        str(tmp_path / "cache"),
-        "--python-version",
-        "3.11",
-        "--follow-imports",
-        "silent",
-        str(tmp_path / "user.py"),
-    ]
-    env = {**os.environ, "MYPYPATH": str(PACKAGE.parent)}
-    out = subprocess.run(
-        cmd, capture_output=True, text=True, cwd=tmp_path, check=False, env=env
-    ).stdout
+    out = mypy_strict(tmp_path, source)
     errors = [line for line in out.splitlines() if "user.py" in line and ": error:" in line]
     lines = {int(line.split(":")[1]) for line in errors}
     assert lines == expected, out  # exactly the three bad priorities, nothing else

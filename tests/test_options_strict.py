@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -9,8 +11,11 @@ import pytest
 from asyncthrift import InvalidArgument, Thrift
 from asyncthrift._classes import close_model
 from asyncthrift._options import split_options, stream_requested
+from asyncthrift.budget import LocalBudget
+from asyncthrift.bulk.config import BulkConfig
+from asyncthrift.limits import Limits
 from asyncthrift.mock import MockServer
-from asyncthrift.scheduler import LANES
+from asyncthrift.scheduler import LANES, Gate
 
 BASE = {
     "model": "claude-sonnet-4-6",
@@ -106,6 +111,8 @@ async def test_a_bad_call_raises_invalid_argument_before_anything_is_sent() -> N
         ({"api_key": "k", "max_retries": -1}, r"max_retries must be >= 0"),
         ({"api_key": "k", "max_queue": -1}, r"max_queue must be"),
         ({"api_key": "k", "aging": -1}, r"aging= must be"),
+        ({"api_key": "k", "aging": float("inf")}, r"aging= must be a finite"),
+        ({"api_key": "k", "aging": float("nan")}, r"aging= must be a finite"),
         ({"api_key": "k", "timeout": 0}, r"timeout= must be"),
         ({"api_key": "k", "cache_scope": "team"}, r"cache_scope= must be"),
         ({"api_key": "k", "cache": "disk"}, r"cache"),
@@ -119,6 +126,15 @@ async def test_a_bad_call_raises_invalid_argument_before_anything_is_sent() -> N
 def test_a_bad_client_option_is_an_invalid_argument(options: dict[str, Any], says: str) -> None:
     with pytest.raises(InvalidArgument, match=says):
         Thrift(**options)
+
+
+def test_bad_values_of_the_bulk_runner_and_the_scheduler_are_invalid_arguments(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(InvalidArgument, match="max_in_flight must be an int >= 1"):
+        BulkConfig(input=tmp_path / "in.jsonl", output=tmp_path / "out.jsonl", max_in_flight=0)
+    with pytest.raises(InvalidArgument, match="aging must be a finite number"):
+        Gate([LocalBudget(Limits(rpm=60), 0.0)], aging=math.inf)
 
 
 def test_a_missing_api_key_is_an_invalid_argument(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from asyncthrift import Thrift
 from asyncthrift._packed import item_text, packed_content, parse_reply, share
-from asyncthrift.errors import DeadlineExceeded
+from asyncthrift.errors import DeadlineExceeded, InvalidArgument
 from asyncthrift.mock._answers import answer_for, item_answer, packed_answer, request_hash
 from asyncthrift.mock._tokenizer import analyze_input
 from asyncthrift.packing import Pack
@@ -499,10 +499,24 @@ def test_an_answers_length_is_calibrated_by_the_replys_own_usage() -> None:
     assert parse_reply(reply, {"1": 18}, ratio=0.8) == {"1": answer}
 
 
-def test_pack_validates_its_guards() -> None:
-    for bad in ({"learn": -1}, {"max_resend_share": 1.5}, {"pause_s": -1.0}):
-        with pytest.raises(ValueError, match=r"Pack\."):
-            Pack(**bad)
+@pytest.mark.parametrize(
+    ("bad", "says"),
+    [
+        ({"learn": -1}, r"Pack\.learn must be an int >= 0, got -1"),
+        ({"learn": 1.5}, r"Pack\.learn must be an int >= 0, got 1\.5"),
+        ({"max_resend_share": 1.5}, r"Pack\.max_resend_share must be a share in \[0, 1\]"),
+        ({"pause_s": -1.0}, r"Pack\.pause_s must be seconds >= 0, got -1\.0"),
+        ({"pause_s": float("inf")}, r"Pack\.pause_s must be seconds >= 0"),
+        ({"window_ms": -1}, r"Pack\.window_ms must be milliseconds >= 0, got -1"),
+        ({"max_items": 0}, r"Pack\.max_items must be an int >= 1, got 0"),
+    ],
+)
+def test_pack_validates_its_guards(bad: dict[str, object], says: str) -> None:
+    with pytest.raises(InvalidArgument, match=says):
+        Pack(**bad)  # type: ignore[arg-type]
+
+
+def test_pack_cost_guard_is_a_bool() -> None:
     with pytest.raises(TypeError, match="cost_guard"):
         Pack(cost_guard=1)  # type: ignore[arg-type]
 

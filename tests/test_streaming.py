@@ -226,10 +226,12 @@ async def test_usage_is_reconciled_at_message_stop() -> None:
 # -- abandoning -------------------------------------------------------------------------------
 
 
-async def test_abandoned_stream_hangs_up_and_refunds_the_unused_output() -> None:
+@pytest.mark.parametrize("beta", [False, True], ids=["messages", "beta.messages"])
+async def test_abandoned_stream_hangs_up_and_refunds_the_unused_output(beta: bool) -> None:
     api = FakeSSE(lambda body, n: api.stream(events_for(), hang_after=4))
     async with thrift(api, limits=Limits(otpm=10_000, period=1e9)) as c:
-        async with c.messages.stream(**req(max_tokens=1000)) as stream:
+        resource: Any = c.beta.messages if beta else c.messages
+        async with resource.stream(**req(max_tokens=1000)) as stream:
             seen = []
             async for text in stream.text_stream:
                 seen.append(text)
@@ -534,3 +536,17 @@ async def test_output_format_is_sent_and_parsed() -> None:
             final = await stream.get_final_message()
         assert api.bodies[0]["output_config"]["format"]["type"] == "json_schema"
         assert final.parsed_output == Answer(value=4)
+
+
+async def test_an_omitted_output_format_streams_as_if_not_given() -> None:
+    """As the SDK's ``stream``: ``output_format=anthropic.omit`` (code forwarding an optional
+    argument) sends no ``output_config`` and parses nothing, on ``messages`` and
+    ``beta.messages`` alike."""
+    api = FakeSSE(lambda body, n: api.stream(events_for(["plain", " text"])))
+    async with thrift(api) as c:
+        async with c.messages.stream(**req(), output_format=anthropic.omit) as stream:
+            final = await stream.get_final_message()
+        async with c.beta.messages.stream(**req(), output_format=anthropic.omit) as beta:
+            beta_final = await beta.get_final_message()
+    assert [b.get("output_config") for b in api.bodies] == [None, None]
+    assert final.content[0].text == beta_final.content[0].text == "plain text"  # type: ignore[union-attr]

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..errors import InvalidArgument
 from ..limits import LimitsSpec
 
 __all__ = ["BulkConfig"]
@@ -52,4 +53,4 @@ class BulkConfig:
 
     def __post_init__(self) -> None:
         if isinstance(self.max_in_flight, bool) or self.max_in_flight < 1:
-            raise ValueError(f"max_in_flight must be an int >= 1, got {self.max_in_flight!r}")
+            raise InvalidArgument(f"max_in_flight must be an int >= 1, got {self.max_in_flight!r}")

@@ -205,10 +205,11 @@ class _Run:
             self.transient(item, f"{type(exc).__name__}: {exc}")
         except RequestTooLarge as exc:
             self.write_errored(item, "request_too_large", str(exc))
+        except (TypeError, ValueError) as exc:  # the client's and the SDK's argument checks
+            # before ThriftError: InvalidArgument (UnknownModel, ...) is both, and final
+            self.write_errored(item, "invalid_request_error", str(exc))
         except ThriftError as exc:  # QueueFull, DeadlineExceeded, BudgetExceeded: not final
             self.transient(item, f"{type(exc).__name__}: {exc}")
-        except (TypeError, ValueError) as exc:  # the client's and the SDK's argument checks
-            self.write_errored(item, "invalid_request_error", str(exc))
         except Exception as exc:  # a bug must not stop the other requests, nor be hidden
             self.transient(item, f"unexpected {type(exc).__name__}: {exc}")
         else:

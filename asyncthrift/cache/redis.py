@@ -101,11 +101,16 @@ class RedisCache:
         **redis_kwargs: Any,
     ) -> None:
         if timeout <= 0 or connect_timeout <= 0:
-            raise InvalidArgument("RedisCache timeouts must be > 0 seconds")
+            raise InvalidArgument(
+                f"RedisCache timeouts must be > 0 seconds, got timeout={timeout!r}, "
+                f"connect_timeout={connect_timeout!r}"
+            )
         if ttl is not None and ttl <= 0:
             raise InvalidArgument(f"RedisCache ttl must be > 0 seconds or None, got {ttl!r}")
         if failure_threshold < 1:
-            raise InvalidArgument("RedisCache failure_threshold must be >= 1")
+            raise InvalidArgument(
+                f"RedisCache failure_threshold must be >= 1, got {failure_threshold!r}"
+            )
         self.namespace = namespace
         self.ttl = ttl
         self.compress_above = compress_above

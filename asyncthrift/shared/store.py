@@ -120,9 +120,14 @@ class SharedStore:
                 f"None (limits / processes seen) or 'closed', got {fallback!r}"
             )
         if timeout <= 0 or connect_timeout <= 0 or cooldown < 0:
-            raise InvalidArgument("shared Redis timeouts must be > 0 seconds (cooldown >= 0)")
+            raise InvalidArgument(
+                "shared Redis timeouts must be > 0 seconds (cooldown >= 0), got "
+                f"timeout={timeout!r}, connect_timeout={connect_timeout!r}, cooldown={cooldown!r}"
+            )
         if failure_threshold < 1:
-            raise InvalidArgument("shared Redis failure_threshold must be >= 1")
+            raise InvalidArgument(
+                f"shared Redis failure_threshold must be >= 1, got {failure_threshold!r}"
+            )
         self.breaker = Breaker(
             timeout=timeout,
             connect_timeout=connect_timeout,
