@@ -56,9 +56,6 @@ class Stats:
     cache_hits: int = 0
     cache_misses: int = 0
     cache_errors: int = 0
-    cache_truncated_skipped: int = 0
-    """Answers cut at a length limit (``max_tokens``) not stored because
-    ``cache_truncated=False`` (the default); the first is also logged, once per client."""
     dedupe_joins: int = 0
     upstream_calls_saved: int = 0
     tokens_saved: int = 0
@@ -102,21 +99,6 @@ class Stats:
     """Requests answered from a packed call."""
     pack_resent: int = 0
     """Packed requests re-sent alone (missing, duplicated, malformed or cut in the reply)."""
-    pack_alone: int = 0
-    """Packable requests sent alone without a packed call: to learn a new group's answers
-    (`Pack.learn`), while packing was off for their group, or where a packed call was
-    predicted to cost more (`Pack.cost_guard`)."""
-    pack_paused: int = 0
-    """Times packing was turned off for a group (each logged with the group and why): the
-    sum of the next three, by reason."""
-    pack_paused_long_answers: int = 0
-    """... because its answers ran longer than their ``max_tokens``."""
-    pack_paused_resends: int = 0
-    """... because too many of its packed items were re-sent alone."""
-    pack_paused_cost: int = 0
-    """... because a packed call cost more than its answered items would have alone."""
-    pack_paused_at: float = 0.0
-    """When packing was last turned off for a group (Unix time; 0.0: never)."""
     packing_calls_saved: int = 0
     packing_tokens_saved: int = 0
     """Input tokens (as billed) the packed requests would have sent alone, less the packed
@@ -136,6 +118,25 @@ class Stats:
     """Answers cut at the adaptive limit and asked again with the caller's ``max_tokens``."""
     max_tokens_dollars_lost: float = 0.0
     """What the cut answers cost (the price of adaptive ``max_tokens``)."""
+    # -- issue #21: what the cache skipped and when packing stood aside (appended last) --
+    cache_truncated_skipped: int = 0
+    """Answers cut at a length limit (``max_tokens``) not stored because
+    ``cache_truncated=False`` (the default); the first is also logged, once per client."""
+    pack_alone: int = 0
+    """Packable requests sent alone without a packed call: to learn a new group's answers
+    (`Pack.learn`), while packing was off for their group, or where a packed call was
+    predicted to cost more (`Pack.cost_guard`)."""
+    pack_paused: int = 0
+    """Times packing was turned off for a group (each logged with the group and why): the
+    sum of the next three, by reason."""
+    pack_paused_long_answers: int = 0
+    """... because its answers ran longer than their ``max_tokens``."""
+    pack_paused_resends: int = 0
+    """... because too many of its packed items were re-sent alone."""
+    pack_paused_cost: int = 0
+    """... because a packed call cost more than its answered items would have alone."""
+    pack_paused_at: float = 0.0
+    """When packing was last turned off for a group (Unix time; 0.0: never)."""
 
     def as_dict(self) -> dict[str, float | int]:
         return {f.name: getattr(self, f.name) for f in fields(self)}

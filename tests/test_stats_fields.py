@@ -21,7 +21,8 @@ def test_the_recorder_declares_every_counted_field_with_its_type() -> None:
 def test_the_savings_fields_are_appended_after_the_original_ones() -> None:
     names = [f.name for f in fields(Stats)]
     assert names.index("latency_p99") < names.index("cache_calls_saved")
-    assert names[-1] == "max_tokens_dollars_lost"
+    assert names.index("max_tokens_dollars_lost") < names.index("cache_truncated_skipped")
+    assert names[-1] == "pack_paused_at"
 
 
 def test_prometheus_reports_savings_by_technique() -> None:
