@@ -96,6 +96,31 @@ async def test_reserve_ahead_says_when_it_is_paid_for(lua: Any) -> None:
     assert res[0] == "0" and 0.5 < float(res[4]) <= 1.0
 
 
+async def test_a_dimension_taken_from_alone_is_not_held_up_by_another_overdrawn(
+    lua: Any,
+) -> None:
+    await lua(need=(1, 1, 1))
+    await lua(proof=("30", "3000", "0"), ask=(0, 0, 0))
+    # output overdrawn (reserved ahead by others); requests and input are there now
+    overdrawn = await lua(need=(0, 0, 50))
+    assert overdrawn[0] == "0" and float(overdrawn[4]) > 4.0  # paid for ~5 s from now
+    res = await lua(need=(1, 100, 0))
+    assert res[0] == "0" and float(res[4]) == 0.0  # usable at once
+    assert [float(x) for x in res[11:14]] == [1, 100, 0]
+
+
+async def test_the_part_of_a_grant_the_level_pays_now_is_usable_at_once(lua: Any) -> None:
+    await lua(need=(1, 1, 1))
+    await lua(proof=("5", "6000", "600"), ask=(0, 0, 0))
+    # 10 requests asked, 5 in the bucket: the need now, the rest when the refill pays it
+    res = await lua(need=(1, 10, 10), ask=(10, 100, 100))
+    assert res[0] == "0"
+    granted, paid = [float(x) for x in res[1:4]], [float(x) for x in res[11:14]]
+    assert granted[0] == pytest.approx(10, abs=0.1) and 4.9 < paid[0] < 5.2
+    assert paid[1:] == granted[1:] == [100, 100]
+    assert 4.5 < float(res[4]) <= 5.1  # the 5 requests beyond the level: 5 s of refill
+
+
 async def test_clamp_lowers_never_raises_and_gives_refill(lua: Any) -> None:
     await lua(need=(1, 1, 1))
     await lua(proof=("50", "5000", "500"), ask=(0, 0, 0))

@@ -86,7 +86,12 @@ async def round_trip(b: SharedBudget, now: float) -> None:
                 if c > b._cap[i] * MAX_SHARE:
                     scale = min(scale, b._cap[i] * MAX_SHARE / c)
             for i in b._dims:
-                ask[i] = need[i] + chunk[i] * scale
+                # a dimension asks only what it lacks of its target (the head plus a
+                # slice); one that holds enough asks nothing, so a dimension the others
+                # overdrew (reserved ahead) does not hold up the grant of the one short
+                target = max(chunk[i] * scale, head[i] if head is not None else 0.0)
+                ask[i] = max(need[i], target - (lease[i] + pending[i]), 0.0)
+                b._target[i] = target
     give = [0.0, 0.0, 0.0]
     for i in b._dims:  # lease beyond what this process keeps goes back
         extra = lease[i] - b._keep[i]
@@ -153,21 +158,30 @@ async def round_trip(b: SharedBudget, now: float) -> None:
     ready, retry = float(res[4]), float(res[5])
     b.processes = max(1, int(res[6]))
     b.active = max(1, int(res[10]))
+    b._overdrawn = any(float(res[7 + i]) < 0 for i in b._dims)
     if status in (0, 1):
         b._cold = status == 1
         if asking:
             b.grants += 1
             b._head = None
-            if ready > 0:
-                b._pots.append((loop_now + ready, granted))
-                for i in b._dims:
-                    b._pending[i] += granted[i]
-            else:
-                for i in b._dims:
-                    b._lease[i] += granted[i]
+            paid = (float(res[11]), float(res[12]), float(res[13])) if ready > 0 else granted
+            later = tuple(g - p for g, p in zip(granted, paid, strict=True))
             for i in b._dims:
-                b._low[i] = granted[i] * _LOW
-                b._keep[i] = max(ask[i], granted[i]) * _KEEP
+                b._lease[i] += paid[i]
+            if ready > 0 and any(later[i] > 0 for i in b._dims):
+                pots, at = b._pots, loop_now + ready
+                k = len(pots)
+                while k and pots[k - 1][0] > at:  # kept in the order they are paid for
+                    k -= 1
+                pots.insert(k, (at, later))
+                for i in b._dims:
+                    b._pending[i] += later[i]
+            for i in b._dims:
+                target = max(b._target[i], granted[i])
+                b._low[i] = target * _LOW
+                # while the shared level is overdrawn others wait for it: keep no more
+                # than the target; else up to `_KEEP` targets (refunds stay usable here)
+                b._keep[i] = target * (1.0 if b._overdrawn else _KEEP)
             b._wake()
     else:
         b.refusals += 1

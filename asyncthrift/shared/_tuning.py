@@ -17,9 +17,9 @@ SLICE = 0.15
 MAX_SHARE = 0.25
 #: A grant may reserve this fraction of the period of refill ahead of time.
 HORIZON = 0.15
-#: A new slice is fetched when the lease falls below this fraction of the last one ...
-_LOW = 1.0
-#: ... and the lease keeps at most this many slices (refunds beyond go back to Redis).
+#: A new slice is fetched when the lease falls below this fraction of its target ...
+_LOW = 0.5
+#: ... and the lease keeps at most this many targets (refunds beyond go back to Redis).
 _KEEP = 2.0
 #: Unused lease goes back to Redis after this fraction of the period without admissions,
 #: or sooner: after `_IDLE_GAPS` of this process's average gap between requests.

@@ -79,11 +79,13 @@ class SharedBudget(LocalBudget):
         "_low",
         "_mode",
         "_not_before",
+        "_overdrawn",
         "_pending",
         "_pots",
         "_proof",
         "_rate",
         "_store",
+        "_target",
         "_task",
         "_urgent",
         "_used",
@@ -116,6 +118,8 @@ class SharedBudget(LocalBudget):
         self._last_take = now
         self._low = [0.0, 0.0, 0.0]
         self._keep = [_INF, _INF, _INF]
+        self._overdrawn = False  # the shared level was below zero at the last call
+        self._target = [0.0, 0.0, 0.0]  # the lease the last slice aimed at, per dimension
         self._hint = min(period * _HINT, 1.0)
         self._kick = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -210,8 +214,10 @@ class SharedBudget(LocalBudget):
             if lease[i] > keep[i]:
                 excess = True
         if excess and self._flush_at is None and not self._flush_due:
-            loop = asyncio.get_running_loop()
-            self._flush_at = loop.call_at(now + self.limits.period * _FLUSH, self._flush)
+            # soon while others reserve ahead (the shared level is overdrawn): what this
+            # process does not need shortens their wait
+            delay = self._hint if self._overdrawn else self.limits.period * _FLUSH
+            self._flush_at = asyncio.get_running_loop().call_at(now + delay, self._flush)
 
     def block_until(self, when: float) -> None:
         super().block_until(when)

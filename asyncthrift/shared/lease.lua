@@ -21,7 +21,8 @@
 -- a period has passed; a full bucket is never assumed.
 --
 -- Returns {status, granted x3, ready, retry, processes seen (within a period), level x3,
--- processes active (asked within twice the horizon)}; numbers as strings
+-- processes active (asked within twice the horizon), paid x3 (the part of each grant the
+-- level pays for now: usable at once, the rest at `ready`)}; numbers as strings
 -- (Lua numbers are truncated to integers on the way out). Status: 0 granted (or nothing
 -- asked), 1 probe granted (cold), 2 refused (retry after `retry` s), 3 refused (cold).
 
@@ -79,6 +80,7 @@ end
 if proved then cold = 0 end
 
 local granted = {0, 0, 0}
+local paid = {0, 0, 0}  -- of `granted`, what the level pays for now (the rest at `ready`)
 local status, ready, retry = 0, 0, 0
 local asking = false
 for d = 1, 3 do
@@ -90,6 +92,7 @@ if asking and cold > 0 then
     for d = 1, 3 do
       if caps[d] > 0 then
         granted[d] = need[d]
+        paid[d] = need[d]
         level[d] = level[d] - need[d]
       end
     end
@@ -101,8 +104,7 @@ if asking and cold > 0 then
   end
 elseif asking then
   -- all-or-nothing: the needs must fit within the level plus `horizon` of refill; the part
-  -- asked beyond the need shrinks by one common fraction to what is left
-  local phi = 1
+  -- asked beyond the need shrinks, per dimension, to what is left of it
   local ok = true
   for d = 1, 3 do
     if caps[d] > 0 then
@@ -111,20 +113,24 @@ elseif asking then
       if need[d] > avail then
         ok = false
         retry = math.max(retry, (need[d] - avail) / rate)
-      elseif ask[d] > need[d] then
-        phi = math.min(phi, math.max(0, (avail - need[d]) / (ask[d] - need[d])))
       end
     end
   end
   if ok then
     for d = 1, 3 do
       if caps[d] > 0 then
+        local avail = level[d] + caps[d] / period * horizon
         local g = need[d]
-        if ask[d] > need[d] then g = need[d] + phi * (ask[d] - need[d]) end
+        if ask[d] > need[d] then g = math.max(need[d], math.min(ask[d], avail)) end
         granted[d] = g
-        level[d] = level[d] - g
-        if level[d] < 0 then
-          ready = math.max(ready, -level[d] / (caps[d] / period))
+        -- a grant is paid for when every dimension it takes from is: a dimension it takes
+        -- nothing from (however overdrawn by others) does not hold it up
+        if g > 0 then
+          paid[d] = math.max(0, math.min(g, level[d]))
+          level[d] = level[d] - g
+          if level[d] < 0 then
+            ready = math.max(ready, -level[d] / (caps[d] / period))
+          end
         end
       end
     end
@@ -152,4 +158,5 @@ local active = redis.call('ZCOUNT', KEYS[2], now - window, '+inf')
 
 return {tostring(status), tostring(granted[1]), tostring(granted[2]), tostring(granted[3]),
   tostring(ready), tostring(retry), tostring(n),
-  tostring(level[1]), tostring(level[2]), tostring(level[3]), tostring(active)}
+  tostring(level[1]), tostring(level[2]), tostring(level[3]), tostring(active),
+  tostring(paid[1]), tostring(paid[2]), tostring(paid[3])}
