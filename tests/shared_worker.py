@@ -82,7 +82,8 @@ async def _work(cfg: dict[str, Any], out: Path) -> dict[str, Any]:
     from asyncthrift.shared import SharedBudget
     from asyncthrift.workload import mixed_workload
 
-    trace: dict[str, list[Any]] = {"admitted": [], "calls": [], "done": []}
+    trace: dict[str, list[Any]] = {"admitted": [], "calls": [], "done": [], "lease": []}
+    loop = asyncio.get_running_loop()
     if os.environ.get("SHARED_WORKER_LOG"):  # debugging: the shared budgets' own log lines
         import logging
 
@@ -131,13 +132,24 @@ async def _work(cfg: dict[str, Any], out: Path) -> dict[str, Any]:
         # how long this process admitted from its fallback, and how much
         nonlocal fallback_time
         step = 0.01
+        k = 0
         while True:
             await asyncio.sleep(step)
+            k += 1
             for budgets in client.budgets().values():
                 for b in budgets:
-                    if isinstance(b, SharedBudget) and b.mode != "shared":
+                    if not isinstance(b, SharedBudget):
+                        continue
+                    if b.mode != "shared":
                         fallback_time += step
-                        break
+                    if cfg.get("trace") and k % 25 == 0:  # the lease held, every 0.25 s
+                        held = b.peek(loop.time())
+                        gate = b._gate
+                        trace["lease"].append(
+                            [time.time(), *(h or 0.0 for h in held),
+                             gate.waiting if gate else 0, gate.held if gate else 0]
+                        )  # fmt: skip
+                    break
 
     async with client:
         client._model_class(bodies[0]["model"])  # build the budget before the clock starts

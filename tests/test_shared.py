@@ -228,3 +228,42 @@ async def test_redis_down_admits_from_the_fallback_share(own_redis_server: Any) 
             assert budget.fallback_takes == 12
         counters = await asyncio.to_thread(remote_stats, url)
     assert len(results) == 12 and counters["rate_limited"] == 0
+
+
+@pytest.mark.slow
+async def test_limits_learnt_from_headers_alone_are_shared(
+    redis_url: str, redis_namespace: str
+) -> None:
+    """``Thrift(limits=None, shared=...)``: each client admits locally until the headers say
+    the key's limits, then both draw on one bucket in Redis, without a 429."""
+    from asyncthrift.mock import remote_stats, spawn_mock_process
+    from asyncthrift.workload import mixed_workload
+
+    limits = Limits(rpm=60, itpm=60_000, otpm=12_000, period=4.0)
+    bodies = mixed_workload(90, seed=5)
+    with spawn_mock_process(limits=limits, latency=0.02, output_tokens=(40, 200)) as url:
+        stores = [SharedStore(redis_url, namespace=redis_namespace) for _ in range(2)]
+        clients = [Thrift(api_key="k", base_url=url, shared=s) for s in stores]
+        try:
+            results = await asyncio.gather(
+                *(clients[i % 2].messages.create(**b) for i, b in enumerate(bodies))
+            )
+            budgets = [b for c in clients for bs in c.budgets().values() for b in bs]
+            assert len(budgets) == 2 and all(isinstance(b, SharedBudget) for b in budgets)
+            for b in budgets:
+                assert isinstance(b, SharedBudget) and b.mode == "shared"
+                assert (b.limits.rpm, b.limits.itpm, b.limits.otpm) == (60, 60_000, 12_000)
+            assert len({b.keys for b in budgets if isinstance(b, SharedBudget)}) == 1
+            # both admitted from leases of that one bucket, which lives in Redis
+            assert all(s.stats().grants > 0 for s in stores), [s.stats() for s in stores]
+            r = aioredis.Redis.from_url(redis_url, decode_responses=True)
+            try:
+                assert await r.exists(budgets[0].keys[0]) == 1  # type: ignore[attr-defined]
+            finally:
+                await r.aclose()
+        finally:
+            for c in clients:
+                await c.aclose()
+        counters = await asyncio.to_thread(remote_stats, url)
+    assert len(results) == 90
+    assert counters["rate_limited"] == 0

@@ -16,7 +16,17 @@ from typing import TYPE_CHECKING
 
 from ..bucket import ZERO, Cost
 from ._fallback import enter_fallback, rejoin
-from ._tuning import _COLD_POLL, _INF, _KEEP, _LOW, _PROBE_SHARE, _SHARED, HORIZON, MAX_SHARE, SLICE
+from ._tuning import (
+    _COLD_POLL,
+    _INF,
+    _KEEP,
+    _LOW,
+    _PROBE_SHARE,
+    _SHARED,
+    MAX_SHARE,
+    horizon_seconds,
+    slice_seconds,
+)
 
 if TYPE_CHECKING:
     from .budget import SharedBudget
@@ -69,17 +79,18 @@ async def round_trip(b: SharedBudget, now: float) -> None:
             waiting = gate.waiting if gate is not None else 0
             sent = b._sent
             share = cap_share(b)
+            window = slice_seconds(period)
             for i in b._dims:
-                # with requests queued here: this process's fair share of SLICE of the
-                # shared refill (one over the processes asking lately), but no more than
-                # the queue needs at its mean cost so far (a burst's last slices do not
-                # strand budget others wait for); otherwise its recent rate over SLICE
-                # of the period, at most twice its share
-                fair = b._cap[i] * SLICE * share
+                # with requests queued here: this process's fair share of a slice's
+                # window of the shared refill (one over the processes asking lately),
+                # but no more than the queue needs at its mean cost so far (a burst's
+                # last slices do not strand budget others wait for); otherwise its
+                # recent rate over the window, at most twice its share
+                fair = b._cap[i] / period * window * share
                 if waiting and sent[0] > 0:
                     c = max(0.0, min(fair, waiting * sent[i] / sent[0]))
                 else:
-                    c = min(b._est[i] * period * SLICE, 2.0 * fair)
+                    c = min(b._est[i] * window, 2.0 * fair)
                 if head is not None:
                     c = max(c, head[i])
                 chunk[i] = c
@@ -124,7 +135,7 @@ async def round_trip(b: SharedBudget, now: float) -> None:
         Cost(*need),
         Cost(*ask),
         Cost(*give),
-        [0.0, 0.0, 0.0],
+        list(b._debt_due),
         clamp=[c + b._rate[i] * t for i, c in enumerate(clamp)],
         proof=[c + b._rate[i] * t for i, c in enumerate(proof)],
     )
@@ -153,6 +164,7 @@ async def round_trip(b: SharedBudget, now: float) -> None:
             [round(x) for x in give],
             res,
         )
+    b._debt_due = [0.0, 0.0, 0.0]  # charged (or proved moot by a cold bucket's proof)
     status = int(res[0])
     granted = (float(res[1]), float(res[2]), float(res[3]))
     ready, retry = float(res[4]), float(res[5])
@@ -165,7 +177,7 @@ async def round_trip(b: SharedBudget, now: float) -> None:
             b.grants += 1
             b._head = None
             paid = (float(res[11]), float(res[12]), float(res[13])) if ready > 0 else granted
-            later = tuple(g - p for g, p in zip(granted, paid, strict=True))
+            later = (granted[0] - paid[0], granted[1] - paid[1], granted[2] - paid[2])
             for i in b._dims:
                 b._lease[i] += paid[i]
             if ready > 0 and any(later[i] > 0 for i in b._dims):
@@ -199,7 +211,7 @@ def cap_share(b: SharedBudget) -> float:
 def estimate(b: SharedBudget, now: float) -> None:
     """Update this process's rate of consumption (units/s), averaged over a slice."""
     dt = now - b._est_at
-    window = b.limits.period * SLICE
+    window = slice_seconds(b.limits.period)
     if dt < window * 0.1:
         return
     weight = 1.0 - math.exp(-dt / window)
@@ -223,7 +235,7 @@ def script_args(  # the order `lease.lua` reads its ARGV in
     args = [
         b._store.process_id,
         _num(period),
-        _num(period * HORIZON),
+        _num(horizon_seconds(period)),
         _num(min(period * _PROBE_SHARE, 5.0)),
     ]
     for i in range(3):

@@ -17,6 +17,23 @@ SLICE = 0.15
 MAX_SHARE = 0.25
 #: A grant may reserve this fraction of the period of refill ahead of time.
 HORIZON = 0.15
+#: ... both (the slice's window and the horizon) at most this many seconds: what a lease
+#: must cover is the rate the process needs over the time between its calls, not a share
+#: of the period (at a 60 s period, 9 s of refill parcelled out ahead of time left it
+#: held in leases and grants waiting for their instant while the limit went unused)
+_WINDOW_MAX = 9.0
+
+
+def slice_seconds(period: float) -> float:
+    """The seconds of refill a slice covers at `period`."""
+    return min(period * SLICE, _WINDOW_MAX)
+
+
+def horizon_seconds(period: float) -> float:
+    """How far ahead (seconds) a grant may reserve future refill at `period`."""
+    return min(period * HORIZON, _WINDOW_MAX)
+
+
 #: A new slice is fetched when the lease falls below this fraction of its target ...
 _LOW = 0.5
 #: ... and the lease keeps at most this many targets (refunds beyond go back to Redis).

@@ -61,6 +61,7 @@ class SharedBudget(LocalBudget):
         "_cap",
         "_clamp",
         "_cold",
+        "_debt_due",
         "_dims",
         "_est",
         "_est_at",
@@ -75,6 +76,7 @@ class SharedBudget(LocalBudget):
         "_keys",
         "_kick",
         "_last_take",
+        "_learning",
         "_lease",
         "_low",
         "_mode",
@@ -99,13 +101,18 @@ class SharedBudget(LocalBudget):
     def __init__(
         self, store: SharedStore, limits: Limits, now: float, name: str, keys: tuple[str, str]
     ) -> None:
-        super().__init__(limits, now, name, hold_bursts=False, cold_start=False)
+        # no configured limit: admit as a local budget (cold start) until a response's
+        # headers say the key's limits, then share those (`_learn`)
+        learning = limits.unlimited
+        super().__init__(limits, now, name, hold_bursts=False, cold_start=learning)
+        self._learning = learning
         self._store = store
         self._keys = keys
         period = limits.period
         self._cap = [0.0 if c is None else float(c) for c in (limits.rpm, limits.itpm, limits.otpm)]
         self._rate = [c / period for c in self._cap]
         self._dims = tuple(i for i in range(3) if self._cap[i] > 0)
+        self._debt_due = [0.0, 0.0, 0.0]  # spent before sharing: charged with the next call
         self._lease = [0.0, 0.0, 0.0]
         self._pending = [0.0, 0.0, 0.0]  # granted, paid for only at a later instant (pots)
         self._pots: deque[tuple[float, tuple[float, float, float]]] = deque()
@@ -141,6 +148,8 @@ class SharedBudget(LocalBudget):
     # -- the Budget protocol (synchronous, O(1)) ----------------------------------------------
 
     def wait(self, cost: Cost, now: float) -> float:
+        if self._learning:
+            return super().wait(cost, now)
         w = self.blocked_until - now if self.blocked_until > now else 0.0
         if self._mode != _SHARED:
             fb = self._fb
@@ -167,12 +176,17 @@ class SharedBudget(LocalBudget):
         return max(w, self._hint)
 
     def take(self, cost: Cost, now: float) -> Cost:
+        if self._learning:
+            return super().take(cost, now)
         sent, net = self._sent, self._net
         for i in range(3):
             sent[i] += cost[i]
             net[i] += cost[i]
         self._remember(now)
         self._last_take = now
+        # the head admitted: the next one, if it does not fit, says so in `wait` (a stale
+        # head kept a finished process from ever returning its idle lease)
+        self._head = None
         if self._mode != _SHARED:
             self.fallback_takes += 1
             if self._fb is not None:
@@ -193,6 +207,9 @@ class SharedBudget(LocalBudget):
         return Cost(sent[0], sent[1], sent[2])
 
     def give(self, cost: Cost, now: float) -> None:
+        if self._learning:
+            super().give(cost, now)
+            return
         net = self._net
         for i in range(3):
             net[i] -= cost[i]
@@ -246,6 +263,12 @@ class SharedBudget(LocalBudget):
         it too far). The proof takes the lowest reading instead, as a cold start does.
         """
         changed = False
+        if self._learning:
+            changed = super().observe(
+                view, sent_mark, sent_at, now, uncharged=uncharged, refused=refused, seen=seen
+            )
+            if not self._learn(view):
+                return changed
         if self._fb is not None:
             changed = self._fb.observe(
                 view, sent_mark, sent_at, now, uncharged=uncharged, refused=refused, seen=seen
@@ -276,6 +299,30 @@ class SharedBudget(LocalBudget):
             self._not_before = 0.0
             self._want()
         return changed
+
+    def _learn(self, view: ServerView) -> bool:
+        """Limits learnt from a response's headers (``Thrift(limits=None)``): share them from
+        now on. What this process spent meanwhile is charged to Redis with the first call
+        (unless that call proves a cold bucket's level from these very headers); refunds of
+        requests still in flight then come back through the lease, as any refund does."""
+        caps = (view.requests_limit, view.input_limit, view.output_limit)
+        if not any(c is not None and c > 0 for c in caps):
+            return False
+        known = [float(c) if c is not None and c > 0 else 0.0 for c in caps]
+        period = self.limits.period
+        self.limits = Limits(
+            rpm=known[0] or None, itpm=known[1] or None, otpm=known[2] or None, period=period
+        )
+        self._cap = known
+        self._rate = [c / period for c in known]
+        self._dims = tuple(i for i in range(3) if known[i] > 0)
+        self._est = list(self._rate)
+        self._debt_due = [max(0.0, self._net[i]) if known[i] else 0.0 for i in range(3)]
+        self._learning = False
+        self._cold = True  # the shared level is unproven until this reading reaches Redis
+        log.info("shared budget %s: limits learnt from the headers (%s); sharing them", self.name,
+                 self.limits)  # fmt: skip
+        return True
 
     # -- views ---------------------------------------------------------------------------------
 
