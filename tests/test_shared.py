@@ -27,9 +27,15 @@ def args(
     proof: tuple[str, str, str] = ("", "", ""),
     period: float = 60.0,
     caps: tuple[float, float, float] = CAPS,
+    pid: str = "proc-a",
+    lifetime: float = 30.0,
+    holds: tuple[float, float, float] = (0, 0, 0),
+    prior: tuple[float, float, float] = (0, 0, 0),
+    epoch: str = "",
+    seq: str = "",
 ) -> list[str]:
     ask = need if ask is None else ask
-    out = ["proc-a", repr(period), repr(period * 0.1), "1.0"]
+    out = [pid, repr(period), repr(period * 0.1), "1.0"]
     for i in range(3):
         out += [
             repr(caps[i]),
@@ -40,7 +46,10 @@ def args(
             proof[i],
             "0.0",
         ]
-    return out
+    out.append(repr(lifetime))
+    out += [repr(float(x)) for x in holds]
+    out += [repr(float(x)) for x in prior]
+    return [*out, epoch, seq]
 
 
 async def level(client: Any, key: str) -> list[float]:
@@ -150,8 +159,9 @@ def test_the_api_key_never_appears_in_a_redis_key() -> None:
         assert "sk-secret" not in key
         assert key.startswith(f"ns:{{{budget_tag('sk-secret-key')}:sonnet}}")  # one slot
     assert budget_tag("a") != budget_tag("b") and len(budget_tag("a")) == 24
-    # limits learnt only from headers: a local budget, nothing to share
-    assert not isinstance(store.budget("k", "x", Limits(), 0.0, "n"), SharedBudget)
+    # limits to be learnt from headers: shared too, admitting locally until then
+    learning = store.budget("k", "x", Limits(), 0.0, "n")
+    assert isinstance(learning, SharedBudget) and learning.limits.unlimited
 
 
 def test_options_are_validated() -> None:
@@ -267,3 +277,69 @@ async def test_limits_learnt_from_headers_alone_are_shared(
         counters = await asyncio.to_thread(remote_stats, url)
     assert len(results) == 90
     assert counters["rate_limited"] == 0
+
+
+async def _proved(lua: Any, **kw: Any) -> list[str]:
+    """A warm bucket: one probe, then its proof (levels 60, 6000, 600 = the capacities)."""
+    await lua(need=(1, 1, 1), **kw)
+    return await lua(proof=("60", "6000", "600"), ask=(0, 0, 0), **kw)  # type: ignore[no-any-return]
+
+
+async def test_a_silent_process_lease_goes_back_after_its_lifetime(lua: Any) -> None:
+    await _proved(lua)
+    # proc-b takes 20 requests and is never heard of again (killed)
+    taken = await lua(need=(20, 2000, 200), pid="proc-b", lifetime=0.3)
+    assert taken[0] == "0"
+    before = await level(lua.client, lua.keys[0])
+    # proc-a, while proc-b's record lives: nothing given back (only refill)
+    await lua(ask=(0, 0, 0), lifetime=30.0)
+    assert (await level(lua.client, lua.keys[0]))[0] < before[0] + 1
+    await asyncio.sleep(0.4)  # past proc-b's lifetime by Redis's clock
+    await lua(ask=(0, 0, 0), lifetime=30.0)
+    after = await level(lua.client, lua.keys[0])
+    assert after[0] >= min(60.0, before[0] + 20) - 1e-6  # its 20 requests are back
+    assert after[2] >= min(600.0, before[2] + 200) - 1e-6
+    fields = await lua.client.hkeys(lua.keys[0])
+    assert "h:proc-b" not in fields and "h:proc-a" in fields
+
+
+async def test_a_lease_given_back_while_its_process_lived_is_charged_again(lua: Any) -> None:
+    await _proved(lua)
+    await lua(need=(10, 1000, 100))  # proc-a holds these now
+    await lua.client.hdel(lua.keys[0], "h:proc-a")  # as if its record had expired
+    before = await level(lua.client, lua.keys[0])
+    await lua(ask=(0, 0, 0), holds=(10, 1000, 100))
+    after = await level(lua.client, lua.keys[0])
+    assert after[0] <= before[0] - 10 + 1  # charged again (plus under a second of refill)
+    assert after[2] <= before[2] - 100 + 11
+
+
+async def test_a_bucket_restored_from_a_snapshot_restarts_cold(own_redis_server: Any) -> None:
+    """Redis comes back with its data, older than what a process saw: grants made after the
+    snapshot are lost from it, so its level is proven anew (cold) rather than trusted."""
+    client = aioredis.Redis.from_url(own_redis_server.url, decode_responses=True)
+    script = Script(load_script("lease.lua"))
+    keys = ["t:{tag:sonnet}:b", "t:{tag:sonnet}:p"]
+    try:
+        await script(client, keys, args(need=(1, 1, 1)))
+        res = await script(client, keys, args(proof=("60", "6000", "600"), ask=(0, 0, 0)))
+        await client.save()  # the snapshot: the bucket, warm and full
+        for _ in range(3):  # grants the snapshot does not have
+            res = await script(client, keys, args(need=(15, 100, 10), epoch=res[14], seq=res[15]))
+            assert res[0] == "0"
+        epoch, seq = res[14], res[15]
+    finally:
+        await client.aclose()
+    own_redis_server.kill()
+    own_redis_server.start(same_port=True)  # loads the snapshot from its directory
+    client = aioredis.Redis.from_url(own_redis_server.url, decode_responses=True)
+    try:
+        lv = await level(client, keys[0])
+        assert lv[0] > 50  # the snapshot's level: too high by the 45 requests granted since
+        res = await script(client, keys, args(need=(1, 1, 1), epoch=epoch, seq=seq))
+        assert res[0] == "1"  # cold: one probe, its answer proves the level
+        assert res[14] != epoch  # a new epoch: other processes do not restart it again
+        again = await script(client, keys, args(need=(1, 1, 1), epoch=epoch, seq=seq))
+        assert again[0] == "3"  # still cold (the probe is out), not reset once more
+    finally:
+        await client.aclose()

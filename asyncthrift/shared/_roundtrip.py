@@ -22,9 +22,11 @@ from ._tuning import (
     _KEEP,
     _LOW,
     _PROBE_SHARE,
+    _RENEW,
     _SHARED,
     MAX_SHARE,
     horizon_seconds,
+    lease_lifetime,
     slice_seconds,
 )
 
@@ -47,9 +49,12 @@ async def round_trip(b: SharedBudget, now: float) -> None:
         if not store.breaker.admit():
             return
         debt = [max(0.0, min(b._fb_debt[i], b._cap[i])) for i in range(3)]
-        ok, res = await store.call(b, script_args(b, ZERO, ZERO, ZERO, debt))
+        prior = [max(0.0, -b._fb_debt_base[i]) for i in range(3)]
+        ok, res = await store.call(b, script_args(b, ZERO, ZERO, ZERO, debt, prior=prior))
         if ok:
-            rejoin(b, res, loop_now=asyncio.get_running_loop().time())
+            loop_now = asyncio.get_running_loop().time()
+            _seen(b, res, loop_now)
+            rejoin(b, res, loop_now=loop_now)
         return
     head = b._head
     lease, pending = b._lease, b._pending
@@ -114,7 +119,10 @@ async def round_trip(b: SharedBudget, now: float) -> None:
         if any(holding[i] for i in b._dims):
             idle_return = True
             give = holding
-    if not (asking or idle_return or b._urgent) and not (
+    renew = now - b._called_at >= lease_lifetime(period) * _RENEW and any(
+        lease[i] + pending[i] for i in b._dims
+    )
+    if not (asking or idle_return or b._urgent or renew) and not (
         b._flush_due and any(give[i] > 0 for i in b._dims)
     ):
         b._flush_due = False
@@ -138,6 +146,7 @@ async def round_trip(b: SharedBudget, now: float) -> None:
         list(b._debt_due),
         clamp=[c + b._rate[i] * t for i, c in enumerate(clamp)],
         proof=[c + b._rate[i] * t for i, c in enumerate(proof)],
+        holds=[0.0, 0.0, 0.0] if idle_return else [lease[i] + pending[i] for i in range(3)],
     )
     if idle_return:
         b._lease = [0.0, 0.0, 0.0]
@@ -165,6 +174,7 @@ async def round_trip(b: SharedBudget, now: float) -> None:
             res,
         )
     b._debt_due = [0.0, 0.0, 0.0]  # charged (or proved moot by a cold bucket's proof)
+    _seen(b, res, loop_now)
     status = int(res[0])
     granted = (float(res[1]), float(res[2]), float(res[3]))
     ready, retry = float(res[4]), float(res[5])
@@ -230,6 +240,8 @@ def script_args(  # the order `lease.lua` reads its ARGV in
     *,
     clamp: list[float] | None = None,
     proof: list[float] | None = None,
+    holds: list[float] | None = None,
+    prior: list[float] | None = None,
 ) -> list[str]:
     period = b.limits.period
     args = [
@@ -250,4 +262,16 @@ def script_args(  # the order `lease.lua` reads its ARGV in
             "" if not math.isfinite(p) else _num(p),
             _num(debt[i]),
         ]
+    args.append(_num(lease_lifetime(period)))
+    args += [_num(holds[i] if holds is not None else 0.0) for i in range(3)]
+    args += [_num(prior[i] if prior is not None else 0.0) for i in range(3)]
+    args += [b._epoch, "" if not b._epoch else str(b._seq)]
     return args
+
+
+def _seen(b: SharedBudget, res: list[str], loop_now: float) -> None:
+    """What every answer says: the bucket's epoch and sequence, and that the lease's record
+    was renewed now."""
+    if len(res) > 15:
+        b._epoch, b._seq = res[14], int(res[15])
+    b._called_at = loop_now

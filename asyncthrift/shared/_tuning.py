@@ -24,6 +24,18 @@ HORIZON = 0.15
 _WINDOW_MAX = 9.0
 
 
+#: A lease's record in Redis lives this fraction of the period after the process's last call;
+#: then what it held goes back to the bucket (a killed process's lease returns) ...
+_LIFE = 0.5
+#: ... so a process holding a lease calls at least every this fraction of that lifetime.
+_RENEW = 0.5
+
+
+def lease_lifetime(period: float) -> float:
+    """Seconds after a process's last call when Redis gives back what it held."""
+    return period * _LIFE
+
+
 def slice_seconds(period: float) -> float:
     """The seconds of refill a slice covers at `period`."""
     return min(period * SLICE, _WINDOW_MAX)

@@ -39,7 +39,19 @@ from ..budget import TOKEN_ROUNDING, LocalBudget
 from ..limits import Limits
 from ._fallback import fit
 from ._roundtrip import round_trip, script_args
-from ._tuning import _FLUSH, _HINT, _IDLE, _IDLE_GAPS, _INF, _SHARED, HORIZON, MAX_SHARE, SLICE
+from ._tuning import (
+    _FLUSH,
+    _HINT,
+    _IDLE,
+    _IDLE_GAPS,
+    _INF,
+    _RENEW,
+    _SHARED,
+    HORIZON,
+    MAX_SHARE,
+    SLICE,
+    lease_lifetime,
+)
 
 if TYPE_CHECKING:
     from ..scheduler import Gate
@@ -58,15 +70,18 @@ class SharedBudget(LocalBudget):
     """
 
     __slots__ = (
+        "_called_at",
         "_cap",
         "_clamp",
         "_cold",
         "_debt_due",
         "_dims",
+        "_epoch",
         "_est",
         "_est_at",
         "_fb",
         "_fb_debt",
+        "_fb_debt_base",
         "_flush_at",
         "_flush_due",
         "_gate",
@@ -86,6 +101,7 @@ class SharedBudget(LocalBudget):
         "_pots",
         "_proof",
         "_rate",
+        "_seq",
         "_store",
         "_target",
         "_task",
@@ -113,6 +129,10 @@ class SharedBudget(LocalBudget):
         self._rate = [c / period for c in self._cap]
         self._dims = tuple(i for i in range(3) if self._cap[i] > 0)
         self._debt_due = [0.0, 0.0, 0.0]  # spent before sharing: charged with the next call
+        self._epoch = ""  # the bucket's epoch and sequence number as last seen (lease.lua)
+        self._seq = 0
+        self._called_at = now  # the last answered call (renews the lease's record)
+        self._fb_debt_base = [0.0, 0.0, 0.0]
         self._lease = [0.0, 0.0, 0.0]
         self._pending = [0.0, 0.0, 0.0]  # granted, paid for only at a later instant (pots)
         self._pots: deque[tuple[float, tuple[float, float, float]]] = deque()
@@ -420,6 +440,8 @@ class SharedBudget(LocalBudget):
         elif self._mode != _SHARED:
             due = now + max(self._store.breaker.retry_in(), 0.001)
         if self._mode == _SHARED and any(self._lease[i] + self._pending[i] for i in self._dims):
+            # renew the lease's record before Redis gives it back
+            due = min(due, self._called_at + lease_lifetime(self.limits.period) * _RENEW)
             idle_at = self._last_take + self._idle_after()
             if self._busy(now):  # look again after a while
                 idle_at = max(idle_at, now + self._idle_after())
