@@ -114,6 +114,7 @@ async def _work(cfg: dict[str, Any], out: Path) -> dict[str, Any]:
     errors: list[str] = []
     fallback_takes = 0
     fallback_time = 0.0
+    fallback_lease = 0.0
 
     async def one(body: dict[str, Any]) -> None:
         nonlocal ok, failed
@@ -164,6 +165,7 @@ async def _work(cfg: dict[str, Any], out: Path) -> dict[str, Any]:
         shared = store.stats()
         for b in store.budgets:
             fallback_takes += b.fallback_takes
+            fallback_lease += b.fallback_lease
     return {
         "ok": ok,
         "failed": failed,
@@ -177,6 +179,7 @@ async def _work(cfg: dict[str, Any], out: Path) -> dict[str, Any]:
         "grants": shared.grants,
         "fallback_takes": fallback_takes,
         "fallback_time": fallback_time,
+        "fallback_lease": fallback_lease,
         **({"trace": trace} if cfg.get("trace") else {}),
     }
 

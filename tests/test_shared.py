@@ -343,3 +343,50 @@ async def test_a_bucket_restored_from_a_snapshot_restarts_cold(own_redis_server:
         assert again[0] == "3"  # still cold (the probe is out), not reset once more
     finally:
         await client.aclose()
+
+
+@pytest.mark.slow
+async def test_a_killed_process_lease_comes_back_without_a_429(
+    redis_url: str, redis_namespace: str
+) -> None:
+    """A process dies holding a lease: within the lease's lifetime (half a period) Redis
+    gives what it held back to the bucket, and the survivor finishes without a 429."""
+    from asyncthrift.mock import remote_stats, spawn_mock_process
+    from asyncthrift.workload import mixed_workload
+
+    limits = Limits(rpm=30, itpm=60_000, otpm=12_000, period=4.0)
+    bodies = mixed_workload(60, seed=9)
+    with spawn_mock_process(limits=limits, latency=0.02, output_tokens=(40, 200)) as url:
+        dead_store = SharedStore(redis_url, namespace=redis_namespace)
+        dead = Thrift(api_key="k", base_url=url, limits=limits, shared=dead_store)
+        await asyncio.gather(*(dead.messages.create(**b) for b in bodies[:5]))
+        (budget,) = [b for bs in dead.budgets().values() for b in bs]
+        assert isinstance(budget, SharedBudget)
+        assert (budget.peek(0.0)[0] or 0) > 0  # it holds a lease
+        # killed: its background tasks stop, its connections drop, nothing is given back
+        dead_store.closed = True
+        tasks = list(dead_store.tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await dead_store.client.connection_pool.disconnect(inuse_connections=True)  # type: ignore[attr-defined]
+        await dead_store.client.aclose()
+        await dead.aclose()  # the store counts as closed already: no release
+        record = f"h:{dead_store.process_id}"
+        r = aioredis.Redis.from_url(redis_url, decode_responses=True)
+        try:
+            assert await r.hexists(budget.keys[0], record)
+            async with Thrift(
+                api_key="k",
+                base_url=url,
+                limits=limits,
+                shared=SharedStore(redis_url, namespace=redis_namespace),
+            ) as survivor:
+                results = await asyncio.gather(*(survivor.messages.create(**b) for b in bodies[5:]))
+                # the survivor ran past the dead lease's lifetime (2 s): swept, given back
+                assert not await r.hexists(budget.keys[0], record)
+        finally:
+            await r.aclose()
+        counters = await asyncio.to_thread(remote_stats, url)
+    assert len(results) == 55
+    assert counters["rate_limited"] == 0

@@ -46,6 +46,7 @@ def enter_fallback(b: SharedBudget, now: float) -> None:
     # the lease was charged to Redis already: only what is admitted beyond it is debt
     b._fb_debt = [-held[i] for i in range(3)]
     b._fb_debt_base = list(b._fb_debt)  # charged again if Redis gave that lease back
+    b.fallback_lease += held[0]
     b._lease = [0.0, 0.0, 0.0]
     b._pending = [0.0, 0.0, 0.0]
     b._pots.clear()

@@ -105,8 +105,10 @@ async def round_trip(b: SharedBudget, now: float) -> None:
                 # a dimension asks only what it lacks of its target (the head plus a
                 # slice); one that holds enough asks nothing, so a dimension the others
                 # overdrew (reserved ahead) does not hold up the grant of the one short
+                # it then holds about `_LOW` + 1 targets: a slice is about one target,
+                # and it asks again once below `_LOW` of one
                 target = max(chunk[i] * scale, head[i] if head is not None else 0.0)
-                ask[i] = max(need[i], target - (lease[i] + pending[i]), 0.0)
+                ask[i] = max(need[i], target * (1.0 + _LOW) - (lease[i] + pending[i]), 0.0)
                 b._target[i] = target
     give = [0.0, 0.0, 0.0]
     for i in b._dims:  # lease beyond what this process keeps goes back
@@ -203,7 +205,7 @@ async def round_trip(b: SharedBudget, now: float) -> None:
                 b._low[i] = target * _LOW
                 # while the shared level is overdrawn others wait for it: keep no more
                 # than the target; else up to `_KEEP` targets (refunds stay usable here)
-                b._keep[i] = target * (1.0 if b._overdrawn else _KEEP)
+                b._keep[i] = target * ((1.0 + _LOW) if b._overdrawn else _KEEP)
             b._wake()
     else:
         b.refusals += 1

@@ -108,6 +108,7 @@ class SharedBudget(LocalBudget):
         "_urgent",
         "_used",
         "active",
+        "fallback_lease",
         "fallback_takes",
         "grants",
         "processes",
@@ -164,6 +165,7 @@ class SharedBudget(LocalBudget):
         self.grants = 0
         self.refusals = 0
         self.fallback_takes = 0  # admissions while Redis was unreachable
+        self.fallback_lease = 0.0  # requests the lease held when the fallback began (summed)
 
     # -- the Budget protocol (synchronous, O(1)) ----------------------------------------------
 
