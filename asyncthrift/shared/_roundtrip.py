@@ -107,7 +107,10 @@ async def round_trip(b: SharedBudget, now: float) -> None:
                 # overdrew (reserved ahead) does not hold up the grant of the one short
                 # it then holds about `_LOW` + 1 targets: a slice is about one target,
                 # and it asks again once below `_LOW` of one
-                target = max(chunk[i] * scale, head[i] if head is not None else 0.0)
+                # and at least the largest request seen: a lease that cannot pay for one
+                # sends each such request to Redis (max_tokens of 1024 against a slice of
+                # 700 output tokens did)
+                target = max(chunk[i] * scale, head[i] if head is not None else 0.0, b._big[i])
                 ask[i] = max(need[i], target * (1.0 + _LOW) - (lease[i] + pending[i]), 0.0)
                 b._target[i] = target
     give = [0.0, 0.0, 0.0]

@@ -21,7 +21,7 @@ HORIZON = 0.15
 #: must cover is the rate the process needs over the time between its calls, not a share
 #: of the period (at a 60 s period, 9 s of refill parcelled out ahead of time left it
 #: held in leases and grants waiting for their instant while the limit went unused)
-_WINDOW_MAX = 9.0
+_WINDOW_MAX = 4.0
 
 
 #: A lease's record in Redis lives this fraction of the period after the process's last call;

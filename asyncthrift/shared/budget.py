@@ -8,14 +8,23 @@ level to what the server's headers support, prove a cold bucket's level, registe
 process. So Redis sees about one command per slice, not one per request.
 
 While requests queue here a slice is this process's fair share of `SLICE` of the period's
-refill (the script counts the processes asking lately), capped by what the queue needs;
-otherwise it follows this process's recent rate (at most twice that share). Never more than
-`MAX_SHARE` of a capacity, and shrunk to what is left in the shared bucket, so one busy
-process cannot hoard what others wait for. Under contention each process asks about once
-per `HORIZON`: Redis commands per request are about processes / (requests per period x
-HORIZON). A slice may reserve up to
-`HORIZON` of the period of future refill: it then arrives with the instant it is paid for,
-and the scheduler's timer waits for that instant (no polling, no second round trip).
+refill, at most `_WINDOW_MAX` seconds of it (the processes asking lately share it), capped
+by what the queue needs; otherwise it follows this process's recent rate (at most twice
+that share). Never more than `MAX_SHARE` of a capacity. Each dimension asks only what it
+lacks of its target, so a dimension that holds enough (output tokens refunded by answers
+far shorter than their max_tokens) never holds up one that is short; a grant is shrunk per
+dimension to what is left in the shared bucket plus the horizon's refill, and what the
+level pays for now is usable at once, the rest at the instant the refill pays for it (the
+scheduler's timer waits for that instant: no polling, no second round trip). Refunds stay
+in the lease; what it holds beyond its target goes back within a second while the shared
+level is overdrawn (others wait for it), within half a period otherwise.
+
+Leases expire (`lease.lua`): Redis records what each process holds and gives it back to
+the bucket half a period after the process's last call, so a killed process's lease
+returns; a living process holding a lease calls at least every quarter period to renew it.
+A bucket restored from a snapshot older than what this process saw restarts cold. Without
+a configured limit (``Thrift(limits=None)``) the budget admits as a local one until a
+response's headers say the key's limits, then shares them.
 
 When Redis is unreachable (the store's circuit breaker is open) the budget admits from a
 `LocalBudget` of a conservative share of the limits (`fallback`: by default the limits
@@ -70,6 +79,7 @@ class SharedBudget(LocalBudget):
     """
 
     __slots__ = (
+        "_big",
         "_called_at",
         "_cap",
         "_clamp",
@@ -147,6 +157,7 @@ class SharedBudget(LocalBudget):
         self._low = [0.0, 0.0, 0.0]
         self._keep = [_INF, _INF, _INF]
         self._overdrawn = False  # the shared level was below zero at the last call
+        self._big = [0.0, 0.0, 0.0]  # the largest single cost admitted so far, per dimension
         self._target = [0.0, 0.0, 0.0]  # the lease the last slice aimed at, per dimension
         self._hint = min(period * _HINT, 1.0)
         self._kick = asyncio.Event()
@@ -217,9 +228,17 @@ class SharedBudget(LocalBudget):
                 self._fb_debt[i] += cost[i]
             return Cost(sent[0], sent[1], sent[2])
         self._ripen(now)
-        lease, used, pending, low = self._lease, self._used, self._pending, self._low
+        lease, used, pending, low, big = (
+            self._lease,
+            self._used,
+            self._pending,
+            self._low,
+            self._big,
+        )
         refetch = False
         for i in self._dims:
+            if cost[i] > big[i]:
+                big[i] = cost[i]
             lease[i] -= cost[i]
             used[i] += cost[i]
             if lease[i] + pending[i] < low[i]:
