@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from ..bucket import ZERO, Cost
 from ._fallback import enter_fallback, rejoin
 from ._tuning import (
+    _BURST,
     _COLD_POLL,
     _INF,
     _KEEP,
@@ -87,11 +88,12 @@ async def round_trip(b: SharedBudget, now: float) -> None:
             window = slice_seconds(period)
             for i in b._dims:
                 # with requests queued here: this process's fair share of a slice's
-                # window of the shared refill (one over the processes asking lately),
+                # window of the shared refill (one over the processes asking lately), or
+                # of `_BURST` of the level the last call saw, when higher (a burst),
                 # but no more than the queue needs at its mean cost so far (a burst's
                 # last slices do not strand budget others wait for); otherwise its
                 # recent rate over the window, at most twice its share
-                fair = b._cap[i] / period * window * share
+                fair = max(b._cap[i] / period * window, b._level[i] * _BURST) * share
                 if waiting and sent[0] > 0:
                     c = max(0.0, min(fair, waiting * sent[i] / sent[0]))
                 else:
@@ -185,7 +187,8 @@ async def round_trip(b: SharedBudget, now: float) -> None:
     ready, retry = float(res[4]), float(res[5])
     b.processes = max(1, int(res[6]))
     b.active = max(1, int(res[10]))
-    b._overdrawn = any(float(res[7 + i]) < 0 for i in b._dims)
+    b._level = [float(res[7]), float(res[8]), float(res[9])]
+    b._overdrawn = any(b._level[i] < 0 for i in b._dims)
     if status in (0, 1):
         b._cold = status == 1
         if asking:

@@ -13,6 +13,9 @@ __all__ = ["HORIZON", "MAX_SHARE", "SLICE"]
 
 #: A slice covers about this fraction of the period of refill (a fair share of it) ...
 SLICE = 0.15
+#: ... or, while the shared bucket holds more (a burst), a fair share of this fraction of
+#: the level the last call saw (the burst is drawn in a few calls, not dozens) ...
+_BURST = 0.5
 #: ... and never more than this fraction of a capacity.
 MAX_SHARE = 0.25
 #: A grant may reserve this fraction of the period of refill ahead of time.

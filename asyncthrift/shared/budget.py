@@ -103,6 +103,7 @@ class SharedBudget(LocalBudget):
         "_last_take",
         "_learning",
         "_lease",
+        "_level",
         "_low",
         "_mode",
         "_not_before",
@@ -156,6 +157,7 @@ class SharedBudget(LocalBudget):
         self._last_take = now
         self._low = [0.0, 0.0, 0.0]
         self._keep = [_INF, _INF, _INF]
+        self._level = [0.0, 0.0, 0.0]  # the shared level the last call reported
         self._overdrawn = False  # the shared level was below zero at the last call
         self._big = [0.0, 0.0, 0.0]  # the largest single cost admitted so far, per dimension
         self._target = [0.0, 0.0, 0.0]  # the lease the last slice aimed at, per dimension
