@@ -76,10 +76,10 @@ async def round_trip(b: SharedBudget, now: float) -> None:
         if short:
             estimate(b, now)
             asking = True
-            # a slice: this process's recent net rate over SLICE of the period (at
-            # least the request waiting), scaled as one (the dimensions keep their
-            # proportions) to at most MAX_SHARE of every capacity
-            chunk = [0.0, 0.0, 0.0]
+            # a slice: see below; scaled as one (the dimensions keep their proportions)
+            # to at most MAX_SHARE of every capacity
+            chunk = [0.0, 0.0, 0.0]  # the slice from the refill: what the lease aims at
+            burst = [0.0, 0.0, 0.0]  # more, while the bucket holds a burst: asked, not kept
             scale = 1.0
             gate = b._gate
             waiting = gate.waiting if gate is not None else 0
@@ -88,32 +88,39 @@ async def round_trip(b: SharedBudget, now: float) -> None:
             window = slice_seconds(period)
             for i in b._dims:
                 # with requests queued here: this process's fair share of a slice's
-                # window of the shared refill (one over the processes asking lately), or
-                # of `_BURST` of the level the last call saw, when higher (a burst),
-                # but no more than the queue needs at its mean cost so far (a burst's
-                # last slices do not strand budget others wait for); otherwise its
-                # recent rate over the window, at most twice its share
-                fair = max(b._cap[i] / period * window, b._level[i] * _BURST) * share
+                # window of the shared refill (one over the processes asking lately), but
+                # no more than the queue needs at its mean cost so far (a burst's last
+                # slices do not strand budget others wait for); otherwise its recent rate
+                # over the window, at most twice its share. While the bucket holds more
+                # (a burst), the ask is a fair share of `_BURST` of the level the last
+                # call saw, so a burst is drawn in a few calls; what the lease then holds
+                # beyond its target still goes back (refunds are not hoarded)
+                fair = b._cap[i] / period * window * share
+                fair_burst = max(fair, b._level[i] * _BURST * share)
                 if waiting and sent[0] > 0:
-                    c = max(0.0, min(fair, waiting * sent[i] / sent[0]))
+                    queue = waiting * sent[i] / sent[0]
+                    c = max(0.0, min(fair, queue))
+                    cb = max(0.0, min(fair_burst, queue))
                 else:
-                    c = min(b._est[i] * window, 2.0 * fair)
+                    c = cb = min(b._est[i] * window, 2.0 * fair)
                 if head is not None:
-                    c = max(c, head[i])
-                chunk[i] = c
-                if c > b._cap[i] * MAX_SHARE:
-                    scale = min(scale, b._cap[i] * MAX_SHARE / c)
+                    c, cb = max(c, head[i]), max(cb, head[i])
+                chunk[i], burst[i] = c, cb
+                if cb > b._cap[i] * MAX_SHARE:
+                    scale = min(scale, b._cap[i] * MAX_SHARE / cb)
             for i in b._dims:
-                # a dimension asks only what it lacks of its target (the head plus a
-                # slice); one that holds enough asks nothing, so a dimension the others
-                # overdrew (reserved ahead) does not hold up the grant of the one short
-                # it then holds about `_LOW` + 1 targets: a slice is about one target,
-                # and it asks again once below `_LOW` of one
-                # and at least the largest request seen: a lease that cannot pay for one
-                # sends each such request to Redis (max_tokens of 1024 against a slice of
-                # 700 output tokens did)
-                target = max(chunk[i] * scale, head[i] if head is not None else 0.0, b._big[i])
-                ask[i] = max(need[i], target * (1.0 + _LOW) - (lease[i] + pending[i]), 0.0)
+                # a dimension asks only what it lacks (the head plus a slice); one that
+                # holds enough asks nothing, so a dimension the others overdrew (reserved
+                # ahead) does not hold up the grant of the one short. It then holds about
+                # `_LOW` + 1 targets and asks again once below `_LOW` of one. A target is
+                # at least the largest request seen: a lease that cannot pay for one sends
+                # each such request to Redis (max_tokens of 1024 against a slice of 700
+                # output tokens did)
+                target = max(min(chunk[i], burst[i] * scale), b._big[i])
+                if head is not None:
+                    target = max(target, head[i])
+                want = max(target * (1.0 + _LOW), burst[i] * scale)
+                ask[i] = max(need[i], want - (lease[i] + pending[i]), 0.0)
                 b._target[i] = target
     give = [0.0, 0.0, 0.0]
     for i in b._dims:  # lease beyond what this process keeps goes back
