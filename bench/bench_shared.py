@@ -164,9 +164,11 @@ def run(
     beyond: float = 25.0,
     shape: str = "real",
     outage: tuple[float, float] | None = None,
+    local: bool = False,
 ) -> dict[str, Any]:
     """One run of `processes` workers; with `outage` (at, seconds) Redis is SIGKILLed `at`
-    seconds after the start and restarted empty on its port `seconds` later."""
+    seconds after the start and restarted empty on its port `seconds` later; `local`: one
+    client without ``shared=`` (the baseline: one process with the key's whole limit)."""
     per, limits = _workload(processes, total, period, beyond, shape)
     lim = {"rpm": limits.rpm, "itpm": limits.itpm, "otpm": limits.otpm, "period": period}
     timers: list[threading.Timer] = []
@@ -177,7 +179,7 @@ def run(
                 "seed": 100 + i,
                 "limits": lim,
                 "url": url,
-                "redis": server.url,
+                "redis": None if local else server.url,
                 "max_tokens": SHAPES[shape]["max_tokens"],
                 "sync": True,
                 "trace": True,
@@ -221,6 +223,7 @@ def run(
     per_process = [r["commands"] / max(1, r["ok"]) for r in reports]
     return {
         "processes": processes,
+        "local": local,
         "shape": shape,
         "period": period,
         "beyond": beyond,
@@ -461,6 +464,11 @@ def main() -> None:
     ap.add_argument("--timeline", default=None, help="admissions per process over time (png)")
     ap.add_argument("--json", default=None)
     ap.add_argument("--litellm-budget", type=float, default=0.0, help="0 skips LiteLLM")
+    ap.add_argument(
+        "--baseline",
+        action="store_true",
+        help="first one process without shared= (the key's whole limit, no Redis)",
+    )
     a = ap.parse_args()
     counts = [int(p) for p in a.processes.split(",")]
     outage = None
@@ -470,6 +478,8 @@ def main() -> None:
     rows = [
         run(p, a.total, a.period, beyond=a.beyond, shape=a.shape, outage=outage) for p in counts
     ]
+    if a.baseline:
+        rows.insert(0, run(1, a.total, a.period, beyond=a.beyond, shape=a.shape, local=True))
     peers = (
         [
             run_litellm(p, a.total, a.period, a.litellm_budget, beyond=a.beyond, shape=a.shape)
@@ -489,7 +499,8 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     for r in rows:
         print(
-            f"| {r['processes']} | {r['makespan']:.1f} s / {r['t_min']:.1f} s = {r['ratio']:.2f}x "
+            f"| {'1, no Redis' if r['local'] else r['processes']} "
+            f"| {r['makespan']:.1f} s / {r['t_min']:.1f} s = {r['ratio']:.2f}x "
             f"| {r['throughput']:.1f} ({r['ideal_throughput']:.1f}) | {r['rate_limited']} "
             f"| {r['failed']} of {r['sent']} "
             f"| {r['commands_per_request']:.3f} ({r['commands_per_request_max']:.3f}; "

@@ -42,14 +42,16 @@ def _call_kind(args: list[str]) -> str:
     return "other"
 
 
-def _trace(trace: dict[str, list[Any]]) -> None:
+def _trace(trace: dict[str, list[Any]], *, local: bool = False) -> None:
     """Record admissions and Redis calls of this process (class-level wrappers: this process
-    is a worker and nothing else)."""
+    is a worker and nothing else). `local`: a client without ``shared=`` (the baseline)."""
+    from asyncthrift.budget import LocalBudget
     from asyncthrift.shared import SharedBudget, SharedStore
 
-    take, call = SharedBudget.take, SharedStore.call
+    owner: Any = LocalBudget if local else SharedBudget
+    take, call = owner.take, SharedStore.call
 
-    def traced_take(self: SharedBudget, cost: Any, now: float) -> Any:
+    def traced_take(self: LocalBudget, cost: Any, now: float) -> Any:
         trace["admitted"].append([time.time(), *cost])
         return take(self, cost, now)
 
@@ -61,7 +63,7 @@ def _trace(trace: dict[str, list[Any]]) -> None:
         trace["calls"].append([t0, time.time() - t0, _call_kind(args), status, *granted])
         return ok, res
 
-    SharedBudget.take = traced_take  # type: ignore[method-assign]
+    owner.take = traced_take
     SharedStore.call = traced_call  # type: ignore[method-assign]
 
 
@@ -79,7 +81,7 @@ async def _start_at(cfg: dict[str, Any], out: Path) -> float:
 
 async def _work(cfg: dict[str, Any], out: Path) -> dict[str, Any]:
     from asyncthrift import Limits, Thrift
-    from asyncthrift.shared import SharedBudget
+    from asyncthrift.shared import SharedBudget, SharedStats
     from asyncthrift.workload import mixed_workload
 
     trace: dict[str, list[Any]] = {"admitted": [], "calls": [], "done": [], "lease": []}
@@ -93,7 +95,7 @@ async def _work(cfg: dict[str, Any], out: Path) -> dict[str, Any]:
         )
         logging.getLogger("asyncthrift.shared").setLevel(logging.DEBUG)
     if cfg.get("trace"):
-        _trace(trace)
+        _trace(trace, local=cfg["redis"] is None)
     bodies = mixed_workload(
         cfg["n"],
         seed=cfg["seed"],
@@ -161,9 +163,8 @@ async def _work(cfg: dict[str, Any], out: Path) -> dict[str, Any]:
         watcher.cancel()
         stats = client.stats()
         store = client._pipeline.shared
-        assert store is not None
-        shared = store.stats()
-        for b in store.budgets:
+        shared = store.stats() if store is not None else SharedStats(0, 0, 0, 0)
+        for b in store.budgets if store is not None else []:
             fallback_takes += b.fallback_takes
             fallback_lease += b.fallback_lease
     return {

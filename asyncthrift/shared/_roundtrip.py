@@ -34,7 +34,7 @@ from ._tuning import (
 if TYPE_CHECKING:
     from .budget import SharedBudget
 
-__all__ = ["cap_share", "estimate", "round_trip", "script_args"]
+__all__ = ["cap_share", "estimate", "per_process_rpm", "round_trip", "script_args"]
 
 log = logging.getLogger("asyncthrift.shared")
 
@@ -85,7 +85,7 @@ async def round_trip(b: SharedBudget, now: float) -> None:
             waiting = gate.waiting if gate is not None else 0
             sent = b._sent
             share = cap_share(b)
-            window = slice_seconds(period)
+            window = slice_seconds(period, per_process_rpm(b))
             for i in b._dims:
                 # with requests queued here: this process's fair share of a slice's
                 # window of the shared refill (one over the processes asking lately), but
@@ -228,6 +228,11 @@ async def round_trip(b: SharedBudget, now: float) -> None:
         b._kick.set()  # ask again then
 
 
+def per_process_rpm(b: SharedBudget) -> float:
+    """This process's fair share of the shared request rate (requests/s; 0: no rpm)."""
+    return b._rate[0] * cap_share(b)
+
+
 def cap_share(b: SharedBudget) -> float:
     """This process's fair share of the shared rate: one over the processes asking lately."""
     return 1.0 / max(1, b.active)
@@ -236,7 +241,7 @@ def cap_share(b: SharedBudget) -> float:
 def estimate(b: SharedBudget, now: float) -> None:
     """Update this process's rate of consumption (units/s), averaged over a slice."""
     dt = now - b._est_at
-    window = slice_seconds(b.limits.period)
+    window = slice_seconds(b.limits.period, per_process_rpm(b))
     if dt < window * 0.1:
         return
     weight = 1.0 - math.exp(-dt / window)
@@ -262,7 +267,7 @@ def script_args(  # the order `lease.lua` reads its ARGV in
     args = [
         b._store.process_id,
         _num(period),
-        _num(horizon_seconds(period)),
+        _num(horizon_seconds(period, per_process_rpm(b))),
         _num(min(period * _PROBE_SHARE, 5.0)),
     ]
     for i in range(3):

@@ -25,6 +25,9 @@ HORIZON = 0.15
 #: of the period (at a 60 s period, 9 s of refill parcelled out ahead of time left it
 #: held in leases and grants waiting for their instant while the limit went unused)
 _WINDOW_MAX = 4.0
+#: ... unless it takes longer for this process's share of the request rate to make this
+#: many requests (a Redis call per slice: about 1 / `_MIN_REQUESTS` commands per request)
+_MIN_REQUESTS = 8.0
 
 
 #: A lease's record in Redis lives this fraction of the period after the process's last call;
@@ -39,14 +42,20 @@ def lease_lifetime(period: float) -> float:
     return period * _LIFE
 
 
-def slice_seconds(period: float) -> float:
-    """The seconds of refill a slice covers at `period`."""
-    return min(period * SLICE, _WINDOW_MAX)
+def slice_seconds(period: float, per_process_rpm: float = 0.0) -> float:
+    """The seconds of refill a slice covers at `period`: at most `_WINDOW_MAX`, unless this
+    process's share of the request rate (`per_process_rpm`, requests per second) needs
+    longer to make `_MIN_REQUESTS` (slower keys and more processes: fewer, not tinier,
+    slices), and never more than `SLICE` of the period."""
+    window = _WINDOW_MAX
+    if per_process_rpm > 0:
+        window = max(window, _MIN_REQUESTS / per_process_rpm)
+    return min(period * SLICE, window)
 
 
-def horizon_seconds(period: float) -> float:
-    """How far ahead (seconds) a grant may reserve future refill at `period`."""
-    return min(period * HORIZON, _WINDOW_MAX)
+def horizon_seconds(period: float, per_process_rpm: float = 0.0) -> float:
+    """How far ahead (seconds) a grant may reserve future refill: as a slice's window."""
+    return min(period * HORIZON, slice_seconds(period, per_process_rpm))
 
 
 #: A new slice is fetched when the lease falls below this fraction of its target ...
