@@ -8,11 +8,14 @@ level to what the server's headers support, prove a cold bucket's level, registe
 process. So Redis sees about one command per slice, not one per request.
 
 While requests queue here a slice is this process's fair share of `SLICE` of the period's
-refill, at most `_WINDOW_MAX` seconds of it (the processes asking lately share it), capped
-by what the queue needs; otherwise it follows this process's recent rate (at most twice
-that share). Never more than `MAX_SHARE` of a capacity. Each dimension asks only what it
-lacks of its target, so a dimension that holds enough (output tokens refunded by answers
-far shorter than their max_tokens) never holds up one that is short; a grant is shrunk per
+refill, at most `_WINDOW_MAX` seconds of it unless this process's share of the request rate
+needs longer to make `_MIN_REQUESTS` (the processes asking lately share it), capped by what
+the queue needs, and at least the largest request seen; while the bucket holds a burst the
+ask is a fair share of `_BURST` of the level; otherwise it follows this process's recent
+rate (at most twice that share). Never more than `MAX_SHARE` of a capacity. Each dimension
+asks only what it lacks of its target, so a dimension that holds enough (output tokens
+refunded by answers far shorter than their max_tokens) never holds up one that is short;
+a grant is shrunk per
 dimension to what is left in the shared bucket plus the horizon's refill, and what the
 level pays for now is usable at once, the rest at the instant the refill pays for it (the
 scheduler's timer waits for that instant: no polling, no second round trip). Refunds stay
