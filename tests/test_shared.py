@@ -27,9 +27,15 @@ def args(
     proof: tuple[str, str, str] = ("", "", ""),
     period: float = 60.0,
     caps: tuple[float, float, float] = CAPS,
+    pid: str = "proc-a",
+    lifetime: float = 30.0,
+    holds: tuple[float, float, float] = (0, 0, 0),
+    prior: tuple[float, float, float] = (0, 0, 0),
+    epoch: str = "",
+    seq: str = "",
 ) -> list[str]:
     ask = need if ask is None else ask
-    out = ["proc-a", repr(period), repr(period * 0.1), "1.0"]
+    out = [pid, repr(period), repr(period * 0.1), "1.0"]
     for i in range(3):
         out += [
             repr(caps[i]),
@@ -40,7 +46,10 @@ def args(
             proof[i],
             "0.0",
         ]
-    return out
+    out.append(repr(lifetime))
+    out += [repr(float(x)) for x in holds]
+    out += [repr(float(x)) for x in prior]
+    return [*out, epoch, seq]
 
 
 async def level(client: Any, key: str) -> list[float]:
@@ -96,6 +105,31 @@ async def test_reserve_ahead_says_when_it_is_paid_for(lua: Any) -> None:
     assert res[0] == "0" and 0.5 < float(res[4]) <= 1.0
 
 
+async def test_a_dimension_taken_from_alone_is_not_held_up_by_another_overdrawn(
+    lua: Any,
+) -> None:
+    await lua(need=(1, 1, 1))
+    await lua(proof=("30", "3000", "0"), ask=(0, 0, 0))
+    # output overdrawn (reserved ahead by others); requests and input are there now
+    overdrawn = await lua(need=(0, 0, 50))
+    assert overdrawn[0] == "0" and float(overdrawn[4]) > 4.0  # paid for ~5 s from now
+    res = await lua(need=(1, 100, 0))
+    assert res[0] == "0" and float(res[4]) == 0.0  # usable at once
+    assert [float(x) for x in res[11:14]] == [1, 100, 0]
+
+
+async def test_the_part_of_a_grant_the_level_pays_now_is_usable_at_once(lua: Any) -> None:
+    await lua(need=(1, 1, 1))
+    await lua(proof=("5", "6000", "600"), ask=(0, 0, 0))
+    # 10 requests asked, 5 in the bucket: the need now, the rest when the refill pays it
+    res = await lua(need=(1, 10, 10), ask=(10, 100, 100))
+    assert res[0] == "0"
+    granted, paid = [float(x) for x in res[1:4]], [float(x) for x in res[11:14]]
+    assert granted[0] == pytest.approx(10, abs=0.1) and 4.9 < paid[0] < 5.2
+    assert paid[1:] == granted[1:] == [100, 100]
+    assert 4.5 < float(res[4]) <= 5.1  # the 5 requests beyond the level: 5 s of refill
+
+
 async def test_clamp_lowers_never_raises_and_gives_refill(lua: Any) -> None:
     await lua(need=(1, 1, 1))
     await lua(proof=("50", "5000", "500"), ask=(0, 0, 0))
@@ -125,8 +159,9 @@ def test_the_api_key_never_appears_in_a_redis_key() -> None:
         assert "sk-secret" not in key
         assert key.startswith(f"ns:{{{budget_tag('sk-secret-key')}:sonnet}}")  # one slot
     assert budget_tag("a") != budget_tag("b") and len(budget_tag("a")) == 24
-    # limits learnt only from headers: a local budget, nothing to share
-    assert not isinstance(store.budget("k", "x", Limits(), 0.0, "n"), SharedBudget)
+    # limits to be learnt from headers: shared too, admitting locally until then
+    learning = store.budget("k", "x", Limits(), 0.0, "n")
+    assert isinstance(learning, SharedBudget) and learning.limits.unlimited
 
 
 def test_options_are_validated() -> None:
@@ -203,3 +238,155 @@ async def test_redis_down_admits_from_the_fallback_share(own_redis_server: Any) 
             assert budget.fallback_takes == 12
         counters = await asyncio.to_thread(remote_stats, url)
     assert len(results) == 12 and counters["rate_limited"] == 0
+
+
+@pytest.mark.slow
+async def test_limits_learnt_from_headers_alone_are_shared(
+    redis_url: str, redis_namespace: str
+) -> None:
+    """``Thrift(limits=None, shared=...)``: each client admits locally until the headers say
+    the key's limits, then both draw on one bucket in Redis, without a 429."""
+    from asyncthrift.mock import remote_stats, spawn_mock_process
+    from asyncthrift.workload import mixed_workload
+
+    limits = Limits(rpm=60, itpm=60_000, otpm=12_000, period=4.0)
+    bodies = mixed_workload(90, seed=5)
+    with spawn_mock_process(limits=limits, latency=0.02, output_tokens=(40, 200)) as url:
+        stores = [SharedStore(redis_url, namespace=redis_namespace) for _ in range(2)]
+        clients = [Thrift(api_key="k", base_url=url, shared=s) for s in stores]
+        try:
+            results = await asyncio.gather(
+                *(clients[i % 2].messages.create(**b) for i, b in enumerate(bodies))
+            )
+            budgets = [b for c in clients for bs in c.budgets().values() for b in bs]
+            assert len(budgets) == 2 and all(isinstance(b, SharedBudget) for b in budgets)
+            for b in budgets:
+                assert isinstance(b, SharedBudget) and b.mode == "shared"
+                assert (b.limits.rpm, b.limits.itpm, b.limits.otpm) == (60, 60_000, 12_000)
+            assert len({b.keys for b in budgets if isinstance(b, SharedBudget)}) == 1
+            # both admitted from leases of that one bucket, which lives in Redis
+            assert all(s.stats().grants > 0 for s in stores), [s.stats() for s in stores]
+            r = aioredis.Redis.from_url(redis_url, decode_responses=True)
+            try:
+                assert await r.exists(budgets[0].keys[0]) == 1  # type: ignore[attr-defined]
+            finally:
+                await r.aclose()
+        finally:
+            for c in clients:
+                await c.aclose()
+        counters = await asyncio.to_thread(remote_stats, url)
+    assert len(results) == 90
+    assert counters["rate_limited"] == 0
+
+
+async def _proved(lua: Any, **kw: Any) -> list[str]:
+    """A warm bucket: one probe, then its proof (levels 60, 6000, 600 = the capacities)."""
+    await lua(need=(1, 1, 1), **kw)
+    return await lua(proof=("60", "6000", "600"), ask=(0, 0, 0), **kw)  # type: ignore[no-any-return]
+
+
+async def test_a_silent_process_lease_goes_back_after_its_lifetime(lua: Any) -> None:
+    await _proved(lua)
+    # proc-b takes 20 requests and is never heard of again (killed)
+    taken = await lua(need=(20, 2000, 200), pid="proc-b", lifetime=0.3)
+    assert taken[0] == "0"
+    before = await level(lua.client, lua.keys[0])
+    # proc-a, while proc-b's record lives: nothing given back (only refill)
+    await lua(ask=(0, 0, 0), lifetime=30.0)
+    assert (await level(lua.client, lua.keys[0]))[0] < before[0] + 1
+    await asyncio.sleep(0.4)  # past proc-b's lifetime by Redis's clock
+    await lua(ask=(0, 0, 0), lifetime=30.0)
+    after = await level(lua.client, lua.keys[0])
+    assert after[0] >= min(60.0, before[0] + 20) - 1e-6  # its 20 requests are back
+    assert after[2] >= min(600.0, before[2] + 200) - 1e-6
+    fields = await lua.client.hkeys(lua.keys[0])
+    assert "h:proc-b" not in fields and "h:proc-a" in fields
+
+
+async def test_a_lease_given_back_while_its_process_lived_is_charged_again(lua: Any) -> None:
+    await _proved(lua)
+    await lua(need=(10, 1000, 100))  # proc-a holds these now
+    await lua.client.hdel(lua.keys[0], "h:proc-a")  # as if its record had expired
+    before = await level(lua.client, lua.keys[0])
+    await lua(ask=(0, 0, 0), holds=(10, 1000, 100))
+    after = await level(lua.client, lua.keys[0])
+    assert after[0] <= before[0] - 10 + 1  # charged again (plus under a second of refill)
+    assert after[2] <= before[2] - 100 + 11
+
+
+async def test_a_bucket_restored_from_a_snapshot_restarts_cold(own_redis_server: Any) -> None:
+    """Redis comes back with its data, older than what a process saw: grants made after the
+    snapshot are lost from it, so its level is proven anew (cold) rather than trusted."""
+    client = aioredis.Redis.from_url(own_redis_server.url, decode_responses=True)
+    script = Script(load_script("lease.lua"))
+    keys = ["t:{tag:sonnet}:b", "t:{tag:sonnet}:p"]
+    try:
+        await script(client, keys, args(need=(1, 1, 1)))
+        res = await script(client, keys, args(proof=("60", "6000", "600"), ask=(0, 0, 0)))
+        await client.save()  # the snapshot: the bucket, warm and full
+        for _ in range(3):  # grants the snapshot does not have
+            res = await script(client, keys, args(need=(15, 100, 10), epoch=res[14], seq=res[15]))
+            assert res[0] == "0"
+        epoch, seq = res[14], res[15]
+    finally:
+        await client.aclose()
+    own_redis_server.kill()
+    own_redis_server.start(same_port=True)  # loads the snapshot from its directory
+    client = aioredis.Redis.from_url(own_redis_server.url, decode_responses=True)
+    try:
+        lv = await level(client, keys[0])
+        assert lv[0] > 50  # the snapshot's level: too high by the 45 requests granted since
+        res = await script(client, keys, args(need=(1, 1, 1), epoch=epoch, seq=seq))
+        assert res[0] == "1"  # cold: one probe, its answer proves the level
+        assert res[14] != epoch  # a new epoch: other processes do not restart it again
+        again = await script(client, keys, args(need=(1, 1, 1), epoch=epoch, seq=seq))
+        assert again[0] == "3"  # still cold (the probe is out), not reset once more
+    finally:
+        await client.aclose()
+
+
+@pytest.mark.slow
+async def test_a_killed_process_lease_comes_back_without_a_429(
+    redis_url: str, redis_namespace: str
+) -> None:
+    """A process dies holding a lease: within the lease's lifetime (half a period) Redis
+    gives what it held back to the bucket, and the survivor finishes without a 429."""
+    from asyncthrift.mock import remote_stats, spawn_mock_process
+    from asyncthrift.workload import mixed_workload
+
+    limits = Limits(rpm=30, itpm=60_000, otpm=12_000, period=4.0)
+    bodies = mixed_workload(60, seed=9)
+    with spawn_mock_process(limits=limits, latency=0.02, output_tokens=(40, 200)) as url:
+        dead_store = SharedStore(redis_url, namespace=redis_namespace)
+        dead = Thrift(api_key="k", base_url=url, limits=limits, shared=dead_store)
+        await asyncio.gather(*(dead.messages.create(**b) for b in bodies[:5]))
+        (budget,) = [b for bs in dead.budgets().values() for b in bs]
+        assert isinstance(budget, SharedBudget)
+        assert (budget.peek(0.0)[0] or 0) > 0  # it holds a lease
+        # killed: its background tasks stop, its connections drop, nothing is given back
+        dead_store.closed = True
+        tasks = list(dead_store.tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await dead_store.client.connection_pool.disconnect(inuse_connections=True)  # type: ignore[attr-defined]
+        await dead_store.client.aclose()
+        await dead.aclose()  # the store counts as closed already: no release
+        record = f"h:{dead_store.process_id}"
+        r = aioredis.Redis.from_url(redis_url, decode_responses=True)
+        try:
+            assert await r.hexists(budget.keys[0], record)
+            async with Thrift(
+                api_key="k",
+                base_url=url,
+                limits=limits,
+                shared=SharedStore(redis_url, namespace=redis_namespace),
+            ) as survivor:
+                results = await asyncio.gather(*(survivor.messages.create(**b) for b in bodies[5:]))
+                # the survivor ran past the dead lease's lifetime (2 s): swept, given back
+                assert not await r.hexists(budget.keys[0], record)
+        finally:
+            await r.aclose()
+        counters = await asyncio.to_thread(remote_stats, url)
+    assert len(results) == 55
+    assert counters["rate_limited"] == 0

@@ -39,12 +39,16 @@ def enter_fallback(b: SharedBudget, now: float) -> None:
     else:
         fb = LocalBudget(b.limits.scaled(share), now, name=f"{b.name}/fallback", hold_bursts=False)
         for i, bucket in enumerate(fb.buckets):
-            if bucket is not None:  # starts with what the lease held, no more
-                bucket.clamp(max(0.0, held[i]), now)
+            # starts with what the lease held, no more: grants still to be paid for at a
+            # later instant (reserved ahead) are not there yet, so not usable now either
+            if bucket is not None:
+                bucket.clamp(max(0.0, b._lease[i]), now)
         b._fb = fb
         b._mode = _FALLBACK
     # the lease was charged to Redis already: only what is admitted beyond it is debt
     b._fb_debt = [-held[i] for i in range(3)]
+    b._fb_debt_base = list(b._fb_debt)  # charged again if Redis gave that lease back
+    b.fallback_lease += max(0.0, b._lease[0])
     b._lease = [0.0, 0.0, 0.0]
     b._pending = [0.0, 0.0, 0.0]
     b._pots.clear()

@@ -13,13 +13,54 @@ __all__ = ["HORIZON", "MAX_SHARE", "SLICE"]
 
 #: A slice covers about this fraction of the period of refill (a fair share of it) ...
 SLICE = 0.15
+#: ... or, while the shared bucket holds more (a burst), a fair share of this fraction of
+#: the level the last call saw (the burst is drawn in a few calls, not dozens) ...
+_BURST = 0.5
 #: ... and never more than this fraction of a capacity.
 MAX_SHARE = 0.25
 #: A grant may reserve this fraction of the period of refill ahead of time.
 HORIZON = 0.15
-#: A new slice is fetched when the lease falls below this fraction of the last one ...
-_LOW = 1.0
-#: ... and the lease keeps at most this many slices (refunds beyond go back to Redis).
+#: ... both (the slice's window and the horizon) at most this many seconds: what a lease
+#: must cover is the rate the process needs over the time between its calls, not a share
+#: of the period (at a 60 s period, 9 s of refill parcelled out ahead of time left it
+#: held in leases and grants waiting for their instant while the limit went unused)
+_WINDOW_MAX = 4.0
+#: ... unless it takes longer for this process's share of the request rate to make this
+#: many requests (a Redis call per slice: about 1 / `_MIN_REQUESTS` commands per request)
+_MIN_REQUESTS = 8.0
+
+
+#: A lease's record in Redis lives this fraction of the period after the process's last call;
+#: then what it held goes back to the bucket (a killed process's lease returns) ...
+_LIFE = 0.5
+#: ... so a process holding a lease calls at least every this fraction of that lifetime.
+_RENEW = 0.5
+
+
+def lease_lifetime(period: float) -> float:
+    """Seconds after a process's last call when Redis gives back what it held."""
+    return period * _LIFE
+
+
+def slice_seconds(period: float, per_process_rpm: float = 0.0) -> float:
+    """The seconds of refill a slice covers at `period`: at most `_WINDOW_MAX`, unless this
+    process's share of the request rate (`per_process_rpm`, requests per second) needs
+    longer to make `_MIN_REQUESTS` (slower keys and more processes: fewer, not tinier,
+    slices), and never more than `SLICE` of the period."""
+    window = _WINDOW_MAX
+    if per_process_rpm > 0:
+        window = max(window, _MIN_REQUESTS / per_process_rpm)
+    return min(period * SLICE, window)
+
+
+def horizon_seconds(period: float, per_process_rpm: float = 0.0) -> float:
+    """How far ahead (seconds) a grant may reserve future refill: as a slice's window."""
+    return min(period * HORIZON, slice_seconds(period, per_process_rpm))
+
+
+#: A new slice is fetched when the lease falls below this fraction of its target ...
+_LOW = 0.5
+#: ... and the lease keeps at most this many targets (refunds beyond go back to Redis).
 _KEEP = 2.0
 #: Unused lease goes back to Redis after this fraction of the period without admissions,
 #: or sooner: after `_IDLE_GAPS` of this process's average gap between requests.

@@ -8,14 +8,26 @@ level to what the server's headers support, prove a cold bucket's level, registe
 process. So Redis sees about one command per slice, not one per request.
 
 While requests queue here a slice is this process's fair share of `SLICE` of the period's
-refill (the script counts the processes asking lately), capped by what the queue needs;
-otherwise it follows this process's recent rate (at most twice that share). Never more than
-`MAX_SHARE` of a capacity, and shrunk to what is left in the shared bucket, so one busy
-process cannot hoard what others wait for. Under contention each process asks about once
-per `HORIZON`: Redis commands per request are about processes / (requests per period x
-HORIZON). A slice may reserve up to
-`HORIZON` of the period of future refill: it then arrives with the instant it is paid for,
-and the scheduler's timer waits for that instant (no polling, no second round trip).
+refill, at most `_WINDOW_MAX` seconds of it unless this process's share of the request rate
+needs longer to make `_MIN_REQUESTS` (the processes asking lately share it), capped by what
+the queue needs, and at least the largest request seen; while the bucket holds a burst the
+ask is a fair share of `_BURST` of the level; otherwise it follows this process's recent
+rate (at most twice that share). Never more than `MAX_SHARE` of a capacity. Each dimension
+asks only what it lacks of its target, so a dimension that holds enough (output tokens
+refunded by answers far shorter than their max_tokens) never holds up one that is short;
+a grant is shrunk per
+dimension to what is left in the shared bucket plus the horizon's refill, and what the
+level pays for now is usable at once, the rest at the instant the refill pays for it (the
+scheduler's timer waits for that instant: no polling, no second round trip). Refunds stay
+in the lease; what it holds beyond its target goes back within a second while the shared
+level is overdrawn (others wait for it), within half a period otherwise.
+
+Leases expire (`lease.lua`): Redis records what each process holds and gives it back to
+the bucket half a period after the process's last call, so a killed process's lease
+returns; a living process holding a lease calls at least every quarter period to renew it.
+A bucket restored from a snapshot older than what this process saw restarts cold. Without
+a configured limit (``Thrift(limits=None)``) the budget admits as a local one until a
+response's headers say the key's limits, then shares them.
 
 When Redis is unreachable (the store's circuit breaker is open) the budget admits from a
 `LocalBudget` of a conservative share of the limits (`fallback`: by default the limits
@@ -39,7 +51,19 @@ from ..budget import TOKEN_ROUNDING, LocalBudget
 from ..limits import Limits
 from ._fallback import fit
 from ._roundtrip import round_trip, script_args
-from ._tuning import _FLUSH, _HINT, _IDLE, _IDLE_GAPS, _INF, _SHARED, HORIZON, MAX_SHARE, SLICE
+from ._tuning import (
+    _FLUSH,
+    _HINT,
+    _IDLE,
+    _IDLE_GAPS,
+    _INF,
+    _RENEW,
+    _SHARED,
+    HORIZON,
+    MAX_SHARE,
+    SLICE,
+    lease_lifetime,
+)
 
 if TYPE_CHECKING:
     from ..scheduler import Gate
@@ -58,14 +82,19 @@ class SharedBudget(LocalBudget):
     """
 
     __slots__ = (
+        "_big",
+        "_called_at",
         "_cap",
         "_clamp",
         "_cold",
+        "_debt_due",
         "_dims",
+        "_epoch",
         "_est",
         "_est_at",
         "_fb",
         "_fb_debt",
+        "_fb_debt_base",
         "_flush_at",
         "_flush_due",
         "_gate",
@@ -75,19 +104,25 @@ class SharedBudget(LocalBudget):
         "_keys",
         "_kick",
         "_last_take",
+        "_learning",
         "_lease",
+        "_level",
         "_low",
         "_mode",
         "_not_before",
+        "_overdrawn",
         "_pending",
         "_pots",
         "_proof",
         "_rate",
+        "_seq",
         "_store",
+        "_target",
         "_task",
         "_urgent",
         "_used",
         "active",
+        "fallback_lease",
         "fallback_takes",
         "grants",
         "processes",
@@ -97,13 +132,22 @@ class SharedBudget(LocalBudget):
     def __init__(
         self, store: SharedStore, limits: Limits, now: float, name: str, keys: tuple[str, str]
     ) -> None:
-        super().__init__(limits, now, name, hold_bursts=False, cold_start=False)
+        # no configured limit: admit as a local budget (cold start) until a response's
+        # headers say the key's limits, then share those (`_learn`)
+        learning = limits.unlimited
+        super().__init__(limits, now, name, hold_bursts=False, cold_start=learning)
+        self._learning = learning
         self._store = store
         self._keys = keys
         period = limits.period
         self._cap = [0.0 if c is None else float(c) for c in (limits.rpm, limits.itpm, limits.otpm)]
         self._rate = [c / period for c in self._cap]
         self._dims = tuple(i for i in range(3) if self._cap[i] > 0)
+        self._debt_due = [0.0, 0.0, 0.0]  # spent before sharing: charged with the next call
+        self._epoch = ""  # the bucket's epoch and sequence number as last seen (lease.lua)
+        self._seq = 0
+        self._called_at = now  # the last answered call (renews the lease's record)
+        self._fb_debt_base = [0.0, 0.0, 0.0]
         self._lease = [0.0, 0.0, 0.0]
         self._pending = [0.0, 0.0, 0.0]  # granted, paid for only at a later instant (pots)
         self._pots: deque[tuple[float, tuple[float, float, float]]] = deque()
@@ -116,6 +160,10 @@ class SharedBudget(LocalBudget):
         self._last_take = now
         self._low = [0.0, 0.0, 0.0]
         self._keep = [_INF, _INF, _INF]
+        self._level = [0.0, 0.0, 0.0]  # the shared level the last call reported
+        self._overdrawn = False  # the shared level was below zero at the last call
+        self._big = [0.0, 0.0, 0.0]  # the largest single cost admitted so far, per dimension
+        self._target = [0.0, 0.0, 0.0]  # the lease the last slice aimed at, per dimension
         self._hint = min(period * _HINT, 1.0)
         self._kick = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -133,10 +181,13 @@ class SharedBudget(LocalBudget):
         self.grants = 0
         self.refusals = 0
         self.fallback_takes = 0  # admissions while Redis was unreachable
+        self.fallback_lease = 0.0  # requests the lease held when the fallback began (summed)
 
     # -- the Budget protocol (synchronous, O(1)) ----------------------------------------------
 
     def wait(self, cost: Cost, now: float) -> float:
+        if self._learning:
+            return super().wait(cost, now)
         w = self.blocked_until - now if self.blocked_until > now else 0.0
         if self._mode != _SHARED:
             fb = self._fb
@@ -163,12 +214,17 @@ class SharedBudget(LocalBudget):
         return max(w, self._hint)
 
     def take(self, cost: Cost, now: float) -> Cost:
+        if self._learning:
+            return super().take(cost, now)
         sent, net = self._sent, self._net
         for i in range(3):
             sent[i] += cost[i]
             net[i] += cost[i]
         self._remember(now)
         self._last_take = now
+        # the head admitted: the next one, if it does not fit, says so in `wait` (a stale
+        # head kept a finished process from ever returning its idle lease)
+        self._head = None
         if self._mode != _SHARED:
             self.fallback_takes += 1
             if self._fb is not None:
@@ -177,9 +233,17 @@ class SharedBudget(LocalBudget):
                 self._fb_debt[i] += cost[i]
             return Cost(sent[0], sent[1], sent[2])
         self._ripen(now)
-        lease, used, pending, low = self._lease, self._used, self._pending, self._low
+        lease, used, pending, low, big = (
+            self._lease,
+            self._used,
+            self._pending,
+            self._low,
+            self._big,
+        )
         refetch = False
         for i in self._dims:
+            if cost[i] > big[i]:
+                big[i] = cost[i]
             lease[i] -= cost[i]
             used[i] += cost[i]
             if lease[i] + pending[i] < low[i]:
@@ -189,6 +253,9 @@ class SharedBudget(LocalBudget):
         return Cost(sent[0], sent[1], sent[2])
 
     def give(self, cost: Cost, now: float) -> None:
+        if self._learning:
+            super().give(cost, now)
+            return
         net = self._net
         for i in range(3):
             net[i] -= cost[i]
@@ -210,8 +277,10 @@ class SharedBudget(LocalBudget):
             if lease[i] > keep[i]:
                 excess = True
         if excess and self._flush_at is None and not self._flush_due:
-            loop = asyncio.get_running_loop()
-            self._flush_at = loop.call_at(now + self.limits.period * _FLUSH, self._flush)
+            # soon while others reserve ahead (the shared level is overdrawn): what this
+            # process does not need shortens their wait
+            delay = self._hint if self._overdrawn else self.limits.period * _FLUSH
+            self._flush_at = asyncio.get_running_loop().call_at(now + delay, self._flush)
 
     def block_until(self, when: float) -> None:
         super().block_until(when)
@@ -240,6 +309,12 @@ class SharedBudget(LocalBudget):
         it too far). The proof takes the lowest reading instead, as a cold start does.
         """
         changed = False
+        if self._learning:
+            changed = super().observe(
+                view, sent_mark, sent_at, now, uncharged=uncharged, refused=refused, seen=seen
+            )
+            if not self._learn(view):
+                return changed
         if self._fb is not None:
             changed = self._fb.observe(
                 view, sent_mark, sent_at, now, uncharged=uncharged, refused=refused, seen=seen
@@ -270,6 +345,30 @@ class SharedBudget(LocalBudget):
             self._not_before = 0.0
             self._want()
         return changed
+
+    def _learn(self, view: ServerView) -> bool:
+        """Limits learnt from a response's headers (``Thrift(limits=None)``): share them from
+        now on. What this process spent meanwhile is charged to Redis with the first call
+        (unless that call proves a cold bucket's level from these very headers); refunds of
+        requests still in flight then come back through the lease, as any refund does."""
+        caps = (view.requests_limit, view.input_limit, view.output_limit)
+        if not any(c is not None and c > 0 for c in caps):
+            return False
+        known = [float(c) if c is not None and c > 0 else 0.0 for c in caps]
+        period = self.limits.period
+        self.limits = Limits(
+            rpm=known[0] or None, itpm=known[1] or None, otpm=known[2] or None, period=period
+        )
+        self._cap = known
+        self._rate = [c / period for c in known]
+        self._dims = tuple(i for i in range(3) if known[i] > 0)
+        self._est = list(self._rate)
+        self._debt_due = [max(0.0, self._net[i]) if known[i] else 0.0 for i in range(3)]
+        self._learning = False
+        self._cold = True  # the shared level is unproven until this reading reaches Redis
+        log.info("shared budget %s: limits learnt from the headers (%s); sharing them", self.name,
+                 self.limits)  # fmt: skip
+        return True
 
     # -- views ---------------------------------------------------------------------------------
 
@@ -367,6 +466,8 @@ class SharedBudget(LocalBudget):
         elif self._mode != _SHARED:
             due = now + max(self._store.breaker.retry_in(), 0.001)
         if self._mode == _SHARED and any(self._lease[i] + self._pending[i] for i in self._dims):
+            # renew the lease's record before Redis gives it back
+            due = min(due, self._called_at + lease_lifetime(self.limits.period) * _RENEW)
             idle_at = self._last_take + self._idle_after()
             if self._busy(now):  # look again after a while
                 idle_at = max(idle_at, now + self._idle_after())

@@ -1,6 +1,7 @@
 -- One round trip between a process and the shared budget of one (budget, model class).
 --
--- KEYS[1]  the bucket (hash: l1 l2 l3 levels, ts, cold, probe), KEYS[2] the processes
+-- KEYS[1]  the bucket (hash: l1 l2 l3 levels, ts, cold, probe, epoch, seq, and h:<id> the
+--          leases held), KEYS[2] the processes
 --          seen (zset: member -> last call). Both carry the same {hash tag}: one slot.
 -- ARGV[1]  process id            ARGV[2]  period (s)        ARGV[3]  reserve-ahead horizon (s)
 -- ARGV[4]  probe wait (s)
@@ -12,6 +13,17 @@
 --   +5 clamp  (a header reading: the level is lowered to it, never raised; "" = none)
 --   +6 proof  (a cold bucket's first reading: raises it, once; "" = none)
 --   +7 debt   (spent while Redis was unreachable: charged unless the bucket is new)
+-- then ARGV[26] lease lifetime (s), ARGV[27..29] what the process holds after this call's
+-- give and before its grant (its lease and grants not yet paid for), ARGV[30..32] what it
+-- held when Redis became unreachable (its fallback started from it; else 0), ARGV[33] the
+-- bucket's epoch and ARGV[34] its sequence number as this process last saw them ("" none).
+--
+-- Leases expire: the bucket records what each process holds (field h:<id>, "r i o until")
+-- and gives back to the level what a process holds that has not called for `lifetime`
+-- (killed, or cut off): its lease is back within that time. A process whose record is
+-- gone (so given back) while it still holds its lease is charged for it again on its next
+-- call. A bucket older than a process last saw it (same epoch, lower sequence: Redis came
+-- back from a snapshot, its later grants lost) restarts cold: its level is proven anew.
 --
 -- Levels refill continuously at capacity / period by Redis TIME (no client clock), up to
 -- the capacity. A level may go below zero: a grant may reserve up to `horizon` seconds of
@@ -21,7 +33,9 @@
 -- a period has passed; a full bucket is never assumed.
 --
 -- Returns {status, granted x3, ready, retry, processes seen (within a period), level x3,
--- processes active (asked within twice the horizon)}; numbers as strings
+-- processes active (asked within twice the horizon), paid x3 (the part of each grant the
+-- level pays for now: usable at once, the rest at `ready`), epoch, sequence}; numbers as
+-- strings
 -- (Lua numbers are truncated to integers on the way out). Status: 0 granted (or nothing
 -- asked), 1 probe granted (cold), 2 refused (retry after `retry` s), 3 refused (cold).
 
@@ -31,14 +45,25 @@ local period = tonumber(ARGV[2])
 local horizon = tonumber(ARGV[3])
 local probe_wait = tonumber(ARGV[4])
 
-local f = redis.call('HMGET', KEYS[1], 'l1', 'l2', 'l3', 'ts', 'cold', 'probe')
+local pid = ARGV[1]
+local lifetime = tonumber(ARGV[26])
+local f = redis.call('HMGET', KEYS[1], 'l1', 'l2', 'l3', 'ts', 'cold', 'probe', 'epoch', 'seq')
+if f[4] and f[7] == ARGV[33] and ARGV[34] ~= '' and tonumber(f[8]) < tonumber(ARGV[34]) then
+  -- older than this process saw it: restored from a snapshot; start again, cold
+  redis.call('DEL', KEYS[1])
+  f = {false, false, false, false, false, false, false, false}
+end
 local level = {0, 0, 0}
-local cold, probe, fresh
+local cold, probe, fresh, epoch, seq
 if not f[4] then
   fresh = true
   cold = now + period
   probe = 0
+  epoch = tostring(now) .. ':' .. pid
+  seq = 0
 else
+  epoch = f[7] or ''
+  seq = tonumber(f[8] or '0')
   fresh = false
   level = {tonumber(f[1]), tonumber(f[2]), tonumber(f[3])}
   cold = tonumber(f[5])
@@ -54,6 +79,30 @@ else
 end
 if cold > 0 and now >= cold then cold = 0 end
 
+-- expired leases: what processes silent for `lifetime` held goes back to the level
+local mine = nil
+if not fresh then
+  local fields = redis.call('HGETALL', KEYS[1])
+  for k = 1, #fields, 2 do
+    local name = fields[k]
+    if string.sub(name, 1, 2) == 'h:' then
+      if string.sub(name, 3) == pid then
+        mine = fields[k + 1]
+      else
+        local r = {}
+        for x in string.gmatch(fields[k + 1], '%S+') do r[#r + 1] = tonumber(x) end
+        if r[4] < now then
+          for d = 1, 3 do
+            local cap = tonumber(ARGV[4 + 7 * (d - 1) + 1])
+            if cap > 0 then level[d] = math.min(cap, level[d] + r[d]) end
+          end
+          redis.call('HDEL', KEYS[1], name)
+        end
+      end
+    end
+  end
+end
+
 local caps, need, ask = {}, {}, {}
 local proved = false
 for d = 1, 3 do
@@ -66,6 +115,11 @@ for d = 1, 3 do
     level[d] = math.min(cap, level[d] + tonumber(ARGV[b + 4]))
     if not fresh and cold == 0 then
       level[d] = level[d] - tonumber(ARGV[b + 7])
+      if not mine then
+        -- no record: what this process holds was given back (its record expired) or was
+        -- never recorded (a new process holds nothing): charge it
+        level[d] = level[d] - tonumber(ARGV[26 + d]) - tonumber(ARGV[29 + d])
+      end
     end
     if cold > 0 and ARGV[b + 6] ~= '' then
       level[d] = math.max(level[d], math.min(cap, tonumber(ARGV[b + 6])))
@@ -79,6 +133,7 @@ end
 if proved then cold = 0 end
 
 local granted = {0, 0, 0}
+local paid = {0, 0, 0}  -- of `granted`, what the level pays for now (the rest at `ready`)
 local status, ready, retry = 0, 0, 0
 local asking = false
 for d = 1, 3 do
@@ -90,6 +145,7 @@ if asking and cold > 0 then
     for d = 1, 3 do
       if caps[d] > 0 then
         granted[d] = need[d]
+        paid[d] = need[d]
         level[d] = level[d] - need[d]
       end
     end
@@ -101,8 +157,7 @@ if asking and cold > 0 then
   end
 elseif asking then
   -- all-or-nothing: the needs must fit within the level plus `horizon` of refill; the part
-  -- asked beyond the need shrinks by one common fraction to what is left
-  local phi = 1
+  -- asked beyond the need shrinks, per dimension, to what is left of it
   local ok = true
   for d = 1, 3 do
     if caps[d] > 0 then
@@ -111,20 +166,24 @@ elseif asking then
       if need[d] > avail then
         ok = false
         retry = math.max(retry, (need[d] - avail) / rate)
-      elseif ask[d] > need[d] then
-        phi = math.min(phi, math.max(0, (avail - need[d]) / (ask[d] - need[d])))
       end
     end
   end
   if ok then
     for d = 1, 3 do
       if caps[d] > 0 then
+        local avail = level[d] + caps[d] / period * horizon
         local g = need[d]
-        if ask[d] > need[d] then g = need[d] + phi * (ask[d] - need[d]) end
+        if ask[d] > need[d] then g = math.max(need[d], math.min(ask[d], avail)) end
         granted[d] = g
-        level[d] = level[d] - g
-        if level[d] < 0 then
-          ready = math.max(ready, -level[d] / (caps[d] / period))
+        -- a grant is paid for when every dimension it takes from is: a dimension it takes
+        -- nothing from (however overdrawn by others) does not hold it up
+        if g > 0 then
+          paid[d] = math.max(0, math.min(g, level[d]))
+          level[d] = level[d] - g
+          if level[d] < 0 then
+            ready = math.max(ready, -level[d] / (caps[d] / period))
+          end
         end
       end
     end
@@ -133,8 +192,18 @@ elseif asking then
   end
 end
 
+seq = seq + 1
 redis.call('HSET', KEYS[1], 'l1', tostring(level[1]), 'l2', tostring(level[2]),
-  'l3', tostring(level[3]), 'ts', tostring(now), 'cold', tostring(cold), 'probe', tostring(probe))
+  'l3', tostring(level[3]), 'ts', tostring(now), 'cold', tostring(cold), 'probe', tostring(probe),
+  'epoch', epoch, 'seq', tostring(seq))
+-- the record stays while the process calls, holding nothing or not: a record gone is a
+-- lease given back
+local holds = {}
+for d = 1, 3 do
+  holds[d] = math.max(0, tonumber(ARGV[26 + d]) + granted[d])
+end
+redis.call('HSET', KEYS[1], 'h:' .. pid, string.format('%.17g %.17g %.17g %.17g',
+  holds[1], holds[2], holds[3], now + lifetime))
 local ttl = math.ceil(period * 2000)
 redis.call('PEXPIRE', KEYS[1], ttl)
 -- a process is active while it asks: its score is its last ask; a call asking nothing (an
@@ -152,4 +221,5 @@ local active = redis.call('ZCOUNT', KEYS[2], now - window, '+inf')
 
 return {tostring(status), tostring(granted[1]), tostring(granted[2]), tostring(granted[3]),
   tostring(ready), tostring(retry), tostring(n),
-  tostring(level[1]), tostring(level[2]), tostring(level[3]), tostring(active)}
+  tostring(level[1]), tostring(level[2]), tostring(level[3]), tostring(active),
+  tostring(paid[1]), tostring(paid[2]), tostring(paid[3]), epoch, tostring(seq)}

@@ -161,10 +161,8 @@ class SharedStore:
     def budget(
         self, identity: str, label: str, limits: Limits, now: float, name: str
     ) -> LocalBudget:
-        """The budget of (`identity`, `label`): shared when `limits` has a configured limit
-        (a limit learnt from headers alone stays local), else a plain `LocalBudget`."""
-        if limits.unlimited:
-            return LocalBudget(limits, now, name=name, cold_start=True)
+        """The budget of (`identity`, `label`), shared; without a configured limit it admits
+        locally until the headers say the key's limits, then shares those."""
         tag = f"{{{budget_tag(identity)}:{label}}}"
         prefix = f"{self.namespace}:{tag}" if self.namespace else tag
         budget = SharedBudget(self, limits, now, name, (f"{prefix}:b", f"{prefix}:p"))

@@ -70,7 +70,8 @@ async def _work(cfg: dict[str, Any], out: Path) -> dict[str, Any]:
     scale = period / 60.0
     if cfg.get("scale_sync", True):
         _scale_sync_interval(scale)
-    bodies = mixed_workload(cfg["n"], seed=cfg["seed"])
+    shape = {"max_tokens": tuple(cfg["max_tokens"])} if "max_tokens" in cfg else {}
+    bodies = mixed_workload(cfg["n"], seed=cfg["seed"], **shape)
     lim = cfg["limits"]
     router = Router(
         model_list=[
