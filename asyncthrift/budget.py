@@ -12,6 +12,7 @@ import bisect
 import math
 
 from .bucket import ZERO, Cost, ServerView, TokenBucket
+from .floor import ReadingFloor
 from .foreign import ForeignShare
 from .limits import Limits
 
@@ -74,9 +75,11 @@ class LocalBudget:
         "_caps",
         "_cold_start",
         "_exact_tokens",
+        "_floor",
         "_foreign",
         "_history_floor",
         "_history_net",
+        "_history_sent",
         "_history_times",
         "_hold_bursts",
         "_hold_marks",
@@ -125,8 +128,11 @@ class LocalBudget:
         self._net = [0.0, 0.0, 0.0]
         # the estimate of what someone else spends from the same key (`ForeignShare`)
         self._foreign = ForeignShare(now)
+        # recent lower bounds of the server's level, relative to ours (`ReadingFloor`)
+        self._floor = ReadingFloor()
         self._history_times: list[float] = []
         self._history_net: list[tuple[float, float, float]] = []
+        self._history_sent: list[tuple[float, float, float]] = []  # `_sent` after each change
         self._history_floor = (0.0, 0.0, 0.0)  # the net before the oldest remembered change
         self.blocked_until = -math.inf
 
@@ -202,9 +208,12 @@ class LocalBudget:
             self._history_floor = self._history_net[_HISTORY - 1]
             del times[:_HISTORY]
             del self._history_net[:_HISTORY]
+            del self._history_sent[:_HISTORY]
         times.append(now)
         n = self._net
         self._history_net.append((n[0], n[1], n[2]))
+        s = self._sent
+        self._history_sent.append((s[0], s[1], s[2]))
 
     def give(self, cost: Cost, now: float) -> None:
         """Refund `cost` (components may be negative: a negative refund is a further charge)."""
@@ -294,19 +303,33 @@ class LocalBudget:
         if cold:
             self._hold_next = self._hold_bursts
         highest = self._highest_readings(sent_at, now)
+        own = self._own_take(sent_at, sent_mark)
         for i, remaining in enumerate(remainings):
             bucket = self._buckets[i]
             if bucket is None:
                 continue
-            if bucket.held and sent_mark[i] >= self._hold_marks[i]:
-                # the server answered the burst. Refill withheld meanwhile is not credited:
-                # the server's bucket may have sat full while the burst was on its way
-                bucket.release(now, up_to=bucket.level(now))
-            if remaining is None:
-                continue
-            if i and remaining % 1000:
+            if remaining is not None and i and remaining % 1000:
                 self._exact_tokens = True  # a count no rounding gives: the server is exact
             tolerance = TOKEN_ROUNDING if i and not self._exact_tokens else 0.0
+            # the least the server's level can be now, as our level will read once this
+            # request is settled: the reading rounded up, everything we took after this
+            # request unseen by it (at any instant a response's headers may describe, a
+            # burst may still be on its way), no refill since, and what comes back to us
+            # (this request's unused reservation, which a non-streamed answer's reading
+            # may have refunded already, and any refused part)
+            floor: float | None = None
+            if remaining is not None and not cold:
+                refundable = own[i] - seen[i] if i else 0.0
+                unseen = self._sent[i] - sent_mark[i]
+                floor = remaining - tolerance - unseen - uncharged[i] - refundable
+            if bucket.held and sent_mark[i] >= self._hold_marks[i]:
+                # the server answered the burst. Refill withheld meanwhile is credited only
+                # as far as this reading proves the server has it: its bucket may have sat
+                # full while the burst was on its way
+                level = bucket.level(now)
+                bucket.release(now, up_to=level if floor is None else max(level, floor))
+            if remaining is None:
+                continue
             if cold:
                 # everything charged since this request, itself included unless the reading
                 # certainly has it, counts as unseen (a non-streamed answer's reading may
@@ -321,9 +344,31 @@ class LocalBudget:
                 self._foreign.learn(
                     i, bucket, bucket.level(now) - ceiling, now, self.limits.period, kept
                 )
+            level = bucket.level(now)
             if bucket.clamp(ceiling, now):
                 changed = True
+                self._floor.lowered(i, level - ceiling)
+            if floor is not None and self._foreign.rates[i] <= 0.0:
+                # no other consumer seen: the best recent lower bounds may lift our level
+                # to what the server certainly has (`ReadingFloor`)
+                rise = self._floor.rise(i, floor, bucket.level(now), now, self.limits.period)
+                if rise > 0.0:
+                    bucket.give(rise, now)
+                    self._foreign.lifted(i, rise)
+                    changed = True
         return changed
+
+    def _own_take(self, sent_at: float, sent_mark: Cost) -> tuple[float, float, float]:
+        """At most what this request took: everything taken at its admission's instant."""
+        times = self._history_times
+        k = bisect.bisect_left(times, sent_at)
+        # (trimmed from the history: everything sent so far counts as its own)
+        before = self._history_sent[k - 1] if k else (0.0, 0.0, 0.0)
+        return (
+            sent_mark[0] - before[0],
+            sent_mark[1] - before[1],
+            sent_mark[2] - before[2],
+        )
 
     def _highest_readings(self, sent_at: float, now: float) -> tuple[float, float, float]:
         """Per dimension, the most ``refill since T - net charged after T`` can be.

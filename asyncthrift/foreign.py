@@ -48,6 +48,11 @@ class ForeignShare:
         self._drift[i] = 0.0
         self._at[i] = now
 
+    def lifted(self, i: int, amount: float) -> None:
+        """Our level of dimension `i` was raised by `amount` on evidence (`ReadingFloor`):
+        not a drift of the error, so the next one is measured from the raised level."""
+        self._error_after[i] += amount
+
     def learn(
         self,
         i: int,
