@@ -36,6 +36,16 @@ _PROBE_MAX = 5.0
 #: burst from full, as a fraction of the period (then it credits the refill regardless).
 _MAX_HOLD = 0.5
 
+#: Another consumer's estimated share of a limit below which we count as alone on the key
+#: (the estimate's noise), and may lift our level on the readings' lower bounds.
+_ALONE = 0.05
+#: A reading teaches `ForeignShare` nothing if more than this share of the capacity was
+#: charged while its request was out (a burst): its instant is too uncertain.
+_FLIGHT_MAX = 0.05
+#: How far below the server's count of a request's input our estimate may be (the
+#: calibrator's largest margin, `tokens.Calibrator.margin`).
+_SHORT = 0.25
+
 #: `ServerView[:6]` (limits and remainings) of a response without rate-limit headers.
 _NO_COUNTS = (None, None, None, None, None, None)
 
@@ -266,9 +276,22 @@ class LocalBudget:
         level is lowered to that and no further: a gap the window explains is not somebody
         else's spending. Lowering to the lowest reading instead counted a burst twice and
         stalled the queue for refill the server already had (2.6-3.3x the minimum makespan
-        against a server writing headers at completion). A gap that persists beyond the
-        window is learnt as another consumer's rate (`ForeignShare.learn`), which refills us at
-        what is left; a header never raises the local level.
+        against a server writing headers at completion). The local level is also lowered
+        by this request's output reservation, which a non-streamed answer's reading may
+        have refunded already and which comes back to us when it is settled. A gap that
+        grows over several seconds is learnt as another consumer's rate
+        (`ForeignShare.learn`, a least-squares slope), which refills us at what is left.
+
+        A single header never raises the local level, but their lower bounds together may
+        (`ReadingFloor`): each reading is also read as low as any rounding and instant
+        allow, less everything we sent after this request (possibly unseen), its output
+        reservation and, for input, a quarter of what may still be out (the server counts
+        input its own way). A high quantile of the recent ones lifts the level; only the
+        latest does when another consumer spends. Without it every clamp to a reading's
+        pessimistic side lowered the level and nothing raised it: at the real 60 s period
+        the client sat 1,400 output tokens (3 s of that limit) below the server to the end
+        of the run. The hold after a burst ends crediting the withheld refill up to that
+        lower bound.
 
         The first answer after a cold start (see `cold_start`) is read the other way, at the
         lowest consistent reading: nothing is known yet, and one conservative round trip
@@ -317,11 +340,19 @@ class LocalBudget:
             # burst may still be on its way), no refill since, and what comes back to us
             # (this request's unused reservation, which a non-streamed answer's reading
             # may have refunded already, and any refused part)
+            # this request's unused output reservation, which comes back to us once it is
+            # settled, and which a non-streamed answer's reading may have refunded already
+            # (its input is mostly used: what the estimate was off by is a few percent)
+            refundable = own[i] - seen[i] if i == 2 else 0.0
             floor: float | None = None
             if remaining is not None and not cold:
-                refundable = own[i] - seen[i] if i else 0.0
                 unseen = self._sent[i] - sent_mark[i]
                 floor = remaining - tolerance - unseen - uncharged[i] - refundable
+                if i == 1:
+                    # the server charges its own input count, which our estimate may fall
+                    # short of (by the calibrator's largest margin) for every request that
+                    # may still be out: the ones sent within two of this one's flights
+                    floor -= _SHORT * (self._sent[1] - self._sent_until(2 * sent_at - now)[1])
             if bucket.held and sent_mark[i] >= self._hold_marks[i]:
                 # the server answered the burst. Refill withheld meanwhile is credited only
                 # as far as this reading proves the server has it: its bucket may have sat
@@ -336,27 +367,45 @@ class LocalBudget:
                 # have its unused output refunded already)
                 after = self._net[i] - self._net_until(sent_at, strict=True)[i] - seen[i]
                 ceiling = remaining - tolerance - after
-                self._foreign.restart(i, now)
+                self._foreign.restart(i, now, bucket, self.limits.period)
             else:
-                ceiling = remaining - tolerance + highest[i] - uncharged[i]
-                # a refused request we keep spent is our own bookkeeping, not anyone's spending
-                kept = 1.0 if refused and i == 0 else 0.0
-                self._foreign.learn(
-                    i, bucket, bucket.level(now) - ceiling, now, self.limits.period, kept
-                )
+                # this request's unused reservation comes back to us once it is settled,
+                # and the reading may have it already (a non-streamed answer's at completion)
+                ceiling = remaining - tolerance + highest[i] - uncharged[i] - refundable
+                # what the server had that neither we spent nor it still has: it grows at
+                # the rate someone else spends (`ForeignShare`). A bucket near full may
+                # have wasted refill at its cap, which nobody spent: start over.
+                # The reading's instant is anywhere in the request's flight: what we
+                # charged meanwhile is counted half, and a reading across a burst (more
+                # than `_FLIGHT_MAX` of the capacity charged in flight) says too little.
+                flight = self._net[i] - self._net_until(sent_at, strict=True)[i]
+                if remaining >= bucket.capacity - 2 * tolerance - 1:
+                    self._foreign.restart(i, now, bucket, self.limits.period)
+                elif abs(flight) <= bucket.capacity * _FLIGHT_MAX:
+                    full = bucket.capacity / self.limits.period
+                    spent = self._net[i] - flight / 2 - refundable - (refused and i == 0)
+                    self._foreign.learn(
+                        i, bucket, full * now - spent - remaining, now, self.limits.period
+                    )
             level = bucket.level(now)
             if bucket.clamp(ceiling, now):
                 changed = True
                 self._floor.lowered(i, level - ceiling)
-            if floor is not None and self._foreign.rates[i] <= 0.0:
-                # no other consumer seen: the best recent lower bounds may lift our level
-                # to what the server certainly has (`ReadingFloor`)
-                rise = self._floor.rise(i, floor, bucket.level(now), now, self.limits.period)
+            if floor is not None:
+                # the best recent lower bounds (only this one's if someone else spends) may
+                # lift our level to what the server certainly has (`ReadingFloor`)
+                alone = self._foreign.rates[i] <= bucket.capacity / self.limits.period * _ALONE
+                level = bucket.level(now)
+                rise = self._floor.rise(i, floor, level, now, self.limits.period, alone=alone)
                 if rise > 0.0:
                     bucket.give(rise, now)
-                    self._foreign.lifted(i, rise)
                     changed = True
         return changed
+
+    def _sent_until(self, t: float) -> tuple[float, float, float]:
+        """The running total sent by time `t` (the oldest remembered if `t` is older)."""
+        k = bisect.bisect_right(self._history_times, t)
+        return self._history_sent[k - 1] if k else (0.0, 0.0, 0.0)
 
     def _own_take(self, sent_at: float, sent_mark: Cost) -> tuple[float, float, float]:
         """At most what this request took: everything taken at its admission's instant."""

@@ -26,7 +26,7 @@ __all__ = ["ReadingFloor"]
 _KEPT = 16
 _FEWEST = 8
 #: The quantile of the kept offsets the level may rise by (1.0 would be the maximum).
-_QUANTILE = 0.75
+_QUANTILE = 0.875
 #: Readings older than this fraction of the period are forgotten: an unseen consumer's
 #: spending since then would make them stale.
 _MAX_AGE = 0.05
@@ -52,13 +52,27 @@ class ReadingFloor:
         for k in range(len(offsets)):
             offsets[k] += amount
 
-    def rise(self, i: int, lower_bound: float, level: float, now: float, period: float) -> float:
+    def rise(
+        self,
+        i: int,
+        lower_bound: float,
+        level: float,
+        now: float,
+        period: float,
+        *,
+        alone: bool = True,
+    ) -> float:
         """Record a lower bound of the server's level; how much our `level` may rise (>= 0).
 
         The offsets kept are relative to our level: after a rise they are shifted by it,
-        so that the same evidence is not credited twice.
+        so that the same evidence is not credited twice. Not `alone` on the key (another
+        consumer's spending makes kept bounds stale), only this reading's bound counts.
         """
         offsets, times = self._offsets[i], self._times[i]
+        if not alone:
+            offsets.clear()
+            times.clear()
+            return max(0.0, lower_bound - level)
         cutoff = now - period * _MAX_AGE
         while times and (times[0] < cutoff or len(times) >= _KEPT):
             del times[0]
