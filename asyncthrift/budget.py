@@ -359,6 +359,7 @@ class LocalBudget:
                 # full while the burst was on its way
                 level = bucket.level(now)
                 bucket.release(now, up_to=level if floor is None else max(level, floor))
+                self._foreign.after_burst(i, now, self.limits.period)
             if remaining is None:
                 continue
             if cold:
@@ -391,6 +392,10 @@ class LocalBudget:
             if bucket.clamp(ceiling, now):
                 changed = True
                 self._floor.lowered(i, level - ceiling)
+                if refused and not cold:
+                    # refused with our level above what the server reports: someone else
+                    # spends faster than we thought (`ForeignShare.refused`)
+                    self._foreign.refused(i, bucket, now, self.limits.period)
             if floor is not None:
                 # the best recent lower bounds (only this one's if someone else spends) may
                 # lift our level to what the server certainly has (`ReadingFloor`)

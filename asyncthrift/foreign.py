@@ -40,6 +40,10 @@ _MIN_INTERVAL = 0.002
 #: The largest share of a limit's refill the estimate ever gives to other consumers, and
 #: the lowest it goes (below zero only so that noise averages out; see `ForeignShare.learn`).
 _FOREIGN_MAX_SHARE = 0.9
+#: After a burst's hold ends, readings are left out for this part of the window.
+_QUIET = 0.5
+#: The share assumed taken by others after a 429 that our level does not explain.
+_REFUSED_SHARE = 0.5
 _FOREIGN_MIN_SHARE = -0.25
 
 
@@ -99,11 +103,20 @@ class _Fit:
 class ForeignShare:
     """Per dimension: the estimated rate (units/s) at which someone else spends from the key."""
 
-    __slots__ = ("_fits", "rates")
+    __slots__ = ("_fits", "_quiet_until", "rates")
 
     def __init__(self, now: float) -> None:
         self.rates = [0.0, 0.0, 0.0]
         self._fits = (_Fit(), _Fit(), _Fit())
+        self._quiet_until = [now, now, now]
+
+    def after_burst(self, i: int, now: float, period: float) -> None:
+        """A burst from full was just answered: its answers keep coming back for a while,
+        each reading's instant uncertain by much of the capacity. Learn nothing from
+        dimension `i` for half a window (a fit through the burst's tail found a lone client
+        spending 90 % of its output limit for someone else)."""
+        self._fits[i].clear()
+        self._quiet_until[i] = now + period * _WINDOW * _QUIET
 
     def restart(self, i: int, now: float, bucket: TokenBucket, period: float) -> None:
         """Forget dimension `i`'s points and estimate: a cold reading, or a server bucket
@@ -112,6 +125,22 @@ class ForeignShare:
         self._fits[i].clear()
         self.rates[i] = 0.0
         bucket.set_rate(bucket.capacity / period, now)
+
+    def refused(self, i: int, bucket: TokenBucket, now: float, period: float) -> None:
+        """A 429 found our level of dimension `i` above the server's: assume another
+        consumer takes at least `_REFUSED_SHARE` of the refill until a window of fresh
+        readings says how much.
+
+        Why: a consumer that starts mid-run is found by the fit only a window later, and
+        meanwhile every `retry-after` block credited a block's worth of refill the server
+        did not have: 429 after 429 (3 to 10 per 400 requests when another consumer took
+        40 % from a few seconds in, in the compressed test).
+        """
+        self._fits[i].clear()
+        full = bucket.capacity / period
+        if self.rates[i] < full * _REFUSED_SHARE:
+            self.rates[i] = full * _REFUSED_SHARE
+            bucket.set_rate(full - self.rates[i], now)
 
     def learn(
         self, i: int, bucket: TokenBucket, unexplained: float, now: float, period: float
@@ -125,6 +154,8 @@ class ForeignShare:
         averages out instead of ratcheting up against a floor; only a positive estimate
         slows the refill.
         """
+        if now < self._quiet_until[i]:
+            return
         fit = self._fits[i]
         points = fit.points
         if points and now - fit.base - points[-1][0] < period * _MIN_INTERVAL:
@@ -139,6 +170,10 @@ class ForeignShare:
             # someone else spends, certainly: count a standard error more, so that the
             # estimate errs on the side of leaving them their share (a 429 costs more)
             slope += error
+        else:
+            # not told apart from the readings' noise (a burst's answers coming back, the
+            # rounding): no reason to slow down; a 429 says otherwise (`refused`)
+            slope = min(slope, 0.0)
         rate = min(max(slope, full * _FOREIGN_MIN_SHARE), full * _FOREIGN_MAX_SHARE)
         self.rates[i] = rate
         bucket.set_rate(full - max(0.0, rate), now)
