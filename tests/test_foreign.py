@@ -19,8 +19,10 @@ import pytest
 
 from asyncthrift.bucket import ZERO, Cost, ServerView, TokenBucket
 from asyncthrift.budget import LocalBudget
+from asyncthrift.floor import ReadingFloor
 from asyncthrift.foreign import ForeignShare
 from asyncthrift.limits import Limits
+from asyncthrift.mock import MockConfig
 from asyncthrift.mock._ratelimit import ServerBudget
 from asyncthrift.retry import server_view
 
@@ -228,3 +230,48 @@ def test_a_server_bucket_near_full_resets_the_estimate() -> None:
     assert share.rates[0] > 0.4 and bucket.rate < 10.0
     share.restart(0, 20.0, bucket, 60.0)
     assert share.rates[0] == 0.0 and bucket.rate == 10.0
+
+
+def test_the_mock_shadow_schedule_starts_and_stops_the_other_consumer() -> None:
+    # 10 a second of refill; the other takes 40 % from 2 s to 4 s after the first request
+    server = ServerBudget(Limits(rpm=600, period=60), 0.0, 0.0, schedule=((2.0, 0.4), (4.0, 0.0)))
+    server.take((600, 0, 0), 0.0)
+    dim = server.dims[0]
+    assert dim is not None
+    assert dim.sync(2.0) == pytest.approx(20.0)  # alone: the whole refill
+    assert dim.sync(4.0) == pytest.approx(32.0)  # 6 a second left to us
+    assert dim.sync(5.0) == pytest.approx(42.0)  # alone again
+    with pytest.raises(ValueError, match="shadow_schedule"):
+        MockConfig(shadow_schedule=((4.0, 0.4), (2.0, 0.0)))
+
+
+def test_one_odd_reading_does_not_lift_the_level() -> None:
+    floor = ReadingFloor()
+    rises = [floor.rise(0, 100.0 if k == 9 else 0.0, 0.0, k * 0.01, 60.0) for k in range(10)]
+    assert rises[:9] == [0.0] * 9 and rises[9] == 0.0  # one bound of 100 among ten of 0
+    # but bounds that agree do, once, by what most of them prove
+    floor, level = ReadingFloor(), 0.0
+    for k in range(10):
+        level += floor.rise(0, 50.0, level, k * 0.01, 60.0)
+    assert level == pytest.approx(50.0)
+
+
+def test_pessimistic_readings_do_not_ratchet_a_lone_budget_down() -> None:
+    # a lone client on a server whose token -remaining is rounded to the nearest thousand:
+    # each reading is read 500 low, so on a bad draw it lowers the level by up to 1,000 and
+    # nothing raises it again; the readings' lower bounds together bring it back
+    budget = LocalBudget(Limits(otpm=60_000, period=60), 0.0, hold_bursts=False)
+    rng = random.Random(1)
+    truth = 60_000.0
+    mark = budget.take(Cost(0, 0, 30_000), 0.0)
+    truth -= 30_000
+    for k in range(1, 400):
+        now = k * 0.1
+        spend = rng.randint(0, 200)  # about the refill (100 per 0.1 s): the level wanders
+        mark = budget.take(Cost(0, 0, spend), now)
+        truth = min(60_000.0, truth + 100.0) - spend
+        view = ServerView(output_limit=60_000, output_remaining=round(truth / 1000) * 1000)
+        budget.observe(view, mark, now, now, seen=Cost(0, 0, spend))
+    level = budget.peek(39.9)[2]
+    assert level is not None and level <= truth
+    assert truth - level < 1_000, (truth, level)  # without the bounds: 1,350-1,660
