@@ -12,6 +12,7 @@ import bisect
 import math
 
 from .bucket import ZERO, Cost, ServerView, TokenBucket
+from .floor import ReadingFloor
 from .foreign import ForeignShare
 from .limits import Limits
 
@@ -34,6 +35,16 @@ _PROBE_MAX = 5.0
 #: The longest a bucket withholds refill waiting for the server's first answer after a
 #: burst from full, as a fraction of the period (then it credits the refill regardless).
 _MAX_HOLD = 0.5
+
+#: Another consumer's estimated share of a limit below which we count as alone on the key
+#: (the estimate's noise), and may lift our level on the readings' lower bounds.
+_ALONE = 0.05
+#: A reading teaches `ForeignShare` nothing if more than this share of the capacity was
+#: charged while its request was out (a burst): its instant is too uncertain.
+_FLIGHT_MAX = 0.05
+#: How far below the server's count of a request's input our estimate may be (the
+#: calibrator's largest margin, `tokens.Calibrator.margin`).
+_SHORT = 0.25
 
 #: `ServerView[:6]` (limits and remainings) of a response without rate-limit headers.
 _NO_COUNTS = (None, None, None, None, None, None)
@@ -74,9 +85,11 @@ class LocalBudget:
         "_caps",
         "_cold_start",
         "_exact_tokens",
+        "_floor",
         "_foreign",
         "_history_floor",
         "_history_net",
+        "_history_sent",
         "_history_times",
         "_hold_bursts",
         "_hold_marks",
@@ -125,8 +138,11 @@ class LocalBudget:
         self._net = [0.0, 0.0, 0.0]
         # the estimate of what someone else spends from the same key (`ForeignShare`)
         self._foreign = ForeignShare(now)
+        # recent lower bounds of the server's level, relative to ours (`ReadingFloor`)
+        self._floor = ReadingFloor()
         self._history_times: list[float] = []
         self._history_net: list[tuple[float, float, float]] = []
+        self._history_sent: list[tuple[float, float, float]] = []  # `_sent` after each change
         self._history_floor = (0.0, 0.0, 0.0)  # the net before the oldest remembered change
         self.blocked_until = -math.inf
 
@@ -202,9 +218,12 @@ class LocalBudget:
             self._history_floor = self._history_net[_HISTORY - 1]
             del times[:_HISTORY]
             del self._history_net[:_HISTORY]
+            del self._history_sent[:_HISTORY]
         times.append(now)
         n = self._net
         self._history_net.append((n[0], n[1], n[2]))
+        s = self._sent
+        self._history_sent.append((s[0], s[1], s[2]))
 
     def give(self, cost: Cost, now: float) -> None:
         """Refund `cost` (components may be negative: a negative refund is a further charge)."""
@@ -257,9 +276,22 @@ class LocalBudget:
         level is lowered to that and no further: a gap the window explains is not somebody
         else's spending. Lowering to the lowest reading instead counted a burst twice and
         stalled the queue for refill the server already had (2.6-3.3x the minimum makespan
-        against a server writing headers at completion). A gap that persists beyond the
-        window is learnt as another consumer's rate (`ForeignShare.learn`), which refills us at
-        what is left; a header never raises the local level.
+        against a server writing headers at completion). The local level is also lowered
+        by this request's output reservation, which a non-streamed answer's reading may
+        have refunded already and which comes back to us when it is settled. A gap that
+        grows over several seconds is learnt as another consumer's rate
+        (`ForeignShare.learn`, a least-squares slope), which refills us at what is left.
+
+        A single header never raises the local level, but their lower bounds together may
+        (`ReadingFloor`): each reading is also read as low as any rounding and instant
+        allow, less everything we sent after this request (possibly unseen), its output
+        reservation and, for input, a quarter of what may still be out (the server counts
+        input its own way). A high quantile of the recent ones lifts the level; only the
+        latest does when another consumer spends. Without it every clamp to a reading's
+        pessimistic side lowered the level and nothing raised it: at the real 60 s period
+        the client sat 1,400 output tokens (3 s of that limit) below the server to the end
+        of the run. The hold after a burst ends crediting the withheld refill up to that
+        lower bound.
 
         The first answer after a cold start (see `cold_start`) is read the other way, at the
         lowest consistent reading: nothing is known yet, and one conservative round trip
@@ -294,36 +326,103 @@ class LocalBudget:
         if cold:
             self._hold_next = self._hold_bursts
         highest = self._highest_readings(sent_at, now)
+        own = self._own_take(sent_at, sent_mark)
         for i, remaining in enumerate(remainings):
             bucket = self._buckets[i]
             if bucket is None:
                 continue
-            if bucket.held and sent_mark[i] >= self._hold_marks[i]:
-                # the server answered the burst. Refill withheld meanwhile is not credited:
-                # the server's bucket may have sat full while the burst was on its way
-                bucket.release(now, up_to=bucket.level(now))
-            if remaining is None:
-                continue
-            if i and remaining % 1000:
+            if remaining is not None and i and remaining % 1000:
                 self._exact_tokens = True  # a count no rounding gives: the server is exact
             tolerance = TOKEN_ROUNDING if i and not self._exact_tokens else 0.0
+            # the least the server's level can be now, as our level will read once this
+            # request is settled: the reading rounded up, everything we took after this
+            # request unseen by it (at any instant a response's headers may describe, a
+            # burst may still be on its way), no refill since, and what comes back to us
+            # (this request's unused reservation, which a non-streamed answer's reading
+            # may have refunded already, and any refused part)
+            # this request's unused output reservation, which comes back to us once it is
+            # settled, and which a non-streamed answer's reading may have refunded already
+            # (its input is mostly used: what the estimate was off by is a few percent)
+            refundable = own[i] - seen[i] if i == 2 else 0.0
+            floor: float | None = None
+            if remaining is not None and not cold:
+                unseen = self._sent[i] - sent_mark[i]
+                floor = remaining - tolerance - unseen - uncharged[i] - refundable
+                if i == 1:
+                    # the server charges its own input count, which our estimate may fall
+                    # short of (by the calibrator's largest margin) for every request that
+                    # may still be out: the ones sent within two of this one's flights
+                    floor -= _SHORT * (self._sent[1] - self._sent_until(2 * sent_at - now)[1])
+            if bucket.held and sent_mark[i] >= self._hold_marks[i]:
+                # the server answered the burst. Refill withheld meanwhile is credited only
+                # as far as this reading proves the server has it: its bucket may have sat
+                # full while the burst was on its way
+                level = bucket.level(now)
+                bucket.release(now, up_to=level if floor is None else max(level, floor))
+                self._foreign.after_burst(i, now, self.limits.period)
+            if remaining is None:
+                continue
             if cold:
                 # everything charged since this request, itself included unless the reading
                 # certainly has it, counts as unseen (a non-streamed answer's reading may
                 # have its unused output refunded already)
                 after = self._net[i] - self._net_until(sent_at, strict=True)[i] - seen[i]
                 ceiling = remaining - tolerance - after
-                self._foreign.restart(i, now)
+                self._foreign.restart(i, now, bucket, self.limits.period)
             else:
-                ceiling = remaining - tolerance + highest[i] - uncharged[i]
-                # a refused request we keep spent is our own bookkeeping, not anyone's spending
-                kept = 1.0 if refused and i == 0 else 0.0
-                self._foreign.learn(
-                    i, bucket, bucket.level(now) - ceiling, now, self.limits.period, kept
-                )
+                # this request's unused reservation comes back to us once it is settled,
+                # and the reading may have it already (a non-streamed answer's at completion)
+                ceiling = remaining - tolerance + highest[i] - uncharged[i] - refundable
+                # what the server had that neither we spent nor it still has: it grows at
+                # the rate someone else spends (`ForeignShare`). A bucket near full may
+                # have wasted refill at its cap, which nobody spent: start over.
+                # The reading's instant is anywhere in the request's flight: what we
+                # charged meanwhile is counted half, and a reading across a burst (more
+                # than `_FLIGHT_MAX` of the capacity charged in flight) says too little.
+                flight = self._net[i] - self._net_until(sent_at, strict=True)[i]
+                if remaining >= bucket.capacity - 2 * tolerance - 1:
+                    self._foreign.restart(i, now, bucket, self.limits.period)
+                elif abs(flight) <= bucket.capacity * _FLIGHT_MAX:
+                    full = bucket.capacity / self.limits.period
+                    spent = self._net[i] - flight / 2 - refundable - (refused and i == 0)
+                    self._foreign.learn(
+                        i, bucket, full * now - spent - remaining, now, self.limits.period
+                    )
+            level = bucket.level(now)
             if bucket.clamp(ceiling, now):
                 changed = True
+                self._floor.lowered(i, level - ceiling)
+                if refused and not cold:
+                    # refused with our level above what the server reports: someone else
+                    # spends faster than we thought (`ForeignShare.refused`)
+                    self._foreign.refused(i, bucket, now, self.limits.period)
+            if floor is not None:
+                # the best recent lower bounds (only this one's if someone else spends) may
+                # lift our level to what the server certainly has (`ReadingFloor`)
+                alone = self._foreign.rates[i] <= bucket.capacity / self.limits.period * _ALONE
+                level = bucket.level(now)
+                rise = self._floor.rise(i, floor, level, now, self.limits.period, alone=alone)
+                if rise > 0.0:
+                    bucket.give(rise, now)
+                    changed = True
         return changed
+
+    def _sent_until(self, t: float) -> tuple[float, float, float]:
+        """The running total sent by time `t` (the oldest remembered if `t` is older)."""
+        k = bisect.bisect_right(self._history_times, t)
+        return self._history_sent[k - 1] if k else (0.0, 0.0, 0.0)
+
+    def _own_take(self, sent_at: float, sent_mark: Cost) -> tuple[float, float, float]:
+        """At most what this request took: everything taken at its admission's instant."""
+        times = self._history_times
+        k = bisect.bisect_left(times, sent_at)
+        # (trimmed from the history: everything sent so far counts as its own)
+        before = self._history_sent[k - 1] if k else (0.0, 0.0, 0.0)
+        return (
+            sent_mark[0] - before[0],
+            sent_mark[1] - before[1],
+            sent_mark[2] - before[2],
+        )
 
     def _highest_readings(self, sent_at: float, now: float) -> tuple[float, float, float]:
         """Per dimension, the most ``refill since T - net charged after T`` can be.

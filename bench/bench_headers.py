@@ -2,6 +2,14 @@
 
     python bench/bench_headers.py               # 4 variants x 3 workloads, about 4 min
     python bench/bench_headers.py --variants admission-seconds --workloads shared
+    python bench/bench_headers.py --real --variants completion-seconds --workloads mixed
+
+``--real`` runs the workloads at the API's real 60 s period with the shape of real traffic
+(issue 17): answers of about 80 tokens (the mock's 40..120) for `max_tokens` of 64..1024,
+200 ms + 1 ms per output token upstream with 10 % jitter, limits sized so that all three
+bind for about ``--work`` seconds after the first burst (about 1 min a run). ``--skew``
+sets this process's wall clock behind the mock's, ``--rounding`` the token `-remaining`
+rounding, ``--shadow-schedule`` makes the shared key's other consumer start and stop.
 
 The API documentation leaves open which instant the headers of a non-streamed answer
 describe (when the request was admitted, or when the answer was written) and how precise
@@ -28,18 +36,96 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
+import json
 import os
 import time
 from pathlib import Path
 from typing import Any
 
 from common import RESULTS, md_table, resolve_loop, run, write_result
-from workloads import HEADER_VARIANTS, Acceptance, acceptance
+from workloads import HEADER_VARIANTS, SHADOW_LOAD, Acceptance, acceptance
 
+from asyncthrift import Limits
 from asyncthrift.mock import remote_reset, remote_stats, spawn_mock_process
+from asyncthrift.mock._answers import answer_for, request_hash
+from asyncthrift.mock._tokenizer import analyze_input
+from asyncthrift.workload import mixed_workload
 
 #: Unfinished requests count as failed past this multiple of the planned minimum (+ 10 s).
 DEADLINE_FACTOR = 2.0
+
+
+#: The real-time shape (issue 17): `max_tokens` asked, the mock's answer range (about 80
+#: tokens), upstream latency base + per output token, and its relative jitter.
+REAL_MAX_TOKENS = (64, 128, 256, 512, 1024)
+REAL_ANSWERS = (40, 120)
+REAL_LATENCY = 0.2
+REAL_LATENCY_PER_TOKEN = 0.001
+REAL_JITTER = 0.1
+
+
+def real_acceptance(
+    period: float, work: float, schedule: tuple[tuple[float, float], ...] = ()
+) -> list[Acceptance]:
+    """The acceptance workloads at `period` with real traffic's shape, `work` s past the burst.
+
+    Each limit is the workload's total over (1 + work x share / period): the first full
+    bucket covers the rest, and the minimum makespan is about `work` for every dimension.
+    """
+
+    def build(name: str, title: str, bodies: list[dict[str, Any]], shadow: float) -> Acceptance:
+        share = 1.0 - shadow
+        total_in = sum(analyze_input(b).total for b in bodies)
+        total_out = sum(
+            answer_for(request_hash(b), REAL_ANSWERS, b["max_tokens"]).output_tokens for b in bodies
+        )
+        k = 1.0 + work * share / period
+        limits = Limits(len(bodies) / k, total_in / k, total_out / k, period=period)
+        return Acceptance(
+            name,
+            title,
+            bodies,
+            limits,
+            REAL_ANSWERS,
+            shadow_load=shadow,
+            latency=REAL_LATENCY,
+            latency_per_token=REAL_LATENCY_PER_TOKEN,
+            latency_jitter=REAL_JITTER,
+            shadow_schedule=schedule if shadow or schedule else (),
+        )
+
+    mt = REAL_MAX_TOKENS
+    return [
+        build("mixed", "600 mixed requests", mixed_workload(600, seed=11, max_tokens=mt), 0.0),
+        build(
+            "chinese",
+            "600 Chinese requests",
+            mixed_workload(600, seed=11, chinese_share=1.0, max_tokens=mt),
+            0.0,
+        ),
+        build(
+            "shared",
+            f"600 mixed requests, another consumer eats {SHADOW_LOAD:.0%} of the key",
+            mixed_workload(600, seed=5, max_tokens=mt),
+            SHADOW_LOAD,
+        ),
+    ]
+
+
+def _schedule(text: str) -> tuple[tuple[float, float], ...]:
+    """``"10:0.4,30:0"`` -> ((10.0, 0.4), (30.0, 0.0))."""
+    if not text:
+        return ()
+    return tuple(
+        (float(t), float(share)) for t, share in (item.split(":") for item in text.split(","))
+    )
+
+
+def _skew_clock(seconds: float) -> None:
+    """Set this process's wall clock `seconds` behind (the mock, in its own process, is not)."""
+    real = time.time
+    time.time = lambda: real() - seconds
 
 
 def _pin(cpu: int) -> None:
@@ -72,9 +158,11 @@ async def _client_run(w: Acceptance, url: str) -> dict[str, Any]:
     }
 
 
-def one_run(w: Acceptance, variant: dict[str, str], loop: str) -> dict[str, Any]:
+def one_run(
+    w: Acceptance, variant: dict[str, str], loop: str, cpu: int | None = 1
+) -> dict[str, Any]:
     """`w` under header `variant` against a fresh mock process."""
-    with spawn_mock_process(w.mock_config(**variant), cpu=1) as url:
+    with spawn_mock_process(w.mock_config(**variant), cpu=cpu) as url:
         out = run(_client_run(w, url), loop)
         server = remote_stats(url)
     served = server["ok"] + server["cancelled"]
@@ -176,19 +264,49 @@ def main() -> None:
     )
     parser.add_argument("--no-pin", action="store_true", help="do not pin to CPUs")
     parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument(
+        "--real", action="store_true", help="real 60 s period and traffic shape (see above)"
+    )
+    parser.add_argument("--period", type=float, default=60.0, help="with --real: the period")
+    parser.add_argument(
+        "--work", type=float, default=35.0, help="with --real: minimum makespan, s, about"
+    )
+    parser.add_argument("--skew", type=float, default=0.0, help="client wall clock behind, s")
+    parser.add_argument(
+        "--rounding",
+        choices=("nearest", "down", "exact"),
+        default="nearest",
+        help="token -remaining rounding of the mock",
+    )
+    parser.add_argument(
+        "--shadow-schedule", default="", help='the other consumer\'s share over time: "t:share,..."'
+    )
+    parser.add_argument("--json", help="also write every run's figures (no logs) to this file")
     args = parser.parse_args()
     variants = args.variants.split(",")
     unknown = [v for v in variants if v not in HEADER_VARIANTS]
     if unknown:
         raise SystemExit(f"unknown variant(s) {unknown}; choose from {list(HEADER_VARIANTS)}")
-    workloads = [w for w in acceptance() if w.name in args.workloads.split(",")]
+    schedule = _schedule(args.shadow_schedule)
+    every = (
+        real_acceptance(args.period, args.work, schedule)
+        if args.real
+        else [
+            dataclasses.replace(w, shadow_schedule=schedule) if w.shadow_load else w
+            for w in acceptance()
+        ]
+    )
+    workloads = [w for w in every if w.name in args.workloads.split(",")]
+    if args.skew:
+        _skew_clock(args.skew)
     if not args.no_pin:
         _pin(0)
     started = time.monotonic()
     results: dict[str, dict[str, dict[str, Any]]] = {w.name: {} for w in workloads}
     for v in variants:  # variant-major: machine noise spreads over the workloads alike
         for w in workloads:
-            r = one_run(w, HEADER_VARIANTS[v], args.loop)
+            setting = {**HEADER_VARIANTS[v], "remaining_rounding": args.rounding}
+            r = one_run(w, setting, args.loop, cpu=None if args.no_pin else 1)
             results[w.name][v] = r
             print(
                 f"{v:26s} {w.name:8s} {_cell(r):22s} makespan {r['elapsed']:.1f} s, "
@@ -231,6 +349,13 @@ def main() -> None:
             f"{w.latency:g} s" + (f", shadow load {w.shadow_load:.0%}" if w.shadow_load else "")
         )
     print("\n" + summary + f"\n\nwall time {wall:.0f} s")
+    if args.json:
+        dump = {
+            w.name: {v: {k: x for k, x in r.items() if k != "log"} for v, r in by.items()}
+            for w in workloads
+            for by in (results[w.name],)
+        }
+        Path(args.json).write_text(json.dumps(dump, indent=1))
     if args.no_write:
         return
     files = [plot(w, results[w.name]) for w in workloads]

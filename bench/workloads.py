@@ -219,10 +219,14 @@ class Acceptance:
     output_tokens: tuple[int, int]
     shadow_load: float = 0.0
     latency: float = 0.02
+    latency_per_token: float = 0.0
+    latency_jitter: float = 0.0
+    #: `MockConfig.shadow_schedule`: the other consumer's share changes at these instants.
+    shadow_schedule: tuple[tuple[float, float], ...] = ()
 
     @property
     def share(self) -> float:
-        """The part of every limit's refill left to us (the rest is the other consumer's)."""
+        """The part of every limit's refill left to us at the start (the rest is the other's)."""
         return 1.0 - self.shadow_load
 
     def mock_config(self, **variant: str) -> MockConfig:
@@ -230,8 +234,11 @@ class Acceptance:
         return MockConfig(
             limits=self.limits,
             shadow_load=self.shadow_load,
+            shadow_schedule=self.shadow_schedule,
             output_tokens=self.output_tokens,
             latency=self.latency,
+            latency_per_token=self.latency_per_token,
+            latency_jitter=self.latency_jitter,
             record=True,
             **variant,  # type: ignore[arg-type]
         )
@@ -240,15 +247,26 @@ class Acceptance:
         """The least time `requests` carrying those tokens take at our share of the limits.
 
         Max over dimensions of (demand beyond the initial full bucket) / refill rate, as the
-        acceptance tests compute it from what the mock served.
+        acceptance tests compute it from what the mock served; with a `shadow_schedule`, the
+        time the refill left to us (changing at its instants) takes to cover that demand.
         """
         lim = self.limits
         worst = 0.0
         dims = ((lim.rpm, requests), (lim.itpm, input_tokens), (lim.otpm, output_tokens))
         for cap, demand in dims:
             if cap is not None and demand > cap:
-                worst = max(worst, (demand - cap) / (cap / lim.period))
-        return worst / self.share
+                worst = max(worst, self._time_to_refill(demand - cap, cap / lim.period))
+        return worst
+
+    def _time_to_refill(self, need: float, rate: float) -> float:
+        """Seconds until `need` units have refilled at `rate` times the share left to us."""
+        t, share = 0.0, self.share
+        for at, other in self.shadow_schedule:
+            if need <= rate * share * (at - t):
+                break
+            need -= rate * share * (at - t)
+            t, share = at, 1.0 - other
+        return t + need / (rate * share)
 
     @property
     def planned_minimum(self) -> float:

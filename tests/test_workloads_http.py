@@ -266,3 +266,44 @@ async def test_faults_every_request_succeeds_exactly_once() -> None:
     assert s.retries == c.overloaded + c.server_errors + c.dropped
     ids = [r.content[0].text for r in results]
     assert len(ids) == 300
+
+
+def _scheduled_minimum(
+    limits: Limits, counters: dict[str, Any], schedule: tuple[tuple[float, float], ...]
+) -> float:
+    """`served_minimum` when the other consumer's share changes at `schedule`'s instants."""
+    worst = 0.0
+    served = counters["ok"] + counters["cancelled"]
+    demand = (served, counters["input_tokens"], counters["output_tokens"])
+    for cap, need in zip((limits.rpm, limits.itpm, limits.otpm), demand, strict=True):
+        if cap is None or need <= cap:
+            continue
+        rate, left, t, share = cap / limits.period, need - cap, 0.0, 1.0
+        for when, other in schedule:
+            if left <= rate * share * (when - t):
+                break
+            left -= rate * share * (when - t)
+            t, share = when, 1.0 - other
+        worst = max(worst, t + left / (rate * share))
+    return worst
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+async def test_a_consumer_that_starts_and_stops_on_the_same_key(variant: dict[str, str]) -> None:
+    # another consumer takes 40 % of the key from 3 s in, stops at 8 s, is back from 12 s
+    bodies = mixed_workload(400, seed=5)
+    out_range = (40, 300)
+    limits = sized_limits(bodies, period=10.0, mock_tokens=out_range)
+    schedule = ((3.0, 0.4), (8.0, 0.0), (12.0, 0.4))
+    with spawn_mock_process(
+        limits=limits, latency=0.02, output_tokens=out_range, shadow_schedule=schedule, **variant
+    ) as url:
+        async with Thrift(api_key="k", base_url=url, limits=limits) as client:
+            makespan, results = await run_all(client, bodies)
+            s = client.stats()
+        c = await asyncio.to_thread(remote_stats, url)
+    assert s.succeeded == 400 and len(results) == 400
+    assert c["rate_limited"] < 0.5 * 400 / 100, c["rate_limited"]
+    t_min = _scheduled_minimum(limits, c, schedule)
+    assert t_min > 10.0  # it really runs across the consumer's start, stop and return
+    assert makespan <= 1.20 * t_min, (makespan, t_min)

@@ -97,6 +97,9 @@ class MockConfig:
         what was produced at completion.
       shadow_load: fraction in [0, 1) of every bucket's refill eaten by an invisible second
         consumer of the same key.
+      shadow_schedule: ((t, share), ...): from `t` seconds after a key's first request (per
+        model class) the other consumer eats `share` instead (a consumer that starts and
+        stops mid-run); `shadow_load` holds before the first entry. Times ascending.
       retry_after_ms: also send `retry-after-ms` on 429 and 529.
       count_tokens_rpm / count_tokens_period: count_tokens' own request limit per key.
     Rate-limit headers (where the documentation leaves a choice open, each reading is a
@@ -163,6 +166,7 @@ class MockConfig:
     api_keys: Collection[str] | None = None
     output_charge: OutputCharge = "reserve"
     shadow_load: float = 0.0
+    shadow_schedule: tuple[tuple[float, float], ...] = ()
     reset_precision: ResetPrecision = "seconds"
     headers_at: HeadersAt = "completion"
     remaining_rounding: RemainingRounding = "nearest"
@@ -216,6 +220,14 @@ class MockConfig:
                 raise ValueError(f"{name} must be {allowed}, got {getattr(self, name)!r}")
         if not 0.0 <= self.shadow_load < 1.0:
             raise ValueError(f"shadow_load must be in [0, 1), got {self.shadow_load!r}")
+        schedule = tuple((float(t), float(share)) for t, share in self.shadow_schedule)
+        times = [t for t, _ in schedule]
+        if times != sorted(times) or any(not 0.0 <= s < 1.0 for _, s in schedule):
+            raise ValueError(
+                "shadow_schedule must be (seconds, share) pairs with ascending seconds and "
+                f"shares in [0, 1), got {self.shadow_schedule!r}"
+            )
+        object.__setattr__(self, "shadow_schedule", schedule)
         for name in (
             "latency",
             "latency_per_token",

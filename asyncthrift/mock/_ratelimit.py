@@ -62,21 +62,43 @@ class _Dimension:
     """One bucket plus the shadow consumer's lazy share of its refill.
 
     The shadow models another client of the same key that consumes a fraction `shadow` of
-    the refill rate continuously. Taken lazily whenever the bucket is touched: the level
-    becomes what it would be with refill rate ``(1 - shadow) * rate`` since the last touch
-    (exact, including the cap at capacity), but the shadow only ever takes what is
-    available — it never pushes the bucket into debt.
+    the refill rate continuously (a fraction that changes at the instants of `schedule`, if
+    any). Taken lazily whenever the bucket is touched: the level becomes what it would be
+    with refill rate ``(1 - shadow) * rate`` since the last touch (exact, including the cap
+    at capacity), but the shadow only ever takes what is available — it never pushes the
+    bucket into debt.
     """
 
-    __slots__ = ("_last_level", "_last_time", "bucket", "eff_rate", "limit_text", "shadow")
+    __slots__ = (
+        "_last_level",
+        "_last_time",
+        "_next_step",
+        "_shadowed",
+        "_steps",
+        "bucket",
+        "eff_rate",
+        "limit_text",
+        "shadow",
+    )
 
-    def __init__(self, capacity: float, period: float, shadow: float, now: float) -> None:
+    def __init__(
+        self,
+        capacity: float,
+        period: float,
+        shadow: float,
+        now: float,
+        schedule: tuple[tuple[float, float], ...] = (),
+    ) -> None:
         self.bucket = TokenBucket(capacity, period, now)
         self.shadow = shadow
         self.eff_rate = self.bucket.rate * (1.0 - shadow)
         self.limit_text = _number(capacity)
         self._last_level = self.bucket.capacity
         self._last_time = now
+        # `MockConfig.shadow_schedule` on this bucket's clock: (instant, share) from then on
+        self._steps = tuple((now + t, share) for t, share in schedule)
+        self._next_step = 0
+        self._shadowed = shadow > 0.0 or any(share > 0.0 for _, share in schedule)
 
     @property
     def capacity(self) -> float:
@@ -85,8 +107,17 @@ class _Dimension:
     def sync(self, now: float) -> float:
         """The level at `now` after the shadow took its share since the last touch."""
         level = self.bucket.level(now)
-        if self.shadow > 0.0 and now > self._last_time:
-            target = min(self.capacity, self._last_level + self.eff_rate * (now - self._last_time))
+        if self._shadowed and now > self._last_time:
+            target, t = self._last_level, self._last_time
+            steps, k = self._steps, self._next_step
+            while k < len(steps) and steps[k][0] <= now:  # the other consumer changed pace
+                at, self.shadow = steps[k]
+                if at > t:
+                    target, t = min(self.capacity, target + self.eff_rate * (at - t)), at
+                self.eff_rate = self.bucket.rate * (1.0 - self.shadow)
+                k += 1
+            self._next_step = k
+            target = min(self.capacity, target + self.eff_rate * (now - t))
             share = min(level - target, max(0.0, level))
             if share > 0.0:
                 self.bucket.take(share, now)
@@ -132,12 +163,13 @@ class ServerBudget:
         now: float,
         rounding: RemainingRounding = "nearest",
         precision: ResetPrecision = "seconds",
+        schedule: tuple[tuple[float, float], ...] = (),
     ) -> None:
         self.limits = limits
         self.rounding = rounding
         self.precision = precision
         self.dims: tuple[_Dimension | None, ...] = tuple(
-            None if cap is None else _Dimension(cap, limits.period, shadow, now)
+            None if cap is None else _Dimension(cap, limits.period, shadow, now, schedule)
             for cap in (limits.rpm, limits.itpm, limits.otpm)
         )
 

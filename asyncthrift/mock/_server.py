@@ -264,7 +264,12 @@ class MockServer:
         if budget is None:
             cfg = self.config
             budget = ServerBudget(
-                limits, cfg.shadow_load, self._now(), cfg.remaining_rounding, cfg.reset_precision
+                limits,
+                cfg.shadow_load,
+                self._now(),
+                cfg.remaining_rounding,
+                cfg.reset_precision,
+                cfg.shadow_schedule,
             )
             self._budgets[(api_key, cls)] = budget
         return cls, budget
