@@ -40,6 +40,7 @@ import argparse
 import asyncio
 import heapq
 import json
+import math
 import random
 import statistics
 import subprocess
@@ -62,6 +63,7 @@ MAX_TOKENS = tuple(range(64, 1025))
 JITTER = 0.1
 BEYOND_BURST = 30.0  # seconds of work beyond the first burst, per dimension
 SHADOW = 0.4
+CANCEL_AT = 1.0  # seconds after the start, when the doomed half is cancelled
 
 #: (base seconds, seconds per output token) of the mock's answers.
 VARIANTS: dict[str, tuple[float, float]] = {"fast": (0.2, 0.001), "slow": (2.0, 0.02)}
@@ -135,13 +137,14 @@ def demand(bodies: list[dict[str, Any]]) -> list[tuple[float, float, float]]:
     ]
 
 
-def sized_limits(bodies: list[dict[str, Any]]) -> Limits:
-    """Limits under which every dimension's demand is `BEYOND_BURST` s beyond its burst."""
-    d = demand(bodies)
+def sized_limits(bodies: list[dict[str, Any]], workload: str = "mixed") -> Limits:
+    """Limits under which every dimension's demand is `BEYOND_BURST` s beyond its burst
+    (for a workload that cancels half: the demand of the half it keeps)."""
+    doomed = doomed_of(workload)
+    d = [x for i, x in enumerate(demand(bodies)) if i not in doomed]
     scale = 1.0 + BEYOND_BURST / PERIOD
-    n = len(d)
     return Limits(
-        rpm=round(n / scale),
+        rpm=round(len(d) / scale),
         itpm=round(sum(x[0] for x in d) / scale),
         otpm=round(sum(x[2] for x in d) / scale),
         period=PERIOD,
@@ -155,39 +158,61 @@ def ideal_makespan(
     *,
     share: float = 1.0,
     input_level: float | None = None,
+    doomed: frozenset[int] = frozenset(),
+    abandoned: str = "finish",
 ) -> float:
     """The makespan of a clairvoyant FIFO client against the mock's exact buckets.
 
     Each request is sent the instant the server's three buckets can take (1, input,
     max_tokens); its unused output comes back at completion, ``base + per_token * answer``
     later (no jitter). `share`: the part of each refill another consumer leaves;
-    `input_level`: the input bucket's level at the start (None: full).
+    `input_level`: the input bucket's level at the start (None: full). `doomed`: indexes
+    cancelled at `CANCEL_AT`: not sent if not admitted by then; in flight then, charged in
+    full (`abandoned` "finish") or refunded all but what was produced (``"stop"``). The
+    makespan is that of the others.
     """
     base, per_token = VARIANTS[variant]
     caps = (limits.rpm, limits.itpm, limits.otpm)
     buckets = [
-        TokenBucket(c, PERIOD / share, 0.0, level=(input_level if k == 1 else None) if c else None)
+        TokenBucket(c, PERIOD / share, 0.0, level=input_level if k == 1 else None)
         for k, c in enumerate(caps)
         if c is not None
     ]
     refunds: list[tuple[float, float]] = []
     t, end = 0.0, 0.0
-    for inp, max_tokens, answer in demand(bodies):
+    for index, (inp, max_tokens, answer) in enumerate(demand(bodies)):
         cost = (1.0, inp, max_tokens)
+        # a doomed request holds the head of the line until it is admitted or cancelled
+        horizon = CANCEL_AT if index in doomed else math.inf
         while True:
             wait = max(b.wait(a, t) for b, a in zip(buckets, cost, strict=True))
-            if refunds and t + wait > refunds[0][0]:
-                t, amount = heapq.heappop(refunds)
+            if refunds and t + wait > refunds[0][0] and refunds[0][0] < horizon:
+                when, amount = heapq.heappop(refunds)
+                t = max(t, when)
                 buckets[2].give(amount, t)
                 continue
-            t += wait
-            for b, a in zip(buckets, cost, strict=True):
-                b.take(a, t)
-            done = t + base + per_token * answer
-            heapq.heappush(refunds, (done, max_tokens - answer))
-            end = max(end, done)
             break
+        if t + wait >= horizon:
+            continue  # still queued when cancelled: never sent
+        t += wait
+        for b, a in zip(buckets, cost, strict=True):
+            b.take(a, t)
+        done = t + base + per_token * answer
+        if index in doomed and done > CANCEL_AT and abandoned == "stop":
+            produced = max(0.0, min(answer, (CANCEL_AT - t - base) / per_token))
+            heapq.heappush(refunds, (CANCEL_AT, max_tokens - produced))
+        else:
+            heapq.heappush(refunds, (done, max_tokens - answer))
+        if index not in doomed:
+            end = max(end, done)
     return end
+
+
+def doomed_of(workload: str) -> frozenset[int]:
+    """The requests a workload cancels `CANCEL_AT` s in (half, at random), if any."""
+    if not workload.startswith("cancel"):
+        return frozenset()
+    return frozenset(random.Random(4).sample(range(N), N // 2))
 
 
 # -- one cell, in its own process ------------------------------------------------------------
@@ -224,7 +249,8 @@ async def _run_cell(cell: Cell, want_log: bool) -> dict[str, Any]:
 
     w = cell.workload
     bodies = bodies_of(w)
-    limits = sized_limits(bodies)
+    limits = sized_limits(bodies, w)
+    doomed = doomed_of(w)
     base, per_token = VARIANTS[cell.variant]
     setting = dict(SETTINGS[cell.setting])
     mock: dict[str, Any] = {
@@ -279,11 +305,9 @@ async def _run_cell(cell: Cell, want_log: bool) -> dict[str, Any]:
             else:
                 tasks = [asyncio.create_task(client.messages.create(**b)) for b in bodies]
                 kept = tasks
-                if w.startswith("cancel"):
-                    rng = random.Random(4)
-                    doomed = set(rng.sample(range(N), N // 2))
+                if doomed:
                     kept = [t for i, t in enumerate(tasks) if i not in doomed]
-                    await asyncio.sleep(1.0)
+                    await asyncio.sleep(CANCEL_AT)
                     for i in doomed:
                         tasks[i].cancel()
             done, pending = await asyncio.wait(kept, timeout=cap)
@@ -297,19 +321,15 @@ async def _run_cell(cell: Cell, want_log: bool) -> dict[str, Any]:
         if drainer is not None:
             await drainer
         server = await asyncio.to_thread(remote_stats, url)
-    kept_bodies = bodies
-    if w.startswith("cancel"):
-        rng = random.Random(4)
-        doomed = set(rng.sample(range(N), N // 2))
-        kept_bodies = [b for i, b in enumerate(bodies) if i not in doomed]
-    if w == "interactive":
-        kept_bodies = bodies + interactive_bodies()
+    all_bodies = bodies + interactive_bodies() if w == "interactive" else bodies
     ideal = ideal_makespan(
-        kept_bodies,
+        all_bodies,
         limits,
         cell.variant,
         share=1.0 - SHADOW if w == "shared" else 1.0,
         input_level=0.0 if w == "drained" else None,
+        doomed=doomed,
+        abandoned=mock.get("abandoned", "finish"),
     )
     sent = server["requests"] - before["requests"]
     r429 = server["rate_limited"] - before["rate_limited"]
