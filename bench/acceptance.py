@@ -316,12 +316,22 @@ async def _run_cell(cell: Cell, want_log: bool) -> dict[str, Any]:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             s = client.stats()
+            # diagnostics: what the budget believes of the server at the end
+            budget = client.budgets()["sonnet"][0]
+            out["client"] = {
+                "foreign_rates": list(budget._foreign.rates),
+                "refill_rates": [b.rate if b else None for b in budget.buckets],
+                "lowered_by_headers": [b.lowered if b else None for b in budget.buckets],
+            }
         failed = sum(1 for t in done if t.exception() is not None) + len(pending)
         stop.set()
         if drainer is not None:
             await drainer
         server = await asyncio.to_thread(remote_stats, url)
     all_bodies = bodies + interactive_bodies() if w == "interactive" else bodies
+    # a workload that cancels half: the ideal also sends (and is charged for) what is
+    # cancelled later, as an eager client does; one that sends less at first (the cold
+    # start's probe) can beat it, so a ratio below 1 is possible there
     ideal = ideal_makespan(
         all_bodies,
         limits,
