@@ -323,7 +323,14 @@ class Attempt:
         reserved = r.cost.output_tokens
         seen = 0.0 if usage is None else float(usage.output_tokens)
 
+        longest = min(reserved, max(times.longest(reserved), seen))
+        # one that outlived the longest answer seen (a timeout picks the long ones) may be
+        # longer than any: nothing is known of it but its max_tokens
+        outlived = p.loop.time() - r.sent_at >= times.duration(longest)
+
         def keep() -> float:
+            if outlived:
+                return reserved
             return min(reserved, max(times.longest(reserved), seen))
 
         most = keep()

@@ -138,6 +138,41 @@ async def test_closing_drops_deferred_refunds_and_does_not_wait_for_them() -> No
 HI = [{"role": "user", "content": "hi"}]
 
 
+async def test_an_answer_that_outlived_every_answer_seen_keeps_its_whole_reservation() -> None:
+    # answers take 1 s and 100 tokens; a request still unanswered after 5 s is not one of
+    # them (a timeout picks the long answers): it may run to its max_tokens
+    release = asyncio.Event()
+
+    async def handler(body: dict[str, Any], n: int) -> httpx2.Response:
+        if n > 10:
+            await release.wait()
+        await asyncio.sleep(1.0)
+        return ok(body, output_tokens=100)
+
+    loop = asyncio.get_running_loop()
+    async with Thrift(
+        api_key="k",
+        base_url="http://api.test",
+        limits=Limits(otpm=100_000, period=1e9),
+        sdk_options=FakeAPI(handler).sdk_options(),
+    ) as c:
+        for _ in range(10):
+            await c.messages.create(model=MODEL, max_tokens=1000, messages=HI)
+        budget = c.budgets()["sonnet"][0]
+        start = budget.peek(loop.time())[2]
+        assert start == pytest.approx(100_000 - 1000, abs=0.1)
+        late = asyncio.create_task(c.messages.create(model=MODEL, max_tokens=1000, messages=HI))
+        await asyncio.sleep(5)
+        late.cancel()
+        early = asyncio.create_task(c.messages.create(model=MODEL, max_tokens=1000, messages=HI))
+        await asyncio.sleep(0.5)
+        early.cancel()
+        await asyncio.gather(late, early, return_exceptions=True)
+        await asyncio.sleep(100)
+        # the late one keeps all 1000; the early one all but the longest answer seen (100)
+        assert budget.peek(loop.time())[2] == pytest.approx(start - 1000 - 100, abs=0.1)
+
+
 # -- a whole workload against a server that finishes, and one that stops -----------------------
 
 
