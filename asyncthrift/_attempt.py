@@ -44,6 +44,10 @@ __all__ = [
 EMPTY_VIEW: Final = ServerView()
 """The view of a response without rate-limit headers."""
 
+#: An abandoned request unanswered for this many times the longest answer seen may be
+#: longer than any (`Attempt._abandon`).
+_OUTLIVED: Final = 2.0
+
 #: What an ``error`` event's type means as an HTTP status (a stream's error in a 200).
 EVENT_ERROR_STATUS: Final = {
     "rate_limit_error": 429,
@@ -324,9 +328,10 @@ class Attempt:
         seen = 0.0 if usage is None else float(usage.output_tokens)
 
         longest = min(reserved, max(times.longest(reserved), seen))
-        # one that outlived the longest answer seen (a timeout picks the long ones) may be
-        # longer than any: nothing is known of it but its max_tokens
-        outlived = p.loop.time() - r.sent_at >= times.duration(longest)
+        # one that outlived twice the longest answer seen (a timeout picks the long ones)
+        # may be longer than any: nothing is known of it but its max_tokens. Twice, because
+        # a burst's requests may wait a while in the process before they leave
+        outlived = p.loop.time() - r.sent_at >= _OUTLIVED * times.duration(longest)
 
         def keep() -> float:
             if outlived:

@@ -228,11 +228,12 @@ async def _drain(url: str, drained: asyncio.Event, stop: asyncio.Event) -> None:
         "messages": [{"role": "user", "content": "lorem ipsum dolor " * 3000}],
     }
     async with anthropic.AsyncAnthropic(api_key="k", base_url=url, max_retries=0) as sdk:
-        while True:
-            try:
-                await sdk.messages.create(**big)
-            except anthropic.RateLimitError:
-                break
+        refused = False
+        while not refused:  # waves of 20 at once: answers may take seconds
+            outcomes = await asyncio.gather(
+                *(sdk.messages.create(**big) for _ in range(20)), return_exceptions=True
+            )
+            refused = any(isinstance(o, anthropic.RateLimitError) for o in outcomes)
         drained.set()
         small = {**big, "messages": [{"role": "user", "content": "x"}]}
         while not stop.is_set():
@@ -379,12 +380,25 @@ def cell_main(spec: str, out_path: str, want_log: bool) -> None:
 # -- the orchestra ---------------------------------------------------------------------------
 
 
-def run_cells(cells: list[Cell], jobs: int, plot_cell: Cell | None) -> dict[str, dict[str, Any]]:
-    """Run every cell as its own process, `jobs` at a time; their results by name."""
+def run_cells(
+    cells: list[Cell], jobs: int, plot_cell: Cell | None, keep: Path | None
+) -> dict[str, dict[str, Any]]:
+    """Run every cell as its own process, `jobs` at a time; their results by name.
+
+    With `keep`, each cell's result is kept there as JSON, and a cell already there is
+    reused, not run again (to complete a run whose cells failed, or rebuild its tables).
+    """
     results: dict[str, dict[str, Any]] = {}
-    queue = list(cells)
+    tmp = keep if keep is not None else Path(tempfile.mkdtemp(prefix="acceptance-"))
+    tmp.mkdir(parents=True, exist_ok=True)
+    queue = []
+    for cell in cells:
+        done = tmp / (cell.name.replace("/", "_") + ".json")
+        if keep is not None and done.exists():
+            results[cell.name] = json.loads(done.read_text())
+        else:
+            queue.append(cell)
     running: list[tuple[Cell, subprocess.Popen[bytes], Path, float]] = []
-    tmp = Path(tempfile.mkdtemp(prefix="acceptance-"))
     while queue or running:
         while queue and len(running) < jobs:
             cell = queue.pop(0)
@@ -494,6 +508,9 @@ def main() -> None:
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--jobs", type=int, default=4, help="cells run at once (processes)")
     parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument(
+        "--keep", type=Path, help="keep each cell's result in this directory; reuse those there"
+    )
     parser.add_argument("--cell", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     parser.add_argument("--log", action="store_true", help=argparse.SUPPRESS)
@@ -516,7 +533,7 @@ def main() -> None:
     ]
     plot_cell = cells[0]
     started = time.monotonic()
-    results = run_cells(cells, max(1, args.jobs), plot_cell)
+    results = run_cells(cells, max(1, args.jobs), plot_cell, args.keep)
     wall = time.monotonic() - started
     tables = []
     for v in picked["variants"]:
