@@ -31,8 +31,8 @@ completion, the share another consumer leaves) can take them, with the mock's la
 without jitter. It is the least any client can do against this server (except where half
 the requests are cancelled 1 s in: the ideal sends, and pays for, the doomed requests it
 can before then, as an eager client would; one that holds back at first can beat it); the
-ratio is what asyncthrift loses to not knowing the server's state. 429s are the mock's count (for the
-drained key: after the drain). Writes ``bench/results/acceptance.md`` and a plot of
+ratio is what asyncthrift loses to not knowing the server's state. 429s are the mock's
+count (for the drained key: after the drain). Writes ``bench/results/acceptance.md`` and a plot of
 admitted tokens per second against the limit for one run, ``bench/results/acceptance.png``.
 """
 
