@@ -13,6 +13,7 @@ import anthropic
 import httpx2
 from anthropic.types import Message, Usage
 
+from ._answer_times import AnswerTimes
 from ._observers import RequestRecord, status_of
 from ._options import RequestOptions
 from .bucket import ZERO, Cost, ServerView
@@ -43,6 +44,10 @@ __all__ = [
 EMPTY_VIEW: Final = ServerView()
 """The view of a response without rate-limit headers."""
 
+#: An abandoned request unanswered for this many times the longest answer seen may be
+#: longer than any (`Attempt._abandon`).
+_OUTLIVED: Final = 2.0
+
 #: What an ``error`` event's type means as an HTTP status (a stream's error in a 200).
 EVENT_ERROR_STATUS: Final = {
     "rate_limit_error": 429,
@@ -53,9 +58,10 @@ EVENT_ERROR_STATUS: Final = {
 
 
 class ModelClass:
-    """Per model class: the gate over every key's budget, and the input calibrator."""
+    """Per model class: the gate over every key's budget, the input calibrator, and how long
+    its answers run (`times`: when an abandoned answer would have completed)."""
 
-    __slots__ = ("budgets", "calibrator", "gate", "name")
+    __slots__ = ("budgets", "calibrator", "gate", "name", "times")
 
     def __init__(
         self, name: str, budgets: list[LocalBudget], gate: Gate, calibrator: Calibrator | None
@@ -64,6 +70,7 @@ class ModelClass:
         self.budgets = budgets
         self.gate = gate
         self.calibrator = calibrator
+        self.times = AnswerTimes()
 
 
 class Plan:
@@ -229,6 +236,13 @@ class Attempt:
             if self.spend_hold is not None and p.spend is not None:
                 p.spend.settle(self.spend_hold, 0.0)
         else:
+            r = self._reservation
+            max_tokens = self.call.params.get("max_tokens")
+            self.plan.mc.times.observe(
+                p.loop.time() - r.sent_at,
+                usage.output_tokens,
+                max_tokens if isinstance(max_tokens, int) else None,
+            )
             self._reconcile(model or self.call.params["model"], usage)
         call = self.call
         if call.rec is not None:
@@ -253,12 +267,12 @@ class Attempt:
         if usage is not None:
             self._reconcile(self.call.params["model"], usage)
         else:
-            if self.spend_hold is not None and p.spend is not None:
-                p.spend.release(self.spend_hold)
+            if self.spend_hold is not None and p.spend is not None and not self._abandons(error):
+                p.spend.release(self.spend_hold)  # nothing billed (an abandoned answer may be)
             if not self.sent:
                 stats.upstream_calls -= 1  # the SDK refused it before sending
                 r.release(sent=False)
-            elif isinstance(error, anthropic.APIStatusError) and status is not None:
+            elif not self._abandons(error):
                 now = p.loop.time()
                 refused = status in (400, 429, 529)
                 c = r.cost
@@ -272,13 +286,76 @@ class Attempt:
                 r.release(sent=True, input_counted=not refused)
                 self.plan.mc.gate.poke()
             else:
-                # cancelled or dropped in flight: the server may have counted the input,
-                # never output it did not produce
-                r.release(sent=True, input_counted=True)
+                # cancelled, timed out or dropped in flight, without an answer
+                self._abandon(None)
         call = self.call
         if call.rec is not None:
             code = 200 if usage is not None and error is None else status_of(error)
             p.observers.upstream_finished(call.rec, code, error, self.up_started)
+
+    def _abandons(self, error: BaseException) -> bool:
+        """Sent, then ended without an answer from the server (cancelled, timed out, dropped):
+        an HTTP error status is an answer, whatever else is not."""
+        return self.sent and not (
+            isinstance(error, anthropic.APIStatusError) and error_status(error) is not None
+        )
+
+    def abandoned(self, error: BaseException, usage: Usage) -> None:
+        """A stream the caller left (closed early, cancelled, its connection lost) after the
+        server reported `usage` (its input, and the output delivered so far).
+
+        The server stops a stream at its next write and charges what it produced by then,
+        which may be more than was delivered: the output is kept as `Reservation.abandon`
+        keeps it. The input is settled now, from `usage`.
+        """
+        if self.done:
+            return
+        self.done = True
+        p = self.pipeline
+        p.stats.in_flight -= 1
+        _count_error(p.stats, error)
+        self._abandon(usage)
+        call = self.call
+        if call.rec is not None:
+            p.observers.upstream_finished(call.rec, status_of(error), error, self.up_started)
+
+    def _abandon(self, usage: Usage | None) -> None:
+        """Keep what an answer nobody will read may still cost (see `Reservation.abandon`)."""
+        p = self.pipeline
+        r = self._reservation
+        times = self.plan.mc.times
+        reserved = r.cost.output_tokens
+        seen = 0.0 if usage is None else float(usage.output_tokens)
+
+        longest = min(reserved, max(times.longest(reserved), seen))
+        # one that outlived twice the longest answer seen (a timeout picks the long ones)
+        # may be longer than any: nothing is known of it but its max_tokens. Twice, because
+        # a burst's requests may wait a while in the process before they leave
+        outlived = p.loop.time() - r.sent_at >= _OUTLIVED * times.duration(longest)
+
+        def keep() -> float:
+            if outlived:
+                return reserved
+            return min(reserved, max(times.longest(reserved), seen))
+
+        most = keep()
+        until = r.sent_at + times.duration(most)
+        model = self.call.params["model"]
+        if usage is None:
+            r.abandon(until, keep)
+            input_tokens = r.cost.input_tokens
+        else:
+            cache_write = usage.cache_creation_input_tokens or 0
+            input_tokens = usage.input_tokens + cache_write
+            r.abandon(until, keep, input_tokens)
+            stats = p.stats
+            stats.input_tokens += usage.input_tokens
+            stats.output_tokens += usage.output_tokens
+            stats.cache_creation_input_tokens += cache_write
+            stats.cache_read_input_tokens += usage.cache_read_input_tokens or 0
+        if self.spend_hold is not None and p.spend is not None:
+            # what the server may bill for it: the input and the longest answer it could have
+            p.spend.settle(self.spend_hold, cost_usd(model, int(input_tokens), int(most)))
 
     def _reconcile(self, model: str, u: Usage) -> None:
         p = self.pipeline

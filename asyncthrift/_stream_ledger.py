@@ -14,7 +14,7 @@ import logging
 import math
 from typing import TYPE_CHECKING, Any, Final
 
-from anthropic import AsyncStream
+from anthropic import APIStatusError, AsyncStream
 from anthropic.types import Message, RawMessageStreamEvent, Usage
 
 from ._lookup import store
@@ -139,12 +139,20 @@ class Ledger:
         if self.complete and usage is not None:
             attempt.succeeded(self.model, usage)
         else:
-            if usage is not None:
-                # Ended early: charge what the server reported or what we saw, whichever is
+            why = error or asyncio.CancelledError()
+            if usage is None:
+                attempt.failed(why, None)
+            else:
+                # Ended early: at least what the server reported or what we saw, whichever is
                 # larger (a message_delta is often only sent at the end).
                 produced = max(usage.output_tokens, math.ceil(self.delivered))
                 usage = usage.model_copy(update={"output_tokens": produced})
-            attempt.failed(error or asyncio.CancelledError(), usage)
+                if isinstance(error, APIStatusError):
+                    attempt.failed(error, usage)  # the server ended it, counting what it sent
+                else:
+                    # the caller left: the server stops at its next write, having produced
+                    # maybe more than was read; keep the output until it surely stopped
+                    attempt.abandoned(why, usage)
         ended = None if self.complete else (error or asyncio.CancelledError())
         attempt.pipeline.finish(attempt.call, ended)
 

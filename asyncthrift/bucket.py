@@ -39,7 +39,7 @@ class TokenBucket:
     capacity, then a steady refill; never reset at minute boundaries.
     """
 
-    __slots__ = ("_held_until", "_level", "_owed", "_stamp", "capacity", "rate")
+    __slots__ = ("_held_until", "_level", "_owed", "_stamp", "capacity", "lowered", "rate")
 
     def __init__(self, capacity: float, period: float, now: float, level: float | None = None):
         if capacity <= 0 or period <= 0:
@@ -53,6 +53,7 @@ class TokenBucket:
         self._stamp = now
         self._held_until = -math.inf
         self._owed = 0.0
+        self.lowered = 0.0  # the running total `clamp` took off the level
 
     def level(self, now: float) -> float:
         """Units available at `now` (negative while in debt)."""
@@ -129,7 +130,9 @@ class TokenBucket:
 
     def clamp(self, ceiling: float, now: float) -> bool:
         """Lower the level to `ceiling` if it is above it; never raise it. True if lowered."""
-        if self.level(now) > ceiling:
+        level = self.level(now)
+        if level > ceiling:
+            self.lowered += level - ceiling
             self._level = ceiling
             return True
         return False

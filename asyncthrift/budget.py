@@ -296,6 +296,16 @@ class LocalBudget:
         The first answer after a cold start (see `cold_start`) is read the other way, at the
         lowest consistent reading: nothing is known yet, and one conservative round trip
         costs less than a burst of 429s.
+
+        Abandoned answers (a request cancelled, timed out or dropped after it was sent): the
+        server may stop one at the disconnect or finish it and charge its output, and this
+        budget does not know which. Its output reservation stays charged here until the
+        answer would have completed (`Reservation.abandon`), so a reading in between may
+        show the server above the local level by the unused part (the server stopped it, or
+        finished it already): that is a gap the other way, which lowers nothing. When the
+        reservation is then given back, all but the longest answer seen goes back, less
+        whatever readings lowered the level meanwhile (they may already count the server's
+        refund): the local level never runs ahead of a server that charged the answer.
         """
         cold = self._probe_at is not None
         self._probe_at = None

@@ -8,9 +8,11 @@ its refund rules are a contract of their own.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from .bucket import Budget, Cost
+from .bucket import ZERO, Budget, Cost, TokenBucket
+from .budget import LocalBudget
 
 if TYPE_CHECKING:
     from .scheduler import Gate
@@ -24,9 +26,12 @@ class Reservation:
     - `settle(input, output)`: the response's usage arrived; charge the true input and refund
       the output that was reserved (`max_tokens`) but not produced.
     - `release(sent=False)`: never reached the server; everything goes back.
-    - `release(sent=True, input_counted=...)`: failed or cancelled after sending; the request
-      stays spent, output goes back (the server charges only output it produced), input goes
-      back only when the server certainly did not count it (a 429 or 529).
+    - `release(sent=True, input_counted=...)`: the server answered with an error; the
+      request stays spent, output goes back (it produced none), input goes back only when
+      the server certainly did not count it (a 400, 429 or 529).
+    - `abandon(until, keep)`: cancelled, timed out or dropped after sending, with no answer:
+      the request and input stay spent; the output reservation is kept until `until`, then
+      all but `keep` goes back, less what the server's headers took off the level meanwhile.
     """
 
     __slots__ = ("_gate", "_open", "budget", "cost", "index", "mark", "sent_at")
@@ -57,3 +62,53 @@ class Reservation:
         c = self.cost
         refund = c if not sent else Cost(0, 0 if input_counted else c.input_tokens, c.output_tokens)
         self._gate._refund(self.budget, refund)
+
+    def abandon(
+        self, until: float, keep: Callable[[], float], input_tokens: float | None = None
+    ) -> None:
+        """The attempt was sent and then abandoned (cancelled, timed out, dropped, a stream
+        closed early): the server may stop its answer at the disconnect or finish it and
+        charge its output (the documentation is silent; users report timed-out requests
+        using their quota). Safe under either:
+
+        - the request and the input stay spent (the server counted them; `input_tokens`,
+          if known from a stream's first event, replaces the estimate now);
+        - the output reservation is kept until `until`, the instant the answer would have
+          completed at the latest (`AnswerTimes`), and only then does all of it but
+          `keep()` (the most output the answer could have had, asked then, when more
+          answers have been seen) go back: by then the server has refunded at least that
+          much, whether it stopped or finished;
+        - less whatever the server's headers took off the local output level meanwhile
+          (`TokenBucket.lowered`): a reading that came after the server's own refund may
+          already have pulled the local level down to a level that counts it, and giving
+          it back again would run ahead of the server.
+
+        The reservation is settled now (the gate does not wait for it: `idle()` and closing
+        never wait on the deferred part, which a closing gate drops, keeping it spent).
+        """
+        if not self._open:
+            return
+        self._open = False
+        c = self.cost
+        now_back = ZERO if input_tokens is None else Cost(0, c.input_tokens - input_tokens, 0)
+        gate = self._gate
+        gate._refund(self.budget, now_back)
+        budget = self.budget
+        seen = _output_bucket(budget)
+        before = 0.0 if seen is None else seen.lowered
+
+        def give_back() -> None:
+            bucket = _output_bucket(budget)
+            lowered = 0.0 if bucket is None else bucket.lowered
+            if bucket is seen:
+                lowered -= before
+            amount = c.output_tokens - max(0.0, keep()) - lowered
+            if amount > 0:
+                gate.give_back(budget, Cost(0, 0, amount))
+
+        gate.later(until, give_back)
+
+
+def _output_bucket(budget: Budget) -> TokenBucket | None:
+    """The output-token bucket of `budget`, where it has one we can read."""
+    return budget.buckets[2] if isinstance(budget, LocalBudget) else None

@@ -53,6 +53,7 @@ class Gate(BudgetPool):
         "_heap",
         "_held",
         "_idle",
+        "_later",
         "_live",
         "_loop",
         "_seq",
@@ -78,6 +79,7 @@ class Gate(BudgetPool):
         self._heap: list[tuple[float, int, _Ticket]] = []
         self._held = 0
         self._idle: list[asyncio.Future[None]] = []
+        self._later: set[asyncio.TimerHandle] = set()
         self._live = 0
         self._loop = loop
         self._seq = itertools.count()
@@ -104,9 +106,14 @@ class Gate(BudgetPool):
     def close(self) -> None:
         """Fail every waiter now with `ClientClosed` (nothing was sent; nothing was taken from
         a budget) and disarm the timer. Reservations already held are left to finish; await
-        `idle()` for them. Call `QueueCounter.close` first so that nobody queues again."""
+        `idle()` for them. Call `QueueCounter.close` first so that nobody queues again.
+        Refunds deferred by `later` are dropped: what an abandoned answer may still cost
+        stays spent (the safe side), and closing never waits for one."""
         heap, self._heap = self._heap, []
         self._disarm()
+        for handle in self._later:
+            handle.cancel()
+        self._later.clear()
         counter = self._counter
         for _, _, ticket in heap:
             future = ticket.future
@@ -235,6 +242,30 @@ class Gate(BudgetPool):
                 return 0.0
             rate += 1.0 / w
         return math.inf if rate == 0.0 else 1.0 / rate
+
+    def later(self, when: float, callback: Callable[[], None]) -> None:
+        """Call `callback` at loop time `when`, unless the gate closes first (then never).
+
+        For refunds that must wait (`Reservation.abandon`): one loop timer each, cancelled
+        by `close`, so they neither keep `idle()` waiting nor outlive the client.
+        """
+        if self._counter.closed:
+            return
+        handles: list[asyncio.TimerHandle] = []
+
+        def fire() -> None:
+            self._later.discard(handles[0])
+            callback()
+
+        handles.append(self._get_loop().call_at(when, fire))
+        self._later.add(handles[0])
+
+    def give_back(self, budget: Budget, refund: Cost) -> None:
+        """Refund `refund` to `budget` outside any reservation's settling (a deferred refund)
+        and look at the head again."""
+        budget.give(refund, self._get_loop().time())
+        if self._live:
+            self._drain()
 
     def disable(self, index: int, error: Callable[[], BaseException]) -> None:
         """Never admit on budget `index` again (its key was refused for good).

@@ -167,7 +167,7 @@ async def test_usage_reconciles_the_reservation_exactly() -> None:
         assert levels == pytest.approx((99, 10_000 - 40, 10_000 - 30))
 
 
-async def test_cancelled_in_flight_keeps_input_returns_output() -> None:
+async def test_cancelled_in_flight_keeps_input_and_output_when_nothing_was_observed() -> None:
     release = asyncio.Event()
 
     async def slow(body: dict[str, Any], n: int) -> httpx2.Response:
@@ -185,11 +185,14 @@ async def test_cancelled_in_flight_keeps_input_returns_output() -> None:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+        assert c.stats().in_flight == 0
+        await asyncio.sleep(3600)
         after = budget.peek(asyncio.get_running_loop().time())
-        assert after[2] == pytest.approx(10_000)  # output back
+        # the server may finish the answer and charge it, and no answer was ever seen to
+        # say how long it could be: the whole reservation stays spent (tests/test_abandoned)
+        assert after[2] == pytest.approx(during[2])
         assert after[1] == pytest.approx(during[1])  # input kept (the server counted it)
         assert during[1] < 10_000
-        assert c.stats().in_flight == 0
 
 
 async def test_server_headers_shrink_the_local_budget() -> None:

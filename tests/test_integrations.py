@@ -169,7 +169,10 @@ async def test_a_browser_that_leaves_hangs_up_upstream_and_refunds() -> None:
             s = client.stats()
             assert (s.in_flight, s.failed, mock.counters.cancelled) == (0, 1, 1)
             out = client.budgets()["sonnet"][0].peek(asyncio.get_running_loop().time())[2]
-            assert out is not None and 100_000 - out < 100  # not the 500 reserved
+            # the server stopped the stream at its next write, but the client cannot know how
+            # much it produced: with no answer seen yet to say how long one runs, the 500
+            # reserved stay spent (tests/test_abandoned.py: given back once answers are seen)
+            assert out is not None and 100_000 - out > 300
 
 
 async def test_short_load_through_a_binding_limit() -> None:

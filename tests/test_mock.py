@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import math
 import time
 from collections.abc import AsyncIterator
@@ -432,20 +433,90 @@ async def test_faults_are_deterministic_for_a_seed() -> None:
     assert first != await outcomes(8)
 
 
-async def test_cancelled_request_gives_back_its_output_reservation() -> None:
+async def settled(mock: MockServer) -> None:
+    """Wait (real time, generously) until no answer is in progress on `mock`."""
+    for _ in range(500):
+        if mock.counters.in_flight == 0:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{mock.counters.in_flight} answers still in progress")
+
+
+async def output_remaining(client: anthropic.AsyncAnthropic) -> int:
+    """The output tokens the mock says remain, by a request that reserves and produces none
+    (its headers are as of admission: the request's own max_tokens=1 is out of them)."""
+    raw = await client.messages.with_raw_response.create(
+        model=SONNET, max_tokens=1, messages=HI, stream=True
+    )
+    await (await raw.parse()).close()
+    return int(raw.headers[RL + "output-tokens-remaining"]) + 1
+
+
+@pytest.mark.parametrize("abandoned", ["finish", "stop"])
+async def test_an_abandoned_answer_is_finished_and_charged_or_stopped(abandoned: str) -> None:
+    # 100 tokens at 20 ms each: the client leaves 0.1 s in, about 5 tokens produced
     limits = Limits(otpm=10_000, period=3600)
-    async with serve(limits=limits, latency=5.0, remaining_rounding="exact") as (mock, client):
+    async with serve(
+        limits=limits,
+        latency_per_token=0.02,
+        output_tokens=(100, 100),
+        remaining_rounding="exact",
+        abandoned=abandoned,
+    ) as (mock, client):
         with pytest.raises(TimeoutError):
             await asyncio.wait_for(
                 client.messages.create(model=SONNET, max_tokens=1000, messages=HI), 0.1
             )
-        for _ in range(100):
-            if mock.counters.in_flight == 0:
-                break
-            await asyncio.sleep(0.01)
-        assert mock.counters.in_flight == 0 and mock.counters.cancelled == 1
-        assert mock.counters.output_tokens == 0
-        assert mock.counters.peak_in_flight == 1
+        await settled(mock)
+        c = dataclasses.replace(mock.counters)  # before the probe below
+        assert c.cancelled == 1 and c.peak_in_flight == 1 and c.ok == 1
+        assert c.output_tokens == c.abandoned_output_tokens
+        left = await output_remaining(client)
+    if abandoned == "finish":
+        assert c.output_tokens == 100  # the whole answer, which nobody read
+    else:
+        assert c.output_tokens < 100  # only what was produced before the client left
+    # the rest of max_tokens went back either way (refill over a few seconds: < 10 tokens)
+    assert 0 <= left - (10_000 - c.output_tokens) < 10, (left, c.output_tokens)
+
+
+@pytest.mark.parametrize("abandoned", ["finish", "stop"])
+async def test_an_abandoned_stream_stops_and_is_charged_what_it_produced(abandoned: str) -> None:
+    limits = Limits(otpm=10_000, period=3600)
+    async with serve(
+        limits=limits,
+        latency_per_token=0.01,
+        output_tokens=(200, 200),
+        stream_chunk_words=2,
+        remaining_rounding="exact",
+        abandoned=abandoned,  # streams do not depend on it
+    ) as (mock, client):
+        delivered = 0
+        async with client.messages.stream(model=SONNET, max_tokens=1000, messages=HI) as stream:
+            async for text in stream.text_stream:
+                delivered += count_text(text)
+                if delivered >= 10:
+                    break
+        await settled(mock)
+        c = dataclasses.replace(mock.counters)  # before the probe below
+        left = await output_remaining(client)
+    assert c.cancelled == 1 and c.streams == 1
+    assert delivered <= c.output_tokens < 200, (delivered, c.output_tokens)
+    assert c.abandoned_output_tokens == c.output_tokens
+    assert 0 <= left - (10_000 - c.output_tokens) < 10, (left, c.output_tokens)
+
+
+async def test_clock_skew_moves_every_reset() -> None:
+    async with serve(
+        limits=Limits(rpm=100, otpm=10_000), clock_skew=1000.0, reset_precision="milliseconds"
+    ) as (_mock, client):
+        raw = await client.messages.with_raw_response.create(
+            model=SONNET, max_tokens=100, messages=HI
+        )
+        now = time.time()
+    reset = datetime.fromisoformat(raw.headers[RL + "requests-reset"]).timestamp()
+    # one request of 100 per minute: full again 0.6 s after it, on a clock 1000 s ahead
+    assert 1000.0 < reset - now < 1002.0, reset - now
 
 
 # -- count_tokens, caching ----------------------------------------------------------------

@@ -311,7 +311,11 @@ async def test_config_validation() -> None:
     with pytest.raises(ValueError):
         MockConfig(limits="tier9")
     assert MockConfig(api_keys=["a", "b"]).api_keys == frozenset({"a", "b"})
-    for name in ("reset_precision", "headers_at", "remaining_rounding", "output_charge"):
+    with pytest.raises(ValueError, match="clock_skew"):
+        MockConfig(clock_skew=math.inf)
+    assert MockConfig().abandoned == "finish"  # the reading hardest on a client
+    names = ("reset_precision", "headers_at", "remaining_rounding", "output_charge", "abandoned")
+    for name in names:
         bad: dict[str, Any] = {name: "sometimes"}
         with pytest.raises(ValueError, match=name):
             MockConfig(**bad)
@@ -347,6 +351,8 @@ async def test_config_json_round_trip() -> None:
         reset_precision="milliseconds",
         headers_at="admission",
         remaining_rounding="down",
+        abandoned="stop",
+        clock_skew=-2.7,
     )
     assert MockConfig.from_json(config.to_json()) == config
 
@@ -379,6 +385,7 @@ async def test_command_line_flags() -> None:
         ("--headers-at admission", {"headers_at": "admission"}),
         ("--remaining-rounding down", {"remaining_rounding": "down"}),
         ("--no-round-remaining", {"remaining_rounding": "exact"}),
+        ("--abandoned stop --clock-skew 2.7", {"abandoned": "stop", "clock_skew": 2.7}),
         (
             "--reset-precision seconds --headers-at completion --remaining-rounding exact",
             {
@@ -389,7 +396,7 @@ async def test_command_line_flags() -> None:
         ),
     ],
 )
-async def test_command_line_header_flags(flags: str, expected: dict[str, str]) -> None:
+async def test_command_line_header_flags(flags: str, expected: dict[str, object]) -> None:
     config = config_from_args(build_parser().parse_args(flags.split()))
     assert {name: getattr(config, name) for name in expected} == expected
     with pytest.raises(SystemExit):

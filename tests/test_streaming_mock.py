@@ -57,42 +57,55 @@ async def test_event_sequence_is_the_bare_sdks() -> None:
     assert normalised(ours_raw) == normalised(bare_raw)
 
 
-async def test_abandoned_stream_refunds_what_was_not_produced() -> None:
-    # a server that reports exact counts (9 001 left, not a multiple of a thousand): the
-    # client reads them exactly, so the refund shows to the token
+async def test_abandoned_stream_refunds_what_the_server_cannot_have_charged() -> None:
+    # a server that reports exact counts: the client reads them exactly, so what the budget
+    # holds shows to the token
     limits = Limits(otpm=10_001, period=600)
     async with (
         MockServer(
             limits=limits,
             latency=0.01,
-            latency_per_token=0.01,
-            output_tokens=(400, 400),
+            latency_per_token=0.025,
+            output_tokens=(40, 40),
             remaining_rounding="exact",
         ) as mock,
         Thrift(api_key="k", base_url=mock.base_url, limits=limits) as c,
     ):
-        t0 = asyncio.get_running_loop().time()
+        # complete answers first: the client learns that answers run 40 tokens, ~1 s
+        await asyncio.gather(*(c.messages.create(**req(f"warm {i}", 1000)) for i in range(8)))
+        budget = c.budgets()["sonnet"][0]
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        before = budget.peek(t0)[2]
         async with c.messages.stream(**req("a long answer please", 1000)) as s:
+            # the level once admitted: max_tokens charged, and lifted to what the stream's
+            # headers (as of its start) prove the server has (the level may sit below it)
+            opened = budget.peek(loop.time())[2]
             words = 0
             async for _ in s.text_stream:
                 words += 1
                 if words == 3:
                     break
-        # read the budget as the stream settles (on leaving the block), not after waiting
-        now = asyncio.get_running_loop().time()
-        out = c.budgets()["sonnet"][0].peek(now)[2]
-        for _ in range(50):  # the server notices the hang-up asynchronously
+        held = budget.peek(loop.time())[2]
+        for _ in range(100):  # the server notices the hang-up at its next write
             if mock.counters.cancelled:
                 break
             await asyncio.sleep(0.01)
         assert mock.counters.cancelled == 1
-        produced = mock.counters.output_tokens
-        assert 0 < produced < 100
-        assert out is not None
-        # what the budget lost, plus what it refilled meanwhile (10 001 per 600 s)
-        charged = 10_001 - out + (now - t0) * 10_001 / 600
-        # refunded all but what was produced, and never less than the server charged
-        assert produced <= charged + 1 < 100
+        produced = mock.counters.output_tokens - 8 * 40
+        assert 0 < produced < 40
+        await asyncio.sleep(3.0)  # past when the answer would have ended (~1.1 s)
+        t1 = loop.time()
+        after = budget.peek(t1)[2]
+        assert before is not None and opened is not None
+        assert held is not None and after is not None
+        assert opened <= before - 900  # the 1000 reserved at admission (less a small lift)
+        refill = (t1 - t0) * 10_001 / 600
+        # max_tokens held while the answer could still run, and never less than the server
+        # charged afterwards: all but the longest answer seen (40 tokens) went back
+        assert held <= opened + refill
+        charged = opened + 1000 - after + refill
+        assert produced <= charged <= 40 + 1, (produced, charged)
         s_ = c.stats()
         assert (s_.failed, s_.in_flight) == (1, 0)
 

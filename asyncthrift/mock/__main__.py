@@ -21,6 +21,7 @@ from typing import get_args
 from ..limits import PRESETS, Limits, LimitsSpec
 from ._config import (
     DEFAULT_OUTPUT_TOKENS,
+    Abandoned,
     Faults,
     HeadersAt,
     MockConfig,
@@ -78,6 +79,18 @@ def build_parser() -> argparse.ArgumentParser:
         const="exact",
         help="same as --remaining-rounding exact",
     )
+    h.add_argument(
+        "--clock-skew",
+        type=float,
+        default=_DEFAULTS.clock_skew,
+        help="seconds the mock's wall clock (in -reset) runs ahead of the client's",
+    )
+    h.add_argument(
+        "--abandoned",
+        choices=get_args(Abandoned),
+        default=_DEFAULTS.abandoned,
+        help="a non-streamed answer whose client went away: finished and charged, or stopped",
+    )
     a = p.add_argument_group("answers and timing")
     a.add_argument("--latency", type=float, default=0.0, help="seconds before the answer")
     a.add_argument("--latency-per-token", type=float, default=0.0, help="seconds per token")
@@ -126,6 +139,8 @@ def config_from_args(args: argparse.Namespace) -> MockConfig:
         reset_precision=args.reset_precision,
         headers_at=args.headers_at,
         remaining_rounding=args.remaining_rounding,
+        clock_skew=args.clock_skew,
+        abandoned=args.abandoned,
         retry_after_ms=args.retry_after_ms,
         count_tokens_rpm=args.count_tokens_rpm,
         latency=args.latency,

@@ -68,6 +68,7 @@ class Answering:
         c.in_flight -= 1
         if not self.completed:
             c.cancelled += 1
+            c.abandoned_output_tokens += produced
 
 
 def stream_response(

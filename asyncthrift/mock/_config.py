@@ -67,6 +67,7 @@ ResetPrecision = Literal["seconds", "milliseconds"]
 HeadersAt = Literal["completion", "admission"]
 RemainingRounding = Literal["down", "nearest", "exact"]
 AnswerFrom = Literal["request", "last_turn"]
+Abandoned = Literal["finish", "stop"]
 
 _CHOICES: dict[str, tuple[str, ...]] = {
     "output_charge": get_args(OutputCharge),
@@ -74,6 +75,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "headers_at": get_args(HeadersAt),
     "remaining_rounding": get_args(RemainingRounding),
     "answer_from": get_args(AnswerFrom),
+    "abandoned": get_args(Abandoned),
 }
 
 #: Default (lo, hi) range of answer lengths in output tokens.
@@ -122,9 +124,22 @@ class MockConfig:
         can report up to 499 tokens *more* than remain, which is what hurts a client that
         reads the number as a floor), "down" (never more than remains), or "exact".
         Requests `-remaining` is never rounded.
+      clock_skew: seconds the mock's wall clock runs ahead of its clients' (negative:
+        behind), as a server's clock may: it shows in every `-reset` (a client whose clock
+        is 2.7 s behind the server's is ``clock_skew=2.7``). Loop-time behaviour is unchanged.
       round_remaining: the older boolean spelling, kept working: True means "down" (what it
         always did), False "exact"; None (the default) defers to `remaining_rounding`. It is
         folded into `remaining_rounding` at construction and then reads None.
+    A client that goes away (the documentation is silent; each reading is a setting):
+      abandoned: what happens to an admitted non-streamed request whose client disconnects
+        (or half-closes) before its answer is sent. "finish" (the default: users report that
+        requests they timed out still used their quota, and an HTTP server notices a gone
+        client only when it writes): the answer is generated to the end and its whole output
+        charged (and counted in `MockCounters.output_tokens`, `abandoned_output_tokens`).
+        "stop": generation stops at the disconnect and only the output produced so far is
+        charged; the rest of the reservation goes back at once. Streams do not depend on it:
+        a stream stops at its first write after the client went away and is charged for
+        what it produced until then.
     Answers and timing:
       answer_from: what the deterministic answer is a hash of: the whole "request" (any
         change gives another answer), or only the "last_turn" (model, options, system and
@@ -171,6 +186,8 @@ class MockConfig:
     headers_at: HeadersAt = "completion"
     remaining_rounding: RemainingRounding = "nearest"
     round_remaining: bool | None = None
+    clock_skew: float = 0.0
+    abandoned: Abandoned = "finish"
     retry_after_ms: bool = False
     count_tokens_rpm: float | None = None
     count_tokens_period: float = 60.0
@@ -218,6 +235,9 @@ class MockConfig:
             if getattr(self, name) not in choices:
                 allowed = " or ".join(repr(c) for c in choices)
                 raise ValueError(f"{name} must be {allowed}, got {getattr(self, name)!r}")
+        skew = self.clock_skew
+        if not (isinstance(skew, int | float) and math.isfinite(skew)):
+            raise ValueError(f"clock_skew must be a finite number of seconds, got {skew!r}")
         if not 0.0 <= self.shadow_load < 1.0:
             raise ValueError(f"shadow_load must be in [0, 1), got {self.shadow_load!r}")
         schedule = tuple((float(t), float(share)) for t, share in self.shadow_schedule)

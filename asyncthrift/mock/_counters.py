@@ -51,7 +51,10 @@ class MockCounters:
     output_tokens: int = 0
     cache_read_tokens: int = 0
     cache_creation_tokens: int = 0
-    cancelled: int = 0  # admitted answers whose connection went away before completion
+    # admitted answers whose client went away before getting them: stopped then (streams,
+    # and non-streamed ones with abandoned="stop") or finished unheard (abandoned="finish")
+    cancelled: int = 0
+    abandoned_output_tokens: int = 0  # output charged for those (in `output_tokens` too)
     in_flight: int = 0
     peak_in_flight: int = 0
     log: list[Admission] = field(default_factory=list)

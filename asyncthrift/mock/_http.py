@@ -11,8 +11,11 @@ never the bottleneck of a benchmark. What it supports:
 - responses with ``Content-Length``, or streamed with ``Transfer-Encoding: chunked``
   (server-sent events), with write flow control;
 - a handler may return None to drop the connection without any response (fault injection);
-- a lost (or half-closed) connection cancels its handler task, so an abandoned answer stops
-  generating and settles what it owes.
+- a lost (or half-closed) connection: a handler still computing its answer is cancelled
+  (`HttpServer(stop_abandoned=True)`, so an abandoned answer stops generating and settles
+  what it owes) or left to finish, its `Request.gone` set, its response never written
+  (``stop_abandoned=False``); a stream stops at its next write, as a real server notices a
+  gone client only when it writes.
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ class Request:
     headers: dict[str, str]
     body: bytes = b""
     keep_alive: bool = True
+    gone: bool = False  # the client went away before its response was written
 
     @property
     def path(self) -> str:
@@ -106,10 +110,12 @@ class _Connection(asyncio.Protocol):
         "_buf",
         "_closed",
         "_continue_sent",
+        "_current",
         "_drain",
         "_paused",
         "_pending",
         "_server",
+        "_streaming",
         "_task",
         "_transport",
     )
@@ -124,6 +130,8 @@ class _Connection(asyncio.Protocol):
         self._closed = False
         self._paused = False
         self._drain: asyncio.Future[None] | None = None
+        self._current: Request | None = None  # the request being served
+        self._streaming = False  # its response is a stream being written
 
     # -- asyncio.Protocol ------------------------------------------------------------------
 
@@ -140,14 +148,18 @@ class _Connection(asyncio.Protocol):
 
     def eof_received(self) -> bool:
         # A client that half-closes has gone away (HTTP clients never half-close to await a
-        # response): returning False closes the transport, and connection_lost cancels the
-        # handler, so an abandoned answer stops and settles like a dropped connection.
+        # response): returning False closes the transport, and connection_lost treats the
+        # answer as abandoned, like a dropped connection.
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
         self._server._connections.discard(self)
-        if self._task is not None:
+        if self._current is not None:
+            self._current.gone = True
+        # A stream notices at its next write (`_stream` checks `_closed`); a handler still
+        # computing its answer stops now or finishes unheard, as the server is set.
+        if self._task is not None and not self._streaming and self._server.stop_abandoned:
             self._task.cancel()
         self._wake()
 
@@ -255,6 +267,7 @@ class _Connection(asyncio.Protocol):
         transport = self._transport
         assert transport is not None
         result: Response | StreamResponse | None = None
+        self._current = request
         try:
             try:
                 result = await self._server.handler(request)
@@ -278,6 +291,7 @@ class _Connection(asyncio.Protocol):
                 )
                 transport.write(_head(result.status, result.headers, extra) + result.body)
             else:
+                self._streaming = True
                 try:
                     await self._stream(result, extra)
                 except Exception:
@@ -289,6 +303,8 @@ class _Connection(asyncio.Protocol):
                 transport.close()
         finally:
             self._task = None
+            self._current = None
+            self._streaming = False
             if isinstance(result, StreamResponse) and result.on_close is not None:
                 result.on_close()
         if not self._closed:
@@ -333,8 +349,11 @@ class HttpServer:
         error_response: ErrorFactory = _default_error,
         large_body_prefix: str | None = None,
         large_body: int = 0,
+        stop_abandoned: bool = True,
     ) -> None:
         self.handler = handler
+        # a client gone while its handler runs: cancel the handler (True) or let it finish
+        self.stop_abandoned = stop_abandoned
         self.max_body = max_body
         # Paths under this prefix (the batch endpoints) may send up to `large_body` bytes.
         self.large_body_prefix = large_body_prefix

@@ -9,7 +9,6 @@ the server's routing (`_server`); this one is most of what the mock does.
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import TYPE_CHECKING
 
 import orjson
@@ -99,7 +98,7 @@ async def answer_messages(server: MockServer, request: Request) -> Response | St
             server._record(cls, charged_input, max_tokens, 429)
             return server._answered(refused)
         if not late_headers:
-            headers.extend(budget.headers(now, time.time()))
+            headers.extend(budget.headers(now, server.wall()))
     if cfg.prompt_caching and analysis.breakpoints:
         server._cache.commit(key, analysis, min_cacheable(model), now)
 
@@ -136,15 +135,22 @@ async def answer_messages(server: MockServer, request: Request) -> Response | St
         if delay > 0:
             await asyncio.sleep(delay)
     except asyncio.CancelledError:
+        # the client went away with abandoned="stop" (or the server is stopping): charge
+        # only what was produced until now
         elapsed = server._now() - started - base
         produced = int(elapsed / per_token) if per_token > 0 and elapsed > 0 else 0
         settle.settle(min(produced, answer.output_tokens), completed=False)
         raise
     settle.settle(answer.output_tokens, completed=True)
+    if request.gone:
+        # abandoned="finish": generated to the end and charged, but nobody will read it
+        c.cancelled += 1
+        c.abandoned_output_tokens += answer.output_tokens
+        return None
     if late_headers:
         # After the settle, so the unused reservation is back (or the actual output
         # charged), at the settle's instant: everything charged meanwhile is included.
-        headers.extend(settle.budget.headers(settle.at, time.time()))
+        headers.extend(settle.budget.headers(settle.at, server.wall()))
     message = {
         "id": server._id("msg"),
         "type": "message",

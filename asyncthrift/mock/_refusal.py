@@ -8,7 +8,6 @@ must wait), with the headers and wording of the real API. A refusal charges noth
 from __future__ import annotations
 
 import math
-import time
 from typing import TYPE_CHECKING
 
 from ._http import Response
@@ -47,7 +46,7 @@ def admit(
             "it can never be admitted. Reduce the prompt length or max_tokens.",
             [
                 *headers,
-                *budget.headers(now, time.time()),
+                *budget.headers(now, server.wall()),
                 ("retry-after", str(math.ceil(budget.limits.period))),
                 ("x-should-retry", "false"),
             ],
@@ -68,7 +67,7 @@ def admit(
             "prompt length or the maximum tokens requested, or try again later.",
             [
                 *headers,
-                *budget.headers(now, time.time()),
+                *budget.headers(now, server.wall()),
                 *server._retry_headers(wait),
             ],
         )
@@ -90,7 +89,7 @@ def unexplained_429(
     server.counters.rate_limited += 1
     server._record(cls, input_tokens, max_tokens, 429)
     now = server._now()
-    headers = [] if budget is None else budget.headers(now, time.time())
+    headers = [] if budget is None else budget.headers(now, server.wall())
     return server._error(
         429,
         f"This request was refused by an acceleration limit on {cls} models: your usage "

@@ -14,6 +14,8 @@ Order of decisions for ``POST /v1/messages`` (`_messages`): authenticate (401) â
 (429; nothing charged) â†’ charge and answer (200), refunding unused output at completion.
 A non-streamed 200's rate-limit headers are computed after that refund with
 ``headers_at="completion"`` (the default), right after the charge with ``"admission"``.
+A non-streamed answer whose client went away is finished and charged in full
+(``abandoned="finish"``, the default) or stopped, charged only what it produced (``"stop"``).
 This module holds the server itself: lifecycle, routing, the helpers every endpoint shares,
 and the small endpoints; 429s are written by `_refusal`, answers settled by `_answering`.
 """
@@ -88,6 +90,7 @@ class MockServer:
             error_response=self._protocol_error,
             large_body_prefix=BATCHES,
             large_body=cfg.batch_max_bytes + 65536,
+            stop_abandoned=cfg.abandoned == "stop",
         )
         self.batches = BatchStore(self)
         self._table = LimitsTable(cfg.limits)
@@ -170,6 +173,10 @@ class MockServer:
     def _now(self) -> float:
         loop = self._loop
         return loop.time() if loop is not None else time.monotonic()
+
+    def wall(self) -> float:
+        """The mock's wall clock (epoch seconds), `MockConfig.clock_skew` ahead of ours."""
+        return time.time() + self.config.clock_skew
 
     def _id(self, prefix: str) -> str:
         return f"{prefix}_01{self._id_prefix}{next(self._ids):014x}"
