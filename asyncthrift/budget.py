@@ -11,7 +11,6 @@ from __future__ import annotations
 import bisect
 import math
 
-from ._peaks import SuffixPeaks
 from .bucket import _EPS, ZERO, Cost, ServerView, TokenBucket
 from .foreign import ForeignShare
 from .limits import Limits
@@ -91,7 +90,6 @@ class LocalBudget:
         "_hold_marks",
         "_hold_next",
         "_net",
-        "_peaks",
         "_probe_at",
         "_probe_wait",
         "_sent",
@@ -142,7 +140,6 @@ class LocalBudget:
         self._history_times: list[float] = []
         self._history_net: list[tuple[float, float, float]] = []
         self._history_floor = (0.0, 0.0, 0.0)  # the net before the oldest remembered change
-        self._peaks = SuffixPeaks(now)  # `_highest_readings` without a scan of the history
         self.blocked_until = -math.inf
 
     @property
@@ -246,7 +243,6 @@ class LocalBudget:
             self._history_floor = self._history_net[_HISTORY - 1]
             del times[:_HISTORY]
             del self._history_net[:_HISTORY]
-            self._peaks.invalidate()
         times.append(now)
         n = self._net
         self._history_net.append((n[0], n[1], n[2]))
@@ -377,19 +373,32 @@ class LocalBudget:
         ``T`` is the unknown instant the server wrote its headers, in ``[sent_at, now]``.
         Between two of our own changes the expression falls as ``T`` grows, so only the
         instants of our changes (the first is this request's own take) and `now` are
-        candidates: the highest of them is a suffix maximum (`SuffixPeaks`), not a scan of
-        what changed while this request was out.
+        candidates: one pass over what changed while this request was out.
         """
+        net_now = self._net
         b0, b1, b2 = self._buckets
-        rates = (
-            0.0 if b0 is None else b0.rate,
-            0.0 if b1 is None else b1.rate,
-            0.0 if b2 is None else b2.rate,
-        )
-        n = self._net
-        return self._peaks.highest(
-            self._history_times, self._history_net, rates, (n[0], n[1], n[2]), sent_at, now
-        )
+        r0 = 0.0 if b0 is None else b0.rate
+        r1 = 0.0 if b1 is None else b1.rate
+        r2 = 0.0 if b2 is None else b2.rate
+        n0, n1, n2 = net_now
+        # "now" itself: the server saw everything we sent (its refill since then is nil)
+        h0 = h1 = h2 = 0.0
+        times = self._history_times
+        nets = self._history_net
+        # our own take is at `sent_at` (unless trimmed from the history: then from its start)
+        for k in range(bisect.bisect_left(times, sent_at), len(times)):
+            span = now - times[k]
+            net = nets[k]
+            v = net[0] - n0 + r0 * span
+            if v > h0:
+                h0 = v
+            v = net[1] - n1 + r1 * span
+            if v > h1:
+                h1 = v
+            v = net[2] - n2 + r2 * span
+            if v > h2:
+                h2 = v
+        return (h0, h1, h2)
 
     def _net_until(self, t: float, *, strict: bool = False) -> tuple[float, float, float]:
         """The net charged total at time `t` (the oldest remembered if `t` is older).
