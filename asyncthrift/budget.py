@@ -11,7 +11,7 @@ from __future__ import annotations
 import bisect
 import math
 
-from .bucket import ZERO, Cost, ServerView, TokenBucket
+from .bucket import _EPS, ZERO, Cost, ServerView, TokenBucket
 from .floor import ReadingFloor
 from .foreign import ForeignShare
 from .limits import Limits
@@ -75,14 +75,22 @@ class LocalBudget:
     (another process, an earlier run of a resumed job), nor once it has heard nothing from
     the server for a whole period. Then it sends one request and waits for its answer (a
     tenth of the period at most, then one more goes) and takes the level from it before
-    letting the rest go: one round trip, instead of assuming a full bucket and meeting a 429
-    for every request of the burst. The client turns it on; a bare budget (simulations,
-    tests of the arithmetic) starts full and trusted.
+    letting the rest burst: one round trip, instead of assuming a full bucket and meeting a
+    429 for every request of the burst. While that answer is out the others are not all held
+    back: when all three limits are known they go as fast as the refill would pay for them
+    from an empty bucket (everything charged since the cold start began, the probe included,
+    within ``rate x elapsed`` in every dimension). That is safe whatever the level was (the
+    server refills at least that much meanwhile), so arrivals below the limit's rate do not
+    queue behind the probe's round trip; a burst still waits for its answer. The client
+    turns it on; a bare budget (simulations, tests of the arithmetic) starts full and
+    trusted.
     """
 
     __slots__ = (
         "_buckets",
         "_caps",
+        "_cold_net",
+        "_cold_since",
         "_cold_start",
         "_exact_tokens",
         "_floor",
@@ -124,6 +132,10 @@ class LocalBudget:
         self._warm_until = -math.inf
         self._probe_at: float | None = None
         self._probe_wait = min(limits.period * _PROBE_SHARE, _PROBE_MAX)
+        # the first take of this cold spell (None: warm) and the net charged before it: what
+        # goes out while the probe is out is paced at the refill (`_cold_pace`)
+        self._cold_since: float | None = None
+        self._cold_net = (0.0, 0.0, 0.0)
         self._hold_next = False
         self._buckets: list[TokenBucket | None] = [
             None if cap is None else TokenBucket(cap, limits.period, now)
@@ -180,7 +192,10 @@ class LocalBudget:
         wait = self.blocked_until - now if self.blocked_until > now else 0.0
         probe = self._probe_at
         if probe is not None and probe + self._probe_wait > now:
-            wait = max(wait, probe + self._probe_wait - now)  # a cold start's first is out
+            # a cold start's first is out: the rest go at the refill's pace, or after it
+            cold = min(probe + self._probe_wait - now, self._cold_pace(cost, now))
+            if cold > wait:
+                wait = cold
         for bucket, amount in zip(self._buckets, cost, strict=True):
             if bucket is not None and amount > 0:
                 w = bucket.wait(amount, now)
@@ -188,10 +203,36 @@ class LocalBudget:
                     wait = w
         return wait
 
+    def _cold_pace(self, cost: Cost, now: float) -> float:
+        """Seconds until `cost` fits the refill since the cold start began, from an empty
+        bucket: what a server whose level was zero then admits (inf: a limit is unknown)."""
+        since = self._cold_since
+        if since is None:
+            return math.inf
+        elapsed = now - since
+        wait = 0.0
+        for bucket, amount, before, net in zip(
+            self._buckets, cost, self._cold_net, self._net, strict=True
+        ):
+            if bucket is None:
+                return math.inf  # a limit we do not know: no pace is safe, wait for the answer
+            deficit = net - before + amount - bucket.rate * elapsed
+            if deficit > _EPS * max(1.0, bucket.capacity):
+                w = deficit / bucket.rate
+                if w > wait:
+                    wait = w
+        return wait
+
     def take(self, cost: Cost, now: float) -> Cost:
         """Charge `cost`; returns the running total sent, including this cost (its mark)."""
         if self._cold_start and now >= self._warm_until:
-            self._probe_at = now  # cold: this request goes alone (see `wait`)
+            if self._cold_since is None:
+                self._cold_since = now
+                n = self._net
+                self._cold_net = (n[0], n[1], n[2])
+            probe = self._probe_at
+            if probe is None or probe + self._probe_wait <= now:
+                self._probe_at = now  # cold: this request is the probe (see `wait`)
         sent = self._sent
         net = self._net
         hold_next = self._hold_next
@@ -309,6 +350,7 @@ class LocalBudget:
         """
         cold = self._probe_at is not None
         self._probe_at = None
+        self._cold_since = None
         if self._cold_start:
             self._warm_until = now + self.limits.period
         if view[:6] == _NO_COUNTS:

@@ -169,6 +169,67 @@ def test_a_cold_probe_given_back_unsent_lets_another_go_at_once() -> None:
     assert budget.wait(Cost(1, 0, 0), 0.0) == 0.0
 
 
+def test_while_the_probe_is_out_the_rest_go_at_the_refills_pace() -> None:
+    # all three limits known: 60 requests, 60 000 and 6 000 tokens a second
+    limits = Limits(rpm=3_600, itpm=3_600_000, otpm=360_000, period=60)
+    budget = LocalBudget(limits, now=0.0, cold_start=True)
+    cost = Cost(1, 500, 50)
+    budget.take(cost, 0.0)  # the probe
+    # the next fits the refill since the start once the probe's own charge is paid back
+    assert budget.wait(cost, 0.0) == pytest.approx(2 / 60)
+    assert budget.wait(cost, 2 / 60) == 0.0
+    budget.take(cost, 2 / 60)
+    # arrivals at half the limit's rate never wait while the answer is out
+    for k in range(2, 10):
+        assert budget.wait(cost, k / 30) == 0.0
+        budget.take(cost, k / 30)
+    budget.take(cost, 1 / 3)  # 11 out at 1/3 s, of the 20 the refill has paid for
+    # a burst beyond the refill waits for it, a large one for the answer (5 s at most)
+    assert budget.wait(Cost(30, 15_000, 1_500), 1 / 3) == pytest.approx(41 / 60 - 1 / 3)
+    assert budget.wait(Cost(400, 200_000, 20_000), 1 / 3) == pytest.approx(5.0 - 1 / 3)
+    # output is paced too: a large max_tokens waits for its refill
+    assert budget.wait(Cost(1, 500, 3_000), 0.4) == pytest.approx((11 * 50 + 3_000) / 6_000 - 0.4)
+    # the answer ends the cold start: the bucket (full, as the reading says) takes the burst
+    view = ServerView(3_600, 3_600, 3_600_000, 3_600_000, 360_000, 360_000)
+    budget.observe(view, Cost(1, 500, 50), 0.0, 0.4)
+    assert budget.wait(Cost(400, 200_000, 20_000), 0.4) == 0.0
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.floats(min_value=0.0, max_value=0.05),  # gap to the next arrival
+            st.integers(min_value=1, max_value=4_000),  # input tokens
+            st.integers(min_value=1, max_value=2_000),  # max_tokens
+        ),
+        min_size=2,
+        max_size=60,
+    )
+)
+def test_a_cold_start_never_sends_more_than_the_refill_beyond_its_probe(
+    arrivals: list[tuple[float, int, int]],
+) -> None:
+    # whatever the server's level was, it refills at least `rate x elapsed`: what we send
+    # while the probe is out stays within that (beyond the probe, sent blind by design)
+    limits = Limits(rpm=600, itpm=600_000, otpm=60_000, period=60)
+    rates = (10.0, 10_000.0, 1_000.0)
+    budget = LocalBudget(limits, now=0.0, cold_start=True)
+    now, sent = 0.0, [0.0, 0.0, 0.0]
+    probe: Cost | None = None
+    for gap, tokens, max_tokens in arrivals:
+        now += gap
+        cost = Cost(1, tokens, max_tokens)
+        now += budget.wait(cost, now)
+        if now >= 5.0:
+            break  # the probe's wait is over: one more goes blind (tested above)
+        budget.take(cost, now)
+        probe = probe or cost
+        for i in range(3):
+            sent[i] += cost[i]
+            if sent[i] > probe[i]:
+                assert sent[i] <= rates[i] * now * (1 + 1e-9) + 1e-6
+
+
 def test_a_budget_silent_for_a_period_is_cold_again() -> None:
     budget = LocalBudget(Limits(rpm=600, period=60), now=0.0, cold_start=True)
     mark = budget.take(Cost(1, 0, 0), 0.0)

