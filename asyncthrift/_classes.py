@@ -84,6 +84,8 @@ def class_of(p: Pipeline, model: str) -> ModelClass:
             budget = by_budget.get(key.budget)
             if budget is None:
                 budget = by_budget[key.budget] = _budget(p, key, label, limits, now)
+            elif isinstance(budget, LocalBudget):
+                budget.lifts = False  # several keys' readings: see `LocalBudget.lifts`
             budgets.append(budget)
         mc = p.classes[name] = _make_class(p, name, budgets, Calibrator())
         if p.shared is not None:

@@ -108,6 +108,7 @@ class LocalBudget:
         "_sent",
         "_warm_until",
         "blocked_until",
+        "lifts",
         "limits",
         "name",
     )
@@ -157,6 +158,11 @@ class LocalBudget:
         self._history_sent: list[tuple[float, float, float]] = []  # `_sent` after each change
         self._history_floor = (0.0, 0.0, 0.0)  # the net before the oldest remembered change
         self.blocked_until = -math.inf
+        # lift the level on the readings' lower bounds (`ReadingFloor`); off for a budget
+        # several keys declare they share (`KeyConfig(budget=...)`): their readings may be
+        # of buckets the server keeps apart, and one key's full bucket would lift the
+        # shared level past the budget's limits
+        self.lifts = True
 
     @property
     def buckets(self) -> tuple[TokenBucket | None, ...]:
@@ -448,7 +454,7 @@ class LocalBudget:
                     # refused with our level above what the server reports: someone else
                     # spends faster than we thought (`ForeignShare.refused`)
                     self._foreign.refused(i, bucket, now, self.limits.period)
-            if floor is not None:
+            if floor is not None and self.lifts:
                 # the best recent lower bounds (only this one's if someone else spends) may
                 # lift our level to what the server certainly has (`ReadingFloor`)
                 alone = self._foreign.rates[i] <= bucket.capacity / self.limits.period * _ALONE
