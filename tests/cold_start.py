@@ -77,7 +77,7 @@ async def run_cold_start(duration: float) -> ColdStartRun:
             latency[i] = loop.time() - due
             sent[i] = loop.time() - UPSTREAM
 
-        tasks = []
+        tasks: list[asyncio.Task[None]] = []
         start = due = loop.time()
         while (due := due + arrivals.expovariate(RATE)) < start + duration:
             await asyncio.sleep(due - loop.time())
