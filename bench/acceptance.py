@@ -53,7 +53,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from common import RESULTS, md_table, write_result
+from common import RESULTS, admitted_per_second, draw_admitted, md_table, write_result
 
 from asyncthrift import Limits
 from asyncthrift.bucket import TokenBucket
@@ -461,34 +461,24 @@ def plot(r: dict[str, Any], path: Path) -> None:
     horizon = max(r["makespan"], r["ideal"]) * 1.05
     nbins = int(horizon / bin_s) + 1
     xs = [i * bin_s for i in range(nbins + 1)]
-    series = [[0.0] * nbins for _ in dims]
-    refused = []
     t0 = min((e[0] for e in r["log"]), default=0.0)
-    for t, _cls, inp, outp, status in r["log"]:
-        b = min(nbins - 1, int((t - t0) / bin_s))
-        if status == 200:
-            for k, v in enumerate((1, inp, outp)):
-                series[k][b] += v / bin_s
-        elif status == 429:
-            refused.append(t - t0)
+    series, refused = admitted_per_second(r["log"], bin_s, nbins, t0)
     fig, axes = plt.subplots(1, 3, figsize=(15, 3.4))
     for ax, (label, cap, color), ys in zip(axes, dims, series, strict=True):
-        rate = cap / PERIOD
-        ax.stairs(ys, xs, color=color, lw=1.2, label="admitted")
-        ax.axhline(rate, color="black", ls="--", lw=1, label="limit (refill rate)")
-        ax.axvline(r["ideal"], color="gray", ls=":", lw=1, label="ideal makespan")
-        ax.axvline(r["makespan"], color="red", ls=":", lw=1, label="makespan")
-        top = 3.0 * rate
-        ax.set_ylim(0, top)
-        if ys[0] > top:
-            ax.annotate(
-                f"burst ↑ {ys[0] * bin_s:,.0f} in {bin_s:g} s",
-                (bin_s, top * 0.93),
-                fontsize=7,
-                va="top",
-            )
-        if refused:
-            ax.plot(refused, [top * 0.02] * len(refused), "|", color="red", ms=10, label="429")
+        draw_admitted(
+            ax,
+            xs,
+            ys,
+            color=color,
+            rate=cap / PERIOD,
+            limit_label="limit (refill rate)",
+            marks=[
+                (r["ideal"], "gray", "ideal makespan"),
+                (r["makespan"], "red", "makespan"),
+            ],
+            bin_s=bin_s,
+            refused=refused,
+        )
         ax.set_title(label, fontsize=10)
         ax.set_xlabel("seconds since the first admission")
         ax.grid(alpha=0.3)

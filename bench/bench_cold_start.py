@@ -19,64 +19,17 @@ answers of 40-160 output tokens (seed 1), ``Thrift(limits={"claude-sonnet": tier
 from __future__ import annotations
 
 import argparse
-import asyncio
-import random
-from typing import Any
 
-import httpx2
 import looptime
 from common import md_table, percentile
 
-from asyncthrift import Limits, Thrift
-from tests.fake_api import FakeAPI, ok  # the repository root: `common` put it on sys.path
-
-UPSTREAM = 0.3
-TIER4 = Limits(4000, 2_000_000, 400_000)
-RATE = 0.95 * 4000 / 60
-FULL = {
-    "anthropic-ratelimit-requests-limit": "4000",
-    "anthropic-ratelimit-requests-remaining": "3980",
-    "anthropic-ratelimit-input-tokens-limit": "2000000",
-    "anthropic-ratelimit-input-tokens-remaining": "1990000",
-    "anthropic-ratelimit-output-tokens-limit": "400000",
-    "anthropic-ratelimit-output-tokens-remaining": "395000",
-}
+# the repository root: `common` put it on sys.path
+from tests.cold_start import UPSTREAM, run_cold_start
 
 
 async def latencies(duration: float) -> list[float]:
     """Each request's latency (virtual seconds from its arrival to its answer), in order."""
-    answers = random.Random(1)
-
-    async def upstream(body: dict[str, Any], n: int) -> httpx2.Response:
-        await asyncio.sleep(UPSTREAM)
-        return ok(body, headers=FULL, input_tokens=490, output_tokens=answers.randint(40, 160))
-
-    api = FakeAPI(upstream)
-    loop = asyncio.get_running_loop()
-    out: dict[int, float] = {}
-    arrivals = random.Random(2)
-    async with Thrift(
-        api_key="k",
-        base_url="http://api.test",
-        sdk_options=api.sdk_options(),
-        limits={"claude-sonnet": TIER4},
-    ) as client:
-
-        async def one(i: int, due: float) -> None:
-            await client.messages.create(
-                model="claude-sonnet-4-6",
-                max_tokens=256,
-                messages=[{"role": "user", "content": f"{i} " + "word " * 480}],
-            )
-            out[i] = loop.time() - due
-
-        tasks = []
-        start = due = loop.time()
-        while (due := due + arrivals.expovariate(RATE)) < start + duration:
-            await asyncio.sleep(due - loop.time())
-            tasks.append(asyncio.create_task(one(len(tasks), due)))
-        await asyncio.gather(*tasks)
-    return [out[i] for i in range(len(out))]
+    return (await run_cold_start(duration)).latencies
 
 
 def main() -> None:

@@ -43,7 +43,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import RESULTS, md_table, resolve_loop, run, write_result
+from common import (
+    RESULTS,
+    admitted_per_second,
+    draw_admitted,
+    md_table,
+    resolve_loop,
+    run,
+    write_result,
+)
 from workloads import HEADER_VARIANTS, SHADOW_LOAD, Acceptance, acceptance
 
 from asyncthrift import Limits
@@ -205,32 +213,19 @@ def plot(w: Acceptance, runs: dict[str, dict[str, Any]]) -> Path:
     )
     for i, (name, r) in enumerate(runs.items()):
         row = axes[i]
-        series: list[list[float]] = [[0.0] * nbins for _ in dims]
-        refused = []
-        for t, _cls, inp, outp, status in r["log"]:
-            b = min(nbins - 1, int(t / bin_s))
-            if status == 200:
-                for k, v in enumerate((1, inp, outp)):
-                    series[k][b] += v / bin_s
-            elif status == 429:
-                refused.append(t)
+        series, refused = admitted_per_second(r["log"], bin_s, nbins)
         for ax, (label, cap, k, color), ys in zip(row, dims, series, strict=True):
-            rate = cap / lim.period * w.share
-            ax.stairs(ys, xs, color=color, lw=1.2, label="admitted")
-            ax.axhline(rate, color="black", ls="--", lw=1, label="limit (our share)")
-            ax.axvline(r["theoretical_min"], color="gray", ls=":", lw=1, label="theoretical min")
-            # the first bin holds the full bucket's burst: clip it, and say how high it is
-            top = 3.0 * rate
-            ax.set_ylim(0, top)
-            if ys[0] > top:
-                ax.annotate(
-                    f"burst ↑ {ys[0] * bin_s:,.0f} in {bin_s:g} s",
-                    (bin_s, top * 0.93),
-                    fontsize=7,
-                    va="top",
-                )
-            if refused:
-                ax.plot(refused, [top * 0.02] * len(refused), "|", color="red", ms=10, label="429")
+            draw_admitted(
+                ax,
+                xs,
+                ys,
+                color=color,
+                rate=cap / lim.period * w.share,
+                limit_label="limit (our share)",
+                marks=[(r["theoretical_min"], "gray", "theoretical min")],
+                bin_s=bin_s,
+                refused=refused,
+            )
             ax.grid(alpha=0.3)
             if k == 0:
                 ax.set_ylabel(f"{name}\n{_cell(r)}", fontsize=9)

@@ -22,7 +22,6 @@ import asyncio
 import json
 import sys
 import time
-from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +30,10 @@ sys.path.insert(0, str(ROOT))
 
 from asyncthrift import KeyConfig, Limits, Thrift  # noqa: E402
 from asyncthrift.demo import theoretical_minimum  # noqa: E402
-from asyncthrift.metrics import Observer, RequestRecord  # noqa: E402
 from asyncthrift.mock import remote_stats, spawn_mock_process  # noqa: E402
 from asyncthrift.mock._tokenizer import analyze_input  # noqa: E402
 from asyncthrift.workload import mixed_workload  # noqa: E402
+from tests.key_pool_helpers import PerKey, scaled  # noqa: E402
 
 #: Answer lengths the mock draws from (capped by max_tokens): about 80 tokens.
 OUT_RANGE = (40, 120)
@@ -42,27 +41,6 @@ OUT_RANGE = (40, 120)
 MAX_TOKENS = tuple(range(64, 1025))
 SHARES = {"half": 0.5, "third": 0.3, "fifth": 0.2}
 REVOKED_SHARE = 0.3
-
-
-class PerKey(Observer):
-    """Each HTTP attempt's key and status, and when each key's last success came back."""
-
-    def __init__(self) -> None:
-        self.t0 = 0.0
-        self.statuses: dict[str, Counter[int]] = defaultdict(Counter)
-        self.last_ok: dict[str, float] = {}
-        self.output_reserved: Counter[str] = Counter()
-
-    def upstream_started(self, rec: RequestRecord, key: str) -> None:
-        rec.data[self] = key
-
-    def upstream_finished(
-        self, rec: RequestRecord, status: int | None, error: BaseException | None, seconds: float
-    ) -> None:
-        key = rec.data[self]
-        self.statuses[key][status or 0] += 1
-        if status == 200:
-            self.last_ok[key] = time.monotonic() - self.t0
 
 
 def expected_output(max_tokens: int) -> float:
@@ -78,16 +56,6 @@ def workload(n: int, beyond: float, period: float) -> tuple[list[dict[str, Any]]
     burst = 1.0 + beyond / period  # demand = capacity + rate * beyond
     return bodies, Limits(
         rpm=n / burst, itpm=total_in / burst, otpm=total_out / burst, period=period
-    )
-
-
-def scaled(limits: Limits, share: float) -> Limits:
-    assert limits.rpm is not None and limits.itpm is not None and limits.otpm is not None
-    return Limits(
-        rpm=limits.rpm * share,
-        itpm=limits.itpm * share,
-        otpm=limits.otpm * share,
-        period=limits.period,
     )
 
 

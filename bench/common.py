@@ -8,6 +8,8 @@
 - `write_result` writes ``bench/results/<name>.md`` with the exact command, the date, the
   machine (CPUs and load average: the machines are shared, so every figure in a result is a
   ratio against a baseline measured in the same run) and the tables.
+- `admitted_per_second` and `draw_admitted` bin a run's admission log and draw one panel of
+  the "admitted per second against the limit" plots (`acceptance.py`, `bench_headers.py`).
 """
 
 from __future__ import annotations
@@ -27,7 +29,9 @@ from typing import Any, TypeVar
 __all__ = [
     "RESULTS",
     "ROOT",
+    "admitted_per_second",
     "command_line",
+    "draw_admitted",
     "loop_choices",
     "machine",
     "md_table",
@@ -183,3 +187,55 @@ def write_result(
     text = header + body.rstrip() + f"\n\n{RUNS_HEADER}\n\n" + "\n".join(runs) + "\n"
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def admitted_per_second(
+    log: Sequence[Sequence[Any]], bin_s: float, nbins: int, t0: float = 0.0
+) -> tuple[list[list[float]], list[float]]:
+    """Requests, input and output tokens answered 200 per second, in `nbins` bins of `bin_s`
+    seconds from `t0` (the last bin takes what falls beyond), and the times of the 429s.
+
+    `log` is a run's admission log: ``(time, class, input tokens, output tokens, status)``.
+    """
+    series = [[0.0] * nbins for _ in range(3)]
+    refused = []
+    for t, _cls, inp, outp, status in log:
+        b = min(nbins - 1, int((t - t0) / bin_s))
+        if status == 200:
+            for k, v in enumerate((1, inp, outp)):
+                series[k][b] += v / bin_s
+        elif status == 429:
+            refused.append(t - t0)
+    return series, refused
+
+
+def draw_admitted(
+    ax: Any,
+    xs: Sequence[float],
+    ys: Sequence[float],
+    *,
+    color: str,
+    rate: float,
+    limit_label: str,
+    marks: Sequence[tuple[float, str, str]],
+    bin_s: float,
+    refused: Sequence[float],
+) -> None:
+    """One panel: `ys` admitted per second as stairs against the `rate` line, a dotted
+    vertical line per ``(x, color, label)`` of `marks`, and a tick at each 429."""
+    ax.stairs(ys, xs, color=color, lw=1.2, label="admitted")
+    ax.axhline(rate, color="black", ls="--", lw=1, label=limit_label)
+    for x, mark_color, label in marks:
+        ax.axvline(x, color=mark_color, ls=":", lw=1, label=label)
+    # the first bin holds the full bucket's burst: clip it, and say how high it is
+    top = 3.0 * rate
+    ax.set_ylim(0, top)
+    if ys[0] > top:
+        ax.annotate(
+            f"burst ↑ {ys[0] * bin_s:,.0f} in {bin_s:g} s",
+            (bin_s, top * 0.93),
+            fontsize=7,
+            va="top",
+        )
+    if refused:
+        ax.plot(refused, [top * 0.02] * len(refused), "|", color="red", ms=10, label="429")

@@ -6,39 +6,36 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import Counter, defaultdict
+from typing import Any
 
 import pytest
 
-from asyncthrift import KeyConfig, Limits, Thrift
+from asyncthrift import KeyConfig, Limits, Stats, Thrift
 from asyncthrift.demo import theoretical_minimum
-from asyncthrift.metrics import Observer, RequestRecord
 from asyncthrift.mock import Faults, remote_stats, spawn_mock_process
 from asyncthrift.workload import mixed_workload
+from tests.key_pool_helpers import PerKey, scaled
 from tests.test_workloads_http import sized_limits
 
 pytestmark = pytest.mark.slow
 
 
-def scaled(limits: Limits, share: float) -> Limits:
-    assert limits.rpm is not None and limits.itpm is not None and limits.otpm is not None
-    return Limits(
-        rpm=limits.rpm * share,
-        itpm=limits.itpm * share,
-        otpm=limits.otpm * share,
-        period=limits.period,
-    )
-
-
-async def test_a_pool_of_three_budgets_and_a_revoked_key_runs_at_the_sum_of_the_limits() -> None:
-    bodies = mixed_workload(600, seed=21)
-    out_range = (40, 300)
+async def _run_pool(
+    bodies: list[dict[str, Any]],
+    out_range: tuple[int, int],
+    shares: dict[str, float],
+    revoked_share: float,
+) -> tuple[Limits, float, list[Any], Stats, dict[str, Any]]:
+    """Run `bodies` through one client on a pool of keys, each its own budget holding its
+    share of the limits sized to make the work bind over a 12 s period, with a revoked key
+    (the mock answers it 401) claiming `revoked_share` in second place. Returns the summed
+    limits, the makespan, the answers, the client's stats and the mock's counts."""
     total = sized_limits(bodies, period=12.0, mock_tokens=out_range)
-    shares = {"small": 1 / 6, "medium": 2 / 6, "large": 3 / 6}
     pool = {name: scaled(total, share) for name, share in shares.items()}
     keys = [KeyConfig(api_key=name, limits=lim, name=name) for name, lim in pool.items()]
-    # the revoked key claims the largest limits: it would have taken the biggest share
-    keys.insert(1, KeyConfig(api_key="revoked", limits=scaled(total, 0.5), name="revoked"))
+    keys.insert(
+        1, KeyConfig(api_key="revoked", limits=scaled(total, revoked_share), name="revoked")
+    )
     with spawn_mock_process(
         api_keys=list(pool), key_limits=pool, latency=0.02, output_tokens=out_range
     ) as url:
@@ -48,6 +45,14 @@ async def test_a_pool_of_three_budgets_and_a_revoked_key_runs_at_the_sum_of_the_
             makespan = time.monotonic() - t0
             s = client.stats()
         c = await asyncio.to_thread(remote_stats, url)
+    return total, makespan, results, s, c
+
+
+async def test_a_pool_of_three_budgets_and_a_revoked_key_runs_at_the_sum_of_the_limits() -> None:
+    bodies = mixed_workload(600, seed=21)
+    shares = {"small": 1 / 6, "medium": 2 / 6, "large": 3 / 6}
+    # the revoked key claims the largest limits: it would have taken the biggest share
+    total, makespan, results, s, c = await _run_pool(bodies, (40, 300), shares, 0.5)
     assert len(results) == 600 and s.succeeded == 600
     assert c["by_status"].get("401") == 1, c["by_status"]  # dropped after its first 401
     assert s.keys_disabled == 1 and s.rerouted == 1
@@ -64,21 +69,8 @@ async def test_a_pool_with_realistic_max_tokens_runs_near_the_sum_of_the_limits(
     # limits, a revoked key claims a share too, and the work lasts one period beyond the
     # burst. No 429, one 401, and big reservations do not stall the small budgets
     bodies = mixed_workload(600, seed=18, max_tokens=tuple(range(64, 1025)))
-    out_range = (40, 120)
-    total = sized_limits(bodies, period=12.0, mock_tokens=out_range)
     shares = {"half": 0.5, "third": 0.3, "fifth": 0.2}
-    pool = {name: scaled(total, share) for name, share in shares.items()}
-    keys = [KeyConfig(api_key=name, limits=lim, name=name) for name, lim in pool.items()]
-    keys.insert(1, KeyConfig(api_key="revoked", limits=scaled(total, 0.3), name="revoked"))
-    with spawn_mock_process(
-        api_keys=list(pool), key_limits=pool, latency=0.02, output_tokens=out_range
-    ) as url:
-        async with Thrift(keys=keys, base_url=url) as client:
-            t0 = time.monotonic()
-            results = await asyncio.gather(*(client.messages.create(**b) for b in bodies))
-            makespan = time.monotonic() - t0
-            s = client.stats()
-        c = await asyncio.to_thread(remote_stats, url)
+    total, makespan, results, s, c = await _run_pool(bodies, (40, 120), shares, 0.3)
     assert len(results) == 600 and s.succeeded == 600
     assert c["by_status"].get("401") == 1 and c["rate_limited"] == 0, c["by_status"]
     t_min = theoretical_minimum(total, 600, c["input_tokens"], c["output_tokens"])
@@ -109,25 +101,6 @@ async def test_two_keys_of_one_budget_get_its_limits_once() -> None:
     assert makespan >= 0.95 * t_min, (makespan, t_min)
 
 
-class _PerKey(Observer):
-    """Each HTTP attempt's key and status, and when each key's last success came back."""
-
-    def __init__(self) -> None:
-        self.statuses: dict[str, Counter[int]] = defaultdict(Counter)
-        self.last_ok: dict[str, float] = {}
-
-    def upstream_started(self, rec: RequestRecord, key: str) -> None:
-        rec.data[self] = key
-
-    def upstream_finished(
-        self, rec: RequestRecord, status: int | None, error: BaseException | None, seconds: float
-    ) -> None:
-        key = rec.data[self]
-        self.statuses[key][status or 0] += 1
-        if status == 200:
-            self.last_ok[key] = time.monotonic()
-
-
 async def test_429s_on_one_budget_do_not_slow_the_others() -> None:
     # the server refuses one request in eight on the "small" budget's key with a 429 its
     # headers do not explain (an acceleration limit: the buckets had room) and a 3 s
@@ -140,7 +113,7 @@ async def test_429s_on_one_budget_do_not_slow_the_others() -> None:
     big = {"itpm": 10_000_000, "otpm": 1_000_000}
     limits = {name: Limits(rpm=n, period=period, **big) for name, n in rpm.items()}
     keys = [KeyConfig(api_key=name, limits=lim, name=name) for name, lim in limits.items()]
-    seen = _PerKey()
+    seen = PerKey()
     bodies = mixed_workload(400, seed=23)
     refusing = Faults(rate_limited=0.125, rate_limited_retry_after=3.0, seed=5)
     with spawn_mock_process(

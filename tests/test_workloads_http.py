@@ -26,7 +26,7 @@ from typing import Any
 import anthropic
 import pytest
 
-from asyncthrift import Limits, Thrift
+from asyncthrift import Limits, Stats, Thrift
 from asyncthrift.demo import theoretical_minimum
 from asyncthrift.mock import Faults, MockServer, remote_stats, spawn_mock_process
 from asyncthrift.workload import mixed_workload
@@ -45,6 +45,20 @@ async def run_all(client: Thrift, bodies: list[dict[str, Any]]) -> tuple[float, 
     t0 = time.monotonic()
     results = await asyncio.gather(*(client.messages.create(**b) for b in bodies))
     return time.monotonic() - t0, results
+
+
+async def run_on_mock(
+    bodies: list[dict[str, Any]], limits: Limits, out_range: tuple[int, int], **mock: Any
+) -> tuple[float, list[Any], Stats, dict[str, Any]]:
+    """`run_all` through a client that holds `limits`, against a mock in its own process with
+    the same limits, 20 ms answers of `out_range` tokens and the `mock` settings. Returns the
+    makespan, the answers, the client's stats and the mock's counts."""
+    with spawn_mock_process(limits=limits, latency=0.02, output_tokens=out_range, **mock) as url:
+        async with Thrift(api_key="k", base_url=url, limits=limits) as client:
+            makespan, results = await run_all(client, bodies)
+            s = client.stats()
+        c = await asyncio.to_thread(remote_stats, url)
+    return makespan, results, s, c
 
 
 def sized_limits(
@@ -88,11 +102,7 @@ async def test_all_limits_binding_no_429_and_near_minimum_makespan(
     # a burst from full costs a fixed ~1 s on this 2-core box (the SDK's CPU to put 300
     # requests on the wire) whatever the period; 20 s keeps that out of the ratio under test
     limits = sized_limits(bodies, period=20.0, mock_tokens=out_range)
-    with spawn_mock_process(limits=limits, latency=0.02, output_tokens=out_range, **variant) as url:
-        async with Thrift(api_key="k", base_url=url, limits=limits) as client:
-            makespan, results = await run_all(client, bodies)
-            s = client.stats()
-        c = await asyncio.to_thread(remote_stats, url)
+    makespan, results, s, c = await run_on_mock(bodies, limits, out_range, **variant)
     assert len(results) == 600 and s.succeeded == 600
     assert c["rate_limited"] == 0 and s.rate_limited == 0
     t_min = theoretical_minimum(limits, 600, c["input_tokens"], c["output_tokens"])
@@ -105,13 +115,9 @@ async def test_second_consumer_on_the_same_key(variant: dict[str, str]) -> None:
     bodies = mixed_workload(400, seed=5)
     out_range = (40, 300)
     limits = sized_limits(bodies, period=10.0, mock_tokens=out_range)
-    with spawn_mock_process(
-        limits=limits, latency=0.02, output_tokens=out_range, shadow_load=0.4, **variant
-    ) as url:
-        async with Thrift(api_key="k", base_url=url, limits=limits) as client:
-            makespan, results = await run_all(client, bodies)
-            s = client.stats()
-        c = await asyncio.to_thread(remote_stats, url)
+    makespan, results, s, c = await run_on_mock(
+        bodies, limits, out_range, shadow_load=0.4, **variant
+    )
     assert s.succeeded == 400 and len(results) == 400
     assert c["rate_limited"] < 2 * 400 / 100, c["rate_limited"]
     t_min = served_minimum(limits, c, share=0.6)  # the other consumer leaves us 60 %
@@ -309,13 +315,9 @@ async def test_a_consumer_that_starts_and_stops_on_the_same_key(variant: dict[st
     out_range = (40, 300)
     limits = sized_limits(bodies, period=10.0, mock_tokens=out_range)
     schedule = ((3.0, 0.4), (8.0, 0.0), (12.0, 0.4))
-    with spawn_mock_process(
-        limits=limits, latency=0.02, output_tokens=out_range, shadow_schedule=schedule, **variant
-    ) as url:
-        async with Thrift(api_key="k", base_url=url, limits=limits) as client:
-            makespan, results = await run_all(client, bodies)
-            s = client.stats()
-        c = await asyncio.to_thread(remote_stats, url)
+    makespan, results, s, c = await run_on_mock(
+        bodies, limits, out_range, shadow_schedule=schedule, **variant
+    )
     assert s.succeeded == 400 and len(results) == 400
     assert c["rate_limited"] < 0.5 * 400 / 100, c["rate_limited"]
     t_min = _scheduled_minimum(limits, c, schedule)
