@@ -221,7 +221,8 @@ class Attempt:
         self.view = view
         r = self._reservation
         now = self.pipeline.loop.time()
-        if r.budget.observe(view, r.mark, r.sent_at, now, seen=r.cost if at_start else ZERO):
+        seen = r.cost if at_start else ZERO
+        if r.budget.observe(view, r.mark, r.sent_at, now, seen=seen, own=r.cost):
             self.plan.mc.gate.poke()
 
     def succeeded(self, model: str | None, usage: Usage | None) -> None:
@@ -278,7 +279,13 @@ class Attempt:
                 c = r.cost
                 uncharged = Cost(0, c.input_tokens, c.output_tokens) if refused else ZERO
                 r.budget.observe(
-                    self.view, r.mark, r.sent_at, now, uncharged=uncharged, refused=refused
+                    self.view,
+                    r.mark,
+                    r.sent_at,
+                    now,
+                    uncharged=uncharged,
+                    refused=refused,
+                    own=c,
                 )
                 if status == 429:
                     after = self.view.retry_after

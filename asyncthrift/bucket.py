@@ -199,4 +199,5 @@ class Budget(Protocol):
         uncharged: Cost = ...,
         refused: bool = ...,
         seen: Cost = ...,
+        own: Cost | None = ...,
     ) -> bool: ...

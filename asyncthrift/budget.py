@@ -302,6 +302,7 @@ class LocalBudget:
         uncharged: Cost = ZERO,
         refused: bool = False,
         seen: Cost = ZERO,
+        own: Cost | None = None,
     ) -> bool:
         """Resync from a response's headers; True if the gate should look at its head again.
 
@@ -311,7 +312,11 @@ class LocalBudget:
         `-remaining` does not include it. `refused` says it was such a refusal: the request
         itself stays spent here, whether or not the server counted it (it may not have).
         `seen` is the part of its own charge the reading certainly includes: a stream's
-        headers go out at its start, with its whole reservation charged.
+        headers go out at its start, with its whole reservation charged. `own` is this
+        request's own charge; without it, everything taken at its admission's instant is
+        counted as its own, which overstates it by the rest of a burst admitted at once
+        (read as this request's refundable output, a burst's whole reservation came off the
+        ceiling: the demo sat 5,000 output tokens below the server after its first burst).
 
         What is assumed about the headers, and why: a `-remaining` is the server's level at
         one instant somewhere in ``[sent_at, now]`` (admission and completion are both
@@ -384,7 +389,7 @@ class LocalBudget:
         if cold:
             self._hold_next = self._hold_bursts
         highest = self._highest_readings(sent_at, now)
-        own = self._own_take(sent_at, sent_mark)
+        took = self._own_take(sent_at, sent_mark) if own is None else own
         for i, remaining in enumerate(remainings):
             bucket = self._buckets[i]
             if bucket is None:
@@ -401,7 +406,7 @@ class LocalBudget:
             # this request's unused output reservation, which comes back to us once it is
             # settled, and which a non-streamed answer's reading may have refunded already
             # (its input is mostly used: what the estimate was off by is a few percent)
-            refundable = own[i] - seen[i] if i == 2 else 0.0
+            refundable = took[i] - seen[i] if i == 2 else 0.0
             floor: float | None = None
             if remaining is not None and not cold:
                 unseen = self._sent[i] - sent_mark[i]

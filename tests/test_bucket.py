@@ -122,6 +122,26 @@ def test_observe_takes_the_highest_reading_over_the_write_window() -> None:
     assert budget.peek(2.0)[0] == pytest.approx(20)
 
 
+def test_a_burst_admitted_at_one_instant_is_not_read_as_one_requests_refund() -> None:
+    # Twelve requests admitted at the same instant, each reserving 512 output tokens. The
+    # answer of one of them, read at completion, already has its own unused output refunded
+    # (it produced 80): the server has 10_000 - 12 * 512 + 432. Only that request's 432 comes
+    # back here later; the others' reservations are charged on both sides. Read as everything
+    # taken at that instant, the ceiling came 11 reservations (5,632 tokens) too low.
+    limits = Limits(otpm=10_000, period=60)
+    budget = LocalBudget(limits, now=0.0, hold_bursts=False)
+    for _ in range(11):
+        budget.take(Cost(0, 0, 512), 0.0)
+    mark = budget.take(Cost(0, 0, 512), 0.0)  # the last of the burst: its mark has all 12
+    server = 10_000 - 12 * 512 + (512 - 80)
+    view = ServerView(output_limit=10_000, output_remaining=server)
+    budget.observe(view, mark, 0.0, 0.0, own=Cost(0, 0, 512))
+    level = budget.peek(0.0)[2]
+    # at most this request's refund (still to come here) and the token rounding below
+    assert level >= server - 512 - TOKEN_ROUNDING
+    assert level <= 10_000 - 12 * 512
+
+
 @pytest.mark.parametrize("reported", [89_000, 90_000], ids=["rounded-down", "rounded-nearest"])
 def test_observe_reads_rounded_token_remaining_on_the_safe_side(reported: int) -> None:
     budget = LocalBudget(Limits(itpm=100_000), now=0.0)

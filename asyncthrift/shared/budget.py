@@ -297,6 +297,7 @@ class SharedBudget(LocalBudget):
         uncharged: Cost = ZERO,
         refused: bool = False,
         seen: Cost = ZERO,
+        own: Cost | None = None,
     ) -> bool:
         """Turn a response's headers into a ceiling for the shared level (sent with the next
         round trip; lowers it, never raises it) and, while the shared bucket is cold, into
@@ -311,13 +312,27 @@ class SharedBudget(LocalBudget):
         changed = False
         if self._learning:
             changed = super().observe(
-                view, sent_mark, sent_at, now, uncharged=uncharged, refused=refused, seen=seen
+                view,
+                sent_mark,
+                sent_at,
+                now,
+                uncharged=uncharged,
+                refused=refused,
+                seen=seen,
+                own=own,
             )
             if not self._learn(view):
                 return changed
         if self._fb is not None:
             changed = self._fb.observe(
-                view, sent_mark, sent_at, now, uncharged=uncharged, refused=refused, seen=seen
+                view,
+                sent_mark,
+                sent_at,
+                now,
+                uncharged=uncharged,
+                refused=refused,
+                seen=seen,
+                own=own,
             )
         remainings = (view.requests_remaining, view.input_remaining, view.output_remaining)
         if remainings == (None, None, None):
