@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anthropic
 import httpx2
@@ -62,9 +62,6 @@ from .shared import SharedStore
 from .spend import SpendLedger
 from .stats import Recorder
 from .tokens import estimate_input_tokens
-
-if TYPE_CHECKING:
-    from ._routes import ProbeRoute
 
 __all__ = ["COUNT_TOKENS_CLASS", "UNKNOWN_CLASS", "Pipeline", "UnknownModel"]
 
@@ -252,10 +249,6 @@ class Pipeline:
             if reservation is None:
                 reservation = await self._admit(plan, call)
             attempt = Attempt(self, call, plan, reservation)
-            sender: Route | ProbeRoute = route
-            probe: ProbeRoute | None = getattr(route, "probe", None)
-            if probe is not None and reservation.budget.probing(reservation.sent_at):
-                sender = probe  # a cold start's probe: its headers as soon as they can come
             self.stats.in_flight += 1
             if rec is not None:
                 key_name = self.keys[reservation.index].name
@@ -264,10 +257,10 @@ class Pipeline:
             token = HEADERS.set(box)
             try:
                 if rec is None:
-                    result = await sender.send(call.sdks[reservation.index], call.params)
+                    result = await route.send(call.sdks[reservation.index], call.params)
                 else:
                     with observers.activate(rec):
-                        result = await sender.send(call.sdks[reservation.index], call.params)
+                        result = await route.send(call.sdks[reservation.index], call.params)
             except BaseException as exc:
                 HEADERS.reset(token)
                 delay = self._failed(attempt, exc, box)
@@ -276,19 +269,10 @@ class Pipeline:
                 continue
             HEADERS.reset(token)
             view = server_view(box[-1]) if box else EMPTY_VIEW
-            attempt.resync(view, at_start=sender.headers_at_start)
-            if sender is probe:
-                try:
-                    answer = await probe.finish(attempt, result)
-                except BaseException as exc:
-                    delay = self._failed(attempt, exc, [])
-                    if delay > 0:
-                        await asyncio.sleep(delay)
-                    continue
-            else:
-                answer = route.received(attempt, result)
+            attempt.resync(view, at_start=route.headers_at_start)
             if call.fell_back_from is not None:
                 self.stats.fallbacks += 1
+            answer = route.received(attempt, result)
             if (
                 marked is not None
                 and auto is not None

@@ -287,12 +287,6 @@ class LocalBudget:
                 bucket.take(-amount, now)
         self._remember(now)
 
-    def probing(self, sent_at: float) -> bool:
-        """Whether the request admitted at `sent_at` is a cold start's probe: the one whose
-        answer's headers everything else waits for (a route may send it so that they come
-        sooner: `_routes.ProbeRoute`)."""
-        return self._probe_at is not None and self._probe_at == sent_at
-
     def block_until(self, when: float) -> None:
         """Admit nothing before `when` (a 429's retry-after); never shortens a block."""
         if when > self.blocked_until:
