@@ -142,6 +142,26 @@ def test_a_burst_admitted_at_one_instant_is_not_read_as_one_requests_refund() ->
     assert level <= 10_000 - 12 * 512
 
 
+def test_a_refused_requests_refund_is_no_change_the_server_saw() -> None:
+    # B goes out at 0; A at 0.1 and is refused at 0.2 (the server never charged its 4,000),
+    # its reservation given back. B's answer at 0.3 reads 5,001 left: someone else spent.
+    # B's reading may be of any instant in [0, 0.3]; had A's refund stayed in the history,
+    # an instant between A's take and its refund would credit the server with 4,000 more.
+    limits = Limits(otpm=10_000, period=60)
+    budget = LocalBudget(limits, now=0.0, hold_bursts=False)
+    b = budget.take(Cost(0, 0, 500), 0.0)
+    a_cost = Cost(0, 0, 4_000)
+    a = budget.take(a_cost, 0.1)
+    # (the server refused A for its requests limit: its output level was still high)
+    refusal = ServerView(output_limit=10_000, output_remaining=9_501)
+    budget.observe(refusal, a, 0.1, 0.2, uncharged=Cost(0, 0, 4_000), refused=True, own=a_cost)
+    budget.give(Cost(0, 0, 4_000), 0.2)
+    answer = ServerView(output_limit=10_000, output_remaining=5_001)
+    budget.observe(answer, b, 0.0, 0.3, own=Cost(0, 0, 500))
+    refill = 0.3 * 10_000 / 60
+    assert budget.peek(0.3)[2] <= 5_001 + refill + 1e-6
+
+
 @pytest.mark.parametrize("reported", [89_000, 90_000], ids=["rounded-down", "rounded-nearest"])
 def test_observe_reads_rounded_token_remaining_on_the_safe_side(reported: int) -> None:
     budget = LocalBudget(Limits(itpm=100_000), now=0.0)

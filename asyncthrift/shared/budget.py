@@ -287,7 +287,7 @@ class SharedBudget(LocalBudget):
         if self._fb is not None:
             self._fb.block_until(when)
 
-    def observe(
+    def _observe(
         self,
         view: ServerView,
         sent_mark: Cost,
@@ -311,7 +311,7 @@ class SharedBudget(LocalBudget):
         """
         changed = False
         if self._learning:
-            changed = super().observe(
+            changed = super()._observe(
                 view,
                 sent_mark,
                 sent_at,
