@@ -14,11 +14,12 @@ import httpx2
 from anthropic.types import Message, Usage
 
 from ._answer_times import AnswerTimes
-from ._observers import RequestRecord, status_of
+from ._observers import RequestRecord
 from ._options import RequestOptions
+from ._status import EVENT_ERROR_STATUS, error_status, status_of
 from .bucket import ZERO, Cost, ServerView
 from .budget import LocalBudget
-from .prices import cost_usd
+from .prices import cost_usd, usage_cost
 from .scheduler import Gate, Reservation
 from .spend import SpendHold
 from .stats import Recorder
@@ -47,14 +48,6 @@ EMPTY_VIEW: Final = ServerView()
 #: An abandoned request unanswered for this many times the longest answer seen may be
 #: longer than any (`Attempt._abandon`).
 _OUTLIVED: Final = 2.0
-
-#: What an ``error`` event's type means as an HTTP status (a stream's error in a 200).
-EVENT_ERROR_STATUS: Final = {
-    "rate_limit_error": 429,
-    "overloaded_error": 529,
-    "api_error": 500,
-    "timeout_error": 504,
-}
 
 
 class ModelClass:
@@ -378,7 +371,7 @@ class Attempt:
         stats.output_tokens += u.output_tokens
         stats.cache_creation_input_tokens += cache_write
         stats.cache_read_input_tokens += cache_read
-        dollars = cost_usd(model, u.input_tokens, u.output_tokens, cache_write, cache_read)
+        dollars = usage_cost(model, u)
         stats.cost_usd += dollars
         if cache_write or cache_read:  # prompt caching: what the same tokens cost uncached
             cached = dollars - cost_usd(model, u.input_tokens, u.output_tokens)
@@ -388,19 +381,6 @@ class Attempt:
             )
         if self.spend_hold is not None and p.spend is not None:
             p.spend.settle(self.spend_hold, dollars)
-
-
-def error_status(error: BaseException) -> int | None:
-    """The HTTP status `error` stands for (an ``error`` event in a 200: its type's status)."""
-    if not isinstance(error, anthropic.APIStatusError):
-        return None
-    status = error.status_code
-    if status == 200:
-        body = error.body
-        err = body.get("error") if isinstance(body, Mapping) else None
-        kind = err.get("type") if isinstance(err, Mapping) else None
-        return EVENT_ERROR_STATUS.get(kind, status) if isinstance(kind, str) else status
-    return status
 
 
 def _count_error(stats: Recorder, error: BaseException) -> int | None:

@@ -21,7 +21,7 @@ from .cache.base import (
     reject_entry,
 )
 from .errors import DeadlineExceeded
-from .prices import cost_usd
+from .prices import usage_cost
 
 if TYPE_CHECKING:
     from ._attempt import Call
@@ -130,13 +130,7 @@ def _count_saved(p: Pipeline, message: Message, *, cache_hit: bool) -> None:
     s = p.stats
     u = message.usage
     tokens = u.input_tokens + u.output_tokens
-    dollars = cost_usd(
-        message.model,
-        u.input_tokens,
-        u.output_tokens,
-        u.cache_creation_input_tokens or 0,
-        u.cache_read_input_tokens or 0,
-    )
+    dollars = usage_cost(message.model, u)
     if cache_hit:
         s.cache_hits += 1
         s.cache_calls_saved += 1

@@ -229,26 +229,14 @@ class Messages(Facade):
             return await self._open_stream(kwargs)
         p = self._pipeline
         call = p.start("create", kwargs, self._sdks, self._max_retries)
-        try:
-            if call.rec is None:
-                if call.key is not None:
-                    message = await fetch(p, call)
-                elif call.via is None:  # straight to the scheduler: no fingerprint, no coroutine
-                    message = await p.run(call, CREATE)
-                else:
-                    message = await call.via(p, call)
-            else:
-                with p.observers.activate(call.rec):
-                    if call.key is not None:
-                        message = await fetch(p, call)
-                    elif call.via is None:
-                        message = await p.run(call, CREATE)
-                    else:
-                        message = await call.via(p, call)
-        except BaseException as exc:
-            p.finish(call, exc)
-            raise
-        p.finish(call, None)
+        work: Awaitable[Message]
+        if call.key is not None:
+            work = fetch(p, call)  # the cache, a twin in flight, else the API
+        elif call.via is None:  # straight to the scheduler: no fingerprint, no coroutine
+            work = p.run(call, CREATE)
+        else:
+            work = call.via(p, call)
+        message: Message = await p.bracket(call, work)
         return message
 
     async def _open_stream(self, kwargs: dict[str, Any]) -> AsyncStream[RawMessageStreamEvent]:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import anthropic
 
+from ._status import status_of
 from .errors import ThriftError
 from .lanes import LANES
 
@@ -60,15 +61,6 @@ def outcome_of(error: BaseException | None) -> str:
     if isinstance(error, anthropic.APIConnectionError):
         return "connection"
     return "error"
-
-
-def status_of(error: BaseException | None) -> int | None:
-    """The HTTP status behind `error` (200 for success, None when there was no response)."""
-    if error is None:
-        return 200
-    if isinstance(error, anthropic.APIStatusError):
-        return error.status_code
-    return None
 
 
 class RequestRecord:

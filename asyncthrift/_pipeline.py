@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Awaitable, Mapping, Sequence
+from typing import Any, TypeVar
 
 import anthropic
 import httpx2
@@ -66,6 +66,8 @@ from .tokens import estimate_input_tokens
 __all__ = ["COUNT_TOKENS_CLASS", "UNKNOWN_CLASS", "Pipeline", "UnknownModel"]
 
 log = logging.getLogger("asyncthrift")
+
+T = TypeVar("T")
 
 
 class Pipeline:
@@ -200,20 +202,28 @@ class Pipeline:
         if call.rec is not None:
             self.observers.finish(call.rec, error)
 
-    async def run_to_end(self, call: Call, route: Route) -> Any:
-        """`run` `call` by `route` with its observers active, and record its end (`finish`):
-        a whole call that needs neither the cache nor a coroutine of its own (`Call.via`)."""
+    async def bracket(self, call: Call, work: Awaitable[T], *, ends: bool = True) -> T:
+        """The one bracket around a call's `work` (after `start`): its observers active
+        while it runs, and its end recorded (`finish`) if it fails and, with `ends`, when it
+        succeeds. Without `ends` the work records its own end: a live stream's ends when its
+        reader finishes (`_stream_ledger`), a replayed one's at once."""
         try:
             if call.rec is None:
-                result = await self.run(call, route)
+                result = await work
             else:
                 with self.observers.activate(call.rec):
-                    result = await self.run(call, route)
+                    result = await work
         except BaseException as exc:
             self.finish(call, exc)
             raise
-        self.finish(call, None)
+        if ends:
+            self.finish(call, None)
         return result
+
+    async def run_to_end(self, call: Call, route: Route) -> Any:
+        """`run` `call` by `route` in its `bracket`: a whole call that needs neither the
+        cache nor a coroutine of its own (`Call.via`)."""
+        return await self.bracket(call, self.run(call, route))
 
     # -- admission, sending, retries --------------------------------------------------------
 

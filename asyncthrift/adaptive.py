@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Final
 from anthropic.types import Message
 
 from ._routes import CREATE
-from .prices import cost_usd
+from .prices import usage_cost
 from .stats import nearest_rank
 
 if TYPE_CHECKING:
@@ -139,13 +139,7 @@ class Adaptive:
             u = message.usage
             s.max_tokens_reasked += 1
             s.max_tokens_reserve_saved -= ceiling - lowered
-            s.max_tokens_dollars_lost += cost_usd(
-                message.model,
-                u.input_tokens,
-                u.output_tokens,
-                u.cache_creation_input_tokens or 0,
-                u.cache_read_input_tokens or 0,
-            )
+            s.max_tokens_dollars_lost += usage_cost(message.model, u)
             # asked again in full, of the model that answered (a fallback keeps its model)
             call.params = {**original, "model": call.params["model"]}
         message = await p.run(call, CREATE)

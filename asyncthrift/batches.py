@@ -32,7 +32,7 @@ from anthropic.types.messages import MessageBatch, MessageBatchIndividualRespons
 
 from .bucket import TokenBucket
 from .errors import InvalidArgument
-from .prices import cost_usd
+from .prices import usage_cost
 
 __all__ = [
     "MAX_BATCH_BYTES",
@@ -83,13 +83,9 @@ class BatchStats:
             return
         message = result.message
         u = message.usage
-        created = u.cache_creation_input_tokens or 0
-        read = u.cache_read_input_tokens or 0
-        self.input_tokens += u.input_tokens + created
+        self.input_tokens += u.input_tokens + (u.cache_creation_input_tokens or 0)
         self.output_tokens += u.output_tokens
-        self.cost_usd += cost_usd(
-            message.model, u.input_tokens, u.output_tokens, created, read, batch=True
-        )
+        self.cost_usd += usage_cost(message.model, u, batch=True)
 
 
 class BatchBudget:

@@ -49,7 +49,7 @@ from ._routes import CREATE
 from .cache.keys import fingerprint
 from .errors import BudgetExceeded, DeadlineExceeded, InvalidArgument, RequestTooLarge
 from .lanes import LANES
-from .prices import cost_usd
+from .prices import usage_cost
 from .tokens import estimate_input_tokens, text_tokens
 
 if TYPE_CHECKING:
@@ -577,7 +577,7 @@ class Packer:
             alone_params["messages"] = it.call.params["messages"]
             alone += estimate_input_tokens(alone_params)
         saved = max(0, round((alone - packed) * billed / packed)) if packed > 0 else 0
-        per_token = cost_usd(message.model, u.input_tokens, 0, write, read) / max(1, billed)
+        per_token = usage_cost(message.model, u, output=False) / max(1, billed)
         s.packing_calls_saved += len(done) - 1
         s.packing_tokens_saved += saved
         s.packing_dollars_saved += saved * per_token
