@@ -224,7 +224,9 @@ class Messages(Facade):
         ``pack`` (bool; see `asyncthrift.packing`), ``task`` (a name: adaptive
         ``max_tokens``, see `asyncthrift.adaptive`); None for any of them means its default.
         """
-        kwargs = compress_kwargs(self._pipeline, kwargs)  # opt-in: asyncthrift.compression
+        kwargs = compress_kwargs(
+            self._pipeline.compressor, kwargs
+        )  # opt-in: asyncthrift.compression
         if stream_requested(kwargs):  # strict: stream="yes" is refused, not truthy
             return await self._open_stream(kwargs)
         p = self._pipeline

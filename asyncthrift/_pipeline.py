@@ -47,10 +47,12 @@ from ._model_fallback import fall_back, fit_deadline
 from ._observers import Observers
 from ._options import split_options
 from .adaptive import Adaptive
+from .batches import Batches
 from .bucket import Cost, ServerView
 from .budget import LocalBudget
 from .cache import Cache, MemoryCache
 from .cache.keys import fingerprint
+from .compression import Compressor
 from .dedupe import SingleFlight
 from .limits import Limits
 from .packing import Pack, Packer, run_packed
@@ -121,6 +123,45 @@ class Pipeline:
         self.default_task = task  # adaptive max_tokens for every create() without task=
         self.adaptive: Adaptive | None = None if task is None else Adaptive()
         self.auto_cache = auto_cache
+        self.compressor: Compressor | None = None  # `compression.enable_compression`
+        self.batches: Batches | None = None  # ``client.batches``, made on first use
+
+    def batches_for(self, sdk: anthropic.AsyncAnthropic, max_retries: int) -> Batches:
+        """The client's one `Batches` (made on first use, on `sdk` and `max_retries`)."""
+        found = self.batches
+        if found is None:
+            found = self.batches = Batches(sdk, max_retries=max_retries)
+        return found
+
+    async def aclose(self, *, draining: bool, grace: float | None) -> None:
+        """Close what this pipeline owns (see `Thrift.aclose`): stop admitting; unless
+        `draining`, fail what waits; await what is admitted up to `grace` seconds; then
+        close the gates, the shared store, the HTTP clients, the cache and the spend ledger."""
+        self.closed = True
+        self.queue.close()  # newcomers and retries: ClientClosed
+        if self.packer is not None:
+            self.packer.close_windows()  # what waits in a window goes out (or fails) now
+        gates = [mc.gate for mc in list(self.classes.values())]
+        if not draining:
+            for gate in gates:
+                gate.close()
+        try:
+            if gates:
+                async with asyncio.timeout(grace):
+                    await asyncio.gather(*(gate.idle() for gate in gates))
+        except TimeoutError:
+            pass
+        finally:
+            for gate in [mc.gate for mc in list(self.classes.values())]:
+                gate.close()
+            if self.shared is not None:
+                await self.shared.aclose()  # unused leases back to Redis
+            for key in self.keys:
+                await key.sdk.close()
+            if self.cache is not None:
+                await self.cache.aclose()
+            if self.spend is not None:
+                await self.spend.aclose()
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -138,6 +179,14 @@ class Pipeline:
     def count_class(self) -> ModelClass:
         """The count_tokens gate: one request budget per key, its own queue."""
         return count_class(self)
+
+    def set_count_limits(self, rpm: float | None, period: float) -> None:
+        """The count_tokens budget's limits, before its class is built."""
+        if COUNT_TOKENS_CLASS in self.classes:
+            raise RuntimeError(
+                "set_count_tokens_limit() must be called before the first count_tokens"
+            )
+        self.count_limits = Limits(rpm=rpm, period=period)
 
     def plan(self, params: Mapping[str, Any]) -> Plan:
         """Estimate what a Messages request will cost, in its model class."""

@@ -28,11 +28,11 @@ from ._messages import Messages, RawMessages, StreamingMessages
 from ._observers import Observer, Observers
 from ._pipeline import Pipeline
 from ._sdk import Passthrough
-from .batches import Batches, batches_for, stats_overrides
+from .batches import Batches, stats_overrides
 from .budget import LocalBudget
 from .cache import Cache, make_cache
 from .cache.keys import scope_for_key
-from .compression import compression_overrides
+from .compression import Compressor, compression_overrides
 from .errors import InvalidArgument
 from .lanes import QueueCounter
 from .limits import LimitsSpec, LimitsTable
@@ -223,31 +223,7 @@ class Thrift:
             isinstance(grace, bool) or not isinstance(grace, int | float) or grace < 0
         ):
             raise InvalidArgument(f"grace= must be seconds >= 0 or None, got {grace!r}")
-        p.closed = True
-        p.queue.close()  # newcomers and retries: ClientClosed
-        if p.packer is not None:
-            p.packer.close_windows()  # what waits in a window goes out (or fails) now
-        gates = [mc.gate for mc in list(p.classes.values())]
-        if not draining:
-            for gate in gates:
-                gate.close()
-        try:
-            if gates:
-                async with asyncio.timeout(grace):
-                    await asyncio.gather(*(gate.idle() for gate in gates))
-        except TimeoutError:
-            pass
-        finally:
-            for gate in [mc.gate for mc in list(p.classes.values())]:
-                gate.close()
-            if p.shared is not None:
-                await p.shared.aclose()  # unused leases back to Redis
-            for key in p.keys:
-                await key.sdk.close()
-            if p.cache is not None:
-                await p.cache.aclose()
-            if p.spend is not None:
-                await p.spend.aclose()
+        await p.aclose(draining=draining, grace=grace)
 
     async def close(self, *, drain: bool | float = False, grace: float | None = 30.0) -> None:
         """`aclose()`, under the SDK's name for it (same options)."""
@@ -256,14 +232,14 @@ class Thrift:
     def _facades(self) -> None:
         """``messages`` and ``beta`` over this view's SDK clients and retry bound."""
         self.messages = Messages(self._pipeline, self._sdks, self._max_retries)
-        root = self._root
+        pipeline = self._pipeline
         sdk = self._sdks[0]
         retries = self._max_retries
         beta_messages = BetaMessages(
             self._pipeline,
             self._sdks,
             retries,
-            lambda: batches_for(root, sdk, retries).beta_view(),
+            lambda: pipeline.batches_for(sdk, retries).beta_view(),
         )
         self.beta = Beta(beta_messages, sdk.beta)
 
@@ -371,7 +347,7 @@ class Thrift:
     @property
     def batches(self) -> Batches:
         """The Message Batches API on its own request budget (`asyncthrift.batches`)."""
-        return batches_for(self._root, self._sdks[0], self._max_retries)
+        return self._pipeline.batches_for(self._sdks[0], self._max_retries)
 
     async def pack(self, requests: Iterable[Mapping[str, Any]]) -> list[Message]:
         """Answers to a list of ``messages.create`` argument dicts, packed where they can be
@@ -415,8 +391,8 @@ class Thrift:
         if p.cache is not None:
             cs = p.cache.stats
             extra = {"cache_errors": r.cache_errors + cs.errors + cs.timeouts}
-        extra.update(stats_overrides(self._root, r.cost_usd))
-        extra.update(compression_overrides(p))
+        extra.update(stats_overrides(p.batches, r.cost_usd))
+        extra.update(compression_overrides(p.compressor))
         return r.snapshot(queued=p.queued(), **extra)
 
     def budgets(self) -> dict[str, list[LocalBudget]]:
@@ -430,8 +406,30 @@ class Thrift:
         """The client's clock (its event loop's time): the `now` its budgets take."""
         return self._pipeline.loop.time()
 
-    def _model_class(self, model: str) -> ModelClass:
+    @property
+    def compressor(self) -> Compressor | None:
+        """The `Compressor` the history of every ``messages.create``/``stream`` call goes
+        through (None: off), shared by every `with_options` copy; set it, or call
+        `asyncthrift.compression.enable_compression`."""
+        return self._pipeline.compressor
+
+    @compressor.setter
+    def compressor(self, compressor: Compressor | None) -> None:
+        self._pipeline.compressor = compressor
+
+    def set_count_tokens_limit(self, rpm: float | None, *, period: float = 60.0) -> None:
+        """Limit ``count_tokens`` calls to `rpm` per key (None: learn it from headers), before
+        the first one (see `asyncthrift.counting.set_count_tokens_limit`)."""
+        self._pipeline.set_count_limits(rpm, period)
+
+    def model_class(self, model: str) -> ModelClass:
+        """The class `model` queues in (built on first use): its ``gate``, ``budgets`` and
+        input ``calibrator``, for metrics, debugging and tests (as `budgets`)."""
         return self._pipeline.model_class(model)
+
+    def model_classes(self) -> dict[str, ModelClass]:
+        """Every model class built so far, by name (``count_tokens``'s too)."""
+        return dict(self._pipeline.classes)
 
 
 #: What `Thrift.with_options`/`copy` may change: how calls are made, not whose quota pays.

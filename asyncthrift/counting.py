@@ -29,7 +29,6 @@ from ._attempt import Attempt, Call, Plan
 from ._pipeline import COUNT_TOKENS_CLASS, Pipeline
 from ._routes import BETA_MESSAGES, MESSAGES, Resource
 from .bucket import Cost
-from .limits import Limits
 from .tokens import estimate_input_tokens
 
 if TYPE_CHECKING:
@@ -46,10 +45,7 @@ def set_count_tokens_limit(client: Thrift, rpm: float | None, *, period: float =
     Anthropic's published count_tokens limits are 100, 2,000, 4,000 and 8,000 requests per
     minute for tiers 1 to 4. Call this before the first ``count_tokens``.
     """
-    pipeline: Pipeline = client._pipeline
-    if COUNT_TOKENS_CLASS in pipeline.classes:
-        raise RuntimeError("set_count_tokens_limit() must be called before the first count_tokens")
-    pipeline.count_limits = Limits(rpm=rpm, period=period)
+    client.set_count_tokens_limit(rpm, period=period)
 
 
 def split_count_kwargs(kwargs: dict[str, Any]) -> tuple[bool, dict[str, Any]]:

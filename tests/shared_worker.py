@@ -160,7 +160,7 @@ async def _work(cfg: dict[str, Any], out: Path) -> dict[str, Any]:
                     break
 
     async with client:
-        client._model_class(bodies[0]["model"])  # build the budget before the clock starts
+        client.model_class(bodies[0]["model"])  # build the budget before the clock starts
         start_at = await _start_at(cfg, out)
         await asyncio.sleep(max(0.0, start_at - time.time()))
         watcher = asyncio.create_task(watch())
