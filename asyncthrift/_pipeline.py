@@ -28,20 +28,12 @@ from ._attempt import (
     EMPTY_VIEW,
     Attempt,
     Call,
-    ModelClass,
     Plan,
     Route,
     SendFailed,
     error_status,
 )
-from ._classes import (
-    COUNT_TOKENS_CLASS,
-    UNKNOWN_CLASS,
-    UnknownModel,
-    class_of,
-    count_class,
-    refuse,
-)
+from ._classes import COUNT_TOKENS_CLASS, UNKNOWN_CLASS, ModelClasses, UnknownModel
 from ._keys import HEADERS, Key
 from ._model_fallback import fall_back, fit_deadline
 from ._observers import Observers
@@ -49,12 +41,10 @@ from ._options import split_options
 from .adaptive import Adaptive
 from .batches import Batches
 from .bucket import Cost, ServerView
-from .budget import LocalBudget
 from .cache import Cache, MemoryCache
 from .cache.keys import fingerprint
 from .compression import Compressor
 from .dedupe import SingleFlight
-from .limits import Limits
 from .packing import Pack, Packer, run_packed
 from .prices import cost_usd
 from .prompt_cache import AutoCache, Marked
@@ -92,6 +82,7 @@ class Pipeline:
         pack: Pack | None = None,
         auto_cache: AutoCache | None = None,
         task: str | None = None,
+        shared: SharedStore | None = None,
     ) -> None:
         self.keys = keys
         self.fallback: dict[str, tuple[str, ...]] = {
@@ -110,14 +101,10 @@ class Pipeline:
         self.observers = observers
         self.stats = Recorder()
         self.flight: SingleFlight[str, Message] = SingleFlight()
-        self.classes: dict[str, ModelClass] = {}
-        self._by_model: dict[str, ModelClass] = {}  # model id -> its class, memoised
-        self._unknown_warned = False
-        self.count_limits: Limits | None = None
+        self.shared = shared  # Thrift(shared=...): budgets in Redis
+        self.models = ModelClasses(keys, queue=queue, aging=aging, stats=self.stats, shared=shared)
         self._loop: asyncio.AbstractEventLoop | None = None
         self.closed = False
-        self.refused: dict[int, str] = {}  # keys the API refused (401/403): index -> why
-        self.shared: SharedStore | None = None  # Thrift(shared=...): budgets in Redis
         self.pack = pack  # the client's default; pack=True per request uses Pack() if None
         self.packer: Packer | None = None if pack is None else Packer(self, pack)
         self.default_task = task  # adaptive max_tokens for every create() without task=
@@ -141,10 +128,9 @@ class Pipeline:
         self.queue.close()  # newcomers and retries: ClientClosed
         if self.packer is not None:
             self.packer.close_windows()  # what waits in a window goes out (or fails) now
-        gates = [mc.gate for mc in list(self.classes.values())]
+        gates = self.models.gates()
         if not draining:
-            for gate in gates:
-                gate.close()
+            self.models.close()
         try:
             if gates:
                 async with asyncio.timeout(grace):
@@ -152,8 +138,7 @@ class Pipeline:
         except TimeoutError:
             pass
         finally:
-            for gate in [mc.gate for mc in list(self.classes.values())]:
-                gate.close()
+            self.models.close()
             if self.shared is not None:
                 await self.shared.aclose()  # unused leases back to Redis
             for key in self.keys:
@@ -170,27 +155,11 @@ class Pipeline:
             loop = self._loop = asyncio.get_running_loop()
         return loop
 
-    # -- model classes (built and kept in `_classes`) ---------------------------------------
-
-    def model_class(self, model: str) -> ModelClass:
-        """The class `model` queues in; every id of no known family shares one."""
-        return class_of(self, model)
-
-    def count_class(self) -> ModelClass:
-        """The count_tokens gate: one request budget per key, its own queue."""
-        return count_class(self)
-
-    def set_count_limits(self, rpm: float | None, period: float) -> None:
-        """The count_tokens budget's limits, before its class is built."""
-        if COUNT_TOKENS_CLASS in self.classes:
-            raise RuntimeError(
-                "set_count_tokens_limit() must be called before the first count_tokens"
-            )
-        self.count_limits = Limits(rpm=rpm, period=period)
+    # -- what a call costs -----------------------------------------------------------------
 
     def plan(self, params: Mapping[str, Any]) -> Plan:
         """Estimate what a Messages request will cost, in its model class."""
-        mc = self.model_class(params["model"])
+        mc = self.models.for_model(params["model"])
         raw_estimate = estimate_input_tokens(params)
         assert mc.calibrator is not None
         cost = Cost(1, mc.calibrator.charge(raw_estimate), params["max_tokens"])
@@ -233,7 +202,8 @@ class Pipeline:
                     call.via = self.adaptive.run
         if self.observers.items:
             model = params["model"]
-            mc = self.count_class() if kind == COUNT_TOKENS_CLASS else self.model_class(model)
+            models = self.models
+            mc = models.count_class() if kind == COUNT_TOKENS_CLASS else models.for_model(model)
             call.rec = self.observers.start(kind, model, opts.level, mc.name)
         return call
 
@@ -343,7 +313,7 @@ class Pipeline:
 
     def _mark(self, auto: AutoCache, call: Call) -> tuple[dict[str, Any], Marked | None]:
         """`call`'s params with a ``cache_control`` breakpoint where one pays off."""
-        calibrator = self.model_class(call.params["model"]).calibrator
+        calibrator = self.models.for_model(call.params["model"]).calibrator
         ratio = 1.0 if calibrator is None else calibrator.ratio
         params, marked = auto.mark(call.params, ratio, self.loop.time())
         if marked is not None:
@@ -373,7 +343,7 @@ class Pipeline:
             return 0.0
         others_left = isinstance(
             meaning, anthropic.AuthenticationError | anthropic.PermissionDeniedError
-        ) and refuse(self, attempt.index, meaning)
+        ) and self.models.refuse(attempt.index, meaning)
         attempt.failed(meaning)
         if others_left:
             self.queue.check_open()  # closed: ClientClosed (from `exc`), not a reroute
@@ -452,15 +422,3 @@ class Pipeline:
         self.stats.retries += 1
         log.debug("retry %d after %.3fs: %s", call.number, delay, type(exc).__name__)
         return delay
-
-    # -- snapshots ---------------------------------------------------------------------------
-
-    def queued(self) -> int:
-        return sum(mc.gate.waiting for mc in list(self.classes.values()))
-
-    def budgets(self) -> dict[str, list[LocalBudget]]:
-        """Per class, its distinct budgets (keys sharing a budget list it once)."""
-        return {
-            name: list({id(b): b for b in mc.budgets}.values())
-            for name, mc in list(self.classes.items())
-        }

@@ -174,8 +174,8 @@ class Thrift:
             pack=packing,
             auto_cache=AutoCache() if auto_cache_control else None,
             task=task,
+            shared=the_shared,
         )
-        self._pipeline.shared = the_shared
         self._root: Thrift = self
         self._sdks: Sequence[anthropic.AsyncAnthropic] = self._pipeline.sdks
         self._max_retries = max_retries
@@ -393,14 +393,14 @@ class Thrift:
             extra = {"cache_errors": r.cache_errors + cs.errors + cs.timeouts}
         extra.update(stats_overrides(p.batches, r.cost_usd))
         extra.update(compression_overrides(p.compressor))
-        return r.snapshot(queued=p.queued(), **extra)
+        return r.snapshot(queued=p.models.queued(), **extra)
 
     def budgets(self) -> dict[str, list[LocalBudget]]:
         """The live budgets per model class (one per key), for metrics and debugging.
 
         Read them with ``peek(client.now())``, which never changes them.
         """
-        return self._pipeline.budgets()
+        return self._pipeline.models.budgets()
 
     def now(self) -> float:
         """The client's clock (its event loop's time): the `now` its budgets take."""
@@ -420,16 +420,20 @@ class Thrift:
     def set_count_tokens_limit(self, rpm: float | None, *, period: float = 60.0) -> None:
         """Limit ``count_tokens`` calls to `rpm` per key (None: learn it from headers), before
         the first one (see `asyncthrift.counting.set_count_tokens_limit`)."""
-        self._pipeline.set_count_limits(rpm, period)
+        self._pipeline.models.set_count_limits(rpm, period)
 
     def model_class(self, model: str) -> ModelClass:
         """The class `model` queues in (built on first use): its ``gate``, ``budgets`` and
         input ``calibrator``, for metrics, debugging and tests (as `budgets`)."""
-        return self._pipeline.model_class(model)
+        return self._pipeline.models.for_model(model)
+
+    def disabled_keys(self) -> dict[str, str]:
+        """The keys the API refused (401/403), disabled for good, by name: what it said."""
+        return self._pipeline.models.disabled()
 
     def model_classes(self) -> dict[str, ModelClass]:
         """Every model class built so far, by name (``count_tokens``'s too)."""
-        return dict(self._pipeline.classes)
+        return dict(self._pipeline.models.classes)
 
 
 #: What `Thrift.with_options`/`copy` may change: how calls are made, not whose quota pays.

@@ -75,7 +75,7 @@ class _CountRoute:
         self.resource = resource
 
     def plan(self, pipeline: Pipeline, params: Mapping[str, Any]) -> Plan:
-        return Plan(pipeline.count_class(), _COST, 0.0, 0.0)
+        return Plan(pipeline.models.count_class(), _COST, 0.0, 0.0)
 
     async def send(self, sdk: anthropic.AsyncAnthropic, params: dict[str, Any]) -> Any:
         return await self.resource(sdk).count_tokens(**params)
@@ -85,7 +85,7 @@ class _CountRoute:
         attempt.succeeded(None, None)
         if self.calibrate:
             params = attempt.call.params
-            calibrator = attempt.pipeline.model_class(params["model"]).calibrator
+            calibrator = attempt.pipeline.models.for_model(params["model"]).calibrator
             if calibrator is not None:
                 calibrator.observe(estimate_input_tokens(params), counted.input_tokens)
         return counted

@@ -299,5 +299,5 @@ async def test_a_403_disables_the_key_too() -> None:
         for i in range(10):
             await c.messages.create(**req(i))
         assert api.keys.count("a") == 1 and api.keys.count("b") == 10
-        assert c._pipeline.refused == {0: "403 permission_error (permission_error)"}
+        assert c.disabled_keys() == {"key0": "403 permission_error (permission_error)"}
         assert c.stats().keys_disabled == 1 and c.stats().rerouted == 1
