@@ -103,7 +103,6 @@ class Pipeline:
         self.flight: SingleFlight[str, Message] = SingleFlight()
         self.shared = shared  # Thrift(shared=...): budgets in Redis
         self.models = ModelClasses(keys, queue=queue, aging=aging, stats=self.stats, shared=shared)
-        self._loop: asyncio.AbstractEventLoop | None = None
         self.closed = False
         self.pack = pack  # the client's default; pack=True per request uses Pack() if None
         self.packer: Packer | None = None if pack is None else Packer(self, pack)
@@ -150,10 +149,8 @@ class Pipeline:
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
-        loop = self._loop
-        if loop is None:
-            loop = self._loop = asyncio.get_running_loop()
-        return loop
+        """The client's event loop (the one it first ran on), as its model classes see it."""
+        return self.models.loop
 
     # -- what a call costs -----------------------------------------------------------------
 
