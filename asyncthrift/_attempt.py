@@ -6,6 +6,7 @@ finishes or drops it). A `Route` is the innermost send of one shape of call.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
@@ -135,7 +136,51 @@ class Call:
         self.via: Via | None = None  # None: straight to `Pipeline.run` by the create route
 
 
-Via = Callable[["Pipeline", "Call"], Awaitable[Message]]
+class Planner(Protocol):
+    """What a route plans a call with (the pipeline, seen no further): the cost of a
+    Messages request in its model class, the count_tokens class, and the clock."""
+
+    def plan(self, params: Mapping[str, Any]) -> Plan:
+        """Estimate what a Messages request will cost, in its model class."""
+        ...
+
+    def count_class(self) -> ModelClass:
+        """The count_tokens class: its own gate and request budget."""
+        ...
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop: ...
+
+
+class Runner(Protocol):
+    """What a `Via` (packing, adaptive ``max_tokens``) runs a call through: the pipeline,
+    seen only as its clock, its counters and these steps."""
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop: ...
+
+    @property
+    def stats(self) -> Recorder: ...
+
+    @property
+    def default_task(self) -> str | None:
+        """The client's ``task=``: adaptive ``max_tokens`` for a call without its own."""
+        ...
+
+    async def run(self, call: Call, route: Route) -> Any:
+        """Admit `call`, send it by `route`, retry what may succeed if repeated."""
+        ...
+
+    async def run_alone(self, call: Call) -> Message:
+        """`call` by itself: with its task's ``max_tokens`` if it has a task, else as is."""
+        ...
+
+    def output_need(self, call: Call, ceiling: int) -> int:
+        """The output tokens to plan for `call`: its task's learnt limit, else `ceiling`."""
+        ...
+
+
+Via = Callable[[Runner, Call], Awaitable[Message]]
 """How a ``create`` call gets its answer when it is not simply run: packed (`packing`) or
 with an adaptive ``max_tokens`` (`adaptive`). Decided once, in `Pipeline.start`."""
 
@@ -155,7 +200,7 @@ class SendFailed(Exception):
 class Route(Protocol):
     """The innermost step of one shape of call: send it, and read what came back."""
 
-    def plan(self, pipeline: Pipeline, params: Mapping[str, Any]) -> Plan: ...
+    def plan(self, planner: Planner, params: Mapping[str, Any]) -> Plan: ...
 
     async def send(self, sdk: anthropic.AsyncAnthropic, params: dict[str, Any]) -> Any:
         """Send on `sdk` (the admitted key's client); raise `SendFailed` to reinterpret."""

@@ -28,6 +28,7 @@ from ._attempt import (
     EMPTY_VIEW,
     Attempt,
     Call,
+    ModelClass,
     Plan,
     Route,
     SendFailed,
@@ -38,6 +39,7 @@ from ._keys import HEADERS, Key
 from ._model_fallback import fall_back, fit_deadline
 from ._observers import Observers
 from ._options import split_options
+from ._routes import CREATE
 from .adaptive import Adaptive
 from .batches import Batches
 from .bucket import Cost, ServerView
@@ -45,7 +47,7 @@ from .cache import Cache, MemoryCache
 from .cache.keys import fingerprint
 from .compression import Compressor
 from .dedupe import SingleFlight
-from .packing import Pack, Packer, run_packed
+from .packing import Pack, Packer
 from .prices import cost_usd
 from .prompt_cache import AutoCache, Marked
 from .retry import RetryPolicy, classify, server_view
@@ -154,6 +156,10 @@ class Pipeline:
 
     # -- what a call costs -----------------------------------------------------------------
 
+    def count_class(self) -> ModelClass:
+        """The count_tokens class (`Planner.count_class`)."""
+        return self.models.count_class()
+
     def plan(self, params: Mapping[str, Any]) -> Plan:
         """Estimate what a Messages request will cost, in its model class."""
         mc = self.models.for_model(params["model"])
@@ -192,7 +198,7 @@ class Pipeline:
                 if opts.pack or (self.packer is not None and opts.pack is None):
                     if self.packer is None:
                         self.packer = Packer(self, Pack())
-                    call.via = run_packed
+                    call.via = self.packer.run
                 elif opts.task is not None or self.default_task is not None:
                     if self.adaptive is None:
                         self.adaptive = Adaptive()
@@ -240,6 +246,22 @@ class Pipeline:
         """`run` `call` by `route` in its `bracket`: a whole call that needs neither the
         cache nor a coroutine of its own (`Call.via`)."""
         return await self.bracket(call, self.run(call, route))
+
+    async def run_alone(self, call: Call) -> Message:
+        """`call` by itself (`Runner.run_alone`): with its task's ``max_tokens`` when it
+        has a task (and adaptive is on), else straight by the create route."""
+        message: Message
+        adaptive = self.adaptive
+        if adaptive is not None and (call.opts.task or self.default_task) is not None:
+            message = await adaptive.run(self, call)
+        else:
+            message = await self.run(call, CREATE)
+        return message
+
+    def output_need(self, call: Call, ceiling: int) -> int:
+        """The output tokens to plan for `call` (`Runner.output_need`)."""
+        adaptive = self.adaptive
+        return ceiling if adaptive is None else adaptive.need(self, call, ceiling)
 
     # -- admission, sending, retries --------------------------------------------------------
 

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Final
 import anthropic
 from anthropic.types import MessageTokensCount
 
-from ._attempt import Attempt, Call, Plan
+from ._attempt import Attempt, Call, Plan, Planner
 from ._pipeline import COUNT_TOKENS_CLASS, Pipeline
 from ._routes import BETA_MESSAGES, MESSAGES, Resource
 from .bucket import Cost
@@ -74,8 +74,8 @@ class _CountRoute:
         self.calibrate = calibrate
         self.resource = resource
 
-    def plan(self, pipeline: Pipeline, params: Mapping[str, Any]) -> Plan:
-        return Plan(pipeline.models.count_class(), _COST, 0.0, 0.0)
+    def plan(self, planner: Planner, params: Mapping[str, Any]) -> Plan:
+        return Plan(planner.count_class(), _COST, 0.0, 0.0)
 
     async def send(self, sdk: anthropic.AsyncAnthropic, params: dict[str, Any]) -> Any:
         return await self.resource(sdk).count_tokens(**params)

@@ -46,7 +46,7 @@ from anthropic import AsyncStream
 from anthropic.lib.streaming import AsyncMessageStream
 from anthropic.types import RawMessageStreamEvent
 
-from ._attempt import Attempt, Call, Plan, Route, SendFailed
+from ._attempt import Attempt, Call, Plan, Planner, Route, SendFailed
 from ._lookup import lookup
 from ._pipeline import Pipeline
 from ._routes import BETA_MESSAGES, MESSAGES, Resource
@@ -168,8 +168,8 @@ class _StreamRoute:
     def __init__(self, resource: Resource = MESSAGES) -> None:
         self.resource = resource
 
-    def plan(self, pipeline: Pipeline, params: Mapping[str, Any]) -> Plan:
-        return pipeline.plan(params)
+    def plan(self, planner: Planner, params: Mapping[str, Any]) -> Plan:
+        return planner.plan(params)
 
     async def send(self, sdk: anthropic.AsyncAnthropic, params: dict[str, Any]) -> Any:
         upstream: AsyncStream[RawMessageStreamEvent] | None = None
