@@ -8,36 +8,35 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import Any, Final, Protocol
 
 import anthropic
 import httpx2
 from anthropic.types import Message, Usage
 
 from ._answer_times import AnswerTimes
-from ._observers import RequestRecord
+from ._observers import Observers, RequestRecord
 from ._options import RequestOptions
 from ._status import EVENT_ERROR_STATUS, error_status, status_of
 from .bucket import ZERO, Cost, ServerView
 from .budget import LocalBudget
 from .prices import cost_usd, usage_cost
 from .scheduler import Gate, Reservation
-from .spend import SpendHold
+from .spend import SpendHold, SpendLedger
 from .stats import Recorder
 from .tokens import Calibrator
-
-if TYPE_CHECKING:
-    from ._keys import Key
-    from ._pipeline import Pipeline
 
 __all__ = [
     "EMPTY_VIEW",
     "EVENT_ERROR_STATUS",
     "Attempt",
+    "AttemptContext",
     "Call",
     "ModelClass",
     "Plan",
+    "Planner",
     "Route",
+    "Runner",
     "SendFailed",
     "Via",
     "error_status",
@@ -214,14 +213,45 @@ class Route(Protocol):
     headers_at_start: bool
 
 
+class AttemptContext(Protocol):
+    """What an attempt settles with (the pipeline, seen no further): the clock, the
+    counters, the spend cap and the observers; and, for a stream that ends after it was
+    handed over, how its call ends (`finish`), where its answer is stored, and the input
+    calibrator its model's class keeps."""
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop: ...
+
+    @property
+    def stats(self) -> Recorder: ...
+
+    @property
+    def spend(self) -> SpendLedger | None: ...
+
+    @property
+    def observers(self) -> Observers: ...
+
+    def finish(self, call: Call, error: BaseException | None) -> None:
+        """Record the end of `call` (once)."""
+        ...
+
+    async def store_answer(self, key: str, message: Message) -> None:
+        """Cache `message` under `key` if it may be cached."""
+        ...
+
+    def calibrator_for(self, model: str) -> Calibrator | None:
+        """The input calibrator of `model`'s class."""
+        ...
+
+
 class Attempt:
     """One admitted HTTP attempt and its reservation, settled exactly once."""
 
     __slots__ = (
         "_reservation",
         "call",
+        "context",
         "done",
-        "pipeline",
         "plan",
         "sent",
         "spend_hold",
@@ -230,9 +260,9 @@ class Attempt:
     )
 
     def __init__(
-        self, pipeline: Pipeline, call: Call, plan: Plan, reservation: Reservation
+        self, context: AttemptContext, call: Call, plan: Plan, reservation: Reservation
     ) -> None:
-        self.pipeline = pipeline
+        self.context = context
         self.call = call
         self.plan = plan
         self._reservation = reservation
@@ -242,10 +272,6 @@ class Attempt:
         self.up_started = 0.0
         self.view = EMPTY_VIEW
         self.sent = True
-
-    @property
-    def key(self) -> Key:
-        return self.pipeline.keys[self._reservation.index]
 
     @property
     def index(self) -> int:
@@ -258,7 +284,7 @@ class Attempt:
         the answer did (a stream), so they certainly count this request's whole charge."""
         self.view = view
         r = self._reservation
-        now = self.pipeline.loop.time()
+        now = self.context.loop.time()
         seen = r.cost if at_start else ZERO
         if r.budget.observe(view, r.mark, r.sent_at, now, seen=seen, own=r.cost):
             self.plan.mc.gate.poke()
@@ -268,7 +294,7 @@ class Attempt:
         if self.done:
             return
         self.done = True
-        p = self.pipeline
+        p = self.context
         p.stats.in_flight -= 1
         if usage is None:
             self._reservation.settle(0, 0)
@@ -298,7 +324,7 @@ class Attempt:
         if self.done:
             return
         self.done = True
-        p = self.pipeline
+        p = self.context
         stats = p.stats
         stats.in_flight -= 1
         status = _count_error(stats, error)
@@ -356,7 +382,7 @@ class Attempt:
         if self.done:
             return
         self.done = True
-        p = self.pipeline
+        p = self.context
         p.stats.in_flight -= 1
         _count_error(p.stats, error)
         self._abandon(usage)
@@ -366,7 +392,7 @@ class Attempt:
 
     def _abandon(self, usage: Usage | None) -> None:
         """Keep what an answer nobody will read may still cost (see `Reservation.abandon`)."""
-        p = self.pipeline
+        p = self.context
         r = self._reservation
         times = self.plan.mc.times
         reserved = r.cost.output_tokens
@@ -403,7 +429,7 @@ class Attempt:
             p.spend.settle(self.spend_hold, cost_usd(model, int(input_tokens), int(most)))
 
     def _reconcile(self, model: str, u: Usage) -> None:
-        p = self.pipeline
+        p = self.context
         stats = p.stats
         cache_write = u.cache_creation_input_tokens or 0
         cache_read = u.cache_read_input_tokens or 0

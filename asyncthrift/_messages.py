@@ -24,7 +24,6 @@ from anthropic import AsyncAPIResponse, AsyncStream
 from anthropic.types import Message, MessageTokensCount, RawMessageStreamEvent
 
 from ._attempt import Route
-from ._lookup import fetch
 from ._options import stream_requested
 from ._pipeline import COUNT_TOKENS_CLASS, Pipeline
 from ._routes import CREATE, MESSAGES, RAW_CREATE, Resource
@@ -233,7 +232,7 @@ class Messages(Facade):
         call = p.start("create", kwargs, self._sdks, self._max_retries)
         work: Awaitable[Message]
         if call.key is not None:
-            work = fetch(p, call)  # the cache, a twin in flight, else the API
+            work = p.answers.fetch(p, call)  # the cache, a twin in flight, else the API
         elif call.via is None:  # straight to the scheduler: no fingerprint, no coroutine
             work = p.run(call, CREATE)
         else:

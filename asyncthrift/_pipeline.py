@@ -36,6 +36,7 @@ from ._attempt import (
 )
 from ._classes import COUNT_TOKENS_CLASS, UNKNOWN_CLASS, ModelClasses, UnknownModel
 from ._keys import HEADERS, Key
+from ._lookup import Answers
 from ._model_fallback import fall_back, fit_deadline
 from ._observers import Observers
 from ._options import split_options
@@ -43,10 +44,9 @@ from ._routes import CREATE
 from .adaptive import Adaptive
 from .batches import Batches
 from .bucket import Cost, ServerView
-from .cache import Cache, MemoryCache
+from .cache import Cache
 from .cache.keys import fingerprint
 from .compression import Compressor
-from .dedupe import SingleFlight
 from .packing import Pack, Packer
 from .prices import cost_usd
 from .prompt_cache import AutoCache, Marked
@@ -55,7 +55,7 @@ from .scheduler import QueueCounter, Reservation
 from .shared import SharedStore
 from .spend import SpendLedger
 from .stats import Recorder
-from .tokens import estimate_input_tokens
+from .tokens import Calibrator, estimate_input_tokens
 
 __all__ = ["COUNT_TOKENS_CLASS", "UNKNOWN_CLASS", "Pipeline", "UnknownModel"]
 
@@ -91,10 +91,6 @@ class Pipeline:
             model: tuple(chain) for model, chain in (fallback or {}).items()
         }
         self.sdks = [k.sdk for k in keys]
-        self.cache = cache
-        self.cache_is_shared = cache is not None and not isinstance(cache, MemoryCache)
-        self.cache_ttl = cache_ttl
-        self.cache_truncated = cache_truncated
         self.dedupe = dedupe
         self.retry = retry
         self.spend = spend
@@ -102,7 +98,7 @@ class Pipeline:
         self.aging = aging
         self.observers = observers
         self.stats = Recorder()
-        self.flight: SingleFlight[str, Message] = SingleFlight()
+        self.answers = Answers(cache, ttl=cache_ttl, truncated=cache_truncated, stats=self.stats)
         self.shared = shared  # Thrift(shared=...): budgets in Redis
         self.models = ModelClasses(keys, queue=queue, aging=aging, stats=self.stats, shared=shared)
         self.closed = False
@@ -144,8 +140,8 @@ class Pipeline:
                 await self.shared.aclose()  # unused leases back to Redis
             for key in self.keys:
                 await key.sdk.close()
-            if self.cache is not None:
-                await self.cache.aclose()
+            if self.answers.cache is not None:
+                await self.answers.cache.aclose()
             if self.spend is not None:
                 await self.spend.aclose()
 
@@ -155,6 +151,14 @@ class Pipeline:
         return self.models.loop
 
     # -- what a call costs -----------------------------------------------------------------
+
+    def calibrator_for(self, model: str) -> Calibrator | None:
+        """The input calibrator of `model`'s class (`AttemptContext.calibrator_for`)."""
+        return self.models.for_model(model).calibrator
+
+    async def store_answer(self, key: str, message: Message) -> None:
+        """Cache `message` under `key` if it may be (`AttemptContext.store_answer`)."""
+        await self.answers.store(key, message)
 
     def count_class(self) -> ModelClass:
         """The count_tokens class (`Planner.count_class`)."""
@@ -190,7 +194,7 @@ class Pipeline:
         if self.fallback and kind != COUNT_TOKENS_CLASS:
             call.chain = self.fallback.get(params["model"], ())
         if shareable:
-            call.use_cache = self.cache is not None and opts.cache is not False
+            call.use_cache = self.answers.cache is not None and opts.cache is not False
             call.use_dedupe = self.dedupe if opts.dedupe is None else opts.dedupe
             if call.use_cache or call.use_dedupe:
                 call.key = fingerprint(params, scope=self.keys[0].scope)
@@ -332,7 +336,7 @@ class Pipeline:
 
     def _mark(self, auto: AutoCache, call: Call) -> tuple[dict[str, Any], Marked | None]:
         """`call`'s params with a ``cache_control`` breakpoint where one pays off."""
-        calibrator = self.models.for_model(call.params["model"]).calibrator
+        calibrator = self.calibrator_for(call.params["model"])
         ratio = 1.0 if calibrator is None else calibrator.ratio
         params, marked = auto.mark(call.params, ratio, self.loop.time())
         if marked is not None:

@@ -329,7 +329,8 @@ class Thrift:
     def __repr__(self) -> str:
         p = self._pipeline
         names = ", ".join(k.name for k in p.keys)
-        cache = type(p.cache).__name__ if p.cache is not None else None
+        the_cache = p.answers.cache
+        cache = type(the_cache).__name__ if the_cache is not None else None
         return f"Thrift(keys=[{names}], cache={cache})"
 
     # -- the SDK's resources asyncthrift does not schedule ------------------------------------
@@ -388,8 +389,8 @@ class Thrift:
         p = self._pipeline
         r = p.stats
         extra: dict[str, int | float] = {}
-        if p.cache is not None:
-            cs = p.cache.stats
+        if p.answers.cache is not None:
+            cs = p.answers.cache.stats
             extra = {"cache_errors": r.cache_errors + cs.errors + cs.timeouts}
         extra.update(stats_overrides(p.batches, r.cost_usd))
         extra.update(compression_overrides(p.compressor))

@@ -85,7 +85,7 @@ class _CountRoute:
         attempt.succeeded(None, None)
         if self.calibrate:
             params = attempt.call.params
-            calibrator = attempt.pipeline.models.for_model(params["model"]).calibrator
+            calibrator = attempt.context.calibrator_for(params["model"])
             if calibrator is not None:
                 calibrator.observe(estimate_input_tokens(params), counted.input_tokens)
         return counted

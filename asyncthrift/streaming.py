@@ -47,7 +47,6 @@ from anthropic.lib.streaming import AsyncMessageStream
 from anthropic.types import RawMessageStreamEvent
 
 from ._attempt import Attempt, Call, Plan, Planner, Route, SendFailed
-from ._lookup import lookup
 from ._pipeline import Pipeline
 from ._routes import BETA_MESSAGES, MESSAGES, Resource
 from ._sdk import ResponseFormatT, status_error, stream_parts, with_output_format
@@ -98,7 +97,7 @@ async def _lookup_or_open(
 ) -> AsyncStream[RawMessageStreamEvent]:
     """Cache, then a twin in flight, then a live stream (the order of the non-streamed path)."""
     if call.key is not None:
-        message, source = await lookup(pipeline, call, lead=False)
+        message, source = await pipeline.answers.lookup(pipeline, call, lead=False)
         if message is not None:
             pipeline.finish(call, None)
             return ReplayStream(message, source=source, sdk=call.sdks[0])
