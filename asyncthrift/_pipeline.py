@@ -273,16 +273,11 @@ class Pipeline:
         """Admit `call`, send it by `route` on the chosen key, reconcile, retry what may
         succeed if repeated; return what the route makes of the answer."""
         auto = self.auto_cache
-        marked = None
-        if auto is not None and call.kind != COUNT_TOKENS_CLASS:
-            call.params, marked = self._mark(auto, call)
-        plan = route.plan(self, call.params)
-        if auto is not None and marked is not None:
-            cached = auto.cached_tokens(marked, self.loop.time())
-            calibrator = plan.mc.calibrator
-            if cached > 0 and calibrator is not None:  # reads do not count toward ITPM
-                c = plan.cost
-                plan.cost = Cost(c.requests, calibrator.charge(plan.raw_estimate - cached), c[2])
+        if auto is None or call.kind == COUNT_TOKENS_CLASS:
+            marked = None
+            plan = route.plan(self, call.params)
+        else:
+            plan, marked = self._plan_marked(auto, call, route)
         # A fallback model is planned afresh (`route.plan`), without this discount: the
         # prefix seen and confirmed is the asked model's (prompt caches are per model). The
         # breakpoint stays in the params, so the fallback model may write it (1.25x).
@@ -333,6 +328,19 @@ class Pipeline:
             ):
                 auto.confirm(marked, answer.usage, self.loop.time())
             return answer
+
+    def _plan_marked(self, auto: AutoCache, call: Call, route: Route) -> tuple[Plan, Marked | None]:
+        """`call`'s plan with a prompt-cache breakpoint marked where one pays off
+        (``auto_cache_control=True``), its input charged less what the cache will read."""
+        call.params, marked = self._mark(auto, call)
+        plan = route.plan(self, call.params)
+        if marked is not None:
+            cached = auto.cached_tokens(marked, self.loop.time())
+            calibrator = plan.mc.calibrator
+            if cached > 0 and calibrator is not None:  # reads do not count toward ITPM
+                c = plan.cost
+                plan.cost = Cost(c.requests, calibrator.charge(plan.raw_estimate - cached), c[2])
+        return plan, marked
 
     def _mark(self, auto: AutoCache, call: Call) -> tuple[dict[str, Any], Marked | None]:
         """`call`'s params with a ``cache_control`` breakpoint where one pays off."""
