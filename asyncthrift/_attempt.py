@@ -15,7 +15,7 @@ import httpx2
 from anthropic.types import Message, Usage
 
 from ._answer_times import AnswerTimes
-from ._observers import Observers, RequestRecord
+from ._dispatch import Observers, RequestRecord
 from ._options import RequestOptions
 from ._status import EVENT_ERROR_STATUS, error_status, status_of
 from .bucket import ZERO, Cost, ServerView

@@ -35,10 +35,10 @@ from ._attempt import (
     error_status,
 )
 from ._classes import COUNT_TOKENS_CLASS, UNKNOWN_CLASS, ModelClasses, UnknownModel
+from ._dispatch import Observers
 from ._keys import HEADERS, Key
 from ._lookup import Answers
 from ._model_fallback import fall_back, fit_deadline
-from ._observers import Observers
 from ._options import split_options
 from ._routes import CREATE
 from .adaptive import Adaptive

@@ -311,6 +311,8 @@ class Thrift:
         if name is not None:
             hub.name = name
         observer.attached(self._root, hub.name)
+        if not isinstance(observer, Observer):
+            raise TypeError(f"observers must be asyncthrift Observer instances, got {observer!r}")
         hub.add(observer)
 
     def remove_observer(self, observer: Observer) -> None:

@@ -26,17 +26,20 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final, Protocol
 
 import xxhash
 
 from .errors import InvalidArgument
 from .tokens import text_tokens
 
-if TYPE_CHECKING:
-    from .client import Thrift
-
-__all__ = ["Compressor", "compress_kwargs", "compression_overrides", "enable_compression"]
+__all__ = [
+    "Compressible",
+    "Compressor",
+    "compress_kwargs",
+    "compression_overrides",
+    "enable_compression",
+]
 
 _PERMUTATIONS: Final = 32
 _BANDS: Final = 8  # 8 bands of 4 rows: pairs with Jaccard >= 0.7 collide with p > 0.9
@@ -185,7 +188,13 @@ def _message_tokens(message: Mapping[str, Any]) -> float:
 # -- on a client -------------------------------------------------------------------------------
 
 
-def enable_compression(client: Thrift, compressor: Compressor | None = None) -> Compressor:
+class Compressible(Protocol):
+    """A client whose calls' history a `Compressor` may shorten (a `Thrift`)."""
+
+    compressor: Compressor | None
+
+
+def enable_compression(client: Compressible, compressor: Compressor | None = None) -> Compressor:
     """Compress the history of every ``messages.create``/``stream`` call of `client` (and
     of every `with_options` copy of it): sets ``client.compressor``."""
     found = compressor if compressor is not None else Compressor()

@@ -20,7 +20,7 @@ cached; ``cache=``/``dedupe=`` are accepted for symmetry and ignored.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final, Protocol
 
 import anthropic
 from anthropic.types import MessageTokensCount
@@ -31,15 +31,26 @@ from ._routes import BETA_MESSAGES, MESSAGES, Resource
 from .bucket import Cost
 from .tokens import estimate_input_tokens
 
-if TYPE_CHECKING:
-    from .client import Thrift
-
-__all__ = ["COUNT_TOKENS_CLASS", "count_tokens", "set_count_tokens_limit", "split_count_kwargs"]
+__all__ = [
+    "COUNT_TOKENS_CLASS",
+    "CountLimited",
+    "count_tokens",
+    "set_count_tokens_limit",
+    "split_count_kwargs",
+]
 
 _COST: Final = Cost(1, 0, 0)
 
 
-def set_count_tokens_limit(client: Thrift, rpm: float | None, *, period: float = 60.0) -> None:
+class CountLimited(Protocol):
+    """A client whose count_tokens calls can be limited up front (a `Thrift`)."""
+
+    def set_count_tokens_limit(self, rpm: float | None, *, period: float = 60.0) -> None: ...
+
+
+def set_count_tokens_limit(
+    client: CountLimited, rpm: float | None, *, period: float = 60.0
+) -> None:
     """Limit `client`'s count_tokens calls to `rpm` per key (None: learn it from headers).
 
     Anthropic's published count_tokens limits are 100, 2,000, 4,000 and 8,000 requests per
