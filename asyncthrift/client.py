@@ -39,7 +39,7 @@ from .packing import Pack
 from .prompt_cache import AutoCache
 from .retry import RetryPolicy
 from .shared import SharedStore
-from .spend import SpendPeriod
+from .spend import SpendLedger, SpendPeriod
 from .stats import Stats
 
 if TYPE_CHECKING:
@@ -366,8 +366,20 @@ class Thrift:
         input ``calibrator``, for metrics, debugging and tests (as `budgets`)."""
         return self._pipeline.models.for_model(model)
 
+    @property
+    def shared(self) -> SharedStore | None:
+        """The Redis store of ``shared=`` (None without): its ``stats()`` count the
+        commands the shared budgets sent."""
+        return self._pipeline.shared
+
+    @property
+    def spend(self) -> SpendLedger | None:
+        """The spend cap's ledger (None without ``spend_cap_usd=``): ``spent``, ``held``."""
+        return self._pipeline.spend
+
     def disabled_keys(self) -> dict[str, str]:
-        """The keys the API refused (401/403), disabled for good, by name: what it said."""
+        """The keys the API refused (401/403), disabled for good, by name: what it said
+        (`NoKeysLeft.reasons` once none is left)."""
         return self._pipeline.models.disabled()
 
     def model_classes(self) -> dict[str, ModelClass]:

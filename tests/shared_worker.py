@@ -167,7 +167,7 @@ async def _work(cfg: dict[str, Any], out: Path) -> dict[str, Any]:
         await asyncio.gather(*(one(b) for b in bodies))
         watcher.cancel()
         stats = client.stats()
-        store = client._pipeline.shared
+        store = client.shared
         shared = store.stats() if store is not None else SharedStats(0, 0, 0, 0)
         for b in store.budgets if store is not None else []:
             fallback_takes += b.fallback_takes

@@ -96,6 +96,7 @@ REQUEST_PATH: Final = (
     "scheduler.py",
     "streaming.py",
     "shared/_fallback.py",
+    "shared/_lease.py",
     "shared/_roundtrip.py",
     "shared/budget.py",
 )

@@ -4,47 +4,19 @@ Kept apart from the shared path because it is a different regime with its own bu
 `LocalBudget` of a conservative share of the limits (or nothing, ``fallback="closed"``),
 entered when the store's circuit breaker opens and left, with the debt it ran up charged,
 when Redis answers again. `FallbackBooks` is a base of `SharedBudget`: these are its own
-methods, over the state it declares (and `SharedBudget` stores, in its slots).
+methods, over the lease's state (`_lease.LeaseBooks`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections import deque
-from typing import TYPE_CHECKING, Any, Protocol
 
 from ..bucket import Cost
 from ..budget import LocalBudget
+from ._lease import LeaseBooks
 from ._tuning import _CLOSED, _FALLBACK, _SHARED
 
-if TYPE_CHECKING:
-    from .._breaker import Breaker
-    from ..scheduler import Gate
-
-__all__ = ["FallbackBooks", "LeaseStore", "fit"]
-
-
-class LeaseStore(Protocol):
-    """What a shared budget asks of the store it leases from (`SharedStore`): its breaker,
-    its identity in Redis, one script call, and the fallback share."""
-
-    @property
-    def breaker(self) -> Breaker: ...
-
-    @property
-    def process_id(self) -> str: ...
-
-    @property
-    def closed(self) -> bool: ...
-
-    @property
-    def tasks(self) -> set[asyncio.Task[None]]: ...
-
-    def fallback_share(self, processes: int) -> float | None: ...
-
-    async def call(self, budget: Any, args: list[str]) -> tuple[bool, Any]: ...
-
+__all__ = ["FallbackBooks", "fit"]
 
 log = logging.getLogger("asyncthrift.shared")
 
@@ -55,50 +27,10 @@ def fit(cost: Cost, fb: LocalBudget) -> Cost:
     return Cost(*(c if bk is None else min(c, bk.capacity) for c, bk in zip(cost, b, strict=True)))
 
 
-class FallbackBooks(LocalBudget):
-    """The lease's state a `SharedBudget` keeps (declared here, stored in its slots), and
-    how it enters and leaves the fallback regime."""
+class FallbackBooks(LeaseBooks):
+    """How a `SharedBudget` enters and leaves the fallback regime."""
 
-    __slots__ = (
-        "_cap",
-        "_dims",
-        "_est",
-        "_fb",
-        "_fb_debt",
-        "_fb_debt_base",
-        "_gate",
-        "_head",
-        "_kick",
-        "_last_take",
-        "_lease",
-        "_mode",
-        "_pending",
-        "_pots",
-        "_rate",
-        "_store",
-        "fallback_lease",
-        "processes",
-    )
-
-    # the lease: what this process holds of the shared buckets, per dimension
-    _store: LeaseStore
-    _gate: Gate | None
-    _mode: int
-    _cap: list[float]
-    _rate: list[float]
-    _dims: tuple[int, ...]
-    _lease: list[float]
-    _pending: list[float]  # granted, paid for only at a later instant (`_pots`)
-    _pots: deque[tuple[float, tuple[float, float, float]]]
-    _head: Cost | None
-    _last_take: float
-    _fb: LocalBudget | None
-    _fb_debt: list[float]
-    _fb_debt_base: list[float]
-    _kick: asyncio.Event
-    _est: list[float]
-    processes: int
-    fallback_lease: float
+    __slots__ = ()
 
     def _enter_fallback(self, now: float) -> None:
         """Redis is unreachable: admit from a local share of the limits until it answers."""
@@ -142,8 +74,3 @@ class FallbackBooks(LocalBudget):
         self._last_take = loop_now
         log.info("shared budget %s: Redis answers again; admitting from shared leases", self.name)
         self._wake()
-
-    def _wake(self) -> None:
-        """Look at the gate's head again (a lease arrived, or the mode changed)."""
-        if self._gate is not None:
-            self._gate.poke()

@@ -19,8 +19,6 @@ from ._fallback import FallbackBooks
 from ._tuning import (
     _BURST,
     _COLD_POLL,
-    _IDLE,
-    _IDLE_GAPS,
     _INF,
     _KEEP,
     _LOW,
@@ -54,7 +52,6 @@ class RoundTrip(FallbackBooks):
         "_cold",
         "_debt_due",
         "_epoch",
-        "_est_at",
         "_flush_at",
         "_flush_due",
         "_keep",
@@ -66,8 +63,6 @@ class RoundTrip(FallbackBooks):
         "_seq",
         "_target",
         "_urgent",
-        "_used",
-        "active",
         "grants",
         "refusals",
     )
@@ -87,11 +82,8 @@ class RoundTrip(FallbackBooks):
     _clamp: list[float]
     _proof: list[float]
     _debt_due: list[float]
-    _used: list[float]
-    _est_at: float
     _epoch: str
     _seq: int
-    active: int
     grants: int
     refusals: int
 
@@ -333,39 +325,6 @@ class RoundTrip(FallbackBooks):
             # the target; else up to `_KEEP` targets (refunds stay usable here)
             self._keep[i] = target * ((1.0 + _LOW) if self._overdrawn else _KEEP)
         self._wake()
-
-    def _per_process_rpm(self) -> float:
-        """This process's fair share of the shared request rate (requests/s; 0: no rpm)."""
-        return self._rate[0] * self._cap_share()
-
-    def _cap_share(self) -> float:
-        """This process's fair share of the shared rate: one over the processes asking lately."""
-        return 1.0 / max(1, self.active)
-
-    def _estimate(self, now: float) -> None:
-        """Update this process's rate of consumption (units/s), averaged over a slice."""
-        dt = now - self._est_at
-        window = slice_seconds(self.limits.period, self._per_process_rpm())
-        if dt < window * 0.1:
-            return
-        weight = 1.0 - math.exp(-dt / window)
-        for i in self._dims:
-            self._est[i] += weight * (self._used[i] / dt - self._est[i])
-        self._used = [0.0, 0.0, 0.0]
-        self._est_at = now
-
-    def _busy(self, now: float) -> bool:
-        """Whether requests wait for this budget or were admitted lately."""
-        gate = self._gate
-        return (gate is not None and gate.waiting > 0) or now - self._last_take < self._idle_after()
-
-    def _idle_after(self) -> float:
-        """Seconds without an admission after which the lease goes back to Redis."""
-        idle = self.limits.period * _IDLE
-        requests = self._est[0] if self._cap[0] > 0 else 0.0
-        if requests > 0:
-            idle = min(idle, max(_IDLE_GAPS / requests, self.limits.period * 0.01))
-        return idle
 
     def _script_args(  # the order `lease.lua` reads its ARGV in
         self,

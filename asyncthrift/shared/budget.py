@@ -49,7 +49,8 @@ from typing import TYPE_CHECKING
 from ..bucket import ZERO, Cost, ServerView
 from ..budget import TOKEN_ROUNDING, LocalBudget
 from ..limits import Limits
-from ._fallback import LeaseStore, fit
+from ._fallback import fit
+from ._lease import LeaseStore
 from ._roundtrip import RoundTrip
 from ._tuning import (
     _FLUSH,
