@@ -1,16 +1,18 @@
 """The request pipeline: one path for ``create``, streams and ``count_tokens``.
 
-A call goes through the same steps whatever its shape, and is recorded once from start to
-finish (`start` ... `finish`): `_lookup.fetch` looks the answer up in the cache, then joins
-an identical call in flight, and otherwise `run`\\s it: estimate its cost in its model
-class, admit it (at once, or in its lane's queue), ask the *route* to send it on the chosen
-key, read the response's headers once into a `ServerView` that both resyncs the budget and
-decides a retry, and reconcile. Routes vary only the innermost send, as an httpx transport
-does: `CREATE` in `_routes`, the stream route in `streaming`, the count route in `counting`.
+A call goes through the same steps whatever its shape, inside one bracket (`start`,
+`bracket`: its observers active, `finish` once): `Answers` (`_lookup`) looks the answer up
+in the cache, then joins an identical call in flight, and otherwise `run`s it: estimate its
+cost in its model class (`ModelClasses`, `_classes`), admit it (at once, or in its lane's
+queue), ask the *route* to send it on the chosen key, read the response's headers once into
+a `ServerView` that both resyncs the budget and decides a retry (`Failures`, `_failures`),
+and reconcile. Routes vary only the innermost send, as an httpx transport does: `CREATE` in
+`_routes`, the stream route in `streaming`, the count route in `counting`.
 
 Only this module and `_attempt` touch a `Reservation`: this one takes it, and the
-`Attempt` that holds it settles it exactly once. The classes, their budgets and the keys
-the API refused are state, not path: `_classes` builds and keeps them.
+`Attempt` that holds it settles it exactly once. Each stage is given what it uses, not the
+pipeline: routes plan with a `Planner`, packing and adaptive ``max_tokens`` run through a
+`Runner`, an attempt settles with an `AttemptContext` (all three: this class).
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import anthropic
-import httpx2
 from anthropic.types import Message
 
 from ._attempt import (
@@ -31,26 +32,25 @@ from ._attempt import (
     ModelClass,
     Plan,
     Route,
-    SendFailed,
-    error_status,
 )
 from ._classes import COUNT_TOKENS_CLASS, UNKNOWN_CLASS, ModelClasses, UnknownModel
 from ._dispatch import Observers
+from ._failures import Failures
 from ._keys import HEADERS, Key
 from ._lookup import Answers
-from ._model_fallback import fall_back, fit_deadline
+from ._model_fallback import fit_deadline
 from ._options import split_options
 from ._routes import CREATE
 from .adaptive import Adaptive
 from .batches import Batches
-from .bucket import Cost, ServerView
+from .bucket import Cost
 from .cache import Cache
 from .cache.keys import fingerprint
 from .compression import Compressor
 from .packing import Pack, Packer
 from .prices import cost_usd
 from .prompt_cache import AutoCache, Marked
-from .retry import RetryPolicy, classify, server_view
+from .retry import RetryPolicy, server_view
 from .scheduler import QueueCounter, Reservation
 from .shared import SharedStore
 from .spend import SpendLedger
@@ -92,7 +92,6 @@ class Pipeline:
         }
         self.sdks = [k.sdk for k in keys]
         self.dedupe = dedupe
-        self.retry = retry
         self.spend = spend
         self.queue = queue
         self.aging = aging
@@ -101,6 +100,7 @@ class Pipeline:
         self.answers = Answers(cache, ttl=cache_ttl, truncated=cache_truncated, stats=self.stats)
         self.shared = shared  # Thrift(shared=...): budgets in Redis
         self.models = ModelClasses(keys, queue=queue, aging=aging, stats=self.stats, shared=shared)
+        self.failures = Failures(retry, queue=queue, models=self.models, stats=self.stats)
         self.closed = False
         self.pack = pack  # the client's default; pack=True per request uses Pack() if None
         self.packer: Packer | None = None if pack is None else Packer(self, pack)
@@ -310,7 +310,7 @@ class Pipeline:
                         result = await route.send(call.sdks[reservation.index], call.params)
             except BaseException as exc:
                 HEADERS.reset(token)
-                delay = self._failed(attempt, exc, box)
+                delay = self.failures.after(attempt, exc, box)
                 if delay > 0:
                     await asyncio.sleep(delay)
                 continue
@@ -350,44 +350,6 @@ class Pipeline:
         if marked is not None:
             self.stats.prompt_cache_marked += 1
         return params, marked
-
-    def _failed(self, attempt: Attempt, exc: BaseException, box: list[Mapping[str, str]]) -> float:
-        """Settle a failed attempt; the delay before retrying it, or raise what failed it."""
-        if isinstance(exc, SendFailed):
-            meaning, original = exc.meaning, exc.original
-        else:
-            meaning = original = exc
-        if box:
-            attempt.view = server_view(box[-1])
-        elif isinstance(meaning, anthropic.APIStatusError):  # a transport without the hook
-            attempt.view = server_view(meaning.response.headers)
-        elif not isinstance(
-            meaning, anthropic.APIError | asyncio.CancelledError | httpx2.TransportError | OSError
-        ):
-            attempt.sent = False  # the SDK refused the arguments before sending
-        # a refused key is disabled before its reservation goes back, which wakes the queue
-        call = attempt.call
-        if call.chain and error_status(meaning) == 529:  # overloaded: the next model answers
-            attempt.failed(meaning)
-            self.queue.check_open()
-            fall_back(call, call.chain[0], "overloaded (529)")
-            return 0.0
-        others_left = isinstance(
-            meaning, anthropic.AuthenticationError | anthropic.PermissionDeniedError
-        ) and self.models.refuse(attempt.index, meaning)
-        attempt.failed(meaning)
-        if others_left:
-            self.queue.check_open()  # closed: ClientClosed (from `exc`), not a reroute
-            self.stats.rerouted += 1
-            return 0.0  # back in line (same place), on another key
-        delay = None
-        if isinstance(meaning, anthropic.APIStatusError | anthropic.APIConnectionError):
-            delay = self._retry_delay(meaning, attempt.view, attempt.call)
-        if delay is None:
-            if original is exc:
-                raise exc
-            raise original from None
-        return delay
 
     def _admit_now(self, plan: Plan, call: Call) -> Reservation | None:
         """Admitted at once if nobody waits and the budget fits; None: go through `_admit`
@@ -436,20 +398,3 @@ class Pipeline:
         if rec is not None:
             self.observers.queue_left(rec, waited, None)
         return reservation
-
-    def _retry_delay(self, exc: BaseException, view: ServerView, call: Call) -> float | None:
-        """Seconds to wait before re-queueing after `exc`, or None if it must not be retried."""
-        decision = classify(exc, view)
-        if not decision.retry or call.number >= call.max_retries:
-            return None
-        self.queue.check_open()  # closed: ClientClosed (from `exc`), not a retry
-        if decision.status == 429:
-            delay = 0.0  # the budget itself is blocked until retry-after
-        elif decision.retry_after is not None:
-            delay = decision.retry_after
-        else:
-            delay = self.retry.backoff(call.number)
-        call.number += 1  # a retry keeps its place in line: `enqueued_at` is unchanged
-        self.stats.retries += 1
-        log.debug("retry %d after %.3fs: %s", call.number, delay, type(exc).__name__)
-        return delay

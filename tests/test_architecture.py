@@ -79,6 +79,7 @@ REQUEST_PATH: Final = (
     "_classes.py",
     "_config.py",
     "_dispatch.py",
+    "_failures.py",
     "_lookup.py",
     "_messages.py",
     "_model_fallback.py",
