@@ -6,36 +6,37 @@ finishes or drops it). A `Route` is the innermost send of one shape of call.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import Any, Final, Protocol
 
 import anthropic
 import httpx2
 from anthropic.types import Message, Usage
 
 from ._answer_times import AnswerTimes
-from ._observers import RequestRecord, status_of
+from ._dispatch import Observers, RequestRecord
 from ._options import RequestOptions
+from ._status import EVENT_ERROR_STATUS, error_status, status_of
 from .bucket import ZERO, Cost, ServerView
 from .budget import LocalBudget
-from .prices import cost_usd
+from .prices import cost_usd, usage_cost
 from .scheduler import Gate, Reservation
-from .spend import SpendHold
+from .spend import SpendHold, SpendLedger
 from .stats import Recorder
 from .tokens import Calibrator
-
-if TYPE_CHECKING:
-    from ._keys import Key
-    from ._pipeline import Pipeline
 
 __all__ = [
     "EMPTY_VIEW",
     "EVENT_ERROR_STATUS",
     "Attempt",
+    "AttemptContext",
     "Call",
     "ModelClass",
     "Plan",
+    "Planner",
     "Route",
+    "Runner",
     "SendFailed",
     "Via",
     "error_status",
@@ -47,14 +48,6 @@ EMPTY_VIEW: Final = ServerView()
 #: An abandoned request unanswered for this many times the longest answer seen may be
 #: longer than any (`Attempt._abandon`).
 _OUTLIVED: Final = 2.0
-
-#: What an ``error`` event's type means as an HTTP status (a stream's error in a 200).
-EVENT_ERROR_STATUS: Final = {
-    "rate_limit_error": 429,
-    "overloaded_error": 529,
-    "api_error": 500,
-    "timeout_error": 504,
-}
 
 
 class ModelClass:
@@ -142,7 +135,51 @@ class Call:
         self.via: Via | None = None  # None: straight to `Pipeline.run` by the create route
 
 
-Via = Callable[["Pipeline", "Call"], Awaitable[Message]]
+class Planner(Protocol):
+    """What a route plans a call with (the pipeline, seen no further): the cost of a
+    Messages request in its model class, the count_tokens class, and the clock."""
+
+    def plan(self, params: Mapping[str, Any]) -> Plan:
+        """Estimate what a Messages request will cost, in its model class."""
+        ...
+
+    def count_class(self) -> ModelClass:
+        """The count_tokens class: its own gate and request budget."""
+        ...
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop: ...
+
+
+class Runner(Protocol):
+    """What a `Via` (packing, adaptive ``max_tokens``) runs a call through: the pipeline,
+    seen only as its clock, its counters and these steps."""
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop: ...
+
+    @property
+    def stats(self) -> Recorder: ...
+
+    @property
+    def default_task(self) -> str | None:
+        """The client's ``task=``: adaptive ``max_tokens`` for a call without its own."""
+        ...
+
+    async def run(self, call: Call, route: Route) -> Any:
+        """Admit `call`, send it by `route`, retry what may succeed if repeated."""
+        ...
+
+    async def run_alone(self, call: Call) -> Message:
+        """`call` by itself: with its task's ``max_tokens`` if it has a task, else as is."""
+        ...
+
+    def output_need(self, call: Call, ceiling: int) -> int:
+        """The output tokens to plan for `call`: its task's learnt limit, else `ceiling`."""
+        ...
+
+
+Via = Callable[[Runner, Call], Awaitable[Message]]
 """How a ``create`` call gets its answer when it is not simply run: packed (`packing`) or
 with an adaptive ``max_tokens`` (`adaptive`). Decided once, in `Pipeline.start`."""
 
@@ -162,7 +199,7 @@ class SendFailed(Exception):
 class Route(Protocol):
     """The innermost step of one shape of call: send it, and read what came back."""
 
-    def plan(self, pipeline: Pipeline, params: Mapping[str, Any]) -> Plan: ...
+    def plan(self, planner: Planner, params: Mapping[str, Any]) -> Plan: ...
 
     async def send(self, sdk: anthropic.AsyncAnthropic, params: dict[str, Any]) -> Any:
         """Send on `sdk` (the admitted key's client); raise `SendFailed` to reinterpret."""
@@ -176,14 +213,45 @@ class Route(Protocol):
     headers_at_start: bool
 
 
+class AttemptContext(Protocol):
+    """What an attempt settles with (the pipeline, seen no further): the clock, the
+    counters, the spend cap and the observers; and, for a stream that ends after it was
+    handed over, how its call ends (`finish`), where its answer is stored, and the input
+    calibrator its model's class keeps."""
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop: ...
+
+    @property
+    def stats(self) -> Recorder: ...
+
+    @property
+    def spend(self) -> SpendLedger | None: ...
+
+    @property
+    def observers(self) -> Observers: ...
+
+    def finish(self, call: Call, error: BaseException | None) -> None:
+        """Record the end of `call` (once)."""
+        ...
+
+    async def store_answer(self, key: str, message: Message) -> None:
+        """Cache `message` under `key` if it may be cached."""
+        ...
+
+    def calibrator_for(self, model: str) -> Calibrator | None:
+        """The input calibrator of `model`'s class."""
+        ...
+
+
 class Attempt:
     """One admitted HTTP attempt and its reservation, settled exactly once."""
 
     __slots__ = (
         "_reservation",
         "call",
+        "context",
         "done",
-        "pipeline",
         "plan",
         "sent",
         "spend_hold",
@@ -192,9 +260,9 @@ class Attempt:
     )
 
     def __init__(
-        self, pipeline: Pipeline, call: Call, plan: Plan, reservation: Reservation
+        self, context: AttemptContext, call: Call, plan: Plan, reservation: Reservation
     ) -> None:
-        self.pipeline = pipeline
+        self.context = context
         self.call = call
         self.plan = plan
         self._reservation = reservation
@@ -204,10 +272,6 @@ class Attempt:
         self.up_started = 0.0
         self.view = EMPTY_VIEW
         self.sent = True
-
-    @property
-    def key(self) -> Key:
-        return self.pipeline.keys[self._reservation.index]
 
     @property
     def index(self) -> int:
@@ -220,7 +284,7 @@ class Attempt:
         the answer did (a stream), so they certainly count this request's whole charge."""
         self.view = view
         r = self._reservation
-        now = self.pipeline.loop.time()
+        now = self.context.loop.time()
         seen = r.cost if at_start else ZERO
         if r.budget.observe(view, r.mark, r.sent_at, now, seen=seen, own=r.cost):
             self.plan.mc.gate.poke()
@@ -230,7 +294,7 @@ class Attempt:
         if self.done:
             return
         self.done = True
-        p = self.pipeline
+        p = self.context
         p.stats.in_flight -= 1
         if usage is None:
             self._reservation.settle(0, 0)
@@ -260,7 +324,7 @@ class Attempt:
         if self.done:
             return
         self.done = True
-        p = self.pipeline
+        p = self.context
         stats = p.stats
         stats.in_flight -= 1
         status = _count_error(stats, error)
@@ -318,7 +382,7 @@ class Attempt:
         if self.done:
             return
         self.done = True
-        p = self.pipeline
+        p = self.context
         p.stats.in_flight -= 1
         _count_error(p.stats, error)
         self._abandon(usage)
@@ -328,7 +392,7 @@ class Attempt:
 
     def _abandon(self, usage: Usage | None) -> None:
         """Keep what an answer nobody will read may still cost (see `Reservation.abandon`)."""
-        p = self.pipeline
+        p = self.context
         r = self._reservation
         times = self.plan.mc.times
         reserved = r.cost.output_tokens
@@ -365,7 +429,7 @@ class Attempt:
             p.spend.settle(self.spend_hold, cost_usd(model, int(input_tokens), int(most)))
 
     def _reconcile(self, model: str, u: Usage) -> None:
-        p = self.pipeline
+        p = self.context
         stats = p.stats
         cache_write = u.cache_creation_input_tokens or 0
         cache_read = u.cache_read_input_tokens or 0
@@ -378,7 +442,7 @@ class Attempt:
         stats.output_tokens += u.output_tokens
         stats.cache_creation_input_tokens += cache_write
         stats.cache_read_input_tokens += cache_read
-        dollars = cost_usd(model, u.input_tokens, u.output_tokens, cache_write, cache_read)
+        dollars = usage_cost(model, u)
         stats.cost_usd += dollars
         if cache_write or cache_read:  # prompt caching: what the same tokens cost uncached
             cached = dollars - cost_usd(model, u.input_tokens, u.output_tokens)
@@ -388,19 +452,6 @@ class Attempt:
             )
         if self.spend_hold is not None and p.spend is not None:
             p.spend.settle(self.spend_hold, dollars)
-
-
-def error_status(error: BaseException) -> int | None:
-    """The HTTP status `error` stands for (an ``error`` event in a 200: its type's status)."""
-    if not isinstance(error, anthropic.APIStatusError):
-        return None
-    status = error.status_code
-    if status == 200:
-        body = error.body
-        err = body.get("error") if isinstance(body, Mapping) else None
-        kind = err.get("type") if isinstance(err, Mapping) else None
-        return EVENT_ERROR_STATUS.get(kind, status) if isinstance(kind, str) else status
-    return status
 
 
 def _count_error(stats: Recorder, error: BaseException) -> int | None:

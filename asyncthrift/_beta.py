@@ -223,7 +223,9 @@ class BetaMessages(Facade):
         Returns the SDK's `BetaMessage` (with ``stream=True``, its `AsyncStream` of beta
         events). Extra keyword options: ``priority`` and ``deadline``, as for
         ``messages.create``."""
-        kwargs = compress_kwargs(self._pipeline, kwargs)  # opt-in: asyncthrift.compression
+        kwargs = compress_kwargs(
+            self._pipeline.compressor, kwargs
+        )  # opt-in: asyncthrift.compression
         if stream_requested(kwargs):
             return await self._open_stream(kwargs)
         p = self._pipeline

@@ -24,7 +24,6 @@ from anthropic import AsyncAPIResponse, AsyncStream
 from anthropic.types import Message, MessageTokensCount, RawMessageStreamEvent
 
 from ._attempt import Route
-from ._lookup import fetch
 from ._options import stream_requested
 from ._pipeline import COUNT_TOKENS_CLASS, Pipeline
 from ._routes import CREATE, MESSAGES, RAW_CREATE, Resource
@@ -224,31 +223,21 @@ class Messages(Facade):
         ``pack`` (bool; see `asyncthrift.packing`), ``task`` (a name: adaptive
         ``max_tokens``, see `asyncthrift.adaptive`); None for any of them means its default.
         """
-        kwargs = compress_kwargs(self._pipeline, kwargs)  # opt-in: asyncthrift.compression
+        kwargs = compress_kwargs(
+            self._pipeline.compressor, kwargs
+        )  # opt-in: asyncthrift.compression
         if stream_requested(kwargs):  # strict: stream="yes" is refused, not truthy
             return await self._open_stream(kwargs)
         p = self._pipeline
         call = p.start("create", kwargs, self._sdks, self._max_retries)
-        try:
-            if call.rec is None:
-                if call.key is not None:
-                    message = await fetch(p, call)
-                elif call.via is None:  # straight to the scheduler: no fingerprint, no coroutine
-                    message = await p.run(call, CREATE)
-                else:
-                    message = await call.via(p, call)
-            else:
-                with p.observers.activate(call.rec):
-                    if call.key is not None:
-                        message = await fetch(p, call)
-                    elif call.via is None:
-                        message = await p.run(call, CREATE)
-                    else:
-                        message = await call.via(p, call)
-        except BaseException as exc:
-            p.finish(call, exc)
-            raise
-        p.finish(call, None)
+        work: Awaitable[Message]
+        if call.key is not None:
+            work = p.answers.fetch(p, call)  # the cache, a twin in flight, else the API
+        elif call.via is None:  # straight to the scheduler: no fingerprint, no coroutine
+            work = p.run(call, CREATE)
+        else:
+            work = call.via(p, call)
+        message: Message = await p.bracket(call, work)
         return message
 
     async def _open_stream(self, kwargs: dict[str, Any]) -> AsyncStream[RawMessageStreamEvent]:

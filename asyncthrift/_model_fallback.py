@@ -11,8 +11,7 @@ import logging
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ._attempt import Call, Plan, Route
-    from ._pipeline import Pipeline
+    from ._attempt import Call, Plan, Planner, Route
 
 __all__ = ["fall_back", "fit_deadline"]
 
@@ -29,7 +28,7 @@ def fall_back(call: Call, model: str, why: str) -> None:
     call.params = {**call.params, "model": model}
 
 
-def fit_deadline(pipeline: Pipeline, route: Route, call: Call, plan: Plan) -> Plan:
+def fit_deadline(pipeline: Planner, route: Route, call: Call, plan: Plan) -> Plan:
     """The plan of the first model of `call`'s chain (its own model first) whose queue
     wait, as estimated now, fits the time left before its deadline; if none does, of
     the one that would wait least (the deadline then applies as usual).

@@ -1,4 +1,4 @@
-"""Observers by contract: the hooks the request pipeline calls, and their dispatch.
+"""Observers by contract: the hooks the request pipeline calls (their dispatch: `_dispatch`).
 
 As aiohttp's ``TraceConfig``: observers are handed to the client (``Thrift(observers=[...])``
 or ``client.add_observer(...)``) and the pipeline calls each hook at a fixed point of every
@@ -9,16 +9,14 @@ observes pays one empty-list check per call.
 from __future__ import annotations
 
 import asyncio
-import logging
-import time
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, ExitStack, contextmanager
-from typing import TYPE_CHECKING, Any, Final
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING
 
 import anthropic
 
+from ._dispatch import Observers, RequestRecord, lane_name
+from ._status import status_of
 from .errors import ThriftError
-from .lanes import LANES
 
 if TYPE_CHECKING:
     from .client import Thrift
@@ -31,19 +29,6 @@ __all__ = [
     "outcome_of",
     "status_of",
 ]
-
-log = logging.getLogger("asyncthrift")
-
-_LANE_NAMES: Final = {level: name for name, level in LANES.items()}
-
-
-def lane_name(priority: object) -> str:
-    """The lane label of a priority or level: a lane name, an int as text, or ``invalid``."""
-    if isinstance(priority, str):
-        return priority if priority in LANES else "invalid"
-    if isinstance(priority, int) and not isinstance(priority, bool):
-        return _LANE_NAMES.get(priority, str(priority))
-    return "invalid"
 
 
 def outcome_of(error: BaseException | None) -> str:
@@ -60,37 +45,6 @@ def outcome_of(error: BaseException | None) -> str:
     if isinstance(error, anthropic.APIConnectionError):
         return "connection"
     return "error"
-
-
-def status_of(error: BaseException | None) -> int | None:
-    """The HTTP status behind `error` (200 for success, None when there was no response)."""
-    if error is None:
-        return 200
-    if isinstance(error, anthropic.APIStatusError):
-        return error.status_code
-    return None
-
-
-class RequestRecord:
-    """One application call as the hooks see it. `data` holds per-observer state (spans).
-
-    `model_class` is the class the client scheduled the call in (every model id the client
-    does not know shares one, so the label's values stay bounded).
-    """
-
-    __slots__ = ("attempts", "client", "data", "kind", "lane", "model", "model_class", "started")
-
-    def __init__(
-        self, client: str, kind: str, model: str, lane: str, model_class: str = "unknown"
-    ) -> None:
-        self.client = client
-        self.kind = kind
-        self.model = model
-        self.model_class = model_class
-        self.lane = lane
-        self.started = time.monotonic()
-        self.attempts = 0
-        self.data: dict[object, Any] = {}
 
 
 class Observer:
@@ -142,88 +96,3 @@ class Observer:
     def context(self, rec: RequestRecord) -> AbstractContextManager[object] | None:
         """A context to enter around awaited work of `rec` (tracing: the current span)."""
         return None
-
-
-class Observers:
-    """The observers of one client and the dispatch of each hook to all of them.
-
-    Every method takes the call's record, None when nobody observed the call when it began
-    (then it returns at once).
-    """
-
-    __slots__ = ("items", "name")
-
-    def __init__(self, observers: list[Observer] | None = None, name: str = "default") -> None:
-        self.name = name
-        self.items: list[Observer] = []
-        for obs in observers or ():
-            self.add(obs)
-
-    def add(self, observer: Observer) -> None:
-        if not isinstance(observer, Observer):
-            raise TypeError(f"observers must be asyncthrift Observer instances, got {observer!r}")
-        if observer not in self.items:
-            self.items.append(observer)
-
-    def remove(self, observer: Observer) -> None:
-        if observer in self.items:
-            self.items.remove(observer)
-
-    def _each(self, hook: str, *args: Any) -> None:
-        for obs in self.items:
-            try:
-                getattr(obs, hook)(*args)
-            except Exception:  # an observer must never break a request
-                log.exception("observer hook %s failed", hook)
-
-    def start(self, kind: str, model: str, level: int, model_class: str) -> RequestRecord | None:
-        """A record for a new call, or None when nobody observes (so callers skip the rest)."""
-        if not self.items:
-            return None
-        rec = RequestRecord(self.name, kind, model, lane_name(level), model_class)
-        self._each("request_started", rec)
-        return rec
-
-    def finish(self, rec: RequestRecord | None, error: BaseException | None) -> None:
-        if rec is not None:
-            self._each("request_finished", rec, error, time.monotonic() - rec.started)
-
-    def queue_entered(self, rec: RequestRecord | None) -> None:
-        if rec is not None:
-            self._each("queue_entered", rec)
-
-    def queue_left(
-        self, rec: RequestRecord | None, waited: float, error: BaseException | None
-    ) -> None:
-        if rec is not None:
-            self._each("queue_left", rec, waited, error)
-
-    def upstream_started(self, rec: RequestRecord | None, key: str) -> float:
-        """Dispatch and return the start time for `upstream_finished`."""
-        if rec is not None:
-            rec.attempts += 1
-            self._each("upstream_started", rec, key)
-        return time.monotonic()
-
-    def upstream_finished(
-        self,
-        rec: RequestRecord | None,
-        status: int | None,
-        error: BaseException | None,
-        started: float,
-    ) -> None:
-        if rec is not None:
-            self._each("upstream_finished", rec, status, error, time.monotonic() - started)
-
-    @contextmanager
-    def activate(self, rec: RequestRecord | None) -> Iterator[None]:
-        """Enter every observer's context for `rec` (tracing: its current span)."""
-        if rec is None:
-            yield
-            return
-        with ExitStack() as stack:
-            for obs in self.items:
-                cm = obs.context(rec)
-                if cm is not None:
-                    stack.enter_context(cm)
-            yield

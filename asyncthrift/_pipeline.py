@@ -1,27 +1,28 @@
 """The request pipeline: one path for ``create``, streams and ``count_tokens``.
 
-A call goes through the same steps whatever its shape, and is recorded once from start to
-finish (`start` ... `finish`): `_lookup.fetch` looks the answer up in the cache, then joins
-an identical call in flight, and otherwise `run`\\s it: estimate its cost in its model
-class, admit it (at once, or in its lane's queue), ask the *route* to send it on the chosen
-key, read the response's headers once into a `ServerView` that both resyncs the budget and
-decides a retry, and reconcile. Routes vary only the innermost send, as an httpx transport
-does: `CREATE` in `_routes`, the stream route in `streaming`, the count route in `counting`.
+A call goes through the same steps whatever its shape, inside one bracket (`start`,
+`bracket`: its observers active, `finish` once): `Answers` (`_lookup`) looks the answer up
+in the cache, then joins an identical call in flight, and otherwise `run`s it: estimate its
+cost in its model class (`ModelClasses`, `_classes`), admit it (at once, or in its lane's
+queue), ask the *route* to send it on the chosen key, read the response's headers once into
+a `ServerView` that both resyncs the budget and decides a retry (`Failures`, `_failures`),
+and reconcile. Routes vary only the innermost send, as an httpx transport does: `CREATE` in
+`_routes`, the stream route in `streaming`, the count route in `counting`.
 
 Only this module and `_attempt` touch a `Reservation`: this one takes it, and the
-`Attempt` that holds it settles it exactly once. The classes, their budgets and the keys
-the API refused are state, not path: `_classes` builds and keeps them.
+`Attempt` that holds it settles it exactly once. Each stage is given what it uses, not the
+pipeline: routes plan with a `Planner`, packing and adaptive ``max_tokens`` run through a
+`Runner`, an attempt settles with an `AttemptContext` (all three: this class).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Awaitable, Mapping, Sequence
+from typing import Any, TypeVar
 
 import anthropic
-import httpx2
 from anthropic.types import Message
 
 from ._attempt import (
@@ -31,41 +32,36 @@ from ._attempt import (
     ModelClass,
     Plan,
     Route,
-    SendFailed,
-    error_status,
 )
-from ._classes import (
-    COUNT_TOKENS_CLASS,
-    UNKNOWN_CLASS,
-    UnknownModel,
-    class_of,
-    count_class,
-    refuse,
-)
+from ._classes import COUNT_TOKENS_CLASS, UNKNOWN_CLASS, ModelClasses, UnknownModel
+from ._dispatch import Observers
+from ._failures import Failures
 from ._keys import HEADERS, Key
-from ._model_fallback import fall_back, fit_deadline
-from ._observers import Observers
+from ._lookup import Answers
+from ._model_fallback import fit_deadline
 from ._options import split_options
+from ._routes import CREATE
 from .adaptive import Adaptive
-from .bucket import Cost, ServerView
-from .budget import LocalBudget
-from .cache import Cache, MemoryCache
+from .batches import Batches
+from .bucket import Cost
+from .cache import Cache
 from .cache.keys import fingerprint
-from .dedupe import SingleFlight
-from .limits import Limits
-from .packing import Pack, Packer, run_packed
+from .compression import Compressor
+from .packing import Pack, Packer
 from .prices import cost_usd
 from .prompt_cache import AutoCache, Marked
-from .retry import RetryPolicy, classify, server_view
+from .retry import RetryPolicy, server_view
 from .scheduler import QueueCounter, Reservation
 from .shared import SharedStore
 from .spend import SpendLedger
 from .stats import Recorder
-from .tokens import estimate_input_tokens
+from .tokens import Calibrator, estimate_input_tokens
 
 __all__ = ["COUNT_TOKENS_CLASS", "UNKNOWN_CLASS", "Pipeline", "UnknownModel"]
 
 log = logging.getLogger("asyncthrift")
+
+T = TypeVar("T")
 
 
 class Pipeline:
@@ -88,58 +84,89 @@ class Pipeline:
         pack: Pack | None = None,
         auto_cache: AutoCache | None = None,
         task: str | None = None,
+        shared: SharedStore | None = None,
     ) -> None:
         self.keys = keys
         self.fallback: dict[str, tuple[str, ...]] = {
             model: tuple(chain) for model, chain in (fallback or {}).items()
         }
         self.sdks = [k.sdk for k in keys]
-        self.cache = cache
-        self.cache_is_shared = cache is not None and not isinstance(cache, MemoryCache)
-        self.cache_ttl = cache_ttl
-        self.cache_truncated = cache_truncated
         self.dedupe = dedupe
-        self.retry = retry
         self.spend = spend
         self.queue = queue
         self.aging = aging
         self.observers = observers
         self.stats = Recorder()
-        self.flight: SingleFlight[str, Message] = SingleFlight()
-        self.classes: dict[str, ModelClass] = {}
-        self._by_model: dict[str, ModelClass] = {}  # model id -> its class, memoised
-        self._unknown_warned = False
-        self.count_limits: Limits | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self.answers = Answers(cache, ttl=cache_ttl, truncated=cache_truncated, stats=self.stats)
+        self.shared = shared  # Thrift(shared=...): budgets in Redis
+        self.models = ModelClasses(keys, queue=queue, aging=aging, stats=self.stats, shared=shared)
+        self.failures = Failures(retry, queue=queue, models=self.models, stats=self.stats)
         self.closed = False
-        self.refused: dict[int, str] = {}  # keys the API refused (401/403): index -> why
-        self.shared: SharedStore | None = None  # Thrift(shared=...): budgets in Redis
         self.pack = pack  # the client's default; pack=True per request uses Pack() if None
         self.packer: Packer | None = None if pack is None else Packer(self, pack)
         self.default_task = task  # adaptive max_tokens for every create() without task=
         self.adaptive: Adaptive | None = None if task is None else Adaptive()
         self.auto_cache = auto_cache
+        self.compressor: Compressor | None = None  # `compression.enable_compression`
+        self.batches: Batches | None = None  # ``client.batches``, made on first use
+
+    def batches_for(self, sdk: anthropic.AsyncAnthropic, max_retries: int) -> Batches:
+        """The client's one `Batches` (made on first use, on `sdk` and `max_retries`)."""
+        found = self.batches
+        if found is None:
+            found = self.batches = Batches(sdk, max_retries=max_retries)
+        return found
+
+    async def aclose(self, *, draining: bool, grace: float | None) -> None:
+        """Close what this pipeline owns (see `Thrift.aclose`): stop admitting; unless
+        `draining`, fail what waits; await what is admitted up to `grace` seconds; then
+        close the gates, the shared store, the HTTP clients, the cache and the spend ledger."""
+        self.closed = True
+        self.queue.close()  # newcomers and retries: ClientClosed
+        if self.packer is not None:
+            self.packer.close_windows()  # what waits in a window goes out (or fails) now
+        gates = self.models.gates()
+        if not draining:
+            self.models.close()
+        try:
+            if gates:
+                async with asyncio.timeout(grace):
+                    await asyncio.gather(*(gate.idle() for gate in gates))
+        except TimeoutError:
+            pass
+        finally:
+            self.models.close()
+            if self.shared is not None:
+                await self.shared.aclose()  # unused leases back to Redis
+            for key in self.keys:
+                await key.sdk.close()
+            if self.answers.cache is not None:
+                await self.answers.cache.aclose()
+            if self.spend is not None:
+                await self.spend.aclose()
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
-        loop = self._loop
-        if loop is None:
-            loop = self._loop = asyncio.get_running_loop()
-        return loop
+        """The client's event loop (the one it first ran on), as its model classes see it."""
+        return self.models.loop
 
-    # -- model classes (built and kept in `_classes`) ---------------------------------------
+    # -- what a call costs -----------------------------------------------------------------
 
-    def model_class(self, model: str) -> ModelClass:
-        """The class `model` queues in; every id of no known family shares one."""
-        return class_of(self, model)
+    def calibrator_for(self, model: str) -> Calibrator | None:
+        """The input calibrator of `model`'s class (`AttemptContext.calibrator_for`)."""
+        return self.models.for_model(model).calibrator
+
+    async def store_answer(self, key: str, message: Message) -> None:
+        """Cache `message` under `key` if it may be (`AttemptContext.store_answer`)."""
+        await self.answers.store(key, message)
 
     def count_class(self) -> ModelClass:
-        """The count_tokens gate: one request budget per key, its own queue."""
-        return count_class(self)
+        """The count_tokens class (`Planner.count_class`)."""
+        return self.models.count_class()
 
     def plan(self, params: Mapping[str, Any]) -> Plan:
         """Estimate what a Messages request will cost, in its model class."""
-        mc = self.model_class(params["model"])
+        mc = self.models.for_model(params["model"])
         raw_estimate = estimate_input_tokens(params)
         assert mc.calibrator is not None
         cost = Cost(1, mc.calibrator.charge(raw_estimate), params["max_tokens"])
@@ -167,7 +194,7 @@ class Pipeline:
         if self.fallback and kind != COUNT_TOKENS_CLASS:
             call.chain = self.fallback.get(params["model"], ())
         if shareable:
-            call.use_cache = self.cache is not None and opts.cache is not False
+            call.use_cache = self.answers.cache is not None and opts.cache is not False
             call.use_dedupe = self.dedupe if opts.dedupe is None else opts.dedupe
             if call.use_cache or call.use_dedupe:
                 call.key = fingerprint(params, scope=self.keys[0].scope)
@@ -175,14 +202,15 @@ class Pipeline:
                 if opts.pack or (self.packer is not None and opts.pack is None):
                     if self.packer is None:
                         self.packer = Packer(self, Pack())
-                    call.via = run_packed
+                    call.via = self.packer.run
                 elif opts.task is not None or self.default_task is not None:
                     if self.adaptive is None:
                         self.adaptive = Adaptive()
                     call.via = self.adaptive.run
         if self.observers.items:
             model = params["model"]
-            mc = self.count_class() if kind == COUNT_TOKENS_CLASS else self.model_class(model)
+            models = self.models
+            mc = models.count_class() if kind == COUNT_TOKENS_CLASS else models.for_model(model)
             call.rec = self.observers.start(kind, model, opts.level, mc.name)
         return call
 
@@ -200,20 +228,44 @@ class Pipeline:
         if call.rec is not None:
             self.observers.finish(call.rec, error)
 
-    async def run_to_end(self, call: Call, route: Route) -> Any:
-        """`run` `call` by `route` with its observers active, and record its end (`finish`):
-        a whole call that needs neither the cache nor a coroutine of its own (`Call.via`)."""
+    async def bracket(self, call: Call, work: Awaitable[T], *, ends: bool = True) -> T:
+        """The one bracket around a call's `work` (after `start`): its observers active
+        while it runs, and its end recorded (`finish`) if it fails and, with `ends`, when it
+        succeeds. Without `ends` the work records its own end: a live stream's ends when its
+        reader finishes (`_stream_ledger`), a replayed one's at once."""
         try:
             if call.rec is None:
-                result = await self.run(call, route)
+                result = await work
             else:
                 with self.observers.activate(call.rec):
-                    result = await self.run(call, route)
+                    result = await work
         except BaseException as exc:
             self.finish(call, exc)
             raise
-        self.finish(call, None)
+        if ends:
+            self.finish(call, None)
         return result
+
+    async def run_to_end(self, call: Call, route: Route) -> Any:
+        """`run` `call` by `route` in its `bracket`: a whole call that needs neither the
+        cache nor a coroutine of its own (`Call.via`)."""
+        return await self.bracket(call, self.run(call, route))
+
+    async def run_alone(self, call: Call) -> Message:
+        """`call` by itself (`Runner.run_alone`): with its task's ``max_tokens`` when it
+        has a task (and adaptive is on), else straight by the create route."""
+        message: Message
+        adaptive = self.adaptive
+        if adaptive is not None and (call.opts.task or self.default_task) is not None:
+            message = await adaptive.run(self, call)
+        else:
+            message = await self.run(call, CREATE)
+        return message
+
+    def output_need(self, call: Call, ceiling: int) -> int:
+        """The output tokens to plan for `call` (`Runner.output_need`)."""
+        adaptive = self.adaptive
+        return ceiling if adaptive is None else adaptive.need(self, call, ceiling)
 
     # -- admission, sending, retries --------------------------------------------------------
 
@@ -221,16 +273,11 @@ class Pipeline:
         """Admit `call`, send it by `route` on the chosen key, reconcile, retry what may
         succeed if repeated; return what the route makes of the answer."""
         auto = self.auto_cache
-        marked = None
-        if auto is not None and call.kind != COUNT_TOKENS_CLASS:
-            call.params, marked = self._mark(auto, call)
-        plan = route.plan(self, call.params)
-        if auto is not None and marked is not None:
-            cached = auto.cached_tokens(marked, self.loop.time())
-            calibrator = plan.mc.calibrator
-            if cached > 0 and calibrator is not None:  # reads do not count toward ITPM
-                c = plan.cost
-                plan.cost = Cost(c.requests, calibrator.charge(plan.raw_estimate - cached), c[2])
+        if auto is None or call.kind == COUNT_TOKENS_CLASS:
+            marked = None
+            plan = route.plan(self, call.params)
+        else:
+            plan, marked = self._plan_marked(auto, call, route)
         # A fallback model is planned afresh (`route.plan`), without this discount: the
         # prefix seen and confirmed is the asked model's (prompt caches are per model). The
         # breakpoint stays in the params, so the fallback model may write it (1.25x).
@@ -263,7 +310,7 @@ class Pipeline:
                         result = await route.send(call.sdks[reservation.index], call.params)
             except BaseException as exc:
                 HEADERS.reset(token)
-                delay = self._failed(attempt, exc, box)
+                delay = self.failures.after(attempt, exc, box)
                 if delay > 0:
                     await asyncio.sleep(delay)
                 continue
@@ -282,52 +329,27 @@ class Pipeline:
                 auto.confirm(marked, answer.usage, self.loop.time())
             return answer
 
+    def _plan_marked(self, auto: AutoCache, call: Call, route: Route) -> tuple[Plan, Marked | None]:
+        """`call`'s plan with a prompt-cache breakpoint marked where one pays off
+        (``auto_cache_control=True``), its input charged less what the cache will read."""
+        call.params, marked = self._mark(auto, call)
+        plan = route.plan(self, call.params)
+        if marked is not None:
+            cached = auto.cached_tokens(marked, self.loop.time())
+            calibrator = plan.mc.calibrator
+            if cached > 0 and calibrator is not None:  # reads do not count toward ITPM
+                c = plan.cost
+                plan.cost = Cost(c.requests, calibrator.charge(plan.raw_estimate - cached), c[2])
+        return plan, marked
+
     def _mark(self, auto: AutoCache, call: Call) -> tuple[dict[str, Any], Marked | None]:
         """`call`'s params with a ``cache_control`` breakpoint where one pays off."""
-        calibrator = self.model_class(call.params["model"]).calibrator
+        calibrator = self.calibrator_for(call.params["model"])
         ratio = 1.0 if calibrator is None else calibrator.ratio
         params, marked = auto.mark(call.params, ratio, self.loop.time())
         if marked is not None:
             self.stats.prompt_cache_marked += 1
         return params, marked
-
-    def _failed(self, attempt: Attempt, exc: BaseException, box: list[Mapping[str, str]]) -> float:
-        """Settle a failed attempt; the delay before retrying it, or raise what failed it."""
-        if isinstance(exc, SendFailed):
-            meaning, original = exc.meaning, exc.original
-        else:
-            meaning = original = exc
-        if box:
-            attempt.view = server_view(box[-1])
-        elif isinstance(meaning, anthropic.APIStatusError):  # a transport without the hook
-            attempt.view = server_view(meaning.response.headers)
-        elif not isinstance(
-            meaning, anthropic.APIError | asyncio.CancelledError | httpx2.TransportError | OSError
-        ):
-            attempt.sent = False  # the SDK refused the arguments before sending
-        # a refused key is disabled before its reservation goes back, which wakes the queue
-        call = attempt.call
-        if call.chain and error_status(meaning) == 529:  # overloaded: the next model answers
-            attempt.failed(meaning)
-            self.queue.check_open()
-            fall_back(call, call.chain[0], "overloaded (529)")
-            return 0.0
-        others_left = isinstance(
-            meaning, anthropic.AuthenticationError | anthropic.PermissionDeniedError
-        ) and refuse(self, attempt.index, meaning)
-        attempt.failed(meaning)
-        if others_left:
-            self.queue.check_open()  # closed: ClientClosed (from `exc`), not a reroute
-            self.stats.rerouted += 1
-            return 0.0  # back in line (same place), on another key
-        delay = None
-        if isinstance(meaning, anthropic.APIStatusError | anthropic.APIConnectionError):
-            delay = self._retry_delay(meaning, attempt.view, attempt.call)
-        if delay is None:
-            if original is exc:
-                raise exc
-            raise original from None
-        return delay
 
     def _admit_now(self, plan: Plan, call: Call) -> Reservation | None:
         """Admitted at once if nobody waits and the budget fits; None: go through `_admit`
@@ -376,32 +398,3 @@ class Pipeline:
         if rec is not None:
             self.observers.queue_left(rec, waited, None)
         return reservation
-
-    def _retry_delay(self, exc: BaseException, view: ServerView, call: Call) -> float | None:
-        """Seconds to wait before re-queueing after `exc`, or None if it must not be retried."""
-        decision = classify(exc, view)
-        if not decision.retry or call.number >= call.max_retries:
-            return None
-        self.queue.check_open()  # closed: ClientClosed (from `exc`), not a retry
-        if decision.status == 429:
-            delay = 0.0  # the budget itself is blocked until retry-after
-        elif decision.retry_after is not None:
-            delay = decision.retry_after
-        else:
-            delay = self.retry.backoff(call.number)
-        call.number += 1  # a retry keeps its place in line: `enqueued_at` is unchanged
-        self.stats.retries += 1
-        log.debug("retry %d after %.3fs: %s", call.number, delay, type(exc).__name__)
-        return delay
-
-    # -- snapshots ---------------------------------------------------------------------------
-
-    def queued(self) -> int:
-        return sum(mc.gate.waiting for mc in list(self.classes.values()))
-
-    def budgets(self) -> dict[str, list[LocalBudget]]:
-        """Per class, its distinct budgets (keys sharing a budget list it once)."""
-        return {
-            name: list({id(b): b for b in mc.budgets}.values())
-            for name, mc in list(self.classes.items())
-        }

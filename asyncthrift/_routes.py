@@ -14,12 +14,11 @@ from typing import TYPE_CHECKING, Any, Final, TypeAlias
 import anthropic
 from anthropic.types import Message
 
-from ._attempt import Attempt, Plan, Route
+from ._attempt import Attempt, Plan, Planner, Route
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from ._pipeline import Pipeline
 
 __all__ = [
     "BETA_CREATE",
@@ -51,8 +50,8 @@ class _CreateRoute:
     def __init__(self, resource: Resource = MESSAGES) -> None:
         self.resource = resource
 
-    def plan(self, pipeline: Pipeline, params: Mapping[str, Any]) -> Plan:
-        return pipeline.plan(params)
+    def plan(self, planner: Planner, params: Mapping[str, Any]) -> Plan:
+        return planner.plan(params)
 
     async def send(self, sdk: anthropic.AsyncAnthropic, params: dict[str, Any]) -> Any:
         return await self.resource(sdk).create(**params)

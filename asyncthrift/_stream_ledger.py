@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any, Final
 from anthropic import APIStatusError, AsyncStream
 from anthropic.types import Message, RawMessageStreamEvent, Usage
 
-from ._lookup import store
 from ._sdk import accumulate
 from .tokens import text_tokens
 
@@ -154,7 +153,7 @@ class Ledger:
                     # maybe more than was read; keep the output until it surely stopped
                     attempt.abandoned(why, usage)
         ended = None if self.complete else (error or asyncio.CancelledError())
-        attempt.pipeline.finish(attempt.call, ended)
+        attempt.context.finish(attempt.call, ended)
 
     async def aclose(self) -> None:
         """Settle (abandoned if not complete), close the response, store a complete answer."""
@@ -170,7 +169,7 @@ class Ledger:
                 log.debug("streamed answer not cacheable: not a valid Message", exc_info=True)
                 return
             message._request_id = self.upstream.response.headers.get("request-id")
-            await store(self.attempt.pipeline, self.cache_key, message)
+            await self.attempt.context.store_answer(self.cache_key, message)
 
     def collected(self, loop: asyncio.AbstractEventLoop) -> None:
         """The stream was garbage-collected unclosed: close and settle it on the loop soon.

@@ -24,12 +24,11 @@ from typing import TYPE_CHECKING, Final
 from anthropic.types import Message
 
 from ._routes import CREATE
-from .prices import cost_usd
+from .prices import usage_cost
 from .stats import nearest_rank
 
 if TYPE_CHECKING:
-    from ._attempt import Call
-    from ._pipeline import Pipeline
+    from ._attempt import Call, Runner
 
 __all__ = ["Adaptive"]
 
@@ -75,12 +74,12 @@ class Adaptive:
             samples = self._samples[key] = deque(maxlen=self.window)
         samples.append(output_tokens)
 
-    def need(self, p: Pipeline, call: Call, ceiling: int) -> int:
+    def need(self, p: Runner, call: Call, ceiling: int) -> int:
         """Output tokens to plan for `call` (its task's limit, or `ceiling`)."""
         task = call.opts.task or p.default_task
         return ceiling if task is None else self.limit(call.params["model"], task, ceiling)
 
-    async def _learn(self, p: Pipeline, call: Call, key: tuple[str, str]) -> bool:
+    async def _learn(self, p: Runner, call: Call, key: tuple[str, str]) -> bool:
         """Wait while enough calls of an unlearnt task are already in flight to teach it
         (a burst would otherwise go out at the ceiling before the first answer is back);
         True: this call is one of those teachers."""
@@ -107,7 +106,7 @@ class Adaptive:
         if wake is not None:
             wake.set()
 
-    async def run(self, p: Pipeline, call: Call) -> Message:
+    async def run(self, p: Runner, call: Call) -> Message:
         """`call` sent with its task's ``max_tokens``; asked again in full if cut there."""
         task = call.opts.task or p.default_task
         assert task is not None
@@ -122,7 +121,7 @@ class Adaptive:
         finally:
             self._taught(key)
 
-    async def _run(self, p: Pipeline, call: Call, model: str, task: str) -> Message:
+    async def _run(self, p: Runner, call: Call, model: str, task: str) -> Message:
         original = call.params
         ceiling = int(original["max_tokens"])
         lowered = self.limit(model, task, ceiling)
@@ -139,13 +138,7 @@ class Adaptive:
             u = message.usage
             s.max_tokens_reasked += 1
             s.max_tokens_reserve_saved -= ceiling - lowered
-            s.max_tokens_dollars_lost += cost_usd(
-                message.model,
-                u.input_tokens,
-                u.output_tokens,
-                u.cache_creation_input_tokens or 0,
-                u.cache_read_input_tokens or 0,
-            )
+            s.max_tokens_dollars_lost += usage_cost(message.model, u)
             # asked again in full, of the model that answered (a fallback keeps its model)
             call.params = {**original, "model": call.params["model"]}
         message = await p.run(call, CREATE)

@@ -21,7 +21,6 @@ import asyncio
 import copy
 import functools
 import random
-import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, Final, TypeVar, cast
 
@@ -32,7 +31,7 @@ from anthropic.types.messages import MessageBatch, MessageBatchIndividualRespons
 
 from .bucket import TokenBucket
 from .errors import InvalidArgument
-from .prices import cost_usd
+from .prices import usage_cost
 
 __all__ = [
     "MAX_BATCH_BYTES",
@@ -40,7 +39,6 @@ __all__ = [
     "BatchBudget",
     "BatchStats",
     "Batches",
-    "batches_for",
     "split_requests",
     "stats_overrides",
 ]
@@ -83,13 +81,9 @@ class BatchStats:
             return
         message = result.message
         u = message.usage
-        created = u.cache_creation_input_tokens or 0
-        read = u.cache_read_input_tokens or 0
-        self.input_tokens += u.input_tokens + created
+        self.input_tokens += u.input_tokens + (u.cache_creation_input_tokens or 0)
         self.output_tokens += u.output_tokens
-        self.cost_usd += cost_usd(
-            message.model, u.input_tokens, u.output_tokens, created, read, batch=True
-        )
+        self.cost_usd += usage_cost(message.model, u, batch=True)
 
 
 class BatchBudget:
@@ -304,24 +298,12 @@ class Batches:
             interval = min(max_poll, interval * backoff)
 
 
-_BY_CLIENT: weakref.WeakKeyDictionary[object, Batches] = weakref.WeakKeyDictionary()
-
-
-def batches_for(owner: object, sdk: anthropic.AsyncAnthropic, max_retries: int) -> Batches:
-    """The one `Batches` of the client `owner` (made on first use)."""
-    found = _BY_CLIENT.get(owner)
-    if found is None:
-        found = _BY_CLIENT[owner] = Batches(sdk, max_retries=max_retries)
-    return found
-
-
-def stats_overrides(owner: object, cost_usd: float) -> dict[str, int | float]:
-    """The batch figures of `owner`'s ``stats()``: its own fields, and its cost added to
-    `cost_usd` (the client's Messages cost)."""
-    found = _BY_CLIENT.get(owner)
-    if found is None:
+def stats_overrides(batches: Batches | None, cost_usd: float) -> dict[str, int | float]:
+    """The batch figures of a client's ``stats()``: its `Batches`' own fields (none before
+    it is first used), and their cost added to `cost_usd` (the client's Messages cost)."""
+    if batches is None:
         return {}
-    s = found.stats
+    s = batches.stats
     return {
         "batch_requests": s.requests,
         "batch_results": s.results,

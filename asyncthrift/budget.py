@@ -410,14 +410,44 @@ class LocalBudget:
         if self._cold_start:
             self._warm_until = now + self.limits.period
         if view[:6] == _NO_COUNTS:
-            # no rate-limit headers (a proxy, or a server without limits): nothing to resync
-            # but the end of a burst's hold, which credits no refill the server did not prove
-            for i, bucket in enumerate(self._buckets):
-                if bucket is not None and bucket.held and sent_mark[i] >= self._hold_marks[i]:
-                    bucket.release(now, up_to=bucket.level(now))
+            self._end_hold_unproven(sent_mark, now)
             return cold
-        changed = cold
+        cold, changed = self._learn_limits(view, now, cold)
         remainings = (view.requests_remaining, view.input_remaining, view.output_remaining)
+        highest = self._highest_readings(sent_at, now)
+        took = self._own_take(sent_at, sent_mark) if own is None else own
+        for i, remaining in enumerate(remainings):
+            bucket = self._buckets[i]
+            if bucket is None:
+                continue
+            if self._resync_one(
+                i,
+                bucket,
+                remaining,
+                cold=cold,
+                highest=highest[i],
+                took=took[i],
+                sent_mark=sent_mark,
+                sent_at=sent_at,
+                now=now,
+                uncharged=uncharged,
+                refused=refused,
+                seen=seen,
+            ):
+                changed = True
+        return changed
+
+    def _end_hold_unproven(self, sent_mark: Cost, now: float) -> None:
+        """No rate-limit headers (a proxy, or a server without limits): nothing to resync
+        but the end of a burst's hold, which credits no refill the server did not prove."""
+        for i, bucket in enumerate(self._buckets):
+            if bucket is not None and bucket.held and sent_mark[i] >= self._hold_marks[i]:
+                bucket.release(now, up_to=bucket.level(now))
+
+    def _learn_limits(self, view: ServerView, now: float, cold: bool) -> tuple[bool, bool]:
+        """Buckets for limits only the headers name, and smaller limits resized: (cold,
+        changed), a bucket new from the headers reading its level as after a cold start."""
+        changed = cold
         for i, limit in enumerate((view.requests_limit, view.input_limit, view.output_limit)):
             if limit is None or limit <= 0:
                 continue
@@ -433,88 +463,151 @@ class LocalBudget:
             self._caps = self._capacities()
         if cold:
             self._hold_next = self._hold_bursts
-        highest = self._highest_readings(sent_at, now)
-        took = self._own_take(sent_at, sent_mark) if own is None else own
-        for i, remaining in enumerate(remainings):
-            bucket = self._buckets[i]
-            if bucket is None:
-                continue
-            if remaining is not None and i and remaining % 1000:
-                self._exact_tokens = True  # a count no rounding gives: the server is exact
-            tolerance = TOKEN_ROUNDING if i and not self._exact_tokens else 0.0
-            # the least the server's level can be now, as our level will read once this
-            # request is settled: the reading rounded up, everything we took after this
-            # request unseen by it (at any instant a response's headers may describe, a
-            # burst may still be on its way), no refill since, and what comes back to us
-            # (this request's unused reservation, which a non-streamed answer's reading
-            # may have refunded already, and any refused part)
-            # this request's unused output reservation, which comes back to us once it is
-            # settled, and which a non-streamed answer's reading may have refunded already
-            # (its input is mostly used: what the estimate was off by is a few percent)
-            # (a refused request's comes back as `uncharged`, which is counted below)
-            refundable = max(0.0, took[i] - seen[i] - uncharged[i]) if i == 2 else 0.0
-            floor: float | None = None
-            if remaining is not None and not cold:
-                unseen = self._sent[i] - sent_mark[i]
-                floor = remaining - tolerance - unseen - uncharged[i] - refundable
-                if i == 1:
-                    # the server charges its own input count, which our estimate may fall
-                    # short of (by the calibrator's largest margin) for every request that
-                    # may still be out: the ones sent within two of this one's flights
-                    floor -= _SHORT * (self._sent[1] - self._sent_until(2 * sent_at - now)[1])
-            if bucket.held and sent_mark[i] >= self._hold_marks[i]:
-                # the server answered the burst. Refill withheld meanwhile is credited only
-                # as far as this reading proves the server has it: its bucket may have sat
-                # full while the burst was on its way
-                level = bucket.level(now)
-                bucket.release(now, up_to=level if floor is None else max(level, floor))
-                self._foreign.after_burst(i, now, self.limits.period)
-            if remaining is None:
-                continue
-            if cold:
-                # everything charged since this request, itself included unless the reading
-                # certainly has it, counts as unseen (a non-streamed answer's reading may
-                # have its unused output refunded already)
-                after = self._net[i] - self._net_until(sent_at, strict=True)[i] - seen[i]
-                ceiling = remaining - tolerance - after
-                self._foreign.restart(i, now, bucket, self.limits.period)
-            else:
-                # this request's unused reservation comes back to us once it is settled,
-                # and the reading may have it already (a non-streamed answer's at completion)
-                ceiling = remaining - tolerance + highest[i] - uncharged[i] - refundable
-                # what the server had that neither we spent nor it still has: it grows at
-                # the rate someone else spends (`ForeignShare`). A bucket near full may
-                # have wasted refill at its cap, which nobody spent: start over.
-                # The reading's instant is anywhere in the request's flight: what we
-                # charged meanwhile is counted half, and a reading across a burst (more
-                # than `_FLIGHT_MAX` of the capacity charged in flight) says too little.
-                flight = self._net[i] - self._net_until(sent_at, strict=True)[i]
-                if remaining >= bucket.capacity - 2 * tolerance - 1:
-                    self._foreign.restart(i, now, bucket, self.limits.period)
-                elif abs(flight) <= bucket.capacity * _FLIGHT_MAX:
-                    full = bucket.capacity / self.limits.period
-                    spent = self._net[i] - flight / 2 - refundable - (refused and i == 0)
-                    self._foreign.learn(
-                        i, bucket, full * now - spent - remaining, now, self.limits.period
-                    )
+        return cold, changed
+
+    def _resync_one(
+        self,
+        i: int,
+        bucket: TokenBucket,
+        remaining: float | None,
+        *,
+        cold: bool,
+        highest: float,
+        took: float,
+        sent_mark: Cost,
+        sent_at: float,
+        now: float,
+        uncharged: Cost,
+        refused: bool,
+        seen: Cost,
+    ) -> bool:
+        """`observe` for dimension `i` (see there): the end of a burst's hold, the ceiling
+        the reading sets, and the lift the recent lower bounds allow; True if it changed."""
+        if remaining is not None and i and remaining % 1000:
+            self._exact_tokens = True  # a count no rounding gives: the server is exact
+        tolerance = TOKEN_ROUNDING if i and not self._exact_tokens else 0.0
+        # the least the server's level can be now, as our level will read once this
+        # request is settled: the reading rounded up, everything we took after this
+        # request unseen by it (at any instant a response's headers may describe, a
+        # burst may still be on its way), no refill since, and what comes back to us
+        # (this request's unused reservation, which a non-streamed answer's reading
+        # may have refunded already, and any refused part)
+        # this request's unused output reservation, which comes back to us once it is
+        # settled, and which a non-streamed answer's reading may have refunded already
+        # (its input is mostly used; a refused request's comes back as `uncharged`)
+        refundable = max(0.0, took - seen[i] - uncharged[i]) if i == 2 else 0.0
+        floor: float | None = None
+        if remaining is not None and not cold:
+            floor = self._reading_floor(
+                i, remaining, tolerance, uncharged[i], refundable, sent_mark, sent_at, now
+            )
+        if bucket.held and sent_mark[i] >= self._hold_marks[i]:
+            # the server answered the burst. Refill withheld meanwhile is credited only
+            # as far as this reading proves the server has it: its bucket may have sat
+            # full while the burst was on its way
             level = bucket.level(now)
-            if bucket.clamp(ceiling, now):
+            bucket.release(now, up_to=level if floor is None else max(level, floor))
+            self._foreign.after_burst(i, now, self.limits.period)
+        if remaining is None:
+            return False
+        ceiling = self._ceiling(
+            i,
+            bucket,
+            remaining,
+            tolerance,
+            cold=cold,
+            highest=highest,
+            sent_at=sent_at,
+            now=now,
+            uncharged=uncharged,
+            refundable=refundable,
+            refused=refused,
+            seen=seen,
+        )
+        changed = False
+        level = bucket.level(now)
+        if bucket.clamp(ceiling, now):
+            changed = True
+            self._floor.lowered(i, level - ceiling)
+            if refused and not cold:
+                # refused with our level above what the server reports: someone else
+                # spends faster than we thought (`ForeignShare.refused`)
+                self._foreign.refused(i, bucket, now, self.limits.period)
+        if floor is not None and self.lifts:
+            # the best recent lower bounds (only this one's if someone else spends) may
+            # lift our level to what the server certainly has (`ReadingFloor`)
+            alone = self._foreign.rates[i] <= bucket.capacity / self.limits.period * _ALONE
+            level = bucket.level(now)
+            rise = self._floor.rise(i, floor, level, now, self.limits.period, alone=alone)
+            if rise > 0.0:
+                bucket.give(rise, now)
                 changed = True
-                self._floor.lowered(i, level - ceiling)
-                if refused and not cold:
-                    # refused with our level above what the server reports: someone else
-                    # spends faster than we thought (`ForeignShare.refused`)
-                    self._foreign.refused(i, bucket, now, self.limits.period)
-            if floor is not None and self.lifts:
-                # the best recent lower bounds (only this one's if someone else spends) may
-                # lift our level to what the server certainly has (`ReadingFloor`)
-                alone = self._foreign.rates[i] <= bucket.capacity / self.limits.period * _ALONE
-                level = bucket.level(now)
-                rise = self._floor.rise(i, floor, level, now, self.limits.period, alone=alone)
-                if rise > 0.0:
-                    bucket.give(rise, now)
-                    changed = True
         return changed
+
+    def _reading_floor(
+        self,
+        i: int,
+        remaining: float,
+        tolerance: float,
+        uncharged: float,
+        refundable: float,
+        sent_mark: Cost,
+        sent_at: float,
+        now: float,
+    ) -> float:
+        """The least the server's level can be now by this reading (`observe`): rounded
+        up, everything we took after this request unseen, less what comes back to us."""
+        unseen = self._sent[i] - sent_mark[i]
+        floor = remaining - tolerance - unseen - uncharged - refundable
+        if i == 1:
+            # the server charges its own input count, which our estimate may fall
+            # short of (by the calibrator's largest margin) for every request that
+            # may still be out: the ones sent within two of this one's flights
+            floor -= _SHORT * (self._sent[1] - self._sent_until(2 * sent_at - now)[1])
+        return floor
+
+    def _ceiling(
+        self,
+        i: int,
+        bucket: TokenBucket,
+        remaining: float,
+        tolerance: float,
+        *,
+        cold: bool,
+        highest: float,
+        sent_at: float,
+        now: float,
+        uncharged: Cost,
+        refundable: float,
+        refused: bool,
+        seen: Cost,
+    ) -> float:
+        """The highest the server's level can be now by this reading (`observe`), and
+        what the gap teaches of other consumers (`ForeignShare`)."""
+        if cold:
+            # everything charged since this request, itself included unless the reading
+            # certainly has it, counts as unseen (a non-streamed answer's reading may
+            # have its unused output refunded already)
+            after = self._net[i] - self._net_until(sent_at, strict=True)[i] - seen[i]
+            self._foreign.restart(i, now, bucket, self.limits.period)
+            return remaining - tolerance - after
+        # this request's unused reservation comes back to us once it is settled,
+        # and the reading may have it already (a non-streamed answer's at completion)
+        ceiling = remaining - tolerance + highest - uncharged[i] - refundable
+        # what the server had that neither we spent nor it still has: it grows at
+        # the rate someone else spends (`ForeignShare`). A bucket near full may
+        # have wasted refill at its cap, which nobody spent: start over.
+        # The reading's instant is anywhere in the request's flight: what we
+        # charged meanwhile is counted half, and a reading across a burst (more
+        # than `_FLIGHT_MAX` of the capacity charged in flight) says too little.
+        flight = self._net[i] - self._net_until(sent_at, strict=True)[i]
+        if remaining >= bucket.capacity - 2 * tolerance - 1:
+            self._foreign.restart(i, now, bucket, self.limits.period)
+        elif abs(flight) <= bucket.capacity * _FLIGHT_MAX:
+            full = bucket.capacity / self.limits.period
+            spent = self._net[i] - flight / 2 - refundable - (refused and i == 0)
+            self._foreign.learn(i, bucket, full * now - spent - remaining, now, self.limits.period)
+        return ceiling
 
     def _sent_until(self, t: float) -> tuple[float, float, float]:
         """The running total sent by time `t` (the oldest remembered if `t` is older)."""

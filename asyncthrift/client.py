@@ -12,8 +12,6 @@ does not schedule (``models``, ``files``) passed straight to the SDK client.
 from __future__ import annotations
 
 import asyncio
-import math
-import os
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
 
@@ -23,25 +21,25 @@ from anthropic.types.beta import BetaMessage, BetaMessageTokensCount
 
 from ._attempt import ModelClass
 from ._beta import Beta, BetaMessages, View
-from ._keys import Key, KeyConfig, budget_limits, want_aiohttp, with_header_hook
+from ._config import ThriftConfig
+from ._config import make_spend_ledger as make_spend_ledger  # its documented home
+from ._keys import Key, KeyConfig, with_header_hook
 from ._messages import Messages, RawMessages, StreamingMessages
 from ._observers import Observer, Observers
 from ._pipeline import Pipeline
 from ._sdk import Passthrough
-from .batches import Batches, batches_for, stats_overrides
+from .batches import Batches, stats_overrides
 from .budget import LocalBudget
-from .cache import Cache, make_cache
+from .cache import Cache
 from .cache.keys import scope_for_key
-from .compression import compression_overrides
+from .compression import Compressor, compression_overrides
 from .errors import InvalidArgument
-from .lanes import QueueCounter
 from .limits import LimitsSpec, LimitsTable
-from .packing import Pack, pack_option
+from .packing import Pack
 from .prompt_cache import AutoCache
 from .retry import RetryPolicy
-from .shared import SharedStore, make_shared
-from .spend import SpendCap, SpendLedger, SpendPeriod, check_period
-from .spend_redis import RedisSpendLedger
+from .shared import SharedStore
+from .spend import SpendLedger, SpendPeriod
 from .stats import Stats
 
 if TYPE_CHECKING:
@@ -88,97 +86,35 @@ class Thrift:
         auto_cache_control: bool = False,
         task: str | None = None,
     ) -> None:
-        if not isinstance(dedupe, bool):
-            raise TypeError(f"dedupe= must be True or False, got {dedupe!r}")
-        if cache_scope not in ("key", "global"):
-            raise InvalidArgument(f"cache_scope= must be 'key' or 'global', got {cache_scope!r}")
-        if (
-            isinstance(aging, bool)
-            or not isinstance(aging, int | float)
-            or not math.isfinite(aging)
-            or aging < 0
-        ):  # checked here, not first at the first call's gate
-            raise InvalidArgument(f"aging= must be a finite number of seconds >= 0, got {aging!r}")
-        if timeout is not None and (
-            isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0
-        ):
-            raise InvalidArgument(
-                f"timeout= must be a positive number of seconds or None, got {timeout!r}"
-            )
-        fallback = _check_fallback(fallback)
-        packing = pack_option(pack)
-        if not isinstance(auto_cache_control, bool):
-            raise TypeError(
-                f"auto_cache_control= must be True or False, got {auto_cache_control!r}"
-            )
-        if task is not None and (not isinstance(task, str) or not task):
-            raise TypeError(f"task= must be a non-empty string or None, got {task!r}")
-        retry = RetryPolicy(max_retries=max_retries)
-        queue = QueueCounter(max_queue)
-        hub = Observers()
-        base_url = base_url or os.environ.get("ANTHROPIC_BASE_URL") or None
-        if keys is not None:
-            if api_key is not None or limits is not None:
-                raise InvalidArgument(
-                    "pass either keys=[KeyConfig(...)] or api_key=/limits=, not both"
-                )
-            configs = list(keys)
-            if not configs or not all(isinstance(k, KeyConfig) for k in configs):
-                raise TypeError("keys= must be a non-empty list of KeyConfig")
-        else:
-            api_key = api_key or os.environ.get("ANTHROPIC_API_KEY")
-            if not api_key:
-                raise InvalidArgument(
-                    "no API key: pass api_key=, set ANTHROPIC_API_KEY, "
-                    "or pass keys=[KeyConfig(...)]"
-                )
-            configs = [KeyConfig(api_key=api_key, limits=limits)]
-        specs = budget_limits(configs)  # keys sharing a budget must agree on its limits
-        the_cache = make_cache(cache)  # validated before any HTTP client exists
-        the_shared = make_shared(shared, shared_fallback)
-        # with shared=, the spend cap counts every process's spend in the same Redis
-        spend = (
-            make_spend_ledger(spend_cap_usd, spend_period)
-            if the_shared is None
-            else make_spend_ledger(
-                spend_cap_usd, spend_period, the_shared.client, namespace=the_shared.namespace
-            )
-        )
-        sdk_kwargs: dict[str, Any] = dict(sdk_options or {})
-        sdk_kwargs["max_retries"] = 0  # retries are ours, through the scheduler
-        if timeout is not None:
-            sdk_kwargs["timeout"] = timeout
-        user_http = sdk_kwargs.pop("http_client", None)
-        use_aiohttp = user_http is None and want_aiohttp(http)
-        built: list[Key] = []
-        for i, (cfg, spec) in enumerate(zip(configs, specs, strict=True)):
-            table = LimitsTable(spec)
-            sdk_kwargs["http_client"] = with_header_hook(user_http, use_aiohttp)
-            sdk = anthropic.AsyncAnthropic(
-                api_key=cfg.api_key, base_url=cfg.base_url or base_url, **sdk_kwargs
-            )
-            scope = "" if cache_scope == "global" else scope_for_key(cfg.api_key)
-            built.append(Key(cfg.name or f"key{i}", sdk, table, scope, cfg.budget))
-        self._pipeline = Pipeline(
-            built,
-            cache=the_cache,
+        config = ThriftConfig.check(
+            api_key,
+            limits=limits,
+            base_url=base_url,
+            cache=cache,
+            dedupe=dedupe,
+            keys=keys,
+            max_retries=max_retries,
+            max_queue=max_queue,
+            aging=aging,
+            timeout=timeout,
+            cache_scope=cache_scope,
             cache_ttl=cache_ttl,
             cache_truncated=cache_truncated,
-            dedupe=dedupe,
-            retry=retry,
-            spend=spend,
-            queue=queue,
-            aging=float(aging),
-            observers=hub,
+            http=http,
+            spend_cap_usd=spend_cap_usd,
+            spend_period=spend_period,
+            sdk_options=sdk_options,
             fallback=fallback,
-            pack=packing,
-            auto_cache=AutoCache() if auto_cache_control else None,
+            shared=shared,
+            shared_fallback=shared_fallback,
+            pack=pack,
+            auto_cache_control=auto_cache_control,
             task=task,
         )
-        self._pipeline.shared = the_shared
+        self._pipeline = _pipeline_of(config)
         self._root: Thrift = self
         self._sdks: Sequence[anthropic.AsyncAnthropic] = self._pipeline.sdks
-        self._max_retries = max_retries
+        self._max_retries = config.retry.max_retries
         self._facades()
         for observer in observers or ():
             self.add_observer(observer)
@@ -223,31 +159,7 @@ class Thrift:
             isinstance(grace, bool) or not isinstance(grace, int | float) or grace < 0
         ):
             raise InvalidArgument(f"grace= must be seconds >= 0 or None, got {grace!r}")
-        p.closed = True
-        p.queue.close()  # newcomers and retries: ClientClosed
-        if p.packer is not None:
-            p.packer.close_windows()  # what waits in a window goes out (or fails) now
-        gates = [mc.gate for mc in list(p.classes.values())]
-        if not draining:
-            for gate in gates:
-                gate.close()
-        try:
-            if gates:
-                async with asyncio.timeout(grace):
-                    await asyncio.gather(*(gate.idle() for gate in gates))
-        except TimeoutError:
-            pass
-        finally:
-            for gate in [mc.gate for mc in list(p.classes.values())]:
-                gate.close()
-            if p.shared is not None:
-                await p.shared.aclose()  # unused leases back to Redis
-            for key in p.keys:
-                await key.sdk.close()
-            if p.cache is not None:
-                await p.cache.aclose()
-            if p.spend is not None:
-                await p.spend.aclose()
+        await p.aclose(draining=draining, grace=grace)
 
     async def close(self, *, drain: bool | float = False, grace: float | None = 30.0) -> None:
         """`aclose()`, under the SDK's name for it (same options)."""
@@ -256,14 +168,14 @@ class Thrift:
     def _facades(self) -> None:
         """``messages`` and ``beta`` over this view's SDK clients and retry bound."""
         self.messages = Messages(self._pipeline, self._sdks, self._max_retries)
-        root = self._root
+        pipeline = self._pipeline
         sdk = self._sdks[0]
         retries = self._max_retries
         beta_messages = BetaMessages(
             self._pipeline,
             self._sdks,
             retries,
-            lambda: batches_for(root, sdk, retries).beta_view(),
+            lambda: pipeline.batches_for(sdk, retries).beta_view(),
         )
         self.beta = Beta(beta_messages, sdk.beta)
 
@@ -353,7 +265,8 @@ class Thrift:
     def __repr__(self) -> str:
         p = self._pipeline
         names = ", ".join(k.name for k in p.keys)
-        cache = type(p.cache).__name__ if p.cache is not None else None
+        the_cache = p.answers.cache
+        cache = type(the_cache).__name__ if the_cache is not None else None
         return f"Thrift(keys=[{names}], cache={cache})"
 
     # -- the SDK's resources asyncthrift does not schedule ------------------------------------
@@ -371,7 +284,7 @@ class Thrift:
     @property
     def batches(self) -> Batches:
         """The Message Batches API on its own request budget (`asyncthrift.batches`)."""
-        return batches_for(self._root, self._sdks[0], self._max_retries)
+        return self._pipeline.batches_for(self._sdks[0], self._max_retries)
 
     async def pack(self, requests: Iterable[Mapping[str, Any]]) -> list[Message]:
         """Answers to a list of ``messages.create`` argument dicts, packed where they can be
@@ -398,6 +311,8 @@ class Thrift:
         if name is not None:
             hub.name = name
         observer.attached(self._root, hub.name)
+        if not isinstance(observer, Observer):
+            raise TypeError(f"observers must be asyncthrift Observer instances, got {observer!r}")
         hub.add(observer)
 
     def remove_observer(self, observer: Observer) -> None:
@@ -412,26 +327,64 @@ class Thrift:
         p = self._pipeline
         r = p.stats
         extra: dict[str, int | float] = {}
-        if p.cache is not None:
-            cs = p.cache.stats
+        if p.answers.cache is not None:
+            cs = p.answers.cache.stats
             extra = {"cache_errors": r.cache_errors + cs.errors + cs.timeouts}
-        extra.update(stats_overrides(self._root, r.cost_usd))
-        extra.update(compression_overrides(p))
-        return r.snapshot(queued=p.queued(), **extra)
+        extra.update(stats_overrides(p.batches, r.cost_usd))
+        extra.update(compression_overrides(p.compressor))
+        return r.snapshot(queued=p.models.queued(), **extra)
 
     def budgets(self) -> dict[str, list[LocalBudget]]:
         """The live budgets per model class (one per key), for metrics and debugging.
 
         Read them with ``peek(client.now())``, which never changes them.
         """
-        return self._pipeline.budgets()
+        return self._pipeline.models.budgets()
 
     def now(self) -> float:
         """The client's clock (its event loop's time): the `now` its budgets take."""
         return self._pipeline.loop.time()
 
-    def _model_class(self, model: str) -> ModelClass:
-        return self._pipeline.model_class(model)
+    @property
+    def compressor(self) -> Compressor | None:
+        """The `Compressor` the history of every ``messages.create``/``stream`` call goes
+        through (None: off), shared by every `with_options` copy; set it, or call
+        `asyncthrift.compression.enable_compression`."""
+        return self._pipeline.compressor
+
+    @compressor.setter
+    def compressor(self, compressor: Compressor | None) -> None:
+        self._pipeline.compressor = compressor
+
+    def set_count_tokens_limit(self, rpm: float | None, *, period: float = 60.0) -> None:
+        """Limit ``count_tokens`` calls to `rpm` per key (None: learn it from headers), before
+        the first one (see `asyncthrift.counting.set_count_tokens_limit`)."""
+        self._pipeline.models.set_count_limits(rpm, period)
+
+    def model_class(self, model: str) -> ModelClass:
+        """The class `model` queues in (built on first use): its ``gate``, ``budgets`` and
+        input ``calibrator``, for metrics, debugging and tests (as `budgets`)."""
+        return self._pipeline.models.for_model(model)
+
+    @property
+    def shared(self) -> SharedStore | None:
+        """The Redis store of ``shared=`` (None without): its ``stats()`` count the
+        commands the shared budgets sent."""
+        return self._pipeline.shared
+
+    @property
+    def spend(self) -> SpendLedger | None:
+        """The spend cap's ledger (None without ``spend_cap_usd=``): ``spent``, ``held``."""
+        return self._pipeline.spend
+
+    def disabled_keys(self) -> dict[str, str]:
+        """The keys the API refused (401/403), disabled for good, by name: what it said
+        (`NoKeysLeft.reasons` once none is left)."""
+        return self._pipeline.models.disabled()
+
+    def model_classes(self) -> dict[str, ModelClass]:
+        """Every model class built so far, by name (``count_tokens``'s too)."""
+        return dict(self._pipeline.models.classes)
 
 
 #: What `Thrift.with_options`/`copy` may change: how calls are made, not whose quota pays.
@@ -461,50 +414,33 @@ class ClientView(Passthrough, Generic[_MessagesT, _BetaT]):
         self.beta = beta
 
 
-def _check_fallback(fallback: object) -> dict[str, tuple[str, ...]] | None:
-    """``fallback={model: [models...]}`` validated: model ids, no model its own fallback."""
-    if fallback is None:
-        return None
-    if not isinstance(fallback, Mapping):
-        raise TypeError(
-            "fallback= must map a model id to a list of fallback model ids, e.g. "
-            '{"claude-opus-4-1": ["claude-sonnet-4-6", "claude-haiku-4-5"]}'
+def _pipeline_of(config: ThriftConfig) -> Pipeline:
+    """The request pipeline of a new client: one SDK client per key (each with the
+    header-capturing hook), its model classes, cache, counters and features."""
+    sdk_kwargs = config.sdk_kwargs()
+    built: list[Key] = []
+    for i, (cfg, spec) in enumerate(zip(config.keys, config.limits, strict=True)):
+        table = LimitsTable(spec)
+        sdk_kwargs["http_client"] = with_header_hook(config.http_client, config.use_aiohttp)
+        sdk = anthropic.AsyncAnthropic(
+            api_key=cfg.api_key, base_url=cfg.base_url or config.base_url, **sdk_kwargs
         )
-    out: dict[str, tuple[str, ...]] = {}
-    for model, chain in fallback.items():
-        if not isinstance(model, str) or not model:
-            raise TypeError(f"fallback= keys must be model ids, got {model!r}")
-        if isinstance(chain, str) or not isinstance(chain, Sequence):
-            raise TypeError(f"fallback[{model!r}] must be a list of model ids, got {chain!r}")
-        models = tuple(chain)
-        if not models or not all(isinstance(m, str) and m for m in models):
-            raise InvalidArgument(f"fallback[{model!r}] must be a non-empty list of model ids")
-        if model in models or len(set(models)) != len(models):
-            raise InvalidArgument(
-                f"fallback[{model!r}] = {list(models)!r} repeats a model: each model may "
-                "appear once in its chain, and never as its own fallback"
-            )
-        out[model] = models
-    return out
-
-
-def make_spend_ledger(
-    limit_usd: float | None,
-    period: SpendPeriod | None = None,
-    shared: object = None,
-    *,
-    namespace: str = "asyncthrift",
-) -> SpendLedger | None:
-    """The ledger for ``Thrift(spend_cap_usd=, spend_period=, shared=)``: None without a cap;
-    a Redis ledger when `shared` is a ``redis://`` URL or a redis client, counting every
-    process that shares it; otherwise this process's own `SpendCap`."""
-    if limit_usd is None:
-        if period is not None:
-            check_period(period)
-            raise InvalidArgument(
-                "spend_period= needs spend_cap_usd= (the cap to count per period)"
-            )
-        return None
-    if shared is None:
-        return SpendCap(limit_usd, period=period)
-    return RedisSpendLedger(shared, limit_usd, period=period, namespace=namespace)
+        scope = "" if config.cache_scope == "global" else scope_for_key(cfg.api_key)
+        built.append(Key(cfg.name or f"key{i}", sdk, table, scope, cfg.budget))
+    return Pipeline(
+        built,
+        cache=config.cache,
+        cache_ttl=config.cache_ttl,
+        cache_truncated=config.cache_truncated,
+        dedupe=config.dedupe,
+        retry=config.retry,
+        spend=config.spend,
+        queue=config.queue,
+        aging=config.aging,
+        observers=Observers(),
+        fallback=config.fallback,
+        pack=config.pack,
+        auto_cache=AutoCache() if config.auto_cache_control else None,
+        task=config.task,
+        shared=config.shared,
+    )

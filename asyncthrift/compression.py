@@ -25,16 +25,21 @@ or on its own: ``messages, saved = Compressor().compress(messages)``.
 from __future__ import annotations
 
 import re
-import weakref
 from collections.abc import Mapping, Sequence
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import xxhash
 
 from .errors import InvalidArgument
 from .tokens import text_tokens
 
-__all__ = ["Compressor", "compress_kwargs", "compression_overrides", "enable_compression"]
+__all__ = [
+    "Compressible",
+    "Compressor",
+    "compress_kwargs",
+    "compression_overrides",
+    "enable_compression",
+]
 
 _PERMUTATIONS: Final = 32
 _BANDS: Final = 8  # 8 bands of 4 rows: pairs with Jaccard >= 0.7 collide with p > 0.9
@@ -182,28 +187,32 @@ def _message_tokens(message: Mapping[str, Any]) -> float:
 
 # -- on a client -------------------------------------------------------------------------------
 
-_ENABLED: weakref.WeakKeyDictionary[object, Compressor] = weakref.WeakKeyDictionary()
+
+class Compressible(Protocol):
+    """A client whose calls' history a `Compressor` may shorten (a `Thrift`)."""
+
+    compressor: Compressor | None
 
 
-def enable_compression(client: Any, compressor: Compressor | None = None) -> Compressor:
-    """Compress the history of every ``messages.create``/``stream`` call of `client`."""
+def enable_compression(client: Compressible, compressor: Compressor | None = None) -> Compressor:
+    """Compress the history of every ``messages.create``/``stream`` call of `client` (and
+    of every `with_options` copy of it): sets ``client.compressor``."""
     found = compressor if compressor is not None else Compressor()
-    _ENABLED[client._pipeline] = found
+    client.compressor = found
     return found
 
 
-def compress_kwargs(owner: object, kwargs: dict[str, Any]) -> dict[str, Any]:
-    """`kwargs` with its ``messages`` compressed if `owner` (a pipeline) has compression on."""
-    if not _ENABLED:
+def compress_kwargs(compressor: Compressor | None, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """`kwargs` with its ``messages`` compressed by `compressor` (None: compression off)."""
+    if compressor is None:
         return kwargs
-    compressor = _ENABLED.get(owner)
     messages = kwargs.get("messages")
-    if compressor is None or not isinstance(messages, Sequence) or isinstance(messages, str):
+    if not isinstance(messages, Sequence) or isinstance(messages, str):
         return kwargs
     new, saved = compressor.compress(messages)
     return {**kwargs, "messages": new} if saved else kwargs
 
 
-def compression_overrides(owner: object) -> dict[str, int | float]:
-    found = _ENABLED.get(owner)
-    return {} if found is None else {"compression_tokens_saved": found.tokens_saved}
+def compression_overrides(compressor: Compressor | None) -> dict[str, int | float]:
+    """The compression figure of a client's ``stats()`` (none while it is off)."""
+    return {} if compressor is None else {"compression_tokens_saved": compressor.tokens_saved}

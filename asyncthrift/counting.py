@@ -20,36 +20,43 @@ cached; ``cache=``/``dedupe=`` are accepted for symmetry and ignored.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final, Protocol
 
 import anthropic
 from anthropic.types import MessageTokensCount
 
-from ._attempt import Attempt, Call, Plan
+from ._attempt import Attempt, Call, Plan, Planner
 from ._pipeline import COUNT_TOKENS_CLASS, Pipeline
 from ._routes import BETA_MESSAGES, MESSAGES, Resource
 from .bucket import Cost
-from .limits import Limits
 from .tokens import estimate_input_tokens
 
-if TYPE_CHECKING:
-    from .client import Thrift
-
-__all__ = ["COUNT_TOKENS_CLASS", "count_tokens", "set_count_tokens_limit", "split_count_kwargs"]
+__all__ = [
+    "COUNT_TOKENS_CLASS",
+    "CountLimited",
+    "count_tokens",
+    "set_count_tokens_limit",
+    "split_count_kwargs",
+]
 
 _COST: Final = Cost(1, 0, 0)
 
 
-def set_count_tokens_limit(client: Thrift, rpm: float | None, *, period: float = 60.0) -> None:
+class CountLimited(Protocol):
+    """A client whose count_tokens calls can be limited up front (a `Thrift`)."""
+
+    def set_count_tokens_limit(self, rpm: float | None, *, period: float = 60.0) -> None: ...
+
+
+def set_count_tokens_limit(
+    client: CountLimited, rpm: float | None, *, period: float = 60.0
+) -> None:
     """Limit `client`'s count_tokens calls to `rpm` per key (None: learn it from headers).
 
     Anthropic's published count_tokens limits are 100, 2,000, 4,000 and 8,000 requests per
     minute for tiers 1 to 4. Call this before the first ``count_tokens``.
     """
-    pipeline: Pipeline = client._pipeline
-    if COUNT_TOKENS_CLASS in pipeline.classes:
-        raise RuntimeError("set_count_tokens_limit() must be called before the first count_tokens")
-    pipeline.count_limits = Limits(rpm=rpm, period=period)
+    client.set_count_tokens_limit(rpm, period=period)
 
 
 def split_count_kwargs(kwargs: dict[str, Any]) -> tuple[bool, dict[str, Any]]:
@@ -78,8 +85,8 @@ class _CountRoute:
         self.calibrate = calibrate
         self.resource = resource
 
-    def plan(self, pipeline: Pipeline, params: Mapping[str, Any]) -> Plan:
-        return Plan(pipeline.count_class(), _COST, 0.0, 0.0)
+    def plan(self, planner: Planner, params: Mapping[str, Any]) -> Plan:
+        return Plan(planner.count_class(), _COST, 0.0, 0.0)
 
     async def send(self, sdk: anthropic.AsyncAnthropic, params: dict[str, Any]) -> Any:
         return await self.resource(sdk).count_tokens(**params)
@@ -89,7 +96,7 @@ class _CountRoute:
         attempt.succeeded(None, None)
         if self.calibrate:
             params = attempt.call.params
-            calibrator = attempt.pipeline.model_class(params["model"]).calibrator
+            calibrator = attempt.context.calibrator_for(params["model"])
             if calibrator is not None:
                 calibrator.observe(estimate_input_tokens(params), counted.input_tokens)
         return counted

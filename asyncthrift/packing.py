@@ -36,26 +36,23 @@ import asyncio
 import functools
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 import anthropic
 from anthropic.types import Message
 
 from . import _pack_guard, _packed
-from ._attempt import Call
+from ._attempt import Call, Runner
 from ._options import RequestOptions
 from ._pack_guard import GroupGuard, dollars, full_price_input
 from ._routes import CREATE
 from .cache.keys import fingerprint
 from .errors import BudgetExceeded, DeadlineExceeded, InvalidArgument, RequestTooLarge
 from .lanes import LANES
-from .prices import cost_usd
+from .prices import usage_cost
 from .tokens import estimate_input_tokens, text_tokens
 
-if TYPE_CHECKING:
-    from ._pipeline import Pipeline
-
-__all__ = ["Pack", "Packer", "run_packed"]
+__all__ = ["Pack", "Packer"]
 
 #: Top-level arguments a packable request may carry (any other, unless None: not packable).
 _PACKABLE: Final = frozenset(
@@ -183,7 +180,7 @@ class Packer:
 
     __slots__ = ("_guards", "_open", "_tasks", "config", "pipeline")
 
-    def __init__(self, pipeline: Pipeline, config: Pack) -> None:
+    def __init__(self, pipeline: Runner, config: Pack) -> None:
         self.pipeline = pipeline
         self.config = config
         self._open: dict[str, _Window] = {}
@@ -248,7 +245,7 @@ class Packer:
         """`call` sent alone; its answer teaches `g` when it is an unbiased `sample` (not a
         re-send, which is one the packed reply could not answer: longer than most)."""
         p = self.pipeline
-        message = await _alone(p, call)
+        message = await p.run_alone(call)
         if not sample:
             return message
         _, in_ratio = _input_ratio(message, estimate_input_tokens(call.params))
@@ -286,8 +283,7 @@ class Packer:
         text = _packed.item_text(call.params)
         assert text is not None
         need = int(call.params["max_tokens"])
-        if p.adaptive is not None:
-            need = p.adaptive.need(p, call, need)
+        need = p.output_need(call, need)
         item = _Item(call, text, need, self._reserve(g, need), loop.create_future())
         cfg = self.config
         w = self._open.get(group)
@@ -577,7 +573,7 @@ class Packer:
             alone_params["messages"] = it.call.params["messages"]
             alone += estimate_input_tokens(alone_params)
         saved = max(0, round((alone - packed) * billed / packed)) if packed > 0 else 0
-        per_token = cost_usd(message.model, u.input_tokens, 0, write, read) / max(1, billed)
+        per_token = usage_cost(message.model, u, output=False) / max(1, billed)
         s.packing_calls_saved += len(done) - 1
         s.packing_tokens_saved += saved
         s.packing_dollars_saved += saved * per_token
@@ -609,36 +605,34 @@ class Packer:
         for w in list(self._open.values()):
             self._close(w)
 
-
-async def run_packed(p: Pipeline, call: Call) -> Message:
-    """`call`'s answer through a packed call when it can go in one, else sent alone."""
-    packer = p.packer
-    assert packer is not None
-    group = packer.group(call)
-    if group is None:
-        return await _alone(p, call)
-    g = packer.guard(group, call)
-    how = packer.admit(g)
-    if how == "alone":
-        p.stats.pack_alone += 1
-        return await packer.alone(g, call, sample=True)
-    if how == "teach":
-        p.stats.pack_alone += 1
+    async def run(self, p: Runner, call: Call) -> Message:
+        """`call`'s answer through a packed call when it can go in one, else sent alone
+        (the `Via` of a packed ``create``)."""
+        group = self.group(call)
+        if group is None:
+            return await p.run_alone(call)
+        g = self.guard(group, call)
+        how = self.admit(g)
+        if how == "alone":
+            p.stats.pack_alone += 1
+            return await self.alone(g, call, sample=True)
+        if how == "teach":
+            p.stats.pack_alone += 1
+            try:
+                return await self.alone(g, call, sample=True)
+            finally:
+                g.taught()
+        item = self.add(call, group, g)
         try:
-            return await packer.alone(g, call, sample=True)
-        finally:
-            g.taught()
-    item = packer.add(call, group, g)
-    try:
-        message: Message | None = await item.future
-    except asyncio.CancelledError:
-        packer.drop(item)
-        raise
-    if message is _SAMPLE:  # sent alone without a packed call: a fair sample of the group
-        return await packer.alone(g, call, sample=True)
-    if message is None:  # re-sent: the reply could not answer it
-        return await packer.alone(g, call, sample=False)
-    return message
+            message: Message | None = await item.future
+        except asyncio.CancelledError:
+            self.drop(item)
+            raise
+        if message is _SAMPLE:  # sent alone without a packed call: a fair sample of the group
+            return await self.alone(g, call, sample=True)
+        if message is None:  # re-sent: the reply could not answer it
+            return await self.alone(g, call, sample=False)
+        return message
 
 
 def _input_ratio(message: Message, estimate: float) -> tuple[float, float | None]:
@@ -647,15 +641,6 @@ def _input_ratio(message: Message, estimate: float) -> tuple[float, float | None
     estimated)."""
     billed = full_price_input(message.usage)
     return billed, billed / estimate if estimate > 0 else None
-
-
-async def _alone(p: Pipeline, call: Call) -> Message:
-    message: Message
-    if p.adaptive is not None and (call.opts.task or p.default_task) is not None:
-        message = await p.adaptive.run(p, call)
-    else:
-        message = await p.run(call, CREATE)
-    return message
 
 
 def pack_option(value: object) -> Pack | None:

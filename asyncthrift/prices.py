@@ -10,9 +10,18 @@ from __future__ import annotations
 import functools
 import logging
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Protocol
 
-__all__ = ["CACHE_READ", "CACHE_WRITE", "PRICES", "Price", "cost_usd", "price_for"]
+__all__ = [
+    "CACHE_READ",
+    "CACHE_WRITE",
+    "PRICES",
+    "Price",
+    "UsageLike",
+    "cost_usd",
+    "price_for",
+    "usage_cost",
+]
 
 log = logging.getLogger("asyncthrift")
 
@@ -81,3 +90,33 @@ def cost_usd(
         + output_tokens * price.output
     ) / 1e6
     return dollars * _BATCH if batch else dollars
+
+
+class UsageLike(Protocol):
+    """The token counts of a response's ``usage`` (the SDK's `Usage`, its beta twin, ...)."""
+
+    @property
+    def input_tokens(self) -> int: ...
+
+    @property
+    def output_tokens(self) -> int: ...
+
+    @property
+    def cache_creation_input_tokens(self) -> int | None: ...
+
+    @property
+    def cache_read_input_tokens(self) -> int | None: ...
+
+
+def usage_cost(model: str, usage: UsageLike, *, output: bool = True, batch: bool = False) -> float:
+    """What a response's `usage` of `model` cost: input, cache writes and reads, and (unless
+    `output` is False) output; `batch`: at the Message Batches API's price. The one place
+    cost is computed from a usage, so every counter prices the same tokens alike."""
+    return cost_usd(
+        model,
+        usage.input_tokens,
+        usage.output_tokens if output else 0,
+        usage.cache_creation_input_tokens or 0,
+        usage.cache_read_input_tokens or 0,
+        batch=batch,
+    )

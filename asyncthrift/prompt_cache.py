@@ -78,6 +78,51 @@ def _mark_list(blocks: Any) -> list[Any] | None:
     return None if last is None else [*blocks[:-1], last]
 
 
+def _candidates(
+    messages: list[Any] | tuple[Any, ...], tools: Any, system: Any
+) -> list[tuple[str, dict[str, Any]]]:
+    """Where a breakpoint may go, and the prefix it would cache: longest first."""
+    candidates = []
+    if len(messages) > 1:
+        candidates.append(
+            ("messages", {"tools": tools, "system": system, "messages": messages[:-1]})
+        )
+    if system:
+        candidates.append(("system", {"tools": tools, "system": system, "messages": []}))
+    if tools:
+        candidates.append(("tools", {"tools": tools, "system": None, "messages": []}))
+    return candidates
+
+
+def _with_breakpoint(
+    params: dict[str, Any],
+    where: str,
+    messages: list[Any] | tuple[Any, ...],
+    tools: Any,
+    system: Any,
+) -> dict[str, Any] | None:
+    """A copy of `params` with a breakpoint at the end of `where` (None: it has no block
+    that can carry one)."""
+    out = dict(params)
+    if where == "messages":
+        before = messages[-2]
+        content = _mark_list(before.get("content") if isinstance(before, Mapping) else None)
+        if content is None:
+            return None
+        out["messages"] = [*messages[:-2], {**before, "content": content}, messages[-1]]
+    elif where == "system":
+        new_system = _mark_list(system)
+        if new_system is None:
+            return None
+        out["system"] = new_system
+    else:
+        new_tools = _mark_list(tools)
+        if new_tools is None:
+            return None
+        out["tools"] = new_tools
+    return out
+
+
 class AutoCache:
     """Prefixes seen (by hash, when) and those the server holds (by hash, until when)."""
 
@@ -101,16 +146,7 @@ class AutoCache:
         model = str(params.get("model", ""))
         minimum = min_cacheable(model)
         tools, system = params.get("tools"), params.get("system")
-        # (where, prefix body): longest first
-        candidates = []
-        if len(messages) > 1:
-            candidates.append(
-                ("messages", {"tools": tools, "system": system, "messages": messages[:-1]})
-            )
-        if system:
-            candidates.append(("system", {"tools": tools, "system": system, "messages": []}))
-        if tools:
-            candidates.append(("tools", {"tools": tools, "system": None, "messages": []}))
+        candidates = _candidates(messages, tools, system)
         seen = self._seen
         if len(seen) > _MAX_SEEN:
             seen.clear()
@@ -136,24 +172,8 @@ class AutoCache:
         if chosen is None:
             return params, None
         where, marked = chosen
-        out = dict(params)
-        if where == "messages":
-            before = messages[-2]
-            content = _mark_list(before.get("content") if isinstance(before, Mapping) else None)
-            if content is None:
-                return params, None
-            out["messages"] = [*messages[:-2], {**before, "content": content}, messages[-1]]
-        elif where == "system":
-            new_system = _mark_list(system)
-            if new_system is None:
-                return params, None
-            out["system"] = new_system
-        else:
-            new_tools = _mark_list(tools)
-            if new_tools is None:
-                return params, None
-            out["tools"] = new_tools
-        return out, marked
+        out = _with_breakpoint(params, where, messages, tools, system)
+        return (params, None) if out is None else (out, marked)
 
     def cached_tokens(self, marked: Marked | None, now: float) -> float:
         """Raw input tokens of `marked` the server should read from its cache (0: none)."""

@@ -9,15 +9,29 @@ its refund rules are a contract of their own.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from .bucket import ZERO, Budget, Cost, TokenBucket
 from .budget import LocalBudget
 
-if TYPE_CHECKING:
-    from .scheduler import Gate
+__all__ = ["Refunds", "Reservation"]
 
-__all__ = ["Reservation"]
+
+class Refunds(Protocol):
+    """Where a reservation's budget goes back: the gate that admitted it (`scheduler.Gate`),
+    given to the reservation, so it refunds through these and nothing else of the gate."""
+
+    def settled(self, budget: Budget, refund: Cost) -> None:
+        """A reservation on `budget` ended, giving `refund` back (counted once per admission)."""
+        ...
+
+    def give_back(self, budget: Budget, refund: Cost) -> None:
+        """Give `refund` back to `budget` outside any settling (a deferred refund)."""
+        ...
+
+    def later(self, when: float, callback: Callable[[], None]) -> None:
+        """Call `callback` at loop time `when`, unless the gate closes first."""
+        ...
 
 
 class Reservation:
@@ -34,12 +48,18 @@ class Reservation:
       all but `keep` goes back, less what the server's headers took off the level meanwhile.
     """
 
-    __slots__ = ("_gate", "_open", "budget", "cost", "index", "mark", "sent_at")
+    __slots__ = ("_open", "_refunds", "budget", "cost", "index", "mark", "sent_at")
 
     def __init__(
-        self, gate: Gate, index: int, budget: Budget, cost: Cost, mark: Cost, sent_at: float
+        self,
+        refunds: Refunds,
+        index: int,
+        budget: Budget,
+        cost: Cost,
+        mark: Cost,
+        sent_at: float,
     ) -> None:
-        self._gate = gate
+        self._refunds = refunds
         self._open = True
         self.index = index
         self.budget = budget
@@ -53,7 +73,7 @@ class Reservation:
         self._open = False
         c = self.cost
         refund = Cost(0, c.input_tokens - input_tokens, c.output_tokens - output_tokens)
-        self._gate._refund(self.budget, refund)
+        self._refunds.settled(self.budget, refund)
 
     def release(self, *, sent: bool, input_counted: bool = True) -> None:
         if not self._open:
@@ -61,7 +81,7 @@ class Reservation:
         self._open = False
         c = self.cost
         refund = c if not sent else Cost(0, 0 if input_counted else c.input_tokens, c.output_tokens)
-        self._gate._refund(self.budget, refund)
+        self._refunds.settled(self.budget, refund)
 
     def abandon(
         self, until: float, keep: Callable[[], float], input_tokens: float | None = None
@@ -91,8 +111,8 @@ class Reservation:
         self._open = False
         c = self.cost
         now_back = ZERO if input_tokens is None else Cost(0, c.input_tokens - input_tokens, 0)
-        gate = self._gate
-        gate._refund(self.budget, now_back)
+        refunds = self._refunds
+        refunds.settled(self.budget, now_back)
         budget = self.budget
         seen = _output_bucket(budget)
         before = 0.0 if seen is None else seen.lowered
@@ -104,9 +124,9 @@ class Reservation:
                 lowered -= before
             amount = c.output_tokens - max(0.0, keep()) - lowered
             if amount > 0:
-                gate.give_back(budget, Cost(0, 0, amount))
+                refunds.give_back(budget, Cost(0, 0, amount))
 
-        gate.later(until, give_back)
+        refunds.later(until, give_back)
 
 
 def _output_bucket(budget: Budget) -> TokenBucket | None:

@@ -363,7 +363,9 @@ class Gate(BudgetPool):
             if not future.done():
                 future.set_result(None)
 
-    def _refund(self, budget: Budget, refund: Cost) -> None:
+    def settled(self, budget: Budget, refund: Cost) -> None:
+        """A reservation on `budget` ended, giving `refund` back (`Refunds.settled`): one
+        admission fewer held, and the head looked at again."""
         now = self._get_loop().time()
         budget.give(refund, now)
         self._held -= 1

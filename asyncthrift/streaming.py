@@ -46,11 +46,11 @@ from anthropic import AsyncStream
 from anthropic.lib.streaming import AsyncMessageStream
 from anthropic.types import RawMessageStreamEvent
 
-from ._attempt import EVENT_ERROR_STATUS, Attempt, Call, Plan, Route, SendFailed
-from ._lookup import lookup
+from ._attempt import Attempt, Call, Plan, Planner, Route, SendFailed
 from ._pipeline import Pipeline
 from ._routes import BETA_MESSAGES, MESSAGES, Resource
 from ._sdk import ResponseFormatT, status_error, stream_parts, with_output_format
+from ._status import error_status
 from ._stream_ledger import Ledger, close_quietly
 from .replay import REPLAY_HEADER, ReplayStream, replay_events
 
@@ -86,14 +86,10 @@ async def open_event_stream(
     `ReplayStream` of a cached or shared answer. `route`: `BETA_STREAM` for
     ``beta.messages`` (default `STREAM`).
     """
-    try:
-        if call.rec is None:
-            return await _lookup_or_open(pipeline, call, route or STREAM)
-        with pipeline.observers.activate(call.rec):
-            return await _lookup_or_open(pipeline, call, route or STREAM)
-    except BaseException as exc:
-        pipeline.finish(call, exc)
-        raise
+    # a live stream's end is recorded when its reader finishes (`Ledger.settle`)
+    return await pipeline.bracket(
+        call, _lookup_or_open(pipeline, call, route or STREAM), ends=False
+    )
 
 
 async def _lookup_or_open(
@@ -101,7 +97,7 @@ async def _lookup_or_open(
 ) -> AsyncStream[RawMessageStreamEvent]:
     """Cache, then a twin in flight, then a live stream (the order of the non-streamed path)."""
     if call.key is not None:
-        message, source = await lookup(pipeline, call, lead=False)
+        message, source = await pipeline.answers.lookup(pipeline, call, lead=False)
         if message is not None:
             pipeline.finish(call, None)
             return ReplayStream(message, source=source, sdk=call.sdks[0])
@@ -171,8 +167,8 @@ class _StreamRoute:
     def __init__(self, resource: Resource = MESSAGES) -> None:
         self.resource = resource
 
-    def plan(self, pipeline: Pipeline, params: Mapping[str, Any]) -> Plan:
-        return pipeline.plan(params)
+    def plan(self, planner: Planner, params: Mapping[str, Any]) -> Plan:
+        return planner.plan(params)
 
     async def send(self, sdk: anthropic.AsyncAnthropic, params: dict[str, Any]) -> Any:
         upstream: AsyncStream[RawMessageStreamEvent] | None = None
@@ -213,16 +209,11 @@ def _before_first_event(
     cancellation, a 200 error of another type) is returned as is.
     """
     if isinstance(exc, anthropic.APIStatusError) and exc.status_code == 200:
-        body = exc.body
-        kind = None
-        if isinstance(body, Mapping):
-            err = body.get("error")
-            kind = err.get("type") if isinstance(err, Mapping) else None
-        status = EVENT_ERROR_STATUS.get(kind) if isinstance(kind, str) else None
-        if status is None:
+        status = error_status(exc)
+        if status is None or status == 200:
             return exc
         response = httpx2.Response(status, headers=exc.response.headers, request=exc.request)
-        return status_error(sdk, str(exc), body, response)
+        return status_error(sdk, str(exc), exc.body, response)
     if isinstance(exc, httpx2.TransportError) and upstream is not None:
         return anthropic.APIConnectionError(request=upstream.response.request)
     return exc

@@ -160,14 +160,14 @@ async def _work(cfg: dict[str, Any], out: Path) -> dict[str, Any]:
                     break
 
     async with client:
-        client._model_class(bodies[0]["model"])  # build the budget before the clock starts
+        client.model_class(bodies[0]["model"])  # build the budget before the clock starts
         start_at = await _start_at(cfg, out)
         await asyncio.sleep(max(0.0, start_at - time.time()))
         watcher = asyncio.create_task(watch())
         await asyncio.gather(*(one(b) for b in bodies))
         watcher.cancel()
         stats = client.stats()
-        store = client._pipeline.shared
+        store = client.shared
         shared = store.stats() if store is not None else SharedStats(0, 0, 0, 0)
         for b in store.budgets if store is not None else []:
             fallback_takes += b.fallback_takes

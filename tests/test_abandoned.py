@@ -135,7 +135,7 @@ async def test_closing_drops_deferred_refunds_and_does_not_wait_for_them() -> No
             await task
         t0 = loop.time()
     assert loop.time() - t0 < 0.1  # nothing seen: refund due in ~50 s, but close did not wait
-    gate = c._pipeline.classes["sonnet"].gate
+    gate = c.model_classes()["sonnet"].gate
     assert not gate._later
 
 

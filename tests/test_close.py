@@ -31,7 +31,7 @@ async def _settle() -> None:
 
 
 def _gates(c: Thrift) -> list[Any]:
-    return [mc.gate for mc in c._pipeline.classes.values()]
+    return [mc.gate for mc in c.model_classes().values()]
 
 
 @pytest.mark.parametrize("method", ["aclose", "close"])
@@ -43,7 +43,7 @@ async def test_close_fails_every_waiter_at_once_and_sends_nothing_more(method: s
     await asyncio.sleep(0.1)  # the first ones are in flight, the rest wait for budget
     sent = len(api.calls)
     assert 1 <= sent <= 5
-    assert c._pipeline.queued() == 205 - sent
+    assert c.stats().queued == 205 - sent
     t0 = loop.time()
     closing = asyncio.create_task(getattr(c, method)())
     async with asyncio.timeout(600):
@@ -58,7 +58,7 @@ async def test_close_fails_every_waiter_at_once_and_sends_nothing_more(method: s
     s = c.stats()
     assert (s.requests, s.succeeded, s.failed) == (205, sent, 205 - sent)
     assert (s.upstream_calls, s.retries, s.in_flight) == (sent, 0, 0)
-    assert c._pipeline.queue.waiting == 0 and c._pipeline.queued() == 0
+    assert c._pipeline.queue.waiting == 0 and c.stats().queued == 0
     assert all(g.held == 0 and g.waiting == 0 for g in _gates(c))  # nothing leaked
     with pytest.raises(ClientClosed, match="closed"):  # a newcomer: at once, not sent
         await c.messages.create(**req("late"))
@@ -85,7 +85,7 @@ async def test_drain_lets_queued_requests_finish_first() -> None:
     c = client(api, limits=Limits(rpm=60))
     tasks = [asyncio.create_task(c.messages.create(**req(f"r{i}"))) for i in range(8)]
     await asyncio.sleep(0.1)
-    assert c._pipeline.queued() > 0
+    assert c.stats().queued > 0
     await c.aclose(drain=True)
     results = await asyncio.gather(*tasks, return_exceptions=True)
     assert not any(isinstance(r, BaseException) for r in results), results
@@ -133,6 +133,6 @@ async def test_close_is_idempotent_and_validates() -> None:
     c = client(api, limits=Limits(rpm=50))
     with pytest.raises(ValueError, match="drain="):
         await c.aclose(drain=-1)
-    assert not c._pipeline.closed
+    assert not c.is_closed()
     await c.aclose()
     await c.close()  # a second close returns at once

@@ -94,7 +94,7 @@ async def test_the_exact_count_calibrates_the_estimator_unless_told_not_to() -> 
     async with MockServer() as mock, Thrift(api_key="k", base_url=mock.base_url) as c:
         text = "a fairly ordinary English sentence, repeated. " * 40
         await c.messages.count_tokens(**body(text), calibrate=False)
-        mc = c._model_class(MODEL)
+        mc = c.model_class(MODEL)
         assert mc.calibrator.count == 0
         counted = await c.messages.count_tokens(**body(text))
         assert mc.calibrator.count == 1

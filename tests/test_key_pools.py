@@ -203,7 +203,7 @@ async def test_two_keys_naming_one_budget_share_its_buckets_and_its_limits_count
         KeyConfig(api_key="k3", limits=limits),
     ]
     async with MockServer() as mock, Thrift(keys=keys, base_url=mock.base_url) as c:
-        mc = c._model_class(SONNET)
+        mc = c.model_class(SONNET)
         assert mc.budgets[0] is mc.budgets[1] and mc.budgets[2] is not mc.budgets[0]
         assert [b.name for b in c.budgets()["sonnet"]] == ["org-a/sonnet", "key2/sonnet"]
         await asyncio.gather(*(c.messages.create(**req(i)) for i in range(20)))
@@ -299,5 +299,5 @@ async def test_a_403_disables_the_key_too() -> None:
         for i in range(10):
             await c.messages.create(**req(i))
         assert api.keys.count("a") == 1 and api.keys.count("b") == 10
-        assert c._pipeline.refused == {0: "403 permission_error (permission_error)"}
+        assert c.disabled_keys() == {"key0": "403 permission_error (permission_error)"}
         assert c.stats().keys_disabled == 1 and c.stats().rerouted == 1

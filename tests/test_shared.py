@@ -195,7 +195,7 @@ async def test_two_clients_share_one_budget_without_429s(redis_url: str) -> None
         )
         commands = 0
         for c in clients:
-            store = c._pipeline.shared
+            store = c.shared
             assert store is not None
             commands += store.stats().commands
             assert all(isinstance(b, SharedBudget) for bs in c.budgets().values() for b in bs)

@@ -210,7 +210,7 @@ async def _two_clients(shared: list[Any]) -> tuple[int, int, list[SharedBudget],
             commands = 0
             budgets: list[SharedBudget] = []
             for c in clients:
-                store = c._pipeline.shared
+                store = c.shared
                 assert store is not None
                 stats = store.stats()
                 commands += stats.commands

@@ -111,7 +111,7 @@ async def test_the_local_cap_counts_exactly_the_cost_computed_by_hand_from_usage
                 break
         else:
             pytest.fail("the cap never refused")
-        cap = c._pipeline.spend
+        cap = c.spend
         assert isinstance(cap, SpendCap)
         assert c.stats().cost_usd == pytest.approx(by_hand(msgs), rel=1e-12)
         assert cap.spent == pytest.approx(by_hand(msgs), rel=1e-12) and cap.held == 0.0
@@ -172,7 +172,7 @@ async def test_shared_makes_the_spend_cap_count_every_process(
             )
             for _ in range(2)
         ]
-        assert all(isinstance(c._pipeline.spend, RedisSpendLedger) for c in clients)
+        assert all(isinstance(c.spend, RedisSpendLedger) for c in clients)
         answered, refused = await spend_until_refused(clients)
         for client in clients:
             await client.aclose()

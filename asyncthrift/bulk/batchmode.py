@@ -182,7 +182,7 @@ class BatchRun(_Run):
         """Whether the batch's results carry exactly `wanted` (waits for it to end)."""
         b = await self.client.batches.wait(batch_id, poll=self.config.batch_poll)
         del b
-        decoder = await self.client._sdks[0].messages.batches.results(batch_id)
+        decoder = await self.client.messages.batches.results(batch_id)
         got = {r.custom_id async for r in decoder}
         return got == wanted
 

@@ -8,20 +8,74 @@ open for minutes to hours, so it draws its own line from the run's state.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, TextIO
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Protocol, TextIO
 
 from .progress import ProgressBar, format_duration, human
 
 if TYPE_CHECKING:
-    from .batchmode import BatchRun
+    from ..stats import Stats
+    from .progress import Sample
 
-__all__ = ["BatchProgress", "eta", "status_line"]
+__all__ = ["BatchProgress", "BatchRunView", "OpenBatch", "eta", "status_line"]
+
+
+class OpenBatch(Protocol):
+    """One open batch as the progress line reads it (`batchmode`'s record of it)."""
+
+    @property
+    def n(self) -> int: ...
+
+    @property
+    def status(self) -> str: ...
+
+    @property
+    def counts(self) -> Mapping[str, int]: ...
+
+    @property
+    def opened(self) -> float | None: ...
+
+
+class _StatsSource(Protocol):
+    def stats(self) -> Stats: ...
+
+
+class BatchRunView(Protocol):
+    """What the progress line reads of a batch-mode run (`batchmode.BatchRun`), so this
+    module does not depend on the run that draws it."""
+
+    @property
+    def total(self) -> int | None: ...
+
+    @property
+    def done(self) -> int: ...
+
+    @property
+    def started(self) -> float: ...
+
+    @property
+    def created(self) -> int: ...
+
+    @property
+    def ended_seconds(self) -> float: ...
+
+    @property
+    def ended_requests(self) -> int: ...
+
+    @property
+    def open(self) -> Mapping[str, OpenBatch]: ...
+
+    @property
+    def client(self) -> _StatsSource: ...
+
+    def sample(self) -> Sample: ...
+
 
 # the API's request_counts of a batch, in the order shown
 _COUNTS = ("processing", "succeeded", "errored", "canceled", "expired")
 
 
-def status_line(run: BatchRun, now: float | None = None) -> str:
+def status_line(run: BatchRunView, now: float | None = None) -> str:
     """Done/total, batches by state, their requests by the API's `request_counts` (as of
     the last poll), cost at the batch price, ETA (see `eta`; `now`: `time.monotonic()`)."""
     total = run.total
@@ -50,7 +104,7 @@ def status_line(run: BatchRun, now: float | None = None) -> str:
     return " | ".join(parts)
 
 
-def eta(run: BatchRun, now: float) -> float | None:
+def eta(run: BatchRunView, now: float) -> float | None:
     """Seconds until the open batches (and the lines not yet submitted) should have ended,
     or None before any batch of this run has ended (nothing to go by).
 
@@ -77,7 +131,7 @@ def eta(run: BatchRun, now: float) -> float | None:
 class BatchProgress(ProgressBar):
     """The progress line of a batch-mode run, drawn from `status_line`."""
 
-    def __init__(self, run: BatchRun, stream: TextIO, *, tty: bool, interval: float | None):
+    def __init__(self, run: BatchRunView, stream: TextIO, *, tty: bool, interval: float | None):
         super().__init__(stream, run.sample, tty=tty, interval=interval)
         self._run = run
         self._final_drawn = False

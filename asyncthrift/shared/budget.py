@@ -50,12 +50,11 @@ from ..bucket import ZERO, Cost, ServerView
 from ..budget import TOKEN_ROUNDING, LocalBudget
 from ..limits import Limits
 from ._fallback import fit
-from ._roundtrip import round_trip, script_args
+from ._lease import LeaseStore
+from ._roundtrip import RoundTrip
 from ._tuning import (
     _FLUSH,
     _HINT,
-    _IDLE,
-    _IDLE_GAPS,
     _INF,
     _RENEW,
     _SHARED,
@@ -67,14 +66,13 @@ from ._tuning import (
 
 if TYPE_CHECKING:
     from ..scheduler import Gate
-    from .store import SharedStore
 
 __all__ = ["HORIZON", "MAX_SHARE", "SLICE", "SharedBudget"]
 
 log = logging.getLogger("asyncthrift.shared")
 
 
-class SharedBudget(LocalBudget):
+class SharedBudget(RoundTrip):
     """A `Budget` whose buckets live in Redis; see the module docstring.
 
     A `LocalBudget` by type (the inherited history answers "what did this process send
@@ -82,55 +80,15 @@ class SharedBudget(LocalBudget):
     """
 
     __slots__ = (
-        "_big",
-        "_called_at",
-        "_cap",
-        "_clamp",
-        "_cold",
-        "_debt_due",
-        "_dims",
-        "_epoch",
-        "_est",
-        "_est_at",
-        "_fb",
-        "_fb_debt",
-        "_fb_debt_base",
-        "_flush_at",
-        "_flush_due",
-        "_gate",
-        "_head",
         "_hint",
-        "_keep",
         "_keys",
-        "_kick",
-        "_last_take",
         "_learning",
-        "_lease",
-        "_level",
-        "_low",
-        "_mode",
-        "_not_before",
-        "_overdrawn",
-        "_pending",
-        "_pots",
-        "_proof",
-        "_rate",
-        "_seq",
-        "_store",
-        "_target",
         "_task",
-        "_urgent",
-        "_used",
-        "active",
-        "fallback_lease",
         "fallback_takes",
-        "grants",
-        "processes",
-        "refusals",
     )
 
     def __init__(
-        self, store: SharedStore, limits: Limits, now: float, name: str, keys: tuple[str, str]
+        self, store: LeaseStore, limits: Limits, now: float, name: str, keys: tuple[str, str]
     ) -> None:
         # no configured limit: admit as a local budget (cold start) until a response's
         # headers say the key's limits, then share those (`_learn`)
@@ -434,15 +392,6 @@ class SharedBudget(LocalBudget):
         self._flush_due = True
         self._want()
 
-    def _wake(self) -> None:
-        if self._gate is not None:
-            self._gate.poke()
-
-    def _busy(self, now: float) -> bool:
-        """Whether requests wait for this budget or were admitted lately."""
-        gate = self._gate
-        return (gate is not None and gate.waiting > 0) or now - self._last_take < self._idle_after()
-
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
@@ -458,20 +407,12 @@ class SharedBudget(LocalBudget):
             if now < self._not_before:
                 continue
             try:
-                await round_trip(self, now)
+                await self._round_trip(now)
             except asyncio.CancelledError:
                 raise
             except Exception:  # a bug must not stop admission: log, back off, go on
                 log.exception("shared budget %s: round trip failed", self.name)
                 self._not_before = loop.time() + self._hint
-
-    def _idle_after(self) -> float:
-        """Seconds without an admission after which the lease goes back to Redis."""
-        idle = self.limits.period * _IDLE
-        requests = self._est[0] if self._cap[0] > 0 else 0.0
-        if requests > 0:
-            idle = min(idle, max(_IDLE_GAPS / requests, self.limits.period * 0.01))
-        return idle
 
     def _next_timeout(self, now: float) -> float | None:
         """Seconds until something is due with nothing else happening (None: nothing)."""
@@ -502,7 +443,7 @@ class SharedBudget(LocalBudget):
         self._lease = [0.0, 0.0, 0.0]
         self._pending = [0.0, 0.0, 0.0]
         self._pots.clear()
-        return script_args(self, ZERO, ZERO, Cost(*give), [0.0, 0.0, 0.0])
+        return self._script_args(ZERO, ZERO, Cost(*give), [0.0, 0.0, 0.0])
 
     @property
     def keys(self) -> tuple[str, str]:

@@ -1,0 +1,281 @@
+"""The package's structure, checked from its source (``ast``): where a change may reach.
+
+- No module reads or writes another object's ``_private`` attribute: an object's privates
+  are its module's business; anything another module needs is a public name, a method or
+  a protocol it is given. The few places that must reach in are listed, with why.
+- No import circle, counting the imports made only for type checking (``TYPE_CHECKING``) and
+  those inside functions: a circle of types is still a circle of knowledge, and the one that
+  ran through the request path (pipeline, stages, client) is what made it hard to change.
+  The circles that remain are listed, with why; a new one, or one of these fixed without
+  updating the list, fails.
+- No function of the request path runs over 60 lines (its docstring aside).
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+from typing import Final
+
+import asyncthrift
+
+PACKAGE: Final = Path(asyncthrift.__file__).parent
+
+#: Modules allowed to touch these private attributes of objects they do not define.
+REACH_INS: Final[dict[str, frozenset[str]]] = {
+    # the one place for the SDK's internals (its stream's client and options, the status
+    # error factory), so an SDK upgrade that moves them breaks one module
+    "_sdk.py": frozenset({"_client", "_make_status_error", "_options"}),
+    # `typing.NamedTuple._replace` is public API under a leading underscore
+    "shared/_redis.py": frozenset({"_replace"}),
+    # the mock server's handlers are split by endpoint over modules that all drive one
+    # `MockServer` (its clock, ids, error bodies, records); it is a test tool, not the client
+    "mock/_answering.py": frozenset({"_id", "_now"}),
+    "mock/_batch_results.py": frozenset({"_id"}),
+    "mock/_batches.py": frozenset({"_error", "_id", "_json", "_now", "_parse", "_retry_headers"}),
+    "mock/_messages.py": frozenset(
+        {
+            "_analyze",
+            "_answered",
+            "_api_key",
+            "_budget",
+            "_cache",
+            "_error",
+            "_id",
+            "_now",
+            "_parse",
+            "_record",
+            "_retry_headers",
+            "_rng",
+        }
+    ),
+    "mock/_refusal.py": frozenset({"_error", "_now", "_record", "_retry_headers"}),
+}
+
+#: Import circles that remain (module names without ``asyncthrift.``).
+KNOWN_CIRCLES: Final = {
+    # an `Observer` is told which `Thrift` it is attached to (``attached(client, name)``,
+    # typed as `Thrift` so user subclasses may annotate it so), and the client imports the
+    # `Observer` it checks and calls; the request path depends on `_dispatch`, not on these
+    frozenset({"_observers", "client"}),
+    # the mock server and its per-endpoint handlers type their `server` argument as the
+    # `MockServer` that imports them (see `REACH_INS`)
+    frozenset(
+        {
+            "mock._answering",
+            "mock._batch_results",
+            "mock._batches",
+            "mock._messages",
+            "mock._refusal",
+            "mock._server",
+        }
+    ),
+}
+
+#: The modules a request goes through; their functions stay under `MAX_LINES`.
+REQUEST_PATH: Final = (
+    "_attempt.py",
+    "_beta.py",
+    "_classes.py",
+    "_config.py",
+    "_dispatch.py",
+    "_failures.py",
+    "_lookup.py",
+    "_messages.py",
+    "_model_fallback.py",
+    "_pipeline.py",
+    "_routes.py",
+    "_status.py",
+    "_stream_ledger.py",
+    "adaptive.py",
+    "budget.py",
+    "client.py",
+    "counting.py",
+    "packing.py",
+    "prompt_cache.py",
+    "reservation.py",
+    "scheduler.py",
+    "streaming.py",
+    "shared/_fallback.py",
+    "shared/_lease.py",
+    "shared/_roundtrip.py",
+    "shared/budget.py",
+)
+MAX_LINES: Final = 60
+
+
+def _modules() -> dict[str, Path]:
+    return {
+        ".".join(p.relative_to(PACKAGE).with_suffix("").parts).removesuffix(".__init__"): p
+        for p in sorted(PACKAGE.rglob("*.py"))
+    }
+
+
+def _defined_names(tree: ast.Module) -> set[str]:
+    """Every name the module defines: functions, classes, names and attributes assigned
+    (``self._x = ...``, ``obj._x = ...``), annotated, or listed in a ``__slots__``."""
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+            names.add(node.attr)
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            names.add(node.target.id)
+        elif isinstance(node, ast.Assign):
+            for target in node.targets:
+                if not isinstance(target, ast.Name):
+                    continue
+                names.add(target.id)
+                if target.id == "__slots__":
+                    names.update(
+                        c.value
+                        for c in ast.walk(node.value)
+                        if isinstance(c, ast.Constant) and isinstance(c.value, str)
+                    )
+    return names
+
+
+def _reach_ins(path: Path) -> set[tuple[int, str]]:
+    return _reach_ins_in(path.read_text())
+
+
+def _reach_ins_in(source: str) -> set[tuple[int, str]]:
+    """(line, ``x._name``) for each access to a private attribute of an object that is not
+    ``self``/``cls`` and whose name this module does not define."""
+    tree = ast.parse(source)
+    own = _defined_names(tree)
+    found = set()
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Attribute):
+            continue
+        name = node.attr
+        if not name.startswith("_") or name.startswith("__") or name in own:
+            continue
+        if isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"):
+            continue
+        found.add((node.lineno, ast.unparse(node)))
+    return found
+
+
+def test_no_module_touches_another_objects_privates() -> None:
+    bad = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        allowed = REACH_INS.get(path.relative_to(PACKAGE).as_posix(), frozenset())
+        for line, expr in sorted(_reach_ins(path)):
+            if expr.rsplit(".", 1)[1] not in allowed:
+                bad.append(f"{path.relative_to(PACKAGE)}:{line}: {expr}")
+    assert not bad, "private attributes of other objects:\n" + "\n".join(bad)
+
+
+def test_the_listed_reach_ins_are_still_there() -> None:
+    """An exception no longer needed is taken off the list (it would hide a new one)."""
+    for module, allowed in REACH_INS.items():
+        used = {expr.rsplit(".", 1)[1] for _, expr in _reach_ins(PACKAGE / module)}
+        assert used == allowed, (module, sorted(allowed - used))
+
+
+def test_the_rule_sees_a_reach_in() -> None:
+    """The check itself: a foreign private is found; self's, and the module's own, are not."""
+    source = (
+        "class A:\n"
+        "    __slots__ = ('_mine',)\n"
+        "    def f(self, other, gate):\n"
+        "        self._x = other._mine\n"
+        "        return gate._refund, self._y, other.__class__\n"
+    )
+    assert _reach_ins_in(source) == {(5, "gate._refund")}
+
+
+def _imports(path: Path, modules: dict[str, Path]) -> set[str]:
+    """The package modules `path` imports anywhere in it: at the top, inside functions, and
+    under ``TYPE_CHECKING``."""
+    module = ".".join(path.relative_to(PACKAGE).with_suffix("").parts)
+    package = module.split(".")[:-1]  # a package's __init__: the package itself
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[: len(package) - node.level + 1]
+                target = ".".join([*base, node.module] if node.module else base)
+            elif (node.module or "").startswith("asyncthrift."):
+                target = (node.module or "").removeprefix("asyncthrift.")
+            else:
+                continue
+            found.add(target)
+            found.update(f"{target}.{alias.name}".lstrip(".") for alias in node.names)
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.startswith("asyncthrift."):
+                    found.add(alias.name.removeprefix("asyncthrift."))
+    this = module.removesuffix(".__init__")
+    # a package's __init__ re-exporting its children is not a circle
+    return {m for m in found if m in modules and m != this and not this.startswith(m + ".")}
+
+
+def _circles(graph: dict[str, set[str]]) -> set[frozenset[str]]:
+    """The strongly connected components of more than one module (Tarjan's algorithm)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: set[frozenset[str]] = set()
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = set()
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.add(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.add(frozenset(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_no_import_circle_even_for_types() -> None:
+    modules = _modules()
+    graph = {name: _imports(path, modules) for name, path in modules.items()}
+    assert _circles(graph) == KNOWN_CIRCLES
+
+
+def test_the_circle_finder_finds_one() -> None:
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}, "e": set()}
+    assert _circles(graph) == {frozenset({"a", "b", "c"})}
+
+
+def test_no_function_of_the_request_path_is_over_60_lines() -> None:
+    long = []
+    for name in REQUEST_PATH:
+        path = PACKAGE / name
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            body = node.body
+            if (
+                isinstance(body[0], ast.Expr)
+                and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)
+            ):
+                body = body[1:]  # the docstring
+            if not body:
+                continue
+            lines = (node.end_lineno or node.lineno) - body[0].lineno + 1
+            if lines > MAX_LINES:
+                long.append(f"{name}:{node.lineno} {node.name}: {lines} lines")
+    assert not long, "\n".join(long)
