@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anthropic
 from anthropic.types import Message
@@ -57,9 +57,15 @@ from .spend import SpendLedger
 from .stats import Recorder
 from .tokens import Calibrator, estimate_input_tokens
 
+if TYPE_CHECKING:
+    from ._routes import ProbeRoute
+
 __all__ = ["COUNT_TOKENS_CLASS", "UNKNOWN_CLASS", "Pipeline", "UnknownModel"]
 
 log = logging.getLogger("asyncthrift")
+
+#: `Pipeline._send`'s answer when the attempt failed and the call goes round again.
+_RETRY: Any = object()
 
 T = TypeVar("T")
 
@@ -300,26 +306,11 @@ class Pipeline:
             if rec is not None:
                 key_name = self.keys[reservation.index].name
                 attempt.up_started = observers.upstream_started(rec, key_name)
-            box: list[Mapping[str, str]] = []
-            token = HEADERS.set(box)
-            try:
-                if rec is None:
-                    result = await route.send(call.sdks[reservation.index], call.params)
-                else:
-                    with observers.activate(rec):
-                        result = await route.send(call.sdks[reservation.index], call.params)
-            except BaseException as exc:
-                HEADERS.reset(token)
-                delay = self.failures.after(attempt, exc, box)
-                if delay > 0:
-                    await asyncio.sleep(delay)
+            answer = await self._send(attempt, reservation, route)
+            if answer is _RETRY:
                 continue
-            HEADERS.reset(token)
-            view = server_view(box[-1]) if box else EMPTY_VIEW
-            attempt.resync(view, at_start=route.headers_at_start)
             if call.fell_back_from is not None:
                 self.stats.fallbacks += 1
-            answer = route.received(attempt, result)
             if (
                 marked is not None
                 and auto is not None
@@ -328,6 +319,40 @@ class Pipeline:
             ):
                 auto.confirm(marked, answer.usage, self.loop.time())
             return answer
+
+    async def _send(self, attempt: Attempt, r: Reservation, route: Route) -> Any:
+        """Send `attempt` by `route`, resync from the headers and return the caller's answer,
+        or `_RETRY` once the failure is settled and its delay waited.
+
+        A cold start's probe goes by the route's `probe` where it has one (its headers come
+        at its start: the rest of the burst waits for them, not for the whole answer)."""
+        call = attempt.call
+        sender: Route | ProbeRoute = route
+        probe: ProbeRoute | None = getattr(route, "probe", None)
+        if probe is not None and r.budget.probing(r.sent_at):
+            sender = probe
+        box: list[Mapping[str, str]] = []
+        token = HEADERS.set(box)
+        try:
+            if call.rec is None:
+                result = await sender.send(call.sdks[r.index], call.params)
+            else:
+                with self.observers.activate(call.rec):
+                    result = await sender.send(call.sdks[r.index], call.params)
+            HEADERS.reset(token)
+            attempt.resync(
+                server_view(box[-1]) if box else EMPTY_VIEW, at_start=sender.headers_at_start
+            )
+            if sender is probe:
+                return await probe.finish(attempt, result)
+        except BaseException as exc:
+            if HEADERS.get() is box:
+                HEADERS.reset(token)
+            delay = self.failures.after(attempt, exc, box)
+            if delay > 0:
+                await asyncio.sleep(delay)
+            return _RETRY
+        return route.received(attempt, result)
 
     def _plan_marked(self, auto: AutoCache, call: Call, route: Route) -> tuple[Plan, Marked | None]:
         """`call`'s plan with a prompt-cache breakpoint marked where one pays off

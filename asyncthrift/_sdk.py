@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import anthropic
 import httpx2
+import orjson
 from anthropic._models import construct_type
 from anthropic._types import Body, Headers, Query, SequenceNotStr
 from anthropic.lib._parse._response import ResponseFormatT, parse_beta_response, parse_response
@@ -36,8 +37,10 @@ __all__ = [
     "SequenceNotStr",
     "accumulate",
     "build_event",
+    "collected_message",
     "parsed",
     "parsed_beta",
+    "plain_message",
     "status_error",
     "stream_parts",
     "with_output_format",
@@ -61,6 +64,41 @@ def accumulate(
         return accumulate_event(event=event, current_snapshot=snapshot, json_bufs=json_bufs)
     fold: Any = accumulate_event  # releases before json_bufs kept partial JSON themselves
     return cast("ParsedMessage[Any]", fold(event=event, current_snapshot=snapshot))
+
+
+def collected_message(
+    snapshot: ParsedMessage[Any], headers: Mapping[str, str], carried: set[str]
+) -> Message:
+    """A stream read to its end as the `Message` a non-streamed ``create`` returns: the same
+    class (not the accumulator's `ParsedMessage`), with the response's ``_request_id`` (and
+    ``_workspace_id`` where the SDK sets one). `carried`: the message's fields the server
+    sent (in ``message_start`` or a ``message_delta``); a null the accumulator set on its
+    own (``stop_details``) is left unset, as the non-streamed answer leaves it, so that the
+    two serialize alike."""
+    from anthropic.types import Message
+
+    value = {k: v for k, v in snapshot.to_dict().items() if v is not None or k in carried}
+    return _with_ids(construct_type(type_=Message, value=value), headers)
+
+
+def plain_message(body: bytes, headers: Mapping[str, str]) -> Message:
+    """A non-streamed answer's body as the SDK's `Message` (with its ``_request_id``)."""
+    from anthropic.types import Message
+
+    return _with_ids(construct_type(type_=Message, value=orjson.loads(body)), headers)
+
+
+def _with_ids(value: object, headers: Mapping[str, str]) -> Message:
+    from anthropic import _models
+
+    message = cast("Message", value)
+    request_id = headers.get("request-id")
+    add_ids = getattr(_models, "add_response_ids", None)
+    if add_ids is not None:
+        add_ids(message, request_id=request_id, workspace_id=headers.get("anthropic-workspace-id"))
+    else:  # releases before workspace ids
+        message._request_id = request_id
+    return message
 
 
 def with_output_format(kwargs: dict[str, Any]) -> tuple[Any, dict[str, Any]]:

@@ -15,6 +15,7 @@ from .bucket import _EPS, ZERO, Cost, ServerView, TokenBucket
 from .floor import ReadingFloor
 from .foreign import ForeignShare
 from .limits import Limits
+from .transit import Transit
 
 __all__ = ["TOKEN_ROUNDING", "LocalBudget"]
 
@@ -106,6 +107,7 @@ class LocalBudget:
         "_probe_at",
         "_probe_wait",
         "_sent",
+        "_transit",
         "_warm_until",
         "blocked_until",
         "lifts",
@@ -154,6 +156,7 @@ class LocalBudget:
         # recent lower bounds of the server's level, relative to ours (`ReadingFloor`)
         self._floor = ReadingFloor()
         self._history_times: list[float] = []
+        self._transit = Transit()  # what may not have reached the server yet
         self._history_net: list[tuple[float, float, float]] = []
         self._history_sent: list[tuple[float, float, float]] = []  # `_sent` after each change
         self._history_floor = (0.0, 0.0, 0.0)  # the net before the oldest remembered change
@@ -257,7 +260,9 @@ class LocalBudget:
                     self._hold_marks[i] = sent[i]
                 bucket.take(amount, now)
         self._remember(now)
-        return Cost(sent[0], sent[1], sent[2])
+        mark = Cost(sent[0], sent[1], sent[2])
+        self._transit.sent(mark, cost, now)
+        return mark
 
     def _remember(self, now: float) -> None:
         times = self._history_times
@@ -287,6 +292,12 @@ class LocalBudget:
                 bucket.take(-amount, now)
         self._remember(now)
 
+    def probing(self, sent_at: float) -> bool:
+        """Whether the request admitted at `sent_at` is a cold start's probe: the one whose
+        answer's headers everything else waits for (a route may send it so that they come
+        sooner: `_routes.ProbeRoute`)."""
+        return self._probe_at is not None and self._probe_at == sent_at
+
     def block_until(self, when: float) -> None:
         """Admit nothing before `when` (a 429's retry-after); never shortens a block."""
         if when > self.blocked_until:
@@ -314,6 +325,7 @@ class LocalBudget:
         )
         if refused and any(uncharged):
             self._forget(uncharged, sent_at, sent_mark)
+        self._transit.landed(sent_mark, now)
         return changed
 
     def _forget(self, uncharged: Cost, sent_at: float, sent_mark: Cost) -> None:
@@ -556,8 +568,9 @@ class LocalBudget:
         now: float,
     ) -> float:
         """The least the server's level can be now by this reading (`observe`): rounded
-        up, everything we took after this request unseen, less what comes back to us."""
-        unseen = self._sent[i] - sent_mark[i]
+        up, everything we took after this request unseen and what we took before it still
+        on its way (`Transit`), less what comes back to us."""
+        unseen = self._sent[i] - sent_mark[i] + self._transit.before(sent_mark, sent_at)[i]
         floor = remaining - tolerance - unseen - uncharged - refundable
         if i == 1:
             # the server charges its own input count, which our estimate may fall

@@ -48,9 +48,8 @@ from anthropic.types import RawMessageStreamEvent
 
 from ._attempt import Attempt, Call, Plan, Planner, Route, SendFailed
 from ._pipeline import Pipeline
-from ._routes import BETA_MESSAGES, MESSAGES, Resource
-from ._sdk import ResponseFormatT, status_error, stream_parts, with_output_format
-from ._status import error_status
+from ._routes import BETA_MESSAGES, MESSAGES, Resource, stream_error_meaning
+from ._sdk import ResponseFormatT, stream_parts, with_output_format
 from ._stream_ledger import Ledger, close_quietly
 from .replay import REPLAY_HEADER, ReplayStream, replay_events
 
@@ -181,7 +180,7 @@ class _StreamRoute:
         except BaseException as exc:
             if upstream is not None:
                 await close_quietly(upstream)
-            meaning = _before_first_event(exc, upstream, sdk)
+            meaning = stream_error_meaning(exc, upstream, sdk)
             if meaning is not exc:
                 raise SendFailed(meaning, exc) from exc
             raise
@@ -194,29 +193,6 @@ class _StreamRoute:
 
 STREAM: Final[Route] = _StreamRoute()
 BETA_STREAM: Final[Route] = _StreamRoute(BETA_MESSAGES)
-
-
-def _before_first_event(
-    exc: BaseException,
-    upstream: AsyncStream[RawMessageStreamEvent] | None,
-    sdk: anthropic.AsyncAnthropic,
-) -> BaseException:
-    """What `exc`, raised before the first event, means for retries and refunds.
-
-    An HTTP error status or a failed connect is already what the non-streamed path sees. An
-    ``error`` event in a 200 response becomes the status error its type stands for, and a
-    connection dropped while reading becomes an `APIConnectionError`; anything else (a
-    cancellation, a 200 error of another type) is returned as is.
-    """
-    if isinstance(exc, anthropic.APIStatusError) and exc.status_code == 200:
-        status = error_status(exc)
-        if status is None or status == 200:
-            return exc
-        response = httpx2.Response(status, headers=exc.response.headers, request=exc.request)
-        return status_error(sdk, str(exc), exc.body, response)
-    if isinstance(exc, httpx2.TransportError) and upstream is not None:
-        return anthropic.APIConnectionError(request=upstream.response.request)
-    return exc
 
 
 # -- the live stream ----------------------------------------------------------------------------

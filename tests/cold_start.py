@@ -18,7 +18,7 @@ from typing import Any
 import httpx2
 
 from asyncthrift import Limits, Thrift
-from tests.fake_api import FakeAPI, ok
+from tests.fake_api import FakeAPI, ok, sse
 
 UPSTREAM = 0.3
 TIER4 = Limits(4000, 2_000_000, 400_000)
@@ -53,8 +53,11 @@ async def run_cold_start(duration: float) -> ColdStartRun:
     answers = random.Random(1)
 
     async def upstream(body: dict[str, Any], n: int) -> httpx2.Response:
+        answer = ok(body, headers=FULL, input_tokens=490, output_tokens=answers.randint(40, 160))
+        if body.get("stream"):  # headers at the start, the answer `UPSTREAM` later
+            return sse(answer, UPSTREAM)
         await asyncio.sleep(UPSTREAM)
-        return ok(body, headers=FULL, input_tokens=490, output_tokens=answers.randint(40, 160))
+        return answer
 
     api = FakeAPI(upstream)
     loop = asyncio.get_running_loop()

@@ -7,11 +7,14 @@ the millisecond. The real HTTP path is exercised against `asyncthrift.mock` else
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx2
 import orjson
+from anthropic.types import Message
+
+from asyncthrift.replay import replay_events
 
 Handler = Callable[[dict[str, Any], int], Awaitable[httpx2.Response] | httpx2.Response]
 
@@ -47,8 +50,31 @@ def error(status: int, kind: str, headers: dict[str, str] | None = None) -> http
     return httpx2.Response(status, json=payload, headers=headers or {})
 
 
+def sse(response: httpx2.Response, delay: float = 0.0) -> httpx2.Response:
+    """`response` (a 200 with a message) as the stream a ``stream=True`` request gets: its
+    headers at once, ``message_start`` at once, the rest of the events `delay` seconds later
+    (headers at the stream's start, as the API sends them)."""
+    message = Message.model_validate(orjson.loads(response.content))
+    events = [orjson.dumps(e.to_dict()) for e in replay_events(message)]
+
+    async def body() -> AsyncIterator[bytes]:
+        for k, data in enumerate(events):
+            if k == 1 and delay > 0:
+                await asyncio.sleep(delay)
+            kind = orjson.loads(data)["type"]
+            yield b"event: " + kind.encode() + b"\ndata: " + data + b"\n\n"
+
+    headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
+    headers["content-type"] = "text/event-stream"
+    return httpx2.Response(200, headers=headers, content=body())
+
+
 class FakeAPI:
-    """Counts calls and their loop times; `handler(body, n)` decides each response."""
+    """Counts calls and their loop times; `handler(body, n)` decides each response.
+
+    A ``stream=True`` request the handler answers with a plain 200 message gets it as a
+    stream (`sse`): the client sends a cold start's probe that way.
+    """
 
     def __init__(self, handler: Handler) -> None:
         self.handler = handler
@@ -62,9 +88,19 @@ class FakeAPI:
         self.keys.append(request.headers.get("x-api-key") or auth.removeprefix("Bearer "))
         body = orjson.loads(request.content)
         result = self.handler(body, len(self.calls))
-        if isinstance(result, httpx2.Response):
-            return result
-        return await result
+        response = result if isinstance(result, httpx2.Response) else await result
+        if body.get("stream") and response.status_code == 200 and _is_message(response):
+            return sse(response)
+        return response
 
     def sdk_options(self) -> dict[str, Any]:
         return {"http_client": httpx2.AsyncClient(transport=httpx2.MockTransport(self))}
+
+
+def _is_message(response: httpx2.Response) -> bool:
+    if not response.headers.get("content-type", "").startswith("application/json"):
+        return False
+    try:
+        return bool(orjson.loads(response.content).get("type") == "message")
+    except (orjson.JSONDecodeError, AttributeError, httpx2.ResponseNotRead):
+        return False

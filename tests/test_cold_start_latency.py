@@ -29,3 +29,11 @@ async def test_p99_at_95_percent_of_tier_4_stays_within_10_percent_of_upstream()
     # answer instead of all after it (sent at due + latency - upstream, in virtual time)
     answered = sent[0] + UPSTREAM
     assert sum(1 for i in range(1, run.arrivals) if sent[i] < answered) >= 3
+
+
+async def test_over_the_first_10_seconds_too() -> None:
+    # the probe goes as a stream: its headers come at its start, so the arrivals of its
+    # round trip are not held for its answer (0.432 s at p99 while they were)
+    run = await run_cold_start(10.0)
+    ordered = sorted(run.latencies)
+    assert ordered[int(0.99 * len(ordered))] <= 1.10 * UPSTREAM, ordered[-10:]
