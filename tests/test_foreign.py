@@ -176,7 +176,10 @@ def test_a_lone_consumer_runs_near_the_minimum_without_429s(headers_at: str, rou
 def test_another_consumer_all_along(headers_at: str, rounding: str) -> None:
     out = simulate(600, shadow=0.4, headers_at=headers_at, rounding=rounding)
     assert out.refused < 0.5 * 600 / 100, out.refused
-    assert out.makespan <= 1.15 * out.minimum, (out.makespan, out.minimum)
+    # 1.16, not the 1.15: the reading floor counts what a burst may still have on its
+    # way (`Transit`: connections do not keep our order; this simulation's server does), and
+    # down-admission went from 1.15 to 1.154 for it
+    assert out.makespan <= 1.16 * out.minimum, (out.makespan, out.minimum)
 
 
 @HEADERS
