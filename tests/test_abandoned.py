@@ -22,7 +22,7 @@ from asyncthrift._answer_times import AnswerTimes
 from asyncthrift.bucket import Cost, ServerView, TokenBucket
 from asyncthrift.budget import LocalBudget
 from asyncthrift.scheduler import Gate
-from tests.fake_api import FakeAPI, error, ok
+from tests.fake_api import FakeAPI, error, ok, sse
 
 pytestmark = pytest.mark.looptime
 
@@ -223,6 +223,9 @@ class Server:
             return error(429, "rate_limit_error", {"retry-after": "1", **self.headers(now)})
         self.bucket.take(reserved, now)
         duration = self.base + self.per_token * tokens
+        if body.get("stream"):  # (the cold start's probe) headers at its start, as the API's
+            loop.call_later(duration, lambda: self.bucket.give(reserved - tokens, loop.time()))
+            return sse(ok(body, output_tokens=tokens, headers=self.headers(now)), duration)
         try:
             await asyncio.sleep(duration)
         except asyncio.CancelledError:
