@@ -25,9 +25,9 @@ PACKAGE: Final = Path(asyncthrift.__file__).parent
 REACH_INS: Final[dict[str, frozenset[str]]] = {
     # the one place for the SDK's internals (its stream's client and options, the status
     # error factory), so an SDK upgrade that moves them breaks one module
-    "_sdk.py": frozenset({"_client", "_make_status_error", "_options"}),
+    "core/_sdk.py": frozenset({"_client", "_make_status_error", "_options"}),
     # `typing.NamedTuple._replace` is public API under a leading underscore
-    "shared/_redis.py": frozenset({"_replace"}),
+    "stores/shared/_redis.py": frozenset({"_replace"}),
     # the mock server's handlers are split by endpoint over modules that all drive one
     # `MockServer` (its clock, ids, error bodies, records); it is a test tool, not the client
     "mock/_answering.py": frozenset({"_id", "_now"}),
@@ -57,7 +57,7 @@ KNOWN_CIRCLES: Final = {
     # an `Observer` is told which `Thrift` it is attached to (``attached(client, name)``,
     # typed as `Thrift` so user subclasses may annotate it so), and the client imports the
     # `Observer` it checks and calls; the request path depends on `_dispatch`, not on these
-    frozenset({"_observers", "client"}),
+    frozenset({"client._observers", "client.thrift"}),
     # the mock server and its per-endpoint handlers type their `server` argument as the
     # `MockServer` that imports them (see `REACH_INS`)
     frozenset(
@@ -74,32 +74,32 @@ KNOWN_CIRCLES: Final = {
 
 #: The modules a request goes through; their functions stay under `MAX_LINES`.
 REQUEST_PATH: Final = (
-    "_attempt.py",
-    "_beta.py",
-    "_classes.py",
-    "_config.py",
-    "_dispatch.py",
-    "_failures.py",
-    "_lookup.py",
-    "_messages.py",
-    "_model_fallback.py",
-    "_pipeline.py",
-    "_routes.py",
-    "_status.py",
-    "_stream_ledger.py",
-    "adaptive.py",
-    "budget.py",
-    "client.py",
-    "counting.py",
-    "packing.py",
-    "prompt_cache.py",
-    "reservation.py",
-    "scheduler.py",
-    "streaming.py",
-    "shared/_fallback.py",
-    "shared/_lease.py",
-    "shared/_roundtrip.py",
-    "shared/budget.py",
+    "client/_beta.py",
+    "client/_config.py",
+    "client/_messages.py",
+    "client/_pipeline.py",
+    "client/counting.py",
+    "client/streaming.py",
+    "client/thrift.py",
+    "core/_status.py",
+    "pipeline/_attempt.py",
+    "pipeline/_classes.py",
+    "pipeline/_dispatch.py",
+    "pipeline/_failures.py",
+    "pipeline/_lookup.py",
+    "pipeline/_model_fallback.py",
+    "pipeline/_routes.py",
+    "pipeline/_stream_ledger.py",
+    "savings/adaptive.py",
+    "savings/packing.py",
+    "savings/prompt_cache.py",
+    "scheduling/budget.py",
+    "scheduling/reservation.py",
+    "scheduling/scheduler.py",
+    "stores/shared/_fallback.py",
+    "stores/shared/_lease.py",
+    "stores/shared/_roundtrip.py",
+    "stores/shared/budget.py",
 )
 MAX_LINES: Final = 60
 
