@@ -7,9 +7,8 @@ async with Thrift(limits="tier2") as client:
 from __future__ import annotations
 
 from . import errors
-from .bucket import Cost, TokenBucket
-from .budget import LocalBudget
-from .client import KeyConfig, Messages, Thrift
+from .client.thrift import KeyConfig, Messages, Thrift
+from .core.stats import Stats
 from .errors import (
     BudgetExceeded,
     ClientClosed,
@@ -20,9 +19,10 @@ from .errors import (
     RequestTooLarge,
     ThriftError,
 )
-from .limits import PRESETS, Limits, model_class
-from .retry import RetryPolicy
-from .stats import Stats
+from .pipeline.retry import RetryPolicy
+from .scheduling.bucket import Cost, TokenBucket
+from .scheduling.budget import LocalBudget
+from .scheduling.limits import PRESETS, Limits, model_class
 
 __version__ = "0.1.0"
 

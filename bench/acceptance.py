@@ -56,7 +56,7 @@ from typing import Any
 from common import RESULTS, admitted_per_second, draw_admitted, md_table, write_result
 
 from asyncthrift import Limits
-from asyncthrift.bucket import TokenBucket
+from asyncthrift.scheduling.bucket import TokenBucket
 
 PERIOD = 60.0
 N = 600
@@ -112,14 +112,14 @@ class Cell:
 
 
 def bodies_of(workload: str) -> list[dict[str, Any]]:
-    from asyncthrift.workload import mixed_workload
+    from asyncthrift.tools.workload import mixed_workload
 
     share = 1.0 if workload == "chinese" else 0.4
     return mixed_workload(N, seed=11, chinese_share=share, max_tokens=MAX_TOKENS)
 
 
 def interactive_bodies() -> list[dict[str, Any]]:
-    from asyncthrift.workload import mixed_workload
+    from asyncthrift.tools.workload import mixed_workload
 
     return mixed_workload(40, seed=3, max_tokens=MAX_TOKENS)
 

@@ -20,8 +20,8 @@ import orjson
 
 from asyncthrift import Limits, Thrift
 from asyncthrift.bulk import BulkConfig, run_bulk
-from asyncthrift.compression import Compressor, enable_compression
 from asyncthrift.mock import MockServer
+from asyncthrift.savings.compression import Compressor, enable_compression
 
 MODEL = "claude-sonnet-4-6"
 

@@ -40,8 +40,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from asyncthrift import Limits  # noqa: E402
+from asyncthrift.core.stats import percentile  # noqa: E402
 from asyncthrift.mock import remote_stats, spawn_mock_process  # noqa: E402
-from asyncthrift.stats import percentile  # noqa: E402
 
 _SERVER = """\
 import sys

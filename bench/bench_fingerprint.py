@@ -34,7 +34,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from asyncthrift.cache.keys import fingerprint  # noqa: E402
+from asyncthrift.stores.cache.keys import fingerprint  # noqa: E402
 
 EN = (
     "Our refund policy allows returns within thirty days of delivery for unused items in "

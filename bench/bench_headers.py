@@ -58,7 +58,7 @@ from asyncthrift import Limits
 from asyncthrift.mock import remote_reset, remote_stats, spawn_mock_process
 from asyncthrift.mock._answers import answer_for, request_hash
 from asyncthrift.mock._tokenizer import analyze_input
-from asyncthrift.workload import mixed_workload
+from asyncthrift.tools.workload import mixed_workload
 
 #: Unfinished requests count as failed past this multiple of the planned minimum (+ 10 s).
 DEADLINE_FACTOR = 2.0

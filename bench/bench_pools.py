@@ -29,10 +29,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from asyncthrift import KeyConfig, Limits, Thrift  # noqa: E402
-from asyncthrift.demo import theoretical_minimum  # noqa: E402
 from asyncthrift.mock import remote_stats, spawn_mock_process  # noqa: E402
 from asyncthrift.mock._tokenizer import analyze_input  # noqa: E402
-from asyncthrift.workload import mixed_workload  # noqa: E402
+from asyncthrift.tools.demo import theoretical_minimum  # noqa: E402
+from asyncthrift.tools.workload import mixed_workload  # noqa: E402
 from tests.key_pool_helpers import PerKey, scaled  # noqa: E402
 
 #: Answer lengths the mock draws from (capped by max_tokens): about 80 tokens.

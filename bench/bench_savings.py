@@ -32,11 +32,11 @@ import anthropic
 from common import md_table, write_result
 
 from asyncthrift import Thrift
+from asyncthrift.core.prices import cost_usd
 from asyncthrift.mock import MockConfig, MockServer
 from asyncthrift.mock._answers import answer_for, item_answer, request_hash
 from asyncthrift.mock._config import Faults
-from asyncthrift.packing import Pack
-from asyncthrift.prices import cost_usd
+from asyncthrift.savings.packing import Pack
 
 MODEL = "claude-sonnet-4-5"
 OUTPUT = (40, 200)

@@ -1,6 +1,7 @@
 """CPU per admitted request of the core scheduler, with many requests waiting behind a limit.
 
-Drives `asyncthrift.scheduler.Gate` over `asyncthrift.budget.LocalBudget` directly (no HTTP).
+Drives `asyncthrift.scheduling.scheduler.Gate` over
+`asyncthrift.scheduling.budget.LocalBudget` directly (no HTTP).
 N worker tasks each loop forever: ``acquire`` a request, ``settle`` it with a usage below
 the reservation (the refund every real response causes), yield once (the "send"), and queue
 again at the back. The request limit binds (input and output limits have 4x headroom), so in
@@ -61,10 +62,10 @@ from typing import Any
 
 from common import RESULTS, md_table, median, resolve_loop, run, write_result
 
-from asyncthrift.bucket import Cost
-from asyncthrift.budget import LocalBudget
-from asyncthrift.limits import Limits
-from asyncthrift.scheduler import Gate
+from asyncthrift.scheduling.bucket import Cost
+from asyncthrift.scheduling.budget import LocalBudget
+from asyncthrift.scheduling.limits import Limits
+from asyncthrift.scheduling.scheduler import Gate
 
 #: One request: the request limit binds; tokens have headroom (see `limits_for`).
 COST = Cost(1, 500, 256)

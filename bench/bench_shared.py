@@ -43,11 +43,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from asyncthrift import Limits  # noqa: E402
-from asyncthrift.demo import theoretical_minimum  # noqa: E402
 from asyncthrift.mock import remote_stats, spawn_mock_process  # noqa: E402
 from asyncthrift.mock._answers import answer_for, request_hash  # noqa: E402
 from asyncthrift.mock._tokenizer import analyze_input  # noqa: E402
-from asyncthrift.workload import mixed_workload  # noqa: E402
+from asyncthrift.tools.demo import theoretical_minimum  # noqa: E402
+from asyncthrift.tools.workload import mixed_workload  # noqa: E402
 from tests.redis_server import RedisServer  # noqa: E402
 from tests.shared_worker import run_workers  # noqa: E402
 

@@ -31,7 +31,7 @@ from asyncthrift import Limits
 from asyncthrift.mock import MockConfig
 from asyncthrift.mock._answers import answer_for, request_hash
 from asyncthrift.mock._tokenizer import analyze_input
-from asyncthrift.workload import mixed_workload
+from asyncthrift.tools.workload import mixed_workload
 
 __all__ = [
     "HEADER_VARIANTS",

@@ -21,7 +21,7 @@ from asyncthrift.integrations.aiohttp import (
     sse_response,
     thrift_ctx,
 )
-from asyncthrift.metrics import PrometheusMetrics
+from asyncthrift.observability.metrics import PrometheusMetrics
 
 DEADLINE_KEY = web.AppKey("deadline", float)
 

@@ -36,7 +36,7 @@ from asyncthrift.integrations.fastapi import (
     sse_response,
     thrift_lifespan,
 )
-from asyncthrift.metrics import PrometheusMetrics
+from asyncthrift.observability.metrics import PrometheusMetrics
 
 
 class Chat(BaseModel):

@@ -1,7 +1,7 @@
 """Print the typed overloads of asyncthrift's Messages facades, from the installed SDK.
 
-    python scripts/gen_signatures.py > /tmp/sigs.py          # paste into asyncthrift/_messages.py
-    python scripts/gen_signatures.py --beta > /tmp/beta.py   # paste into asyncthrift/_beta.py
+    python scripts/gen_signatures.py > /tmp/sigs.py         # into asyncthrift/client/_messages.py
+    python scripts/gen_signatures.py --beta > /tmp/beta.py  # into asyncthrift/client/_beta.py
 
 They are the installed SDK's `AsyncMessages` signatures (``client.messages``, or with
 ``--beta`` ``client.beta.messages``), parameter for parameter, plus asyncthrift's keyword-only

@@ -14,7 +14,7 @@ import httpx2
 import orjson
 from anthropic.types import Message
 
-from asyncthrift.replay import replay_events
+from asyncthrift.pipeline.replay import replay_events
 
 Handler = Callable[[dict[str, Any], int], Awaitable[httpx2.Response] | httpx2.Response]
 

@@ -7,7 +7,7 @@ import time
 from collections import Counter, defaultdict
 
 from asyncthrift import Limits
-from asyncthrift.metrics import Observer, RequestRecord
+from asyncthrift.observability.metrics import Observer, RequestRecord
 
 
 def scaled(limits: Limits, share: float) -> Limits:

@@ -45,8 +45,8 @@ def _call_kind(args: list[str]) -> str:
 def _trace(trace: dict[str, list[Any]], *, local: bool = False) -> None:
     """Record admissions and Redis calls of this process (class-level wrappers: this process
     is a worker and nothing else). `local`: a client without ``shared=`` (the baseline)."""
-    from asyncthrift.budget import LocalBudget
-    from asyncthrift.shared import SharedBudget, SharedStore
+    from asyncthrift.scheduling.budget import LocalBudget
+    from asyncthrift.stores.shared import SharedBudget, SharedStore
 
     owner: Any = LocalBudget if local else SharedBudget
     take, call = owner.take, SharedStore.call
@@ -81,8 +81,8 @@ async def _start_at(cfg: dict[str, Any], out: Path) -> float:
 
 async def _work(cfg: dict[str, Any], out: Path) -> dict[str, Any]:
     from asyncthrift import Limits, Thrift
-    from asyncthrift.shared import SharedBudget, SharedStats
-    from asyncthrift.workload import mixed_workload
+    from asyncthrift.stores.shared import SharedBudget, SharedStats
+    from asyncthrift.tools.workload import mixed_workload
 
     trace: dict[str, list[Any]] = {"admitted": [], "calls": [], "done": [], "lease": []}
     loop = asyncio.get_running_loop()

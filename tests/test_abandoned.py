@@ -18,10 +18,10 @@ import httpx2
 import pytest
 
 from asyncthrift import Limits, Thrift
-from asyncthrift._answer_times import AnswerTimes
-from asyncthrift.bucket import Cost, ServerView, TokenBucket
-from asyncthrift.budget import LocalBudget
-from asyncthrift.scheduler import Gate
+from asyncthrift.pipeline._answer_times import AnswerTimes
+from asyncthrift.scheduling.bucket import Cost, ServerView, TokenBucket
+from asyncthrift.scheduling.budget import LocalBudget
+from asyncthrift.scheduling.scheduler import Gate
 from tests.fake_api import FakeAPI, error, ok, sse
 
 pytestmark = pytest.mark.looptime

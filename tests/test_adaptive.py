@@ -14,7 +14,7 @@ import httpx2
 import pytest
 
 from asyncthrift import Limits, Thrift
-from asyncthrift.adaptive import Adaptive
+from asyncthrift.savings.adaptive import Adaptive
 
 from .fake_api import FakeAPI, message_json
 

@@ -9,25 +9,36 @@
   The circles that remain are listed, with why; a new one, or one of these fixed without
   updating the list, fails.
 - No function of the request path runs over 60 lines (its docstring aside).
+- Layers: each module belongs to one layer (`LAYERS`), and imports only from its own layer
+  and the ones below (``TYPE_CHECKING`` imports included): tools, integrations,
+  observability, client, savings, pipeline, stores, scheduling, core, top to bottom. A
+  change to a lower layer is the only kind that can reach the ones above it.
+- At most `MAX_TOP_LEVEL` files directly in ``asyncthrift/``; those that are not the
+  package's own (``__init__``, ``__main__``, ``errors``, ``py.typed``) are re-exports kept
+  because README.md or docs/ show their import path, and every path they show imports.
 """
 
 from __future__ import annotations
 
 import ast
+import importlib
+import importlib.util
+import re
 from pathlib import Path
 from typing import Final
 
 import asyncthrift
 
 PACKAGE: Final = Path(asyncthrift.__file__).parent
+ROOT: Final = PACKAGE.parent
 
 #: Modules allowed to touch these private attributes of objects they do not define.
 REACH_INS: Final[dict[str, frozenset[str]]] = {
     # the one place for the SDK's internals (its stream's client and options, the status
     # error factory), so an SDK upgrade that moves them breaks one module
-    "_sdk.py": frozenset({"_client", "_make_status_error", "_options"}),
+    "core/_sdk.py": frozenset({"_client", "_make_status_error", "_options"}),
     # `typing.NamedTuple._replace` is public API under a leading underscore
-    "shared/_redis.py": frozenset({"_replace"}),
+    "stores/shared/_redis.py": frozenset({"_replace"}),
     # the mock server's handlers are split by endpoint over modules that all drive one
     # `MockServer` (its clock, ids, error bodies, records); it is a test tool, not the client
     "mock/_answering.py": frozenset({"_id", "_now"}),
@@ -57,7 +68,7 @@ KNOWN_CIRCLES: Final = {
     # an `Observer` is told which `Thrift` it is attached to (``attached(client, name)``,
     # typed as `Thrift` so user subclasses may annotate it so), and the client imports the
     # `Observer` it checks and calls; the request path depends on `_dispatch`, not on these
-    frozenset({"_observers", "client"}),
+    frozenset({"client._observers", "client.thrift"}),
     # the mock server and its per-endpoint handlers type their `server` argument as the
     # `MockServer` that imports them (see `REACH_INS`)
     frozenset(
@@ -74,32 +85,32 @@ KNOWN_CIRCLES: Final = {
 
 #: The modules a request goes through; their functions stay under `MAX_LINES`.
 REQUEST_PATH: Final = (
-    "_attempt.py",
-    "_beta.py",
-    "_classes.py",
-    "_config.py",
-    "_dispatch.py",
-    "_failures.py",
-    "_lookup.py",
-    "_messages.py",
-    "_model_fallback.py",
-    "_pipeline.py",
-    "_routes.py",
-    "_status.py",
-    "_stream_ledger.py",
-    "adaptive.py",
-    "budget.py",
-    "client.py",
-    "counting.py",
-    "packing.py",
-    "prompt_cache.py",
-    "reservation.py",
-    "scheduler.py",
-    "streaming.py",
-    "shared/_fallback.py",
-    "shared/_lease.py",
-    "shared/_roundtrip.py",
-    "shared/budget.py",
+    "client/_beta.py",
+    "client/_config.py",
+    "client/_messages.py",
+    "client/_pipeline.py",
+    "client/counting.py",
+    "client/streaming.py",
+    "client/thrift.py",
+    "core/_status.py",
+    "pipeline/_attempt.py",
+    "pipeline/_classes.py",
+    "pipeline/_dispatch.py",
+    "pipeline/_failures.py",
+    "pipeline/_lookup.py",
+    "pipeline/_model_fallback.py",
+    "pipeline/_routes.py",
+    "pipeline/_stream_ledger.py",
+    "savings/adaptive.py",
+    "savings/packing.py",
+    "savings/prompt_cache.py",
+    "scheduling/budget.py",
+    "scheduling/reservation.py",
+    "scheduling/scheduler.py",
+    "stores/shared/_fallback.py",
+    "stores/shared/_lease.py",
+    "stores/shared/_roundtrip.py",
+    "stores/shared/budget.py",
 )
 MAX_LINES: Final = 60
 
@@ -279,3 +290,108 @@ def test_no_function_of_the_request_path_is_over_60_lines() -> None:
             if lines > MAX_LINES:
                 long.append(f"{name}:{node.lineno} {node.name}: {lines} lines")
     assert not long, "\n".join(long)
+
+
+#: Each top-level name of the package (a subpackage or a module directly in it) and its
+#: layer; a higher layer may import a lower one, never the reverse. The documented
+#: re-exports at the top sit in the layer of the module they re-export.
+LAYERS: Final[dict[str, int]] = {
+    # core: imports nothing of the package but itself
+    "errors": 0,
+    "core": 0,
+    # admission: buckets, budgets, the scheduler, limits
+    "scheduling": 1,
+    # what outlives a request: cache, shared budgets, spend ledgers
+    "stores": 2,
+    "spend": 2,
+    "spend_redis": 2,
+    # the request path's stages
+    "pipeline": 3,
+    # ways to pay less, wrapped around the pipeline's attempt
+    "savings": 4,
+    "compression": 4,
+    "fewshot": 4,
+    "packing": 4,
+    # Thrift, its resources and the Pipeline it assembles
+    "client": 5,
+    "counting": 5,
+    # observers attached from outside
+    "observability": 6,
+    "logging": 6,
+    "metrics": 6,
+    "integrations": 7,
+    # programs on top of the library
+    "tools": 8,
+    "bulk": 8,
+    "mock": 8,
+    "__main__": 8,
+}
+#: The package's own files at the top (the rest are documented re-exports).
+OWN_TOP_LEVEL: Final = frozenset({"__init__.py", "__main__.py", "errors.py", "py.typed"})
+MAX_TOP_LEVEL: Final = 15
+
+
+def _layer_breaches(graph: dict[str, set[str]], layers: dict[str, int]) -> list[str]:
+    """``a -> b`` for each import of a module of a higher layer (the package's `__init__`,
+    which re-exports the public names, stands above all of them)."""
+
+    def layer(module: str) -> int:
+        return layers[module.split(".")[0]]
+
+    return [
+        f"{module} (layer {layer(module)}) imports {target} (layer {layer(target)})"
+        for module, targets in sorted(graph.items())
+        if module != "__init__"
+        for target in sorted(targets)
+        if target != "__init__" and layer(target) > layer(module)
+    ]
+
+
+def test_every_module_has_a_layer() -> None:
+    tops = {name.split(".")[0] for name in _modules()} - {"__init__"}
+    assert tops == set(LAYERS), (sorted(tops - set(LAYERS)), sorted(set(LAYERS) - tops))
+
+
+def test_imports_point_down_the_layers_even_for_types() -> None:
+    modules = _modules()
+    graph = {name: _imports(path, modules) for name, path in modules.items()}
+    assert not _layer_breaches(graph, LAYERS)
+
+
+def test_the_layer_rule_sees_an_upward_import() -> None:
+    graph = {"low.a": {"high.b", "low.c"}, "high.b": {"low.a"}, "low.c": set()}
+    assert _layer_breaches(graph, {"low": 0, "high": 1}) == [
+        "low.a (layer 0) imports high.b (layer 1)"
+    ]
+
+
+def test_at_most_15_files_at_the_top_of_the_package() -> None:
+    files = sorted(p.name for p in PACKAGE.iterdir() if p.is_file())
+    assert len(files) <= MAX_TOP_LEVEL, files
+
+
+def _documented() -> str:
+    return "\n".join(p.read_text() for p in [ROOT / "README.md", *sorted(ROOT.glob("docs/*.md"))])
+
+
+def test_every_top_level_re_export_is_a_documented_path() -> None:
+    """A module at the top that is not the package's own is there only because README.md or
+    docs/ show its import path; one nobody shows belongs in its layer's package."""
+    text = _documented()
+    for path in PACKAGE.glob("*.py"):
+        if path.name not in OWN_TOP_LEVEL:
+            assert f"asyncthrift.{path.stem}" in text, path.name
+
+
+def test_every_import_path_the_docs_show_works() -> None:
+    """``from asyncthrift.x import a, b`` in README.md and docs/ imports, and each
+    ``python -m asyncthrift.x`` they show has a module to run."""
+    text = _documented()
+    shown = re.findall(r"^from (asyncthrift[\w.]*) import ([\w, ]+)", text, re.M)
+    assert len(shown) >= 10, shown  # the scan still finds them
+    for module, names in shown:
+        imported = importlib.import_module(module)
+        for name in names.split(","):
+            assert hasattr(imported, name.strip()), (module, name)
+    for module in re.findall(r"python -m (asyncthrift[\w.]*)", text):
+        assert importlib.util.find_spec(f"{module}.__main__") or importlib.util.find_spec(module)

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from asyncthrift import Thrift
-from asyncthrift.batches import BatchBudget, split_requests
 from asyncthrift.mock import MockServer
+from asyncthrift.savings.batches import BatchBudget, split_requests
 
 MODEL = "claude-sonnet-4-5"
 

@@ -16,7 +16,7 @@ from anthropic.types.beta import BetaMessage, BetaMessageTokensCount
 from anthropic.types.beta.messages import BetaMessageBatch
 
 from asyncthrift import Limits, Thrift
-from asyncthrift.counting import set_count_tokens_limit
+from asyncthrift.client.counting import set_count_tokens_limit
 from asyncthrift.mock import MockServer
 
 pytestmark = pytest.mark.slow

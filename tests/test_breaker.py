@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from asyncthrift._breaker import Breaker
+from asyncthrift.core._breaker import Breaker
 
 pytestmark = pytest.mark.looptime
 

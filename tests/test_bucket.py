@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from asyncthrift.bucket import ZERO, Cost, ServerView, TokenBucket
-from asyncthrift.budget import TOKEN_ROUNDING, LocalBudget
-from asyncthrift.limits import Limits
+from asyncthrift.scheduling.bucket import ZERO, Cost, ServerView, TokenBucket
+from asyncthrift.scheduling.budget import TOKEN_ROUNDING, LocalBudget
+from asyncthrift.scheduling.limits import Limits
 
 
 def test_bucket_starts_full_and_refills_continuously() -> None:

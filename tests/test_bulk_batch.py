@@ -94,7 +94,7 @@ async def test_batch_run_answers_like_messages_at_half_the_cost(tmp_path: Path) 
     assert got["bad id!"]["type"] == "errored" and "content" in want["bad id!"]
     assert plain.stats is not None and batch.stats is not None
     one = want["bad id!"]["usage"]  # the plain run answered this one; the batch run cannot
-    from asyncthrift.prices import cost_usd
+    from asyncthrift.core.prices import cost_usd
 
     extra = cost_usd(MODEL, one["input_tokens"], one["output_tokens"])
     assert batch.stats.cost_usd == pytest.approx((plain.stats.cost_usd - extra) / 2)

@@ -11,7 +11,7 @@ import pytest
 from anthropic._models import construct_type
 from anthropic.types import Message
 
-from asyncthrift.cache import (
+from asyncthrift.stores.cache import (
     Cache,
     CacheStats,
     MemoryCache,

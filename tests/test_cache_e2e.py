@@ -17,8 +17,8 @@ from anthropic.types import Message
 pytest.importorskip("asyncthrift.client", reason="asyncthrift.client is not importable yet")
 
 from asyncthrift import Thrift
-from asyncthrift.cache import MemoryCache
 from asyncthrift.mock import MockServer
+from asyncthrift.stores.cache import MemoryCache
 from tests.redis_server import RedisServer
 
 MODEL = "claude-sonnet-4-6"

@@ -18,7 +18,8 @@ import redis.asyncio as aioredis
 from anthropic.types import Message
 
 from asyncthrift import Thrift
-from asyncthrift.cache import (
+from asyncthrift.mock import MockServer
+from asyncthrift.stores.cache import (
     Cache,
     MemoryCache,
     RedisCache,
@@ -28,8 +29,7 @@ from asyncthrift.cache import (
     fingerprint,
     scope_for_key,
 )
-from asyncthrift.cache.base import MAX_TOKEN_COUNT, InvalidEntry
-from asyncthrift.mock import MockServer
+from asyncthrift.stores.cache.base import MAX_TOKEN_COUNT, InvalidEntry
 
 MODEL = "claude-sonnet-4-6"
 API_KEY = "k"

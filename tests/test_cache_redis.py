@@ -21,7 +21,7 @@ import pytest
 import redis.asyncio as aioredis
 from anthropic.types import Message
 
-from asyncthrift.cache import (
+from asyncthrift.stores.cache import (
     MemoryCache,
     RedisCache,
     TieredCache,
@@ -207,7 +207,7 @@ async def test_unreadable_entry_is_a_counted_miss(
 
 CHILD_READ = """
 import asyncio, sys
-from asyncthrift.cache import RedisCache, decode_message
+from asyncthrift.stores.cache import RedisCache, decode_message
 
 async def main():
     c = RedisCache(sys.argv[1], namespace=sys.argv[2], timeout=2.0)
@@ -221,7 +221,7 @@ asyncio.run(main())
 CHILD_WRITE = """
 import asyncio, sys
 from anthropic.types import Message
-from asyncthrift.cache import RedisCache, encode_message
+from asyncthrift.stores.cache import RedisCache, encode_message
 
 async def main():
     c = RedisCache(sys.argv[1], namespace=sys.argv[2], timeout=2.0)

@@ -15,8 +15,8 @@ from collections.abc import Iterator
 import pytest
 
 from asyncthrift import Thrift
-from asyncthrift.cache import RedisCache
 from asyncthrift.mock import MockServer
+from asyncthrift.stores.cache import RedisCache
 from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.redis

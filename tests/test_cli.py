@@ -11,8 +11,8 @@ import pytest
 
 import asyncthrift
 from asyncthrift import Stats
-from asyncthrift.cli import build_parser, main
-from asyncthrift.demo import MAKESPAN_LEGEND, run_demo
+from asyncthrift.tools.cli import build_parser, main
+from asyncthrift.tools.demo import MAKESPAN_LEGEND, run_demo
 
 
 async def test_demo_shows_asyncthrift_with_no_429_and_the_bare_sdk_without() -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from asyncthrift import Thrift
-from asyncthrift.compression import Compressor, enable_compression
 from asyncthrift.mock import MockServer
+from asyncthrift.savings.compression import Compressor, enable_compression
 
 MODEL = "claude-sonnet-4-5"
 GREETING = "Thank you for contacting Acme support, my name is Dana and I am happy to help today."

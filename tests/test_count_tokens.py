@@ -10,9 +10,9 @@ import pytest
 from anthropic.types import MessageTokensCount
 
 from asyncthrift import Limits, Thrift
-from asyncthrift.counting import set_count_tokens_limit
+from asyncthrift.client.counting import set_count_tokens_limit
+from asyncthrift.core.tokens import estimate_input_tokens
 from asyncthrift.mock import MockServer
-from asyncthrift.tokens import estimate_input_tokens
 
 pytestmark = pytest.mark.slow
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from asyncthrift.dedupe import SingleFlight
+from asyncthrift.pipeline.dedupe import SingleFlight
 
 
 class Budget:

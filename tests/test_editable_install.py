@@ -81,3 +81,8 @@ def test_mypy_outside_the_repository_sees_an_editable_install(tmp_path: Path) ->
     assert "import-not-found" not in out, out
     assert 'Revealed type is "def (api_key: str | None =' in out, out
     assert checked.returncode == 0, out
+
+    # the console script pyproject.toml declares runs the installed package's command line
+    script = venv / ("Scripts" if os.name == "nt" else "bin") / "asyncthrift"
+    ran = _run([script, "--version"], user, 120)
+    assert ran.returncode == 0 and "asyncthrift 0.1.0" in ran.stdout, ran.stdout + ran.stderr

@@ -27,7 +27,7 @@ OURS = {"priority", "deadline", "cache", "dedupe", "calibrate", "pack", "task"}
 
 
 def _facade_defs(
-    name: str, module: str = "_messages.py", cls_name: str = "Messages"
+    name: str, module: str = "client/_messages.py", cls_name: str = "Messages"
 ) -> list[ast.FunctionDef | ast.AsyncFunctionDef]:
     """The typed defs of `<cls_name>.<name>` in `module` (overloads, or the
     ``TYPE_CHECKING`` signature), read from the source."""
@@ -50,8 +50,8 @@ def _sdk_signatures(name: str, sdk_cls: type = AsyncMessages) -> list[inspect.Si
 
 
 FACADES = [
-    ("_messages.py", "Messages", AsyncMessages),
-    ("_beta.py", "BetaMessages", AsyncBetaMessages),
+    ("client/_messages.py", "Messages", AsyncMessages),
+    ("client/_beta.py", "BetaMessages", AsyncBetaMessages),
 ]
 
 

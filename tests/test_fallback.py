@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from asyncthrift import Limits, Thrift
-from asyncthrift._routes import FALLBACK_HEADER
 from asyncthrift.mock import Faults, MockServer
+from asyncthrift.pipeline._routes import FALLBACK_HEADER
 from tests.fake_api import FakeAPI, error, ok
 
 OPUS = "claude-opus-4-1"
@@ -154,9 +154,9 @@ def test_fallback_is_validated() -> None:
 
 
 def test_the_gate_estimates_the_wait_of_the_queue_ahead() -> None:
-    from asyncthrift.bucket import Cost
-    from asyncthrift.budget import LocalBudget
-    from asyncthrift.scheduler import Gate
+    from asyncthrift.scheduling.bucket import Cost
+    from asyncthrift.scheduling.budget import LocalBudget
+    from asyncthrift.scheduling.scheduler import Gate
     from tests.virtual import run_virtual
 
     async def main() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from asyncthrift.fewshot import Example, FewShotPool
+from asyncthrift.savings.fewshot import Example, FewShotPool
 
 
 def pool_of(n: int) -> FewShotPool:

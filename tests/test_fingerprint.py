@@ -14,7 +14,7 @@ from anthropic.types import TextBlock, ToolUseBlock
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from asyncthrift.cache.keys import (
+from asyncthrift.stores.cache.keys import (
     EXCLUDED_PARAMS,
     KEY_VERSION,
     canonical_body,

@@ -17,14 +17,14 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from asyncthrift.bucket import ZERO, Cost, ServerView, TokenBucket
-from asyncthrift.budget import LocalBudget
-from asyncthrift.floor import ReadingFloor
-from asyncthrift.foreign import ForeignShare
-from asyncthrift.limits import Limits
 from asyncthrift.mock import MockConfig
 from asyncthrift.mock._ratelimit import ServerBudget
-from asyncthrift.retry import server_view
+from asyncthrift.pipeline.retry import server_view
+from asyncthrift.scheduling.bucket import ZERO, Cost, ServerView, TokenBucket
+from asyncthrift.scheduling.budget import LocalBudget
+from asyncthrift.scheduling.floor import ReadingFloor
+from asyncthrift.scheduling.foreign import ForeignShare
+from asyncthrift.scheduling.limits import Limits
 
 LIMITS = Limits(rpm=300, itpm=150_000, otpm=24_000, period=60)
 WIRE = 0.005

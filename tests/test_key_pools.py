@@ -12,11 +12,11 @@ import anthropic
 import pytest
 
 from asyncthrift import KeyConfig, Limits, Thrift
-from asyncthrift.bucket import Cost
-from asyncthrift.budget import LocalBudget
 from asyncthrift.errors import NoKeysLeft
 from asyncthrift.mock import MockServer
-from asyncthrift.scheduler import Gate
+from asyncthrift.scheduling.bucket import Cost
+from asyncthrift.scheduling.budget import LocalBudget
+from asyncthrift.scheduling.scheduler import Gate
 from tests.fake_api import FakeAPI, error, ok
 from tests.virtual import run_virtual
 

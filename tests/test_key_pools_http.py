@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from asyncthrift import KeyConfig, Limits, Stats, Thrift
-from asyncthrift.demo import theoretical_minimum
 from asyncthrift.mock import Faults, remote_stats, spawn_mock_process
-from asyncthrift.workload import mixed_workload
+from asyncthrift.tools.demo import theoretical_minimum
+from asyncthrift.tools.workload import mixed_workload
 from tests.key_pool_helpers import PerKey, scaled
 from tests.test_workloads_http import sized_limits
 

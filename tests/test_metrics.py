@@ -19,12 +19,12 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-import asyncthrift.metrics
+import asyncthrift.observability.metrics
 from asyncthrift import Limits, Thrift
 from asyncthrift.integrations.fastapi import install, metrics_route, thrift_lifespan
-from asyncthrift.logging import RequestLog, configure_logging, redact
-from asyncthrift.metrics import PrometheusMetrics, Tracing
 from asyncthrift.mock import MockServer
+from asyncthrift.observability.metrics import PrometheusMetrics, Tracing
+from asyncthrift.observability.request_log import RequestLog, configure_logging, redact
 
 from .test_integrations import serve_fastapi
 
@@ -45,7 +45,7 @@ def req(text: str, **kw: Any) -> dict[str, Any]:
 
 def documented_series() -> set[str]:
     """The series names the metrics module documents in its table."""
-    doc = asyncthrift.metrics.__doc__ or ""
+    doc = asyncthrift.observability.metrics.__doc__ or ""
     rows = re.findall(r"^``(\w+)``\s+(?:counter|gauge|histogram)\b", doc, flags=re.M)
     return {"asyncthrift_" + m for m in rows}
 

@@ -15,7 +15,6 @@ import anthropic
 import httpx2
 import pytest
 
-from asyncthrift.limits import Limits
 from asyncthrift.mock import (
     Faults,
     MockConfig,
@@ -25,6 +24,7 @@ from asyncthrift.mock import (
     remote_stats,
     spawn_mock_process,
 )
+from asyncthrift.scheduling.limits import Limits
 
 SONNET = "claude-sonnet-4-6"  # not in the SDK's deprecated list (that warns, warnings are errors)
 HAIKU = "claude-haiku-4-5"

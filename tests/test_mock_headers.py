@@ -22,8 +22,8 @@ import anthropic
 import httpx2
 import pytest
 
-from asyncthrift.limits import Limits
 from asyncthrift.mock import MockServer, spawn_mock_process
+from asyncthrift.scheduling.limits import Limits
 
 SONNET = "claude-sonnet-4-6"
 HI = [{"role": "user", "content": "hi"}]  # 8 input tokens

@@ -20,13 +20,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from asyncthrift.limits import Limits
 from asyncthrift.mock import Faults, MockConfig, MockServer, count_text
 from asyncthrift.mock.__main__ import build_parser, config_from_args
 from asyncthrift.mock._answers import answer_for, split_deltas
 from asyncthrift.mock._config import RemainingRounding
 from asyncthrift.mock._ratelimit import ServerBudget, rfc3339
 from asyncthrift.mock._tokenizer import analyze_input
+from asyncthrift.scheduling.limits import Limits
 
 # -- tokenizer ----------------------------------------------------------------------------
 

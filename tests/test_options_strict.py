@@ -9,13 +9,13 @@ from typing import Any
 import pytest
 
 from asyncthrift import InvalidArgument, Thrift
-from asyncthrift._classes import close_model
-from asyncthrift._options import split_options, stream_requested
-from asyncthrift.budget import LocalBudget
 from asyncthrift.bulk.config import BulkConfig
-from asyncthrift.limits import Limits
 from asyncthrift.mock import MockServer
-from asyncthrift.scheduler import LANES, Gate
+from asyncthrift.pipeline._classes import close_model
+from asyncthrift.pipeline._options import split_options, stream_requested
+from asyncthrift.scheduling.budget import LocalBudget
+from asyncthrift.scheduling.limits import Limits
+from asyncthrift.scheduling.scheduler import LANES, Gate
 
 BASE = {
     "model": "claude-sonnet-4-6",

@@ -17,11 +17,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from asyncthrift import Thrift
-from asyncthrift._packed import item_text, packed_content, parse_reply, share
 from asyncthrift.errors import DeadlineExceeded, InvalidArgument
 from asyncthrift.mock._answers import answer_for, item_answer, packed_answer, request_hash
 from asyncthrift.mock._tokenizer import analyze_input
-from asyncthrift.packing import Pack
+from asyncthrift.savings._packed import item_text, packed_content, parse_reply, share
+from asyncthrift.savings.packing import Pack
 
 from .fake_api import FakeAPI, error, message_json
 from .virtual import run_virtual

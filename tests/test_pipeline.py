@@ -9,7 +9,7 @@ import anthropic
 import pytest
 
 from asyncthrift import Limits, Thrift
-from asyncthrift._pipeline import UnknownModel
+from asyncthrift.client._pipeline import UnknownModel
 from asyncthrift.mock import MockServer
 
 
@@ -36,7 +36,7 @@ async def test_a_claude_typo_under_configured_limits_is_an_error_with_a_suggesti
 async def test_unknown_ids_share_one_class_and_one_label(caplog: pytest.LogCaptureFixture) -> None:
     from prometheus_client import CollectorRegistry, generate_latest
 
-    from asyncthrift.metrics import PrometheusMetrics
+    from asyncthrift.observability.metrics import PrometheusMetrics
 
     metrics = PrometheusMetrics(CollectorRegistry())
     caplog.set_level(logging.WARNING, logger="asyncthrift")

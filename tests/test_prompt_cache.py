@@ -7,7 +7,7 @@ from typing import Any
 
 from asyncthrift import Thrift
 from asyncthrift.mock import MockServer
-from asyncthrift.prompt_cache import AutoCache, Marked
+from asyncthrift.savings.prompt_cache import AutoCache, Marked
 
 MODEL = "claude-sonnet-4-5"
 LONG = "You are the support assistant of a shop. " * 400  # ~ 3 000 tokens

@@ -11,8 +11,8 @@ import httpx2
 import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from asyncthrift.bucket import ServerView
-from asyncthrift.retry import RetryPolicy, classify, parse_retry_after, server_view
+from asyncthrift.pipeline.retry import RetryPolicy, classify, parse_retry_after, server_view
+from asyncthrift.scheduling.bucket import ServerView
 
 P = "anthropic-ratelimit-"
 HEADERS = {

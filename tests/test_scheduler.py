@@ -7,11 +7,11 @@ import math
 
 import pytest
 
-from asyncthrift.bucket import Cost
-from asyncthrift.budget import LocalBudget
 from asyncthrift.errors import DeadlineExceeded, QueueFull, RequestTooLarge
-from asyncthrift.limits import Limits
-from asyncthrift.scheduler import Gate, QueueCounter, lane_level
+from asyncthrift.scheduling.bucket import Cost
+from asyncthrift.scheduling.budget import LocalBudget
+from asyncthrift.scheduling.limits import Limits
+from asyncthrift.scheduling.scheduler import Gate, QueueCounter, lane_level
 
 pytestmark = pytest.mark.looptime
 

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from asyncthrift.bucket import Cost
-from asyncthrift.budget import LocalBudget
-from asyncthrift.limits import Limits
-from asyncthrift.scheduler import Gate
+from asyncthrift.scheduling.bucket import Cost
+from asyncthrift.scheduling.budget import LocalBudget
+from asyncthrift.scheduling.limits import Limits
+from asyncthrift.scheduling.scheduler import Gate
 
 from .virtual import run_virtual
 

@@ -9,9 +9,9 @@ import pytest
 import redis.asyncio as aioredis
 
 from asyncthrift import Limits, Thrift
-from asyncthrift.budget import LocalBudget
-from asyncthrift.shared import SharedBudget, SharedStore, budget_tag, make_shared
-from asyncthrift.shared._redis import Script, load_script
+from asyncthrift.scheduling.budget import LocalBudget
+from asyncthrift.stores.shared import SharedBudget, SharedStore, budget_tag, make_shared
+from asyncthrift.stores.shared._redis import Script, load_script
 
 pytestmark = pytest.mark.redis
 
@@ -182,7 +182,7 @@ def test_options_are_validated() -> None:
 @pytest.mark.slow
 async def test_two_clients_share_one_budget_without_429s(redis_url: str) -> None:
     from asyncthrift.mock import remote_stats, spawn_mock_process
-    from asyncthrift.workload import mixed_workload
+    from asyncthrift.tools.workload import mixed_workload
 
     limits = Limits(rpm=60, itpm=60_000, otpm=12_000, period=4.0)
     bodies = mixed_workload(120, seed=3)
@@ -247,7 +247,7 @@ async def test_limits_learnt_from_headers_alone_are_shared(
     """``Thrift(limits=None, shared=...)``: each client admits locally until the headers say
     the key's limits, then both draw on one bucket in Redis, without a 429."""
     from asyncthrift.mock import remote_stats, spawn_mock_process
-    from asyncthrift.workload import mixed_workload
+    from asyncthrift.tools.workload import mixed_workload
 
     limits = Limits(rpm=60, itpm=60_000, otpm=12_000, period=4.0)
     bodies = mixed_workload(90, seed=5)
@@ -352,7 +352,7 @@ async def test_a_killed_process_lease_comes_back_without_a_429(
     """A process dies holding a lease: within the lease's lifetime (half a period) Redis
     gives what it held back to the bucket, and the survivor finishes without a 429."""
     from asyncthrift.mock import remote_stats, spawn_mock_process
-    from asyncthrift.workload import mixed_workload
+    from asyncthrift.tools.workload import mixed_workload
 
     limits = Limits(rpm=30, itpm=60_000, otpm=12_000, period=4.0)
     bodies = mixed_workload(60, seed=9)

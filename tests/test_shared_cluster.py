@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from asyncthrift import Limits, Thrift
-from asyncthrift.shared import SharedBudget, SharedStore
+from asyncthrift.stores.shared import SharedBudget, SharedStore
 from tests.conftest_redis import in_ci, require_redis_server
 from tests.redis_server import _free_port, _ping
 
@@ -181,7 +181,7 @@ async def _two_clients(shared: list[Any]) -> tuple[int, int, list[SharedBudget],
     """120 requests through two clients sharing one budget: (429s at the mock, Redis
     commands, the shared budgets, the most processes the script reported while they ran)."""
     from asyncthrift.mock import remote_stats, spawn_mock_process
-    from asyncthrift.workload import mixed_workload
+    from asyncthrift.tools.workload import mixed_workload
 
     bodies = mixed_workload(120, seed=3)
     with spawn_mock_process(limits=LIMITS, latency=0.02, output_tokens=(40, 200)) as url:
@@ -262,7 +262,7 @@ async def test_two_clients_share_one_budget_over_tls(tls_redis: tuple[int, str])
     port, ca = tls_redis
     # what is under test is TLS and the sharing; the time bound has its own tests
     # (test_breaker.py); a new pooled connection's TLS handshake on a loaded machine is
-    # bounded by `timeout` too (see asyncthrift._breaker), so: a bound no machine reaches
+    # bounded by `timeout` too (see asyncthrift.core._breaker), so: a bound no machine reaches
     stores = [
         SharedStore(f"rediss://127.0.0.1:{port}/0", ssl_ca_certs=ca, timeout=SLOW_MACHINE_BOUND)
         for _ in range(2)

@@ -3,7 +3,7 @@
 Each worker (`tests/shared_worker.py`) fires its whole workload at once at a common
 wall-clock instant; the mock (its own process) counts 429s and tokens. Limits use a
 compressed period and bind in all three dimensions; the theoretical minimum is that of the
-whole key (`asyncthrift.demo.theoretical_minimum`).
+whole key (`asyncthrift.tools.demo.theoretical_minimum`).
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 
 from asyncthrift import Limits
-from asyncthrift.demo import theoretical_minimum
 from asyncthrift.mock import remote_stats, spawn_mock_process
 from asyncthrift.mock._tokenizer import analyze_input
-from asyncthrift.workload import mixed_workload
+from asyncthrift.tools.demo import theoretical_minimum
+from asyncthrift.tools.workload import mixed_workload
 from tests.redis_server import RedisServer
 from tests.shared_worker import run_workers
 

@@ -13,8 +13,8 @@ from asyncthrift import Thrift
 from asyncthrift.client import make_spend_ledger
 from asyncthrift.errors import BudgetExceeded
 from asyncthrift.mock import MockServer
-from asyncthrift.spend import SpendCap, SpendHold, period_id
-from asyncthrift.spend_redis import RedisSpendLedger
+from asyncthrift.stores.spend import SpendCap, SpendHold, period_id
+from asyncthrift.stores.spend_redis import RedisSpendLedger
 from tests.test_fallback import by_hand
 
 SONNET = "claude-sonnet-4-6"
@@ -159,7 +159,7 @@ async def test_two_processes_share_one_cap_through_redis(
 async def test_shared_makes_the_spend_cap_count_every_process(
     redis_url: str, redis_namespace: str
 ) -> None:
-    from asyncthrift.shared import SharedStore
+    from asyncthrift.stores.shared import SharedStore
 
     limit = 0.05
     async with MockServer(latency=0.005) as mock:

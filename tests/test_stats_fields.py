@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import fields
 
-from asyncthrift.stats import Recorder, Stats
+from asyncthrift.core.stats import Recorder, Stats
 
 
 def test_the_recorder_declares_every_counted_field_with_its_type() -> None:
@@ -30,7 +30,7 @@ def test_prometheus_reports_savings_by_technique() -> None:
 
     prometheus_client = pytest.importorskip("prometheus_client")
     from asyncthrift import Thrift
-    from asyncthrift.metrics import PrometheusMetrics
+    from asyncthrift.observability.metrics import PrometheusMetrics
 
     registry = prometheus_client.CollectorRegistry()
     metrics = PrometheusMetrics(registry=registry)

@@ -22,7 +22,12 @@ from anthropic.lib.streaming import AsyncMessageStream
 from anthropic.types import Message
 
 from asyncthrift import Limits, Thrift
-from asyncthrift.streaming import REPLAY_HEADER, ReplayStream, ThriftEventStream, replay_events
+from asyncthrift.client.streaming import (
+    REPLAY_HEADER,
+    ReplayStream,
+    ThriftEventStream,
+    replay_events,
+)
 
 pytestmark = pytest.mark.looptime
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from asyncthrift.core.tokens import Calibrator, estimate_input_tokens, text_tokens
 from asyncthrift.mock._tokenizer import analyze_input
-from asyncthrift.tokens import Calibrator, estimate_input_tokens, text_tokens
-from asyncthrift.workload import mixed_workload
+from asyncthrift.tools.workload import mixed_workload
 
 
 def test_text_heuristic_by_script() -> None:

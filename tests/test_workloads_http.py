@@ -27,9 +27,9 @@ import anthropic
 import pytest
 
 from asyncthrift import Limits, Stats, Thrift
-from asyncthrift.demo import theoretical_minimum
 from asyncthrift.mock import Faults, MockServer, remote_stats, spawn_mock_process
-from asyncthrift.workload import mixed_workload
+from asyncthrift.tools.demo import theoretical_minimum
+from asyncthrift.tools.workload import mixed_workload
 
 pytestmark = pytest.mark.slow
 

@@ -35,11 +35,11 @@ import anthropic
 import orjson
 from anthropic.types.messages import MessageBatch
 
-from ..client import Thrift
-from ..retry import classify
+from ..client.thrift import Thrift
+from ..pipeline.retry import classify
 from .batchprogress import BatchProgress
 from .journal import DONE, RETRYABLE_RESULTS
-from .ledger import Intent, Ledger, ledger_path
+from .ledger import BatchLedger, Intent, ledger_path
 from .progress import ProgressBar
 from .reader import Item, iter_lines, parse_line
 from .runner import (
@@ -52,7 +52,7 @@ from .runner import (
     register_batch_mode,
 )
 
-__all__ = ["BatchRun", "Ledger", "choose_batch"]
+__all__ = ["BatchLedger", "BatchRun", "choose_batch"]
 
 #: Table states of batch mode (beside runner's DONE, ERRORED, _SEEN, _DONE_SEEN).
 SUBMITTED: Final = 5
@@ -107,7 +107,7 @@ class BatchRun(_Run):
 
     def __init__(self, config: BulkConfig, client: Thrift, stderr: TextIO) -> None:
         super().__init__(config, client, stderr)
-        self.ledger = Ledger(ledger_path(config.output))
+        self.ledger = BatchLedger(ledger_path(config.output))
         self.open: dict[str, _Open] = {}
         self.created = 0
         self.submitted = 0

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Protocol, TextIO
 from .progress import ProgressBar, format_duration, human
 
 if TYPE_CHECKING:
-    from ..stats import Stats
+    from ..core.stats import Stats
     from .progress import Sample
 
 __all__ = ["BatchProgress", "BatchRunView", "OpenBatch", "eta", "status_line"]

@@ -15,7 +15,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ..limits import PRESETS, Limits, LimitsSpec
+from ..scheduling.limits import PRESETS, Limits, LimitsSpec
 from .config import BulkConfig
 from .journal import JournalBusy, OutputUnusable
 from .report import EXIT_USAGE, BulkReport

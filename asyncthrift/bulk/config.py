@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidArgument
-from ..limits import LimitsSpec
+from ..scheduling.limits import LimitsSpec
 
 __all__ = ["BulkConfig"]
 

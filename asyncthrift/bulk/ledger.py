@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["Intent", "Ledger", "ledger_path"]
+__all__ = ["BatchLedger", "Intent", "ledger_path"]
 
 
 @dataclass(slots=True)
@@ -31,7 +31,7 @@ class Intent:
     collected: bool = False
 
 
-class Ledger:
+class BatchLedger:
     """``OUT.jsonl.batches``: append-only, one fsynced ``write()`` per record."""
 
     def __init__(self, path: Path) -> None:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TextIO
 
-from ..limits import Limits
+from ..scheduling.limits import Limits
 
 __all__ = ["ProgressBar", "Sample", "format_duration", "human", "render"]
 

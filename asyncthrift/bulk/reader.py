@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from ..lanes import Priority, lane_level
+from ..scheduling.lanes import Priority, lane_level
 
 __all__ = ["BadLine", "Item", "count_lines", "iter_lines", "parse_line"]
 

@@ -11,7 +11,7 @@ import signal
 from collections import Counter
 from dataclasses import dataclass, field
 
-from ..stats import Stats
+from ..core.stats import Stats
 from .config import BulkConfig
 from .progress import format_duration, human
 

@@ -33,9 +33,9 @@ from typing import TextIO
 
 import anthropic
 
-from ..client import Thrift
+from ..client.thrift import Thrift
 from ..errors import RequestTooLarge, ThriftError
-from ..retry import classify
+from ..pipeline.retry import classify
 from .config import BulkConfig
 from .idset import ABSENT, IdTable
 from .journal import DONE, ERRORED, Journal, errored_line, succeeded_line

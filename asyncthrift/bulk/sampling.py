@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import time
 
-from ..budget import LocalBudget
-from ..client import Thrift
-from ..limits import Limits, LimitsSpec
+from ..client.thrift import Thrift
+from ..scheduling.budget import LocalBudget
+from ..scheduling.limits import Limits, LimitsSpec
 from .progress import Sample
 
 __all__ = ["display_budget", "display_limits", "sample_client"]

@@ -24,8 +24,8 @@ from aiohttp import web
 from anthropic import AsyncStream
 from anthropic.types import RawMessageStreamEvent
 
-from ..client import Thrift
-from ..metrics import Observer, PrometheusMetrics
+from ..client.thrift import Thrift
+from ..observability.metrics import Observer, PrometheusMetrics
 from .common import error_answer, sse_error, sse_event
 
 __all__ = ["THRIFT", "error_middleware", "metrics_handler", "sse_response", "thrift_ctx"]

@@ -31,7 +31,7 @@ from anthropic import AsyncStream
 from anthropic.types import RawMessageStreamEvent
 
 from ..errors import BudgetExceeded, DeadlineExceeded, QueueFull, RequestTooLarge, ThriftError
-from ..retry import parse_retry_after
+from ..pipeline.retry import parse_retry_after
 
 __all__ = ["MAPPED_ERRORS", "ErrorAnswer", "error_answer", "sse_error", "sse_event", "sse_events"]
 

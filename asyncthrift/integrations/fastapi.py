@@ -29,8 +29,8 @@ from anthropic.types import RawMessageStreamEvent
 from fastapi import Depends, FastAPI, Request
 from starlette.responses import Response, StreamingResponse
 
-from ..client import Thrift
-from ..metrics import Observer, PrometheusMetrics
+from ..client.thrift import Thrift
+from ..observability.metrics import Observer, PrometheusMetrics
 from .common import MAPPED_ERRORS, error_answer, sse_events
 
 __all__ = [

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import get_args
 
-from ..limits import PRESETS, Limits, LimitsSpec
+from ..scheduling.limits import PRESETS, Limits, LimitsSpec
 from ._config import (
     DEFAULT_OUTPUT_TOKENS,
     Abandoned,

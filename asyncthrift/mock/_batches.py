@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
-from ..bucket import TokenBucket
+from ..scheduling.bucket import TokenBucket
 from ._batch_results import batch_result
 from ._http import Request, Response
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from ..limits import model_class
+from ..scheduling.limits import model_class
 from ._tokenizer import InputAnalysis
 
 __all__ = ["CacheSplit", "PromptCache", "min_cacheable"]

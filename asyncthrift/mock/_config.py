@@ -13,7 +13,7 @@ from typing import Any, Literal, get_args
 
 import orjson
 
-from ..limits import Limits, LimitsSpec, LimitsTable
+from ..scheduling.limits import Limits, LimitsSpec, LimitsTable
 
 __all__ = ["Faults", "MockConfig"]
 

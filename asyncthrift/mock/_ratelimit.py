@@ -1,6 +1,6 @@
 """The server side of rate limiting: buckets per (api key, model class), shadow load, headers.
 
-Built on `asyncthrift.bucket.TokenBucket` so the mock and the client share one definition
+Built on `asyncthrift.scheduling.bucket.TokenBucket` so the mock and the client share one definition
 of a continuously refilling bucket; this module only adds what a server does differently:
 refusing instead of queueing, an invisible co-tenant (`shadow_load`), and reporting state in
 ``anthropic-ratelimit-*`` headers.
@@ -11,8 +11,8 @@ from __future__ import annotations
 import math
 import time
 
-from ..bucket import TokenBucket
-from ..limits import Limits
+from ..scheduling.bucket import TokenBucket
+from ..scheduling.limits import Limits
 from ._config import RemainingRounding, ResetPrecision
 
 __all__ = ["DIMENSIONS", "ServerBudget", "rfc3339"]

@@ -35,8 +35,8 @@ from typing import Any, Final
 import orjson
 import xxhash
 
-from ..bucket import TokenBucket
-from ..limits import LimitsTable
+from ..scheduling.bucket import TokenBucket
+from ..scheduling.limits import LimitsTable
 from ._answers import (
     last_turn_view,
     request_hash,

@@ -64,7 +64,7 @@ def _sync_tasks() -> int:
 
 
 async def _work(cfg: dict[str, Any], out: Path) -> dict[str, Any]:
-    from asyncthrift.workload import mixed_workload
+    from asyncthrift.tools.workload import mixed_workload
 
     period = cfg["limits"]["period"]
     scale = period / 60.0

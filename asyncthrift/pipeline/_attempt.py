@@ -1,0 +1,469 @@
+"""One call and its attempts: what it costs (`Plan`) in its `ModelClass`, the `Call` from
+start to finish, and each admitted `Attempt`, which settles its `Reservation` exactly once
+(`succeeded` or `failed`), however and whenever it ends (a stream's, when its reader
+finishes or drops it). A `Route` is the innermost send of one shape of call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Final, Protocol
+
+import anthropic
+import httpx2
+from anthropic.types import Message, Usage
+
+from ..core._status import EVENT_ERROR_STATUS, error_status, status_of
+from ..core.prices import cost_usd, usage_cost
+from ..core.stats import Recorder
+from ..core.tokens import Calibrator
+from ..scheduling.bucket import ZERO, Cost, ServerView
+from ..scheduling.budget import LocalBudget
+from ..scheduling.scheduler import Gate, Reservation
+from ..stores.spend import SpendHold, SpendLedger
+from ._answer_times import AnswerTimes
+from ._dispatch import Observers, RequestRecord
+from ._options import RequestOptions
+
+__all__ = [
+    "EMPTY_VIEW",
+    "EVENT_ERROR_STATUS",
+    "Attempt",
+    "AttemptContext",
+    "Call",
+    "ModelClass",
+    "Plan",
+    "Planner",
+    "Route",
+    "Runner",
+    "SendFailed",
+    "Via",
+    "error_status",
+]
+
+EMPTY_VIEW: Final = ServerView()
+"""The view of a response without rate-limit headers."""
+
+#: An abandoned request unanswered for this many times the longest answer seen may be
+#: longer than any (`Attempt._abandon`).
+_OUTLIVED: Final = 2.0
+
+
+class ModelClass:
+    """Per model class: the gate over every key's budget, the input calibrator, and how long
+    its answers run (`times`: when an abandoned answer would have completed)."""
+
+    __slots__ = ("budgets", "calibrator", "gate", "name", "times")
+
+    def __init__(
+        self, name: str, budgets: list[LocalBudget], gate: Gate, calibrator: Calibrator | None
+    ) -> None:
+        self.name = name
+        self.budgets = budgets
+        self.gate = gate
+        self.calibrator = calibrator
+        self.times = AnswerTimes()
+
+
+class Plan:
+    """What one request will cost and where it queues (the same for every retry)."""
+
+    __slots__ = ("cost", "mc", "raw_estimate", "worst_usd")
+
+    def __init__(self, mc: ModelClass, cost: Cost, raw_estimate: float, worst_usd: float) -> None:
+        self.mc = mc
+        self.cost = cost
+        self.raw_estimate = raw_estimate
+        self.worst_usd = worst_usd
+
+
+class Call:
+    """One application call, from `Pipeline.start` to `Pipeline.finish`.
+
+    Carries its arguments, its options, its place in line (`enqueued_at`, kept by retries),
+    the time it waited for admission, its retry count (`number`), and its observers' record.
+    """
+
+    __slots__ = (
+        "chain",
+        "enqueued_at",
+        "fell_back_from",
+        "finished",
+        "key",
+        "kind",
+        "max_retries",
+        "number",
+        "opts",
+        "params",
+        "rec",
+        "sdks",
+        "spend_hold",
+        "started",
+        "use_cache",
+        "use_dedupe",
+        "via",
+        "waited",
+    )
+
+    def __init__(
+        self,
+        kind: str,
+        opts: RequestOptions,
+        params: dict[str, Any],
+        sdks: Sequence[anthropic.AsyncAnthropic],
+        max_retries: int,
+        started: float,
+    ) -> None:
+        self.kind = kind
+        self.opts = opts
+        self.params = params
+        self.sdks = sdks
+        self.max_retries = max_retries
+        self.number = 0  # retries so far
+        self.started = started
+        self.enqueued_at = started
+        self.waited = 0.0
+        self.finished = False
+        self.rec: RequestRecord | None = None
+        self.key: str | None = None
+        self.use_cache = False
+        self.use_dedupe = False
+        self.chain: tuple[str, ...] = ()  # fallback models not yet tried, in order
+        self.fell_back_from: str | None = None  # the model asked for, once another answers
+        self.spend_hold: SpendHold | None = None  # the spend cap's hold for the next attempt
+        self.via: Via | None = None  # None: straight to `Pipeline.run` by the create route
+
+
+class Planner(Protocol):
+    """What a route plans a call with (the pipeline, seen no further): the cost of a
+    Messages request in its model class, the count_tokens class, and the clock."""
+
+    def plan(self, params: Mapping[str, Any]) -> Plan:
+        """Estimate what a Messages request will cost, in its model class."""
+        ...
+
+    def count_class(self) -> ModelClass:
+        """The count_tokens class: its own gate and request budget."""
+        ...
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop: ...
+
+
+class Runner(Protocol):
+    """What a `Via` (packing, adaptive ``max_tokens``) runs a call through: the pipeline,
+    seen only as its clock, its counters and these steps."""
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop: ...
+
+    @property
+    def stats(self) -> Recorder: ...
+
+    @property
+    def default_task(self) -> str | None:
+        """The client's ``task=``: adaptive ``max_tokens`` for a call without its own."""
+        ...
+
+    async def run(self, call: Call, route: Route) -> Any:
+        """Admit `call`, send it by `route`, retry what may succeed if repeated."""
+        ...
+
+    async def run_alone(self, call: Call) -> Message:
+        """`call` by itself: with its task's ``max_tokens`` if it has a task, else as is."""
+        ...
+
+    def output_need(self, call: Call, ceiling: int) -> int:
+        """The output tokens to plan for `call`: its task's learnt limit, else `ceiling`."""
+        ...
+
+
+Via = Callable[[Runner, Call], Awaitable[Message]]
+"""How a ``create`` call gets its answer when it is not simply run: packed (`packing`) or
+with an adaptive ``max_tokens`` (`adaptive`). Decided once, in `Pipeline.start`."""
+
+
+class SendFailed(Exception):
+    """Raised by a route's `send`: `original` failed it, and means `meaning` for retries.
+
+    (A stream's ``overloaded_error`` event before any data is a 529, for instance.)
+    """
+
+    def __init__(self, meaning: BaseException, original: BaseException) -> None:
+        super().__init__(str(original))
+        self.meaning = meaning
+        self.original = original
+
+
+class Route(Protocol):
+    """The innermost step of one shape of call: send it, and read what came back."""
+
+    def plan(self, planner: Planner, params: Mapping[str, Any]) -> Plan: ...
+
+    async def send(self, sdk: anthropic.AsyncAnthropic, params: dict[str, Any]) -> Any:
+        """Send on `sdk` (the admitted key's client); raise `SendFailed` to reinterpret."""
+        ...
+
+    def received(self, attempt: Attempt, result: Any) -> Any:
+        """Reconcile `attempt` (now, or later for a stream) and return the caller's answer."""
+        ...
+
+    #: The response's headers go out before its answer (a stream's, at its start).
+    headers_at_start: bool
+
+
+class AttemptContext(Protocol):
+    """What an attempt settles with (the pipeline, seen no further): the clock, the
+    counters, the spend cap and the observers; and, for a stream that ends after it was
+    handed over, how its call ends (`finish`), where its answer is stored, and the input
+    calibrator its model's class keeps."""
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop: ...
+
+    @property
+    def stats(self) -> Recorder: ...
+
+    @property
+    def spend(self) -> SpendLedger | None: ...
+
+    @property
+    def observers(self) -> Observers: ...
+
+    def finish(self, call: Call, error: BaseException | None) -> None:
+        """Record the end of `call` (once)."""
+        ...
+
+    async def store_answer(self, key: str, message: Message) -> None:
+        """Cache `message` under `key` if it may be cached."""
+        ...
+
+    def calibrator_for(self, model: str) -> Calibrator | None:
+        """The input calibrator of `model`'s class."""
+        ...
+
+
+class Attempt:
+    """One admitted HTTP attempt and its reservation, settled exactly once."""
+
+    __slots__ = (
+        "_reservation",
+        "call",
+        "context",
+        "done",
+        "plan",
+        "sent",
+        "spend_hold",
+        "up_started",
+        "view",
+    )
+
+    def __init__(
+        self, context: AttemptContext, call: Call, plan: Plan, reservation: Reservation
+    ) -> None:
+        self.context = context
+        self.call = call
+        self.plan = plan
+        self._reservation = reservation
+        self.spend_hold = call.spend_hold  # this attempt's own (settled exactly once with it)
+        call.spend_hold = None
+        self.done = False
+        self.up_started = 0.0
+        self.view = EMPTY_VIEW
+        self.sent = True
+
+    @property
+    def index(self) -> int:
+        """The index of the key (and budget) this attempt was admitted on."""
+        return self._reservation.index
+
+    def resync(self, view: ServerView, *, at_start: bool = False) -> None:
+        """Resync the budget from a successful response's headers (always, even without any:
+        the first answer to a burst ends its hold). `at_start`: the headers went out before
+        the answer did (a stream), so they certainly count this request's whole charge."""
+        self.view = view
+        r = self._reservation
+        now = self.context.loop.time()
+        seen = r.cost if at_start else ZERO
+        if r.budget.observe(view, r.mark, r.sent_at, now, seen=seen, own=r.cost):
+            self.plan.mc.gate.poke()
+
+    def succeeded(self, model: str | None, usage: Usage | None) -> None:
+        """The attempt ended well: reconcile with `usage` (None: it used no tokens)."""
+        if self.done:
+            return
+        self.done = True
+        p = self.context
+        p.stats.in_flight -= 1
+        if usage is None:
+            self._reservation.settle(0, 0)
+            if self.spend_hold is not None and p.spend is not None:
+                p.spend.settle(self.spend_hold, 0.0)
+        else:
+            r = self._reservation
+            max_tokens = self.call.params.get("max_tokens")
+            self.plan.mc.times.observe(
+                p.loop.time() - r.sent_at,
+                usage.output_tokens,
+                max_tokens if isinstance(max_tokens, int) else None,
+            )
+            self._reconcile(model or self.call.params["model"], usage)
+        call = self.call
+        if call.rec is not None:
+            p.observers.upstream_finished(call.rec, 200, None, self.up_started)
+
+    def failed(self, error: BaseException, usage: Usage | None = None) -> None:
+        """The attempt failed (or was cancelled, or a stream was dropped) with `error`.
+
+        With `usage` (a stream that ended early after reporting its input), the reservation
+        is reconciled with it; otherwise what was not used goes back: everything when the
+        request never left (`sent` False), only the output after an HTTP error, and the input
+        too when the server refused to charge it (400, 429, 529).
+        """
+        if self.done:
+            return
+        self.done = True
+        p = self.context
+        stats = p.stats
+        stats.in_flight -= 1
+        status = _count_error(stats, error)
+        r = self._reservation
+        if usage is not None:
+            self._reconcile(self.call.params["model"], usage)
+        else:
+            if self.spend_hold is not None and p.spend is not None and not self._abandons(error):
+                p.spend.release(self.spend_hold)  # nothing billed (an abandoned answer may be)
+            if not self.sent:
+                stats.upstream_calls -= 1  # the SDK refused it before sending
+                r.release(sent=False)
+            elif not self._abandons(error):
+                now = p.loop.time()
+                refused = status in (400, 429, 529)
+                c = r.cost
+                uncharged = Cost(0, c.input_tokens, c.output_tokens) if refused else ZERO
+                r.budget.observe(
+                    self.view,
+                    r.mark,
+                    r.sent_at,
+                    now,
+                    uncharged=uncharged,
+                    refused=refused,
+                    own=c,
+                )
+                if status == 429:
+                    after = self.view.retry_after
+                    r.budget.block_until(now + (after if after is not None else 1.0))
+                r.release(sent=True, input_counted=not refused)
+                self.plan.mc.gate.poke()
+            else:
+                # cancelled, timed out or dropped in flight, without an answer
+                self._abandon(None)
+        call = self.call
+        if call.rec is not None:
+            code = 200 if usage is not None and error is None else status_of(error)
+            p.observers.upstream_finished(call.rec, code, error, self.up_started)
+
+    def _abandons(self, error: BaseException) -> bool:
+        """Sent, then ended without an answer from the server (cancelled, timed out, dropped):
+        an HTTP error status is an answer, whatever else is not."""
+        return self.sent and not (
+            isinstance(error, anthropic.APIStatusError) and error_status(error) is not None
+        )
+
+    def abandoned(self, error: BaseException, usage: Usage) -> None:
+        """A stream the caller left (closed early, cancelled, its connection lost) after the
+        server reported `usage` (its input, and the output delivered so far).
+
+        The server stops a stream at its next write and charges what it produced by then,
+        which may be more than was delivered: the output is kept as `Reservation.abandon`
+        keeps it. The input is settled now, from `usage`.
+        """
+        if self.done:
+            return
+        self.done = True
+        p = self.context
+        p.stats.in_flight -= 1
+        _count_error(p.stats, error)
+        self._abandon(usage)
+        call = self.call
+        if call.rec is not None:
+            p.observers.upstream_finished(call.rec, status_of(error), error, self.up_started)
+
+    def _abandon(self, usage: Usage | None) -> None:
+        """Keep what an answer nobody will read may still cost (see `Reservation.abandon`)."""
+        p = self.context
+        r = self._reservation
+        times = self.plan.mc.times
+        reserved = r.cost.output_tokens
+        seen = 0.0 if usage is None else float(usage.output_tokens)
+
+        longest = min(reserved, max(times.longest(reserved), seen))
+        # one that outlived twice the longest answer seen (a timeout picks the long ones)
+        # may be longer than any: nothing is known of it but its max_tokens. Twice, because
+        # a burst's requests may wait a while in the process before they leave
+        outlived = p.loop.time() - r.sent_at >= _OUTLIVED * times.duration(longest)
+
+        def keep() -> float:
+            if outlived:
+                return reserved
+            return min(reserved, max(times.longest(reserved), seen))
+
+        most = keep()
+        until = r.sent_at + times.duration(most)
+        model = self.call.params["model"]
+        if usage is None:
+            r.abandon(until, keep)
+            input_tokens = r.cost.input_tokens
+        else:
+            cache_write = usage.cache_creation_input_tokens or 0
+            input_tokens = usage.input_tokens + cache_write
+            r.abandon(until, keep, input_tokens)
+            stats = p.stats
+            stats.input_tokens += usage.input_tokens
+            stats.output_tokens += usage.output_tokens
+            stats.cache_creation_input_tokens += cache_write
+            stats.cache_read_input_tokens += usage.cache_read_input_tokens or 0
+        if self.spend_hold is not None and p.spend is not None:
+            # what the server may bill for it: the input and the longest answer it could have
+            p.spend.settle(self.spend_hold, cost_usd(model, int(input_tokens), int(most)))
+
+    def _reconcile(self, model: str, u: Usage) -> None:
+        p = self.context
+        stats = p.stats
+        cache_write = u.cache_creation_input_tokens or 0
+        cache_read = u.cache_read_input_tokens or 0
+        self._reservation.settle(u.input_tokens + cache_write, u.output_tokens)
+        plan = self.plan
+        calibrator = plan.mc.calibrator
+        if calibrator is not None:
+            calibrator.observe(plan.raw_estimate, u.input_tokens + cache_write + cache_read)
+        stats.input_tokens += u.input_tokens
+        stats.output_tokens += u.output_tokens
+        stats.cache_creation_input_tokens += cache_write
+        stats.cache_read_input_tokens += cache_read
+        dollars = usage_cost(model, u)
+        stats.cost_usd += dollars
+        if cache_write or cache_read:  # prompt caching: what the same tokens cost uncached
+            cached = dollars - cost_usd(model, u.input_tokens, u.output_tokens)
+            stats.prompt_cache_tokens_saved += cache_read
+            stats.prompt_cache_dollars_saved += (
+                cost_usd(model, cache_write + cache_read, 0) - cached
+            )
+        if self.spend_hold is not None and p.spend is not None:
+            p.spend.settle(self.spend_hold, dollars)
+
+
+def _count_error(stats: Recorder, error: BaseException) -> int | None:
+    """Count `error` once in its kind; return the HTTP status it stands for."""
+    status = error_status(error)
+    if status is None:
+        if isinstance(error, anthropic.APIConnectionError | httpx2.TransportError):
+            stats.connection_errors += 1
+    elif status == 429:
+        stats.rate_limited += 1
+    elif status == 529:
+        stats.overloaded += 1
+    elif status >= 500:
+        stats.server_errors += 1
+    return status

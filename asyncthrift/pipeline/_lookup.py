@@ -1,0 +1,167 @@
+r"""Answers identical calls share (`Answers`): the cache, then a twin in flight, else the API
+(and stored).
+
+`Answers.fetch` is what ``messages.create`` goes through; a stream only `Answers.lookup`\s
+(without leading) and `Answers.store`\s what it read when it ends. It is given the cache,
+its TTL and the client's counters; what runs a call that must go to the API is the
+`Runner` each fetch is handed (the pipeline).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from anthropic.types import Message
+
+from ..core.prices import usage_cost
+from ..core.stats import Recorder
+from ..errors import DeadlineExceeded
+from ..stores.cache import Cache, MemoryCache
+from ..stores.cache.base import (
+    TRUNCATED_SKIP_WARNING,
+    decode_message,
+    encode_message,
+    is_cacheable,
+    is_truncated,
+    reject_entry,
+)
+from ._routes import CREATE
+from .dedupe import SingleFlight
+
+if TYPE_CHECKING:
+    from ._attempt import Call, Runner
+
+__all__ = ["Answers"]
+
+log = logging.getLogger("asyncthrift")
+
+
+class Answers:
+    """The cache (its TTL, whether answers cut at a length limit are kept, whether other
+    processes share it) and the calls in flight that identical calls join (dedupe)."""
+
+    __slots__ = ("cache", "flight", "is_shared", "stats", "truncated", "ttl")
+
+    def __init__(
+        self, cache: Cache | None, *, ttl: float | None, truncated: bool, stats: Recorder
+    ) -> None:
+        self.cache = cache
+        self.is_shared = cache is not None and not isinstance(cache, MemoryCache)
+        self.ttl = ttl
+        self.truncated = truncated
+        self.stats = stats
+        self.flight: SingleFlight[str, Message] = SingleFlight()
+
+    async def fetch(self, runner: Runner, call: Call) -> Message:
+        """A Messages answer from the cache, a twin in flight, or the API (and stored)."""
+        message, _ = await self.lookup(runner, call, lead=True)
+        assert message is not None
+        return message
+
+    async def lookup(self, runner: Runner, call: Call, *, lead: bool) -> tuple[Message | None, str]:
+        """The cached answer, else a twin's in flight: (answer, "cache" | "dedupe" | "").
+
+        With `lead`, a call with no twin fetches the answer itself by `runner` (registered,
+        with dedupe, so later twins join it; then the source is ""); otherwise it only joins
+        one already running, and (None, "") means: run it yourself.
+        """
+        key = call.key
+        assert key is not None
+        if call.use_cache:
+            message = await self._cached(key)
+            if message is not None:
+                return message, "cache"
+        flight = self.flight
+        if call.use_dedupe and (lead or flight.has(key)):
+            use_cache = call.use_cache
+            while True:
+                joining = flight.has(key)
+                try:
+                    message, joined = await flight.do_joined(
+                        key, lambda: self._fetch_and_store(runner, key, call, use_cache)
+                    )
+                except DeadlineExceeded:
+                    if not joining:
+                        raise  # this call's own deadline
+                    # the twin it joined ran out of *its* deadline: not this call's failure;
+                    # join a newer twin, or go itself
+                    if lead or flight.has(key):
+                        continue
+                    return None, ""
+                break
+            if joined:
+                self._count_saved(message, cache_hit=False)
+                return message, "dedupe"
+            return message, ""
+        if lead:
+            return await self._fetch_and_store(runner, key, call, call.use_cache), ""
+        return None, ""
+
+    async def store(self, key: str, message: Message) -> None:
+        """Cache `message` under `key` if it may be cached; an answer cut at a length limit
+        that is not stored (``cache_truncated=False``) is counted, and said once per client."""
+        cache = self.cache
+        if cache is None:
+            return
+        if is_cacheable(message, self.truncated):
+            await cache.set(key, encode_message(message), self.ttl)
+        elif is_truncated(message):
+            s = self.stats
+            s.cache_truncated_skipped += 1
+            if s.cache_truncated_skipped == 1:
+                log.warning(TRUNCATED_SKIP_WARNING, message.stop_reason)
+
+    async def _cached(self, key: str, *, count_miss: bool = True) -> Message | None:
+        """The cached answer for `key`, or None (a miss, or an entry that does not decode)."""
+        cache = self.cache
+        assert cache is not None
+        blob = await cache.get(key)
+        if blob is not None:
+            try:
+                message = decode_message(blob)
+            except ValueError:
+                self.stats.cache_errors += 1
+                log.warning("a cached entry did not decode; treating it as a miss")
+                await reject_entry(cache, key)  # counted and deleted by the cache
+            else:
+                self._count_saved(message, cache_hit=True)
+                return message
+        if count_miss:
+            self.stats.cache_misses += 1
+        return None
+
+    async def _fetch_and_store(
+        self, runner: Runner, key: str, call: Call, use_cache: bool
+    ) -> Message:
+        if use_cache and self.is_shared:
+            # another process (or a call that finished since our miss) may have stored it
+            again = await self._cached(key, count_miss=False)
+            if again is not None:
+                return again
+        via = call.via
+        message: Message = await (runner.run(call, CREATE) if via is None else via(runner, call))
+        # not another model's answer to this (a packed call's fallback is passed on to its
+        # items by `packing`; an adaptive one is the call's own)
+        if use_cache and call.fell_back_from is None:
+            await self.store(key, message)
+        return message
+
+    def _count_saved(self, message: Message, *, cache_hit: bool) -> None:
+        s = self.stats
+        u = message.usage
+        tokens = u.input_tokens + u.output_tokens
+        dollars = usage_cost(message.model, u)
+        if cache_hit:
+            s.cache_hits += 1
+            s.cache_calls_saved += 1
+            s.cache_tokens_saved += tokens
+            s.cache_dollars_saved += dollars
+        else:
+            s.dedupe_joins += 1
+            s.dedupe_calls_saved += 1
+            s.dedupe_tokens_saved += tokens
+            s.dedupe_dollars_saved += dollars
+        s.upstream_calls_saved += 1
+        s.tokens_saved += tokens
+        s.dollars_saved += dollars

@@ -1,0 +1,371 @@
+"""The Redis round trip of a `SharedBudget`: what one call of `lease.lua` asks and gives.
+
+Kept apart from `budget` because it is the wire, not the books: `budget` admits, takes and
+refunds synchronously from the lease and decides *when* to call Redis; this module decides
+*what* one call carries (a slice sized to this process's share and rate, the lease beyond
+what it keeps, the ceiling and proof from the headers), encodes the script's arguments,
+and folds its answer back into the lease (or hands over to the fallback when Redis is
+gone). `RoundTrip` is a base of `SharedBudget`: these are its own methods.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+
+from ...scheduling.bucket import ZERO, Cost
+from ._fallback import FallbackBooks
+from ._tuning import (
+    _BURST,
+    _COLD_POLL,
+    _INF,
+    _KEEP,
+    _LOW,
+    _PROBE_SHARE,
+    _RENEW,
+    _SHARED,
+    MAX_SHARE,
+    horizon_seconds,
+    lease_lifetime,
+    slice_seconds,
+)
+
+__all__ = ["RoundTrip"]
+
+log = logging.getLogger("asyncthrift.shared")
+
+
+def _num(x: float) -> str:
+    return repr(float(x))
+
+
+class RoundTrip(FallbackBooks):
+    """One call of the script when anything is due (a slice, a return, a ceiling, a
+    rejoin), in steps: what to ask (`_asks`, `_slice`), what to give back (`_gives`), the
+    arguments (`_trip_args`, `_script_args`), and what the answer changes (`_granted`)."""
+
+    __slots__ = (
+        "_big",
+        "_called_at",
+        "_clamp",
+        "_cold",
+        "_debt_due",
+        "_epoch",
+        "_flush_at",
+        "_flush_due",
+        "_keep",
+        "_level",
+        "_low",
+        "_not_before",
+        "_overdrawn",
+        "_proof",
+        "_seq",
+        "_target",
+        "_urgent",
+        "grants",
+        "refusals",
+    )
+
+    _low: list[float]  # below this, ask again
+    _keep: list[float]  # beyond this, give back
+    _target: list[float]  # the lease the last slice aimed at
+    _big: list[float]  # the largest single cost admitted so far
+    _level: list[float]  # the shared level the last call reported
+    _overdrawn: bool
+    _cold: bool
+    _urgent: bool
+    _flush_due: bool
+    _flush_at: asyncio.TimerHandle | None
+    _not_before: float
+    _called_at: float
+    _clamp: list[float]
+    _proof: list[float]
+    _debt_due: list[float]
+    _epoch: str
+    _seq: int
+    grants: int
+    refusals: int
+
+    async def _round_trip(self, now: float) -> None:
+        """One call of the script if anything is due: a slice, a return, a ceiling, a rejoin."""
+        if self._mode != _SHARED:
+            await self._try_rejoin()
+            return
+        head = self._head
+        recent = self._busy(now)
+        need, ask, asking = self._asks(now, head, recent)
+        give, idle_return = self._gives(asking, head, recent)
+        lease, pending, dims = self._lease, self._pending, self._dims
+        renew = now - self._called_at >= lease_lifetime(self.limits.period) * _RENEW and any(
+            lease[i] + pending[i] for i in dims
+        )
+        if not (asking or idle_return or self._urgent or renew) and not (
+            self._flush_due and any(give[i] > 0 for i in dims)
+        ):
+            self._flush_due = False
+            return
+        args = self._trip_args(now, need, ask, give, idle_return)
+        ok, res = await self._store.call(self, args)
+        loop_now = asyncio.get_running_loop().time()
+        if not ok:
+            self._trip_failed(give, loop_now)
+            return
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "%s t=%.3f need=%s ask=%s give=%s -> %s",
+                self.name,
+                now,
+                [round(x) for x in need],
+                [round(x) for x in ask],
+                [round(x) for x in give],
+                res,
+            )
+        self._debt_due = [0.0, 0.0, 0.0]  # charged (or proved moot by a cold bucket's proof)
+        self._seen(res, loop_now)
+        self._granted(res, asking, loop_now)
+
+    async def _try_rejoin(self) -> None:
+        """In the fallback: call Redis (when the breaker lets) with the debt run up; rejoin
+        if it answers."""
+        store = self._store
+        if not store.breaker.admit():
+            return
+        debt = [max(0.0, min(self._fb_debt[i], self._cap[i])) for i in range(3)]
+        prior = [max(0.0, -self._fb_debt_base[i]) for i in range(3)]
+        ok, res = await store.call(self, self._script_args(ZERO, ZERO, ZERO, debt, prior=prior))
+        if ok:
+            loop_now = asyncio.get_running_loop().time()
+            self._seen(res, loop_now)
+            self._rejoin(res, loop_now=loop_now)
+
+    def _asks(
+        self, now: float, head: Cost | None, recent: bool
+    ) -> tuple[list[float], list[float], bool]:
+        """(need, ask, asking): what the head lacks, what to ask per dimension, and whether
+        to ask at all (the lease is short of the head or below `_low`)."""
+        need = [0.0, 0.0, 0.0]
+        ask = [0.0, 0.0, 0.0]
+        if head is None and not recent:
+            return need, ask, False
+        lease, pending = self._lease, self._pending
+        short = False
+        for i in self._dims:
+            held = lease[i] + pending[i]
+            if head is not None and head[i] > held:
+                need[i] = head[i] - held
+                short = True
+            if held < self._low[i]:
+                short = True
+        if not short:
+            return need, ask, False
+        self._estimate(now)
+        self._slice(head, need, ask)
+        return need, ask, True
+
+    def _slice_sizes(self, head: Cost | None) -> tuple[list[float], list[float], float]:
+        """(chunk, burst, scale): per dimension, the slice from the refill the lease aims
+        at, more while the bucket holds a burst (asked, not kept), and the one scale that
+        keeps every ask within `MAX_SHARE` of its capacity (the dimensions keep their
+        proportions)."""
+        chunk = [0.0, 0.0, 0.0]
+        burst = [0.0, 0.0, 0.0]
+        scale = 1.0
+        gate = self._gate
+        waiting = gate.waiting if gate is not None else 0
+        sent = self._sent
+        share = self._cap_share()
+        period = self.limits.period
+        window = slice_seconds(period, self._per_process_rpm())
+        for i in self._dims:
+            # with requests queued here: this process's fair share of a slice's window of
+            # the shared refill (one over the processes asking lately), but no more than the
+            # queue needs at its mean cost so far (a burst's last slices do not strand
+            # budget others wait for); otherwise its recent rate over the window, at most
+            # twice its share. While the bucket holds more (a burst), the ask is a fair
+            # share of `_BURST` of the level the last call saw, so a burst is drawn in a few
+            # calls; what the lease then holds beyond its target still goes back (refunds
+            # are not hoarded)
+            fair = self._cap[i] / period * window * share
+            fair_burst = max(fair, self._level[i] * _BURST * share)
+            if waiting and sent[0] > 0:
+                queue = waiting * sent[i] / sent[0]
+                c = max(0.0, min(fair, queue))
+                cb = max(0.0, min(fair_burst, queue))
+            else:
+                c = cb = min(self._est[i] * window, 2.0 * fair)
+            if head is not None:
+                c, cb = max(c, head[i]), max(cb, head[i])
+            chunk[i], burst[i] = c, cb
+            if cb > self._cap[i] * MAX_SHARE:
+                scale = min(scale, self._cap[i] * MAX_SHARE / cb)
+        return chunk, burst, scale
+
+    def _slice(self, head: Cost | None, need: list[float], ask: list[float]) -> None:
+        """Fill `ask` with a slice (`_slice_sizes`) less what the lease holds, and set each
+        dimension's target."""
+        chunk, burst, scale = self._slice_sizes(head)
+        lease, pending = self._lease, self._pending
+        for i in self._dims:
+            # a dimension asks only what it lacks (the head plus a slice); one that holds
+            # enough asks nothing, so a dimension the others overdrew (reserved ahead) does
+            # not hold up the grant of the one short. It then holds about `_LOW` + 1 targets
+            # and asks again once below `_LOW` of one. A target is at least the largest
+            # request seen: a lease that cannot pay for one sends each such request to Redis
+            # (max_tokens of 1024 against a slice of 700 output tokens did)
+            target = max(min(chunk[i], burst[i] * scale), self._big[i])
+            if head is not None:
+                target = max(target, head[i])
+            want = max(target * (1.0 + _LOW), burst[i] * scale)
+            ask[i] = max(need[i], want - (lease[i] + pending[i]), 0.0)
+            self._target[i] = target
+
+    def _gives(self, asking: bool, head: Cost | None, recent: bool) -> tuple[list[float], bool]:
+        """(give, idle_return): the lease beyond what this process keeps goes back; all of
+        it when idle (nothing asked, no head, nothing admitted lately)."""
+        lease, pending = self._lease, self._pending
+        give = [0.0, 0.0, 0.0]
+        for i in self._dims:  # lease beyond what this process keeps goes back
+            extra = lease[i] - self._keep[i]
+            if extra > 0:
+                give[i] += extra
+        if not asking and head is None and not recent:
+            holding = [lease[i] + pending[i] for i in range(3)]
+            if any(holding[i] for i in self._dims):
+                return holding, True
+        return give, False
+
+    def _trip_args(
+        self,
+        now: float,
+        need: list[float],
+        ask: list[float],
+        give: list[float],
+        idle_return: bool,
+    ) -> list[str]:
+        """The script's arguments for this call, the lease given back (all of it on an
+        idle return) and the readings' ceiling and proof handed over."""
+        lease, pending = self._lease, self._pending
+        if not idle_return:
+            for i in self._dims:
+                lease[i] -= give[i]
+        clamp, proof = self._clamp, self._proof
+        self._clamp = [_INF, _INF, _INF]
+        self._proof = [_INF, _INF, _INF]
+        self._flush_due = self._urgent = False
+        if self._flush_at is not None:
+            self._flush_at.cancel()
+            self._flush_at = None
+        rate = self._rate
+        args = self._script_args(
+            Cost(*need),
+            Cost(*ask),
+            Cost(*give),
+            list(self._debt_due),
+            clamp=[c + rate[i] * now for i, c in enumerate(clamp)],
+            proof=[c + rate[i] * now for i, c in enumerate(proof)],
+            holds=[0.0, 0.0, 0.0] if idle_return else [lease[i] + pending[i] for i in range(3)],
+        )
+        if idle_return:
+            self._lease = [0.0, 0.0, 0.0]
+            self._pending = [0.0, 0.0, 0.0]
+            self._pots.clear()
+        return args
+
+    def _trip_failed(self, give: list[float], loop_now: float) -> None:
+        """The call failed: the lease given back was not; fall back if the breaker opened,
+        else try again after its timeout."""
+        store = self._store
+        for i in self._dims:  # not returned after all
+            self._lease[i] += give[i]
+        if store.breaker.open:
+            self._enter_fallback(loop_now)
+        else:
+            self._not_before = loop_now + store.breaker.timeout
+            self._kick.set()
+
+    def _granted(self, res: list[str], asking: bool, loop_now: float) -> None:
+        """Fold the script's answer into the lease: the processes, the shared level, and a
+        grant (usable now, or at the instant it is paid for) or a refusal."""
+        status = int(res[0])
+        granted = (float(res[1]), float(res[2]), float(res[3]))
+        ready, retry = float(res[4]), float(res[5])
+        self.processes = max(1, int(res[6]))
+        self.active = max(1, int(res[10]))
+        self._level = [float(res[7]), float(res[8]), float(res[9])]
+        self._overdrawn = any(self._level[i] < 0 for i in self._dims)
+        if status not in (0, 1):
+            self.refusals += 1
+            self._cold = status == 3
+            wait = min(retry, _COLD_POLL) if self._cold else retry
+            self._not_before = loop_now + min(wait, self.limits.period)
+            self._kick.set()  # ask again then
+            return
+        self._cold = status == 1
+        if not asking:
+            return
+        self.grants += 1
+        self._head = None
+        paid = (float(res[11]), float(res[12]), float(res[13])) if ready > 0 else granted
+        later = (granted[0] - paid[0], granted[1] - paid[1], granted[2] - paid[2])
+        for i in self._dims:
+            self._lease[i] += paid[i]
+        if ready > 0 and any(later[i] > 0 for i in self._dims):
+            pots, at = self._pots, loop_now + ready
+            k = len(pots)
+            while k and pots[k - 1][0] > at:  # kept in the order they are paid for
+                k -= 1
+            pots.insert(k, (at, later))
+            for i in self._dims:
+                self._pending[i] += later[i]
+        for i in self._dims:
+            target = max(self._target[i], granted[i])
+            self._low[i] = target * _LOW
+            # while the shared level is overdrawn others wait for it: keep no more than
+            # the target; else up to `_KEEP` targets (refunds stay usable here)
+            self._keep[i] = target * ((1.0 + _LOW) if self._overdrawn else _KEEP)
+        self._wake()
+
+    def _script_args(  # the order `lease.lua` reads its ARGV in
+        self,
+        need: Cost,
+        ask: Cost,
+        give: Cost | list[float],
+        debt: list[float],
+        *,
+        clamp: list[float] | None = None,
+        proof: list[float] | None = None,
+        holds: list[float] | None = None,
+        prior: list[float] | None = None,
+    ) -> list[str]:
+        period = self.limits.period
+        args = [
+            self._store.process_id,
+            _num(period),
+            _num(horizon_seconds(period, self._per_process_rpm())),
+            _num(min(period * _PROBE_SHARE, 5.0)),
+        ]
+        for i in range(3):
+            c = clamp[i] if clamp is not None else _INF
+            p = proof[i] if proof is not None else _INF
+            args += [
+                _num(self._cap[i]),
+                _num(need[i]),
+                _num(ask[i]),
+                _num(give[i]),
+                "" if not math.isfinite(c) else _num(c),
+                "" if not math.isfinite(p) else _num(p),
+                _num(debt[i]),
+            ]
+        args.append(_num(lease_lifetime(period)))
+        args += [_num(holds[i] if holds is not None else 0.0) for i in range(3)]
+        args += [_num(prior[i] if prior is not None else 0.0) for i in range(3)]
+        args += [self._epoch, "" if not self._epoch else str(self._seq)]
+        return args
+
+    def _seen(self, res: list[str], loop_now: float) -> None:
+        """What every answer says: the bucket's epoch and sequence, and that the lease's
+        record was renewed now."""
+        if len(res) > 15:
+            self._epoch, self._seq = res[14], int(res[15])
+        self._called_at = loop_now

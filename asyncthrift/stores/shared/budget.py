@@ -1,0 +1,457 @@
+"""`SharedBudget`: one (budget, model class) shared by every process through Redis.
+
+Admission stays synchronous and O(1): the scheduler admits from a *lease*, a slice of the
+shared buckets this process took from Redis (`lease.lua`), and a background task keeps the
+lease topped up. One script call does everything a round trip can carry: ask for a slice
+(all three dimensions or nothing), give back refunds and unused lease, lower the shared
+level to what the server's headers support, prove a cold bucket's level, register this
+process. So Redis sees about one command per slice, not one per request.
+
+While requests queue here a slice is this process's fair share of `SLICE` of the period's
+refill, at most `_WINDOW_MAX` seconds of it unless this process's share of the request rate
+needs longer to make `_MIN_REQUESTS` (the processes asking lately share it), capped by what
+the queue needs, and at least the largest request seen; while the bucket holds a burst the
+ask is a fair share of `_BURST` of the level; otherwise it follows this process's recent
+rate (at most twice that share). Never more than `MAX_SHARE` of a capacity. Each dimension
+asks only what it lacks of its target, so a dimension that holds enough (output tokens
+refunded by answers far shorter than their max_tokens) never holds up one that is short;
+a grant is shrunk per
+dimension to what is left in the shared bucket plus the horizon's refill, and what the
+level pays for now is usable at once, the rest at the instant the refill pays for it (the
+scheduler's timer waits for that instant: no polling, no second round trip). Refunds stay
+in the lease; what it holds beyond its target goes back within a second while the shared
+level is overdrawn (others wait for it), within half a period otherwise.
+
+Leases expire (`lease.lua`): Redis records what each process holds and gives it back to
+the bucket half a period after the process's last call, so a killed process's lease
+returns; a living process holding a lease calls at least every quarter period to renew it.
+A bucket restored from a snapshot older than what this process saw restarts cold. Without
+a configured limit (``Thrift(limits=None)``) the budget admits as a local one until a
+response's headers say the key's limits, then shares them.
+
+When Redis is unreachable (the store's circuit breaker is open) the budget admits from a
+`LocalBudget` of a conservative share of the limits (`fallback`: by default the limits
+divided by the processes last seen), resynced from the headers as any local budget is, and
+rejoins when Redis answers again, charging what it admitted meanwhile.
+
+This module keeps the books (the lease, refunds, the header ceilings) and decides when to
+call Redis; what a call carries is `_roundtrip`'s, the fallback regime `_fallback`'s, and
+the numbers above live in `_tuning` (re-exported here).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from typing import TYPE_CHECKING
+
+from ...scheduling.bucket import ZERO, Cost, ServerView
+from ...scheduling.budget import TOKEN_ROUNDING, LocalBudget
+from ...scheduling.limits import Limits
+from ._fallback import fit
+from ._lease import LeaseStore
+from ._roundtrip import RoundTrip
+from ._tuning import (
+    _FLUSH,
+    _HINT,
+    _INF,
+    _RENEW,
+    _SHARED,
+    HORIZON,
+    MAX_SHARE,
+    SLICE,
+    lease_lifetime,
+)
+
+if TYPE_CHECKING:
+    from ...scheduling.scheduler import Gate
+
+__all__ = ["HORIZON", "MAX_SHARE", "SLICE", "SharedBudget"]
+
+log = logging.getLogger("asyncthrift.shared")
+
+
+class SharedBudget(RoundTrip):
+    """A `Budget` whose buckets live in Redis; see the module docstring.
+
+    A `LocalBudget` by type (the inherited history answers "what did this process send
+    after T" for the header resync; its buckets are not used while Redis is reachable).
+    """
+
+    __slots__ = (
+        "_hint",
+        "_keys",
+        "_learning",
+        "_task",
+        "fallback_takes",
+    )
+
+    def __init__(
+        self, store: LeaseStore, limits: Limits, now: float, name: str, keys: tuple[str, str]
+    ) -> None:
+        # no configured limit: admit as a local budget (cold start) until a response's
+        # headers say the key's limits, then share those (`_learn`)
+        learning = limits.unlimited
+        super().__init__(limits, now, name, hold_bursts=False, cold_start=learning)
+        self._learning = learning
+        self._store = store
+        self._keys = keys
+        period = limits.period
+        self._cap = [0.0 if c is None else float(c) for c in (limits.rpm, limits.itpm, limits.otpm)]
+        self._rate = [c / period for c in self._cap]
+        self._dims = tuple(i for i in range(3) if self._cap[i] > 0)
+        self._debt_due = [0.0, 0.0, 0.0]  # spent before sharing: charged with the next call
+        self._epoch = ""  # the bucket's epoch and sequence number as last seen (lease.lua)
+        self._seq = 0
+        self._called_at = now  # the last answered call (renews the lease's record)
+        self._fb_debt_base = [0.0, 0.0, 0.0]
+        self._lease = [0.0, 0.0, 0.0]
+        self._pending = [0.0, 0.0, 0.0]  # granted, paid for only at a later instant (pots)
+        self._pots: deque[tuple[float, tuple[float, float, float]]] = deque()
+        self._clamp = [_INF, _INF, _INF]  # min over readings of (ceiling - rate * t)
+        self._proof = [_INF, _INF, _INF]  # the same for the lowest consistent reading
+        self._head: Cost | None = None
+        self._used = [0.0, 0.0, 0.0]
+        self._est = list(self._rate)  # this process's rate of consumption (optimistic at first)
+        self._est_at = now
+        self._last_take = now
+        self._low = [0.0, 0.0, 0.0]
+        self._keep = [_INF, _INF, _INF]
+        self._level = [0.0, 0.0, 0.0]  # the shared level the last call reported
+        self._overdrawn = False  # the shared level was below zero at the last call
+        self._big = [0.0, 0.0, 0.0]  # the largest single cost admitted so far, per dimension
+        self._target = [0.0, 0.0, 0.0]  # the lease the last slice aimed at, per dimension
+        self._hint = min(period * _HINT, 1.0)
+        self._kick = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._gate: Gate | None = None
+        self._fb: LocalBudget | None = None
+        self._fb_debt = [0.0, 0.0, 0.0]
+        self._flush_at: asyncio.TimerHandle | None = None
+        self._flush_due = False
+        self._mode = _SHARED
+        self._cold = False
+        self._urgent = False
+        self._not_before = 0.0
+        self.processes = 1  # seen within a period (the fallback share divides by these)
+        self.active = 1  # asking lately (slices are a fair share among these)
+        self.grants = 0
+        self.refusals = 0
+        self.fallback_takes = 0  # admissions while Redis was unreachable
+        self.fallback_lease = 0.0  # requests the lease held when the fallback began (summed)
+
+    # -- the Budget protocol (synchronous, O(1)) ----------------------------------------------
+
+    def wait(self, cost: Cost, now: float) -> float:
+        if self._learning:
+            return super().wait(cost, now)
+        w = self.blocked_until - now if self.blocked_until > now else 0.0
+        if self._mode != _SHARED:
+            fb = self._fb
+            if fb is None:  # fallback="closed": nothing until Redis answers again
+                self._want()
+                return max(w, self._store.breaker.retry_in(), self._hint)
+            return max(w, fb.wait(fit(cost, fb), now))
+        self._ripen(now)
+        lease = self._lease
+        for i in self._dims:
+            if cost[i] > lease[i] + 1e-9 * self._cap[i]:
+                break
+        else:
+            return w
+        if self._pots:  # slices on their way: the instant they are paid for
+            have = list(lease)
+            for at, pot in self._pots:
+                for i in self._dims:
+                    have[i] += pot[i]
+                if all(cost[i] <= have[i] + 1e-9 * self._cap[i] for i in self._dims):
+                    return max(w, at - now)
+        self._head = cost
+        self._want()
+        return max(w, self._hint)
+
+    def take(self, cost: Cost, now: float) -> Cost:
+        if self._learning:
+            return super().take(cost, now)
+        sent, net = self._sent, self._net
+        for i in range(3):
+            sent[i] += cost[i]
+            net[i] += cost[i]
+        self._remember(now)
+        self._last_take = now
+        # the head admitted: the next one, if it does not fit, says so in `wait` (a stale
+        # head kept a finished process from ever returning its idle lease)
+        self._head = None
+        if self._mode != _SHARED:
+            self.fallback_takes += 1
+            if self._fb is not None:
+                self._fb.take(cost, now)
+            for i in self._dims:
+                self._fb_debt[i] += cost[i]
+            return Cost(sent[0], sent[1], sent[2])
+        self._ripen(now)
+        lease, used, pending, low, big = (
+            self._lease,
+            self._used,
+            self._pending,
+            self._low,
+            self._big,
+        )
+        refetch = False
+        for i in self._dims:
+            if cost[i] > big[i]:
+                big[i] = cost[i]
+            lease[i] -= cost[i]
+            used[i] += cost[i]
+            if lease[i] + pending[i] < low[i]:
+                refetch = True
+        if refetch:
+            self._want()
+        return Cost(sent[0], sent[1], sent[2])
+
+    def give(self, cost: Cost, now: float) -> None:
+        if self._learning:
+            super().give(cost, now)
+            return
+        net = self._net
+        for i in range(3):
+            net[i] -= cost[i]
+        self._remember(now)
+        if self._mode != _SHARED:
+            if self._fb is not None:
+                self._fb.give(cost, now)
+            for i in self._dims:
+                self._fb_debt[i] -= cost[i]
+            return
+        # a refund (or a further charge) stays in the lease, at once usable here; what the
+        # lease then holds beyond `_keep` goes back to the shared bucket with the next round
+        # trip (the next slice asked for, or the return of an idle lease)
+        lease, used, keep = self._lease, self._used, self._keep
+        excess = False
+        for i in self._dims:
+            lease[i] += cost[i]
+            used[i] -= cost[i]  # the rate of slices is the net rate of consumption
+            if lease[i] > keep[i]:
+                excess = True
+        if excess and self._flush_at is None and not self._flush_due:
+            # soon while others reserve ahead (the shared level is overdrawn): what this
+            # process does not need shortens their wait
+            delay = self._hint if self._overdrawn else self.limits.period * _FLUSH
+            self._flush_at = asyncio.get_running_loop().call_at(now + delay, self._flush)
+
+    def block_until(self, when: float) -> None:
+        super().block_until(when)
+        if self._fb is not None:
+            self._fb.block_until(when)
+
+    def _observe(
+        self,
+        view: ServerView,
+        sent_mark: Cost,
+        sent_at: float,
+        now: float,
+        *,
+        uncharged: Cost = ZERO,
+        refused: bool = False,
+        seen: Cost = ZERO,
+        own: Cost | None = None,
+    ) -> bool:
+        """Turn a response's headers into a ceiling for the shared level (sent with the next
+        round trip; lowers it, never raises it) and, while the shared bucket is cold, into
+        the proof of its level. Read as `LocalBudget.observe` reads them: the server's level
+        at an unknown instant T of ``[sent_at, now]``, token readings ±`TOKEN_ROUNDING`.
+
+        The ceiling is the server's level now, as highest as the window allows, less what
+        this process holds as lease: the shared level can be no higher (the other processes'
+        leases and requests in flight only lower the truth, so ignoring them never lowers
+        it too far). The proof takes the lowest reading instead, as a cold start does.
+        """
+        changed = False
+        if self._learning:
+            changed = super()._observe(
+                view,
+                sent_mark,
+                sent_at,
+                now,
+                uncharged=uncharged,
+                refused=refused,
+                seen=seen,
+                own=own,
+            )
+            if not self._learn(view):
+                return changed
+        if self._fb is not None:
+            # not `own=`: the request may have been admitted from the lease, before the
+            # fallback began, and its mark is this budget's, not the fallback's; the fallback
+            # reads its own take from its history, which overstates it (on the safe side).
+            # Told the exact cost, the fallback ran ahead after Redis came back empty
+            # (43-87 x 429 per 600 in test_redis_killed_and_restarted_empty_mid_run).
+            changed = self._fb.observe(
+                view,
+                sent_mark,
+                sent_at,
+                now,
+                uncharged=uncharged,
+                refused=refused,
+                seen=seen,
+            )
+        remainings = (view.requests_remaining, view.input_remaining, view.output_remaining)
+        if remainings == (None, None, None):
+            return changed
+        highest = self._highest_readings(sent_at, now)
+        before = self._net_until(sent_at, strict=True)
+        net = self._net
+        for i in self._dims:
+            remaining = remainings[i]
+            if remaining is None:
+                continue
+            if i and remaining % 1000:
+                self._exact_tokens = True  # as `LocalBudget.observe`: the server is exact
+            tolerance = TOKEN_ROUNDING if i and not self._exact_tokens else 0.0
+            held = self._lease[i] + self._pending[i]
+            base = remaining - tolerance - held - self._rate[i] * now
+            hi = base + highest[i] - uncharged[i]
+            lo = base - (net[i] - before[i] - seen[i])
+            if hi < self._clamp[i]:
+                self._clamp[i] = hi
+            if lo < self._proof[i]:
+                self._proof[i] = lo
+        if refused or self._cold:
+            self._urgent = True  # the shared level is wrong (a 429) or unproven: tell Redis now
+            self._not_before = 0.0
+            self._want()
+        return changed
+
+    def _learn(self, view: ServerView) -> bool:
+        """Limits learnt from a response's headers (``Thrift(limits=None)``): share them from
+        now on. What this process spent meanwhile is charged to Redis with the first call
+        (unless that call proves a cold bucket's level from these very headers); refunds of
+        requests still in flight then come back through the lease, as any refund does."""
+        caps = (view.requests_limit, view.input_limit, view.output_limit)
+        if not any(c is not None and c > 0 for c in caps):
+            return False
+        known = [float(c) if c is not None and c > 0 else 0.0 for c in caps]
+        period = self.limits.period
+        self.limits = Limits(
+            rpm=known[0] or None, itpm=known[1] or None, otpm=known[2] or None, period=period
+        )
+        self._cap = known
+        self._rate = [c / period for c in known]
+        self._dims = tuple(i for i in range(3) if known[i] > 0)
+        self._est = list(self._rate)
+        self._debt_due = [max(0.0, self._net[i]) if known[i] else 0.0 for i in range(3)]
+        self._learning = False
+        self._cold = True  # the shared level is unproven until this reading reaches Redis
+        log.info("shared budget %s: limits learnt from the headers (%s); sharing them", self.name,
+                 self.limits)  # fmt: skip
+        return True
+
+    # -- views ---------------------------------------------------------------------------------
+
+    def peek(self, now: float) -> tuple[float | None, ...]:
+        """Shared: the lease held here per dimension; fallback: the fallback's levels."""
+        if self._fb is not None:
+            return self._fb.peek(now)
+        return tuple(
+            None if self._cap[i] <= 0 else self._lease[i] + self._pending[i] for i in range(3)
+        )
+
+    @property
+    def mode(self) -> str:
+        return ("shared", "fallback", "closed")[self._mode]
+
+    @property
+    def fallback(self) -> LocalBudget | None:
+        """The local budget admitting while Redis is unreachable (None otherwise)."""
+        return self._fb
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def bind(self, gate: Gate) -> None:
+        """Poke `gate` whenever a lease arrives or the mode changes; while it has waiters
+        the lease is not idle."""
+        self._gate = gate
+
+    def _ripen(self, now: float) -> None:
+        pots = self._pots
+        while pots and pots[0][0] <= now:
+            _, pot = pots.popleft()
+            for i in self._dims:
+                self._lease[i] += pot[i]
+                self._pending[i] -= pot[i]
+        if not pots:
+            self._pending = [0.0, 0.0, 0.0]
+
+    def _want(self) -> None:
+        if self._task is None:
+            if self._store.closed:
+                return
+            self._task = asyncio.get_running_loop().create_task(self._run())
+            self._store.tasks.add(self._task)
+        self._kick.set()
+
+    def _flush(self) -> None:
+        self._flush_at = None
+        self._flush_due = True
+        self._want()
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            timeout = self._next_timeout(loop.time())
+            if not self._kick.is_set() and timeout != 0.0:
+                try:
+                    async with asyncio.timeout(timeout):
+                        await self._kick.wait()
+                except TimeoutError:
+                    pass
+            self._kick.clear()
+            now = loop.time()
+            if now < self._not_before:
+                continue
+            try:
+                await self._round_trip(now)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a bug must not stop admission: log, back off, go on
+                log.exception("shared budget %s: round trip failed", self.name)
+                self._not_before = loop.time() + self._hint
+
+    def _next_timeout(self, now: float) -> float | None:
+        """Seconds until something is due with nothing else happening (None: nothing)."""
+        due = _INF
+        if self._not_before > now:
+            due = self._not_before
+        elif self._mode != _SHARED:
+            due = now + max(self._store.breaker.retry_in(), 0.001)
+        if self._mode == _SHARED and any(self._lease[i] + self._pending[i] for i in self._dims):
+            # renew the lease's record before Redis gives it back
+            due = min(due, self._called_at + lease_lifetime(self.limits.period) * _RENEW)
+            idle_at = self._last_take + self._idle_after()
+            if self._busy(now):  # look again after a while
+                idle_at = max(idle_at, now + self._idle_after())
+            due = min(due, max(idle_at, now))
+        return None if due == _INF else max(0.0, due - now)
+
+    def release_args(self) -> list[str] | None:
+        """The arguments that give everything held back to Redis (None: nothing to give)."""
+        if self._flush_at is not None:
+            self._flush_at.cancel()
+            self._flush_at = None
+        if self._mode != _SHARED:
+            return None
+        give = [self._lease[i] + self._pending[i] for i in range(3)]
+        if not any(give[i] for i in self._dims):
+            return None
+        self._lease = [0.0, 0.0, 0.0]
+        self._pending = [0.0, 0.0, 0.0]
+        self._pots.clear()
+        return self._script_args(ZERO, ZERO, Cost(*give), [0.0, 0.0, 0.0])
+
+    @property
+    def keys(self) -> tuple[str, str]:
+        return self._keys
+
+    def __repr__(self) -> str:
+        return f"SharedBudget({self.name!r}, {self.limits}, mode={self.mode})"
