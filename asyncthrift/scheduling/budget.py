@@ -428,6 +428,8 @@ class LocalBudget:
         remainings = (view.requests_remaining, view.input_remaining, view.output_remaining)
         highest = self._highest_readings(sent_at, now)
         took = self._own_take(sent_at, sent_mark) if own is None else own
+        # once per reading, not per dimension (it scans what is out); a cold one has no floor
+        in_transit = ZERO if cold else self._transit.before(sent_mark, sent_at)
         for i, remaining in enumerate(remainings):
             bucket = self._buckets[i]
             if bucket is None:
@@ -439,6 +441,7 @@ class LocalBudget:
                 cold=cold,
                 highest=highest[i],
                 took=took[i],
+                in_transit=in_transit[i],
                 sent_mark=sent_mark,
                 sent_at=sent_at,
                 now=now,
@@ -486,6 +489,7 @@ class LocalBudget:
         cold: bool,
         highest: float,
         took: float,
+        in_transit: float,
         sent_mark: Cost,
         sent_at: float,
         now: float,
@@ -498,20 +502,15 @@ class LocalBudget:
         if remaining is not None and i and remaining % 1000:
             self._exact_tokens = True  # a count no rounding gives: the server is exact
         tolerance = TOKEN_ROUNDING if i and not self._exact_tokens else 0.0
-        # the least the server's level can be now, as our level will read once this
-        # request is settled: the reading rounded up, everything we took after this
-        # request unseen by it (at any instant a response's headers may describe, a
-        # burst may still be on its way), no refill since, and what comes back to us
-        # (this request's unused reservation, which a non-streamed answer's reading
-        # may have refunded already, and any refused part)
         # this request's unused output reservation, which comes back to us once it is
         # settled, and which a non-streamed answer's reading may have refunded already
         # (its input is mostly used; a refused request's comes back as `uncharged`)
         refundable = max(0.0, took - seen[i] - uncharged[i]) if i == 2 else 0.0
         floor: float | None = None
         if remaining is not None and not cold:
+            unseen = self._sent[i] - sent_mark[i] + in_transit
             floor = self._reading_floor(
-                i, remaining, tolerance, uncharged[i], refundable, sent_mark, sent_at, now
+                i, remaining, tolerance, unseen, uncharged[i], refundable, sent_at, now
             )
         if bucket.held and sent_mark[i] >= self._hold_marks[i]:
             # the server answered the burst. Refill withheld meanwhile is credited only
@@ -561,16 +560,17 @@ class LocalBudget:
         i: int,
         remaining: float,
         tolerance: float,
+        unseen: float,
         uncharged: float,
         refundable: float,
-        sent_mark: Cost,
         sent_at: float,
         now: float,
     ) -> float:
-        """The least the server's level can be now by this reading (`observe`): rounded
-        up, everything we took after this request unseen and what we took before it still
-        on its way (`Transit`), less what comes back to us."""
-        unseen = self._sent[i] - sent_mark[i] + self._transit.before(sent_mark, sent_at)[i]
+        """The least the server's level can be now by this reading (`observe`), as our
+        level will read once the request is settled: rounded up, no refill since, less
+        what it may not have seen (`unseen`: everything we took after this request at any
+        instant its headers may describe, and what we took before it still on its way,
+        `Transit`) and what comes back to us (its unused reservation, any refused part)."""
         floor = remaining - tolerance - unseen - uncharged - refundable
         if i == 1:
             # the server charges its own input count, which our estimate may fall
