@@ -55,14 +55,16 @@ def sse(response: httpx2.Response, delay: float = 0.0) -> httpx2.Response:
     headers at once, ``message_start`` at once, the rest of the events `delay` seconds later
     (headers at the stream's start, as the API sends them)."""
     message = Message.model_validate(orjson.loads(response.content))
-    events = [orjson.dumps(e.to_dict()) for e in replay_events(message)]
+    events = [
+        b"event: " + e.type.encode() + b"\ndata: " + orjson.dumps(e.to_dict()) + b"\n\n"
+        for e in replay_events(message)
+    ]
 
     async def body() -> AsyncIterator[bytes]:
-        for k, data in enumerate(events):
+        for k, event in enumerate(events):
             if k == 1 and delay > 0:
                 await asyncio.sleep(delay)
-            kind = orjson.loads(data)["type"]
-            yield b"event: " + kind.encode() + b"\ndata: " + data + b"\n\n"
+            yield event
 
     headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
     headers["content-type"] = "text/event-stream"
