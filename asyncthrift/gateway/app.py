@@ -90,6 +90,11 @@ class Gateway:
         if thrift is not None:
             await thrift.aclose(drain=True, grace=self.config.grace)
 
+    def queued(self) -> int:
+        """Requests waiting for budget now (every lane and model class)."""
+        thrift = self._thrift
+        return 0 if thrift is None else thrift.stats().queued
+
     def status(self) -> Mapping[str, Any]:
         """What the status page adds to the telemetry: draining, in flight, live budgets."""
         out: dict[str, Any] = {"draining": self.draining, "in_flight": self.inflight.count}
@@ -183,11 +188,15 @@ def _refused(gateway: Gateway, request: Request, status: int, reason: str) -> No
 
 
 async def healthz(request: Request) -> Response:
-    """200 while serving, 503 while draining (a balancer stops sending here)."""
+    """200 while serving, 503 while draining (a balancer stops sending here); with the
+    requests in flight and those of them waiting for budget."""
     gateway: Gateway = request.app.state.gateway
-    if gateway.draining:
-        return JSONResponse({"status": "draining"}, status_code=503)
-    return JSONResponse({"status": "serving"})
+    body = {
+        "status": "draining" if gateway.draining else "serving",
+        "in_flight": gateway.inflight.count,
+        "queued": gateway.queued(),
+    }
+    return JSONResponse(body, status_code=503 if gateway.draining else 200)
 
 
 def api_routes() -> list[BaseRoute]:
