@@ -106,16 +106,18 @@ async def test_a_stream_through_the_gateway_equals_the_direct_one(
         async with via.messages.stream(**body) as stream:
             final = await stream.get_final_message()
     assert _without_ids(got) == _without_ids(want)
-    assert [e["type"] for e in got][0] == "message_start"
+    assert got[0]["type"] == "message_start"
     assert final.content[0].type == "text" and final.usage.output_tokens > 0
-    async with httpx.AsyncClient(base_url=gateway.url) as http:
-        async with http.stream(
+    async with (
+        httpx.AsyncClient(base_url=gateway.url) as http,
+        http.stream(
             "POST", "/v1/messages", json={**body, "stream": True}, headers=_auth()
-        ) as response:
-            assert response.status_code == 200
-            assert response.headers["content-type"].startswith("text/event-stream")
-            assert response.headers["request-id"].startswith("req_")
-            text = (await response.aread()).decode()
+        ) as response,
+    ):
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        assert response.headers["request-id"].startswith("req_")
+        text = (await response.aread()).decode()
     assert text.startswith("event: message_start\ndata: {")
     assert text.rstrip().endswith('event: message_stop\ndata: {"type":"message_stop"}')
 
