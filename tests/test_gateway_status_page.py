@@ -23,9 +23,13 @@ import pytest
 import uvicorn
 from starlette.applications import Starlette
 
-from asyncthrift.gateway.status import ops_routes
+from asyncthrift import Limits, Thrift
+from asyncthrift.gateway.clients import ClientQuota, GatewayClient
+from asyncthrift.gateway.quotas import ClientQuotas, QuotaGrant
+from asyncthrift.gateway.status import gateway_status, ops_routes
 from asyncthrift.gateway.telemetry import GatewayTelemetry
 from tests.conftest_redis import in_ci
+from tests.fake_api import FakeAPI, ok
 
 INSTALL_HINT = "the status page test needs Debian's chromium (apt-get install chromium)"
 #: Where the screenshot is left for a human to look at (CI keeps it as an artifact if asked).
@@ -178,3 +182,44 @@ async def test_a_screenshot_of_the_page_is_drawn(page_url: tuple[str, Status]) -
     width, height = struct.unpack(">II", png[16:24])
     assert (width, height) == (1280, 1100)
     assert len(png) > 30_000  # a blank or error page compresses to a few kilobytes
+
+
+@pytest.mark.looptime
+async def test_status_json_carries_a_thrifts_live_budgets_and_savings() -> None:
+    """`gateway_status` over a real `Thrift` (the SDK's transport seam), through the routes:
+    budgets per limit, savings, quota use, strict JSON, and never the key."""
+    secret = "sk-ant-status-secret-42"
+    api = FakeAPI(lambda body, n: ok(body, input_tokens=12, output_tokens=7))
+    alice = GatewayClient("alice", quota=ClientQuota(rpm=10))
+    quotas = ClientQuotas([alice], clock=lambda: 0.0)
+    thrift = Thrift(
+        api_key=secret,
+        base_url="http://api.test",
+        sdk_options=api.sdk_options(),
+        limits=Limits(rpm=100, itpm=50_000, otpm=10_000),
+    )
+    async with thrift:
+        grant = await quotas.admit(alice, input_tokens=12, max_tokens=50, worst_usd=0.01)
+        assert isinstance(grant, QuotaGrant)
+        await thrift.messages.create(
+            model="claude-sonnet-4-6", max_tokens=50, messages=[{"role": "user", "content": "hi"}]
+        )
+        routes = ops_routes(
+            telemetry=GatewayTelemetry(["alice"]),
+            status=lambda: gateway_status(thrift, draining=True, quotas=quotas),
+        )
+        transport = httpx.ASGITransport(app=Starlette(routes=routes))
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as http:
+            got = await http.get("/status.json")
+            metrics = await http.get("/metrics")
+    assert got.status_code == 200 and secret not in got.text
+    body = got.json()
+    assert body["draining"] is True and body["savings"]["requests"] == 1
+    [budget] = body["budgets"]
+    caps = {limit["dim"]: limit["capacity"] for limit in budget["limits"]}
+    assert caps == {"rpm": 100, "itpm": 50_000, "otpm": 10_000}
+    rpm = next(limit for limit in budget["limits"] if limit["dim"] == "rpm")
+    assert rpm["level"] == pytest.approx(99)  # one request taken (virtual time: no refill)
+    assert body["quotas"]["alice"]["used"]["rpm"] == 1
+    assert body["quotas"]["alice"]["limits"]["rpm"] == 10
+    assert metrics.headers["content-type"].startswith("text/plain; version=0.0.4")
