@@ -222,3 +222,38 @@ async def test_redis_down_keeps_rate_quotas_local_and_refuses_spend_caps(
         assert isinstance(refused, QuotaRefusal) and "cannot be checked" in refused.message
     finally:
         await q.aclose()
+
+
+@pytest.mark.redis
+async def test_replicas_on_the_servers_clock_share_one_quota_and_no_name_reaches_redis(
+    redis_url: str, redis_namespace: str
+) -> None:
+    import redis.asyncio as aioredis
+
+    alice, bob = client("alice", rpm=2), capped(1.0, name="bob")
+    a, b = (ClientQuotas([alice, bob], shared=redis_url, prefix=redis_namespace) for _ in range(2))
+    try:
+        assert isinstance(await take(a, alice), QuotaGrant)
+        assert isinstance(await take(b, alice), QuotaGrant)  # rpm 2 drains 1 per 30 s
+        assert isinstance(await take(a, alice), QuotaRefusal)
+        assert isinstance(await take(b, bob, usd=0.5), QuotaGrant)
+        raw = aioredis.Redis.from_url(redis_url, decode_responses=True)
+        keys = await raw.keys(f"{redis_namespace}*")
+        await raw.aclose()
+    finally:
+        await a.aclose()
+        await b.aclose()
+    assert len(keys) == 3  # alice's quota, bob's quota and bob's spend today
+    assert all(k.startswith(f"{redis_namespace}:{{") for k in keys)
+    assert not any("alice" in k or "bob" in k for k in keys)
+
+
+async def test_a_grant_carries_the_quota_left_for_the_response() -> None:
+    alice = GatewayClient("alice", quota=ClientQuota(rpm=5, otpm=1000), spend_cap_usd=2.0)
+    g = await take(local(alice), alice, o=300, usd=0.5)
+    assert isinstance(g, QuotaGrant)
+    assert g.headers[f"{H}requests-remaining"] == "4"
+    assert g.headers[f"{H}output-tokens-remaining"] == "700"
+    assert g.headers[f"{H}output-tokens-reset"] == "2026-12-07T10:00:18Z"  # 300 at 1000/min
+    assert g.headers["x-asyncthrift-client-spend-remaining-usd"] == "1.5000"
+    assert f"{H}input-tokens-limit" not in g.headers  # no itpm quota

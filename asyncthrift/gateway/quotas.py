@@ -174,14 +174,15 @@ class ClientQuotas:
         fits = zip(used, costs, limits, strict=True)
         rates_ok = all(lim is None or u + c <= lim for u, c, lim in fits)
         spend = book.spend
-        spend_ok, spent = True, None
-        hold = None
-        if spend is not None and rates_ok:
-            try:
-                hold = spend.hold_now(worst)
-            except BudgetExceeded:
-                spend_ok = False
-            spent = spend.spent + spend.held - (worst if hold else 0.0)
+        spend_ok, spent, hold = True, None, None
+        if spend is not None:
+            spent = spend.spent + spend.held  # before this request (a new period rolls below)
+            if rates_ok:
+                try:
+                    hold = spend.hold_now(worst)
+                except BudgetExceeded:
+                    spend_ok = False
+                spent = spend.spent + spend.held - (worst if hold else 0.0)
         verdict = Verdict(rates_ok, spend_ok, used, spent)
         answer = self._conclude(client, limits, costs, worst, verdict, "local")
         if isinstance(answer, QuotaGrant):
