@@ -106,9 +106,10 @@ class RedisQuotas:
 
     async def admit(
         self, client: GatewayClient, limits: Limits3, costs: Costs, worst: float | None
-    ) -> Verdict | None:
-        """One admission in Redis; None when Redis cannot be reached (the caller falls back).
-        `worst` is None when the client has no spend cap."""
+    ) -> tuple[Verdict, SpendHold | None] | None:
+        """One admission in Redis: the verdict, and the spend hold it made if it took one
+        (with the period it was counted in); None when Redis cannot be reached (the caller
+        falls back). `worst` is None when the client has no spend cap."""
         if not self._breaker.admit():
             return None
         quota_key, spend_prefix = self._keys(client.name)
@@ -130,12 +131,10 @@ class RedisQuotas:
         rates_ok, spend_ok = int(reply[0]) == 1, int(reply[1]) == 1
         used: Costs = (float(reply[2]), float(reply[3]), float(reply[4]))
         spent = None if worst is None else float(reply[6])
-        self._remember(client.name, used, costs, spent, worst, rates_ok and spend_ok)
-        return Verdict(rates_ok, spend_ok, used, spent)
-
-    def hold_for(self, client: GatewayClient, worst: float) -> SpendHold:
-        """The hold an admission just made (its period, to give it back to the same key)."""
-        return SpendHold(worst, self._spend(client)[0])
+        taken = rates_ok and spend_ok
+        self._remember(client.name, used, costs, spent, worst, taken)
+        hold = SpendHold(worst, current) if taken and worst is not None else None
+        return Verdict(rates_ok, spend_ok, used, spent), hold
 
     def _remember(
         self,

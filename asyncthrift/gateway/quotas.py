@@ -90,7 +90,8 @@ class ClientQuotas:
 
     `clients` are checked here (a quota or cap the keys file got wrong fails at start, not
     at the first request). `clock` is the local quotas' clock (seconds, monotonic); with
-    `shared` Redis's own ``TIME`` is used unless a clock is given (tests, virtual time).
+    `shared` Redis's own ``TIME`` is used unless a clock is given (tests, virtual time:
+    every replica must then read the same one, so ``time.monotonic`` counts as none).
     `wall` gives epoch seconds for the spend periods and the ``-reset`` headers.
     """
 
@@ -105,7 +106,7 @@ class ClientQuotas:
         period: float = PERIOD,
         timeout: float = 0.25,
     ) -> None:
-        self._clock = clock or time.monotonic
+        self._clock = clock or time.monotonic  # the local books' (and the fallback's)
         self._wall = wall
         self._period = period
         self._books: dict[str, _Book] = {}
@@ -113,6 +114,8 @@ class ClientQuotas:
         for client in clients:
             self._check(client)
         self._redis: RedisQuotas | None = None
+        if clock is time.monotonic:  # one host's monotonic clock means nothing to another's
+            clock = None
         if shared is not None:
             self._redis = RedisQuotas(
                 shared, prefix=prefix, clock=clock, wall=wall, period=period, timeout=timeout
@@ -156,11 +159,11 @@ class ClientQuotas:
         if limits == (None, None, None) and not capped:
             return QuotaGrant(self._finish, client, costs, "none", {})
         if self._redis is not None:
-            verdict = await self._redis.admit(client, limits, costs, worst if capped else None)
-            if verdict is not None:
-                answer = self._conclude(client, limits, costs, worst, verdict, "redis")
-                if capped and isinstance(answer, QuotaGrant):
-                    answer.hold = self._redis.hold_for(client, worst)
+            found = await self._redis.admit(client, limits, costs, worst if capped else None)
+            if found is not None:
+                answer = self._conclude(client, limits, costs, worst, found[0], "redis")
+                if isinstance(answer, QuotaGrant):
+                    answer.hold = found[1]
                 return answer
             if capped:
                 return unchecked_spend(client, self._redis.retry_in())
