@@ -223,3 +223,42 @@ async def test_status_json_carries_a_thrifts_live_budgets_and_savings() -> None:
     assert body["quotas"]["alice"]["used"]["rpm"] == 1
     assert body["quotas"]["alice"]["limits"]["rpm"] == 10
     assert metrics.headers["content-type"].startswith("text/plain; version=0.0.4")
+
+
+async def served(status: Any) -> dict[str, Any]:
+    """/status.json of the ops routes over `status`, through the ASGI app (no socket)."""
+    app = Starlette(routes=ops_routes(telemetry=GatewayTelemetry(), status=status))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gw") as http:
+        got = await http.get("/status.json")
+    assert got.status_code == 200
+    return dict(got.json())
+
+
+async def test_status_given_per_model_class_is_served_in_the_pages_shape() -> None:
+    """A `status` giving budgets per model class ({limits, available} per dimension) and the
+    whole `stats` is served as the page reads it."""
+    budget = {
+        "name": "upstream-1",
+        "limits": {"rpm": 50, "itpm": None, "otpm": 8000},
+        "available": {"rpm": 20.0, "itpm": None, "otpm": float("inf")},
+    }
+    body = await served(lambda: {"budgets": {"sonnet": [budget]}, "stats": {"cache_hits": 9}})
+    assert body["budgets"] == [
+        {
+            "name": "upstream-1",
+            "model_class": "sonnet",
+            "blocked_s": 0.0,
+            "limits": [{"dim": "rpm", "level": 20.0, "capacity": 50}],  # otpm: no finite level
+        }
+    ]
+    assert body["savings"] == {"cache_hits": 9}
+
+
+async def test_a_failing_status_leaves_the_telemetry_served() -> None:
+    def broken() -> Mapping[str, Any]:
+        raise RuntimeError("no thrift yet")
+
+    body = await served(broken)
+    assert body["status_error"] == "RuntimeError: no thrift yet"
+    assert body["lanes"]["interactive"]["queued"] == 0

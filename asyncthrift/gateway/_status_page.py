@@ -23,6 +23,7 @@ body { margin:0; background:var(--bg); color:var(--ink);
 header { display:flex; align-items:center; gap:14px; padding:14px 28px; background:#111827;
   color:#f9fafb; }
 header h1 { font-size:17px; margin:0; font-weight:650; letter-spacing:.2px; }
+header .flight { color:#d1d5db; font-size:13px; font-variant-numeric:tabular-nums; }
 header .sub { color:#9ca3af; font-size:13px; margin-left:auto; }
 .pill { padding:2px 10px; border-radius:999px; font-size:12px; font-weight:600;
   background:#065f46; color:#d1fae5; }
@@ -184,6 +185,10 @@ function render(s) {
   const refused = Object.entries(s.refused || {});
   fill('refused', refused.length ? tiles(refused.map(([k, v]) => [k, num.format(v)]))
     : [el('div', 'empty', 'nothing refused')]);
+  const flight = [];
+  if (s.in_flight !== undefined) flight.push(num.format(s.in_flight) + ' in flight');
+  if (s.upstream_queued !== undefined) flight.push(num.format(s.upstream_queued) + ' queued');
+  document.getElementById('flight').textContent = flight.join(' · ');
   const pill = document.getElementById('state');
   pill.textContent = s.draining ? 'draining' : 'serving';
   pill.className = 'pill' + (s.draining ? ' draining' : '');
@@ -217,6 +222,7 @@ PAGE: Final = f"""<!doctype html>
 </head>
 <body>
 <header><h1>asyncthrift gateway</h1><span id="state" class="pill">loading</span>
+<span id="flight" class="flight"></span>
 <span class="sub" id="updated">waiting for status.json…</span></header>
 <main>
 <section class="wide"><h2>Savings</h2><div id="savings" class="tiles"></div></section>

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from ..client.thrift import Thrift
     from .quotas import ClientQuotas
 
-__all__ = ["SAVINGS_FIELDS", "gateway_status", "ops_routes"]
+__all__ = ["SAVINGS_FIELDS", "gateway_status", "normalized", "ops_routes"]
 
 _DIMENSIONS: Final = ("rpm", "itpm", "otpm")
 #: The `Stats` fields the status page shows under "savings" (and beside them, what was spent).
@@ -73,7 +73,7 @@ def ops_routes(
         except Exception as exc:  # the page must keep working when one source fails
             body["status_error"] = f"{type(exc).__name__}: {exc}"
         body.setdefault("generated_at", time.time())
-        return JSONResponse(_finite(body), headers=_NO_STORE)
+        return JSONResponse(_finite(normalized(body)), headers=_NO_STORE)
 
     async def page(request: Request) -> Response:
         return HTMLResponse(PAGE, headers=_NO_STORE)
@@ -101,6 +101,7 @@ def gateway_status(
         "budgets": budget_levels(thrift),
         "savings": savings,
         "upstream_queued": stats.queued,
+        "in_flight": stats.in_flight,
         "quotas": {} if quotas is None else quotas.snapshot(),
     }
     if extra:
@@ -130,6 +131,42 @@ def budget_levels(thrift: Thrift) -> list[dict[str, Any]]:
                 }
             )
     return rows
+
+
+def normalized(body: dict[str, Any]) -> dict[str, Any]:
+    """`body` in the shape the page reads, whichever way `status` gave it: budgets as a list
+    of {name, model_class, limits: [{dim, level, capacity}]} (also from a mapping of model
+    class to budgets with ``limits`` and ``available`` per dimension), and ``savings``
+    (also picked from a full ``stats`` mapping)."""
+    budgets = body.get("budgets")
+    if isinstance(budgets, Mapping):
+        body["budgets"] = [
+            _budget_row(str(model_class), view)
+            for model_class, views in sorted(budgets.items())
+            for view in views
+            if isinstance(view, Mapping)
+        ]
+    stats = body.get("stats")
+    if "savings" not in body and isinstance(stats, Mapping):
+        body["savings"] = {name: stats[name] for name in SAVINGS_FIELDS if name in stats}
+    return body
+
+
+def _budget_row(model_class: str, view: Mapping[str, Any]) -> dict[str, Any]:
+    """One budget given as {name, limits: {dim: limit}, available: {dim: level}}."""
+    limits = view.get("limits") or {}
+    available = view.get("available") or {}
+    rows = [
+        {"dim": dim, "level": available[dim], "capacity": limits[dim]}
+        for dim in _DIMENSIONS
+        if limits.get(dim) is not None and _is_finite(available.get(dim))
+    ]
+    name = view.get("name") or model_class
+    return {"name": name, "model_class": model_class, "blocked_s": 0.0, "limits": rows}
+
+
+def _is_finite(value: Any) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value)
 
 
 def _finite(value: Any) -> Any:
