@@ -3,9 +3,10 @@
 `spawn_gateway(upstream_url, *options)` starts ``python -m asyncthrift serve --port 0`` with
 this checkout's package first on the path, waits until the gateway says it is serving (its
 ``--ready-file``: written after the lifespan has opened the client), and yields a
-`GatewayProcess`: its ``url``, the child ``proc``, and the ``log`` it wrote (stderr, the JSON
-lines), so a test can read what a gateway logged. On exit the child gets SIGTERM (it
-drains), then SIGKILL if it is still there after `stop_timeout` seconds.
+`GatewayProcess` (`spawn_gateways`: a list of replicas, started together): its ``url``, the
+child ``proc``, and the ``log`` it wrote (stderr, the JSON lines), so a test can read what a
+gateway logged. On exit the child gets SIGTERM (it drains), then SIGKILL if it is still
+there after `stop_timeout` seconds.
 """
 
 from __future__ import annotations
@@ -56,6 +57,29 @@ def spawn_gateway(
     stop_timeout: float = 20.0,
 ) -> Iterator[GatewayProcess]:
     """Run a gateway in front of `upstream_url` (with `options`); yield it, running."""
+    with spawn_gateways(
+        upstream_url,
+        *options,
+        count=1,
+        api_key=api_key,
+        env=env,
+        startup_timeout=startup_timeout,
+        stop_timeout=stop_timeout,
+    ) as gateways:
+        yield gateways[0]
+
+
+@contextlib.contextmanager
+def spawn_gateways(
+    upstream_url: str,
+    *options: str,
+    count: int,
+    api_key: str = "upstream-key",
+    env: Mapping[str, str] | None = None,
+    startup_timeout: float = 60.0,
+    stop_timeout: float = 20.0,
+) -> Iterator[list[GatewayProcess]]:
+    """`count` replicas alike, started at once (their start-ups overlap), then waited for."""
     child_env = {k: v for k, v in os.environ.items() if not k.startswith("ASYNCTHRIFT_")}
     child_env["PYTHONPATH"] = os.pathsep.join(
         [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
@@ -63,25 +87,30 @@ def spawn_gateway(
     child_env["ANTHROPIC_API_KEY"] = api_key
     child_env.update(env or {})
     with tempfile.TemporaryDirectory(prefix="asyncthrift-gateway-") as tmp:
-        ready = Path(tmp) / "ready"
-        log_path = Path(tmp) / "stderr.log"
-        argv = [sys.executable, "-m", "asyncthrift", "serve", "--port", "0"]
-        argv += ["--base-url", upstream_url, "--ready-file", str(ready), *options]
-        with log_path.open("wb") as log:
-            proc = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=child_env
-            )
-        gateway = GatewayProcess("", proc, log_path)
+        started: list[tuple[GatewayProcess, Path]] = []
         try:
-            gateway.url = _wait_ready(ready, proc, log_path, startup_timeout)
-            yield gateway
+            for i in range(count):
+                ready = Path(tmp) / f"ready-{i}"
+                log_path = Path(tmp) / f"stderr-{i}.log"
+                argv = [sys.executable, "-m", "asyncthrift", "serve", "--port", "0"]
+                argv += ["--base-url", upstream_url, "--ready-file", str(ready), *options]
+                with log_path.open("wb") as log:
+                    proc = subprocess.Popen(
+                        argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=child_env
+                    )
+                started.append((GatewayProcess("", proc, log_path), ready))
+            for gateway, ready in started:
+                gateway.url = _wait_ready(ready, gateway.proc, gateway.log_path, startup_timeout)
+            yield [gateway for gateway, _ in started]
         finally:
-            gateway.terminate()
-            try:
-                proc.wait(stop_timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            for gateway, _ in started:
+                gateway.terminate()
+            for gateway, _ in started:
+                try:
+                    gateway.proc.wait(stop_timeout)
+                except subprocess.TimeoutExpired:
+                    gateway.proc.kill()
+                    gateway.proc.wait()
 
 
 def _wait_ready(ready: Path, proc: subprocess.Popen[bytes], log: Path, timeout: float) -> str:

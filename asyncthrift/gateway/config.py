@@ -201,17 +201,35 @@ def _cache(spec: str | None) -> str | None:
 
 def parse_limits(spec: str | None) -> LimitsSpec:
     """``--limits``: a tier preset (``tier2``), or ``rpm=N,itpm=N,otpm=N`` (any subset), either
-    optionally with ``period=SECONDS`` (60 for the real API; shorter for a compressed mock).
+    optionally with ``period=SECONDS`` (60 for the real API; shorter for a compressed mock);
+    or per model family, ``;``-separated: ``sonnet:rpm=50,otpm=8000;haiku:rpm=100`` (a
+    family is what `asyncthrift.Limits` tables take: ``sonnet``, a model id, or ``*``).
     None: learn the limits from the upstream's headers."""
     if spec is None:
         return None
-    parts = [p.strip() for p in spec.split(",") if p.strip()]
+    if ";" in spec or (":" in spec and "=" in spec.split(":", 1)[1]):
+        table: dict[str, Limits] = {}
+        for part in (p.strip() for p in spec.split(";") if p.strip()):
+            family, colon, rates = part.partition(":")
+            one = _one_limits(rates, spec) if colon and family.strip() else None
+            if not isinstance(one, Limits):
+                raise GatewayConfigError(
+                    f"--limits {spec!r}: each ;-separated part must be FAMILY:rpm=N,..."
+                    f" (a tier is not allowed there), got {part!r}"
+                )
+            table[family.strip()] = one
+        return table
+    return _one_limits(spec, spec)
+
+
+def _one_limits(text: str, spec: str) -> LimitsSpec:
+    parts = [p.strip() for p in text.split(",") if p.strip()]
     tier = [p for p in parts if "=" not in p]
     values: dict[str, float] = {}
     for part in parts:
         if "=" not in part:
             continue
-        name, _, text = part.partition("=")
+        name, _, number = part.partition("=")
         name = name.strip().lower()
         if name not in ("rpm", "itpm", "otpm", "period") or name in values:
             raise GatewayConfigError(
@@ -219,9 +237,9 @@ def parse_limits(spec: str | None) -> LimitsSpec:
                 f"({', '.join(sorted(PRESETS))}) or rpm=N,itpm=N,otpm=N[,period=SECONDS]"
             )
         try:
-            values[name] = float(text)
+            values[name] = float(number)
         except ValueError:
-            raise GatewayConfigError(f"--limits: {name}={text!r} is not a number") from None
+            raise GatewayConfigError(f"--limits: {name}={number!r} is not a number") from None
     period = values.pop("period", 60.0)
     try:
         if len(tier) == 1 and tier[0] in PRESETS and not values:
