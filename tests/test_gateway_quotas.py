@@ -260,3 +260,28 @@ async def test_a_grant_carries_the_quota_left_for_the_response() -> None:
     assert g.headers[f"{H}output-tokens-reset"] == "2026-12-07T10:00:18Z"  # 300 at 1000/min
     assert g.headers["x-asyncthrift-client-spend-remaining-usd"] == "1.5000"
     assert f"{H}input-tokens-limit" not in g.headers  # no itpm quota
+
+
+@pytest.mark.redis
+async def test_after_redis_returns_the_replicas_count_together_again(
+    own_redis_server: RedisServer, redis_namespace: str
+) -> None:
+    clock = Clock()
+    alice = client(rpm=4)
+    url = own_redis_server.url
+    a, b = (replica(url, redis_namespace, clock, alice) for _ in range(2))
+    try:
+        own_redis_server.stop()
+        fallback = [await take(a, alice) for _ in range(2)]  # two failures open the circuit
+        assert all(isinstance(g, QuotaGrant) and g.backend == "local" for g in fallback)
+        await fallback[0].settle(input_tokens=1, output_tokens=1, cost_usd=0.0)  # locally
+        own_redis_server.start(same_port=True)
+        skipped = await take(a, alice)  # Redis is back, but the circuit waits its cooldown
+        assert isinstance(skipped, QuotaGrant) and skipped.backend == "local"
+        clock.now += 5.0  # past the cooldown: the next call probes Redis, and rejoins
+        got = [await take(r, alice) for r in (a, b, a, b)]
+        assert [g.backend for g in got if isinstance(g, QuotaGrant)] == ["redis"] * 4
+        assert isinstance(await take(a, alice), QuotaRefusal)  # one quota again, in Redis
+    finally:
+        await a.aclose()
+        await b.aclose()

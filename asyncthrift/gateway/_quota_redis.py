@@ -73,6 +73,7 @@ class RedisQuotas:
             cooldown=2.0,
             on_down=self._down,
             on_up=lambda: log.info("client quotas: Redis is reachable again"),
+            clock=clock or time.monotonic,
         )
         self._pending: set[asyncio.Task[None]] = set()
         self._seen: dict[str, tuple[Costs, float, float | None]] = {}
