@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import uuid
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from asyncthrift.errors import InvalidArgument
 from asyncthrift.gateway.clients import ClientQuota, GatewayClient
@@ -285,3 +288,76 @@ async def test_after_redis_returns_the_replicas_count_together_again(
     finally:
         await a.aclose()
         await b.aclose()
+
+
+# -- the Lua script and the local book decide alike ------------------------------------------
+
+Op = tuple[str, int, int, int, int]
+OPS = st.lists(
+    st.tuples(
+        st.sampled_from(["admit", "admit", "settle", "release"]),
+        st.integers(0, 20),  # seconds that pass first
+        st.integers(0, 900),  # input tokens (admit) or used (settle)
+        st.integers(0, 1300),  # max_tokens (admit) or output used (settle)
+        st.integers(0, 30),  # worst case (admit) or cost (settle), in cents
+    ),
+    min_size=1,
+    max_size=25,
+)
+
+
+async def replay(q: ClientQuotas, clock: Clock, ops: list[Op]) -> list[object]:
+    """What `q` answers to `ops`: each admission's outcome, its headers and retry-after."""
+    quota = ClientQuota(rpm=6, itpm=1200, otpm=1800)
+    alice = GatewayClient("alice", quota=quota, spend_cap_usd=1.0, spend_period="day")
+    grants: list[QuotaGrant] = []
+    seen: list[object] = []
+    for kind, dt, a, b, cents in ops:
+        clock.now += dt
+        if kind == "admit":
+            got = await q.admit(alice, input_tokens=a, max_tokens=b, worst_usd=cents / 100)
+            if isinstance(got, QuotaGrant):
+                grants.append(got)
+                seen.append(("grant", dict(got.headers)))
+            else:
+                seen.append(("refused", got.retry_after, dict(got.headers)))
+        elif grants:
+            g = grants.pop(a % len(grants))
+            if kind == "release":
+                await g.release()
+            else:
+                await g.settle(input_tokens=a, output_tokens=b, cost_usd=cents / 100)
+            await q.flush()
+    return seen
+
+
+@pytest.mark.redis
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(ops=OPS)
+def test_redis_and_local_books_decide_every_sequence_alike(redis_url: str, ops: list[Op]) -> None:
+    """Limits in units per second that are whole (6, 1200, 1800 per minute) and whole
+    seconds keep both books' arithmetic exact, so any difference is a real divergence."""
+
+    async def both() -> tuple[list[object], list[object]]:
+        local_clock, shared_clock = Clock(), Clock()
+        local_q = ClientQuotas([], clock=local_clock, wall=lambda: NOON)
+        shared_q = ClientQuotas(
+            [],
+            shared=redis_url,
+            prefix=f"t-{uuid.uuid4().hex[:12]}",
+            clock=shared_clock,
+            wall=lambda: NOON,
+        )
+        try:
+            return await replay(local_q, local_clock, ops), await replay(
+                shared_q, shared_clock, ops
+            )
+        finally:
+            await shared_q.aclose()
+
+    local_seen, shared_seen = asyncio.run(both())
+    assert shared_seen == local_seen
