@@ -18,7 +18,8 @@ if h[4] then
   local used = {}
   for d = 1, 3 do
     local limit = math.max(0, tonumber(ARGV[2 + d]))
-    used[d] = math.max(0, (tonumber(h[d]) or 0) - elapsed * limit / period - tonumber(ARGV[5 + d]))
+    local drained = math.max(0, (tonumber(h[d]) or 0) - elapsed * limit / period)
+    used[d] = math.max(0, drained - tonumber(ARGV[5 + d]))
   end
   redis.call('HSET', KEYS[1], 'r', tostring(used[1]), 'i', tostring(used[2]),
     'o', tostring(used[3]), 't', tostring(math.max(now, stamp)))
