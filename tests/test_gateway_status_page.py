@@ -14,6 +14,7 @@ import shutil
 import socket
 import struct
 import tempfile
+import zlib
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -174,14 +175,63 @@ async def test_the_page_renders_the_live_numbers_it_fetched(
 
 
 async def test_a_screenshot_of_the_page_is_drawn(page_url: tuple[str, Status]) -> None:
+    """The screenshot shows the page as drawn: its header, and bars in the colours their
+    levels call for (amber from 70 % used: rpm 75 %; green below: otpm 10 %)."""
     url, _ = page_url
     SHOT.unlink(missing_ok=True)
     await run_chromium(f"--screenshot={SHOT}", url)
-    png = SHOT.read_bytes()
-    assert png[:8] == b"\x89PNG\r\n\x1a\n"
-    width, height = struct.unpack(">II", png[16:24])
+    width, height, pixels = decode_png(SHOT.read_bytes())
     assert (width, height) == (1280, 1100)
-    assert len(png) > 30_000  # a blank or error page compresses to a few kilobytes
+    colours = {pixels[i : i + 3] for i in range(0, len(pixels), 3)}
+    header, background = bytes.fromhex("111827"), bytes.fromhex("f5f6f8")
+    amber, green = bytes.fromhex("f79009"), bytes.fromhex("12b76a")
+    assert pixels[:3] == header and {background, amber, green} <= colours
+    assert len(colours) > 200  # text, antialiased: not a blank or one-colour page
+
+
+def decode_png(png: bytes) -> tuple[int, int, bytes]:
+    """(width, height, RGB bytes) of an 8-bit RGB or RGBA PNG (what Chromium writes): just
+    enough of the format to look at pixels without an imaging library."""
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, chunks, head = 8, [], b""
+    while pos < len(png):
+        (size,) = struct.unpack(">I", png[pos : pos + 4])
+        kind, data = png[pos + 4 : pos + 8], png[pos + 8 : pos + 8 + size]
+        head = data if kind == b"IHDR" else head
+        chunks += [data] if kind == b"IDAT" else []
+        pos += 12 + size
+    width, height, depth, colour = struct.unpack(">IIBB", head[:10])
+    assert depth == 8 and colour in (2, 6), (depth, colour)
+    step = 3 if colour == 2 else 4
+    raw, stride = zlib.decompress(b"".join(chunks)), width * step
+    out, prev = bytearray(), bytearray(stride)
+    for y in range(height):
+        kind, line = (
+            raw[y * (stride + 1)],
+            bytearray(raw[y * (stride + 1) + 1 : (y + 1) * (stride + 1)]),
+        )
+        for i in range(stride):
+            a = line[i - step] if i >= step else 0
+            b, c = prev[i], prev[i - step] if i >= step else 0
+            line[i] = (line[i] + _predict(kind, a, b, c)) & 0xFF
+        out += b"".join(bytes(line[i : i + 3]) for i in range(0, stride, step))
+        prev = line
+    return width, height, bytes(out)
+
+
+def _predict(kind: int, a: int, b: int, c: int) -> int:
+    """The PNG filter's predictor for one byte (left a, up b, upper-left c)."""
+    if kind == 0:
+        return 0
+    if kind == 1:
+        return a
+    if kind == 2:
+        return b
+    if kind == 3:
+        return (a + b) // 2
+    p = a + b - c
+    pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+    return a if pa <= pb and pa <= pc else (b if pb <= pc else c)
 
 
 @pytest.mark.looptime
