@@ -312,3 +312,54 @@ async def test_a_failing_status_leaves_the_telemetry_served() -> None:
     body = await served(broken)
     assert body["status_error"] == "RuntimeError: no thrift yet"
     assert body["lanes"]["interactive"]["queued"] == 0
+
+
+#: A period of ten hours: what the two requests took refills by under 0.5 in 45 s, so the
+#: page shows exactly 2 used however slowly the machine runs (quotas take the same period).
+LONG_LIMITS = "rpm=400,period=36000"
+
+
+@pytest.mark.slow
+async def test_a_real_gateway_serves_its_own_live_status_page(tmp_path: Path) -> None:
+    """``asyncthrift serve`` in front of the mock, with a client quota: after two answers,
+    the page drawn by Chromium shows that client, its quota use and the upstream budget
+    from ``--limits``; ``/metrics`` parses and counts the same two answers."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from asyncthrift.mock import spawn_mock_process
+    from tests.gateway_process import spawn_gateway
+
+    keys = tmp_path / "keys.toml"
+    keys.write_text(
+        '[[clients]]\nname = "carol"\nkey = "carol-key"\nrpm = 7\n'
+        'spend_cap_usd = 25\nspend_period = "day"\n'
+    )
+    body = {"model": "claude-sonnet-4-5", "max_tokens": 40, "messages": [{"role": "user"}]}
+    with (
+        spawn_mock_process(latency=0.01) as mock_url,
+        spawn_gateway(mock_url, "--limits", LONG_LIMITS, "--keys-file", str(keys)) as gw,
+    ):
+        async with httpx.AsyncClient(base_url=gw.url, timeout=60) as http:
+            for text in ("one", "two"):
+                body["messages"] = [{"role": "user", "content": text}]
+                answer = await http.post(
+                    "/v1/messages", json=body, headers={"x-api-key": "carol-key"}
+                )
+                assert answer.status_code == 200, answer.text
+            metrics = (await http.get("/metrics")).text
+        dom = (await run_chromium("--dump-dom", gw.url + "/")).decode()
+    text = text_of(dom)
+    assert re.search(r"carol 0 2 2 0 [\d,]+ / [\d,]+ \$0\.\d\d", text), text
+    assert "rpm 2 / 7" in text  # carol's own quota, as the page draws it
+    assert "rpm 2 / 400 used" in text  # the upstream budget from --limits
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(metrics)
+        for s in family.samples
+    }
+    answered = (
+        "asyncthrift_gateway_responses_total",
+        (("client", "carol"), ("lane", "default"), ("status", "200")),
+    )
+    assert samples[answered] == 2
+    assert "carol-key" not in dom and "carol-key" not in metrics
