@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import uuid
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from asyncthrift.errors import InvalidArgument
 from asyncthrift.gateway.clients import ClientQuota, GatewayClient
@@ -157,9 +160,11 @@ async def test_two_replicas_count_one_quota(redis_url: str, redis_namespace: str
         refused = await take(b, alice, o=200)
         assert isinstance(refused, QuotaRefusal) and "4 per minute" in refused.message
         await got[0].settle(input_tokens=5, output_tokens=0, cost_usd=0.0)  # on a
+        await a.flush()
         refused = await take(b, alice, o=200)  # the otpm refund is seen by b; rpm is not
         assert isinstance(refused, QuotaRefusal) and "requests" in refused.message
         await got[1].release()  # the request comes back, through b
+        await b.flush()
         assert isinstance(await take(a, alice, o=200), QuotaGrant)
         clock.now += 15.0  # one request drains on both replicas' shared clock
         assert isinstance(await take(b, alice, o=200), QuotaGrant)
@@ -188,7 +193,7 @@ async def test_concurrent_admissions_on_two_replicas_never_overshoot(
 
 
 @pytest.mark.redis
-async def test_a_settle_cancelled_midway_still_reaches_redis(
+async def test_a_settlement_is_sent_in_the_background_and_aclose_waits_for_it(
     redis_url: str, redis_namespace: str
 ) -> None:
     bob = capped(1.0)
@@ -197,10 +202,11 @@ async def test_a_settle_cancelled_midway_still_reaches_redis(
     try:
         g = await take(a, bob, usd=0.9)
         assert isinstance(g, QuotaGrant)
-        settling = asyncio.ensure_future(g.release())
+        handler = asyncio.ensure_future(g.release())
         await asyncio.sleep(0)
-        settling.cancel()
-        await a.aclose()  # waits for the settlement the cancelled caller left behind
+        handler.cancel()  # the handler is gone at once; its release was already under way
+        assert g.settled
+        await a.aclose()  # waits for the settlement nobody awaited
         assert isinstance(await take(b, bob, usd=0.9), QuotaGrant)
     finally:
         await b.aclose()
@@ -257,3 +263,102 @@ async def test_a_grant_carries_the_quota_left_for_the_response() -> None:
     assert g.headers[f"{H}output-tokens-reset"] == "2026-12-07T10:00:18Z"  # 300 at 1000/min
     assert g.headers["x-asyncthrift-client-spend-remaining-usd"] == "1.5000"
     assert f"{H}input-tokens-limit" not in g.headers  # no itpm quota
+
+
+@pytest.mark.redis
+async def test_after_redis_returns_the_replicas_count_together_again(
+    own_redis_server: RedisServer, redis_namespace: str
+) -> None:
+    clock = Clock()
+    alice = client(rpm=4)
+    url = own_redis_server.url
+    a, b = (replica(url, redis_namespace, clock, alice) for _ in range(2))
+    try:
+        own_redis_server.stop()
+        fallback = [await take(a, alice) for _ in range(2)]  # two failures open the circuit
+        assert all(isinstance(g, QuotaGrant) and g.backend == "local" for g in fallback)
+        await fallback[0].settle(input_tokens=1, output_tokens=1, cost_usd=0.0)  # locally
+        own_redis_server.start(same_port=True)
+        skipped = await take(a, alice)  # Redis is back, but the circuit waits its cooldown
+        assert isinstance(skipped, QuotaGrant) and skipped.backend == "local"
+        clock.now += 5.0  # past the cooldown: the next call probes Redis, and rejoins
+        got = [await take(r, alice) for r in (a, b, a, b)]
+        assert [g.backend for g in got if isinstance(g, QuotaGrant)] == ["redis"] * 4
+        assert isinstance(await take(a, alice), QuotaRefusal)  # one quota again, in Redis
+    finally:
+        await a.aclose()
+        await b.aclose()
+
+
+# -- the Lua script and the local book decide alike ------------------------------------------
+
+Op = tuple[str, int, int, int, int]
+OPS = st.lists(
+    st.tuples(
+        st.sampled_from(["admit", "admit", "settle", "release"]),
+        st.integers(0, 20),  # seconds that pass first
+        st.integers(0, 900),  # input tokens (admit) or used (settle)
+        st.integers(0, 1300),  # max_tokens (admit) or output used (settle)
+        st.integers(0, 3),  # worst case (admit) or cost (settle), in eighths of a dollar
+    ),
+    min_size=1,
+    max_size=25,
+)
+
+
+async def replay(q: ClientQuotas, clock: Clock, ops: list[Op]) -> list[object]:
+    """What `q` answers to `ops`: each admission's outcome, its headers and retry-after."""
+    quota = ClientQuota(rpm=6, itpm=1200, otpm=1800)
+    alice = GatewayClient("alice", quota=quota, spend_cap_usd=1.0, spend_period="day")
+    grants: list[QuotaGrant] = []
+    seen: list[object] = []
+    for kind, dt, a, b, eighths in ops:
+        clock.now += dt
+        if kind == "admit":
+            got = await q.admit(alice, input_tokens=a, max_tokens=b, worst_usd=eighths / 8)
+            if isinstance(got, QuotaGrant):
+                grants.append(got)
+                seen.append(("grant", dict(got.headers)))
+            else:
+                seen.append(("refused", got.retry_after, dict(got.headers)))
+        elif grants:
+            g = grants.pop(a % len(grants))
+            if kind == "release":
+                await g.release()
+            else:
+                await g.settle(input_tokens=a, output_tokens=b, cost_usd=eighths / 8)
+            await q.flush()
+    return seen
+
+
+@pytest.mark.redis
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(ops=OPS)
+def test_redis_and_local_books_decide_every_sequence_alike(redis_url: str, ops: list[Op]) -> None:
+    """Both books do the same double arithmetic and Redis keeps every double exactly (17
+    digits); dollars in eighths keep Redis's INCRBYFLOAT exact too. So any difference is a
+    real divergence, never rounding."""
+
+    async def both() -> tuple[list[object], list[object]]:
+        local_clock, shared_clock = Clock(), Clock()
+        local_q = ClientQuotas([], clock=local_clock, wall=lambda: NOON)
+        shared_q = ClientQuotas(
+            [],
+            shared=redis_url,
+            prefix=f"t-{uuid.uuid4().hex[:12]}",
+            clock=shared_clock,
+            wall=lambda: NOON,
+        )
+        try:
+            return await replay(local_q, local_clock, ops), await replay(
+                shared_q, shared_clock, ops
+            )
+        finally:
+            await shared_q.aclose()
+
+    local_seen, shared_seen = asyncio.run(both())
+    assert shared_seen == local_seen

@@ -14,6 +14,7 @@ import shutil
 import socket
 import struct
 import tempfile
+import zlib
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -174,14 +175,63 @@ async def test_the_page_renders_the_live_numbers_it_fetched(
 
 
 async def test_a_screenshot_of_the_page_is_drawn(page_url: tuple[str, Status]) -> None:
+    """The screenshot shows the page as drawn: its header, and bars in the colours their
+    levels call for (amber from 70 % used: rpm 75 %; green below: otpm 10 %)."""
     url, _ = page_url
     SHOT.unlink(missing_ok=True)
     await run_chromium(f"--screenshot={SHOT}", url)
-    png = SHOT.read_bytes()
-    assert png[:8] == b"\x89PNG\r\n\x1a\n"
-    width, height = struct.unpack(">II", png[16:24])
+    width, height, pixels = decode_png(SHOT.read_bytes())
     assert (width, height) == (1280, 1100)
-    assert len(png) > 30_000  # a blank or error page compresses to a few kilobytes
+    colours = {pixels[i : i + 3] for i in range(0, len(pixels), 3)}
+    header, background = bytes.fromhex("111827"), bytes.fromhex("f5f6f8")
+    amber, green = bytes.fromhex("f79009"), bytes.fromhex("12b76a")
+    assert pixels[:3] == header and {background, amber, green} <= colours
+    assert len(colours) > 200  # text, antialiased: not a blank or one-colour page
+
+
+def decode_png(png: bytes) -> tuple[int, int, bytes]:
+    """(width, height, RGB bytes) of an 8-bit RGB or RGBA PNG (what Chromium writes): just
+    enough of the format to look at pixels without an imaging library."""
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, chunks, head = 8, [], b""
+    while pos < len(png):
+        (size,) = struct.unpack(">I", png[pos : pos + 4])
+        kind, data = png[pos + 4 : pos + 8], png[pos + 8 : pos + 8 + size]
+        head = data if kind == b"IHDR" else head
+        chunks += [data] if kind == b"IDAT" else []
+        pos += 12 + size
+    width, height, depth, colour = struct.unpack(">IIBB", head[:10])
+    assert depth == 8 and colour in (2, 6), (depth, colour)
+    step = 3 if colour == 2 else 4
+    raw, stride = zlib.decompress(b"".join(chunks)), width * step
+    out, prev = bytearray(), bytearray(stride)
+    for y in range(height):
+        kind, line = (
+            raw[y * (stride + 1)],
+            bytearray(raw[y * (stride + 1) + 1 : (y + 1) * (stride + 1)]),
+        )
+        for i in range(stride):
+            a = line[i - step] if i >= step else 0
+            b, c = prev[i], prev[i - step] if i >= step else 0
+            line[i] = (line[i] + _predict(kind, a, b, c)) & 0xFF
+        out += b"".join(bytes(line[i : i + 3]) for i in range(0, stride, step))
+        prev = line
+    return width, height, bytes(out)
+
+
+def _predict(kind: int, a: int, b: int, c: int) -> int:
+    """The PNG filter's predictor for one byte (left a, up b, upper-left c)."""
+    if kind == 0:
+        return 0
+    if kind == 1:
+        return a
+    if kind == 2:
+        return b
+    if kind == 3:
+        return (a + b) // 2
+    p = a + b - c
+    pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+    return a if pa <= pb and pa <= pc else (b if pb <= pc else c)
 
 
 @pytest.mark.looptime
@@ -262,3 +312,54 @@ async def test_a_failing_status_leaves_the_telemetry_served() -> None:
     body = await served(broken)
     assert body["status_error"] == "RuntimeError: no thrift yet"
     assert body["lanes"]["interactive"]["queued"] == 0
+
+
+#: A period of ten hours: what the two requests took refills by under 0.5 in 45 s, so the
+#: page shows exactly 2 used however slowly the machine runs (quotas take the same period).
+LONG_LIMITS = "rpm=400,period=36000"
+
+
+@pytest.mark.slow
+async def test_a_real_gateway_serves_its_own_live_status_page(tmp_path: Path) -> None:
+    """``asyncthrift serve`` in front of the mock, with a client quota: after two answers,
+    the page drawn by Chromium shows that client, its quota use and the upstream budget
+    from ``--limits``; ``/metrics`` parses and counts the same two answers."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from asyncthrift.mock import spawn_mock_process
+    from tests.gateway_process import spawn_gateway
+
+    keys = tmp_path / "keys.toml"
+    keys.write_text(
+        '[[clients]]\nname = "carol"\nkey = "carol-key"\nrpm = 7\n'
+        'spend_cap_usd = 25\nspend_period = "day"\n'
+    )
+    body = {"model": "claude-sonnet-4-5", "max_tokens": 40, "messages": [{"role": "user"}]}
+    with (
+        spawn_mock_process(latency=0.01) as mock_url,
+        spawn_gateway(mock_url, "--limits", LONG_LIMITS, "--keys-file", str(keys)) as gw,
+    ):
+        async with httpx.AsyncClient(base_url=gw.url, timeout=60) as http:
+            for text in ("one", "two"):
+                body["messages"] = [{"role": "user", "content": text}]
+                answer = await http.post(
+                    "/v1/messages", json=body, headers={"x-api-key": "carol-key"}
+                )
+                assert answer.status_code == 200, answer.text
+            metrics = (await http.get("/metrics")).text
+        dom = (await run_chromium("--dump-dom", gw.url + "/")).decode()
+    text = text_of(dom)
+    assert re.search(r"carol 0 2 2 0 [\d,]+ / [\d,]+ \$0\.\d\d", text), text
+    assert "rpm 2 / 7" in text  # carol's own quota, as the page draws it
+    assert "rpm 2 / 400 used" in text  # the upstream budget from --limits
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(metrics)
+        for s in family.samples
+    }
+    answered = (
+        "asyncthrift_gateway_responses_total",
+        (("client", "carol"), ("lane", "default"), ("status", "200")),
+    )
+    assert samples[answered] == 2
+    assert "carol-key" not in dom and "carol-key" not in metrics

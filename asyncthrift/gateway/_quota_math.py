@@ -8,7 +8,6 @@ before the request, and whether it fits) to `refuse` or `grant_headers`.
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import math
 from collections.abc import Awaitable, Callable, Mapping
@@ -70,10 +69,12 @@ Finish = Callable[["QuotaGrant", Costs, float, bool], Awaitable[None]]
 
 class QuotaGrant:
     """One admitted request's share of its client's quota, settled exactly once, whatever
-    happens: `settle` with the usage, or `release` when nothing was sent. A settlement that
-    must reach Redis runs as its own task, so a caller cancelled meanwhile cannot lose it."""
+    happens: `settle` with the usage, or `release` when nothing was sent. Neither waits for
+    Redis: a settlement to send runs as its own task (so the answer is not delayed by a round
+    trip, and a caller cancelled meanwhile cannot lose it); `ClientQuotas.flush` and
+    `aclose` wait for those tasks."""
 
-    __slots__ = ("_done", "_finish", "_task", "backend", "client", "costs", "headers", "hold")
+    __slots__ = ("_done", "_finish", "backend", "client", "costs", "headers", "hold")
 
     def __init__(
         self,
@@ -85,7 +86,6 @@ class QuotaGrant:
     ) -> None:
         self._finish = finish
         self._done = False
-        self._task: asyncio.Task[None] | None = None
         self.client = client
         self.costs = costs
         self.backend = backend  # "local", "redis" or "none" (nothing to count)
@@ -106,17 +106,10 @@ class QuotaGrant:
         await self._once(self.costs, 0.0, True)
 
     async def _once(self, refund: Costs, actual_usd: float, released: bool) -> None:
-        if self._task is not None:
-            await asyncio.shield(self._task)
-            return
         if self._done:
             return
         self._done = True
-        if self.backend != "redis":  # no suspension point: cannot be interrupted
-            await self._finish(self, refund, actual_usd, released)
-            return
-        self._task = asyncio.ensure_future(self._finish(self, refund, actual_usd, released))
-        await asyncio.shield(self._task)
+        await self._finish(self, refund, actual_usd, released)
 
     def __repr__(self) -> str:
         state = "settled" if self._done else "held"

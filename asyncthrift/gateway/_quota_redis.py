@@ -73,6 +73,7 @@ class RedisQuotas:
             cooldown=2.0,
             on_down=self._down,
             on_up=lambda: log.info("client quotas: Redis is reachable again"),
+            clock=clock or time.monotonic,
         )
         self._pending: set[asyncio.Task[None]] = set()
         self._seen: dict[str, tuple[Costs, float, float | None]] = {}
@@ -159,19 +160,14 @@ class RedisQuotas:
         used, at, spent = seen
         return drain(used, limits, time.monotonic() - at, period), spent
 
-    async def settle(
-        self, grant: QuotaGrant, limits: Limits3, refund: Costs, actual_usd: float
-    ) -> None:
-        """Give `refund` back and replace the grant's spend hold by `actual_usd`, in Redis.
-        Runs as its own task (see `QuotaGrant`); `aclose` waits for it."""
-        task = asyncio.current_task()
-        if task is not None:
-            self._pending.add(task)
-        try:
-            await self._send_settle(grant, limits, refund, actual_usd)
-        finally:
-            if task is not None:
-                self._pending.discard(task)
+    def settle(self, grant: QuotaGrant, limits: Limits3, refund: Costs, actual_usd: float) -> None:
+        """Give `refund` back and replace the grant's spend hold by `actual_usd`, in Redis, in
+        a task of its own (see `QuotaGrant`); `flush` waits for it."""
+        task = asyncio.get_running_loop().create_task(
+            self._send_settle(grant, limits, refund, actual_usd)
+        )
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
 
     async def _send_settle(
         self, grant: QuotaGrant, limits: Limits3, refund: Costs, actual_usd: float
@@ -199,8 +195,12 @@ class RedisQuotas:
                 grant.client.name,
             )
 
-    async def aclose(self) -> None:
-        """Wait for the settlements under way, then close the Redis client."""
+    async def flush(self) -> None:
+        """Wait until every settlement sent so far has reached Redis (or failed to)."""
         while self._pending:
             await asyncio.gather(*list(self._pending), return_exceptions=True)
+
+    async def aclose(self) -> None:
+        """Wait for the settlements under way, then close the Redis client."""
+        await self.flush()
         await self._client.aclose()

@@ -55,11 +55,12 @@ th { text-align:left; color:var(--mute); font-size:12px; font-weight:600; paddin
   border-bottom:1px solid var(--line); }
 td { padding:7px 8px; border-bottom:1px solid var(--line); vertical-align:middle; }
 tr:last-child td { border-bottom:none; }
-td.n, th.n { text-align:right; }
-.mini { display:grid; grid-template-columns:36px 90px auto; gap:6px; align-items:center;
-  font-size:11px; color:var(--mute); margin:2px 0; }
+td.n, th.n { text-align:right; white-space:nowrap; }
+.mini { display:grid; grid-template-columns:32px 64px max-content; gap:6px;
+  align-items:center; font-size:11px; color:var(--mute); margin:2px 0; white-space:nowrap; }
 .mini .track { height:6px; }
 .empty { color:var(--mute); font-style:italic; }
+#clients, #lanes { overflow-x:auto; }
 footer { padding:0 28px 24px; color:var(--mute); font-size:12px; }
 footer a { color:var(--accent); text-decoration:none; }
 """

@@ -8,6 +8,8 @@
 -- ARGV[11] the spend key's ttl in seconds (0: none).
 -- Returns {ok, spend_ok, used_r, used_i, used_o, now, spent}: the levels before this
 -- request, as strings (a Lua number would come back truncated to an integer).
+-- every number goes back as 17 significant digits: the exact double, read back alike
+local function num(x) return string.format('%.17g', x) end
 local now = tonumber(ARGV[1])
 if not now then
   local t = redis.call('TIME')
@@ -36,14 +38,14 @@ if cap >= 0 then
   if spent + tonumber(ARGV[9]) > cap then spend_ok = 0 end
 end
 if ok == 1 and spend_ok == 1 then
-  redis.call('HSET', KEYS[1], 'r', tostring(used[1] + tonumber(ARGV[6])),
-    'i', tostring(used[2] + tonumber(ARGV[7])), 'o', tostring(used[3] + tonumber(ARGV[8])),
-    't', tostring(math.max(now, stamp)))
+  redis.call('HSET', KEYS[1], 'r', num(used[1] + tonumber(ARGV[6])),
+    'i', num(used[2] + tonumber(ARGV[7])), 'o', num(used[3] + tonumber(ARGV[8])),
+    't', num(math.max(now, stamp)))
   redis.call('PEXPIRE', KEYS[1], math.ceil(period * 2000))
   if cap >= 0 then
     redis.call('INCRBYFLOAT', KEYS[2], ARGV[9])
     if tonumber(ARGV[11]) > 0 then redis.call('EXPIRE', KEYS[2], ARGV[11]) end
   end
 end
-return {ok, spend_ok, tostring(used[1]), tostring(used[2]), tostring(used[3]), tostring(now),
-  tostring(spent)}
+return {ok, spend_ok, num(used[1]), num(used[2]), num(used[3]), num(now),
+  num(spent)}

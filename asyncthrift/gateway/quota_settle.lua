@@ -5,6 +5,8 @@
 -- ARGV[1] now ('' = the server's TIME), ARGV[2] the period, ARGV[3..5] the limits (-1: none),
 -- ARGV[6..8] the refunds (negative: used more than reserved), ARGV[9] the worst case held,
 -- ARGV[10] the actual cost, ARGV[11] 1 if a spend hold was made, ARGV[12] the spend ttl.
+-- every number goes back as 17 significant digits: the exact double, read back alike
+local function num(x) return string.format('%.17g', x) end
 local now = tonumber(ARGV[1])
 if not now then
   local t = redis.call('TIME')
@@ -18,10 +20,11 @@ if h[4] then
   local used = {}
   for d = 1, 3 do
     local limit = math.max(0, tonumber(ARGV[2 + d]))
-    used[d] = math.max(0, (tonumber(h[d]) or 0) - elapsed * limit / period - tonumber(ARGV[5 + d]))
+    local drained = math.max(0, (tonumber(h[d]) or 0) - elapsed * limit / period)
+    used[d] = math.max(0, drained - tonumber(ARGV[5 + d]))
   end
-  redis.call('HSET', KEYS[1], 'r', tostring(used[1]), 'i', tostring(used[2]),
-    'o', tostring(used[3]), 't', tostring(math.max(now, stamp)))
+  redis.call('HSET', KEYS[1], 'r', num(used[1]), 'i', num(used[2]),
+    'o', num(used[3]), 't', num(math.max(now, stamp)))
   redis.call('PEXPIRE', KEYS[1], math.ceil(period * 2000))
 end
 if ARGV[11] == '1' then
@@ -32,4 +35,4 @@ if ARGV[11] == '1' then
     redis.call('EXPIRE', KEYS[3], ARGV[12])
   end
 end
-return tostring(now)
+return num(now)

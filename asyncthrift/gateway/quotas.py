@@ -17,9 +17,10 @@ the true cost on settle (`asyncthrift.stores.spend`'s rules, per calendar period
 ``shared=None`` counts in this process. ``shared="redis://..."`` counts in Redis for every
 replica: one Lua script per admission (every dimension and the cap checked and taken
 together, on the server's clock, so replicas' clocks never matter) and one per settlement
-(`quota_admit.lua`, `quota_settle.lua`). Keys are ``<prefix>:{<tag>}:quota`` and
-``...:spend:<period>``, where `tag` is a keyed hash of the client's name (no name, key or
-secret reaches Redis; one hash tag per client keeps a script on one Cluster node).
+(`quota_admit.lua`, `quota_settle.lua`), sent in the background so no answer waits for
+it. Keys are ``<prefix>:{<tag>}:quota`` and ``...:spend:<period>``, where `tag` is a keyed
+hash of the client's name (no name, key or secret reaches Redis; one hash tag per client
+keeps a script on one Cluster node).
 
 **If Redis is unreachable** (each call bounded by `timeout`; after two failures in a row
 Redis is skipped for a few seconds, then probed again): rate quotas fall back to this
@@ -223,7 +224,7 @@ class ClientQuotas:
         if grant.backend == "none":
             return
         if grant.backend == "redis" and self._redis is not None:
-            await self._redis.settle(grant, self._limits[grant.client.name], refund, actual_usd)
+            self._redis.settle(grant, self._limits[grant.client.name], refund, actual_usd)
             return
         book = self._books[grant.client.name]
         book.level(self._limits[grant.client.name], self._clock(), self._period)
@@ -254,6 +255,11 @@ class ClientQuotas:
                 "spent_usd": spent,
             }
         return out
+
+    async def flush(self) -> None:
+        """Wait until the settlements sent to Redis so far have arrived (tests, shutdown)."""
+        if self._redis is not None:
+            await self._redis.flush()
 
     async def aclose(self) -> None:
         """Wait for the settlements still on their way to Redis, then close its client."""

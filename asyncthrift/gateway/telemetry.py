@@ -48,6 +48,8 @@ _MAX_CLIENTS = 1000
 _MAX_REASONS = 32
 _PREFIX = "asyncthrift_gateway_"
 _REASON_CHARS = re.compile(r"[^a-z0-9_]+")
+#: Each histogram bucket's ``le`` label, written once.
+_LE: Final = tuple(f',le="{bound!r}"' for bound in WAIT_BUCKETS)
 
 P = ParamSpec("P")
 
@@ -267,26 +269,29 @@ def _number(value: float) -> str:
 
 
 class _Exposition:
-    """The text format, one metric family at a time (HELP, TYPE, then its samples)."""
+    """The text format, one metric family at a time (HELP, TYPE, then its samples). Each
+    series' ``client="...",lane="..."`` is escaped once, not once per sample."""
 
     def __init__(self, series: dict[tuple[str, str], _Series]) -> None:
-        self._series = sorted(series.items())
+        self._series = [
+            (f'client="{_escape(client)}",lane="{_escape(lane)}"', s)
+            for (client, lane), s in sorted(series.items())
+        ]
         self._lines: list[str] = []
 
     def _family(self, name: str, kind: str, help_text: str) -> None:
         self._lines.append(f"# HELP {_PREFIX}{name} {help_text}")
         self._lines.append(f"# TYPE {_PREFIX}{name} {kind}")
 
-    def _sample(self, name: str, labels: dict[str, str], value: float) -> None:
-        inside = ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items())
-        self._lines.append(f"{_PREFIX}{name}{{{inside}}} {_number(value)}")
+    def _sample(self, name: str, labels: str, value: float) -> None:
+        self._lines.append(f"{_PREFIX}{name}{{{labels}}} {_number(value)}")
 
     def _simple(
         self, name: str, kind: str, help_text: str, read: Callable[[_Series], float]
     ) -> None:
         self._family(name, kind, help_text)
-        for (client, lane), s in self._series:
-            self._sample(name, {"client": client, "lane": lane}, read(s))
+        for labels, s in self._series:
+            self._sample(name, labels, read(s))
 
     def render(self) -> str:
         self._simple("queued", "gauge", "Requests waiting for admission now.", lambda s: s.queued)
@@ -313,33 +318,30 @@ class _Exposition:
     def _histogram(self) -> None:
         name = "wait_seconds"
         self._family(name, "histogram", "Seconds waited for admission.")
-        for (client, lane), s in self._series:
-            labels = {"client": client, "lane": lane}
+        bucket = f"{_PREFIX}{name}_bucket"
+        for labels, s in self._series:
             running = 0
-            for bound, n in zip(WAIT_BUCKETS, s.wait_buckets, strict=True):
+            for le, n in zip(_LE, s.wait_buckets, strict=True):
                 running += n
-                self._sample(f"{name}_bucket", {**labels, "le": _number(bound)}, running)
-            self._sample(f"{name}_bucket", {**labels, "le": "+Inf"}, s.wait_count)
+                self._lines.append(f"{bucket}{{{labels}{le}}} {running}")
+            self._lines.append(f'{bucket}{{{labels},le="+Inf"}} {s.wait_count}')
             self._sample(f"{name}_sum", labels, s.wait_sum)
             self._sample(f"{name}_count", labels, s.wait_count)
 
     def _by_status(self) -> None:
         self._family("responses_total", "counter", "Forwarded requests answered, by status.")
-        for (client, lane), s in self._series:
+        for labels, s in self._series:
             for code, n in sorted(s.finished.items()):
-                self._sample(
-                    "responses_total", {"client": client, "lane": lane, "status": str(code)}, n
-                )
+                self._sample("responses_total", f'{labels},status="{code}"', n)
         self._family(
             "refused_total", "counter", "Requests the gateway refused itself, by status and reason."
         )
-        for (client, lane), s in self._series:
+        for labels, s in self._series:
             for (code, reason), n in sorted(s.refused.items()):
-                labels = {"client": client, "lane": lane, "status": str(code), "reason": reason}
-                self._sample("refused_total", labels, n)
+                self._sample("refused_total", f'{labels},status="{code}",reason="{reason}"', n)
 
     def _tokens(self) -> None:
         self._family("tokens_total", "counter", "Tokens used upstream, by kind (input, output).")
-        for (client, lane), s in self._series:
-            for kind, n in (("input", s.input_tokens), ("output", s.output_tokens)):
-                self._sample("tokens_total", {"client": client, "lane": lane, "kind": kind}, n)
+        for labels, s in self._series:
+            self._sample("tokens_total", f'{labels},kind="input"', s.input_tokens)
+            self._sample("tokens_total", f'{labels},kind="output"', s.output_tokens)
