@@ -55,7 +55,9 @@ async def _health(http: httpx.AsyncClient) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def mock_url() -> Iterator[str]:
-    with spawn_mock_process(latency=0.01) as url:
+    # every answer of 40 tokens or more takes 0.01 s a token (all the same length at
+    # max_tokens=40, so they end in the order they were admitted)
+    with spawn_mock_process(latency=0.01, latency_per_token=0.01, output_tokens=(40, 400)) as url:
         yield url
 
 
@@ -156,6 +158,30 @@ async def test_quota_deadline_and_disconnect_on_a_spent_budget(
     assert int(late.headers["retry-after"]) >= 1
     assert sent == 1  # only the first: the others were answered by the gateway, or left
     assert '"status":499' in log and '"client":"bob"' in log
+
+
+async def test_a_client_leaving_mid_stream_stops_the_upstream_stream(
+    gateway: GatewayProcess, mock_url: str
+) -> None:
+    before = remote_stats(mock_url)["cancelled"]
+    # Opus has no limits here: admitted at once; its answer takes 0.4 s or more to stream
+    body = {**_body("a long story", "claude-opus-4-5"), "max_tokens": 400, "stream": True}
+    async with httpx.AsyncClient(base_url=gateway.url, timeout=60) as http:
+        async with http.stream("POST", "/v1/messages", json=body, headers=BOB) as response:
+            assert response.status_code == 200
+            async for _ in response.aiter_bytes():
+                break  # the first events, then the client goes away
+
+        async def freed() -> bool:
+            return (await _health(http))["in_flight"] == 0
+
+        await _eventually(freed, "the stream's place freed")
+
+    async def stopped() -> bool:
+        return bool(remote_stats(mock_url)["cancelled"] > before)
+
+    await _eventually(stopped, "the upstream stream stopped")
+    assert '"outcome":499' in gateway.log
 
 
 async def test_two_replicas_share_one_budget_and_sigterm_drains_one(redis_url: str) -> None:

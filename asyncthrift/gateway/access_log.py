@@ -1,6 +1,7 @@
 """One structured line per request (``asyncthrift.gateway.access`` logger), written when its
-last byte is sent: method, path (no query), status, client name, lane, time queued, total
-time, tokens, the upstream's ``request-id``. Never a key, a header value or a body; the
+last byte is sent: method, path (no query), status, outcome (the gateway's view: 499 for a
+client gone mid-stream), client name, lane, total time, tokens, the upstream's
+``request-id``. Never a key, a header value or a body; the
 handler `serve` installs also redacts anything key-shaped that would reach it anyway
 (`asyncthrift.observability.request_log.RedactingFilter`).
 """
@@ -57,7 +58,7 @@ class AccessLog:
     def _write(
         self, scope: Scope, fields: dict[str, Any], seen: dict[str, Any], seconds: float
     ) -> None:
-        status = seen["status"] or fields.get("status", 0)
+        status = seen["status"] or fields.get("outcome", 0)
         level = logging.INFO if status < 500 else logging.WARNING
         if not self.logger.isEnabledFor(level):
             return
@@ -70,5 +71,4 @@ class AccessLog:
         line.update(fields)
         if "request_id" in seen:
             line["request_id"] = seen["request_id"]
-        line["status"] = status
         self.logger.log(level, "%s %s %s", line["method"], line["path"], status, extra=line)

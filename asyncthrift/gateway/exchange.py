@@ -92,7 +92,9 @@ class Exchange:
         if self._settled:
             return
         self._settled = True
-        self.log.update(status=status, input_tokens=input_tokens, output_tokens=output_tokens)
+        # the outcome, beside the HTTP status the access log reads from the response (a
+        # stream whose client left mid-way was a 200 and is a 499 here)
+        self.log.update(outcome=status, input_tokens=input_tokens, output_tokens=output_tokens)
         if self.telemetry is not None and refused is not None:
             self.telemetry.refused(self.client.name, self.lane, status=status, reason=refused)
         elif self.telemetry is not None:

@@ -13,13 +13,14 @@ sent; a stream is written event by event as it arrives, after the headers. The u
 from __future__ import annotations
 
 import inspect
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Final
 
 import anthropic
 from anthropic.resources.messages import AsyncMessages
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from ..core.prices import usage_cost
 from .errors import envelope, failure_of
@@ -101,38 +102,65 @@ async def _stream(
     headers = dict(SSE_HEADERS)
     headers.update(_request_id_headers(stream.response.headers.get("request-id")))
     ticket = gateway.inflight.enter()  # the body outlives the handler: keep draining honest
-    return StreamingResponse(
-        _events(stream, exchange, ticket.leave),
-        media_type="text/event-stream",
-        headers=headers,
-    )
+    return EventStreamResponse(stream, exchange, ticket.leave, headers)
 
 
-async def _events(
-    stream: anthropic.AsyncStream[Any], exchange: Exchange, leave: Any
-) -> AsyncIterator[bytes]:
-    """The stream's events as server-sent events; an error mid-stream ends it with an
-    ``error`` event (the API's way), and the usage seen settles the exchange."""
-    seen = _StreamUsage(exchange.model)
-    status = 200
-    try:
-        async for event in stream:
-            seen.read(event)
-            yield _frame(event.type, event.to_json(indent=None).encode())
-    except Exception as exc:  # the headers are sent: the API's in-stream error event
-        failure = failure_of(exc)
-        status = failure.status
-        body = failure.body or envelope(failure.status, failure.message)
-        yield _frame("error", body)
-    finally:
-        await stream.close()
-        await exchange.finish(
-            status,
-            input_tokens=seen.input_tokens,
-            output_tokens=seen.output_tokens,
-            cost_usd=seen.cost(),
-        )
-        leave()
+class EventStreamResponse(StreamingResponse):
+    """The scheduled stream's events as server-sent events, each written as it arrives.
+
+    However the response ends (the last event, an error mid-stream, the client gone, or
+    never started), the stream is closed (the library settles its reservation), the
+    exchange settled with the usage seen, and the in-flight ticket given back, once each."""
+
+    def __init__(
+        self,
+        source: anthropic.AsyncStream[Any],
+        exchange: Exchange,
+        leave: Callable[[], None],
+        headers: Mapping[str, str],
+    ) -> None:
+        self._source = source
+        self._exchange = exchange
+        self._leave = leave
+        self._seen = _StreamUsage(exchange.model)
+        self._status = 200
+        self._ended = False  # the source read to its end (or its error event written)
+        super().__init__(self._events(), media_type="text/event-stream", headers=headers)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        except (ClientDisconnect, OSError):
+            pass  # the client left mid-stream: no one to tell
+        finally:
+            if not self._ended:
+                self._status = 499
+            await self._close()
+
+    async def _events(self) -> AsyncIterator[bytes]:
+        """An error mid-stream ends it with an ``error`` event (the API's way)."""
+        try:
+            async for event in self._source:
+                self._seen.read(event)
+                yield _frame(event.type, event.to_json(indent=None).encode())
+        except Exception as exc:  # the headers are sent: the API's in-stream error event
+            failure = failure_of(exc)
+            self._status = failure.status
+            yield _frame("error", failure.body or envelope(failure.status, failure.message))
+        self._ended = True
+
+    async def _close(self) -> None:
+        seen = self._seen
+        try:
+            await self._source.close()
+        finally:
+            await self._exchange.finish(
+                self._status,
+                input_tokens=seen.input_tokens,
+                output_tokens=seen.output_tokens,
+                cost_usd=seen.cost(),
+            )
+            self._leave()
 
 
 def _frame(event: str, data: bytes) -> bytes:
