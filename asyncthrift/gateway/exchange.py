@@ -95,6 +95,7 @@ class Exchange:
         # the outcome, beside the HTTP status the access log reads from the response (a
         # stream whose client left mid-way was a 200 and is a 499 here)
         self.log.update(outcome=status, input_tokens=input_tokens, output_tokens=output_tokens)
+        self.log["queue_ms"] = round(self.queued_s * 1000.0, 3)
         if self.telemetry is not None and refused is not None:
             self.telemetry.refused(self.client.name, self.lane, status=status, reason=refused)
         elif self.telemetry is not None:

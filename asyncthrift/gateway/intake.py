@@ -167,6 +167,7 @@ def _lane(request: Request, client: GatewayClient) -> Lane:
 
 
 def _deadline(request: Request, default: float) -> float:
+    """The header's seconds, capped at ``--max-wait`` (the operator's ceiling on a wait)."""
     given = request.headers.get(DEADLINE_HEADER)
     if given is None:
         return default
@@ -178,7 +179,7 @@ def _deadline(request: Request, default: float) -> float:
         raise GatewayError(
             400, f"{DEADLINE_HEADER} must be seconds >= 0, got {given!r}", reason="invalid"
         )
-    return seconds
+    return min(seconds, default)
 
 
 async def until_disconnect(receive: Receive, work: Awaitable[_T]) -> _T:

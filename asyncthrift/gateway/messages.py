@@ -44,10 +44,14 @@ SSE_HEADERS: Final = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 
 
 def sdk_kwargs(
-    body: Mapping[str, Any], params: frozenset[str], headers: Mapping[str, str]
+    body: Mapping[str, Any],
+    params: frozenset[str],
+    headers: Mapping[str, str],
+    query: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The SDK call's arguments for `body`: known fields by name, the rest as ``extra_body``,
-    ``anthropic-beta`` as an extra header."""
+    ``anthropic-beta`` as an extra header, the query (the SDK's beta calls add
+    ``?beta=true``) as ``extra_query``."""
     kwargs = {k: v for k, v in body.items() if k in params}
     extra = {k: v for k, v in body.items() if k not in params}
     if extra:
@@ -55,6 +59,8 @@ def sdk_kwargs(
     forwarded = {h: headers[h] for h in FORWARDED_HEADERS if h in headers}
     if forwarded:
         kwargs["extra_headers"] = forwarded
+    if query:
+        kwargs["extra_query"] = dict(query)
     return kwargs
 
 
@@ -68,7 +74,7 @@ def _request_id_headers(request_id: object) -> dict[str, str]:
 
 async def create_message(request: Request, gateway: Serving, exchange: Exchange) -> Response:
     """``POST /v1/messages``: the answer, or (``"stream": true``) its event stream."""
-    kwargs = sdk_kwargs(exchange.body, CREATE_PARAMS, request.headers)
+    kwargs = sdk_kwargs(exchange.body, CREATE_PARAMS, request.headers, request.query_params)
     kwargs.pop("stream", None)
     if exchange.body.get("stream") is True:
         return await _stream(request, gateway, exchange, kwargs)
@@ -196,7 +202,7 @@ class _StreamUsage:
 
 async def count_tokens(request: Request, gateway: Serving, exchange: Exchange) -> Response:
     """``POST /v1/messages/count_tokens``: on count_tokens' own budget; the upstream's bytes."""
-    kwargs = sdk_kwargs(exchange.body, COUNT_PARAMS, request.headers)
+    kwargs = sdk_kwargs(exchange.body, COUNT_PARAMS, request.headers, request.query_params)
     raw = gateway.thrift.messages.with_raw_response.count_tokens(**kwargs, **_options(exchange))
     response = await until_disconnect(request.receive, raw)
     content = await response.read()
