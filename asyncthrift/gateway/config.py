@@ -17,7 +17,7 @@ import ipaddress
 import math
 import os
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -334,9 +334,3 @@ def _rate(where: str, entry: Mapping[str, object], name: str) -> int | None:
         raise GatewayConfigError(f"{where}: {name} must be a positive whole number per minute")
     return value
 
-
-def env_names() -> Sequence[str]:
-    """Every environment variable the gateway reads (for ``--help``)."""
-    names = ("host", "port", "base_url", "limits", "shared", "cache", "pack", "client_keys")
-    rest = ("keys_file", "max_wait", "grace", "max_body_bytes", "no_access_log")
-    return [ENV_PREFIX + n.upper() for n in names + rest]

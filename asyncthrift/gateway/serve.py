@@ -44,7 +44,11 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     opt("--host", "interface to bind (default 127.0.0.1)")
     opt("--port", "port (default 8080; 0 picks a free one)")
     opt("--base-url", "the upstream API (default https://api.anthropic.com)")
-    opt("--limits", "the upstream key's limits: tier1..tier4, or rpm=N,itpm=N,otpm=N[,period=S]")
+    opt(
+        "--limits",
+        "the upstream key's limits: tier1..tier4, or rpm=N,itpm=N,otpm=N[,period=S], or per "
+        "family: sonnet:rpm=N,...;haiku:rpm=N,... (default: learnt from the headers)",
+    )
     opt("--shared", "redis://... to share one budget with the other replicas")
     opt("--cache", "answer cache: memory or redis://...")
     opt("--keys-file", "TOML: [upstream] keys, [[clients]] name/key/lane/quota/spend cap")
@@ -57,9 +61,14 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="a key clients must present (repeatable) [ASYNCTHRIFT_CLIENT_KEYS, comma-separated]",
     )
-    p.add_argument("--pack", action="store_true", default=None, help="pack small requests")
     p.add_argument(
-        "--no-access-log", action="store_true", default=None, help="no per-request log lines"
+        "--pack", action="store_true", default=None, help="pack small requests [ASYNCTHRIFT_PACK]"
+    )
+    p.add_argument(
+        "--no-access-log",
+        action="store_true",
+        default=None,
+        help="no per-request log lines [ASYNCTHRIFT_NO_ACCESS_LOG]",
     )
     p.add_argument("--ready-file", default=None, help=argparse.SUPPRESS)
 
