@@ -333,4 +333,3 @@ def _rate(where: str, entry: Mapping[str, object], name: str) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise GatewayConfigError(f"{where}: {name} must be a positive whole number per minute")
     return value
-
