@@ -1,6 +1,7 @@
 """The intake's pieces in-process, on hand-made ASGI channels: the body read with a cap (413
 before reading when Content-Length says so, else at the first byte past it), a call that
-stops when its client disconnects, and the exchange settling its quota grant once."""
+stops when its client disconnects, and the exchange settling its quota grant once; the
+drain in virtual time (looptime): SIGTERM waits for what is in flight, up to ``--grace``."""
 
 from __future__ import annotations
 
@@ -9,12 +10,17 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
+import uvicorn
 from starlette.requests import Request
 
+from asyncthrift.gateway.app import Gateway
 from asyncthrift.gateway.clients import GatewayClient
+from asyncthrift.gateway.config import GatewayConfig
 from asyncthrift.gateway.errors import GatewayError
 from asyncthrift.gateway.exchange import Exchange
+from asyncthrift.gateway.inflight import InFlight
 from asyncthrift.gateway.intake import ClientGone, read_body, until_disconnect
+from asyncthrift.gateway.serve import _DrainingServer
 
 Message = dict[str, Any]
 
@@ -147,3 +153,42 @@ async def test_a_failure_settles_the_grant_once(
     await exchange.finish(200, input_tokens=1, output_tokens=1, cost_usd=1.0)  # too late
     assert grant.calls == [expected]
     assert exchange.log["outcome"] == status
+
+
+@pytest.mark.looptime
+async def test_in_flight_is_idle_once_every_ticket_is_back() -> None:
+    inflight = InFlight()
+    assert await inflight.wait_idle(0)
+    first, second = inflight.enter(), inflight.enter()
+    first.leave()
+    first.leave()  # once only
+    assert inflight.count == 1
+    assert not await inflight.wait_idle(5.0)  # five virtual seconds, still one out
+    asyncio.get_running_loop().call_later(3.0, second.leave)
+    assert await inflight.wait_idle(10.0)
+    assert inflight.count == 0
+
+
+@pytest.mark.looptime
+async def test_sigterm_drains_then_exits_and_a_second_signal_exits_now() -> None:
+    gateway = Gateway(GatewayConfig(upstream_keys=("k",), grace=30.0))
+    server = _DrainingServer(uvicorn.Config(app=None), gateway, url="http://x", ready=None)
+    ticket = gateway.inflight.enter()  # a request being answered
+    server.signalled()
+    assert gateway.draining and not server.should_exit
+    await asyncio.sleep(10.0)
+    assert not server.should_exit  # still finishing it
+    ticket.leave()
+    await asyncio.sleep(0.1)
+    assert server.should_exit and not server.force_exit
+
+    stuck = Gateway(GatewayConfig(upstream_keys=("k",), grace=30.0))
+    server = _DrainingServer(uvicorn.Config(app=None), stuck, url="http://x", ready=None)
+    stuck.inflight.enter()  # never comes back
+    server.signalled()
+    await asyncio.sleep(29.0)
+    assert not server.should_exit
+    await asyncio.sleep(2.0)
+    assert server.should_exit and not server.force_exit  # --grace is up
+    server.signalled()
+    assert server.force_exit
