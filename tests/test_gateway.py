@@ -36,7 +36,7 @@ def mock_url() -> Iterator[str]:
     # the gateway's key meets a 429 on one request in two; the direct key never does
     faults = {UPSTREAM_KEY: Faults(rate_limited=0.5, rate_limited_retry_after=0.05, seed=4)}
     with spawn_mock_process(
-        api_keys=[UPSTREAM_KEY, DIRECT_KEY], key_faults=faults, latency=0.01
+        api_keys=[UPSTREAM_KEY, DIRECT_KEY], key_faults=faults, latency=0.01, batch_latency=0.05
     ) as url:
         yield url
 
@@ -203,12 +203,36 @@ async def test_the_upstream_key_never_leaves_the_gateway(
             http.get("/v1/models"),
             http.get("/v1/nowhere"),
             http.get("/healthz"),
+            http.get("/metrics"),
+            http.get("/status.json"),
         ):
             seen.append(f"{response.status_code} {response.headers} {response.text}")
     assert any(s.startswith("200") for s in seen)
+    assert any("asyncthrift_gateway" in s for s in seen)  # the metrics were in the look
     assert any(s.startswith("400") for s in seen)
     for text in [*seen, gateway.log]:
         assert UPSTREAM_KEY not in text
         assert UPSTREAM_KEY[-12:] not in text
     assert CLIENT_KEY not in gateway.log
     assert '"path":"/v1/messages"' in gateway.log  # the access log is there, as JSON
+
+
+async def test_message_batches_go_through_the_gateway(gateway: GatewayProcess) -> None:
+    requests: Any = [
+        {"custom_id": f"item-{i}", "params": _request(f"batch item {i}")} for i in range(3)
+    ]
+    async with _via(gateway) as via:
+        batch = await via.messages.batches.create(requests=requests)
+        assert batch.id.startswith("msgbatch_") and batch.request_counts.processing == 3
+        for _ in range(200):  # the mock ends it after ~0.05 s
+            batch = await via.messages.batches.retrieve(batch.id)
+            if batch.processing_status == "ended":
+                break
+            await asyncio.sleep(0.05)
+        assert batch.processing_status == "ended"
+        assert batch.results_url is not None and batch.results_url.startswith(gateway.url)
+        listed = [b.id async for b in await via.messages.batches.list(limit=10)]
+        results = [r async for r in await via.messages.batches.results(batch.id)]
+    assert batch.id in listed
+    assert sorted(r.custom_id for r in results) == ["item-0", "item-1", "item-2"]
+    assert all(r.result.type == "succeeded" for r in results)

@@ -150,12 +150,12 @@ def _endpoint(handler: Handler, *, metered: bool = False) -> Callable[[Request],
             return response
         except ClientGone:
             if exchange is not None:
-                await exchange.finish(499, refused="disconnected")
+                await exchange.fail(499, "disconnected")
             return Response(status_code=499)  # nobody reads it; the access log does
         except Exception as exc:
             failure = failure_of(exc)
             if exchange is not None:
-                await exchange.finish(failure.status, refused=failure.reason or None)
+                await exchange.fail(failure.status, failure.reason or "error")
             else:
                 _refused(gateway, request, failure.status, failure.reason)
             return failure.response()

@@ -105,7 +105,7 @@ class GatewayConfig:
             raise GatewayConfigError(
                 f"--host {self.host} is reachable from other machines but no client key is "
                 "configured, so anyone could spend your upstream key: give --client-key KEY "
-                "(ASYNCTHRIFT_CLIENT_KEY) or a --keys-file with [[clients]], or bind 127.0.0.1"
+                "(ASYNCTHRIFT_CLIENT_KEYS) or a --keys-file with [[clients]], or bind 127.0.0.1"
             )
         if not self.upstream_keys:
             raise GatewayConfigError(
@@ -167,9 +167,8 @@ class _Lookup:
             number = None
         if number is None or not math.isfinite(number) or not low <= number <= high:
             bound = f"between {low:g} and {high:g}" if high < math.inf else f">= {low:g}"
-            raise GatewayConfigError(
-                f"{_names(name)} must be a {kind.__name__} {bound}, got {value!r}"
-            ) from None
+            what = "whole number" if kind is int else "number"
+            raise GatewayConfigError(f"{_names(name)} must be a {what} {bound}, got {value!r}")
         return number
 
 

@@ -98,6 +98,7 @@ async def _admit_quota(quotas: Quotas, exchange: Exchange) -> None:
     out = max_tokens if isinstance(max_tokens, int) and max_tokens > 0 else 0
     estimate = math.ceil(estimate_input_tokens(body))
     worst = cost_usd(exchange.model, estimate, out)
+    exchange.held = (estimate, out, worst)
     answer = await quotas.admit(
         exchange.client, input_tokens=estimate, max_tokens=out, worst_usd=worst
     )
