@@ -155,6 +155,15 @@ async def test_a_failure_settles_the_grant_once(
     assert exchange.log["outcome"] == status
 
 
+async def test_an_answer_settles_its_usage_even_if_its_sending_was_not_seen() -> None:
+    """A packed request goes out in the packer's task (no hook in this context sees it
+    sent): its answer's usage is still what the client's quota is settled with."""
+    grant = _Grant()
+    exchange = _exchange(grant, sent=False)
+    await exchange.finish(200, input_tokens=12, output_tokens=30, cost_usd=0.002)
+    assert grant.calls == [("settle", (12, 30, 0.002))]
+
+
 @pytest.mark.looptime
 async def test_in_flight_is_idle_once_every_ticket_is_back() -> None:
     inflight = InFlight()

@@ -87,8 +87,8 @@ class Exchange:
         """Settle the quota grant and count the outcome, once (later calls do nothing);
         `refused`: the gateway answered it itself (why: "deadline", "disconnected", ...).
 
-        A request never sent upstream gives its whole grant back; one that was sent is
-        settled with what it used (see `fail` for a failure)."""
+        A request with no usage that was never sent upstream gives its whole grant back; any
+        other is settled with what it used (see `fail` for a failure)."""
         if self._settled:
             return
         self._settled = True
@@ -110,7 +110,10 @@ class Exchange:
         grant, self.grant = self.grant, None
         if grant is None:
             return
-        if not self.sent:
+        # an answer's usage is settled even when this context did not see it sent: a packed
+        # request goes out in the packer's task, and a cache hit is charged as if sent (the
+        # answer does not say which it was; charging it never lets a quota leak)
+        if not self.sent and not (input_tokens or output_tokens or cost_usd):
             await grant.release()
         else:
             await grant.settle(
