@@ -93,6 +93,12 @@ REQUEST_PATH: Final = (
     "client/streaming.py",
     "client/thrift.py",
     "core/_status.py",
+    "gateway/access_log.py",
+    "gateway/app.py",
+    "gateway/exchange.py",
+    "gateway/intake.py",
+    "gateway/messages.py",
+    "gateway/upstream.py",
     "pipeline/_attempt.py",
     "pipeline/_classes.py",
     "pipeline/_dispatch.py",
@@ -324,6 +330,7 @@ LAYERS: Final[dict[str, int]] = {
     "tools": 8,
     "bulk": 8,
     "mock": 8,
+    "gateway": 8,
     "__main__": 8,
 }
 #: The package's own files at the top (the rest are documented re-exports).
