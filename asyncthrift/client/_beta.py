@@ -31,8 +31,9 @@ from ..pipeline._routes import BETA_CREATE, BETA_MESSAGES, BETA_RAW_CREATE
 from ..savings.batches import Batches
 from ..savings.compression import compress_kwargs
 from ..scheduling.lanes import Priority
-from ._messages import Facade, RawMessages, StreamingMessages, parse_kwargs
+from ._messages import Facade, parse_kwargs
 from ._pipeline import COUNT_TOKENS_CLASS, Pipeline
+from ._raw_responses import RawMessages, StreamingMessages
 from .counting import count_tokens, split_count_kwargs
 from .streaming import BETA_STREAM, StreamManager, open_event_stream
 
@@ -380,7 +381,14 @@ class BetaMessages(Facade):
     @property
     def with_raw_response(self) -> RawMessages[BetaMessage, BetaMessageTokensCount]:
         """``create``/``count_tokens`` answering the SDK's raw response, scheduled."""
-        return RawMessages(self, create=BETA_RAW_CREATE, stream=BETA_STREAM, resource=BETA_MESSAGES)
+        return RawMessages(
+            self._pipeline,
+            self._sdks,
+            self._max_retries,
+            create=BETA_RAW_CREATE,
+            stream=BETA_STREAM,
+            resource=BETA_MESSAGES,
+        )
 
     @property
     def with_streaming_response(self) -> StreamingMessages[BetaMessage, BetaMessageTokensCount]:

@@ -37,9 +37,10 @@ from ..stores.shared import SharedStore
 from ..stores.spend import SpendLedger, SpendPeriod
 from ._beta import Beta, BetaMessages, View
 from ._config import ThriftConfig
-from ._messages import Messages, RawMessages, StreamingMessages
+from ._messages import Messages
 from ._observers import Observer, Observers
 from ._pipeline import Pipeline
+from ._raw_responses import RawMessages, StreamingMessages
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
