@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Final
 
 import anthropic
 from anthropic.types import Message, MessageTokensCount
 from anthropic.types.beta import BetaMessage, BetaMessageTokensCount
 
-from ..core._sdk import Passthrough
 from ..core.stats import Stats
 from ..errors import InvalidArgument
 from ..pipeline._attempt import ModelClass
@@ -35,12 +34,13 @@ from ..stores.cache import Cache
 from ..stores.cache.keys import scope_for_key
 from ..stores.shared import SharedStore
 from ..stores.spend import SpendLedger, SpendPeriod
-from ._beta import Beta, BetaMessages, View
+from ._beta import BetaMessages
 from ._config import ThriftConfig
 from ._messages import Messages
 from ._observers import Observer, Observers
 from ._pipeline import Pipeline
 from ._raw_responses import RawMessages, StreamingMessages
+from ._views import Beta, ClientView, View
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -397,21 +397,6 @@ _COPY_OPTIONS: Final = frozenset(
         "set_default_query",
     }
 )
-
-_MessagesT = TypeVar("_MessagesT")
-_BetaT = TypeVar("_BetaT")
-
-
-class ClientView(Passthrough, Generic[_MessagesT, _BetaT]):
-    """``client.with_raw_response`` / ``client.with_streaming_response``: ``messages`` and
-    ``beta`` scheduled; every other attribute is the SDK's view (first key), unscheduled."""
-
-    __slots__ = ("beta", "messages")
-
-    def __init__(self, messages: _MessagesT, beta: _BetaT, sdk: object) -> None:
-        super().__init__(sdk)
-        self.messages = messages
-        self.beta = beta
 
 
 def _pipeline_of(config: ThriftConfig) -> Pipeline:
