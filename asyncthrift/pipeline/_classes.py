@@ -20,7 +20,7 @@ import anthropic
 from ..core.prices import PRICES
 from ..core.stats import Recorder
 from ..core.tokens import Calibrator
-from ..errors import InvalidArgument, NoKeysLeft
+from ..errors import NoKeysLeft, UnknownModel
 from ..scheduling.budget import LocalBudget
 from ..scheduling.lanes import QueueCounter
 from ..scheduling.limits import MODEL_CLASSES, Limits
@@ -45,10 +45,6 @@ COUNT_TOKENS_CLASS: Final = "count_tokens"
 
 UNKNOWN_CLASS: Final = "unknown"
 """The one class every model id of no known family shares (unless `limits=` names the id)."""
-
-
-class UnknownModel(InvalidArgument):
-    """A ``claude-*`` model id of no known family while limits are configured."""
 
 
 class ModelClasses:
