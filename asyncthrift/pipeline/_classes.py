@@ -192,10 +192,6 @@ class ModelClasses:
         for gate in self.gates():
             gate.close()
 
-    def queued(self) -> int:
-        """Requests waiting in every class's queue."""
-        return sum(mc.gate.waiting for mc in list(self.classes.values()))
-
     def budgets(self) -> dict[str, list[LocalBudget]]:
         """Per class, its distinct budgets (keys sharing a budget list it once)."""
         return {
