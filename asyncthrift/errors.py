@@ -16,6 +16,7 @@ __all__ = [
     "QueueFull",
     "RequestTooLarge",
     "ThriftError",
+    "UnknownModel",
 ]
 
 
@@ -28,6 +29,12 @@ class InvalidArgument(ThriftError, ValueError):
     ``deadline=-1``, ``limits="tier9"``, no API key, ...). Raised before anything is queued or
     sent; the message names the argument and what to pass instead. A `ValueError`, so code
     written against the bare SDK's ``except ValueError`` still catches it."""
+
+
+class UnknownModel(InvalidArgument):
+    """A ``claude-*`` model id of no known family while limits are configured: a typo, most
+    likely (the message suggests the nearest known id), or a model new to asyncthrift (name
+    its limits with ``limits={...}``)."""
 
 
 class QueueFull(ThriftError):

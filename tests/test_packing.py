@@ -198,7 +198,7 @@ async def test_pack_per_request_without_a_client_default() -> None:
         msgs = await asyncio.gather(
             *(c.messages.create(**req(f"r{i}", pack=True)) for i in range(3))
         )
-        assert c._pipeline.packer is not None and c._pipeline.packer.config == Pack()
+        assert c.packer is not None and c.packer.config == Pack()
         # the default guards: a new group's first `learn` requests go alone, to learn it
         assert len(api.calls) == 3 and c.stats().pack_alone == 3
         assert all(own(f"r{i}", m.content[0].text) for i, m in enumerate(msgs))  # type: ignore[union-attr]
@@ -248,11 +248,11 @@ async def test_a_failed_packed_call_falls_back_to_single_calls() -> None:
 async def test_without_pack_the_path_is_unchanged() -> None:
     api = packing_model(latency=0.0)
     async with client(api, dedupe=False) as c:
-        await c.messages.create(**req("x"))
-        p = c._pipeline
-        assert p.packer is None
-        call = p.start("create", req("y"), p.sdks, 0)
-        assert call.via is None and call.key is None  # straight to the scheduler
+        # twins at once: no window holds them, no twin in flight is shared, both go out
+        await asyncio.gather(c.messages.create(**req("x")), c.messages.create(**req("x")))
+        s = c.stats()
+        assert c.packer is None and len(api.calls) == 2
+        assert (s.pack_alone, s.packed_calls, s.dedupe_calls_saved) == (0, 0, 0)
 
 
 # -- property: faults, windows, deadlines, cancellations ------------------------------------
@@ -317,8 +317,9 @@ def test_every_caller_gets_its_own_answer_exactly_once(
                 assert own(f"text {k}", r)
             s = c.stats()
             assert s.succeeded + s.failed == len(plan) or s.in_flight == 0
+            # every caller is done: no window left open (closing the client would hide one)
+            assert c.packer is not None and c.packer.open_windows == 0
         await asyncio.sleep(1)
-        assert not c._pipeline.packer._open  # type: ignore[union-attr]
 
     run_virtual(scenario())
 

@@ -9,7 +9,7 @@ import anthropic
 import pytest
 
 from asyncthrift import Limits, Thrift
-from asyncthrift.client._pipeline import UnknownModel
+from asyncthrift.errors import UnknownModel
 from asyncthrift.mock import MockServer
 
 

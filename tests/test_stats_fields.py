@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import fields
+from dataclasses import fields, replace
 
 from asyncthrift.core.stats import Recorder, Stats
 
@@ -32,15 +32,27 @@ def test_prometheus_reports_savings_by_technique() -> None:
     from asyncthrift import Thrift
     from asyncthrift.observability.metrics import PrometheusMetrics
 
+    class Saved(Thrift):
+        """A client whose snapshot says these savings (the exporter reads only `stats()`)."""
+
+        def stats(self) -> Stats:
+            return replace(
+                super().stats(),
+                packing_calls_saved=9,
+                packing_tokens_saved=900,
+                packing_dollars_saved=0.5,
+                prompt_cache_tokens_saved=2000,
+                prompt_cache_dollars_saved=-0.01,
+                max_tokens_reserve_saved=4000,
+                max_tokens_dollars_lost=0.02,
+            )
+
     registry = prometheus_client.CollectorRegistry()
     metrics = PrometheusMetrics(registry=registry)
-    client = Thrift(api_key="k", observers=[metrics])
-    r = client._pipeline.stats
-    r.packing_calls_saved, r.packing_tokens_saved, r.packing_dollars_saved = 9, 900, 0.5
-    r.prompt_cache_tokens_saved, r.prompt_cache_dollars_saved = 2000, -0.01
-    r.max_tokens_reserve_saved, r.max_tokens_dollars_lost = 4000, 0.02
+    client = Saved(api_key="k", observers=[metrics])  # held: the exporter keeps a weakref
     text = prometheus_client.generate_latest(registry).decode()
     assert 'technique_saved_calls_total{client="default",technique="packing"} 9.0' in text
     assert 'technique_saved_tokens_total{client="default",technique="prompt_cache"} 2000.0' in text
     assert 'technique_saved_usd{client="default",technique="max_tokens"} -0.02' in text
     assert 'technique_saved_usd{client="default",technique="prompt_cache"} -0.01' in text
+    assert client.stats().packing_calls_saved == 9  # alive until here

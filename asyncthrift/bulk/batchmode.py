@@ -40,11 +40,11 @@ from ..pipeline.retry import classify
 from .batchprogress import BatchProgress
 from .journal import DONE, RETRYABLE_RESULTS
 from .ledger import BatchLedger, Intent, ledger_path
+from .outcomes import KEY_REFUSED
 from .progress import ProgressBar
 from .reader import Item, iter_lines, parse_line
 from .runner import (
     _DONE_SEEN,
-    _KEY_REFUSED,
     _SEEN,
     BulkConfig,
     BulkReport,
@@ -251,7 +251,7 @@ class BatchRun(_Run):
             batch = await self.client.batches.create_one(requests)
         except anthropic.APIStatusError as exc:
             what = f"{exc.status_code} {exc.type or ''}: {exc.api_message or exc}"
-            if exc.status_code in _KEY_REFUSED:
+            if exc.status_code in KEY_REFUSED:
                 self.ledger.record({"op": "gone", "token": token})
                 self.key_refused(exc.status_code, what)
             elif classify(exc).retry:  # it may exist: the next run resolves the intent

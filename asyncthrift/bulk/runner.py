@@ -31,14 +31,11 @@ import time
 from collections.abc import AsyncGenerator, Callable
 from typing import TextIO
 
-import anthropic
-
 from ..client.thrift import Thrift
-from ..errors import RequestTooLarge, ThriftError
-from ..pipeline.retry import classify
 from .config import BulkConfig
 from .idset import ABSENT, IdTable
 from .journal import DONE, ERRORED, Journal, errored_line, succeeded_line
+from .outcomes import Failure, failure_of, key_refused_advice
 from .progress import ProgressBar, Sample
 from .reader import BadLine, Item, count_lines, iter_lines, parse_line
 from .report import EXIT_USAGE, BulkReport, retry_hint, summary
@@ -52,9 +49,6 @@ __all__ = ["EXIT_USAGE", "BulkConfig", "BulkReport", "register_batch_mode", "run
 #: before, or not).
 _SEEN = 2
 _DONE_SEEN = 3
-
-#: Statuses that say the key itself is unusable: every other request would get the same.
-_KEY_REFUSED = frozenset({401, 403})
 
 #: Bad-line and failure reports printed before the runner only counts them.
 _MAX_REPORTS = 200
@@ -190,31 +184,28 @@ class _Run:
         item = flight.item
         try:
             message = await self.client.messages.create(**item.params, priority=item.priority)
-        except anthropic.APIStatusError as exc:
-            error_type = exc.type or f"http_{exc.status_code}"
-            text = exc.api_message or str(exc)
-            if exc.status_code in _KEY_REFUSED:
-                self.key_refused(exc.status_code, f"{exc.status_code} {error_type}: {text}")
-            elif classify(exc).retry:
-                self.transient(item, f"{exc.status_code} {error_type}: {text}")
-            else:
-                self.write_errored(
-                    item, error_type, text, status=exc.status_code, request_id=exc.request_id
-                )
-        except anthropic.APIConnectionError as exc:
-            self.transient(item, f"{type(exc).__name__}: {exc}")
-        except RequestTooLarge as exc:
-            self.write_errored(item, "request_too_large", str(exc))
-        except (TypeError, ValueError) as exc:  # the client's and the SDK's argument checks
-            # before ThriftError: InvalidArgument (UnknownModel, ...) is both, and final
-            self.write_errored(item, "invalid_request_error", str(exc))
-        except ThriftError as exc:  # QueueFull, DeadlineExceeded, BudgetExceeded: not final
-            self.transient(item, f"{type(exc).__name__}: {exc}")
-        except Exception as exc:  # a bug must not stop the other requests, nor be hidden
-            self.transient(item, f"unexpected {type(exc).__name__}: {exc}")
+        except Exception as exc:  # what it means for the line: `outcomes.failure_of`
+            self.failed(item, failure_of(exc))
         else:
             self.write(item, succeeded_line(item.custom_id, message.to_dict(mode="json")))
             self.report.succeeded += 1
+
+    def failed(self, item: Item, failure: Failure) -> None:
+        """`item`'s request failed: an errored line, a report (a rerun retries it), or the
+        run stops (the key is refused)."""
+        if failure.kind == "key_refused":
+            what = f"{failure.status} {failure.error_type}: {failure.text}"
+            self.key_refused(failure.status or 401, what)
+        elif failure.kind == "transient":
+            self.transient(item, failure.text)
+        else:
+            self.write_errored(
+                item,
+                failure.error_type,
+                failure.text,
+                status=failure.status,
+                request_id=failure.request_id,
+            )
 
     def write(self, item: Item, line: bytes) -> None:
         try:
@@ -244,25 +235,9 @@ class _Run:
     def key_refused(self, status: int, what: str) -> None:
         """A 401/403: the key, not the line, is the problem. Stop; write nothing for it."""
         self.report.abandoned += 1  # no result line: the rerun with a good key sends it
-        env = self.config.api_key_env
-        where = f"${env}" if env else "the API key"
-        if status == 401:
-            fix = (
-                f"the API refused the key ({what}). Check {where}"
-                + (" (or choose another variable with --api-key-env NAME)" if env else "")
-                + " and the --base-url it belongs to"
-            )
-        else:
-            fix = (
-                f"the key is not allowed to make these requests ({what}). Use a key with "
-                "access to this model and workspace"
-            )
         if self.report.fatal is None:
             self.report.fatal_exit_code = EXIT_USAGE
-        self.fail(
-            f"{fix}, then run the same command again: no result line was written for "
-            "refused requests"
-        )
+        self.fail(key_refused_advice(status, what, self.config.api_key_env))
 
     def transient(self, item: Item, why: str) -> None:
         self.report.transient += 1

@@ -11,30 +11,31 @@ endpoints (same budget, retries and counters). Everything else under ``beta`` (f
 skills, ...) is the SDK's own resource, passed through unscheduled; so are
 ``beta.messages.tool_runner`` and ``thread``, which drive the SDK client themselves.
 
-The typed signatures are the installed SDK's (``scripts/gen_signatures.py --beta``;
+`client.beta` itself, the SDK's object with ``messages`` swapped for `BetaMessages`, is
+`_views.Beta`. The typed signatures are the installed SDK's (``scripts/gen_signatures.py --beta``;
 `tests/test_facade.py` fails when they drift apart).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
+from typing import TYPE_CHECKING, Any, overload
 
 import anthropic
 from anthropic import AsyncStream
-from anthropic.lib.streaming import BetaAsyncMessageStream
 from anthropic.types.beta import BetaMessage, BetaMessageTokensCount, BetaRawMessageStreamEvent
 
-from ..core._sdk import Passthrough, ResponseFormatT, parsed_beta
+from ..core._sdk import ResponseFormatT, parsed_beta
 from ..pipeline._options import stream_requested
 from ..pipeline._routes import BETA_CREATE, BETA_MESSAGES, BETA_RAW_CREATE
 from ..savings.batches import Batches
 from ..savings.compression import compress_kwargs
 from ..scheduling.lanes import Priority
-from ._messages import Facade, RawMessages, StreamingMessages, parse_kwargs
+from ._messages import Facade, parse_kwargs
 from ._pipeline import COUNT_TOKENS_CLASS, Pipeline
+from ._raw_responses import RawMessages, StreamingMessages
 from .counting import count_tokens, split_count_kwargs
-from .streaming import BETA_STREAM, StreamManager, open_event_stream
+from .streaming import BETA_STREAM, BetaStreamManager, open_event_stream
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -42,7 +43,6 @@ if TYPE_CHECKING:
 
     import httpx2
     from anthropic import NotGiven, Omit
-    from anthropic.resources.beta import AsyncBeta
     from anthropic.types import AnthropicBetaParam, ModelParam
     from anthropic.types.beta import (
         BetaBillingPolicyParam,
@@ -65,24 +65,7 @@ if TYPE_CHECKING:
 
     from ..core._sdk import BetaToolLike, Body, Headers, Query, SequenceNotStr
 
-__all__ = ["Beta", "BetaMessages", "BetaStreamManager", "View"]
-
-_T = TypeVar("_T")
-
-
-class BetaStreamManager(StreamManager, Generic[ResponseFormatT]):
-    """``async with client.beta.messages.stream(...) as stream``: the SDK's
-    `BetaAsyncMessageStream` over a scheduled stream (see `StreamManager`)."""
-
-    __slots__ = ()
-
-    async def __aenter__(self) -> BetaAsyncMessageStream[ResponseFormatT]:
-        raw, output_format = await self._send()
-        stream: BetaAsyncMessageStream[ResponseFormatT] = BetaAsyncMessageStream(
-            raw, output_format=output_format
-        )
-        self._stream = stream
-        return stream
+__all__ = ["BetaMessages", "BetaStreamManager"]
 
 
 class BetaMessages(Facade):
@@ -380,7 +363,14 @@ class BetaMessages(Facade):
     @property
     def with_raw_response(self) -> RawMessages[BetaMessage, BetaMessageTokensCount]:
         """``create``/``count_tokens`` answering the SDK's raw response, scheduled."""
-        return RawMessages(self, create=BETA_RAW_CREATE, stream=BETA_STREAM, resource=BETA_MESSAGES)
+        return RawMessages(
+            self._pipeline,
+            self._sdks,
+            self._max_retries,
+            create=BETA_RAW_CREATE,
+            stream=BETA_STREAM,
+            resource=BETA_MESSAGES,
+        )
 
     @property
     def with_streaming_response(self) -> StreamingMessages[BetaMessage, BetaMessageTokensCount]:
@@ -397,36 +387,3 @@ class BetaMessages(Facade):
     def thread(self) -> Any:
         """The SDK's ``beta.messages.thread`` (first key), unscheduled."""
         return self._sdks[0].beta.messages.thread
-
-
-class View(Passthrough, Generic[_T]):
-    """The SDK's resource `sdk` with its ``messages`` replaced by a scheduled one: what
-    ``client.beta.with_raw_response`` and ``...with_streaming_response`` are. Every other
-    attribute is the SDK's, unscheduled."""
-
-    __slots__ = ("messages",)
-
-    def __init__(self, messages: _T, sdk: object) -> None:
-        super().__init__(sdk)
-        self.messages = messages
-
-
-class Beta(Passthrough):
-    """`client.beta`: ``messages`` scheduled (`BetaMessages`); every other beta resource
-    (``files``, ``models``, ``skills``, ...) is the SDK's own, on the first key, unscheduled."""
-
-    __slots__ = ("messages",)
-
-    def __init__(self, messages: BetaMessages, sdk: AsyncBeta) -> None:
-        super().__init__(sdk)
-        self.messages = messages
-
-    @property
-    def with_raw_response(self) -> View[RawMessages[BetaMessage, BetaMessageTokensCount]]:
-        return View(self.messages.with_raw_response, self._sdk.with_raw_response)
-
-    @property
-    def with_streaming_response(
-        self,
-    ) -> View[StreamingMessages[BetaMessage, BetaMessageTokensCount]]:
-        return View(self.messages.with_streaming_response, self._sdk.with_streaming_response)

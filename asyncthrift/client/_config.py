@@ -19,7 +19,7 @@ from typing import Any
 from ..errors import InvalidArgument
 from ..pipeline._keys import KeyConfig, budget_limits, want_aiohttp
 from ..pipeline.retry import RetryPolicy
-from ..savings.packing import Pack, pack_option
+from ..savings._pack_config import Pack, pack_option
 from ..scheduling.lanes import QueueCounter
 from ..scheduling.limits import LimitsSpec
 from ..stores.cache import Cache, make_cache

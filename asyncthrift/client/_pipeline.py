@@ -3,16 +3,18 @@
 A call goes through the same steps whatever its shape, inside one bracket (`start`,
 `bracket`: its observers active, `finish` once): `Answers` (`_lookup`) looks the answer up
 in the cache, then joins an identical call in flight, and otherwise `run`s it: estimate its
-cost in its model class (`ModelClasses`, `_classes`), admit it (at once, or in its lane's
-queue), ask the *route* to send it on the chosen key, read the response's headers once into
-a `ServerView` that both resyncs the budget and decides a retry (`Failures`, `_failures`),
-and reconcile. Routes vary only the innermost send, as an httpx transport does: `CREATE` in
-`_routes`, the stream route in `streaming`, the count route in `counting`.
+cost in its model class (`ModelClasses`, `_classes`), admit it (`Admission`, `_admission`:
+at once, or in its lane's queue), ask the *route* to send it on the chosen key, read the
+response's headers once into a `ServerView` that both resyncs the budget and decides a
+retry (`Failures`, `_failures`), and reconcile. Routes vary only the innermost send, as an
+httpx transport does: `CREATE` in `_routes`, the stream route in `streaming`, the count
+route in `counting`.
 
-Only this module and `_attempt` touch a `Reservation`: this one takes it, and the
-`Attempt` that holds it settles it exactly once. Each stage is given what it uses, not the
-pipeline: routes plan with a `Planner`, packing and adaptive ``max_tokens`` run through a
-`Runner`, an attempt settles with an `AttemptContext` (all three: this class).
+Only this module, `_admission` and `_attempt` touch a `Reservation`: admission takes it,
+this module hands it to the `Attempt` that holds it and settles it exactly once. Each
+stage is given what it uses, not the pipeline: routes plan with a `Planner`, packing and
+adaptive ``max_tokens`` run through a `Runner`, an attempt settles with an
+`AttemptContext` (all three: this class).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from anthropic.types import Message
 from ..core.prices import cost_usd
 from ..core.stats import Recorder
 from ..core.tokens import Calibrator, estimate_input_tokens
+from ..pipeline._admission import Admission
 from ..pipeline._attempt import (
     EMPTY_VIEW,
     Attempt,
@@ -107,6 +110,7 @@ class Pipeline:
         self.shared = shared  # Thrift(shared=...): budgets in Redis
         self.models = ModelClasses(keys, queue=queue, aging=aging, stats=self.stats, shared=shared)
         self.failures = Failures(retry, queue=queue, models=self.models, stats=self.stats)
+        self.admission = Admission(self.models, stats=self.stats, observers=observers, spend=spend)
         self.closed = False
         self.pack = pack  # the client's default; pack=True per request uses Pack() if None
         self.packer: Packer | None = None if pack is None else Packer(self, pack)
@@ -289,18 +293,19 @@ class Pipeline:
         # breakpoint stays in the params, so the fallback model may write it (1.25x).
         model = marked_for = call.params["model"]
         observers = self.observers
+        admission = self.admission
         rec = call.rec
         while True:
             if call.params["model"] != model:  # fell back after an overload
                 plan = route.plan(self, call.params)
                 model = call.params["model"]
-            reservation = self._admit_now(plan, call)
+            reservation = admission.now(plan, call)
             if reservation is None and call.chain and call.opts.deadline is not None:
                 plan = fit_deadline(self, route, call, plan)
                 model = call.params["model"]
-                reservation = self._admit_now(plan, call)
+                reservation = admission.now(plan, call)
             if reservation is None:
-                reservation = await self._admit(plan, call)
+                reservation = await admission.wait(plan, call)
             attempt = Attempt(self, call, plan, reservation)
             self.stats.in_flight += 1
             if rec is not None:
@@ -375,51 +380,3 @@ class Pipeline:
         if marked is not None:
             self.stats.prompt_cache_marked += 1
         return params, marked
-
-    def _admit_now(self, plan: Plan, call: Call) -> Reservation | None:
-        """Admitted at once if nobody waits and the budget fits; None: go through `_admit`
-        (it queues, honours the deadline and holds the spend cap's worst case, so a client
-        with a spend cap always takes it)."""
-        if self.spend is not None:
-            return None
-        reservation = plan.mc.gate.try_acquire(plan.cost)
-        if reservation is not None:
-            stats = self.stats
-            if call.number == 0:
-                stats.queue_waits.append(0.0)
-            stats.upstream_calls += 1
-            if call.rec is not None:
-                self.observers.queue_entered(call.rec)
-                self.observers.queue_left(call.rec, 0.0, None)
-        return reservation
-
-    async def _admit(self, plan: Plan, call: Call) -> Reservation:
-        """Wait in the plan's lane until its cost fits; count the wait against `deadline`."""
-        loop = self.loop
-        t0 = loop.time()
-        opts = call.opts
-        deadline = None if opts.deadline is None else opts.deadline - call.waited
-        rec = call.rec
-        if rec is not None:
-            self.observers.queue_entered(rec)
-        if self.spend is not None:
-            call.spend_hold = await self.spend.hold(plan.worst_usd)
-        try:
-            reservation = await plan.mc.gate.acquire(
-                plan.cost, level=opts.level, deadline=deadline, enqueued_at=call.enqueued_at
-            )
-        except BaseException as exc:
-            hold, call.spend_hold = call.spend_hold, None
-            if self.spend is not None and hold is not None:
-                self.spend.release(hold)
-            if rec is not None:
-                self.observers.queue_left(rec, loop.time() - t0, exc)
-            raise
-        waited = loop.time() - t0
-        call.waited += waited
-        if call.number == 0:
-            self.stats.queue_waits.append(call.waited)
-        self.stats.upstream_calls += 1
-        if rec is not None:
-            self.observers.queue_left(rec, waited, None)
-        return reservation

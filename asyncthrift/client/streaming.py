@@ -43,7 +43,7 @@ from typing import Any, Final, Generic, Protocol
 import anthropic
 import httpx2
 from anthropic import AsyncStream
-from anthropic.lib.streaming import AsyncMessageStream
+from anthropic.lib.streaming import AsyncMessageStream, BetaAsyncMessageStream
 from anthropic.types import RawMessageStreamEvent
 
 from ..core._sdk import ResponseFormatT, stream_parts, with_output_format
@@ -56,6 +56,7 @@ from ._pipeline import Pipeline
 __all__ = [
     "BETA_STREAM",
     "REPLAY_HEADER",
+    "BetaStreamManager",
     "Closable",
     "RawStreamResponse",
     "ReplayStream",
@@ -148,6 +149,21 @@ class ThriftStreamManager(StreamManager, Generic[ResponseFormatT]):
     async def __aenter__(self) -> AsyncMessageStream[ResponseFormatT]:
         raw, output_format = await self._send()
         stream: AsyncMessageStream[ResponseFormatT] = AsyncMessageStream(
+            raw, output_format=output_format
+        )
+        self._stream = stream
+        return stream
+
+
+class BetaStreamManager(StreamManager, Generic[ResponseFormatT]):
+    """``async with client.beta.messages.stream(...) as stream``: the SDK's
+    `BetaAsyncMessageStream` over a scheduled stream (see `StreamManager`)."""
+
+    __slots__ = ()
+
+    async def __aenter__(self) -> BetaAsyncMessageStream[ResponseFormatT]:
+        raw, output_format = await self._send()
+        stream: BetaAsyncMessageStream[ResponseFormatT] = BetaAsyncMessageStream(
             raw, output_format=output_format
         )
         self._stream = stream

@@ -1,45 +1,45 @@
 """`Thrift`, the facade: the SDK's client, its Messages calls scheduled, shared, cached, retried.
 
-`Thrift` validates its configuration, builds one SDK client per key and the request pipeline
-(`asyncthrift.client._pipeline`) that every call goes through, and exposes what a user of
-`anthropic.AsyncAnthropic` expects: ``messages`` (typed as the SDK's, see `_messages`),
-``beta`` (``beta.messages`` scheduled too, see `_beta`), ``with_raw_response`` and
-``with_streaming_response``, ``with_options(...)``/``copy(...)``, ``close()``/``aclose()``,
-``is_closed()``, ``base_url``, ``max_retries``, ``timeout``, and the resources asyncthrift
-does not schedule (``models``, ``files``) passed straight to the SDK client.
+`Thrift` validates its configuration (`_config`), builds one SDK client per key and the
+request pipeline (`_pipeline`) that every call goes through (`_assemble`), and exposes what
+a user of `anthropic.AsyncAnthropic` expects: ``messages`` (typed as the SDK's, see
+`_messages`), ``beta`` (``beta.messages`` scheduled too, see `_beta`), ``with_raw_response``
+and ``with_streaming_response``, ``with_options(...)``/``copy(...)``,
+``close()``/``aclose()``, ``is_closed()``, ``base_url``, ``max_retries``, ``timeout``, and
+the resources asyncthrift does not schedule (``models``, ``files``) passed straight to the
+SDK client. What it tells
+about itself (``stats()``, ``budgets()``, ``model_classes()``, ...) is its base class,
+`_introspection.Introspection`.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Final
 
 import anthropic
 from anthropic.types import Message, MessageTokensCount
 from anthropic.types.beta import BetaMessage, BetaMessageTokensCount
 
-from ..core._sdk import Passthrough
-from ..core.stats import Stats
 from ..errors import InvalidArgument
-from ..pipeline._attempt import ModelClass
-from ..pipeline._keys import Key, KeyConfig, with_header_hook
+from ..pipeline._keys import KeyConfig
 from ..pipeline.retry import RetryPolicy
-from ..savings.batches import Batches, stats_overrides
-from ..savings.compression import Compressor, compression_overrides
+from ..savings.batches import Batches
+from ..savings.compression import Compressor
 from ..savings.packing import Pack
-from ..savings.prompt_cache import AutoCache
-from ..scheduling.budget import LocalBudget
-from ..scheduling.limits import LimitsSpec, LimitsTable
+from ..scheduling.limits import LimitsSpec
 from ..stores.cache import Cache
-from ..stores.cache.keys import scope_for_key
 from ..stores.shared import SharedStore
-from ..stores.spend import SpendLedger, SpendPeriod
-from ._beta import Beta, BetaMessages, View
+from ..stores.spend import SpendPeriod
+from ._assemble import assemble
+from ._beta import BetaMessages
 from ._config import ThriftConfig
-from ._messages import Messages, RawMessages, StreamingMessages
-from ._observers import Observer, Observers
-from ._pipeline import Pipeline
+from ._introspection import Introspection
+from ._messages import Messages
+from ._observers import Observer
+from ._raw_responses import RawMessages, StreamingMessages
+from ._views import Beta, ClientView, View
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -50,7 +50,7 @@ if TYPE_CHECKING:
 __all__ = ["ClientView", "KeyConfig", "Messages", "Thrift"]
 
 
-class Thrift:
+class Thrift(Introspection):
     """An asyncio Anthropic client that schedules every call under its key's limits.
 
     ``async with Thrift(limits="tier2") as client: await client.messages.create(...)``.
@@ -110,7 +110,7 @@ class Thrift:
             auto_cache_control=auto_cache_control,
             task=task,
         )
-        self._pipeline = _pipeline_of(config)
+        self._pipeline = assemble(config)
         self._root: Thrift = self
         self._sdks: Sequence[anthropic.AsyncAnthropic] = self._pipeline.sdks
         self._max_retries = config.retry.max_retries
@@ -301,7 +301,7 @@ class Thrift:
                 raise result
         return [m for m in results if isinstance(m, Message)]
 
-    # -- observers and introspection -----------------------------------------------------------
+    # -- observers ---------------------------------------------------------------------------
 
     def add_observer(self, observer: Observer, *, name: str | None = None) -> None:
         """Call `observer`'s hooks for every call from now on; `name` sets the ``client``
@@ -321,28 +321,7 @@ class Thrift:
             hub.remove(observer)
             observer.detached(self._root)
 
-    def stats(self) -> Stats:
-        """A frozen snapshot of counters and recent latency percentiles."""
-        p = self._pipeline
-        r = p.stats
-        extra: dict[str, int | float] = {}
-        if p.answers.cache is not None:
-            cs = p.answers.cache.stats
-            extra = {"cache_errors": r.cache_errors + cs.errors + cs.timeouts}
-        extra.update(stats_overrides(p.batches, r.cost_usd))
-        extra.update(compression_overrides(p.compressor))
-        return r.snapshot(queued=p.models.queued(), **extra)
-
-    def budgets(self) -> dict[str, list[LocalBudget]]:
-        """The live budgets per model class (one per key), for metrics and debugging.
-
-        Read them with ``peek(client.now())``, which never changes them.
-        """
-        return self._pipeline.models.budgets()
-
-    def now(self) -> float:
-        """The client's clock (its event loop's time): the `now` its budgets take."""
-        return self._pipeline.loop.time()
+    # -- settings shared by every copy ----------------------------------------------------------
 
     @property
     def compressor(self) -> Compressor | None:
@@ -360,31 +339,6 @@ class Thrift:
         the first one (see `asyncthrift.counting.set_count_tokens_limit`)."""
         self._pipeline.models.set_count_limits(rpm, period)
 
-    def model_class(self, model: str) -> ModelClass:
-        """The class `model` queues in (built on first use): its ``gate``, ``budgets`` and
-        input ``calibrator``, for metrics, debugging and tests (as `budgets`)."""
-        return self._pipeline.models.for_model(model)
-
-    @property
-    def shared(self) -> SharedStore | None:
-        """The Redis store of ``shared=`` (None without): its ``stats()`` count the
-        commands the shared budgets sent."""
-        return self._pipeline.shared
-
-    @property
-    def spend(self) -> SpendLedger | None:
-        """The spend cap's ledger (None without ``spend_cap_usd=``): ``spent``, ``held``."""
-        return self._pipeline.spend
-
-    def disabled_keys(self) -> dict[str, str]:
-        """The keys the API refused (401/403), disabled for good, by name: what it said
-        (`NoKeysLeft.reasons` once none is left)."""
-        return self._pipeline.models.disabled()
-
-    def model_classes(self) -> dict[str, ModelClass]:
-        """Every model class built so far, by name (``count_tokens``'s too)."""
-        return dict(self._pipeline.models.classes)
-
 
 #: What `Thrift.with_options`/`copy` may change: how calls are made, not whose quota pays.
 _COPY_OPTIONS: Final = frozenset(
@@ -396,50 +350,3 @@ _COPY_OPTIONS: Final = frozenset(
         "set_default_query",
     }
 )
-
-_MessagesT = TypeVar("_MessagesT")
-_BetaT = TypeVar("_BetaT")
-
-
-class ClientView(Passthrough, Generic[_MessagesT, _BetaT]):
-    """``client.with_raw_response`` / ``client.with_streaming_response``: ``messages`` and
-    ``beta`` scheduled; every other attribute is the SDK's view (first key), unscheduled."""
-
-    __slots__ = ("beta", "messages")
-
-    def __init__(self, messages: _MessagesT, beta: _BetaT, sdk: object) -> None:
-        super().__init__(sdk)
-        self.messages = messages
-        self.beta = beta
-
-
-def _pipeline_of(config: ThriftConfig) -> Pipeline:
-    """The request pipeline of a new client: one SDK client per key (each with the
-    header-capturing hook), its model classes, cache, counters and features."""
-    sdk_kwargs = config.sdk_kwargs()
-    built: list[Key] = []
-    for i, (cfg, spec) in enumerate(zip(config.keys, config.limits, strict=True)):
-        table = LimitsTable(spec)
-        sdk_kwargs["http_client"] = with_header_hook(config.http_client, config.use_aiohttp)
-        sdk = anthropic.AsyncAnthropic(
-            api_key=cfg.api_key, base_url=cfg.base_url or config.base_url, **sdk_kwargs
-        )
-        scope = "" if config.cache_scope == "global" else scope_for_key(cfg.api_key)
-        built.append(Key(cfg.name or f"key{i}", sdk, table, scope, cfg.budget))
-    return Pipeline(
-        built,
-        cache=config.cache,
-        cache_ttl=config.cache_ttl,
-        cache_truncated=config.cache_truncated,
-        dedupe=config.dedupe,
-        retry=config.retry,
-        spend=config.spend,
-        queue=config.queue,
-        aging=config.aging,
-        observers=Observers(),
-        fallback=config.fallback,
-        pack=config.pack,
-        auto_cache=AutoCache() if config.auto_cache_control else None,
-        task=config.task,
-        shared=config.shared,
-    )

@@ -13,7 +13,7 @@ from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING, Final
 
 from ._answers import Answer, split_deltas
-from ._http import StreamResponse
+from ._http_types import StreamResponse
 from ._ratelimit import ServerBudget
 from ._sse import delta_event, error_event, start_events, stop_events
 from ._tokenizer import count_text

@@ -36,7 +36,7 @@ import orjson
 
 from ..scheduling.bucket import TokenBucket
 from ._batch_results import batch_result
-from ._http import Request, Response
+from ._http_types import Request, Response
 
 if TYPE_CHECKING:
     from ._server import MockServer

@@ -22,85 +22,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine
-from dataclasses import dataclass, field
+from collections.abc import Coroutine
 from typing import Any, Final, cast
+
+from ._http_types import (
+    ErrorFactory,
+    Handler,
+    Request,
+    Response,
+    StreamResponse,
+    default_error,
+    response_head,
+)
 
 __all__ = ["HttpServer", "Request", "Response", "StreamResponse"]
 
 log = logging.getLogger("asyncthrift.mock")
 
 _MAX_HEAD: Final = 64 * 1024
-
-REASONS: Final = {
-    100: "Continue",
-    200: "OK",
-    400: "Bad Request",
-    401: "Unauthorized",
-    403: "Forbidden",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    413: "Payload Too Large",
-    429: "Too Many Requests",
-    431: "Request Header Fields Too Large",
-    500: "Internal Server Error",
-    501: "Not Implemented",
-    529: "Overloaded",
-}
-
-
-@dataclass(slots=True)
-class Request:
-    """One parsed request. Header names are lower-case; duplicates keep the last value."""
-
-    method: str
-    target: str
-    headers: dict[str, str]
-    body: bytes = b""
-    keep_alive: bool = True
-    gone: bool = False  # the client went away before its response was written
-
-    @property
-    def path(self) -> str:
-        return self.target.partition("?")[0]
-
-
-@dataclass(slots=True)
-class Response:
-    """A complete response, sent with Content-Length."""
-
-    status: int
-    body: bytes
-    headers: list[tuple[str, str]] = field(default_factory=list)
-    content_type: str = "application/json"
-
-
-@dataclass(slots=True)
-class StreamResponse:
-    """A streamed response: the head (with `prefix` as its first chunk, in the same write) is
-    sent at once, then each chunk `body` yields.
-
-    `on_close` is called exactly once when the response is over, however it ends (sent,
-    client gone, server stopping), even if the generator never started — an unstarted
-    generator's ``finally`` would never run, so settle accounts there, not in the generator.
-    """
-
-    status: int
-    body: AsyncGenerator[bytes, None]
-    headers: list[tuple[str, str]] = field(default_factory=list)
-    content_type: str = "text/event-stream; charset=utf-8"
-    prefix: bytes = b""
-    on_close: Callable[[], None] | None = None
-
-
-Handler = Callable[[Request], Awaitable[Response | StreamResponse | None]]
-ErrorFactory = Callable[[int, str], Response]
-
-
-def _head(status: int, headers: list[tuple[str, str]], extra: str) -> bytes:
-    lines = [f"HTTP/1.1 {status} {REASONS.get(status, 'Unknown')}"]
-    lines.extend(f"{name}: {value}" for name, value in headers)
-    return ("\r\n".join(lines) + "\r\n" + extra + "\r\n").encode("latin-1")
 
 
 class _Connection(asyncio.Protocol):
@@ -192,7 +131,7 @@ class _Connection(asyncio.Protocol):
         resp = self._server.error_response(status, message)
         headers = [*resp.headers, ("connection", "close")]
         self._transport.write(
-            _head(
+            response_head(
                 status,
                 headers,
                 f"content-type: {resp.content_type}\r\ncontent-length: {len(resp.body)}\r\n",
@@ -289,7 +228,7 @@ class _Connection(asyncio.Protocol):
                 extra += (
                     f"content-type: {result.content_type}\r\ncontent-length: {len(result.body)}\r\n"
                 )
-                transport.write(_head(result.status, result.headers, extra) + result.body)
+                transport.write(response_head(result.status, result.headers, extra) + result.body)
             else:
                 self._streaming = True
                 try:
@@ -315,7 +254,7 @@ class _Connection(asyncio.Protocol):
         assert transport is not None
         extra += f"content-type: {result.content_type}\r\ncache-control: no-cache\r\n"
         extra += "transfer-encoding: chunked\r\n"
-        head = _head(result.status, result.headers, extra)
+        head = response_head(result.status, result.headers, extra)
         if result.prefix:
             head += b"%x\r\n%b\r\n" % (len(result.prefix), result.prefix)
         transport.write(head)
@@ -334,10 +273,6 @@ class _Connection(asyncio.Protocol):
             await gen.aclose()
 
 
-def _default_error(status: int, message: str) -> Response:
-    return Response(status, message.encode(), content_type="text/plain; charset=utf-8")
-
-
 class HttpServer:
     """Serves `handler` on a TCP socket; `close()` ends every connection and handler."""
 
@@ -346,7 +281,7 @@ class HttpServer:
         handler: Handler,
         *,
         max_body: int = 32 * 1024 * 1024,
-        error_response: ErrorFactory = _default_error,
+        error_response: ErrorFactory = default_error,
         large_body_prefix: str | None = None,
         large_body: int = 0,
         stop_abandoned: bool = True,

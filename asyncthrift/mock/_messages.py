@@ -16,7 +16,7 @@ import orjson
 from ._answering import NO_BUDGET, Answering, stream_response
 from ._answers import answer_for, packed_answer
 from ._caching import CacheSplit, min_cacheable
-from ._http import Request, Response, StreamResponse
+from ._http_types import Request, Response, StreamResponse
 from ._refusal import admit, unexplained_429
 from ._validate import validate
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from ._http import Response
+from ._http_types import Response
 from ._ratelimit import DIMENSIONS, ServerBudget
 
 if TYPE_CHECKING:

@@ -46,7 +46,8 @@ from ._batches import BatchStore
 from ._caching import PromptCache
 from ._config import MockConfig
 from ._counters import Admission, MockCounters
-from ._http import HttpServer, Request, Response, StreamResponse
+from ._http import HttpServer
+from ._http_types import Request, Response, StreamResponse
 from ._messages import answer_messages
 from ._ratelimit import ServerBudget
 from ._tokenizer import InputAnalysis, analyze_input

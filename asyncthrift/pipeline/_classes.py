@@ -20,7 +20,7 @@ import anthropic
 from ..core.prices import PRICES
 from ..core.stats import Recorder
 from ..core.tokens import Calibrator
-from ..errors import InvalidArgument, NoKeysLeft
+from ..errors import NoKeysLeft, UnknownModel
 from ..scheduling.budget import LocalBudget
 from ..scheduling.lanes import QueueCounter
 from ..scheduling.limits import MODEL_CLASSES, Limits
@@ -45,10 +45,6 @@ COUNT_TOKENS_CLASS: Final = "count_tokens"
 
 UNKNOWN_CLASS: Final = "unknown"
 """The one class every model id of no known family shares (unless `limits=` names the id)."""
-
-
-class UnknownModel(InvalidArgument):
-    """A ``claude-*`` model id of no known family while limits are configured."""
 
 
 class ModelClasses:
@@ -195,10 +191,6 @@ class ModelClasses:
         """Close every gate: what waits fails with `ClientClosed`, deferred refunds drop."""
         for gate in self.gates():
             gate.close()
-
-    def queued(self) -> int:
-        """Requests waiting in every class's queue."""
-        return sum(mc.gate.waiting for mc in list(self.classes.values()))
 
     def budgets(self) -> dict[str, list[LocalBudget]]:
         """Per class, its distinct budgets (keys sharing a budget list it once)."""

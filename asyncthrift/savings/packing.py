@@ -23,9 +23,10 @@ cached under its own fingerprint and twins share one item.
 
 Whether a group is packed at all, and how large its packed call's ``max_tokens`` is, is
 learnt per group so that packing never costs more calls or dollars than it saves
-(`asyncthrift.savings._pack_guard`): a new group's first requests go alone to teach it, and a group
-whose answers run longer than their ``max_tokens``, whose items are re-sent too often, or
-whose packed calls cost more than their items alone is paused for a while.
+(`_pack_guard` learns, `_pack_policy` decides): a new group's first requests go alone to
+teach it, and a group whose answers run longer than their ``max_tokens``, whose items are
+re-sent too often, or whose packed calls cost more than their items alone is paused for a
+while.
 
 Import it as ``from asyncthrift.packing import Pack``.
 """
@@ -35,7 +36,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import math
-from dataclasses import dataclass
 from typing import Any, Final
 
 import anthropic
@@ -43,14 +43,16 @@ from anthropic.types import Message
 
 from ..core.prices import usage_cost
 from ..core.tokens import estimate_input_tokens, text_tokens
-from ..errors import BudgetExceeded, DeadlineExceeded, InvalidArgument, RequestTooLarge
+from ..errors import BudgetExceeded, DeadlineExceeded, RequestTooLarge
 from ..pipeline._attempt import Call, Runner
 from ..pipeline._options import RequestOptions
 from ..pipeline._routes import CREATE
 from ..scheduling.lanes import LANES
 from ..stores.cache.keys import fingerprint
-from . import _pack_guard, _packed
-from ._pack_guard import GroupGuard, dollars, full_price_input
+from . import _packed
+from ._pack_config import Pack
+from ._pack_guard import GroupGuard
+from ._pack_policy import Item, PackPolicy
 
 __all__ = ["Pack", "Packer"]
 
@@ -71,93 +73,9 @@ _PACKABLE: Final = frozenset(
 )
 #: Failures of the packed call that are the pack's own (too big, too slow): re-send alone.
 _RESEND_ON: Final = (BudgetExceeded, DeadlineExceeded, RequestTooLarge)
-#: Groups whose learning a client keeps (prompts come from callers: bounded).
-_MAX_GROUPS: Final = 1024
-#: Packed items a group's re-send share is judged on, at least.
-_MIN_OUTCOMES: Final = 8
 #: An item's future's result when it is to go alone without a packed call (a fair sample of
 #: its group's answers); None means re-sent (the packed reply could not answer it).
 _SAMPLE: Final[Any] = object()
-
-
-@dataclass(frozen=True, slots=True)
-class Pack:
-    """How requests are packed. Every bound closes a window early; none is a promise.
-
-    window_ms: how long a window stays open for more items after its first.
-    interactive_window_ms: the window for an item in the interactive lane (or higher).
-    max_items: items per packed call.
-    max_input_tokens: estimated input tokens of the items' texts per packed call.
-    max_output_tokens: cap on the packed call's ``max_tokens`` (sized from what the group's
-        replies take, see `asyncthrift.savings._pack_guard`).
-    learn: requests of a new group sent alone, before its first packed call, to learn how
-        long its answers are and what a request costs alone (0: pack from the first window).
-    max_resend_share: packing of a group is turned off when more than this share of its
-        recent answers alone were cut at ``max_tokens``, or of its recent packed items
-        were re-sent alone.
-    pause_s: how long packing of a group stays off before it is tried again.
-    cost_guard: pack a window only when it is predicted to cost less than its requests
-        alone, and turn packing of a group off when a packed call cost more than its
-        answered items would have. False: save calls (RPM) even where the JSON wrapping of
-        the answers costs more than the shared prompt saves.
-    """
-
-    window_ms: float = 150.0
-    interactive_window_ms: float = 10.0
-    max_items: int = 16
-    max_input_tokens: int = 16_000
-    max_output_tokens: int = 8_192
-    learn: int = 3
-    max_resend_share: float = 0.25
-    pause_s: float = 300.0
-    cost_guard: bool = True
-
-    def __post_init__(self) -> None:
-        for name, unit in (
-            ("window_ms", "milliseconds"),
-            ("interactive_window_ms", "milliseconds"),
-            ("pause_s", "seconds"),
-        ):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v < math.inf:
-                raise InvalidArgument(f"Pack.{name} must be {unit} >= 0, got {v!r}")
-        for name, low in (
-            ("max_items", 1),
-            ("max_input_tokens", 1),
-            ("max_output_tokens", 1),
-            ("learn", 0),
-        ):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < low:
-                raise InvalidArgument(f"Pack.{name} must be an int >= {low}, got {v!r}")
-        v = self.max_resend_share
-        if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v <= 1:
-            raise InvalidArgument(f"Pack.max_resend_share must be a share in [0, 1], got {v!r}")
-        if not isinstance(self.cost_guard, bool):
-            raise TypeError(f"Pack.cost_guard must be True or False, got {self.cost_guard!r}")
-
-
-class _Item:
-    __slots__ = ("_alone_input", "call", "future", "ident", "need", "reserve", "text", "tokens")
-
-    def __init__(
-        self, call: Call, text: str, need: int, reserve: float, future: asyncio.Future[Any]
-    ) -> None:
-        self.call = call
-        self.text = text
-        self.need = need  # its caller's max_tokens (or adaptive's)
-        self.reserve = reserve  # its share of the packed call's max_tokens (`Packer._reserve`)
-        self.tokens = text_tokens(text)
-        self.future = future  # Message, or None: send it alone
-        self.ident = ""
-        self._alone_input: float | None = None
-
-    def alone_input(self) -> float:
-        """The estimated input tokens of its request sent alone (estimated once: the cost
-        guard asks before the packed call and again when its reply is judged)."""
-        if self._alone_input is None:
-            self._alone_input = estimate_input_tokens(self.call.params)
-        return self._alone_input
 
 
 class _Window:
@@ -166,7 +84,7 @@ class _Window:
     def __init__(self, key: str, opened: float) -> None:
         self.key = key
         self.opened = opened
-        self.items: list[_Item] = []
+        self.items: list[Item] = []
         self.need = 0.0
         self.tokens = 0.0
         self.close_at = math.inf
@@ -175,17 +93,22 @@ class _Window:
 
 
 class Packer:
-    """The open windows of one client, by group; the packed calls under way; what each
-    group has learnt (`_pack_guard.GroupGuard`)."""
+    """The open windows of one client, by group, and the packed calls under way; whether a
+    group is packed, and how, is its `policy`'s (`_pack_policy.PackPolicy`)."""
 
-    __slots__ = ("_guards", "_open", "_tasks", "config", "pipeline")
+    __slots__ = ("_open", "_tasks", "config", "pipeline", "policy")
 
     def __init__(self, pipeline: Runner, config: Pack) -> None:
         self.pipeline = pipeline
         self.config = config
+        self.policy = PackPolicy(pipeline, config)
         self._open: dict[str, _Window] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._guards: dict[str, GroupGuard] = {}
+
+    @property
+    def open_windows(self) -> int:
+        """Windows open now, waiting for more items (0 once the client is closed)."""
+        return len(self._open)
 
     # -- which group -------------------------------------------------------------------------
 
@@ -208,73 +131,9 @@ class Packer:
             return None
         return f"{key}:{id(call.sdks)}:{call.max_retries}"
 
-    def guard(self, group: str, call: Call) -> GroupGuard:
-        """What `group` has learnt (a new, learning one the first time)."""
-        g = self._guards.get(group)
-        if g is None:
-            if len(self._guards) >= _MAX_GROUPS:  # groups come from callers' prompts: bounded
-                self._guards.clear()
-            model = call.params.get("model")
-            digest = group.split(":")[2][:16]  # the prompt's fingerprint: msg1:_:<hex>:...
-            g = self._guards[group] = GroupGuard(f"the {model} group {digest}")
-        return g
-
-    # -- whether a request of a group is packed -----------------------------------------------
-
-    def admit(self, g: GroupGuard) -> str:
-        """``"pack"``, ``"teach"`` (alone, to learn the group; call `GroupGuard.taught` after)
-        or ``"alone"`` (packing is off for the group)."""
-        cfg = self.config
-        now = self.pipeline.loop.time()
-        if g.off(now):
-            return "alone"
-        if g.off_reason and g.off_until > -math.inf:  # a pause just ended: does it still hold?
-            if self._long_answers(g):
-                g.off_until = now + cfg.pause_s  # renewed quietly: no packed call tried
-                return "alone"
-            g.off_until, g.off_reason = -math.inf, ""
-        if g.learning(cfg.learn) and g.wants_teacher(cfg.learn):
-            return "teach"
-        return "pack"
-
-    def _long_answers(self, g: GroupGuard) -> bool:
-        cfg = self.config
-        return len(g.alone) >= max(1, cfg.learn) and g.cut_share() > cfg.max_resend_share
-
-    async def alone(self, g: GroupGuard, call: Call, *, sample: bool) -> Message:
-        """`call` sent alone; its answer teaches `g` when it is an unbiased `sample` (not a
-        re-send, which is one the packed reply could not answer: longer than most)."""
-        p = self.pipeline
-        message = await p.run_alone(call)
-        if not sample:
-            return message
-        _, in_ratio = _input_ratio(message, estimate_input_tokens(call.params))
-        g.observe_alone(message.usage.output_tokens, message.stop_reason == "max_tokens", in_ratio)
-        now = p.loop.time()
-        if not g.off(now) and self._long_answers(g):
-            self._turn_off(
-                g,
-                _pack_guard.LONG_ANSWERS,
-                f"{g.cut_share():.0%} of its recent answers were cut at max_tokens (a packed "
-                "reply would hold them whole, over their limit, and they would be re-sent)",
-            )
-        return message
-
-    def _turn_off(self, g: GroupGuard, reason: str, why: str) -> None:
-        cfg = self.config
-        s = self.pipeline.stats
-        g.turn_off(self.pipeline.loop.time(), reason, why, cfg.pause_s)
-        if reason == _pack_guard.LONG_ANSWERS:
-            s.pack_paused_long_answers += 1
-        elif reason == _pack_guard.RESENDS:
-            s.pack_paused_resends += 1
-        else:
-            s.pack_paused_cost += 1
-        s.pack_paused_at = GroupGuard.wall_clock()
-
     # -- windows -----------------------------------------------------------------------------
 
-    def add(self, call: Call, group: str, g: GroupGuard) -> _Item:
+    def add(self, call: Call, group: str, g: GroupGuard) -> Item:
         """Put `call` in its group's window (opening or closing windows as bounds say); `g`:
         what the group has learnt (`guard`)."""
         p = self.pipeline
@@ -284,7 +143,7 @@ class Packer:
         assert text is not None
         need = int(call.params["max_tokens"])
         need = p.output_need(call, need)
-        item = _Item(call, text, need, self._reserve(g, need), loop.create_future())
+        item = Item(call, text, need, self.policy.reserve(g, need), loop.create_future())
         cfg = self.config
         w = self._open.get(group)
         if w is not None and (
@@ -313,7 +172,7 @@ class Packer:
             self._close(w)
         return item
 
-    def drop(self, item: _Item) -> None:
+    def drop(self, item: Item) -> None:
         """`item`'s caller left: out of its window, or out of its packed call."""
         for w in list(self._open.values()):
             if item in w.items:
@@ -353,26 +212,11 @@ class Packer:
 
     # -- the packed call ---------------------------------------------------------------------
 
-    async def _ready(self, g: GroupGuard, items: list[_Item]) -> bool:
-        """Wait for the group's teachers (unless an item has a deadline to keep or is
-        interactive: those do not wait a round trip); False: send the items alone (still
-        learning, or packing is off for the group now)."""
-        cfg = self.config
-        if g.learning(cfg.learn) and g.pioneers > 0:
-            interactive = LANES["interactive"]
-            if any(
-                it.call.opts.deadline is not None or it.call.opts.level >= interactive
-                for it in items
-            ):
-                return False
-            await g.learnt(cfg.learn)
-        return not g.off(self.pipeline.loop.time())
-
-    async def _send(self, w: _Window, items: list[_Item]) -> None:
+    async def _send(self, w: _Window, items: list[Item]) -> None:
         p = self.pipeline
-        g = self.guard(w.key, items[0].call)
+        g = self.policy.guard(w.key, items[0].call)
         try:
-            ready = await self._ready(g, items)
+            ready = await self.policy.ready(g, items)
         except asyncio.CancelledError:
             self._release(items)
             raise
@@ -388,9 +232,9 @@ class Packer:
         params["messages"] = [
             {"role": "user", "content": _packed.packed_content([(i.ident, i.text) for i in items])}
         ]
-        params["max_tokens"] = self._max_tokens(g, items)
+        params["max_tokens"] = self.policy.max_tokens(g, items)
         packed_input = estimate_input_tokens(params)  # the packed call's, estimated once
-        if self.config.cost_guard and not self._pays(g, items, params, packed_input):
+        if self.config.cost_guard and not self.policy.pays(g, items, params, packed_input):
             self._release(items)
             return
         deadlines = [
@@ -429,44 +273,10 @@ class Packer:
             return
         self._deliver(message, items, params, packed_input, call.fell_back_from, g)
 
-    @staticmethod
-    def _reserve(g: GroupGuard, need: int) -> float:
-        """Output tokens to reserve for an item in a packed reply: its own limit plus its
-        object's wrapping (as learnt from the group's replies, at least
-        `_packed.ITEM_OVERHEAD`), lowered to what the group's items actually take in a
-        reply (their 99th percentile, with a margin) once some are known."""
-        reserve = need + max(float(_packed.ITEM_OVERHEAD), g.wrapping)
-        fp = g.footprint(0.99)
-        return reserve if fp is None else min(reserve, fp * 1.25 + 2)
-
-    def _max_tokens(self, g: GroupGuard, items: list[_Item]) -> int:
-        """The packed call's ``max_tokens``: its items' reserves (see `_reserve`, as learnt
-        by now) and the array's brackets."""
-        ceiling = sum(self._reserve(g, it.need) for it in items) + 8
-        return max(1, min(self.config.max_output_tokens, math.ceil(ceiling)))
-
-    def _pays(
-        self, g: GroupGuard, items: list[_Item], params: dict[str, Any], packed_input: float
-    ) -> bool:
-        """Whether the packed call (`params`, of `packed_input` estimated input tokens) is
-        predicted to cost less than its items alone (True while nothing is known of the
-        group's answers)."""
-        answer = g.answer_tokens()
-        if answer is None:
-            return True
-        model = str(params.get("model", ""))
-        n = len(items)
-        mean_fp = g.mean_footprint()
-        per_item_out = mean_fp if mean_fp is not None else answer + float(_packed.ITEM_OVERHEAD)
-        packed = dollars(model, packed_input * g.in_ratio, n * per_item_out + 8)
-        alone_in = sum(it.alone_input() for it in items) * g.in_ratio
-        alone = dollars(model, alone_in, sum(min(answer, it.need) for it in items))
-        return packed < alone
-
     def _deliver(
         self,
         message: Message,
-        items: list[_Item],
+        items: list[Item],
         params: dict[str, Any],
         packed_input: float,
         fell_back_from: str | None,
@@ -481,7 +291,7 @@ class Packer:
         done = [it for it in items if it.ident in answers]
         resent = [it for it in items if it.ident not in answers]
         self._resend(resent)
-        self._learn(g, message, items, answers, packed_input, ratio)
+        self.policy.learn(g, message, items, answers, packed_input, ratio)
         if not done:
             return
         own = sum(it.tokens for it in items)
@@ -498,64 +308,8 @@ class Packer:
                 it.future.set_result(msg)
         self._count(message, done, params, packed_input)
 
-    def _learn(
-        self,
-        g: GroupGuard,
-        message: Message,
-        items: list[_Item],
-        answers: dict[str, str],
-        packed_input: float,
-        ratio: float | None,
-    ) -> None:
-        """What a packed reply teaches its group, and whether packing it still pays
-        (`packed_input`: the packed call's estimated input tokens)."""
-        cfg = self.config
-        r = ratio or g.out_ratio
-        answered = [it for it in items if it.ident in answers]
-        # each answered item's object in the reply, and its answer alone (estimated tokens)
-        sizes = [
-            (_packed.object_tokens(it.ident, answers[it.ident]), text_tokens(answers[it.ident]))
-            for it in answered
-        ]
-        footprints = [r * obj for obj, _ in sizes]
-        wrapping = [r * (obj - answer) for obj, answer in sizes]
-        billed, in_ratio = _input_ratio(message, packed_input)
-        n_done = len(answered)
-        g.observe_packed(ratio, footprints, wrapping, n_done, len(items) - n_done, in_ratio)
-        if g.off(self.pipeline.loop.time()):
-            return
-        if len(g.outcomes) >= _MIN_OUTCOMES and g.resend_share() > cfg.max_resend_share:
-            self._turn_off(
-                g,
-                _pack_guard.RESENDS,
-                f"{g.resend_share():.0%} of the items of its recent packed calls were re-sent "
-                "alone (missing, garbled, or longer than their max_tokens in the reply)",
-            )
-            return
-        if not cfg.cost_guard:
-            return
-        model = message.model
-        spent = dollars(model, billed, message.usage.output_tokens)
-        alone_in = sum(it.alone_input() for it in answered)
-        alone_out = sum(
-            min(r * answer, float(it.call.params["max_tokens"]))
-            for it, (_, answer) in zip(answered, sizes, strict=True)
-        )
-        alone = dollars(model, alone_in * g.in_ratio, alone_out)
-        g.spent += spent
-        g.worth += alone
-        g.judged += len(items)
-        if g.judged >= _MIN_OUTCOMES and g.spent > g.worth:
-            self._turn_off(
-                g,
-                _pack_guard.COST,
-                f"its recent packed calls ({g.judged} items) cost ${g.spent:.6f}, more than "
-                f"the items they answered would have alone (about ${g.worth:.6f}): a shared "
-                "prompt too short to pay for the answers' JSON wrapping, or too many re-sends",
-            )
-
     def _count(
-        self, message: Message, done: list[_Item], params: dict[str, Any], packed: float
+        self, message: Message, done: list[Item], params: dict[str, Any], packed: float
     ) -> None:
         """Savings: the input the answered items would have sent alone, less the packed
         call's, at the price per input token the packed call actually paid (its cache
@@ -581,13 +335,13 @@ class Packer:
         s.tokens_saved += saved
         s.dollars_saved += saved * per_token
 
-    def _resend(self, items: list[_Item]) -> None:
+    def _resend(self, items: list[Item]) -> None:
         for it in items:
             if not it.future.done():
                 self.pipeline.stats.pack_resent += 1
                 it.future.set_result(None)
 
-    def _release(self, items: list[_Item]) -> None:
+    def _release(self, items: list[Item]) -> None:
         """`items` go alone without a packed call (learning, packing off, or it would cost
         more): each a sample of the group's answers."""
         for it in items:
@@ -595,7 +349,7 @@ class Packer:
                 self.pipeline.stats.pack_alone += 1
                 it.future.set_result(_SAMPLE)
 
-    def _fail(self, items: list[_Item], exc: BaseException) -> None:
+    def _fail(self, items: list[Item], exc: BaseException) -> None:
         for it in items:
             if not it.future.done():
                 it.future.set_exception(exc)
@@ -611,15 +365,15 @@ class Packer:
         group = self.group(call)
         if group is None:
             return await p.run_alone(call)
-        g = self.guard(group, call)
-        how = self.admit(g)
+        g = self.policy.guard(group, call)
+        how = self.policy.admit(g)
         if how == "alone":
             p.stats.pack_alone += 1
-            return await self.alone(g, call, sample=True)
+            return await self.policy.alone(g, call, sample=True)
         if how == "teach":
             p.stats.pack_alone += 1
             try:
-                return await self.alone(g, call, sample=True)
+                return await self.policy.alone(g, call, sample=True)
             finally:
                 g.taught()
         item = self.add(call, group, g)
@@ -629,26 +383,7 @@ class Packer:
             self.drop(item)
             raise
         if message is _SAMPLE:  # sent alone without a packed call: a fair sample of the group
-            return await self.alone(g, call, sample=True)
+            return await self.policy.alone(g, call, sample=True)
         if message is None:  # re-sent: the reply could not answer it
-            return await self.alone(g, call, sample=False)
+            return await self.policy.alone(g, call, sample=False)
         return message
-
-
-def _input_ratio(message: Message, estimate: float) -> tuple[float, float | None]:
-    """`message`'s billed input at the full input price (`_pack_guard.full_price_input`),
-    and that per token of `estimate`, its request's local estimate (None: nothing
-    estimated)."""
-    billed = full_price_input(message.usage)
-    return billed, billed / estimate if estimate > 0 else None
-
-
-def pack_option(value: object) -> Pack | None:
-    """`Thrift(pack=...)`: True (the defaults), a `Pack`, or False / None (off)."""
-    if value is None or value is False:
-        return None
-    if value is True:
-        return Pack()
-    if isinstance(value, Pack):
-        return value
-    raise TypeError(f"pack= must be True, False, None or a Pack(...), got {value!r}")

@@ -9,6 +9,7 @@ path reads the same slots as before the split and pays no extra call.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 from ..errors import RequestTooLarge
@@ -80,3 +81,17 @@ class BudgetPool:
         if best is not None:
             self._rr = (best[0] + 1) % n
         return best
+
+    def _pool_wait(self, demand: Cost, now: float) -> float:
+        """About how long the usable budgets together take to pay `demand`: each alone in
+        ``w_i`` seconds (its own `wait`), together in ``1 / sum(1 / w_i)`` (0 if one can
+        pay it now, inf if none can)."""
+        rate = 0.0
+        for index, budget in enumerate(self._budgets):
+            if index in self._dead:
+                continue
+            w = budget.wait(demand, now)
+            if w <= 0.0:
+                return 0.0
+            rate += 1.0 / w
+        return math.inf if rate == 0.0 else 1.0 / rate

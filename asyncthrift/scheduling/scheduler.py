@@ -25,10 +25,16 @@ import itertools
 import math
 from collections.abc import Callable, Sequence
 
-from ..errors import ClientClosed, DeadlineExceeded, InvalidArgument, QueueFull, RequestTooLarge
+from ..errors import InvalidArgument, RequestTooLarge
 from .bucket import Budget, Cost
 from .lanes import LANES, QueueCounter, lane_level
 from .pool import BudgetPool
+from .refusals import (
+    closed_while_waiting,
+    deadline_before_admission,
+    deadline_missed,
+    queue_full,
+)
 from .reservation import Reservation
 
 __all__ = ["LANES", "Gate", "QueueCounter", "Reservation", "lane_level"]
@@ -121,13 +127,7 @@ class Gate(BudgetPool):
                 continue
             self._live -= 1
             counter.waiting -= 1
-            future.set_exception(
-                ClientClosed(
-                    "the client was closed while this request waited for admission: it was "
-                    "not sent and its budget was not spent. Await your requests before "
-                    "closing, or call aclose(drain=True) to let queued requests finish first"
-                )
-            )
+            future.set_exception(closed_while_waiting())
         self._check_idle()
 
     async def idle(self) -> None:
@@ -162,17 +162,9 @@ class Gate(BudgetPool):
         self._check_size(cost)
         counter = self._counter
         if counter.limit is not None and counter.waiting >= counter.limit:
-            raise QueueFull(
-                f"{counter.waiting} requests already wait for admission (max_queue="
-                f"{counter.limit}): shed load, retry later, or raise max_queue",
-                retry_after=self._head_wait(now),
-            )
+            raise queue_full(counter.waiting, counter.limit, self._head_wait(now))
         if deadline is not None and deadline <= 0:
-            raise DeadlineExceeded(
-                "deadline reached before admission: the request was not sent; allow a longer "
-                "deadline= or send fewer requests at once",
-                retry_after=self._head_wait(now),
-            )
+            raise deadline_before_admission(self._head_wait(now))
         future: asyncio.Future[Reservation] = loop.create_future()
         ticket = _Ticket(cost, future)
         arrived = now if enqueued_at is None else enqueued_at
@@ -191,11 +183,9 @@ class Gate(BudgetPool):
             self._abandon(future)
             now = loop.time()
             picked = self._pick(cost, now)
-            raise DeadlineExceeded(
-                f"not admitted within deadline={deadline:g}s: the request was not sent. "
-                "Allow a longer deadline=, use a higher priority, or send fewer requests",
-                retry_after=self._head_wait(now) or (None if picked is None else picked[1]),
-            ) from None
+            hint = self._head_wait(now) or (None if picked is None else picked[1])
+            assert deadline is not None  # only a deadline times out
+            raise deadline_missed(deadline, hint) from None
         except BaseException:
             self._abandon(future)
             raise
@@ -232,16 +222,7 @@ class Gate(BudgetPool):
             if key <= mine and not ticket.future.done():
                 c = ticket.cost
                 r, i, o = r + c[0], i + c[1], o + c[2]
-        demand = Cost(r, i, o)
-        rate = 0.0
-        for index, budget in enumerate(self._budgets):
-            if index in self._dead:
-                continue
-            w = budget.wait(demand, now)
-            if w <= 0.0:
-                return 0.0
-            rate += 1.0 / w
-        return math.inf if rate == 0.0 else 1.0 / rate
+        return self._pool_wait(Cost(r, i, o), now)
 
     def later(self, when: float, callback: Callable[[], None]) -> None:
         """Call `callback` at loop time `when`, unless the gate closes first (then never).
