@@ -14,7 +14,8 @@ anthropic SDK with retries off (``max_retries=0``): a 429 a client sees is a fai
    jitter, about 80 tokens for ``max_tokens`` drawn from 64..1024), limits sized by its
    `sized_limits` so that the work is ``--beyond`` seconds beyond the first burst in every
    dimension, all sent at once and spread round-robin over the replicas (a client-side
-   balancer: request i goes to replica i mod R). Under each mock header setting given
+   balancer: request i goes to replica i mod R). One replica (the baseline) has the key's
+   whole budget to itself and no ``--shared``. Under each mock header setting given
    (``--settings``, rows of `acceptance.SETTINGS`). Reported: 429s seen by clients (and
    which kind), the makespan against two minimums computed by the other benches' code:
    ``ideal``, acceptance's clairvoyant FIFO client against the mock's exact buckets
@@ -274,7 +275,8 @@ def _servers(
             replicas,
             upstream=upstream,
             limits=limits,
-            shared=redis.url,
+            # one replica: the key's whole budget in one process, no Redis (the baseline)
+            shared=redis.url if replicas > 1 else None,
             client_key=CLIENT_KEY,
             log_dir=log_dir,
         ) as servers:
@@ -643,7 +645,13 @@ def summary(binding: Sequence[dict[str, Any]], overhead: Sequence[dict[str, Any]
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--replicas", type=int, nargs="+", default=[2, 4])
+    parser.add_argument(
+        "--replicas",
+        type=int,
+        nargs="+",
+        default=[1, 2, 4],
+        help="1 is the baseline: one gateway with the whole key, no Redis",
+    )
     parser.add_argument(
         "--settings",
         nargs="+",
@@ -698,7 +706,7 @@ def main() -> None:
         notes.append(f"LiteLLM's proxy not run: {why_not}")
         print(notes[-1], flush=True)
     if not args.no_litellm and not why_not and not args.no_binding:
-        for replicas in args.replicas:
+        for replicas in [r for r in args.replicas if r > 1]:
             for setting in args.litellm_settings or args.settings[:1]:
                 row = binding_run("litellm", replicas, setting, work, log_dir)
                 print(
