@@ -324,6 +324,7 @@ LAYERS: Final[dict[str, int]] = {
     "tools": 8,
     "bulk": 8,
     "mock": 8,
+    "gateway": 8,
     "__main__": 8,
 }
 #: The package's own files at the top (the rest are documented re-exports).

@@ -1,4 +1,5 @@
-"""The command line: ``asyncthrift demo | run | mock | bench`` (also ``python -m asyncthrift``).
+"""The command line: ``asyncthrift demo | run | mock | bench | serve`` (also ``python -m
+asyncthrift``).
 
 The library never installs a loop policy on its host; the command line is an application, so
 it uses uvloop when it is installed (the ``fast`` extra).
@@ -35,6 +36,12 @@ def _bench(args: argparse.Namespace) -> int:
     from .loadtest import run_loadtest_command
 
     return run_loadtest_command(args)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from ..gateway.serve import serve_command
+
+    return serve_command(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -82,6 +89,20 @@ def build_parser() -> argparse.ArgumentParser:
     else:
         add_bench_arguments(bench)
     bench.set_defaults(func=_bench)
+
+    serve = sub.add_parser(
+        "serve",
+        help="the Messages API as a gateway: queues instead of 429s (see serve --help)",
+        description="An Anthropic-compatible gateway in front of one asyncthrift client: "
+        "point any client's base URL at it. Every option is also an ASYNCTHRIFT_* variable.",
+    )
+    try:
+        from ..gateway.serve import add_serve_arguments
+    except ImportError:  # pragma: no cover - starlette/uvicorn are in the `gateway` extra
+        pass
+    else:
+        add_serve_arguments(serve)
+    serve.set_defaults(func=_serve)
     return parser
 
 

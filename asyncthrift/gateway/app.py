@@ -1,0 +1,240 @@
+"""The gateway's ASGI app: one `Thrift` behind the Messages API's routes, `/healthz`, draining.
+
+`Gateway` holds what every request shares (the config, the client directory, the `Thrift`,
+the client quotas and telemetry when present, the draining flag and the count of requests
+in flight). `build_app` wires it into a starlette app whose lifespan opens the `Thrift`
+and, at shutdown, closes it draining (queued requests are still sent, up to ``--grace``).
+Each route runs through `_endpoint`: intake (auth, size, JSON, lane, quota), the handler,
+and one error path that answers the API's envelope and settles the exchange.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import BaseRoute, Route
+
+from ..client import KeyConfig, Thrift
+from ..scheduling.budget import LocalBudget
+from .access_log import AccessLog, fields_of
+from .clients import ClientDirectory
+from .config import GatewayConfig
+from .errors import error_response, failure_of
+from .exchange import Exchange, ExchangeObserver, Telemetry
+from .inflight import InFlight
+from .intake import ClientGone, Quotas, take_in
+from .messages import count_tokens, create_message
+from .upstream import batch_create, batch_item, batch_list, batch_results, models
+
+__all__ = ["Gateway", "InFlight", "build_app", "build_thrift"]
+
+log = logging.getLogger("asyncthrift.gateway")
+
+Handler = Callable[[Request, "Gateway", Exchange], Awaitable[Response]]
+
+
+class Gateway:
+    """What the gateway's requests share."""
+
+    def __init__(
+        self,
+        config: GatewayConfig,
+        *,
+        quotas: Quotas | None = None,
+        telemetry: Telemetry | None = None,
+    ) -> None:
+        self.config = config
+        self.directory: ClientDirectory = config.directory()
+        self.quotas = quotas
+        self.telemetry = telemetry
+        self.draining = False
+        self.inflight = InFlight()
+        self._thrift: Thrift | None = None
+
+    @property
+    def thrift(self) -> Thrift:
+        if self._thrift is None:
+            raise RuntimeError("the gateway's Thrift is opened by the app's lifespan")
+        return self._thrift
+
+    @property
+    def max_body_bytes(self) -> int:
+        return self.config.max_body_bytes
+
+    @property
+    def max_wait(self) -> float:
+        return self.config.max_wait
+
+    def open(self) -> None:
+        if self._thrift is None:
+            self._thrift = build_thrift(self.config, ExchangeObserver(self.telemetry))
+
+    def start_draining(self) -> None:
+        """From now on new requests get 503 and ``/healthz`` says draining."""
+        if not self.draining:
+            log.info("gateway: draining (%d in flight)", self.inflight.count)
+        self.draining = True
+
+    async def aclose(self) -> None:
+        """Close the `Thrift`, still sending what is queued, up to the grace period."""
+        self.draining = True
+        thrift, self._thrift = self._thrift, None
+        if thrift is not None:
+            await thrift.aclose(drain=True, grace=self.config.grace)
+
+    def status(self) -> Mapping[str, Any]:
+        """What the status page adds to the telemetry: draining, in flight, live budgets."""
+        out: dict[str, Any] = {"draining": self.draining, "in_flight": self.inflight.count}
+        thrift = self._thrift
+        if thrift is not None:
+            now = thrift.now()
+            out["budgets"] = {
+                cls: [_budget_view(budget, now) for budget in budgets]
+                for cls, budgets in thrift.budgets().items()
+            }
+            out["stats"] = dataclasses.asdict(thrift.stats())
+        return out
+
+
+def _budget_view(budget: LocalBudget, now: float) -> dict[str, Any]:
+    """One budget for the status page: its limits and each dimension's level now."""
+    limits = budget.limits
+    levels = budget.peek(now)
+    return {
+        "name": budget.name,
+        "period": limits.period,
+        "limits": {"rpm": limits.rpm, "itpm": limits.itpm, "otpm": limits.otpm},
+        "available": dict(zip(("rpm", "itpm", "otpm"), levels, strict=False)),
+    }
+
+
+def build_thrift(config: GatewayConfig, observer: ExchangeObserver) -> Thrift:
+    """The one `Thrift` every request goes through: the upstream key pool, the limits, the
+    shared budget, the cache, packing."""
+    keys = [
+        KeyConfig(
+            api_key=key,
+            limits=config.limits,
+            base_url=config.base_url,
+            name=f"upstream-{i}",
+            budget=config.upstream_budget,
+        )
+        for i, key in enumerate(config.upstream_keys, 1)
+    ]
+    return Thrift(
+        keys=keys,
+        base_url=config.base_url,
+        cache=config.cache,
+        shared=config.shared,
+        pack=True if config.pack else None,
+        observers=[observer],
+    )
+
+
+def _endpoint(handler: Handler, *, metered: bool = False) -> Callable[[Request], Awaitable[Any]]:
+    """`handler` behind the intake, counted in flight, its failures in the API's envelope."""
+
+    async def endpoint(request: Request) -> Response:
+        gateway: Gateway = request.app.state.gateway
+        ticket = gateway.inflight.enter()
+        exchange: Exchange | None = None
+        try:
+            exchange = await take_in(request, gateway, metered=metered)
+            response = await handler(request, gateway, exchange)
+            if not isinstance(response, StreamingResponse):
+                await exchange.finish(response.status_code)
+            return response
+        except ClientGone:
+            if exchange is not None:
+                await exchange.finish(499, refused="disconnected")
+            return Response(status_code=499)  # nobody reads it; the access log does
+        except Exception as exc:
+            failure = failure_of(exc)
+            if exchange is not None:
+                await exchange.finish(failure.status, refused=failure.reason or None)
+            else:
+                _refused(gateway, request, failure.status, failure.reason)
+            return failure.response()
+        finally:
+            ticket.leave()
+
+    return endpoint
+
+
+def _refused(gateway: Gateway, request: Request, status: int, reason: str) -> None:
+    """Count a request refused before it had an exchange (401, 413, 400, 429, 503)."""
+    if gateway.telemetry is None:
+        return
+    fields = fields_of(request.scope)
+    gateway.telemetry.refused(
+        str(fields.get("client", "unknown")),
+        fields.get("lane", "default"),
+        status=status,
+        reason=reason,
+    )
+
+
+async def healthz(request: Request) -> Response:
+    """200 while serving, 503 while draining (a balancer stops sending here)."""
+    gateway: Gateway = request.app.state.gateway
+    if gateway.draining:
+        return JSONResponse({"status": "draining"}, status_code=503)
+    return JSONResponse({"status": "serving"})
+
+
+def api_routes() -> list[BaseRoute]:
+    """The Messages API's routes and ``/healthz``."""
+    batch = "/v1/messages/batches"
+    return [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/v1/messages", _endpoint(create_message, metered=True), methods=["POST"]),
+        Route("/v1/messages/count_tokens", _endpoint(count_tokens), methods=["POST"]),
+        Route("/v1/models", _endpoint(models), methods=["GET"]),
+        Route("/v1/models/{model_id}", _endpoint(models), methods=["GET"]),
+        Route(batch, _endpoint(batch_create), methods=["POST"]),
+        Route(batch, _endpoint(batch_list), methods=["GET"]),
+        Route(batch + "/{batch_id}", _endpoint(batch_item), methods=["GET", "DELETE"]),
+        Route(batch + "/{batch_id}/cancel", _endpoint(batch_item), methods=["POST"]),
+        Route(batch + "/{batch_id}/results", _endpoint(batch_results), methods=["GET"]),
+    ]
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    message = {404: "Not found", 405: "Method not allowed"}.get(status, "Error")
+    return error_response(status, f"{message}: {request.method} {request.url.path}")
+
+
+def build_app(
+    gateway: Gateway,
+    *,
+    extra_routes: list[BaseRoute] | None = None,
+    access_log: logging.Logger | None = None,
+) -> Any:
+    """The ASGI app (wrapped in the access log unless `access_log` is None)."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        gateway.open()
+        try:
+            yield
+        finally:
+            await gateway.aclose()
+
+    app = Starlette(
+        routes=api_routes() + list(extra_routes or ()),
+        lifespan=lifespan,
+        exception_handlers={404: _http_error, 405: _http_error},
+    )
+    app.state.gateway = gateway
+    if access_log is None:
+        return app
+    return AccessLog(app, access_log)

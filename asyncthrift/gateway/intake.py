@@ -1,0 +1,217 @@
+"""What every forwarded request goes through before the library sees it, in this order:
+draining (503), authentication (401, nothing forwarded), the body read with a cap (413
+before parsing), JSON (400), the lane and deadline headers (400), the client's own quota
+(429 from the gateway, naming the client's quota). Then the `Exchange` is made.
+
+Also `until_disconnect`: a call that stops the moment its client goes away, so a request
+waiting in the queue frees its place (and the library gives its reservation back) at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Protocol, TypeVar, cast
+
+import orjson
+from starlette.requests import Request
+from starlette.types import Receive
+
+from ..core.prices import cost_usd
+from ..core.tokens import estimate_input_tokens
+from .access_log import fields_of
+from .clients import LANES, ClientDirectory, GatewayClient, Lane
+from .errors import GatewayError
+from .exchange import Exchange, Grant, Telemetry
+
+__all__ = ["ClientGone", "Quotas", "read_body", "take_in", "until_disconnect"]
+
+_T = TypeVar("_T")
+
+PRIORITY_HEADER = "asyncthrift-priority"
+DEADLINE_HEADER = "asyncthrift-deadline"
+
+
+class Refusal(Protocol):
+    """A client-quota refusal (`asyncthrift.gateway.quotas.QuotaRefusal`)."""
+
+    @property
+    def message(self) -> str: ...
+    @property
+    def retry_after(self) -> float: ...
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+
+class Quotas(Protocol):
+    """The per-client quotas and spend caps (`asyncthrift.gateway.quotas.ClientQuotas`)."""
+
+    async def admit(
+        self, client: GatewayClient, *, input_tokens: int, max_tokens: int, worst_usd: float
+    ) -> Grant | Refusal: ...
+
+
+class ClientGone(Exception):
+    """The client disconnected before its answer was ready; there is no one to answer."""
+
+
+class Intake(Protocol):
+    """What `take_in` needs of the gateway."""
+
+    @property
+    def draining(self) -> bool: ...
+    @property
+    def directory(self) -> ClientDirectory: ...
+    @property
+    def max_body_bytes(self) -> int: ...
+    @property
+    def max_wait(self) -> float: ...
+    @property
+    def quotas(self) -> Quotas | None: ...
+    @property
+    def telemetry(self) -> Telemetry | None: ...
+
+
+async def take_in(request: Request, gateway: Intake, *, metered: bool = True) -> Exchange:
+    """The request's `Exchange`, or a `GatewayError` saying why it is refused.
+
+    `metered`: the call spends the client's quota (a message); count_tokens, models and
+    batches are authenticated and limited in size only."""
+    if gateway.draining:
+        raise GatewayError(503, "The gateway is draining; retry", retry_after=1.0, reason="drain")
+    client = gateway.directory.authenticate(request.headers)
+    if client is None:
+        raise GatewayError(401, "invalid x-api-key", reason="auth")
+    fields = fields_of(request.scope)
+    fields["client"] = client.name
+    lane = fields["lane"] = _lane(request, client)
+    body = await read_body(request, gateway.max_body_bytes)
+    exchange = Exchange(
+        client=client,
+        lane=lane,
+        deadline=_deadline(request, gateway.max_wait),
+        body=_json_object(body) if body else {},
+        telemetry=gateway.telemetry,
+        log=fields,
+    )
+    if metered and gateway.quotas is not None:
+        await _admit_quota(gateway.quotas, exchange)
+    return exchange
+
+
+async def _admit_quota(quotas: Quotas, exchange: Exchange) -> None:
+    """Ask the client's quota (never waits); a refusal is the gateway's own 429."""
+    body = exchange.body
+    max_tokens = body.get("max_tokens")
+    out = max_tokens if isinstance(max_tokens, int) and max_tokens > 0 else 0
+    estimate = math.ceil(estimate_input_tokens(body))
+    worst = cost_usd(exchange.model, estimate, out)
+    answer = await quotas.admit(
+        exchange.client, input_tokens=estimate, max_tokens=out, worst_usd=worst
+    )
+    if not hasattr(answer, "settle"):  # a `QuotaRefusal`: the client's own quota is spent
+        refusal = answer
+        raise GatewayError(
+            429,
+            refusal.message,
+            retry_after=refusal.retry_after,
+            headers=dict(refusal.headers),
+            reason="quota",
+        )
+    exchange.grant = cast("Grant", answer)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, or 413 as soon as it is known to be over `limit` bytes: from its
+    ``Content-Length`` before reading anything, else while reading (never buffered past it)."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            size = int(declared)
+        except ValueError:
+            raise GatewayError(400, "Content-Length is not a number", reason="invalid") from None
+        if size > limit:
+            raise _too_large(limit)
+    chunks: list[bytes] = []
+    total = 0
+    async for chunk in request.stream():
+        total += len(chunk)
+        if total > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(limit: int) -> GatewayError:
+    return GatewayError(
+        413, f"Request exceeds the gateway's maximum size of {limit} bytes", reason="size"
+    )
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise GatewayError(
+            400, f"The request body is not valid JSON: {exc}", reason="json"
+        ) from None
+    if not isinstance(value, dict):
+        raise GatewayError(400, "The request body must be a JSON object", reason="json")
+    return value
+
+
+def _lane(request: Request, client: GatewayClient) -> Lane:
+    given = request.headers.get(PRIORITY_HEADER)
+    if given is None:
+        return client.lane
+    lane = given.strip().lower()
+    for known in LANES:
+        if lane == known:
+            return known
+    raise GatewayError(
+        400, f"{PRIORITY_HEADER} must be one of {', '.join(LANES)}, got {given!r}", reason="invalid"
+    )
+
+
+def _deadline(request: Request, default: float) -> float:
+    given = request.headers.get(DEADLINE_HEADER)
+    if given is None:
+        return default
+    try:
+        seconds = float(given)
+    except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds < 0:
+        raise GatewayError(
+            400, f"{DEADLINE_HEADER} must be seconds >= 0, got {given!r}", reason="invalid"
+        )
+    return seconds
+
+
+async def until_disconnect(receive: Receive, work: Awaitable[_T]) -> _T:
+    """Run `work`; if the client disconnects first, cancel it (a queued call leaves its lane
+    and gives its reservation back; a sent one is settled by the library) and raise
+    `ClientGone`. Call it only once the body has been read: `receive` then yields nothing but
+    ``http.disconnect``."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_disconnected(receive))
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        watcher.cancel()
+    if task.cancelled():
+        raise ClientGone
+    return task.result()
+
+
+async def _disconnected(receive: Callable[[], Awaitable[Any]]) -> None:
+    while True:
+        message = await receive()
+        if message.get("type") == "http.disconnect":
+            return

@@ -1,0 +1,181 @@
+"""``POST /v1/messages`` (JSON and SSE) and ``POST /v1/messages/count_tokens`` through the
+shared `Thrift`: scheduled in the request's lane with its deadline, cached, deduplicated,
+packed and retried as the library does for its own callers.
+
+The body's fields go to the SDK's ``create`` by name; a field the installed SDK does not
+know goes in ``extra_body``, so a new API field passes through. ``anthropic-beta`` goes on
+as a header. A non-streamed answer is the SDK's `Message` written back as JSON with the
+fields it was read with (``exclude_unset``), so what a client parses equals what the API
+sent; a stream is written event by event as it arrives, after the headers. The upstream's
+``request-id`` comes back with both.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, Final
+
+import anthropic
+from anthropic.resources.messages import AsyncMessages
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from ..core.prices import usage_cost
+from .errors import envelope, failure_of
+from .exchange import CURRENT, Exchange
+from .inflight import Serving
+from .intake import until_disconnect
+
+__all__ = ["count_tokens", "create_message", "sdk_kwargs"]
+
+
+def _params(method: Any) -> frozenset[str]:
+    names = set(inspect.signature(method).parameters)
+    return frozenset(names - {"self", "extra_headers", "extra_query", "extra_body", "timeout"})
+
+
+CREATE_PARAMS: Final = _params(AsyncMessages.create)
+COUNT_PARAMS: Final = _params(AsyncMessages.count_tokens)
+#: Request headers passed on to the upstream (the SDK sets the rest, with its key).
+FORWARDED_HEADERS: Final = ("anthropic-beta",)
+SSE_HEADERS: Final = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+
+
+def sdk_kwargs(
+    body: Mapping[str, Any], params: frozenset[str], headers: Mapping[str, str]
+) -> dict[str, Any]:
+    """The SDK call's arguments for `body`: known fields by name, the rest as ``extra_body``,
+    ``anthropic-beta`` as an extra header."""
+    kwargs = {k: v for k, v in body.items() if k in params}
+    extra = {k: v for k, v in body.items() if k not in params}
+    if extra:
+        kwargs["extra_body"] = extra
+    forwarded = {h: headers[h] for h in FORWARDED_HEADERS if h in headers}
+    if forwarded:
+        kwargs["extra_headers"] = forwarded
+    return kwargs
+
+
+def _options(exchange: Exchange) -> dict[str, Any]:
+    return {"priority": exchange.lane, "deadline": exchange.deadline}
+
+
+def _request_id_headers(request_id: object) -> dict[str, str]:
+    return {"request-id": request_id} if isinstance(request_id, str) and request_id else {}
+
+
+async def create_message(request: Request, gateway: Serving, exchange: Exchange) -> Response:
+    """``POST /v1/messages``: the answer, or (``"stream": true``) its event stream."""
+    kwargs = sdk_kwargs(exchange.body, CREATE_PARAMS, request.headers)
+    kwargs.pop("stream", None)
+    if exchange.body.get("stream") is True:
+        return await _stream(request, gateway, exchange, kwargs)
+    CURRENT.set(exchange)
+    call = gateway.thrift.messages.create(**kwargs, **_options(exchange))
+    message = await until_disconnect(request.receive, call)
+    usage = message.usage
+    await exchange.finish(
+        200,
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        cost_usd=usage_cost(message.model, usage),
+    )
+    # the SDK keeps the upstream's request-id on the answer (and the cache keeps it with it)
+    request_id = getattr(message, "_request_id", None)
+    return Response(
+        message.to_json(indent=None).encode(),
+        media_type="application/json",
+        headers=_request_id_headers(request_id),
+    )
+
+
+async def _stream(
+    request: Request, gateway: Serving, exchange: Exchange, kwargs: dict[str, Any]
+) -> Response:
+    """Wait for admission and the first event (the client leaving meanwhile cancels it),
+    then send the headers and pass every event on as it comes."""
+    CURRENT.set(exchange)
+    call = gateway.thrift.messages.create(stream=True, **kwargs, **_options(exchange))
+    stream = await until_disconnect(request.receive, call)
+    headers = dict(SSE_HEADERS)
+    headers.update(_request_id_headers(stream.response.headers.get("request-id")))
+    ticket = gateway.inflight.enter()  # the body outlives the handler: keep draining honest
+    return StreamingResponse(
+        _events(stream, exchange, ticket.leave),
+        media_type="text/event-stream",
+        headers=headers,
+    )
+
+
+async def _events(
+    stream: anthropic.AsyncStream[Any], exchange: Exchange, leave: Any
+) -> AsyncIterator[bytes]:
+    """The stream's events as server-sent events; an error mid-stream ends it with an
+    ``error`` event (the API's way), and the usage seen settles the exchange."""
+    seen = _StreamUsage(exchange.model)
+    status = 200
+    try:
+        async for event in stream:
+            seen.read(event)
+            yield _frame(event.type, event.to_json(indent=None).encode())
+    except Exception as exc:  # the headers are sent: the API's in-stream error event
+        failure = failure_of(exc)
+        status = failure.status
+        body = failure.body or envelope(failure.status, failure.message)
+        yield _frame("error", body)
+    finally:
+        await stream.close()
+        await exchange.finish(
+            status,
+            input_tokens=seen.input_tokens,
+            output_tokens=seen.output_tokens,
+            cost_usd=seen.cost(),
+        )
+        leave()
+
+
+def _frame(event: str, data: bytes) -> bytes:
+    return b"event: " + event.encode() + b"\ndata: " + data + b"\n\n"
+
+
+class _StreamUsage:
+    """The usage a stream reports: input at ``message_start``, output at ``message_delta``."""
+
+    __slots__ = ("input_tokens", "model", "output_tokens", "usage")
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+        self.input_tokens = 0
+        self.output_tokens = 0
+        self.usage: Any = None
+
+    def read(self, event: Any) -> None:
+        if event.type == "message_start":
+            self.usage = event.message.usage
+            self.model = event.message.model or self.model
+            self.input_tokens = event.message.usage.input_tokens
+            self.output_tokens = event.message.usage.output_tokens
+        elif event.type == "message_delta":
+            self.output_tokens = event.usage.output_tokens
+
+    def cost(self) -> float:
+        if self.usage is None:
+            return 0.0
+        usage = self.usage.model_copy(update={"output_tokens": self.output_tokens})
+        return usage_cost(self.model, usage)
+
+
+async def count_tokens(request: Request, gateway: Serving, exchange: Exchange) -> Response:
+    """``POST /v1/messages/count_tokens``: on count_tokens' own budget; the upstream's bytes."""
+    kwargs = sdk_kwargs(exchange.body, COUNT_PARAMS, request.headers)
+    raw = gateway.thrift.messages.with_raw_response.count_tokens(**kwargs, **_options(exchange))
+    response = await until_disconnect(request.receive, raw)
+    content = await response.read()
+    await exchange.finish(response.status_code)
+    return Response(
+        content,
+        status_code=response.status_code,
+        media_type="application/json",
+        headers=_request_id_headers(response.headers.get("request-id")),
+    )
