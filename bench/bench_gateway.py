@@ -333,10 +333,11 @@ def per_replica(row: dict[str, Any]) -> list[list[object]]:
     return out
 
 
-def timeline(row: dict[str, Any], bin_s: float = 5.0) -> list[str]:
-    """Admissions per `bin_s` per replica (estimated from the answers), and the mock's own
-    log per bin: answered 200 / refused 429."""
+def timeline(row: dict[str, Any]) -> list[str]:
+    """Admissions per bin (a twelfth of the period: 5 s at 60 s) per replica, estimated from
+    the answers, and the mock's own log per bin: answered 200 / refused 429."""
     base, per_token = acceptance.VARIANTS[VARIANT]
+    bin_s = row["period"] / 12.0
     end = max([o["done"] for o in row["outcomes"]] + [0.0])
     nbins = int(end / bin_s) + 1
     lines = []
