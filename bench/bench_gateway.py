@@ -22,7 +22,7 @@ anthropic SDK with retries off (``max_retries=0``): a 429 a client sees is a fai
    (`acceptance.ideal_makespan`: reserves ``max_tokens``, answers take the mock's latency;
    the least any client can do), and ``bound``, `theoretical_minimum` as `bench_shared.py`
    uses it (demand beyond the first bucket ÷ refill, no latency: not reachable); the mock's
-   own 429s (those a gateway got and retried inside), requests sent above rpm per window.
+   own 429s (those a gateway got and retried inside), when the requests went on the wire.
    With a miss, the per-replica breakdown and the timeline (admissions per 5 s, estimated
    from each answer's completion minus the mock's latency for its length) say where.
 2. **Nothing binding**: one gateway and the mock (fixed latency, no jitter, limits far
@@ -30,7 +30,9 @@ anthropic SDK with retries off (``max_retries=0``): a 429 a client sees is a fai
    through the gateway: the latency it adds is the difference of the percentiles. Then a
    closed loop of raw HTTP clients (aiohttp, ``--concurrency``) through the gateway: its
    requests per second per CPU core (requests ÷ the gateway process's CPU seconds, from
-   /proc), beside the mock's own (the baseline measured in the same run).
+   /proc), beside the mock's own. The same for `bench/gateway_passthrough.py`, a reverse
+   proxy on the same stack that only passes bytes on: the cost of one more process hop on
+   this machine, the baseline measured in the same run.
 3. **LiteLLM's proxy** on the binding workload, its documented multi-instance setup: one
    deployment with the key's rpm/itpm/otpm, ``router_settings`` with ``redis_host`` /
    ``redis_port``, ``enforce_model_rate_limits``, R proxy processes, one Redis; the same SDK
@@ -45,7 +47,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import contextvars
 import json
+import math
 import os
 import statistics
 import sys
@@ -58,7 +62,6 @@ from pathlib import Path
 from typing import Any
 
 import acceptance
-from bench_shared import sent_above_limit
 from common import ROOT, md_table, percentile, revision, run, write_result
 from gateway_procs import (
     Server,
@@ -66,6 +69,7 @@ from gateway_procs import (
     gateway_replicas,
     litellm_proxies,
     litellm_unavailable,
+    passthrough_proxies,
 )
 
 from asyncthrift import Limits
@@ -78,6 +82,8 @@ CLIENT_KEY = "bench-client-key"
 LITELLM_MASTER_KEY = "sk-bench-master"
 #: the latency variant of `acceptance.VARIANTS` the binding runs use (the realistic one)
 VARIANT = "fast"
+#: the prefix of the headers of a 429 for a client's own quota (G2's `QuotaRefusal`)
+QUOTA_HEADERS = "x-asyncthrift-client-ratelimit"
 #: the nothing-binding phase: the mock answers in a fixed time (no jitter), so that a
 #: difference in latency is the gateway's
 FIXED_LATENCY = 0.05
@@ -135,15 +141,25 @@ def binding_mock(limits: Limits, setting: str) -> dict[str, Any]:
 
 @dataclass(slots=True)
 class Outcome:
-    """One request as its client saw it; times in seconds since the common start."""
+    """One request as its client saw it; times in seconds since the driver's start."""
 
     replica: int
-    sent: float
+    sent: float  # when its HTTP request went on the wire (the SDK has built it by then)
     done: float
     status: int  # 200, the HTTP status of an error, 0 for a transport failure
     error: str  # the SDK's exception class, "" on success
     output_tokens: int
     client_quota: bool  # a 429 carrying the gateway's per-client quota headers
+
+
+#: where the httpx request hook writes the instant the current task's request is sent
+_SENT: contextvars.ContextVar[list[float]] = contextvars.ContextVar("sent")
+
+
+async def _on_send(request: Any) -> None:
+    holder = _SENT.get(None)
+    if holder is not None:
+        holder[0] = time.monotonic()
 
 
 def _sdk(base_url: str, api_key: str, timeout: float, connections: int) -> Any:
@@ -155,6 +171,7 @@ def _sdk(base_url: str, api_key: str, timeout: float, connections: int) -> Any:
     http = anthropic.DefaultAsyncHttpxClient(
         limits=httpx.Limits(max_connections=None, max_keepalive_connections=connections),
         timeout=timeout,
+        event_hooks={"request": [_on_send]},
     )
     return anthropic.AsyncAnthropic(
         api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout, http_client=http
@@ -164,8 +181,13 @@ def _sdk(base_url: str, api_key: str, timeout: float, connections: int) -> Any:
 async def drive(
     bodies: Sequence[dict[str, Any]], urls: Sequence[str], api_key: str, per_request: float
 ) -> tuple[list[Outcome], float]:
-    """Send every body at once, request i to ``urls[i % len(urls)]``; outcomes and the start
-    (wall time)."""
+    """Send every body at once, request i to ``urls[i % len(urls)]``; the outcomes and the
+    driver's start (wall time).
+
+    One process builds every request with the SDK before the first is sent (each task runs
+    to its first wait in turn), so the last goes on the wire a second or two after the
+    start on this machine: each outcome says when its request was sent.
+    """
     import anthropic
 
     clients = [_sdk(u, api_key, per_request, len(bodies)) for u in urls]
@@ -174,19 +196,20 @@ async def drive(
 
     async def one(i: int, body: dict[str, Any]) -> Outcome:
         r = i % len(urls)
-        sent = time.monotonic() - t0
+        sent = [math.nan]
+        _SENT.set(sent)
+        status, error, output, quota = 200, "", 0, False
         try:
             msg = await clients[r].messages.create(**body)
+            output = msg.usage.output_tokens
         except anthropic.APIStatusError as exc:
+            status, error = exc.status_code, type(exc).__name__
             quota = any(
                 h.startswith("x-asyncthrift-client-ratelimit") for h in exc.response.headers
             )
-            return Outcome(
-                r, sent, time.monotonic() - t0, exc.status_code, type(exc).__name__, 0, quota
-            )
         except anthropic.APIError as exc:  # connection, timeout
-            return Outcome(r, sent, time.monotonic() - t0, 0, type(exc).__name__, 0, False)
-        return Outcome(r, sent, time.monotonic() - t0, 200, "", msg.usage.output_tokens, False)
+            status, error = 0, type(exc).__name__
+        return Outcome(r, sent[0] - t0, time.monotonic() - t0, status, error, output, quota)
 
     try:
         outcomes = await asyncio.gather(*(one(i, b) for i, b in enumerate(bodies)))
@@ -251,7 +274,8 @@ def binding_run(
         "client_429_quota": sum(1 for o in outcomes if o.status == 429 and o.client_quota),
         "mock_429": after["rate_limited"] - before["rate_limited"],
         "mock_requests": after["requests"] - before["requests"],
-        "sent_above_rpm": sent_above_limit(log, mock_wall0, wall0, limits),
+        "wire": [min(o.sent for o in outcomes), max(o.sent for o in outcomes)],
+        "first_admission": min((e[0] for e in log), default=math.nan) - (wall0 - mock_wall0),
         "makespan": makespan,
         "ideal": work.ideal,
         "bound": bound,
@@ -449,6 +473,11 @@ def overhead_run(
                 )
             )
             key = CLIENT_KEY
+        elif kind == "passthrough":
+            servers = stack.enter_context(
+                passthrough_proxies(1, upstream=upstream, log_dir=run_dir)
+            )
+            key = "k-upstream"  # passed on as it is
         else:
             assert redis is not None
             servers = stack.enter_context(
@@ -516,7 +545,7 @@ def binding_table(rows: Sequence[dict[str, Any]]) -> str:
             "429s seen by clients (client quota)",
             "other failures",
             "mock's 429s",
-            "sent above rpm",
+            "requests on the wire (s)",
             "server CPU s (per replica)",
         ],
         [
@@ -530,7 +559,7 @@ def binding_table(rows: Sequence[dict[str, Any]]) -> str:
                 if r.get("skipped")
                 else sum(v for k, v in r["statuses"].items() if k not in ("200", "429")),
                 "—" if r.get("skipped") else r["mock_429"],
-                "—" if r.get("skipped") else r["sent_above_rpm"],
+                "—" if r.get("skipped") else f"{r['wire'][0]:.2f}–{r['wire'][1]:.2f}",
                 "—" if r.get("skipped") else " / ".join(f"{c:.1f}" for c in r["cpu"]),
             ]
             for r in rows
@@ -591,7 +620,9 @@ def report(
                 continue
             parts.append(
                 f"**{r['kind']}, {r['replicas']} replicas, {r['setting']}** (load "
-                f"{r['load'][0]:.1f}); errors {r['errors'] or 'none'}\n\n"
+                f"{r['load'][0]:.1f}): requests on the wire {r['wire'][0]:.2f}–"
+                f"{r['wire'][1]:.2f} s after the start, the mock's first admission at "
+                f"{r['first_admission']:.2f} s; errors {r['errors'] or 'none'}\n\n"
                 + md_table(
                     [
                         "replica",
@@ -717,7 +748,9 @@ def main() -> None:
                 )
                 binding.append(row)
     if not args.no_overhead:
-        kinds = [] if args.no_asyncthrift else [("asyncthrift", False), ("asyncthrift", True)]
+        kinds = [("passthrough", False)]
+        if not args.no_asyncthrift:
+            kinds += [("asyncthrift", False), ("asyncthrift", True)]
         if not args.no_litellm and not why_not:
             kinds.append(("litellm", True))  # its rate-limit checks go through Redis
         for kind, shared in kinds:

@@ -34,6 +34,7 @@ __all__ = [
     "limits_option",
     "litellm_proxies",
     "litellm_unavailable",
+    "passthrough_proxies",
 ]
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -191,6 +192,20 @@ def gateway_replicas(
         argv += list(extra)
         argvs.append((f"gateway-{i}", argv, f"http://127.0.0.1:{port}"))
     with _started(argvs, env=env, log_dir=log_dir, health="/healthz", within=within) as servers:
+        yield servers
+
+
+@contextmanager
+def passthrough_proxies(count: int, *, upstream: str, log_dir: Path) -> Iterator[list[Server]]:
+    """`count` processes of `bench/gateway_passthrough.py` (bytes in, bytes out)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    script = str(Path(__file__).with_name("gateway_passthrough.py"))
+    argvs = []
+    for i in range(count):
+        port = free_port()
+        argv = [sys.executable, script, "--port", str(port), "--upstream", upstream]
+        argvs.append((f"passthrough-{i}", argv, f"http://127.0.0.1:{port}"))
+    with _started(argvs, env=env, log_dir=log_dir, health="/healthz", within=60.0) as servers:
         yield servers
 
 
