@@ -48,6 +48,7 @@ import argparse
 import asyncio
 import contextlib
 import contextvars
+import itertools
 import json
 import math
 import os
@@ -228,21 +229,31 @@ def binding_run(
     setting: str,
     work: Workload,
     log_dir: Path,
+    *,
+    warm: bool = False,
 ) -> dict[str, Any]:
     """One run of `work` through `replicas` gateways (`kind` "asyncthrift") or LiteLLM
-    proxies (`kind` "litellm") sharing one Redis, in front of a fresh mock."""
+    proxies (`kind` "litellm") sharing one Redis, in front of a fresh mock.
+
+    `warm`: each replica first answers one tiny request (``max_tokens`` 1), so that its
+    budget exists (and has made its first Redis call) before the burst, as in a gateway
+    that has been serving for a while; the mock's counters and the clock start after it.
+    """
     limits = work.limits
     cap = 3.0 * work.ideal + 60.0
-    run_dir = log_dir / f"{kind}-{replicas}-{setting}"
+    run_dir = log_dir / f"{kind}-{replicas}-{setting}{'-warm' if warm else ''}"
     run_dir.mkdir(parents=True, exist_ok=True)
     with (
         RedisServer() as redis,
         spawn_mock_process(**binding_mock(limits, setting)) as upstream,
         _servers(kind, replicas, upstream, limits, redis, run_dir) as servers,
     ):
+        key = CLIENT_KEY if kind == "asyncthrift" else LITELLM_MASTER_KEY
+        if warm:
+            tiny = {**work.bodies[0], "max_tokens": 1}
+            run(drive([tiny] * len(servers), [s.url for s in servers], key, 60.0))
         before = remote_stats(upstream)
         cpu0 = [s.cpu() for s in servers]
-        key = CLIENT_KEY if kind == "asyncthrift" else LITELLM_MASTER_KEY
         outcomes, wall0 = run(drive(work.bodies, [s.url for s in servers], key, cap))
         cpu = [s.cpu() - c for s, c in zip(servers, cpu0, strict=True)]
         after = remote_stats(upstream)
@@ -258,12 +269,13 @@ def binding_run(
         after["input_tokens"] - before["input_tokens"],
         after["output_tokens"] - before["output_tokens"],
     )
-    log = [e for e in after["log"] if mock_wall0 + e[0] >= wall0 - 0.5]
+    log = after["log"][len(before["log"]) :]  # the run's admissions, not the warm-up's
     statuses = Counter(o.status for o in outcomes)
     return {
         "kind": kind,
         "replicas": replicas,
         "setting": setting,
+        "warm": warm,
         "period": limits.period,
         "limits": [limits.rpm, limits.itpm, limits.otpm],
         "requests": len(outcomes),
@@ -541,6 +553,7 @@ def binding_table(rows: Sequence[dict[str, Any]]) -> str:
             "server",
             "replicas",
             "mock setting",
+            "start",
             "makespan ÷ minimum",
             "429s seen by clients (client quota)",
             "other failures",
@@ -553,6 +566,7 @@ def binding_table(rows: Sequence[dict[str, Any]]) -> str:
                 r["kind"],
                 r["replicas"],
                 r["setting"],
+                "warm" if r.get("warm") else "cold",
                 _ratio_cell(r),
                 "—" if r.get("skipped") else f"{r['client_429']} ({r['client_429_quota']})",
                 "—"
@@ -619,7 +633,8 @@ def report(
             if r.get("skipped"):
                 continue
             parts.append(
-                f"**{r['kind']}, {r['replicas']} replicas, {r['setting']}** (load "
+                f"**{r['kind']}, {r['replicas']} replicas, {r['setting']}, "
+                f"{'warm' if r.get('warm') else 'cold'}** (load "
                 f"{r['load'][0]:.1f}): requests on the wire {r['wire'][0]:.2f}–"
                 f"{r['wire'][1]:.2f} s after the start, the mock's first admission at "
                 f"{r['first_admission']:.2f} s; errors {r['errors'] or 'none'}\n\n"
@@ -657,16 +672,12 @@ def summary(binding: Sequence[dict[str, Any]], overhead: Sequence[dict[str, Any]
     for r in binding:
         if r.get("skipped"):
             items.append(f"{r['kind']} ×{r['replicas']}: not run")
-        elif r["ratio"] is None:
-            items.append(
-                f"{r['kind']} ×{r['replicas']} {r['setting']}: ✗ {r['ok']}/{r['requests']}, "
-                f"{r['client_429']} × 429"
-            )
+            continue
+        name = f"{r['kind']} ×{r['replicas']} {r['setting']}{' warm' if r.get('warm') else ''}"
+        if r["ratio"] is None:
+            items.append(f"{name}: ✗ {r['ok']}/{r['requests']}, {r['client_429']} × 429")
         else:
-            items.append(
-                f"{r['kind']} ×{r['replicas']} {r['setting']}: {r['ratio']:.2f}, "
-                f"{r['client_429']} × 429"
-            )
+            items.append(f"{name}: {r['ratio']:.2f}, {r['client_429']} × 429")
     for r in overhead:
         items.append(
             f"{r['kind']}{' + Redis' if r['shared'] else ''} adds p50 {r['added_ms'][50]:.2f} / "
@@ -696,6 +707,14 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=600)
     parser.add_argument("--quick", action="store_true", help="smoke check: 10 s period, less")
     parser.add_argument("--no-binding", action="store_true")
+    parser.add_argument(
+        "--start",
+        nargs="+",
+        choices=("cold", "warm"),
+        default=["cold"],
+        help="cold: the burst is each replica's first request; warm: one tiny request per "
+        "replica first (its budget built before the clock starts)",
+    )
     parser.add_argument("--no-overhead", action="store_true")
     parser.add_argument("--no-litellm", action="store_true")
     parser.add_argument(
@@ -724,15 +743,14 @@ def main() -> None:
     notes: list[str] = []
     work = binding_workload(args.requests, args.period, args.beyond)
     if not args.no_binding and not args.no_asyncthrift:
-        for replicas in args.replicas:
-            for setting in args.settings:
-                row = binding_run("asyncthrift", replicas, setting, work, log_dir)
-                print(
-                    f"asyncthrift ×{replicas} {setting}: {_ratio_cell(row)}, "
-                    f"{row['client_429']} × 429 at clients, {row['mock_429']} at the mock",
-                    flush=True,
-                )
-                binding.append(row)
+        for replicas, setting, start in itertools.product(args.replicas, args.settings, args.start):
+            row = binding_run("asyncthrift", replicas, setting, work, log_dir, warm=start == "warm")
+            print(
+                f"asyncthrift ×{replicas} {setting} {start}: {_ratio_cell(row)}, "
+                f"{row['client_429']} × 429 at clients, {row['mock_429']} at the mock",
+                flush=True,
+            )
+            binding.append(row)
     why_not = None if args.no_litellm else litellm_unavailable()
     if why_not:
         notes.append(f"LiteLLM's proxy not run: {why_not}")
