@@ -11,7 +11,6 @@ and one error path that answers the API's envelope and settles the exchange.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
@@ -23,15 +22,18 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from ..client import KeyConfig, Thrift
-from ..scheduling.budget import LocalBudget
+from ..scheduling.limits import Limits
 from .access_log import AccessLog, fields_of
 from .clients import ClientDirectory
 from .config import GatewayConfig
 from .errors import error_response, failure_of
-from .exchange import Exchange, ExchangeObserver, Telemetry
+from .exchange import Exchange, ExchangeObserver
 from .inflight import InFlight
-from .intake import ClientGone, Quotas, take_in
+from .intake import ClientGone, take_in
 from .messages import count_tokens, create_message
+from .quotas import ClientQuotas
+from .status import gateway_status, ops_routes
+from .telemetry import GatewayTelemetry
 from .upstream import batch_create, batch_item, batch_list, batch_results, models
 
 __all__ = ["Gateway", "InFlight", "build_app", "build_thrift"]
@@ -44,17 +46,15 @@ Handler = Callable[[Request, "Gateway", Exchange], Awaitable[Response]]
 class Gateway:
     """What the gateway's requests share."""
 
-    def __init__(
-        self,
-        config: GatewayConfig,
-        *,
-        quotas: Quotas | None = None,
-        telemetry: Telemetry | None = None,
-    ) -> None:
+    def __init__(self, config: GatewayConfig) -> None:
         self.config = config
         self.directory: ClientDirectory = config.directory()
-        self.quotas = quotas
-        self.telemetry = telemetry
+        clients = self.directory.clients
+        self.telemetry = GatewayTelemetry(clients=[c.name for c in clients])
+        limited = [c for c in clients if c.quota is not None or c.spend_cap_usd is not None]
+        self.quotas: ClientQuotas | None = None
+        if limited:  # checked here, so a keys file's bad quota fails at start
+            self.quotas = ClientQuotas(limited, shared=config.shared, period=_period(config))
         self.draining = False
         self.inflight = InFlight()
         self._thrift: Thrift | None = None
@@ -84,36 +84,32 @@ class Gateway:
         self.draining = True
 
     async def aclose(self) -> None:
-        """Close the `Thrift`, still sending what is queued, up to the grace period."""
+        """Close the `Thrift`, still sending what is queued, up to the grace period; then
+        the quotas (their last settlements reach Redis first)."""
         self.draining = True
         thrift, self._thrift = self._thrift, None
         if thrift is not None:
             await thrift.aclose(drain=True, grace=self.config.grace)
+        if self.quotas is not None:
+            await self.quotas.aclose()
+
+    def queued(self) -> int:
+        """Requests waiting for budget now (every lane and model class)."""
+        thrift = self._thrift
+        return 0 if thrift is None else thrift.stats().queued
 
     def status(self) -> Mapping[str, Any]:
-        """What the status page adds to the telemetry: draining, in flight, live budgets."""
-        out: dict[str, Any] = {"draining": self.draining, "in_flight": self.inflight.count}
-        thrift = self._thrift
-        if thrift is not None:
-            now = thrift.now()
-            out["budgets"] = {
-                cls: [_budget_view(budget, now) for budget in budgets]
-                for cls, budgets in thrift.budgets().items()
-            }
-            out["stats"] = dataclasses.asdict(thrift.stats())
-        return out
+        """The live half of ``/status.json`` (`asyncthrift.gateway.status.gateway_status`)."""
+        extra = {"gateway_in_flight": self.inflight.count}
+        if self._thrift is None:
+            return {"draining": self.draining, **extra}
+        return gateway_status(self._thrift, draining=self.draining, quotas=self.quotas, extra=extra)
 
 
-def _budget_view(budget: LocalBudget, now: float) -> dict[str, Any]:
-    """One budget for the status page: its limits and each dimension's level now."""
-    limits = budget.limits
-    levels = budget.peek(now)
-    return {
-        "name": budget.name,
-        "period": limits.period,
-        "limits": {"rpm": limits.rpm, "itpm": limits.itpm, "otpm": limits.otpm},
-        "available": dict(zip(("rpm", "itpm", "otpm"), levels, strict=False)),
-    }
+def _period(config: GatewayConfig) -> float:
+    """The quotas' minute: the upstream limits' period when they compress time (a mock)."""
+    limits = config.limits
+    return limits.period if isinstance(limits, Limits) else 60.0
 
 
 def build_thrift(config: GatewayConfig, observer: ExchangeObserver) -> Thrift:
@@ -154,12 +150,12 @@ def _endpoint(handler: Handler, *, metered: bool = False) -> Callable[[Request],
             return response
         except ClientGone:
             if exchange is not None:
-                await exchange.finish(499, refused="disconnected")
+                await exchange.fail(499, "disconnected")
             return Response(status_code=499)  # nobody reads it; the access log does
         except Exception as exc:
             failure = failure_of(exc)
             if exchange is not None:
-                await exchange.finish(failure.status, refused=failure.reason or None)
+                await exchange.fail(failure.status, failure.reason or "error")
             else:
                 _refused(gateway, request, failure.status, failure.reason)
             return failure.response()
@@ -171,8 +167,6 @@ def _endpoint(handler: Handler, *, metered: bool = False) -> Callable[[Request],
 
 def _refused(gateway: Gateway, request: Request, status: int, reason: str) -> None:
     """Count a request refused before it had an exchange (401, 413, 400, 429, 503)."""
-    if gateway.telemetry is None:
-        return
     fields = fields_of(request.scope)
     gateway.telemetry.refused(
         str(fields.get("client", "unknown")),
@@ -183,11 +177,15 @@ def _refused(gateway: Gateway, request: Request, status: int, reason: str) -> No
 
 
 async def healthz(request: Request) -> Response:
-    """200 while serving, 503 while draining (a balancer stops sending here)."""
+    """200 while serving, 503 while draining (a balancer stops sending here); with the
+    requests in flight and those of them waiting for budget."""
     gateway: Gateway = request.app.state.gateway
-    if gateway.draining:
-        return JSONResponse({"status": "draining"}, status_code=503)
-    return JSONResponse({"status": "serving"})
+    body = {
+        "status": "draining" if gateway.draining else "serving",
+        "in_flight": gateway.inflight.count,
+        "queued": gateway.queued(),
+    }
+    return JSONResponse(body, status_code=503 if gateway.draining else 200)
 
 
 def api_routes() -> list[BaseRoute]:
@@ -229,8 +227,9 @@ def build_app(
         finally:
             await gateway.aclose()
 
+    ops = ops_routes(telemetry=gateway.telemetry, status=gateway.status)
     app = Starlette(
-        routes=api_routes() + list(extra_routes or ()),
+        routes=api_routes() + ops + list(extra_routes or ()),
         lifespan=lifespan,
         exception_handlers={404: _http_error, 405: _http_error},
     )

@@ -105,7 +105,7 @@ class GatewayConfig:
             raise GatewayConfigError(
                 f"--host {self.host} is reachable from other machines but no client key is "
                 "configured, so anyone could spend your upstream key: give --client-key KEY "
-                "(ASYNCTHRIFT_CLIENT_KEY) or a --keys-file with [[clients]], or bind 127.0.0.1"
+                "(ASYNCTHRIFT_CLIENT_KEYS) or a --keys-file with [[clients]], or bind 127.0.0.1"
             )
         if not self.upstream_keys:
             raise GatewayConfigError(
@@ -167,9 +167,8 @@ class _Lookup:
             number = None
         if number is None or not math.isfinite(number) or not low <= number <= high:
             bound = f"between {low:g} and {high:g}" if high < math.inf else f">= {low:g}"
-            raise GatewayConfigError(
-                f"{_names(name)} must be a {kind.__name__} {bound}, got {value!r}"
-            ) from None
+            what = "whole number" if kind is int else "number"
+            raise GatewayConfigError(f"{_names(name)} must be a {what} {bound}, got {value!r}")
         return number
 
 
@@ -201,17 +200,35 @@ def _cache(spec: str | None) -> str | None:
 
 def parse_limits(spec: str | None) -> LimitsSpec:
     """``--limits``: a tier preset (``tier2``), or ``rpm=N,itpm=N,otpm=N`` (any subset), either
-    optionally with ``period=SECONDS`` (60 for the real API; shorter for a compressed mock).
+    optionally with ``period=SECONDS`` (60 for the real API; shorter for a compressed mock);
+    or per model family, ``;``-separated: ``sonnet:rpm=50,otpm=8000;haiku:rpm=100`` (a
+    family is what `asyncthrift.Limits` tables take: ``sonnet``, a model id, or ``*``).
     None: learn the limits from the upstream's headers."""
     if spec is None:
         return None
-    parts = [p.strip() for p in spec.split(",") if p.strip()]
+    if ";" in spec or (":" in spec and "=" in spec.split(":", 1)[1]):
+        table: dict[str, Limits] = {}
+        for part in (p.strip() for p in spec.split(";") if p.strip()):
+            family, colon, rates = part.partition(":")
+            one = _one_limits(rates, spec) if colon and family.strip() else None
+            if not isinstance(one, Limits):
+                raise GatewayConfigError(
+                    f"--limits {spec!r}: each ;-separated part must be FAMILY:rpm=N,..."
+                    f" (a tier is not allowed there), got {part!r}"
+                )
+            table[family.strip()] = one
+        return table
+    return _one_limits(spec, spec)
+
+
+def _one_limits(text: str, spec: str) -> LimitsSpec:
+    parts = [p.strip() for p in text.split(",") if p.strip()]
     tier = [p for p in parts if "=" not in p]
     values: dict[str, float] = {}
     for part in parts:
         if "=" not in part:
             continue
-        name, _, text = part.partition("=")
+        name, _, number = part.partition("=")
         name = name.strip().lower()
         if name not in ("rpm", "itpm", "otpm", "period") or name in values:
             raise GatewayConfigError(
@@ -219,9 +236,9 @@ def parse_limits(spec: str | None) -> LimitsSpec:
                 f"({', '.join(sorted(PRESETS))}) or rpm=N,itpm=N,otpm=N[,period=SECONDS]"
             )
         try:
-            values[name] = float(text)
+            values[name] = float(number)
         except ValueError:
-            raise GatewayConfigError(f"--limits: {name}={text!r} is not a number") from None
+            raise GatewayConfigError(f"--limits: {name}={number!r} is not a number") from None
     period = values.pop("period", 60.0)
     try:
         if len(tier) == 1 and tier[0] in PRESETS and not values:

@@ -66,6 +66,8 @@ class Exchange:
     started: float = field(default_factory=time.monotonic)
     queued_s: float = 0.0
     log: dict[str, Any] = field(default_factory=dict)
+    #: what the client's quota holds for it: (input estimate, max_tokens, worst dollars)
+    held: tuple[int, int, float] = (0, 0, 0.0)
     _settled: bool = False
 
     @property
@@ -86,8 +88,7 @@ class Exchange:
         `refused`: the gateway answered it itself (why: "deadline", "disconnected", ...).
 
         A request never sent upstream gives its whole grant back; one that was sent is
-        settled with what it used (on a failure after sending: nothing known, so zero
-        output and the input it was admitted with, as the library's reservation keeps)."""
+        settled with what it used (see `fail` for a failure)."""
         if self._settled:
             return
         self._settled = True
@@ -112,6 +113,26 @@ class Exchange:
             await grant.settle(
                 input_tokens=input_tokens, output_tokens=output_tokens, cost_usd=cost_usd
             )
+
+    async def fail(self, status: int, reason: str) -> None:
+        """A failure the gateway answers (`reason`: `GatewayError.reason`). Sent upstream
+        and not refused there (an upstream 4xx, a 429 left after retries: nothing charged),
+        the request may have been charged and its usage is unknown: the quota keeps what it
+        held for it (the input estimate and ``max_tokens``), so it never under-counts."""
+        refused_upstream = reason == "upstream-429" or (reason == "upstream" and status < 500)
+        # the upstream's own failures are outcomes; the rest the gateway refused itself
+        refused = None if reason in ("upstream", "upstream-429", "internal") else reason
+        if self.sent and not refused_upstream and reason != "invalid":
+            tokens_in, tokens_out, dollars = self.held
+            await self.finish(
+                status,
+                input_tokens=tokens_in,
+                output_tokens=tokens_out,
+                cost_usd=dollars,
+                refused=refused,
+            )
+        else:
+            await self.finish(status, refused=refused)
 
 
 #: The exchange of the request whose call is running in this context (None: not a gateway

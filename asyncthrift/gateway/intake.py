@@ -12,8 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Protocol, TypeVar, cast
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol, TypeVar
 
 import orjson
 from starlette.requests import Request
@@ -24,7 +24,8 @@ from ..core.tokens import estimate_input_tokens
 from .access_log import fields_of
 from .clients import LANES, ClientDirectory, GatewayClient, Lane
 from .errors import GatewayError
-from .exchange import Exchange, Grant, Telemetry
+from .exchange import Exchange, Telemetry
+from .quotas import QuotaGrant, QuotaRefusal
 
 __all__ = ["ClientGone", "Quotas", "read_body", "take_in", "until_disconnect"]
 
@@ -34,23 +35,12 @@ PRIORITY_HEADER = "asyncthrift-priority"
 DEADLINE_HEADER = "asyncthrift-deadline"
 
 
-class Refusal(Protocol):
-    """A client-quota refusal (`asyncthrift.gateway.quotas.QuotaRefusal`)."""
-
-    @property
-    def message(self) -> str: ...
-    @property
-    def retry_after(self) -> float: ...
-    @property
-    def headers(self) -> Mapping[str, str]: ...
-
-
 class Quotas(Protocol):
     """The per-client quotas and spend caps (`asyncthrift.gateway.quotas.ClientQuotas`)."""
 
     async def admit(
         self, client: GatewayClient, *, input_tokens: int, max_tokens: int, worst_usd: float
-    ) -> Grant | Refusal: ...
+    ) -> QuotaGrant | QuotaRefusal: ...
 
 
 class ClientGone(Exception):
@@ -108,10 +98,11 @@ async def _admit_quota(quotas: Quotas, exchange: Exchange) -> None:
     out = max_tokens if isinstance(max_tokens, int) and max_tokens > 0 else 0
     estimate = math.ceil(estimate_input_tokens(body))
     worst = cost_usd(exchange.model, estimate, out)
+    exchange.held = (estimate, out, worst)
     answer = await quotas.admit(
         exchange.client, input_tokens=estimate, max_tokens=out, worst_usd=worst
     )
-    if not hasattr(answer, "settle"):  # a `QuotaRefusal`: the client's own quota is spent
+    if isinstance(answer, QuotaRefusal):  # the client's own quota or cap: the gateway's 429
         refusal = answer
         raise GatewayError(
             429,
@@ -120,7 +111,7 @@ async def _admit_quota(quotas: Quotas, exchange: Exchange) -> None:
             headers=dict(refusal.headers),
             reason="quota",
         )
-    exchange.grant = cast("Grant", answer)
+    exchange.grant = answer
 
 
 async def read_body(request: Request, limit: int) -> bytes:

@@ -21,10 +21,11 @@ from pathlib import Path
 
 import uvicorn
 
+from ..errors import InvalidArgument
 from ..observability.request_log import configure_logging
 from ..tools._run import run_async
 from .app import Gateway, build_app
-from .config import DEFAULT_MAX_BODY, ENV_PREFIX, GatewayConfig, GatewayConfigError
+from .config import DEFAULT_MAX_BODY, ENV_PREFIX, GatewayConfig
 
 __all__ = ["add_serve_arguments", "serve", "serve_command"]
 
@@ -66,13 +67,13 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
 def serve_command(args: argparse.Namespace) -> int:
     """Run the gateway until a signal drains it; 2 on a bad option."""
     flags = {k: v for k, v in vars(args).items() if k not in ("func", "command", "ready_file")}
+    ready = Path(args.ready_file) if args.ready_file else None
     try:
         config = GatewayConfig.resolve(flags)
-    except GatewayConfigError as exc:
+        run_async(serve(config, ready_file=ready))
+    except InvalidArgument as exc:  # the options, or the client they make (before serving)
         print(f"asyncthrift serve: {exc}", file=sys.stderr)
         return 2
-    ready = Path(args.ready_file) if args.ready_file else None
-    run_async(serve(config, ready_file=ready))
     return 0
 
 
@@ -82,6 +83,7 @@ async def serve(config: GatewayConfig, *, ready_file: Path | None = None) -> Non
     for chatty in ("httpx2", "httpx"):  # a line per upstream call: the access log has them
         logging.getLogger(chatty).setLevel(logging.WARNING)
     gateway = Gateway(config)
+    gateway.open()  # the client's own checks (shared store, cache, keys) fail here, early
     if gateway.directory.open:
         log.warning(
             "gateway: no client key configured: anyone who can reach %s may call it "

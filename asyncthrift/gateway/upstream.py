@@ -2,9 +2,10 @@
 and ``/v1/messages/batches*`` on the library's batch budget (`Thrift.batches`: its own
 request bucket, retries on 429/529), so batch traffic never queues behind messages.
 
-Models and the batch list are the upstream's bytes; a batch (create, retrieve, cancel,
-delete) is the SDK's object written back with the fields it was read with; results are
-JSON lines, one per request, as the API serves them.
+Models are the upstream's bytes; a batch (create, retrieve, cancel, delete) is the SDK's
+object written back with the fields it was read with, and the batch list the upstream's
+page, each with its ``results_url`` pointing at this gateway (a client's SDK fetches results
+from that URL); results are JSON lines, one per request, as the API serves them.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
@@ -32,8 +34,14 @@ def _options(request: Request) -> dict[str, Any]:
     return {"extra_headers": headers} if headers else {}
 
 
-async def _raw(response: AsyncAPIResponse[Any]) -> Response:
+async def _raw(response: AsyncAPIResponse[Any], request: Request | None = None) -> Response:
+    """The upstream's bytes as they came (a batch list: its ``results_url``s rewritten)."""
     content = await response.read()
+    if request is not None and response.status_code == 200:
+        page = orjson.loads(content)
+        for batch in page.get("data") or ():
+            _local_results_url(batch, request)
+        content = orjson.dumps(page)
     request_id = response.headers.get("request-id")
     return Response(
         content,
@@ -43,13 +51,25 @@ async def _raw(response: AsyncAPIResponse[Any]) -> Response:
     )
 
 
-def _json(model: Any) -> Response:
+def _json(model: Any, request: Request) -> Response:
+    """A batch as the SDK read it, its ``results_url`` rewritten."""
     request_id = getattr(model, "_request_id", None)  # the SDK keeps it on the object
+    body = orjson.loads(model.to_json(indent=None))
+    _local_results_url(body, request)
     return Response(
-        model.to_json(indent=None).encode(),
+        orjson.dumps(body),
         media_type="application/json",
         headers={"request-id": request_id} if isinstance(request_id, str) else None,
     )
+
+
+def _local_results_url(batch: dict[str, Any], request: Request) -> None:
+    """Point a batch's ``results_url`` at this gateway: the SDK fetches results from that
+    URL as given, and the upstream's would need the upstream key the client does not have."""
+    url = batch.get("results_url")
+    if isinstance(url, str) and "/v1/messages/batches/" in url:
+        path = url[url.index("/v1/messages/batches/") :]
+        batch["results_url"] = str(request.base_url).rstrip("/") + path
 
 
 async def models(request: Request, gateway: Serving, exchange: Exchange) -> Response:
@@ -78,7 +98,7 @@ async def batch_create(request: Request, gateway: Serving, exchange: Exchange) -
     batch = await until_disconnect(
         request.receive, gateway.thrift.batches.create_one(requests, **options)
     )
-    return _json(batch)
+    return _json(batch, request)
 
 
 async def batch_list(request: Request, gateway: Serving, exchange: Exchange) -> Response:
@@ -87,7 +107,7 @@ async def batch_list(request: Request, gateway: Serving, exchange: Exchange) -> 
     await until_disconnect(request.receive, batches.budget.acquire())
     raw = gateway.thrift.messages.batches.with_raw_response
     call: Any = raw.list(extra_query=dict(request.query_params), **_options(request))
-    return await _raw(await until_disconnect(request.receive, call))
+    return await _raw(await until_disconnect(request.receive, call), request)
 
 
 async def batch_item(request: Request, gateway: Serving, exchange: Exchange) -> Response:
@@ -101,7 +121,7 @@ async def batch_item(request: Request, gateway: Serving, exchange: Exchange) -> 
         call = batches.cancel(batch_id, **options)
     else:
         call = batches.retrieve(batch_id, **options)
-    return _json(await until_disconnect(request.receive, call))
+    return _json(await until_disconnect(request.receive, call), request)
 
 
 async def batch_results(request: Request, gateway: Serving, exchange: Exchange) -> Response:
