@@ -107,3 +107,12 @@ def test_the_snapshot_sums_per_client_and_per_lane() -> None:
         "wait_p99_s": None,
     }
     assert snap["refused"] == {"429 quota": 1, "401 unknown_key": 1}
+
+
+def test_a_lanes_wait_quantiles_count_every_clients_waits_together() -> None:
+    t = GatewayTelemetry(["alice", "bob"])
+    for _ in range(3):
+        t.left_queue("alice", "batch", waited=0.001, admitted=True)
+    t.left_queue("bob", "batch", waited=100.0, admitted=True)
+    lane = t.snapshot()["lanes"]["batch"]
+    assert (lane["wait_p50_s"], lane["wait_p99_s"]) == (0.005, 120.0)  # bucket upper bounds

@@ -110,16 +110,18 @@ class _Series:
                 self.wait_buckets[i] += 1
                 return
 
-    def wait_quantile(self, q: float) -> float | None:
-        """The upper bound of the bucket holding quantile `q` (None: no wait recorded)."""
-        if not self.wait_count:
-            return None
-        rank, seen = q * self.wait_count, 0
-        for bound, n in zip(WAIT_BUCKETS, self.wait_buckets, strict=True):
-            seen += n
-            if seen >= rank:
-                return bound
-        return math.inf
+
+def _quantile(buckets: list[int], count: int, q: float) -> float | None:
+    """The upper bound of the histogram bucket holding quantile `q` (None: no wait yet;
+    inf: past the last bound)."""
+    if not count:
+        return None
+    rank, seen = q * count, 0
+    for bound, n in zip(WAIT_BUCKETS, buckets, strict=True):
+        seen += n
+        if seen >= rank:
+            return bound
+    return math.inf
 
 
 class GatewayTelemetry:
@@ -209,6 +211,7 @@ class GatewayTelemetry:
         """Per client, per lane and in total, as plain JSON-ready values (the status page)."""
         clients: dict[str, dict[str, Any]] = {}
         lanes: dict[str, dict[str, Any]] = {lane: _zero_lane() for lane in LANES}
+        waits: dict[str, _Series] = {}  # per lane, every client's waits together
         for (client, lane), s in sorted(self._series.items()):
             c = clients.setdefault(client, _zero_client())
             for into in (c, lanes.setdefault(lane, _zero_lane())):
@@ -220,8 +223,12 @@ class GatewayTelemetry:
             c["spent_usd"] += s.spent_usd
             c["input_tokens"] += s.input_tokens
             c["output_tokens"] += s.output_tokens
-            lanes[lane]["wait_p50_s"] = _worst(lanes[lane]["wait_p50_s"], s.wait_quantile(0.5))
-            lanes[lane]["wait_p99_s"] = _worst(lanes[lane]["wait_p99_s"], s.wait_quantile(0.99))
+            w = waits.setdefault(lane, _Series())
+            w.wait_buckets = [a + b for a, b in zip(w.wait_buckets, s.wait_buckets, strict=True)]
+            w.wait_count += s.wait_count
+        for lane, w in waits.items():
+            lanes[lane]["wait_p50_s"] = _quantile(w.wait_buckets, w.wait_count, 0.5)
+            lanes[lane]["wait_p99_s"] = _quantile(w.wait_buckets, w.wait_count, 0.99)
         refused: dict[str, int] = {}
         for s in self._series.values():
             for (code, reason), n in s.refused.items():
@@ -249,13 +256,6 @@ def _zero_client() -> dict[str, Any]:
 
 def _zero_lane() -> dict[str, Any]:
     return {"queued": 0, "admitted": 0, "abandoned": 0, "wait_p50_s": None, "wait_p99_s": None}
-
-
-def _worst(a: float | None, b: float | None) -> float | None:
-    """The larger of two bucket bounds (a lane's quantile over its clients, an upper bound)."""
-    if a is None:
-        return b
-    return a if b is None else max(a, b)
 
 
 def _escape(value: str) -> str:
