@@ -180,10 +180,15 @@ def gateway_replicas(
         "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p),
         "ANTHROPIC_API_KEY": "k-upstream",
     }
+    # BENCH_GATEWAY_DEBUG_SHARED=1: the shared budgets' own debug lines (every Redis round
+    # trip: what was needed, asked, given back, and the answer) in each replica's log
+    start = ["-m", "asyncthrift"]
+    if os.environ.get("BENCH_GATEWAY_DEBUG_SHARED"):
+        start = ["-c", _DEBUG_SHARED]
     argvs = []
     for i in range(count):
         port = free_port()
-        argv = [sys.executable, "-m", "asyncthrift", "serve", "--host", "127.0.0.1"]
+        argv = [sys.executable, *start, "serve", "--host", "127.0.0.1"]
         argv += ["--port", str(port), "--base-url", upstream, "--client-key", client_key]
         if limits is not None:
             argv += ["--limits", limits_option(limits)]
@@ -207,6 +212,14 @@ def passthrough_proxies(count: int, *, upstream: str, log_dir: Path) -> Iterator
         argvs.append((f"passthrough-{i}", argv, f"http://127.0.0.1:{port}"))
     with _started(argvs, env=env, log_dir=log_dir, health="/healthz", within=60.0) as servers:
         yield servers
+
+
+_DEBUG_SHARED = """\
+import logging, sys
+from asyncthrift.tools.cli import main
+logging.getLogger("asyncthrift.shared").setLevel(logging.DEBUG)
+sys.exit(main(sys.argv[1:]))
+"""
 
 
 def litellm_unavailable() -> str | None:
