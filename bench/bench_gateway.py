@@ -518,6 +518,12 @@ def overhead_run(
         "via_ms": {q: percentile(via, q) * 1000.0 for q in (50, 90, 99)},
         "added_ms": added,
         "added_mean_ms": (statistics.fmean(via) - statistics.fmean(direct)) * 1000.0,
+        # how many requests took longer than the direct p99 plus 20 ms: a tail of its own
+        "slow_tail": sum(1 for v in via if v > percentile(direct, 99) + 0.020),
+        "latencies_ms": {
+            "direct": [round(1000.0 * v, 3) for v in direct],
+            "via": [round(1000.0 * v, 3) for v in via],
+        },
         "throughput_requests": throughput_n,
         "concurrency": concurrency,
         "statuses": {str(k): v for k, v in statuses.items()},
