@@ -1,6 +1,6 @@
 """`asyncthrift serve` under load: replicas on one key, the latency it adds, LiteLLM's proxy.
 
-    PYTHONPATH=$PWD python bench/bench_gateway.py                 # everything, ~10 min
+    PYTHONPATH=$PWD python bench/bench_gateway.py                 # everything, ~12 min
     PYTHONPATH=$PWD python bench/bench_gateway.py --quick         # smoke check, 10 s period
     PYTHONPATH=$PWD python bench/bench_gateway.py --replicas 2 --no-litellm --no-overhead
 
@@ -23,11 +23,16 @@ anthropic SDK with retries off (``max_retries=0``): a 429 a client sees is a fai
    the least any client can do), and ``bound``, `theoretical_minimum` as `bench_shared.py`
    uses it (demand beyond the first bucket ÷ refill, no latency: not reachable); the mock's
    own 429s (those a gateway got and retried inside), when the requests went on the wire.
-   With a miss, the per-replica breakdown and the timeline (admissions per 5 s, estimated
-   from each answer's completion minus the mock's latency for its length) say where.
+   With a miss, the per-replica breakdown and the timeline (admissions per twelfth of the
+   period, estimated from each answer's completion minus the mock's latency for its
+   length, beside the mock's own log) say where. ``--start warm`` first sends each replica
+   one tiny request, so its budget exists before the burst.
+   ``BENCH_GATEWAY_DEBUG_SHARED=1`` puts each replica's shared-budget round trips in its
+   log (``--logs DIR`` keeps the logs).
 2. **Nothing binding**: one gateway and the mock (fixed latency, no jitter, limits far
    above the demand). The same requests, one at a time, alternately direct to the mock and
-   through the gateway: the latency it adds is the difference of the percentiles. Then a
+   through the gateway (the bare SDK): the latency it adds is the difference of the
+   percentiles; with and without ``--shared``. Then a
    closed loop of raw HTTP clients (aiohttp, ``--concurrency``) through the gateway: its
    requests per second per CPU core (requests ÷ the gateway process's CPU seconds, from
    /proc), beside the mock's own. The same for `bench/gateway_passthrough.py`, a reverse
@@ -36,8 +41,11 @@ anthropic SDK with retries off (``max_retries=0``): a 429 a client sees is a fai
 3. **LiteLLM's proxy** on the binding workload, its documented multi-instance setup: one
    deployment with the key's rpm/itpm/otpm, ``router_settings`` with ``redis_host`` /
    ``redis_port``, ``enforce_model_rate_limits``, R proxy processes, one Redis; the same SDK
-   clients round-robin. It runs from a throwaway venv (`gateway_procs.LITELLM_VENV`); when
-   it cannot start, the report says why.
+   clients round-robin. It runs from a throwaway venv (`gateway_procs.LITELLM_VENV`,
+   ``python -m venv --system-site-packages``, the ``proxy`` extra's requirements but
+   ``litellm-proxy``, which the index lacks: the proxy's code ships in ``litellm``); when
+   it cannot start, the report says why. Its windows are calendar minutes, so only the
+   60 s period compares it fairly (``--quick`` runs it only as a check of the setup).
 
 Writes ``bench/results/gateway.md`` (and ``--out`` JSON with every outcome's timings).
 """
