@@ -33,6 +33,7 @@ def args(
     prior: tuple[float, float, float] = (0, 0, 0),
     epoch: str = "",
     seq: str = "",
+    settle: float = 0.0,
 ) -> list[str]:
     ask = need if ask is None else ask
     out = [pid, repr(period), repr(period * 0.1), "1.0"]
@@ -49,7 +50,7 @@ def args(
     out.append(repr(lifetime))
     out += [repr(float(x)) for x in holds]
     out += [repr(float(x)) for x in prior]
-    return [*out, epoch, seq]
+    return [*out, epoch, seq, repr(settle)]
 
 
 async def level(client: Any, key: str) -> list[float]:
@@ -343,6 +344,33 @@ async def test_a_bucket_restored_from_a_snapshot_restarts_cold(own_redis_server:
         assert again[0] == "3"  # still cold (the probe is out), not reset once more
     finally:
         await client.aclose()
+
+
+async def test_a_bucket_redis_lost_settles_before_a_reading_proves_it(lua: Any) -> None:
+    """Redis comes back empty while processes hold leases from before and admit from their
+    fallback shares: the bucket is not new to a process that saw it. No probe (so no
+    proof) until it has settled, each caller is told how long is left, and the proof is
+    lowered by what the other processes' records say they still hold."""
+    first = await lua(need=(1, 1, 1))
+    await lua(proof=("60", "6000", "600"), ask=(0, 0, 0), epoch=first[14], seq=first[15])
+    held = await lua(need=(10, 1000, 100), pid="proc-b")  # proc-b holds a lease
+    epoch, seq = held[14], held[15]
+    await lua.client.delete(*lua.keys)  # Redis restarted empty
+    back = await lua(need=(1, 1, 1), epoch=epoch, seq=seq, settle=0.5)
+    assert back[0] == "3" and 0.4 < float(back[5]) <= 0.5  # no probe while it settles
+    assert 0.4 < float(back[16]) <= 0.5  # how long a fallback may still admit
+    # proc-b, still holding its lease, tells the new bucket (its record, no charge: cold)
+    await lua(ask=(0, 0, 0), pid="proc-b", holds=(10, 1000, 100), epoch=epoch, seq=seq)
+    early = await lua(proof=("60", "6000", "600"), ask=(0, 0, 0))
+    assert float(early[16]) > 0 and float(early[7]) < 1  # a reading before it settled: moot
+    await asyncio.sleep(0.55)
+    probe = await lua(need=(1, 1, 1))
+    assert probe[0] == "1" and float(probe[16]) == 0
+    proved = await lua(proof=("60", "6000", "600"), ask=(0, 0, 0))
+    assert proved[0] == "0"
+    lv = [float(x) for x in proved[7:10]]
+    # the reading less proc-b's lease (its record lives), not a full bucket
+    assert 49 <= lv[0] <= 51 and 4990 <= lv[1] <= 5010 and 499 <= lv[2] <= 501
 
 
 @pytest.mark.slow

@@ -65,7 +65,9 @@ class LeaseBooks(LocalBudget):
         "_mode",
         "_pending",
         "_pots",
+        "_proof_from",
         "_rate",
+        "_settle_at",
         "_store",
         "_used",
         "active",
@@ -84,6 +86,8 @@ class LeaseBooks(LocalBudget):
     _pending: list[float]  # granted, paid for only at a later instant (`_pots`)
     _pots: deque[tuple[float, tuple[float, float, float]]]
     _head: Cost | None
+    _proof_from: float  # readings of requests sent before this (loop time) prove nothing
+    _settle_at: float  # the fallback admits nothing from this instant (a lost bucket settles)
     _last_take: float
     _fb: LocalBudget | None
     _fb_debt: list[float]

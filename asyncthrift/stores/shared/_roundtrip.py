@@ -24,6 +24,8 @@ from ._tuning import (
     _LOW,
     _PROBE_SHARE,
     _RENEW,
+    _SETTLE_COOLDOWNS,
+    _SETTLE_MARGIN,
     _SHARED,
     MAX_SHARE,
     horizon_seconds,
@@ -137,6 +139,14 @@ class RoundTrip(FallbackBooks):
         if ok:
             loop_now = asyncio.get_running_loop().time()
             self._seen(res, loop_now)
+            settle = float(res[16]) if len(res) > 16 else 0.0
+            if settle > 0 and self._fb is not None:
+                # Redis lost the bucket: keep the fallback share until it has settled, then
+                # admit nothing more from it and rejoin (a reading after that proves it)
+                self._settle_at = loop_now + settle
+                self._not_before = self._settle_at
+                self._kick.set()
+                return
             self._rejoin(res, loop_now=loop_now)
 
     def _asks(
@@ -294,6 +304,8 @@ class RoundTrip(FallbackBooks):
         self.active = max(1, int(res[10]))
         self._level = [float(res[7]), float(res[8]), float(res[9])]
         self._overdrawn = any(self._level[i] < 0 for i in self._dims)
+        if status == 1:  # a probe: only readings of requests sent from now prove the level
+            self._proof_from = loop_now
         if status not in (0, 1):
             self.refusals += 1
             self._cold = status == 3
@@ -361,6 +373,7 @@ class RoundTrip(FallbackBooks):
         args += [_num(holds[i] if holds is not None else 0.0) for i in range(3)]
         args += [_num(prior[i] if prior is not None else 0.0) for i in range(3)]
         args += [self._epoch, "" if not self._epoch else str(self._seq)]
+        args.append(_num(self._store.breaker.cooldown * _SETTLE_COOLDOWNS + _SETTLE_MARGIN))
         return args
 
     def _seen(self, res: list[str], loop_now: float) -> None:

@@ -32,7 +32,11 @@ response's headers say the key's limits, then shares them.
 When Redis is unreachable (the store's circuit breaker is open) the budget admits from a
 `LocalBudget` of a conservative share of the limits (`fallback`: by default the limits
 divided by the processes last seen), resynced from the headers as any local budget is, and
-rejoins when Redis answers again, charging what it admitted meanwhile.
+rejoins when Redis answers again, charging what it admitted meanwhile. If Redis came back
+empty, the bucket it lost settles first (`lease.lua`): each process keeps its fallback share
+until the settle instant it is told, then stops, and only a probe sent after that proves the
+new level (less what the other processes' records say they still hold), so a reading taken
+while the others still admitted from their fallback never passes for the level.
 
 This module keeps the books (the lease, refunds, the header ceilings) and decides when to
 call Redis; what a call carries is `_roundtrip`'s, the fallback regime `_fallback`'s, and
@@ -111,6 +115,8 @@ class SharedBudget(RoundTrip):
         self._pots: deque[tuple[float, tuple[float, float, float]]] = deque()
         self._clamp = [_INF, _INF, _INF]  # min over readings of (ceiling - rate * t)
         self._proof = [_INF, _INF, _INF]  # the same for the lowest consistent reading
+        self._proof_from = -_INF  # readings of requests sent before this prove nothing
+        self._settle_at = _INF  # in the fallback: admit nothing from this instant
         self._head: Cost | None = None
         self._used = [0.0, 0.0, 0.0]
         self._est = list(self._rate)  # this process's rate of consumption (optimistic at first)
@@ -149,7 +155,9 @@ class SharedBudget(RoundTrip):
         w = self.blocked_until - now if self.blocked_until > now else 0.0
         if self._mode != _SHARED:
             fb = self._fb
-            if fb is None:  # fallback="closed": nothing until Redis answers again
+            if fb is None or now >= self._settle_at:
+                # fallback="closed": nothing until Redis answers again; or Redis is back and
+                # the bucket it lost settles: nothing more from the fallback, rejoin next
                 self._want()
                 return max(w, self._store.breaker.retry_in(), self._hint)
             return max(w, fb.wait(fit(cost, fb), now))
@@ -315,7 +323,7 @@ class SharedBudget(RoundTrip):
             lo = base - (net[i] - before[i] - seen[i])
             if hi < self._clamp[i]:
                 self._clamp[i] = hi
-            if lo < self._proof[i]:
+            if lo < self._proof[i] and sent_at >= self._proof_from:
                 self._proof[i] = lo
         if refused or self._cold:
             self._urgent = True  # the shared level is wrong (a 429) or unproven: tell Redis now
