@@ -59,6 +59,7 @@ class LeaseBooks(LocalBudget):
         "_fb_debt_base",
         "_gate",
         "_head",
+        "_keep",
         "_kick",
         "_last_take",
         "_lease",
@@ -96,6 +97,7 @@ class LeaseBooks(LocalBudget):
     _est: list[float]  # this process's rate of consumption (units/s)
     _est_at: float
     _used: list[float]  # consumed since `_est_at`
+    _keep: list[float]  # beyond this (with no requests waiting), give back
     active: int  # processes asking lately
     processes: int
     fallback_lease: float
@@ -129,6 +131,19 @@ class LeaseBooks(LocalBudget):
         """Whether requests wait for this budget or were admitted lately."""
         gate = self._gate
         return (gate is not None and gate.waiting > 0) or now - self._last_take < self._idle_after()
+
+    def _kept(self, i: int) -> float:
+        """What the lease keeps of dimension `i` before the excess goes back to Redis: the
+        last slice's `_keep`, or, while requests wait here, up to this process's fair share
+        of the capacity. Refunds are this process's working capital: with max_tokens five
+        times the answer, most of what an admission takes comes back within a second, and
+        giving it back to Redis (where others' grants wait for their instant) and asking
+        for it again capped each process at a few requests in flight during a burst."""
+        keep = self._keep[i]
+        gate = self._gate
+        if gate is not None and gate.waiting > 0:
+            keep = max(keep, self._cap[i] * self._cap_share())
+        return keep
 
     def _idle_after(self) -> float:
         """Seconds without an admission after which the lease goes back to Redis."""

@@ -56,7 +56,6 @@ class RoundTrip(FallbackBooks):
         "_epoch",
         "_flush_at",
         "_flush_due",
-        "_keep",
         "_level",
         "_low",
         "_not_before",
@@ -70,7 +69,6 @@ class RoundTrip(FallbackBooks):
     )
 
     _low: list[float]  # below this, ask again
-    _keep: list[float]  # beyond this, give back
     _target: list[float]  # the lease the last slice aimed at
     _big: list[float]  # the largest single cost admitted so far
     _level: list[float]  # the shared level the last call reported
@@ -236,7 +234,7 @@ class RoundTrip(FallbackBooks):
         lease, pending = self._lease, self._pending
         give = [0.0, 0.0, 0.0]
         for i in self._dims:  # lease beyond what this process keeps goes back
-            extra = lease[i] - self._keep[i]
+            extra = lease[i] - self._kept(i)
             if extra > 0:
                 give[i] += extra
         if not asking and head is None and not recent:

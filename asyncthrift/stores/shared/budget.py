@@ -235,12 +235,12 @@ class SharedBudget(RoundTrip):
         # a refund (or a further charge) stays in the lease, at once usable here; what the
         # lease then holds beyond `_keep` goes back to the shared bucket with the next round
         # trip (the next slice asked for, or the return of an idle lease)
-        lease, used, keep = self._lease, self._used, self._keep
+        lease, used = self._lease, self._used
         excess = False
         for i in self._dims:
             lease[i] += cost[i]
             used[i] -= cost[i]  # the rate of slices is the net rate of consumption
-            if lease[i] > keep[i]:
+            if lease[i] > self._kept(i):
                 excess = True
         if excess and self._flush_at is None and not self._flush_due:
             # soon while others reserve ahead (the shared level is overdrawn): what this
