@@ -21,7 +21,67 @@ if TYPE_CHECKING:
     from ...core._breaker import Breaker
     from ...scheduling.scheduler import Gate
 
-__all__ = ["LeaseBooks", "LeaseStore"]
+__all__ = ["LeaseBooks", "LeaseStore", "Pot", "covered_at"]
+
+
+class Pot:
+    """The part of a grant the shared level did not pay for at once: per dimension, an
+    amount the refill pays for evenly from `start` to `end` (loop time).
+
+    `lease.lua` grants in order: a grant reserved ahead is paid for by the refill that
+    follows what earlier grants took, from the instant the level it was taken from is
+    back to zero (`start`) until the instant all of it is (`end`). Released as it is paid
+    (`release`), not all at `end`: a pot held whole until its last token was paid for
+    left a process's admissions in bursts every few seconds (a whole slice's window) with
+    nothing between, where a local bucket admits as the refill trickles in.
+    """
+
+    __slots__ = ("end", "released", "start", "total")
+
+    def __init__(self, start: list[float], end: list[float], total: list[float]) -> None:
+        self.start = start
+        self.end = end
+        self.total = total
+        self.released = [0.0, 0.0, 0.0]
+
+    def paid(self, i: int, when: float) -> float:
+        """How much of dimension `i` the refill has paid for by `when`."""
+        s, e, t = self.start[i], self.end[i], self.total[i]
+        if when >= e:
+            return t
+        if when <= s:
+            return 0.0
+        return t * (when - s) / (e - s)
+
+    def release(self, i: int, now: float) -> float:
+        """What of dimension `i` became usable since the last release."""
+        p = self.paid(i, now)
+        delta = p - self.released[i]
+        self.released[i] = p
+        return delta
+
+    def done(self, now: float) -> bool:
+        return all(now >= e for e in self.end)
+
+
+def covered_at(pots: deque[Pot], i: int, deficit: float, now: float) -> float:
+    """The first instant (>= `now`) at which `pots` have released `deficit` more of
+    dimension `i` (inf: they never will). Their sum is piecewise linear between the pots'
+    starts and ends: the first breakpoint that covers it, interpolated back."""
+    if deficit <= 0:
+        return now
+    points = sorted({now, *(p.start[i] for p in pots), *(p.end[i] for p in pots)})
+    prev_t, prev_v = now, 0.0
+    for t in points:
+        if t < now:
+            continue
+        v = sum(p.paid(i, t) - p.released[i] for p in pots)
+        if v >= deficit:
+            if v <= prev_v:
+                return t
+            return prev_t + (t - prev_t) * (deficit - prev_v) / (v - prev_v)
+        prev_t, prev_v = t, v
+    return math.inf
 
 
 class LeaseStore(Protocol):
@@ -84,8 +144,8 @@ class LeaseBooks(LocalBudget):
     _rate: list[float]
     _dims: tuple[int, ...]
     _lease: list[float]
-    _pending: list[float]  # granted, paid for only at a later instant (`_pots`)
-    _pots: deque[tuple[float, tuple[float, float, float]]]
+    _pending: list[float]  # granted, paid for only as the refill comes (`_pots`)
+    _pots: deque[Pot]
     _head: Cost | None
     _proof_from: float  # readings of requests sent before this (loop time) prove nothing
     _settle_at: float  # the fallback admits nothing from this instant (a lost bucket settles)

@@ -16,6 +16,7 @@ import math
 
 from ...scheduling.bucket import ZERO, Cost
 from ._fallback import FallbackBooks
+from ._lease import Pot
 from ._tuning import (
     _BURST,
     _COLD_POLL,
@@ -317,15 +318,18 @@ class RoundTrip(FallbackBooks):
         self.grants += 1
         self._head = None
         paid = (float(res[11]), float(res[12]), float(res[13])) if ready > 0 else granted
-        later = (granted[0] - paid[0], granted[1] - paid[1], granted[2] - paid[2])
+        later = [granted[i] - paid[i] for i in range(3)]
         for i in self._dims:
             self._lease[i] += paid[i]
         if ready > 0 and any(later[i] > 0 for i in self._dims):
-            pots, at = self._pots, loop_now + ready
-            k = len(pots)
-            while k and pots[k - 1][0] > at:  # kept in the order they are paid for
-                k -= 1
-            pots.insert(k, (at, later))
+            # the rest is paid for by the refill, evenly, from the instant the level it was
+            # taken from is back at zero (res[17:20]) until all of it is
+            start = [loop_now + float(res[17 + i]) for i in range(3)]
+            end = [
+                start[i] + later[i] / self._rate[i] if self._rate[i] > 0 else start[i]
+                for i in range(3)
+            ]
+            self._pots.append(Pot(start, end, later))
             for i in self._dims:
                 self._pending[i] += later[i]
         for i in self._dims:

@@ -54,7 +54,7 @@ from ...scheduling.bucket import ZERO, Cost, ServerView
 from ...scheduling.budget import TOKEN_ROUNDING, LocalBudget
 from ...scheduling.limits import Limits
 from ._fallback import fit
-from ._lease import LeaseStore
+from ._lease import LeaseStore, Pot, covered_at
 from ._roundtrip import RoundTrip
 from ._tuning import (
     _FLUSH,
@@ -112,7 +112,7 @@ class SharedBudget(RoundTrip):
         self._fb_debt_base = [0.0, 0.0, 0.0]
         self._lease = [0.0, 0.0, 0.0]
         self._pending = [0.0, 0.0, 0.0]  # granted, paid for only at a later instant (pots)
-        self._pots: deque[tuple[float, tuple[float, float, float]]] = deque()
+        self._pots: deque[Pot] = deque()
         self._clamp = [_INF, _INF, _INF]  # min over readings of (ceiling - rate * t)
         self._proof = [_INF, _INF, _INF]  # the same for the lowest consistent reading
         self._proof_from = -_INF  # readings of requests sent before this prove nothing
@@ -168,13 +168,13 @@ class SharedBudget(RoundTrip):
                 break
         else:
             return w
-        if self._pots:  # slices on their way: the instant they are paid for
-            have = list(lease)
-            for at, pot in self._pots:
-                for i in self._dims:
-                    have[i] += pot[i]
-                if all(cost[i] <= have[i] + 1e-9 * self._cap[i] for i in self._dims):
-                    return max(w, at - now)
+        if self._pots:  # slices on their way: the instant they have paid for enough
+            at = now
+            for i in self._dims:
+                deficit = cost[i] - lease[i] - 1e-9 * self._cap[i]
+                at = max(at, covered_at(self._pots, i, deficit, now))
+            if at < _INF:
+                return max(w, at - now)
         self._head = cost
         self._want()
         return max(w, self._hint)
@@ -382,12 +382,18 @@ class SharedBudget(RoundTrip):
         self._gate = gate
 
     def _ripen(self, now: float) -> None:
+        """Move what the refill has paid for of the pots into the lease."""
         pots = self._pots
-        while pots and pots[0][0] <= now:
-            _, pot = pots.popleft()
+        if not pots:
+            return
+        lease, pending = self._lease, self._pending
+        for pot in pots:
             for i in self._dims:
-                self._lease[i] += pot[i]
-                self._pending[i] -= pot[i]
+                paid = pot.release(i, now)
+                lease[i] += paid
+                pending[i] -= paid
+        while pots and pots[0].done(now):
+            pots.popleft()
         if not pots:
             self._pending = [0.0, 0.0, 0.0]
 

@@ -44,7 +44,9 @@
 -- processes active (asked within twice the horizon), paid x3 (the part of each grant the
 -- level pays for now: usable at once, the rest at `ready`), epoch, sequence, settle (seconds
 -- until a lost bucket has settled: a process in its fallback keeps it until then, no
--- longer)}; numbers as
+-- longer), from x3 (seconds until the refill starts paying for the rest of each dimension's
+-- grant, the level it was taken from back at zero; it pays evenly from then to `ready`)};
+-- numbers as
 -- strings
 -- (Lua numbers are truncated to integers on the way out). Status: 0 granted (or nothing
 -- asked), 1 probe granted (cold), 2 refused (retry after `retry` s), 3 refused (cold).
@@ -159,6 +161,7 @@ if proved then cold = 0 end
 
 local granted = {0, 0, 0}
 local paid = {0, 0, 0}  -- of `granted`, what the level pays for now (the rest at `ready`)
+local from = {0, 0, 0}  -- when the refill starts paying for the rest (the level back at 0)
 local status, ready, retry = 0, 0, 0
 local asking = false
 for d = 1, 3 do
@@ -183,11 +186,14 @@ if asking and cold > 0 then
 elseif asking then
   -- all-or-nothing: the needs must fit within the level plus `horizon` of refill; the part
   -- asked beyond the need shrinks, per dimension, to what is left of it
+  -- a need (the head waiting in the process) beyond the horizon is still granted, alone,
+  -- up to a second horizon: it waits for its instant in the process instead of asking
+  -- again at it (a refusal is a wasted call, and another process may take that instant)
   local ok = true
   for d = 1, 3 do
     if caps[d] > 0 then
       local rate = caps[d] / period
-      local avail = level[d] + rate * horizon
+      local avail = level[d] + rate * 2 * horizon
       if need[d] > avail then
         ok = false
         retry = math.max(retry, (need[d] - avail) / rate)
@@ -205,6 +211,7 @@ elseif asking then
         -- nothing from (however overdrawn by others) does not hold it up
         if g > 0 then
           paid[d] = math.max(0, math.min(g, level[d]))
+          from[d] = math.max(0, -level[d]) / (caps[d] / period)
           level[d] = level[d] - g
           if level[d] < 0 then
             ready = math.max(ready, -level[d] / (caps[d] / period))
@@ -248,4 +255,4 @@ return {tostring(status), tostring(granted[1]), tostring(granted[2]), tostring(g
   tostring(ready), tostring(retry), tostring(n),
   tostring(level[1]), tostring(level[2]), tostring(level[3]), tostring(active),
   tostring(paid[1]), tostring(paid[2]), tostring(paid[3]), epoch, tostring(seq),
-  tostring(math.max(0, settle - now))}
+  tostring(math.max(0, settle - now)), tostring(from[1]), tostring(from[2]), tostring(from[3])}
