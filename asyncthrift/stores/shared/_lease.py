@@ -130,6 +130,8 @@ class LeaseBooks(LocalBudget):
         "_rate",
         "_settle_at",
         "_store",
+        "_took",
+        "_took_at",
         "_used",
         "active",
         "fallback_lease",
@@ -149,6 +151,8 @@ class LeaseBooks(LocalBudget):
     _head: Cost | None
     _proof_from: float  # readings of requests sent before this (loop time) prove nothing
     _settle_at: float  # the fallback admits nothing from this instant (a lost bucket settles)
+    _took: list[float]  # granted lately (decays over a slice's window), per dimension
+    _took_at: float
     _last_take: float
     _fb: LocalBudget | None
     _fb_debt: list[float]
@@ -191,6 +195,16 @@ class LeaseBooks(LocalBudget):
         """Whether requests wait for this budget or were admitted lately."""
         gate = self._gate
         return (gate is not None and gate.waiting > 0) or now - self._last_take < self._idle_after()
+
+    def _decay_took(self, now: float) -> None:
+        """Age what this process was granted lately by the time since it was last aged."""
+        dt = now - self._took_at
+        if dt <= 0:
+            return
+        window = slice_seconds(self.limits.period, self._per_process_rpm())
+        keep = math.exp(-dt / window)
+        self._took = [t * keep for t in self._took]
+        self._took_at = now
 
     def _kept(self, i: int) -> float:
         """What the lease keeps of dimension `i` before the excess goes back to Redis: the

@@ -117,6 +117,8 @@ class SharedBudget(RoundTrip):
         self._proof = [_INF, _INF, _INF]  # the same for the lowest consistent reading
         self._proof_from = -_INF  # readings of requests sent before this prove nothing
         self._settle_at = _INF  # in the fallback: admit nothing from this instant
+        self._took = [0.0, 0.0, 0.0]  # granted lately (the burst's share is bounded by it)
+        self._took_at = now
         self._head: Cost | None = None
         self._used = [0.0, 0.0, 0.0]
         self._est = list(self._rate)  # this process's rate of consumption (optimistic at first)
