@@ -60,7 +60,9 @@ def _trace(trace: dict[str, list[Any]], *, local: bool = False) -> None:
         ok, res = await call(self, budget, args)
         status = int(res[0]) if ok else -1
         granted = [float(x) for x in res[1:4]] if ok else [0.0, 0.0, 0.0]
-        trace["calls"].append([t0, time.time() - t0, _call_kind(args), status, *granted])
+        # after the grant: seconds until it is paid for, and the shared level per dimension
+        after = [float(res[4]), *(float(x) for x in res[7:10])] if ok else [0.0] * 4
+        trace["calls"].append([t0, time.time() - t0, _call_kind(args), status, *granted, *after])
         return ok, res
 
     owner.take = traced_take

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import math
+from collections import deque
 from typing import Any
 
 import pytest
@@ -11,6 +13,7 @@ import redis.asyncio as aioredis
 from asyncthrift import Limits, Thrift
 from asyncthrift.scheduling.budget import LocalBudget
 from asyncthrift.stores.shared import SharedBudget, SharedStore, budget_tag, make_shared
+from asyncthrift.stores.shared._lease import Pot, covered_at
 from asyncthrift.stores.shared._redis import Script, load_script
 
 pytestmark = pytest.mark.redis
@@ -33,6 +36,7 @@ def args(
     prior: tuple[float, float, float] = (0, 0, 0),
     epoch: str = "",
     seq: str = "",
+    settle: float = 0.0,
 ) -> list[str]:
     ask = need if ask is None else ask
     out = [pid, repr(period), repr(period * 0.1), "1.0"]
@@ -49,7 +53,7 @@ def args(
     out.append(repr(lifetime))
     out += [repr(float(x)) for x in holds]
     out += [repr(float(x)) for x in prior]
-    return [*out, epoch, seq]
+    return [*out, epoch, seq, repr(settle)]
 
 
 async def level(client: Any, key: str) -> list[float]:
@@ -89,13 +93,15 @@ async def test_all_dimensions_or_nothing(lua: Any) -> None:
     await lua(need=(1, 1, 1))
     await lua(proof=("60", "6000", "100"), ask=(0, 0, 0))
     before = await level(lua.client, lua.keys[0])
-    # output needs 100 + a horizon's refill (600/60*6 = 60) and more: nothing is taken
-    refused = await lua(need=(1, 10, 200))
+    # output needs 100 + two horizons' refill (600/60*6 = 60 each) and more: nothing taken
+    refused = await lua(need=(1, 10, 250))
     assert refused[0] == "2" and float(refused[5]) > 0
     after = await level(lua.client, lua.keys[0])
     assert after[1] >= before[1] and after[2] >= before[2]  # refill only
-    granted = await lua(need=(1, 10, 100))
-    assert granted[0] == "0" and float(granted[3]) == 100
+    # a need beyond one horizon but within two: granted alone, paid for at its instant
+    beyond = await lua(need=(1, 10, 200), ask=(5, 100, 400))
+    assert beyond[0] == "0" and [float(x) for x in beyond[1:4]] == [5, 100, 200]
+    assert 9.0 < float(beyond[4]) <= 10.0  # 100 output tokens beyond the level: 10 s
 
 
 async def test_reserve_ahead_says_when_it_is_paid_for(lua: Any) -> None:
@@ -128,6 +134,34 @@ async def test_the_part_of_a_grant_the_level_pays_now_is_usable_at_once(lua: Any
     assert granted[0] == pytest.approx(10, abs=0.1) and 4.9 < paid[0] < 5.2
     assert paid[1:] == granted[1:] == [100, 100]
     assert 4.5 < float(res[4]) <= 5.1  # the 5 requests beyond the level: 5 s of refill
+
+
+async def test_a_grant_behind_others_says_when_the_refill_starts_paying_for_it(
+    lua: Any,
+) -> None:
+    await lua(need=(1, 1, 1))
+    await lua(proof=("0", "6000", "600"), ask=(0, 0, 0))
+    first = await lua(need=(2, 10, 10))  # 2 requests beyond a level of 0: paid 0-2 s
+    assert float(first[17]) == pytest.approx(0, abs=0.05) and 1.8 < float(first[4]) <= 2.0
+    second = await lua(need=(2, 10, 10))  # behind it: paid from ~2 s to ~4 s
+    assert 1.8 < float(second[17]) <= 2.0 and 3.8 < float(second[4]) <= 4.0
+    assert [float(x) for x in second[18:20]] == [0, 0]  # input and output paid at once
+
+
+def test_a_pot_is_released_as_the_refill_pays_for_it() -> None:
+    """A grant reserved ahead becomes usable evenly between its start and end, and the
+    instant a cost is covered counts every pot still on its way."""
+    pots = deque([Pot([10.0, 10.0, 0.0], [12.0, 11.0, 0.0], [4.0, 100.0, 0.0])])
+    assert covered_at(pots, 0, 1.0, 9.0) == pytest.approx(10.5)
+    assert covered_at(pots, 1, 100.0, 9.0) == pytest.approx(11.0)
+    assert covered_at(pots, 0, 5.0, 9.0) == math.inf
+    assert pots[0].release(0, 11.0) == pytest.approx(2.0)
+    assert pots[0].release(0, 11.0) == 0.0  # released once
+    assert covered_at(pots, 0, 1.0, 11.0) == pytest.approx(11.5)
+    pots.append(Pot([12.0, 11.0, 0.0], [14.0, 12.0, 0.0], [2.0, 50.0, 0.0]))
+    # 2 left of the first (11-12 s), then the second at 1 request/s
+    assert covered_at(pots, 0, 3.0, 11.0) == pytest.approx(13.0)
+    assert covered_at(pots, 1, 120.0, 11.0) == pytest.approx(11.4)
 
 
 async def test_clamp_lowers_never_raises_and_gives_refill(lua: Any) -> None:
@@ -343,6 +377,33 @@ async def test_a_bucket_restored_from_a_snapshot_restarts_cold(own_redis_server:
         assert again[0] == "3"  # still cold (the probe is out), not reset once more
     finally:
         await client.aclose()
+
+
+async def test_a_bucket_redis_lost_settles_before_a_reading_proves_it(lua: Any) -> None:
+    """Redis comes back empty while processes hold leases from before and admit from their
+    fallback shares: the bucket is not new to a process that saw it. No probe (so no
+    proof) until it has settled, each caller is told how long is left, and the proof is
+    lowered by what the other processes' records say they still hold."""
+    first = await lua(need=(1, 1, 1))
+    await lua(proof=("60", "6000", "600"), ask=(0, 0, 0), epoch=first[14], seq=first[15])
+    held = await lua(need=(10, 1000, 100), pid="proc-b")  # proc-b holds a lease
+    epoch, seq = held[14], held[15]
+    await lua.client.delete(*lua.keys)  # Redis restarted empty
+    back = await lua(need=(1, 1, 1), epoch=epoch, seq=seq, settle=0.5)
+    assert back[0] == "3" and 0.4 < float(back[5]) <= 0.5  # no probe while it settles
+    assert 0.4 < float(back[16]) <= 0.5  # how long a fallback may still admit
+    # proc-b, still holding its lease, tells the new bucket (its record, no charge: cold)
+    await lua(ask=(0, 0, 0), pid="proc-b", holds=(10, 1000, 100), epoch=epoch, seq=seq)
+    early = await lua(proof=("60", "6000", "600"), ask=(0, 0, 0))
+    assert float(early[16]) > 0 and float(early[7]) < 1  # a reading before it settled: moot
+    await asyncio.sleep(0.55)
+    probe = await lua(need=(1, 1, 1))
+    assert probe[0] == "1" and float(probe[16]) == 0
+    proved = await lua(proof=("60", "6000", "600"), ask=(0, 0, 0))
+    assert proved[0] == "0"
+    lv = [float(x) for x in proved[7:10]]
+    # the reading less proc-b's lease (its record lives), not a full bucket
+    assert 49 <= lv[0] <= 51 and 4990 <= lv[1] <= 5010 and 499 <= lv[2] <= 501
 
 
 @pytest.mark.slow

@@ -14,7 +14,7 @@ import logging
 from ...scheduling.bucket import Cost
 from ...scheduling.budget import LocalBudget
 from ._lease import LeaseBooks
-from ._tuning import _CLOSED, _FALLBACK, _SHARED
+from ._tuning import _CLOSED, _FALLBACK, _INF, _SHARED
 
 __all__ = ["FallbackBooks", "fit"]
 
@@ -58,6 +58,9 @@ class FallbackBooks(LeaseBooks):
         self._pending = [0.0, 0.0, 0.0]
         self._pots.clear()
         self._head = None
+        # a reading of a request admitted from the fallback predates what the others admit
+        # from theirs: it proves nothing about a bucket Redis lost (a probe's reading will)
+        self._proof_from = _INF
         log.warning(
             "shared budget %s: Redis unreachable; admitting from %s",
             self.name,
@@ -71,6 +74,7 @@ class FallbackBooks(LeaseBooks):
         self._mode = _SHARED
         self._fb = None
         self._fb_debt = [0.0, 0.0, 0.0]
+        self._settle_at = _INF
         self._last_take = loop_now
         log.info("shared budget %s: Redis answers again; admitting from shared leases", self.name)
         self._wake()

@@ -21,7 +21,67 @@ if TYPE_CHECKING:
     from ...core._breaker import Breaker
     from ...scheduling.scheduler import Gate
 
-__all__ = ["LeaseBooks", "LeaseStore"]
+__all__ = ["LeaseBooks", "LeaseStore", "Pot", "covered_at"]
+
+
+class Pot:
+    """The part of a grant the shared level did not pay for at once: per dimension, an
+    amount the refill pays for evenly from `start` to `end` (loop time).
+
+    `lease.lua` grants in order: a grant reserved ahead is paid for by the refill that
+    follows what earlier grants took, from the instant the level it was taken from is
+    back to zero (`start`) until the instant all of it is (`end`). Released as it is paid
+    (`release`), not all at `end`: a pot held whole until its last token was paid for
+    left a process's admissions in bursts every few seconds (a whole slice's window) with
+    nothing between, where a local bucket admits as the refill trickles in.
+    """
+
+    __slots__ = ("end", "released", "start", "total")
+
+    def __init__(self, start: list[float], end: list[float], total: list[float]) -> None:
+        self.start = start
+        self.end = end
+        self.total = total
+        self.released = [0.0, 0.0, 0.0]
+
+    def paid(self, i: int, when: float) -> float:
+        """How much of dimension `i` the refill has paid for by `when`."""
+        s, e, t = self.start[i], self.end[i], self.total[i]
+        if when >= e:
+            return t
+        if when <= s:
+            return 0.0
+        return t * (when - s) / (e - s)
+
+    def release(self, i: int, now: float) -> float:
+        """What of dimension `i` became usable since the last release."""
+        p = self.paid(i, now)
+        delta = p - self.released[i]
+        self.released[i] = p
+        return delta
+
+    def done(self, now: float) -> bool:
+        return all(now >= e for e in self.end)
+
+
+def covered_at(pots: deque[Pot], i: int, deficit: float, now: float) -> float:
+    """The first instant (>= `now`) at which `pots` have released `deficit` more of
+    dimension `i` (inf: they never will). Their sum is piecewise linear between the pots'
+    starts and ends: the first breakpoint that covers it, interpolated back."""
+    if deficit <= 0:
+        return now
+    points = sorted({now, *(p.start[i] for p in pots), *(p.end[i] for p in pots)})
+    prev_t, prev_v = now, 0.0
+    for t in points:
+        if t < now:
+            continue
+        v = sum(p.paid(i, t) - p.released[i] for p in pots)
+        if v >= deficit:
+            if v <= prev_v:
+                return t
+            return prev_t + (t - prev_t) * (deficit - prev_v) / (v - prev_v)
+        prev_t, prev_v = t, v
+    return math.inf
 
 
 class LeaseStore(Protocol):
@@ -59,14 +119,19 @@ class LeaseBooks(LocalBudget):
         "_fb_debt_base",
         "_gate",
         "_head",
+        "_keep",
         "_kick",
         "_last_take",
         "_lease",
         "_mode",
         "_pending",
         "_pots",
+        "_proof_from",
         "_rate",
+        "_settle_at",
         "_store",
+        "_took",
+        "_took_at",
         "_used",
         "active",
         "fallback_lease",
@@ -81,9 +146,13 @@ class LeaseBooks(LocalBudget):
     _rate: list[float]
     _dims: tuple[int, ...]
     _lease: list[float]
-    _pending: list[float]  # granted, paid for only at a later instant (`_pots`)
-    _pots: deque[tuple[float, tuple[float, float, float]]]
+    _pending: list[float]  # granted, paid for only as the refill comes (`_pots`)
+    _pots: deque[Pot]
     _head: Cost | None
+    _proof_from: float  # readings of requests sent before this (loop time) prove nothing
+    _settle_at: float  # the fallback admits nothing from this instant (a lost bucket settles)
+    _took: list[float]  # granted lately (decays over a slice's window), per dimension
+    _took_at: float
     _last_take: float
     _fb: LocalBudget | None
     _fb_debt: list[float]
@@ -92,6 +161,7 @@ class LeaseBooks(LocalBudget):
     _est: list[float]  # this process's rate of consumption (units/s)
     _est_at: float
     _used: list[float]  # consumed since `_est_at`
+    _keep: list[float]  # beyond this (with no requests waiting), give back
     active: int  # processes asking lately
     processes: int
     fallback_lease: float
@@ -125,6 +195,29 @@ class LeaseBooks(LocalBudget):
         """Whether requests wait for this budget or were admitted lately."""
         gate = self._gate
         return (gate is not None and gate.waiting > 0) or now - self._last_take < self._idle_after()
+
+    def _decay_took(self, now: float) -> None:
+        """Age what this process was granted lately by the time since it was last aged."""
+        dt = now - self._took_at
+        if dt <= 0:
+            return
+        window = slice_seconds(self.limits.period, self._per_process_rpm())
+        keep = math.exp(-dt / window)
+        self._took = [t * keep for t in self._took]
+        self._took_at = now
+
+    def _kept(self, i: int) -> float:
+        """What the lease keeps of dimension `i` before the excess goes back to Redis: the
+        last slice's `_keep`, or, while requests wait here, up to this process's fair share
+        of the capacity. Refunds are this process's working capital: with max_tokens five
+        times the answer, most of what an admission takes comes back within a second, and
+        giving it back to Redis (where others' grants wait for their instant) and asking
+        for it again capped each process at a few requests in flight during a burst."""
+        keep = self._keep[i]
+        gate = self._gate
+        if gate is not None and gate.waiting > 0:
+            keep = max(keep, self._cap[i] * self._cap_share())
+        return keep
 
     def _idle_after(self) -> float:
         """Seconds without an admission after which the lease goes back to Redis."""

@@ -71,6 +71,12 @@ _IDLE_GAPS = 4.0
 _FLUSH = 0.5
 #: While a lease is on its way the answer to `wait` (the arrival pokes the gate sooner).
 _HINT = 0.05
+#: A bucket Redis lost settles this many breaker cooldowns, plus `_SETTLE_MARGIN` seconds,
+#: before a probe may prove its level: each process in its fallback finds Redis back within
+#: a cooldown, and keeps admitting from its fallback share until the settle instant, then
+#: stops (the level is proven by a reading taken after everyone stopped).
+_SETTLE_COOLDOWNS = 2.0
+_SETTLE_MARGIN = 1.0
 #: While the shared bucket is cold (waiting for a probe's answer), how often to ask again.
 _COLD_POLL = 0.05
 #: The probe of a cold bucket: how long (fraction of the period, at most 5 s) before another.

@@ -32,7 +32,11 @@ response's headers say the key's limits, then shares them.
 When Redis is unreachable (the store's circuit breaker is open) the budget admits from a
 `LocalBudget` of a conservative share of the limits (`fallback`: by default the limits
 divided by the processes last seen), resynced from the headers as any local budget is, and
-rejoins when Redis answers again, charging what it admitted meanwhile.
+rejoins when Redis answers again, charging what it admitted meanwhile. If Redis came back
+empty, the bucket it lost settles first (`lease.lua`): each process keeps its fallback share
+until the settle instant it is told, then stops, and only a probe sent after that proves the
+new level (less what the other processes' records say they still hold), so a reading taken
+while the others still admitted from their fallback never passes for the level.
 
 This module keeps the books (the lease, refunds, the header ceilings) and decides when to
 call Redis; what a call carries is `_roundtrip`'s, the fallback regime `_fallback`'s, and
@@ -50,7 +54,7 @@ from ...scheduling.bucket import ZERO, Cost, ServerView
 from ...scheduling.budget import TOKEN_ROUNDING, LocalBudget
 from ...scheduling.limits import Limits
 from ._fallback import fit
-from ._lease import LeaseStore
+from ._lease import LeaseStore, Pot, covered_at
 from ._roundtrip import RoundTrip
 from ._tuning import (
     _FLUSH,
@@ -108,9 +112,13 @@ class SharedBudget(RoundTrip):
         self._fb_debt_base = [0.0, 0.0, 0.0]
         self._lease = [0.0, 0.0, 0.0]
         self._pending = [0.0, 0.0, 0.0]  # granted, paid for only at a later instant (pots)
-        self._pots: deque[tuple[float, tuple[float, float, float]]] = deque()
+        self._pots: deque[Pot] = deque()
         self._clamp = [_INF, _INF, _INF]  # min over readings of (ceiling - rate * t)
         self._proof = [_INF, _INF, _INF]  # the same for the lowest consistent reading
+        self._proof_from = -_INF  # readings of requests sent before this prove nothing
+        self._settle_at = _INF  # in the fallback: admit nothing from this instant
+        self._took = [0.0, 0.0, 0.0]  # granted lately (the burst's share is bounded by it)
+        self._took_at = now
         self._head: Cost | None = None
         self._used = [0.0, 0.0, 0.0]
         self._est = list(self._rate)  # this process's rate of consumption (optimistic at first)
@@ -149,7 +157,9 @@ class SharedBudget(RoundTrip):
         w = self.blocked_until - now if self.blocked_until > now else 0.0
         if self._mode != _SHARED:
             fb = self._fb
-            if fb is None:  # fallback="closed": nothing until Redis answers again
+            if fb is None or now >= self._settle_at:
+                # fallback="closed": nothing until Redis answers again; or Redis is back and
+                # the bucket it lost settles: nothing more from the fallback, rejoin next
                 self._want()
                 return max(w, self._store.breaker.retry_in(), self._hint)
             return max(w, fb.wait(fit(cost, fb), now))
@@ -160,13 +170,13 @@ class SharedBudget(RoundTrip):
                 break
         else:
             return w
-        if self._pots:  # slices on their way: the instant they are paid for
-            have = list(lease)
-            for at, pot in self._pots:
-                for i in self._dims:
-                    have[i] += pot[i]
-                if all(cost[i] <= have[i] + 1e-9 * self._cap[i] for i in self._dims):
-                    return max(w, at - now)
+        if self._pots:  # slices on their way: the instant they have paid for enough
+            at = now
+            for i in self._dims:
+                deficit = cost[i] - lease[i] - 1e-9 * self._cap[i]
+                at = max(at, covered_at(self._pots, i, deficit, now))
+            if at < _INF:
+                return max(w, at - now)
         self._head = cost
         self._want()
         return max(w, self._hint)
@@ -227,12 +237,12 @@ class SharedBudget(RoundTrip):
         # a refund (or a further charge) stays in the lease, at once usable here; what the
         # lease then holds beyond `_keep` goes back to the shared bucket with the next round
         # trip (the next slice asked for, or the return of an idle lease)
-        lease, used, keep = self._lease, self._used, self._keep
+        lease, used = self._lease, self._used
         excess = False
         for i in self._dims:
             lease[i] += cost[i]
             used[i] -= cost[i]  # the rate of slices is the net rate of consumption
-            if lease[i] > keep[i]:
+            if lease[i] > self._kept(i):
                 excess = True
         if excess and self._flush_at is None and not self._flush_due:
             # soon while others reserve ahead (the shared level is overdrawn): what this
@@ -315,7 +325,7 @@ class SharedBudget(RoundTrip):
             lo = base - (net[i] - before[i] - seen[i])
             if hi < self._clamp[i]:
                 self._clamp[i] = hi
-            if lo < self._proof[i]:
+            if lo < self._proof[i] and sent_at >= self._proof_from:
                 self._proof[i] = lo
         if refused or self._cold:
             self._urgent = True  # the shared level is wrong (a 429) or unproven: tell Redis now
@@ -374,12 +384,18 @@ class SharedBudget(RoundTrip):
         self._gate = gate
 
     def _ripen(self, now: float) -> None:
+        """Move what the refill has paid for of the pots into the lease."""
         pots = self._pots
-        while pots and pots[0][0] <= now:
-            _, pot = pots.popleft()
+        if not pots:
+            return
+        lease, pending = self._lease, self._pending
+        for pot in pots:
             for i in self._dims:
-                self._lease[i] += pot[i]
-                self._pending[i] -= pot[i]
+                paid = pot.release(i, now)
+                lease[i] += paid
+                pending[i] -= paid
+        while pots and pots[0].done(now):
+            pots.popleft()
         if not pots:
             self._pending = [0.0, 0.0, 0.0]
 

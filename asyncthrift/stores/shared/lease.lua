@@ -16,7 +16,8 @@
 -- then ARGV[26] lease lifetime (s), ARGV[27..29] what the process holds after this call's
 -- give and before its grant (its lease and grants not yet paid for), ARGV[30..32] what it
 -- held when Redis became unreachable (its fallback started from it; else 0), ARGV[33] the
--- bucket's epoch and ARGV[34] its sequence number as this process last saw them ("" none).
+-- bucket's epoch and ARGV[34] its sequence number as this process last saw them ("" none),
+-- ARGV[35] how long a bucket that Redis lost settles before its level is proven (s).
 --
 -- Leases expire: the bucket records what each process holds (field h:<id>, "r i o until")
 -- and gives back to the level what a process holds that has not called for `lifetime`
@@ -32,9 +33,20 @@
 -- it grants one probe request at a time until a server reading proves a level (`proof`) or
 -- a period has passed; a full bucket is never assumed.
 --
+-- A bucket missing (or older than its snapshot) for a process that saw it before is not
+-- new: Redis lost it while processes hold leases from before and admit from their fallback
+-- shares. It is cold and *settles* for ARGV[35] seconds: no probe is granted, so no reading
+-- proves it, until every process has had time to find Redis back and stop its fallback at
+-- the settle instant (each is told how long is left); the first probe goes after it, and its
+-- proof is lowered by what the other processes' records say they still hold.
+--
 -- Returns {status, granted x3, ready, retry, processes seen (within a period), level x3,
 -- processes active (asked within twice the horizon), paid x3 (the part of each grant the
--- level pays for now: usable at once, the rest at `ready`), epoch, sequence}; numbers as
+-- level pays for now: usable at once, the rest at `ready`), epoch, sequence, settle (seconds
+-- until a lost bucket has settled: a process in its fallback keeps it until then, no
+-- longer), from x3 (seconds until the refill starts paying for the rest of each dimension's
+-- grant, the level it was taken from back at zero; it pays evenly from then to `ready`)};
+-- numbers as
 -- strings
 -- (Lua numbers are truncated to integers on the way out). Status: 0 granted (or nothing
 -- asked), 1 probe granted (cold), 2 refused (retry after `retry` s), 3 refused (cold).
@@ -47,20 +59,30 @@ local probe_wait = tonumber(ARGV[4])
 
 local pid = ARGV[1]
 local lifetime = tonumber(ARGV[26])
-local f = redis.call('HMGET', KEYS[1], 'l1', 'l2', 'l3', 'ts', 'cold', 'probe', 'epoch', 'seq')
+local f = redis.call('HMGET', KEYS[1], 'l1', 'l2', 'l3', 'ts', 'cold', 'probe', 'epoch', 'seq',
+  'settle')
+local lost = false
 if f[4] and f[7] == ARGV[33] and ARGV[34] ~= '' and tonumber(f[8]) < tonumber(ARGV[34]) then
   -- older than this process saw it: restored from a snapshot; start again, cold
   redis.call('DEL', KEYS[1])
-  f = {false, false, false, false, false, false, false, false}
+  f = {false, false, false, false, false, false, false, false, false}
+  lost = true
 end
 local level = {0, 0, 0}
 local cold, probe, fresh, epoch, seq
+local settle = tonumber(f[9] or '0')
 if not f[4] then
   fresh = true
   cold = now + period
   probe = 0
   epoch = tostring(now) .. ':' .. pid
   seq = 0
+  if lost or ARGV[33] ~= '' then
+    -- this process saw the bucket before: Redis lost it, others may still admit from
+    -- their fallback shares; settle before a probe proves the level
+    settle = now + tonumber(ARGV[35])
+    probe = settle
+  end
 else
   epoch = f[7] or ''
   seq = tonumber(f[8] or '0')
@@ -81,6 +103,7 @@ if cold > 0 and now >= cold then cold = 0 end
 
 -- expired leases: what processes silent for `lifetime` held goes back to the level
 local mine = nil
+local others = {0, 0, 0}  -- what the other processes' live records say they hold
 if not fresh then
   local fields = redis.call('HGETALL', KEYS[1])
   for k = 1, #fields, 2 do
@@ -97,6 +120,8 @@ if not fresh then
             if cap > 0 then level[d] = math.min(cap, level[d] + r[d]) end
           end
           redis.call('HDEL', KEYS[1], name)
+        else
+          for d = 1, 3 do others[d] = others[d] + r[d] end
         end
       end
     end
@@ -121,8 +146,10 @@ for d = 1, 3 do
         level[d] = level[d] - tonumber(ARGV[26 + d]) - tonumber(ARGV[29 + d])
       end
     end
-    if cold > 0 and ARGV[b + 6] ~= '' then
-      level[d] = math.max(level[d], math.min(cap, tonumber(ARGV[b + 6])))
+    if cold > 0 and ARGV[b + 6] ~= '' and now >= settle then
+      -- the reading's level less what the others still hold (their leases from before a
+      -- loss, a probe of their own): this process's own holds are out of it already
+      level[d] = math.max(level[d], math.min(cap, tonumber(ARGV[b + 6])) - others[d])
       proved = true
     end
     if ARGV[b + 5] ~= '' then
@@ -134,6 +161,7 @@ if proved then cold = 0 end
 
 local granted = {0, 0, 0}
 local paid = {0, 0, 0}  -- of `granted`, what the level pays for now (the rest at `ready`)
+local from = {0, 0, 0}  -- when the refill starts paying for the rest (the level back at 0)
 local status, ready, retry = 0, 0, 0
 local asking = false
 for d = 1, 3 do
@@ -158,11 +186,14 @@ if asking and cold > 0 then
 elseif asking then
   -- all-or-nothing: the needs must fit within the level plus `horizon` of refill; the part
   -- asked beyond the need shrinks, per dimension, to what is left of it
+  -- a need (the head waiting in the process) beyond the horizon is still granted, alone,
+  -- up to a second horizon: it waits for its instant in the process instead of asking
+  -- again at it (a refusal is a wasted call, and another process may take that instant)
   local ok = true
   for d = 1, 3 do
     if caps[d] > 0 then
       local rate = caps[d] / period
-      local avail = level[d] + rate * horizon
+      local avail = level[d] + rate * 2 * horizon
       if need[d] > avail then
         ok = false
         retry = math.max(retry, (need[d] - avail) / rate)
@@ -180,6 +211,7 @@ elseif asking then
         -- nothing from (however overdrawn by others) does not hold it up
         if g > 0 then
           paid[d] = math.max(0, math.min(g, level[d]))
+          from[d] = math.max(0, -level[d]) / (caps[d] / period)
           level[d] = level[d] - g
           if level[d] < 0 then
             ready = math.max(ready, -level[d] / (caps[d] / period))
@@ -195,7 +227,7 @@ end
 seq = seq + 1
 redis.call('HSET', KEYS[1], 'l1', tostring(level[1]), 'l2', tostring(level[2]),
   'l3', tostring(level[3]), 'ts', tostring(now), 'cold', tostring(cold), 'probe', tostring(probe),
-  'epoch', epoch, 'seq', tostring(seq))
+  'epoch', epoch, 'seq', tostring(seq), 'settle', tostring(settle))
 -- the record stays while the process calls, holding nothing or not: a record gone is a
 -- lease given back
 local holds = {}
@@ -222,4 +254,5 @@ local active = redis.call('ZCOUNT', KEYS[2], now - window, '+inf')
 return {tostring(status), tostring(granted[1]), tostring(granted[2]), tostring(granted[3]),
   tostring(ready), tostring(retry), tostring(n),
   tostring(level[1]), tostring(level[2]), tostring(level[3]), tostring(active),
-  tostring(paid[1]), tostring(paid[2]), tostring(paid[3]), epoch, tostring(seq)}
+  tostring(paid[1]), tostring(paid[2]), tostring(paid[3]), epoch, tostring(seq),
+  tostring(math.max(0, settle - now)), tostring(from[1]), tostring(from[2]), tostring(from[3])}
