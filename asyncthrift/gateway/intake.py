@@ -10,7 +10,6 @@ waiting in the queue frees its place (and the library gives its reservation back
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
@@ -186,20 +185,51 @@ async def until_disconnect(receive: Receive, work: Awaitable[_T]) -> _T:
     """Run `work`; if the client disconnects first, cancel it (a queued call leaves its lane
     and gives its reservation back; a sent one is settled by the library) and raise
     `ClientGone`. Call it only once the body has been read: `receive` then yields nothing but
-    ``http.disconnect``."""
-    task = asyncio.ensure_future(work)
-    watcher = asyncio.ensure_future(_disconnected(receive))
+    ``http.disconnect``.
+
+    `work` runs in this task (one watcher task beside it, no task of its own and no
+    ``asyncio.wait``: a request's answer comes back in fewer turns of the loop); the watcher
+    cancels this task when the client leaves, and that cancellation, and only that one,
+    becomes `ClientGone`."""
+    this = asyncio.current_task()
+    if this is None:  # not in a task (never under an ASGI server): nothing to cancel
+        return await work
+    watch = _Watch(this)
+    watcher = asyncio.ensure_future(watch.run(receive))
     try:
-        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        return await work
+    except asyncio.CancelledError:
+        if watch.gone and watch.take_back():
+            raise ClientGone from None
+        raise
     finally:
-        if not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
         watcher.cancel()
-    if task.cancelled():
-        raise ClientGone
-    return task.result()
+        watch.take_back()  # the client left as `work` ended by itself: nothing to cancel
+
+
+class _Watch:
+    """Cancels `task` when the client disconnects; `take_back` withdraws that cancellation
+    once (so a later wait in the same task is not cut short by it)."""
+
+    __slots__ = ("gone", "pending", "task")
+
+    def __init__(self, task: asyncio.Task[Any]) -> None:
+        self.task = task
+        self.gone = False
+        self.pending = False
+
+    async def run(self, receive: Receive) -> None:
+        await _disconnected(receive)
+        self.gone = self.pending = True
+        self.task.cancel()
+
+    def take_back(self) -> bool:
+        """True if this watch had cancelled the task (and now no longer has)."""
+        if not self.pending:
+            return False
+        self.pending = False
+        self.task.uncancel()
+        return True
 
 
 async def _disconnected(receive: Callable[[], Awaitable[Any]]) -> None:
