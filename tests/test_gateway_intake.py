@@ -155,13 +155,41 @@ async def test_a_failure_settles_the_grant_once(
     assert exchange.log["outcome"] == status
 
 
-async def test_an_answer_settles_its_usage_even_if_its_sending_was_not_seen() -> None:
-    """A packed request goes out in the packer's task (no hook in this context sees it
-    sent): its answer's usage is still what the client's quota is settled with."""
+@pytest.mark.parametrize(
+    ("admitted", "packing", "expected"),
+    [
+        # admitted by the scheduler here, its sending seen elsewhere: settled to its usage
+        (True, False, ("settle", (12, 30, 0.002))),
+        # neither admitted nor sent, no packing: a cache hit or a twin of a call in flight,
+        # which cost the upstream and the bill nothing: nothing is charged
+        (False, False, ("release", (0, 0, 0.0))),
+        # with --pack a packed request goes out in the packer's task (no hook here sees it
+        # admitted or sent): an answer with usage is charged, so a quota never leaks
+        (False, True, ("settle", (12, 30, 0.002))),
+    ],
+)
+async def test_an_answer_is_charged_unless_it_never_reached_the_upstream(
+    admitted: bool, packing: bool, expected: tuple[str, tuple[int, int, float]]
+) -> None:
     grant = _Grant()
     exchange = _exchange(grant, sent=False)
+    exchange.admitted, exchange.packing = admitted, packing
     await exchange.finish(200, input_tokens=12, output_tokens=30, cost_usd=0.002)
-    assert grant.calls == [("settle", (12, 30, 0.002))]
+    assert grant.calls == [expected]
+
+
+async def test_count_tokens_and_batches_keep_what_they_held_once_answered() -> None:
+    """Their answers carry no usage: the hold is the charge (a refusal gives it back)."""
+    grant = _Grant()
+    exchange = _exchange(grant, sent=False)
+    exchange.keep_held = True
+    await exchange.finish(200)
+    assert grant.calls == [("settle", (100, 50, 0.01))]
+    refused = _Grant()
+    exchange = _exchange(refused, sent=False)
+    exchange.keep_held = True
+    await exchange.fail(400, "invalid")
+    assert refused.calls == [("release", (0, 0, 0.0))]
 
 
 @pytest.mark.looptime

@@ -98,14 +98,26 @@ function tiles(items) {
     return t;
   });
 }
+const SHARED = {
+  shared: 'shared through Redis', closed: 'shared budget closed',
+  fallback: "Redis unreachable: this replica's fallback share",
+};
 function budgets(list) {
   if (!list || !list.length) return [el('div', 'empty', 'no budget yet (no request so far)')];
   return list.map(b => {
     const d = el('div', 'budget'), name = el('div', 'name', b.name);
     if (b.model_class && b.model_class !== b.name) name.append(el('small', '', b.model_class));
     if (b.blocked_s > 0) name.append(el('small', '', 'blocked ' + secs(b.blocked_s)));
+    if (b.shared) name.append(el('small', '', SHARED[b.shared] || b.shared));
     d.append(name);
     for (const l of b.limits) {
+      if (l.lease !== undefined) {  // shared: the bucket is in Redis; this replica's lease
+        const row = el('div', 'bar');
+        const txt = num.format(Math.max(0, l.lease)) + ' leased here of ' + num.format(l.capacity);
+        row.append(el('span', 'dim', l.dim), bar(l.lease / l.capacity), el('span', 'txt', txt));
+        d.append(row);
+        continue;
+      }
       const used = l.capacity - l.level, row = el('div', 'bar');
       const txt = num.format(Math.max(0, used)) + ' / ' + num.format(l.capacity) + ' used';
       row.append(el('span', 'dim', l.dim), bar(used / l.capacity), el('span', 'txt', txt));

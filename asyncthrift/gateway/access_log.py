@@ -1,24 +1,43 @@
 """One structured line per request (``asyncthrift.gateway.access`` logger), written when its
 last byte is sent: method, path (no query), status, outcome (the gateway's view: 499 for a
 client gone mid-stream), client name, lane, total time, tokens, the upstream's
-``request-id``. Never a key, a header value or a body; the
-handler `serve` installs also redacts anything key-shaped that would reach it anyway
-(`asyncthrift.observability.request_log.RedactingFilter`).
+``request-id``. Never a key, a header value or a body.
+
+It is written on every request, so it is kept cheap: `AccessLog` checks the level before
+building anything (and skips the logger's caller lookup), and `AccessLineHandler` (the
+handler `serve` gives this logger) writes the line as one JSON object, redacting only the
+strings that can carry a request's or the upstream's text (message, method, path,
+request-id: `asyncthrift.observability.request_log.redact`, key patterns and every
+configured key) instead of the general handler's scrubbing of every field and the message
+twice (about 19 µs against 22-30 µs per request, see bench/RESULTS.md).
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 import time
-from collections.abc import MutableMapping
-from typing import Any, Final
+from collections.abc import Iterable, MutableMapping
+from typing import IO, Any, Final
 
+import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["FIELDS_KEY", "AccessLog", "fields_of"]
+from ..observability.request_log import redact
+
+__all__ = ["FIELDS_KEY", "AccessLineHandler", "AccessLog", "fields_of"]
 
 #: Where the handlers leave the access log's fields in the ASGI scope.
 FIELDS_KEY: Final = "asyncthrift.gateway.fields"
+
+#: Attributes every LogRecord has; anything else was passed as ``extra=``.
+_STANDARD: Final = frozenset(
+    logging.LogRecord("", 0, "", 0, "", None, None).__dict__.keys() | {"message", "asctime"}
+)
+
+
+#: Fields whose strings the gateway writes itself (never a request's or upstream's text).
+_OURS: Final = frozenset({"ts", "level", "logger", "client", "lane"})
 
 
 def fields_of(scope: MutableMapping[str, Any]) -> dict[str, Any]:
@@ -71,4 +90,42 @@ class AccessLog:
         line.update(fields)
         if "request_id" in seen:
             line["request_id"] = seen["request_id"]
-        self.logger.log(level, "%s %s %s", line["method"], line["path"], status, extra=line)
+        # `makeRecord` + `handle`: `Logger.log` would also walk the stack to find the caller
+        logger = self.logger
+        message = f"{line['method']} {line['path']} {status}"
+        logger.handle(logger.makeRecord(logger.name, level, "", 0, message, (), None, extra=line))
+
+
+class AccessLineHandler(logging.Handler):
+    """Writes each record as one JSON line (``ts``, ``level``, ``logger``, ``message`` and
+    the extra fields, as `asyncthrift.observability.request_log.JsonFormatter` does), every
+    string that may carry outside text redacted: `secrets` and key patterns never reach
+    `stream`."""
+
+    def __init__(self, stream: IO[str] | None = None, secrets: Iterable[str] = ()) -> None:
+        super().__init__()
+        self.stream = stream if stream is not None else sys.stderr
+        self.secrets = [s for s in secrets if s]
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            out: dict[str, Any] = {
+                "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+                + f".{int(record.msecs):03d}Z",
+                "level": record.levelname,
+                "logger": record.name,
+                "message": record.getMessage(),
+            }
+            for key, value in record.__dict__.items():
+                if key not in _STANDARD and key not in out:
+                    out[key] = value
+            for key, value in out.items():  # values only: the line stays JSON, keys intact
+                if isinstance(value, str) and key not in _OURS:
+                    # the key patterns first: `redact` replaces exact secrets first, and a
+                    # short secret inside a key would hide the rest of it from the patterns
+                    out[key] = redact(redact(value), self.secrets)
+            text = orjson.dumps(out, default=repr).decode()
+            self.stream.write(text + "\n")
+            self.stream.flush()
+        except Exception:
+            self.handleError(record)

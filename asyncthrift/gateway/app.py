@@ -31,6 +31,7 @@ from .exchange import Exchange, ExchangeObserver
 from .inflight import InFlight
 from .intake import ClientGone, take_in
 from .messages import count_tokens, create_message
+from .metering import Meter, batch_charge, count_charge, message_charge
 from .quotas import ClientQuotas
 from .status import gateway_status, ops_routes
 from .telemetry import GatewayTelemetry
@@ -72,6 +73,10 @@ class Gateway:
     @property
     def max_wait(self) -> float:
         return self.config.max_wait
+
+    @property
+    def packing(self) -> bool:
+        return self.config.pack
 
     def open(self) -> None:
         if self._thrift is None:
@@ -135,7 +140,9 @@ def build_thrift(config: GatewayConfig, observer: ExchangeObserver) -> Thrift:
     )
 
 
-def _endpoint(handler: Handler, *, metered: bool = False) -> Callable[[Request], Awaitable[Any]]:
+def _endpoint(
+    handler: Handler, *, meter: Meter | None = None
+) -> Callable[[Request], Awaitable[Any]]:
     """`handler` behind the intake, counted in flight, its failures in the API's envelope."""
 
     async def endpoint(request: Request) -> Response:
@@ -143,7 +150,7 @@ def _endpoint(handler: Handler, *, metered: bool = False) -> Callable[[Request],
         ticket = gateway.inflight.enter()
         exchange: Exchange | None = None
         try:
-            exchange = await take_in(request, gateway, metered=metered)
+            exchange = await take_in(request, gateway, meter=meter)
             response = await handler(request, gateway, exchange)
             if not isinstance(response, StreamingResponse):
                 await exchange.finish(response.status_code)
@@ -193,11 +200,15 @@ def api_routes() -> list[BaseRoute]:
     batch = "/v1/messages/batches"
     return [
         Route("/healthz", healthz, methods=["GET"]),
-        Route("/v1/messages", _endpoint(create_message, metered=True), methods=["POST"]),
-        Route("/v1/messages/count_tokens", _endpoint(count_tokens), methods=["POST"]),
+        Route("/v1/messages", _endpoint(create_message, meter=message_charge), methods=["POST"]),
+        Route(
+            "/v1/messages/count_tokens",
+            _endpoint(count_tokens, meter=count_charge),
+            methods=["POST"],
+        ),
         Route("/v1/models", _endpoint(models), methods=["GET"]),
         Route("/v1/models/{model_id}", _endpoint(models), methods=["GET"]),
-        Route(batch, _endpoint(batch_create), methods=["POST"]),
+        Route(batch, _endpoint(batch_create, meter=batch_charge), methods=["POST"]),
         Route(batch, _endpoint(batch_list), methods=["GET"]),
         Route(batch + "/{batch_id}", _endpoint(batch_item), methods=["GET", "DELETE"]),
         Route(batch + "/{batch_id}/cancel", _endpoint(batch_item), methods=["POST"]),

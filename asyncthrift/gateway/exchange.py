@@ -68,6 +68,13 @@ class Exchange:
     log: dict[str, Any] = field(default_factory=dict)
     #: what the client's quota holds for it: (input estimate, max_tokens, worst dollars)
     held: tuple[int, int, float] = (0, 0, 0.0)
+    #: charge `held` itself once answered (count_tokens, a batch: no usage to settle to)
+    keep_held: bool = False
+    #: the scheduler admitted it (in this context): it was not a cache hit or a twin
+    admitted: bool = False
+    #: the gateway packs (``--pack``): a packed request is sent from the packer's task, so
+    #: an answer seen neither admitted nor sent here may still have been sent
+    packing: bool = False
     _settled: bool = False
 
     @property
@@ -87,8 +94,10 @@ class Exchange:
         """Settle the quota grant and count the outcome, once (later calls do nothing);
         `refused`: the gateway answered it itself (why: "deadline", "disconnected", ...).
 
-        A request with no usage that was never sent upstream gives its whole grant back; any
-        other is settled with what it used (see `fail` for a failure)."""
+        A request the scheduler admitted or sent is settled with what it used; count_tokens
+        and a batch (`keep_held`) are charged what they held; a request never admitted nor
+        sent (a cache hit, a twin of a call in flight, a refusal) gives its whole grant back,
+        unless packing may have sent it unseen (see `fail` for a failure)."""
         if self._settled:
             return
         self._settled = True
@@ -110,15 +119,17 @@ class Exchange:
         grant, self.grant = self.grant, None
         if grant is None:
             return
-        # an answer's usage is settled even when this context did not see it sent: a packed
-        # request goes out in the packer's task, and a cache hit is charged as if sent (the
-        # answer does not say which it was; charging it never lets a quota leak)
-        if not self.sent and not (input_tokens or output_tokens or cost_usd):
-            await grant.release()
-        else:
+        if self.keep_held and status < 400:
+            tokens_in, tokens_out, dollars = self.held
+            await grant.settle(input_tokens=tokens_in, output_tokens=tokens_out, cost_usd=dollars)
+        elif self.sent or self.admitted or (self.packing and (input_tokens or output_tokens)):
             await grant.settle(
                 input_tokens=input_tokens, output_tokens=output_tokens, cost_usd=cost_usd
             )
+        else:
+            # never sent: refused, or answered by the cache or a twin in flight (no call, no
+            # bill: a quota protects the upstream and the bill, so nothing is charged)
+            await grant.release()
 
     async def fail(self, status: int, reason: str) -> None:
         """A failure the gateway answers (`reason`: `GatewayError.reason`). Sent upstream
@@ -165,6 +176,7 @@ class ExchangeObserver(Observer):
         if exchange is None:
             return
         exchange.queued_s += waited
+        exchange.admitted = exchange.admitted or error is None
         if self.telemetry is not None:
             self.telemetry.left_queue(
                 exchange.client.name, exchange.lane, waited=waited, admitted=error is None

@@ -10,7 +10,6 @@ waiting in the queue frees its place (and the library gives its reservation back
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
@@ -19,12 +18,11 @@ import orjson
 from starlette.requests import Request
 from starlette.types import Receive
 
-from ..core.prices import cost_usd
-from ..core.tokens import estimate_input_tokens
 from .access_log import fields_of
 from .clients import LANES, ClientDirectory, GatewayClient, Lane
 from .errors import GatewayError
 from .exchange import Exchange, Telemetry
+from .metering import Meter
 from .quotas import QuotaGrant, QuotaRefusal
 
 __all__ = ["ClientGone", "Quotas", "read_body", "take_in", "until_disconnect"]
@@ -62,13 +60,16 @@ class Intake(Protocol):
     def quotas(self) -> Quotas | None: ...
     @property
     def telemetry(self) -> Telemetry | None: ...
+    @property
+    def packing(self) -> bool: ...
 
 
-async def take_in(request: Request, gateway: Intake, *, metered: bool = True) -> Exchange:
+async def take_in(request: Request, gateway: Intake, *, meter: Meter | None = None) -> Exchange:
     """The request's `Exchange`, or a `GatewayError` saying why it is refused.
 
-    `metered`: the call spends the client's quota (a message); count_tokens, models and
-    batches are authenticated and limited in size only."""
+    `meter`: what the call takes from the client's quota and spend cap
+    (`asyncthrift.gateway.metering`: a message, count_tokens, a batch); None: models and
+    the other batch calls, authenticated and limited in size only."""
     if gateway.draining:
         raise GatewayError(503, "The gateway is draining; retry", retry_after=1.0, reason="drain")
     client = gateway.directory.authenticate(request.headers)
@@ -85,22 +86,23 @@ async def take_in(request: Request, gateway: Intake, *, metered: bool = True) ->
         body=_json_object(body) if body else {},
         telemetry=gateway.telemetry,
         log=fields,
+        packing=gateway.packing,
     )
-    if metered and gateway.quotas is not None:
-        await _admit_quota(gateway.quotas, exchange)
+    if meter is not None and gateway.quotas is not None:
+        await _admit_quota(gateway.quotas, exchange, meter)
     return exchange
 
 
-async def _admit_quota(quotas: Quotas, exchange: Exchange) -> None:
+async def _admit_quota(quotas: Quotas, exchange: Exchange, meter: Meter) -> None:
     """Ask the client's quota (never waits); a refusal is the gateway's own 429."""
-    body = exchange.body
-    max_tokens = body.get("max_tokens")
-    out = max_tokens if isinstance(max_tokens, int) and max_tokens > 0 else 0
-    estimate = math.ceil(estimate_input_tokens(body))
-    worst = cost_usd(exchange.model, estimate, out)
-    exchange.held = (estimate, out, worst)
+    charge = meter(exchange.body)
+    exchange.held = (charge.input_tokens, charge.max_tokens, charge.worst_usd)
+    exchange.keep_held = charge.keep
     answer = await quotas.admit(
-        exchange.client, input_tokens=estimate, max_tokens=out, worst_usd=worst
+        exchange.client,
+        input_tokens=charge.input_tokens,
+        max_tokens=charge.max_tokens,
+        worst_usd=charge.worst_usd,
     )
     if isinstance(answer, QuotaRefusal):  # the client's own quota or cap: the gateway's 429
         refusal = answer
@@ -186,20 +188,51 @@ async def until_disconnect(receive: Receive, work: Awaitable[_T]) -> _T:
     """Run `work`; if the client disconnects first, cancel it (a queued call leaves its lane
     and gives its reservation back; a sent one is settled by the library) and raise
     `ClientGone`. Call it only once the body has been read: `receive` then yields nothing but
-    ``http.disconnect``."""
-    task = asyncio.ensure_future(work)
-    watcher = asyncio.ensure_future(_disconnected(receive))
+    ``http.disconnect``.
+
+    `work` runs in this task (one watcher task beside it, no task of its own and no
+    ``asyncio.wait``: a request's answer comes back in fewer turns of the loop); the watcher
+    cancels this task when the client leaves, and that cancellation, and only that one,
+    becomes `ClientGone`."""
+    this = asyncio.current_task()
+    if this is None:  # not in a task (never under an ASGI server): nothing to cancel
+        return await work
+    watch = _Watch(this)
+    watcher = asyncio.ensure_future(watch.run(receive))
     try:
-        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        return await work
+    except asyncio.CancelledError:
+        if watch.gone and watch.take_back():
+            raise ClientGone from None
+        raise
     finally:
-        if not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
         watcher.cancel()
-    if task.cancelled():
-        raise ClientGone
-    return task.result()
+        watch.take_back()  # the client left as `work` ended by itself: nothing to cancel
+
+
+class _Watch:
+    """Cancels `task` when the client disconnects; `take_back` withdraws that cancellation
+    once (so a later wait in the same task is not cut short by it)."""
+
+    __slots__ = ("gone", "pending", "task")
+
+    def __init__(self, task: asyncio.Task[Any]) -> None:
+        self.task = task
+        self.gone = False
+        self.pending = False
+
+    async def run(self, receive: Receive) -> None:
+        await _disconnected(receive)
+        self.gone = self.pending = True
+        self.task.cancel()
+
+    def take_back(self) -> bool:
+        """True if this watch had cancelled the task (and now no longer has)."""
+        if not self.pending:
+            return False
+        self.pending = False
+        self.task.uncancel()
+        return True
 
 
 async def _disconnected(receive: Callable[[], Awaitable[Any]]) -> None:

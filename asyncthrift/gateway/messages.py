@@ -64,6 +64,11 @@ def sdk_kwargs(
     return kwargs
 
 
+def query_of(request: Request) -> Mapping[str, str] | None:
+    """The request's query (None when it has none: starlette would still parse it)."""
+    return request.query_params if request.scope.get("query_string") else None
+
+
 def _options(exchange: Exchange) -> dict[str, Any]:
     return {"priority": exchange.lane, "deadline": exchange.deadline}
 
@@ -74,7 +79,7 @@ def _request_id_headers(request_id: object) -> dict[str, str]:
 
 async def create_message(request: Request, gateway: Serving, exchange: Exchange) -> Response:
     """``POST /v1/messages``: the answer, or (``"stream": true``) its event stream."""
-    kwargs = sdk_kwargs(exchange.body, CREATE_PARAMS, request.headers, request.query_params)
+    kwargs = sdk_kwargs(exchange.body, CREATE_PARAMS, request.headers, query_of(request))
     kwargs.pop("stream", None)
     if exchange.body.get("stream") is True:
         return await _stream(request, gateway, exchange, kwargs)
@@ -202,7 +207,7 @@ class _StreamUsage:
 
 async def count_tokens(request: Request, gateway: Serving, exchange: Exchange) -> Response:
     """``POST /v1/messages/count_tokens``: on count_tokens' own budget; the upstream's bytes."""
-    kwargs = sdk_kwargs(exchange.body, COUNT_PARAMS, request.headers, request.query_params)
+    kwargs = sdk_kwargs(exchange.body, COUNT_PARAMS, request.headers, query_of(request))
     raw = gateway.thrift.messages.with_raw_response.count_tokens(**kwargs, **_options(exchange))
     response = await until_disconnect(request.receive, raw)
     content = await response.read()

@@ -24,6 +24,7 @@ import uvicorn
 from ..errors import InvalidArgument
 from ..observability.request_log import configure_logging
 from ..tools._run import run_async
+from .access_log import AccessLineHandler
 from .app import Gateway, build_app
 from .config import DEFAULT_MAX_BODY, ENV_PREFIX, GatewayConfig
 
@@ -99,7 +100,7 @@ async def serve(config: GatewayConfig, *, ready_file: Path | None = None) -> Non
             "(loopback only; give --client-key or a --keys-file to bind another host)",
             config.host,
         )
-    access = logging.getLogger("asyncthrift.gateway.access") if config.access_log else None
+    access = _access_logger(config.secrets) if config.access_log else None
     app = build_app(gateway, access_log=access)
     family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
     sock = socket.create_server((config.host, config.port), family=family)
@@ -122,6 +123,17 @@ async def serve(config: GatewayConfig, *, ready_file: Path | None = None) -> Non
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
         log.info("gateway: stopped")
+
+
+def _access_logger(secrets: tuple[str, ...]) -> logging.Logger:
+    """The access log's logger, with its own cheap handler (`AccessLineHandler`) on stderr
+    instead of the general redacting one (it does not propagate to it)."""
+    access = logging.getLogger("asyncthrift.gateway.access")
+    for old in [h for h in access.handlers if isinstance(h, AccessLineHandler)]:
+        access.removeHandler(old)
+    access.addHandler(AccessLineHandler(sys.stderr, secrets))
+    access.propagate = False
+    return access
 
 
 class _DrainingServer(uvicorn.Server):

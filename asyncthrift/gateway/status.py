@@ -26,6 +26,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from ..scheduling.budget import LocalBudget
+from ..stores.shared import SharedBudget
 from ._status_page import PAGE
 from .telemetry import GatewayTelemetry
 
@@ -111,26 +113,51 @@ def gateway_status(
 
 def budget_levels(thrift: Thrift) -> list[dict[str, Any]]:
     """Each budget's buckets as {dim, level, capacity} (level: what is free now; negative
-    while in debt), read with ``peek`` so looking never changes them."""
+    while in debt), read with ``peek`` so looking never changes them.
+
+    A shared budget (``--shared``) admits from a lease it takes from Redis, not from its
+    local buckets (always full there): its row says so (``shared``: "shared", "fallback" or
+    "closed") and gives, per limit, the lease this replica holds (``lease``) beside the
+    limit; in fallback (Redis unreachable) the fallback's own buckets, as a local budget's.
+    The shared level itself is in Redis: the budget does not expose its last reading."""
     now = thrift.now()
     rows: list[dict[str, Any]] = []
     for model_class, members in sorted(thrift.budgets().items()):
         for budget in members:
-            limits = []
-            for dim, bucket in zip(_DIMENSIONS, budget.buckets, strict=False):
-                if bucket is not None:
-                    limits.append(
-                        {"dim": dim, "level": bucket.peek(now), "capacity": bucket.capacity}
-                    )
-            rows.append(
-                {
-                    "name": budget.name or model_class,
-                    "model_class": model_class,
-                    "blocked_s": max(0.0, budget.blocked_until - now),
-                    "limits": limits,
-                }
-            )
+            row = {
+                "name": budget.name or model_class,
+                "model_class": model_class,
+                "blocked_s": max(0.0, budget.blocked_until - now),
+                "limits": _bucket_levels(budget, now),
+            }
+            if isinstance(budget, SharedBudget):
+                row["shared"] = budget.mode
+                fallback = budget.fallback
+                if fallback is not None:
+                    row["limits"] = _bucket_levels(fallback, now)
+                elif budget.mode == "shared":
+                    row["limits"] = _lease_levels(budget, now)
+            rows.append(row)
     return rows
+
+
+def _bucket_levels(budget: LocalBudget, now: float) -> list[dict[str, Any]]:
+    return [
+        {"dim": dim, "level": bucket.peek(now), "capacity": bucket.capacity}
+        for dim, bucket in zip(_DIMENSIONS, budget.buckets, strict=False)
+        if bucket is not None
+    ]
+
+
+def _lease_levels(budget: SharedBudget, now: float) -> list[dict[str, Any]]:
+    """Per limit: this replica's lease (its share of the shared bucket, held here now)."""
+    limits = budget.limits
+    caps = (limits.rpm, limits.itpm, limits.otpm)
+    return [
+        {"dim": dim, "lease": lease, "capacity": cap}
+        for dim, lease, cap in zip(_DIMENSIONS, budget.peek(now), caps, strict=False)
+        if lease is not None and cap is not None
+    ]
 
 
 def normalized(body: dict[str, Any]) -> dict[str, Any]:
