@@ -260,3 +260,15 @@ def test_redact_patterns() -> None:
     assert redact("{'x-api-key': 'plain-key-123'}") == "{'x-api-key': '<redacted>'}"
     assert redact("custom token zzz", secrets=["zzz"]) == "custom token <redacted>"
     assert redact("nothing secret here") == "nothing secret here"
+
+
+def test_redact_a_short_secret_never_cuts_a_key_out_of_the_patterns_sight() -> None:
+    """A configured secret inside an ``sk-ant-`` key (or inside a longer secret) used to be
+    replaced first, leaving pieces of the key no pattern recognises."""
+    key = "sk-ant-api03-" + "k" * 30
+    for text in (f"upstream {key} failed", f"x-api-key: {key}"):
+        out = redact(text, secrets=["k"])
+        assert "kkkk" not in out, out
+    assert redact("a long-secret-value here", secrets=["long", "long-secret-value"]) == (
+        "a <redacted> here"
+    )

@@ -121,9 +121,7 @@ class AccessLineHandler(logging.Handler):
                     out[key] = value
             for key, value in out.items():  # values only: the line stays JSON, keys intact
                 if isinstance(value, str) and key not in _OURS:
-                    # the key patterns first: `redact` replaces exact secrets first, and a
-                    # short secret inside a key would hide the rest of it from the patterns
-                    out[key] = redact(redact(value), self.secrets)
+                    out[key] = redact(value, self.secrets)
             text = orjson.dumps(out, default=repr).decode()
             self.stream.write(text + "\n")
             self.stream.flush()

@@ -47,13 +47,18 @@ _STANDARD: Final = frozenset(
 
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
-    """`text` with API keys, auth header values and each of `secrets` masked."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, REDACTED)
+    """`text` with API keys, auth header values and each of `secrets` masked.
+
+    The key patterns go first and the exact secrets after them, longest first: replacing a
+    short configured secret first could cut an ``sk-ant-...`` key (or a longer secret that
+    contains it) into pieces no pattern recognises, and leave the rest of it in the text.
+    """
     text = _PATTERNS[0].sub(REDACTED, text)
     for pattern in _PATTERNS[1:]:
         text = pattern.sub(lambda m: m.group(1) + REDACTED, text)
+    for secret in sorted(secrets, key=len, reverse=True):
+        if secret:
+            text = text.replace(secret, REDACTED)
     return text
 
 
