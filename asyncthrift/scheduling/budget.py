@@ -96,6 +96,7 @@ class LocalBudget:
         "_exact_tokens",
         "_floor",
         "_foreign",
+        "_held_abandoned",
         "_history_floor",
         "_history_net",
         "_history_sent",
@@ -146,6 +147,8 @@ class LocalBudget:
         ]
         self._caps = self._capacities()
         self._sent = [0.0, 0.0, 0.0]
+        # output of abandoned answers still held here, to be given back (`hold_abandoned`)
+        self._held_abandoned = 0.0
         # the sent total of the take that started each dimension's hold (see take)
         self._hold_marks = [math.inf, math.inf, math.inf]
         # net charged (takes less refunds) so far, and (time, net) after each change: what we
@@ -170,6 +173,16 @@ class LocalBudget:
     @property
     def buckets(self) -> tuple[TokenBucket | None, ...]:
         return tuple(self._buckets)
+
+    def hold_abandoned(self, output_tokens: float) -> None:
+        """`output_tokens` of an abandoned answer stay charged here until a deferred refund
+        gives (most of) them back (`Reservation.abandon`); negative when it does.
+
+        The server may have refunded them already (it stopped the answer, or finished
+        it), so a reading may show them: the readings' lower bounds leave them out, or a
+        lift to such a bound and the deferred refund would count them twice.
+        """
+        self._held_abandoned = max(0.0, self._held_abandoned + output_tokens)
 
     def _capacities(self) -> tuple[float, float, float]:
         """Each dimension's capacity (inf = unlimited); refreshed whenever a bucket changes."""
@@ -411,10 +424,14 @@ class LocalBudget:
         budget does not know which. Its output reservation stays charged here until the
         answer would have completed (`Reservation.abandon`), so a reading in between may
         show the server above the local level by the unused part (the server stopped it, or
-        finished it already): that is a gap the other way, which lowers nothing. When the
-        reservation is then given back, all but the longest answer seen goes back, less
-        whatever readings lowered the level meanwhile (they may already count the server's
-        refund): the local level never runs ahead of a server that charged the answer.
+        finished it already): that is a gap the other way, which lowers nothing, and which
+        the readings' lower bounds leave out (`hold_abandoned`), so that no lift counts
+        that refund before the deferred one does. When the reservation is then given back,
+        all but the longest answer seen goes back, less whatever readings lowered the
+        level meanwhile (they may already count the server's refund): the local level
+        never runs ahead of a server that charged the answer, nor of one that stopped it.
+        When the answer would have completed is learnt from the answers seen (a cold
+        start's streamed probe first: `pipeline._answer_times.AnswerTimes`).
         """
         cold = self._probe_at is not None
         self._probe_at = None
@@ -570,8 +587,11 @@ class LocalBudget:
         level will read once the request is settled: rounded up, no refill since, less
         what it may not have seen (`unseen`: everything we took after this request at any
         instant its headers may describe, and what we took before it still on its way,
-        `Transit`) and what comes back to us (its unused reservation, any refused part)."""
+        `Transit`) and what comes back to us (its unused reservation, any refused part,
+        abandoned answers' output held here, `hold_abandoned`)."""
         floor = remaining - tolerance - unseen - uncharged - refundable
+        if i == 2:
+            floor -= self._held_abandoned  # perhaps refunded by the server already
         if i == 1:
             # the server charges its own input count, which our estimate may fall
             # short of (by the calibrator's largest margin) for every request that

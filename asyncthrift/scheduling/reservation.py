@@ -84,7 +84,12 @@ class Reservation:
         self._refunds.settled(self.budget, refund)
 
     def abandon(
-        self, until: float, keep: Callable[[], float], input_tokens: float | None = None
+        self,
+        until: float,
+        keep: Callable[[], float],
+        input_tokens: float | None = None,
+        recheck: Callable[[], float | None] | None = None,
+        pending: float | None = None,
     ) -> None:
         """The attempt was sent and then abandoned (cancelled, timed out, dropped, a stream
         closed early): the server may stop its answer at the disconnect or finish it and
@@ -98,10 +103,19 @@ class Reservation:
           `keep()` (the most output the answer could have had, asked then, when more
           answers have been seen) go back: by then the server has refunded at least that
           much, whether it stopped or finished;
+        - held out of the readings' lower bounds meanwhile (`LocalBudget.hold_abandoned`),
+          which would otherwise lift the level by a refund the server already made;
         - less whatever the server's headers took off the local output level meanwhile
           (`TokenBucket.lowered`): a reading that came after the server's own refund may
           already have pulled the local level down to a level that counts it, and giving
           it back again would run ahead of the server.
+
+        `pending`: the most the deferred refund will give back, as far as is known now
+        (None: all of the output), held out of the readings' lower bounds until then.
+
+        `recheck`, if given, is asked at `until` whether the answer would have completed
+        by now after all (None), or when to ask again: what is learnt of the answers' times
+        after the abandonment moves the instant, earlier or later.
 
         The reservation is settled now (the gate does not wait for it: `idle()` and closing
         never wait on the deferred part, which a closing gate drops, keeping it spent).
@@ -116,8 +130,18 @@ class Reservation:
         budget = self.budget
         seen = _output_bucket(budget)
         before = 0.0 if seen is None else seen.lowered
+        local = budget if isinstance(budget, LocalBudget) else None
+        held = c.output_tokens if pending is None else max(0.0, pending)
+        if local is not None:
+            local.hold_abandoned(held)
 
         def give_back() -> None:
+            again = None if recheck is None else recheck()
+            if again is not None:
+                refunds.later(again, give_back)
+                return
+            if local is not None:
+                local.hold_abandoned(-held)
             bucket = _output_bucket(budget)
             lowered = 0.0 if bucket is None else bucket.lowered
             if bucket is seen:
