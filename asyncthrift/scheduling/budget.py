@@ -147,8 +147,9 @@ class LocalBudget:
         ]
         self._caps = self._capacities()
         self._sent = [0.0, 0.0, 0.0]
-        # output of abandoned answers still held here, to be given back (`hold_abandoned`)
-        self._held_abandoned = 0.0
+        # output of abandoned answers still held here, to be given back, and the part of it
+        # a lift already credited (`hold_abandoned`)
+        self._held_abandoned = [0.0, 0.0]
         # the sent total of the take that started each dimension's hold (see take)
         self._hold_marks = [math.inf, math.inf, math.inf]
         # net charged (takes less refunds) so far, and (time, net) after each change: what we
@@ -176,13 +177,23 @@ class LocalBudget:
 
     def hold_abandoned(self, output_tokens: float) -> None:
         """`output_tokens` of an abandoned answer stay charged here until a deferred refund
-        gives (most of) them back (`Reservation.abandon`); negative when it does.
+        gives (most of) them back (`Reservation.abandon`, then `release_abandoned`).
 
         The server may have refunded them already (it stopped the answer, or finished
-        it), so a reading may show them: the readings' lower bounds leave them out, or a
-        lift to such a bound and the deferred refund would count them twice.
+        it), so a reading's lower bound may count them, and a lift to it and the deferred
+        refund would count them twice. So a lift is taken to credit these first (as far as
+        they go): the deferred refunds then give back that much less.
         """
-        self._held_abandoned = max(0.0, self._held_abandoned + output_tokens)
+        self._held_abandoned[0] += max(0.0, output_tokens)
+
+    def release_abandoned(self, output_tokens: float) -> float:
+        """The deferred refund of `output_tokens` held by `hold_abandoned` is due: how much
+        of it the readings' lifts have credited already (not to be given back again)."""
+        held = self._held_abandoned
+        credited = min(max(0.0, output_tokens), held[1])
+        held[1] -= credited
+        held[0] = max(0.0, held[0] - (output_tokens - credited))
+        return credited
 
     def _capacities(self) -> tuple[float, float, float]:
         """Each dimension's capacity (inf = unlimited); refreshed whenever a bucket changes."""
@@ -424,9 +435,9 @@ class LocalBudget:
         budget does not know which. Its output reservation stays charged here until the
         answer would have completed (`Reservation.abandon`), so a reading in between may
         show the server above the local level by the unused part (the server stopped it, or
-        finished it already): that is a gap the other way, which lowers nothing, and which
-        the readings' lower bounds leave out (`hold_abandoned`), so that no lift counts
-        that refund before the deferred one does. When the reservation is then given back,
+        finished it already): that is a gap the other way, which lowers nothing; a lift to
+        the readings' lower bounds is taken to credit it first (`hold_abandoned`), so that
+        the deferred refund does not count it again. When the reservation is then given back,
         all but the longest answer seen goes back, less whatever readings lowered the
         level meanwhile (they may already count the server's refund): the local level
         never runs ahead of a server that charged the answer, nor of one that stopped it.
@@ -568,6 +579,12 @@ class LocalBudget:
             level = bucket.level(now)
             rise = self._floor.rise(i, floor, level, now, self.limits.period, alone=alone)
             if rise > 0.0:
+                if i == 2:
+                    # perhaps an abandoned answer's refund, made by the server already
+                    held = self._held_abandoned
+                    credit = min(rise, held[0])
+                    held[0] -= credit
+                    held[1] += credit
                 bucket.give(rise, now)
                 changed = True
         return changed
@@ -587,11 +604,8 @@ class LocalBudget:
         level will read once the request is settled: rounded up, no refill since, less
         what it may not have seen (`unseen`: everything we took after this request at any
         instant its headers may describe, and what we took before it still on its way,
-        `Transit`) and what comes back to us (its unused reservation, any refused part,
-        abandoned answers' output held here, `hold_abandoned`)."""
+        `Transit`) and what comes back to us (its unused reservation, any refused part)."""
         floor = remaining - tolerance - unseen - uncharged - refundable
-        if i == 2:
-            floor -= self._held_abandoned  # perhaps refunded by the server already
         if i == 1:
             # the server charges its own input count, which our estimate may fall
             # short of (by the calibrator's largest margin) for every request that

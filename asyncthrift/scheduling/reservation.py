@@ -103,15 +103,15 @@ class Reservation:
           `keep()` (the most output the answer could have had, asked then, when more
           answers have been seen) go back: by then the server has refunded at least that
           much, whether it stopped or finished;
-        - held out of the readings' lower bounds meanwhile (`LocalBudget.hold_abandoned`),
-          which would otherwise lift the level by a refund the server already made;
+        - less what a lift to the readings' lower bounds credited meanwhile as the server's
+          refund of it (`LocalBudget.hold_abandoned`);
         - less whatever the server's headers took off the local output level meanwhile
           (`TokenBucket.lowered`): a reading that came after the server's own refund may
           already have pulled the local level down to a level that counts it, and giving
           it back again would run ahead of the server.
 
         `pending`: the most the deferred refund will give back, as far as is known now
-        (None: all of the output), held out of the readings' lower bounds until then.
+        (None: all of the output), which a lift meanwhile may credit (`hold_abandoned`).
 
         `recheck`, if given, is asked at `until` whether the answer would have completed
         by now after all (None), or when to ask again: what is learnt of the answers' times
@@ -140,13 +140,12 @@ class Reservation:
             if again is not None:
                 refunds.later(again, give_back)
                 return
-            if local is not None:
-                local.hold_abandoned(-held)
+            credited = 0.0 if local is None else local.release_abandoned(held)
             bucket = _output_bucket(budget)
             lowered = 0.0 if bucket is None else bucket.lowered
             if bucket is seen:
                 lowered -= before
-            amount = c.output_tokens - max(0.0, keep()) - lowered
+            amount = c.output_tokens - max(0.0, keep()) - lowered - credited
             if amount > 0:
                 refunds.give_back(budget, Cost(0, 0, amount))
 
