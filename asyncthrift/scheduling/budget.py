@@ -15,7 +15,7 @@ from .bucket import _EPS, ZERO, Cost, ServerView, TokenBucket
 from .floor import ReadingFloor
 from .foreign import ForeignShare
 from .limits import Limits
-from .transit import Transit
+from .transit import HORIZON, Transit
 
 __all__ = ["TOKEN_ROUNDING", "LocalBudget"]
 
@@ -69,7 +69,9 @@ class LocalBudget:
     after it — what the server had not yet seen when it wrote `-remaining`.
 
     `hold_bursts`: a take from a full bucket withholds refill until the server's first
-    answer to that burst (see `TokenBucket.hold`). Turn it off only for a budget no server
+    answer to that burst (see `TokenBucket.hold`), which credits it but for the first
+    `transit.HORIZON` seconds (the server's bucket may have sat full while the burst was on
+    its way) unless the answer's headers prove more. Turn it off only for a budget no server
     answers, such as a simulation of the scheduler alone.
 
     `cold_start`: the budget does not know what others spent from the key before it started
@@ -180,11 +182,21 @@ class LocalBudget:
         gives (most of) them back (`Reservation.abandon`, then `release_abandoned`).
 
         The server may have refunded them already (it stopped the answer, or finished
-        it), so a reading's lower bound may count them, and a lift to it and the deferred
-        refund would count them twice. So a lift is taken to credit these first (as far as
-        they go): the deferred refunds then give back that much less.
+        it), so a reading may count them: a lift to its lower bound, or a clamp to its
+        upper one, and the deferred refund would count them twice. So a reading that moves
+        the level is taken to credit these first (as far as they go), once: the deferred
+        refunds then give back that much less.
         """
         self._held_abandoned[0] += max(0.0, output_tokens)
+
+    def _credit_abandoned(self, amount: float) -> None:
+        """A reading set the output level (lifted or lowered it by `amount`) to a level
+        that may count the server's refund of abandoned output held here: that much of it,
+        as far as it goes, is taken as given back already (`release_abandoned`), once."""
+        held = self._held_abandoned
+        credit = min(amount, held[0])
+        held[0] -= credit
+        held[1] += credit
 
     def release_abandoned(self, output_tokens: float) -> float:
         """The deferred refund of `output_tokens` held by `hold_abandoned` is due: how much
@@ -424,7 +436,9 @@ class LocalBudget:
         pessimistic side lowered the level and nothing raised it: at the real 60 s period
         the client sat 1,400 output tokens (3 s of that limit) below the server to the end
         of the run. The hold after a burst ends crediting the withheld refill up to that
-        lower bound.
+        lower bound, or all of it but its first `transit.HORIZON` seconds (the longest a
+        request is assumed to take to reach the server, as the lower bounds assume),
+        whichever is more.
 
         The first answer after a cold start (see `cold_start`) is read the other way, at the
         lowest consistent reading: nothing is known yet, and one conservative round trip
@@ -435,12 +449,12 @@ class LocalBudget:
         budget does not know which. Its output reservation stays charged here until the
         answer would have completed (`Reservation.abandon`), so a reading in between may
         show the server above the local level by the unused part (the server stopped it, or
-        finished it already): that is a gap the other way, which lowers nothing; a lift to
-        the readings' lower bounds is taken to credit it first (`hold_abandoned`), so that
-        the deferred refund does not count it again. When the reservation is then given back,
-        all but the longest answer seen goes back, less whatever readings lowered the
-        level meanwhile (they may already count the server's refund): the local level
-        never runs ahead of a server that charged the answer, nor of one that stopped it.
+        finished it already): that is a gap the other way, which lowers nothing. A reading
+        that moves the level meanwhile (a lift to the readings' lower bounds, a clamp to
+        this one) may count that refund, so it is taken to credit the held output first,
+        once (`hold_abandoned`). When the reservation is then given back, all but the
+        longest answer seen goes back, less what readings credited: the local level never
+        runs ahead of a server that charged the answer, nor of one that stopped it.
         When the answer would have completed is learnt from the answers seen (a cold
         start's streamed probe first: `pipeline._answer_times.AnswerTimes`).
         """
@@ -541,11 +555,16 @@ class LocalBudget:
                 i, remaining, tolerance, unseen, uncharged[i], refundable, sent_at, now
             )
         if bucket.held and sent_mark[i] >= self._hold_marks[i]:
-            # the server answered the burst. Refill withheld meanwhile is credited only
-            # as far as this reading proves the server has it: its bucket may have sat
-            # full while the burst was on its way
+            # the server answered the burst. Refill withheld meanwhile is credited as far
+            # as this reading proves the server has it, or all but the first `HORIZON`
+            # seconds of it: its bucket may have sat full while the burst was on its way,
+            # which takes no longer than that (`Transit`). Waiting for the proof alone lost
+            # the whole answer's time of refill when answers take seconds (a cold start's
+            # burst at 2 s + 20 ms per token: 2.7 s of every limit, 4 % of the makespan)
             level = bucket.level(now)
-            bucket.release(now, up_to=level if floor is None else max(level, floor))
+            on_its_way = level + bucket.withheld(now) - bucket.rate * HORIZON
+            up_to = max(level, on_its_way) if floor is None else max(level, floor, on_its_way)
+            bucket.release(now, up_to=up_to)
             self._foreign.after_burst(i, now, self.limits.period)
         if remaining is None:
             return False
@@ -568,6 +587,8 @@ class LocalBudget:
         if bucket.clamp(ceiling, now):
             changed = True
             self._floor.lowered(i, level - ceiling)
+            if i == 2:  # to a level that may count an abandoned answer's refund already
+                self._credit_abandoned(level - ceiling)
             if refused and not cold:
                 # refused with our level above what the server reports: someone else
                 # spends faster than we thought (`ForeignShare.refused`)
@@ -579,12 +600,8 @@ class LocalBudget:
             level = bucket.level(now)
             rise = self._floor.rise(i, floor, level, now, self.limits.period, alone=alone)
             if rise > 0.0:
-                if i == 2:
-                    # perhaps an abandoned answer's refund, made by the server already
-                    held = self._held_abandoned
-                    credit = min(rise, held[0])
-                    held[0] -= credit
-                    held[1] += credit
+                if i == 2:  # perhaps an abandoned answer's refund, made by the server already
+                    self._credit_abandoned(rise)
                 bucket.give(rise, now)
                 changed = True
         return changed
