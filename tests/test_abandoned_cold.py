@@ -25,6 +25,9 @@ from anthropic.types import Message
 from asyncthrift import Limits, Thrift
 from asyncthrift.pipeline._answer_times import AnswerTimes
 from asyncthrift.pipeline.replay import replay_events
+from asyncthrift.scheduling.bucket import Cost, ServerView
+from asyncthrift.scheduling.budget import LocalBudget
+from asyncthrift.scheduling.scheduler import Gate
 from tests.fake_api import ok
 from tests.test_abandoned import MODEL, Server
 
@@ -198,3 +201,28 @@ async def test_the_short_answers_of_a_burst_still_running_are_not_firm() -> None
     # answers sent later and still running do not make the ended ones less representative
     times.started(object(), 5.0)
     assert times.firm
+
+
+async def test_a_reading_is_credited_once_across_abandoned_answers() -> None:
+    # two answers abandoned together, then a reading lowers the level (the server may have
+    # refunded them already): their deferred refunds leave that lowering out once between
+    # them, not once each
+    loop = asyncio.get_running_loop()
+    budget = LocalBudget(Limits(otpm=10_000, period=1e9), loop.time(), hold_bursts=False)
+    gate = Gate([budget])
+    first = await gate.acquire(Cost(1, 10, 1000))
+    second = await gate.acquire(Cost(1, 10, 1000))
+    first.abandon(loop.time() + 5.0, lambda: 100.0)
+    second.abandon(loop.time() + 5.0, lambda: 100.0)
+    await asyncio.sleep(1)
+    other = await gate.acquire(Cost(1, 10, 500))
+    view = ServerView(output_limit=10_000, output_remaining=7_201)  # below our 7_500
+    budget.observe(view, other.mark, other.sent_at, loop.time())
+    observed = budget.peek(loop.time())[2]
+    assert observed is not None
+    lowered = 7_500 - observed
+    assert 0 < lowered < 900
+    other.settle(10, 500)
+    await asyncio.sleep(6)
+    # 900 each (all but the longest answer), less the lowering once
+    assert budget.peek(loop.time())[2] == pytest.approx(observed + 1800 - lowered, abs=1)
