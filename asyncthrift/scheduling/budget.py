@@ -656,8 +656,15 @@ class LocalBudget:
             self._foreign.restart(i, now, bucket, self.limits.period)
             return remaining - tolerance - after
         # this request's unused reservation comes back to us once it is settled,
-        # and the reading may have it already (a non-streamed answer's at completion)
-        ceiling = remaining - tolerance + highest - uncharged[i] - refundable
+        # and the reading may have it already (a non-streamed answer's at completion):
+        # if its instant is the answer's end, within `HORIZON` of its arrival here; one
+        # from earlier in the flight (headers as of admission) does not have it. Taking
+        # it off every instant clamped such readings by the whole unused reservation
+        # (headers as of admission, 2 s + 20 ms/token: 2.5 times the lowering)
+        if refundable > 0.0:
+            early = self._highest_before(i, sent_at, now - HORIZON, now)
+            highest = max(highest - refundable, early)
+        ceiling = remaining - tolerance + highest - uncharged[i]
         # what the server had that neither we spent nor it still has: it grows at
         # the rate someone else spends (`ForeignShare`). A bucket near full may
         # have wasted refill at its cap, which nobody spent: start over.
@@ -722,6 +729,21 @@ class LocalBudget:
             if v > h2:
                 h2 = v
         return (h0, h1, h2)
+
+    def _highest_before(self, i: int, sent_at: float, cutoff: float, now: float) -> float:
+        """`_highest_readings` of dimension `i` over the instants before `cutoff` only
+        (-inf if none: the request's own take came at or after it)."""
+        times = self._history_times
+        nets = self._history_net
+        bucket = self._buckets[i]
+        rate = 0.0 if bucket is None else bucket.rate
+        net_now = self._net[i]
+        best = -math.inf
+        for j in range(bisect.bisect_left(times, sent_at), bisect.bisect_left(times, cutoff)):
+            v = nets[j][i] - net_now + rate * (now - times[j])
+            if v > best:
+                best = v
+        return best
 
     def _net_until(self, t: float, *, strict: bool = False) -> tuple[float, float, float]:
         """The net charged total at time `t` (the oldest remembered if `t` is older).
