@@ -301,14 +301,13 @@ def test_a_burst_from_full_credits_no_refill_until_the_server_answers() -> None:
     # the burst may leave the process late; until the server answers, no refill is credited
     assert budget.peek(5.0)[0] == pytest.approx(0.0)
     assert budget.wait(Cost(1, 0, 0), 5.0) > 0
-    # the first answer, at 5 s, cannot say when the server saw the burst, only that it took
-    # no longer than `Transit.HORIZON` to get there: the refill of that first second is not
-    # credited (the server may have wasted it at its cap), the rest is ...
+    # the first answer, at 5 s, cannot say when the server saw the burst: the refill withheld
+    # so far is not credited (the server may have wasted it at its cap) ...
     view = ServerView(requests_limit=60, requests_remaining=57)
     budget.observe(view, first, sent_at=0.0, now=5.0)
-    assert budget.peek(5.0)[0] == pytest.approx(5.0 - HORIZON)
+    assert budget.peek(5.0)[0] == pytest.approx(0.0)
     # ... and refill flows again from now on
-    assert budget.peek(6.0)[0] == pytest.approx(6.0 - HORIZON)
+    assert budget.peek(6.0)[0] == pytest.approx(1.0)
 
 
 def test_the_hold_ends_only_with_an_answer_to_the_burst() -> None:

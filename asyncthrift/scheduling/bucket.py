@@ -89,11 +89,6 @@ class TokenBucket:
     def held(self) -> bool:
         return self._held_until > self._stamp
 
-    def withheld(self, now: float) -> float:
-        """The refill a hold has withheld so far (0 without a hold)."""
-        self.level(now)
-        return self._owed
-
     def hold(self, now: float, at_most: float) -> None:
         """Withhold refill from `now` until `release()` (or at most `at_most` seconds).
 

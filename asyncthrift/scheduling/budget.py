@@ -69,9 +69,7 @@ class LocalBudget:
     after it — what the server had not yet seen when it wrote `-remaining`.
 
     `hold_bursts`: a take from a full bucket withholds refill until the server's first
-    answer to that burst (see `TokenBucket.hold`), which credits it but for the first
-    `transit.HORIZON` seconds (the server's bucket may have sat full while the burst was on
-    its way) unless the answer's headers prove more. Turn it off only for a budget no server
+    answer to that burst (see `TokenBucket.hold`). Turn it off only for a budget no server
     answers, such as a simulation of the scheduler alone.
 
     `cold_start`: the budget does not know what others spent from the key before it started
@@ -436,9 +434,7 @@ class LocalBudget:
         pessimistic side lowered the level and nothing raised it: at the real 60 s period
         the client sat 1,400 output tokens (3 s of that limit) below the server to the end
         of the run. The hold after a burst ends crediting the withheld refill up to that
-        lower bound, or all of it but its first `transit.HORIZON` seconds (the longest a
-        request is assumed to take to reach the server, as the lower bounds assume),
-        whichever is more.
+        lower bound.
 
         The first answer after a cold start (see `cold_start`) is read the other way, at the
         lowest consistent reading: nothing is known yet, and one conservative round trip
@@ -555,16 +551,12 @@ class LocalBudget:
                 i, remaining, tolerance, unseen, uncharged[i], refundable, sent_at, now
             )
         if bucket.held and sent_mark[i] >= self._hold_marks[i]:
-            # the server answered the burst. Refill withheld meanwhile is credited as far
-            # as this reading proves the server has it, or all but the first `HORIZON`
-            # seconds of it: its bucket may have sat full while the burst was on its way,
-            # which takes no longer than that (`Transit`). Waiting for the proof alone lost
-            # the whole answer's time of refill when answers take seconds (a cold start's
-            # burst at 2 s + 20 ms per token: 2.7 s of every limit, 4 % of the makespan)
+            # the server answered the burst. Refill withheld meanwhile is credited only
+            # as far as this reading proves the server has it: its bucket may have sat
+            # full while the burst was on its way (crediting all but `HORIZON` of it met
+            # 31 429s on a loaded box, where a burst of 600 took longer to leave)
             level = bucket.level(now)
-            on_its_way = level + bucket.withheld(now) - bucket.rate * HORIZON
-            up_to = max(level, on_its_way) if floor is None else max(level, floor, on_its_way)
-            bucket.release(now, up_to=up_to)
+            bucket.release(now, up_to=level if floor is None else max(level, floor))
             self._foreign.after_burst(i, now, self.limits.period)
         if remaining is None:
             return False
