@@ -449,30 +449,7 @@ class Attempt:
                 return reserved
             return min(reserved, max(times.longest(reserved), seen))
 
-        timed: list[float] = []  # the instant, once timed from firm answer times
-        latest = r.sent_at + times.prior(reserved)  # provisional: held no longer than this
-
-        def due() -> float | None:
-            """When to look again (None: the answer would have completed by now)."""
-            now = loop.time()
-            if timed:
-                return None
-            until = r.sent_at + times.duration(keep())
-            if times.firm:  # timed once, as the answers' times will hardly move now
-                if now >= until - _EARLY:
-                    return None
-                timed.append(until)
-                return until
-            # provisional: the answers seen may be only the short ones of a burst still
-            # running; wait for those sent with this one too, but not beyond the prior
-            if now >= latest - _EARLY:
-                return None
-            if now >= until - _EARLY:
-                if not times.running_since(r.sent_at):
-                    return None
-                return min(latest, now + _RECHECK)
-            return min(until, now + _RECHECK)
-
+        due = _refund_due(loop, r.sent_at, times, keep, latest=r.sent_at + times.prior(reserved))
         most = keep()
         # what the deferred refund will give back: all but `most` once the times are firm
         # (before, `most` may still grow or shrink as the burst's answers end)
@@ -520,6 +497,43 @@ class Attempt:
             )
         if self.spend_hold is not None and p.spend is not None:
             p.spend.settle(self.spend_hold, dollars)
+
+
+def _refund_due(
+    loop: asyncio.AbstractEventLoop,
+    sent_at: float,
+    times: AnswerTimes,
+    keep: Callable[[], float],
+    latest: float,
+) -> Callable[[], float | None]:
+    """When an abandoned answer sent at `sent_at`, of at most `keep()` tokens, would have
+    completed: a `Reservation.abandon` recheck (None: by now; else when to look again).
+
+    Once `times` are firm the instant is timed once. While they are provisional, the
+    answers seen may be only the short ones of a burst still running: it waits for those
+    sent with this one too, looks again every `_RECHECK` seconds, and never past `latest`.
+    """
+    timed: list[float] = []  # the instant, once timed from firm answer times
+
+    def due() -> float | None:
+        now = loop.time()
+        if timed:
+            return None
+        until = sent_at + times.duration(keep())
+        if times.firm:  # timed once, as the answers' times will hardly move now
+            if now >= until - _EARLY:
+                return None
+            timed.append(until)
+            return until
+        if now >= latest - _EARLY:
+            return None
+        if now >= until - _EARLY:
+            if not times.running_since(sent_at):
+                return None
+            return min(latest, now + _RECHECK)
+        return min(until, now + _RECHECK)
+
+    return due
 
 
 def _count_error(stats: Recorder, error: BaseException) -> int | None:
