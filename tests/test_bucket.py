@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from asyncthrift.scheduling.bucket import ZERO, Cost, ServerView, TokenBucket
 from asyncthrift.scheduling.budget import TOKEN_ROUNDING, LocalBudget
 from asyncthrift.scheduling.limits import Limits
+from asyncthrift.scheduling.transit import HORIZON
 
 
 def test_bucket_starts_full_and_refills_continuously() -> None:
@@ -467,3 +468,20 @@ def test_a_cold_start_reads_a_streams_own_charge_as_seen() -> None:
         view = ServerView(output_limit=10_001, output_remaining=9_001)
         budget.observe(view, mark, 0.0, 0.0, seen=seen)
         assert budget.peek(0.0)[2] == pytest.approx(expected)
+
+
+def test_a_reading_from_early_in_a_long_flight_is_not_clamped_by_its_own_reservation() -> None:
+    # a request out for 3 s (an answer of seconds) whose headers are as of its admission:
+    # they show its whole max_tokens charged, as our level does until it is settled; only a
+    # reading from its last `HORIZON` seconds (headers as of completion) may have its unused
+    # output refunded already
+    budget = LocalBudget(Limits(otpm=10_000, period=1e9), now=0.0, hold_bursts=False)
+    mark = budget.take(Cost(1, 10, 999), 0.0)
+    view = ServerView(output_limit=10_000, output_remaining=9_001)  # as of admission
+    budget.observe(view, mark, sent_at=0.0, now=3.0)
+    assert budget.peek(3.0)[2] == pytest.approx(9_001)
+    # the same reading of a request out for less than `HORIZON`: it may be as of completion
+    short = LocalBudget(Limits(otpm=10_000, period=1e9), now=0.0, hold_bursts=False)
+    mark = short.take(Cost(1, 10, 999), 0.0)
+    short.observe(view, mark, sent_at=0.0, now=HORIZON / 2)
+    assert short.peek(HORIZON / 2)[2] == pytest.approx(9_001 - 999)

@@ -48,6 +48,12 @@ EMPTY_VIEW: Final = ServerView()
 #: An abandoned request unanswered for this many times the longest answer seen may be
 #: longer than any (`Attempt._abandon`).
 _OUTLIVED: Final = 2.0
+#: While the answers' times are provisional (`AnswerTimes.firm` False), an abandoned
+#: request's refund time is looked at again this often (seconds), as answers come in.
+_RECHECK: Final = 1.0
+#: A loop timer may fire this much before its time (a clock's resolution, a virtual
+#: clock's rounding): an answer due that soon counts as ended.
+_EARLY: Final = 0.01
 
 
 class ModelClass:
@@ -248,6 +254,7 @@ class Attempt:
     """One admitted HTTP attempt and its reservation, settled exactly once."""
 
     __slots__ = (
+        "_first_event_at",
         "_reservation",
         "call",
         "context",
@@ -272,6 +279,25 @@ class Attempt:
         self.up_started = 0.0
         self.view = EMPTY_VIEW
         self.sent = True
+        self._first_event_at: float | None = None
+        plan.mc.times.started(self, reservation.sent_at)
+
+    def stream_event(self, first_text: bool) -> None:
+        """A stream's event arrived now. The first one starts its pace (`stream_ended`);
+        the first text (`first_text`) tells its model class the fixed latency of its
+        answers (`AnswerTimes.first_token`), before any answer has ended."""
+        now = self.context.loop.time()
+        if self._first_event_at is None:
+            self._first_event_at = now
+        if first_text:
+            self.plan.mc.times.first_token(now - self._reservation.sent_at)
+
+    def stream_ended(self, output_tokens: float) -> None:
+        """A stream whose first event was seen (`stream_event`) ended now with
+        `output_tokens`: its model class learns the time per output token."""
+        if self._first_event_at is not None:
+            seconds = self.context.loop.time() - self._first_event_at
+            self.plan.mc.times.stream_ended(seconds, output_tokens)
 
     @property
     def index(self) -> int:
@@ -296,6 +322,8 @@ class Attempt:
         self.done = True
         p = self.context
         p.stats.in_flight -= 1
+        times = self.plan.mc.times
+        times.ended(self)
         if usage is None:
             self._reservation.settle(0, 0)
             if self.spend_hold is not None and p.spend is not None:
@@ -303,10 +331,11 @@ class Attempt:
         else:
             r = self._reservation
             max_tokens = self.call.params.get("max_tokens")
-            self.plan.mc.times.observe(
+            times.observe(
                 p.loop.time() - r.sent_at,
                 usage.output_tokens,
                 max_tokens if isinstance(max_tokens, int) else None,
+                r.sent_at,
             )
             self._reconcile(model or self.call.params["model"], usage)
         call = self.call
@@ -327,6 +356,7 @@ class Attempt:
         p = self.context
         stats = p.stats
         stats.in_flight -= 1
+        self.plan.mc.times.ended(self)
         status = _count_error(stats, error)
         r = self._reservation
         if usage is not None:
@@ -384,6 +414,7 @@ class Attempt:
         self.done = True
         p = self.context
         p.stats.in_flight -= 1
+        self.plan.mc.times.ended(self)
         _count_error(p.stats, error)
         self._abandon(usage)
         call = self.call
@@ -391,34 +422,48 @@ class Attempt:
             p.observers.upstream_finished(call.rec, status_of(error), error, self.up_started)
 
     def _abandon(self, usage: Usage | None) -> None:
-        """Keep what an answer nobody will read may still cost (see `Reservation.abandon`)."""
+        """Keep what an answer nobody will read may still cost (see `Reservation.abandon`).
+
+        The output is held until the answer would have completed: ``sent_at`` plus the
+        model class's `AnswerTimes.duration` of the longest answer it may have. While those
+        times are provisional (a cold start: perhaps only the probe's first event seen), the
+        instant is looked at again every `_RECHECK` seconds, as answers and stream events
+        come in, so a burst cancelled before any answer ended is held for what the answers
+        then show, not for the prior.
+        """
         p = self.context
         r = self._reservation
         times = self.plan.mc.times
         reserved = r.cost.output_tokens
         seen = 0.0 if usage is None else float(usage.output_tokens)
+        loop = p.loop
 
         longest = min(reserved, max(times.longest(reserved), seen))
         # one that outlived twice the longest answer seen (a timeout picks the long ones)
         # may be longer than any: nothing is known of it but its max_tokens. Twice, because
         # a burst's requests may wait a while in the process before they leave
-        outlived = p.loop.time() - r.sent_at >= _OUTLIVED * times.duration(longest)
+        outlived = loop.time() - r.sent_at >= _OUTLIVED * times.duration(longest)
 
         def keep() -> float:
             if outlived:
                 return reserved
             return min(reserved, max(times.longest(reserved), seen))
 
+        due = _refund_due(loop, r.sent_at, times, keep, latest=r.sent_at + times.prior(reserved))
         most = keep()
-        until = r.sent_at + times.duration(most)
+        # what the deferred refund will give back: all but `most` once the times are firm
+        # (before, `most` may still grow or shrink as the burst's answers end)
+        pending = reserved - most if times.firm else None
+        first = due()
+        until = loop.time() if first is None else first
         model = self.call.params["model"]
         if usage is None:
-            r.abandon(until, keep)
+            r.abandon(until, keep, recheck=due, pending=pending)
             input_tokens = r.cost.input_tokens
         else:
             cache_write = usage.cache_creation_input_tokens or 0
             input_tokens = usage.input_tokens + cache_write
-            r.abandon(until, keep, input_tokens)
+            r.abandon(until, keep, input_tokens, recheck=due, pending=pending)
             stats = p.stats
             stats.input_tokens += usage.input_tokens
             stats.output_tokens += usage.output_tokens
@@ -452,6 +497,43 @@ class Attempt:
             )
         if self.spend_hold is not None and p.spend is not None:
             p.spend.settle(self.spend_hold, dollars)
+
+
+def _refund_due(
+    loop: asyncio.AbstractEventLoop,
+    sent_at: float,
+    times: AnswerTimes,
+    keep: Callable[[], float],
+    latest: float,
+) -> Callable[[], float | None]:
+    """When an abandoned answer sent at `sent_at`, of at most `keep()` tokens, would have
+    completed: a `Reservation.abandon` recheck (None: by now; else when to look again).
+
+    Once `times` are firm the instant is timed once. While they are provisional, the
+    answers seen may be only the short ones of a burst still running: it waits for those
+    sent with this one too, looks again every `_RECHECK` seconds, and never past `latest`.
+    """
+    timed: list[float] = []  # the instant, once timed from firm answer times
+
+    def due() -> float | None:
+        now = loop.time()
+        if timed:
+            return None
+        until = sent_at + times.duration(keep())
+        if times.firm:  # timed once, as the answers' times will hardly move now
+            if now >= until - _EARLY:
+                return None
+            timed.append(until)
+            return until
+        if now >= latest - _EARLY:
+            return None
+        if now >= until - _EARLY:
+            if not times.running_since(sent_at):
+                return None
+            return min(latest, now + _RECHECK)
+        return min(until, now + _RECHECK)
+
+    return due
 
 
 def _count_error(stats: Recorder, error: BaseException) -> int | None:

@@ -94,6 +94,10 @@ class _StreamedProbe:
     caller sees no difference but the transport: same `Message` class, same ``_request_id``,
     same usage; a cancelled probe is abandoned as any request in flight is (its output held
     until the answer would have ended), an error event becomes the status it stands for.
+
+    Its events are timed too (`Attempt.stream_event`, `Attempt.stream_ended`): a burst
+    cancelled before any answer ended is held for what the probe's stream showed of the
+    answers' fixed latency and pace, not for a prior.
     """
 
     __slots__ = ()
@@ -113,9 +117,13 @@ class _StreamedProbe:
         snapshot: ParsedMessage[Any] | None = None
         bufs: dict[int, bytes] = {}
         carried: set[str] = set()
+        timing = True  # until the first text: when the answer started, its fixed latency
         try:
             async for event in upstream:
                 snapshot = accumulate(event, snapshot, bufs)
+                if timing:
+                    timing = event.type != "content_block_delta"
+                    attempt.stream_event(first_text=not timing)
                 if event.type == "message_start":
                     carried.update(event.message.model_fields_set)
                 elif event.type == "message_delta":
@@ -129,6 +137,7 @@ class _StreamedProbe:
         if snapshot is None or snapshot.stop_reason is None:  # ended before message_stop
             raise anthropic.APIConnectionError(request=upstream.response.request)
         message = collected_message(snapshot, upstream.response.headers, carried)
+        attempt.stream_ended(message.usage.output_tokens)  # the pace of its deltas
         attempt.succeeded(message.model, message.usage)
         return message
 

@@ -15,7 +15,7 @@ from .bucket import _EPS, ZERO, Cost, ServerView, TokenBucket
 from .floor import ReadingFloor
 from .foreign import ForeignShare
 from .limits import Limits
-from .transit import Transit
+from .transit import HORIZON, Transit
 
 __all__ = ["TOKEN_ROUNDING", "LocalBudget"]
 
@@ -96,6 +96,7 @@ class LocalBudget:
         "_exact_tokens",
         "_floor",
         "_foreign",
+        "_held_abandoned",
         "_history_floor",
         "_history_net",
         "_history_sent",
@@ -146,6 +147,9 @@ class LocalBudget:
         ]
         self._caps = self._capacities()
         self._sent = [0.0, 0.0, 0.0]
+        # output of abandoned answers still held here, to be given back, and the part of it
+        # a lift already credited (`hold_abandoned`)
+        self._held_abandoned = [0.0, 0.0]
         # the sent total of the take that started each dimension's hold (see take)
         self._hold_marks = [math.inf, math.inf, math.inf]
         # net charged (takes less refunds) so far, and (time, net) after each change: what we
@@ -170,6 +174,36 @@ class LocalBudget:
     @property
     def buckets(self) -> tuple[TokenBucket | None, ...]:
         return tuple(self._buckets)
+
+    def hold_abandoned(self, output_tokens: float) -> None:
+        """`output_tokens` of an abandoned answer stay charged here until a deferred refund
+        gives (most of) them back (`Reservation.abandon`, then `release_abandoned`).
+
+        The server may have refunded them already (it stopped the answer, or finished
+        it), so a reading may count them: a lift to its lower bound, or a clamp to its
+        upper one, and the deferred refund would count them twice. So a reading that moves
+        the level is taken to credit these first (as far as they go), once: the deferred
+        refunds then give back that much less.
+        """
+        self._held_abandoned[0] += max(0.0, output_tokens)
+
+    def _credit_abandoned(self, amount: float) -> None:
+        """A reading set the output level (lifted or lowered it by `amount`) to a level
+        that may count the server's refund of abandoned output held here: that much of it,
+        as far as it goes, is taken as given back already (`release_abandoned`), once."""
+        held = self._held_abandoned
+        credit = min(amount, held[0])
+        held[0] -= credit
+        held[1] += credit
+
+    def release_abandoned(self, output_tokens: float) -> float:
+        """The deferred refund of `output_tokens` held by `hold_abandoned` is due: how much
+        of it the readings' lifts have credited already (not to be given back again)."""
+        held = self._held_abandoned
+        credited = min(max(0.0, output_tokens), held[1])
+        held[1] -= credited
+        held[0] = max(0.0, held[0] - (output_tokens - credited))
+        return credited
 
     def _capacities(self) -> tuple[float, float, float]:
         """Each dimension's capacity (inf = unlimited); refreshed whenever a bucket changes."""
@@ -411,10 +445,14 @@ class LocalBudget:
         budget does not know which. Its output reservation stays charged here until the
         answer would have completed (`Reservation.abandon`), so a reading in between may
         show the server above the local level by the unused part (the server stopped it, or
-        finished it already): that is a gap the other way, which lowers nothing. When the
-        reservation is then given back, all but the longest answer seen goes back, less
-        whatever readings lowered the level meanwhile (they may already count the server's
-        refund): the local level never runs ahead of a server that charged the answer.
+        finished it already): that is a gap the other way, which lowers nothing. A reading
+        that moves the level meanwhile (a lift to the readings' lower bounds, a clamp to
+        this one) may count that refund, so it is taken to credit the held output first,
+        once (`hold_abandoned`). When the reservation is then given back, all but the
+        longest answer seen goes back, less what readings credited: the local level never
+        runs ahead of a server that charged the answer, nor of one that stopped it.
+        When the answer would have completed is learnt from the answers seen (a cold
+        start's streamed probe first: `pipeline._answer_times.AnswerTimes`).
         """
         cold = self._probe_at is not None
         self._probe_at = None
@@ -515,7 +553,8 @@ class LocalBudget:
         if bucket.held and sent_mark[i] >= self._hold_marks[i]:
             # the server answered the burst. Refill withheld meanwhile is credited only
             # as far as this reading proves the server has it: its bucket may have sat
-            # full while the burst was on its way
+            # full while the burst was on its way (crediting all but `HORIZON` of it met
+            # 31 429s on a loaded box, where a burst of 600 took longer to leave)
             level = bucket.level(now)
             bucket.release(now, up_to=level if floor is None else max(level, floor))
             self._foreign.after_burst(i, now, self.limits.period)
@@ -540,6 +579,8 @@ class LocalBudget:
         if bucket.clamp(ceiling, now):
             changed = True
             self._floor.lowered(i, level - ceiling)
+            if i == 2:  # to a level that may count an abandoned answer's refund already
+                self._credit_abandoned(level - ceiling)
             if refused and not cold:
                 # refused with our level above what the server reports: someone else
                 # spends faster than we thought (`ForeignShare.refused`)
@@ -551,6 +592,8 @@ class LocalBudget:
             level = bucket.level(now)
             rise = self._floor.rise(i, floor, level, now, self.limits.period, alone=alone)
             if rise > 0.0:
+                if i == 2:  # perhaps an abandoned answer's refund, made by the server already
+                    self._credit_abandoned(rise)
                 bucket.give(rise, now)
                 changed = True
         return changed
@@ -605,8 +648,15 @@ class LocalBudget:
             self._foreign.restart(i, now, bucket, self.limits.period)
             return remaining - tolerance - after
         # this request's unused reservation comes back to us once it is settled,
-        # and the reading may have it already (a non-streamed answer's at completion)
-        ceiling = remaining - tolerance + highest - uncharged[i] - refundable
+        # and the reading may have it already (a non-streamed answer's at completion):
+        # if its instant is the answer's end, within `HORIZON` of its arrival here; one
+        # from earlier in the flight (headers as of admission) does not have it. Taking
+        # it off every instant clamped such readings by the whole unused reservation
+        # (headers as of admission, 2 s + 20 ms/token: 2.5 times the lowering)
+        if refundable > 0.0:
+            early = self._highest_before(i, sent_at, now - HORIZON, now)
+            highest = max(highest - refundable, early)
+        ceiling = remaining - tolerance + highest - uncharged[i]
         # what the server had that neither we spent nor it still has: it grows at
         # the rate someone else spends (`ForeignShare`). A bucket near full may
         # have wasted refill at its cap, which nobody spent: start over.
@@ -671,6 +721,21 @@ class LocalBudget:
             if v > h2:
                 h2 = v
         return (h0, h1, h2)
+
+    def _highest_before(self, i: int, sent_at: float, cutoff: float, now: float) -> float:
+        """`_highest_readings` of dimension `i` over the instants before `cutoff` only
+        (-inf if none: the request's own take came at or after it)."""
+        times = self._history_times
+        nets = self._history_net
+        bucket = self._buckets[i]
+        rate = 0.0 if bucket is None else bucket.rate
+        net_now = self._net[i]
+        best = -math.inf
+        for j in range(bisect.bisect_left(times, sent_at), bisect.bisect_left(times, cutoff)):
+            v = nets[j][i] - net_now + rate * (now - times[j])
+            if v > best:
+                best = v
+        return best
 
     def _net_until(self, t: float, *, strict: bool = False) -> tuple[float, float, float]:
         """The net charged total at time `t` (the oldest remembered if `t` is older).

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
-from .bucket import ZERO, Budget, Cost, TokenBucket
+from .bucket import ZERO, Budget, Cost
 from .budget import LocalBudget
 
 __all__ = ["Refunds", "Reservation"]
@@ -84,7 +84,12 @@ class Reservation:
         self._refunds.settled(self.budget, refund)
 
     def abandon(
-        self, until: float, keep: Callable[[], float], input_tokens: float | None = None
+        self,
+        until: float,
+        keep: Callable[[], float],
+        input_tokens: float | None = None,
+        recheck: Callable[[], float | None] | None = None,
+        pending: float | None = None,
     ) -> None:
         """The attempt was sent and then abandoned (cancelled, timed out, dropped, a stream
         closed early): the server may stop its answer at the disconnect or finish it and
@@ -98,10 +103,20 @@ class Reservation:
           `keep()` (the most output the answer could have had, asked then, when more
           answers have been seen) go back: by then the server has refunded at least that
           much, whether it stopped or finished;
-        - less whatever the server's headers took off the local output level meanwhile
-          (`TokenBucket.lowered`): a reading that came after the server's own refund may
-          already have pulled the local level down to a level that counts it, and giving
-          it back again would run ahead of the server.
+        - less what the server's headers already credited of it meanwhile: a reading
+          that came after the server's own refund may have lifted the local level to, or
+          pulled it down to, a level that counts it, and giving it back again would run
+          ahead of the server. `LocalBudget.hold_abandoned` counts that once across all
+          its abandoned answers (subtracting every lowering since from each one's refund,
+          as before, counted it once per answer: 40 answers cancelled together lost 40
+          times each clamp).
+
+        `pending`: the most the deferred refund will give back, as far as is known now
+        (None: all of the output), which a reading meanwhile may credit.
+
+        `recheck`, if given, is asked at `until` whether the answer would have completed
+        by now after all (None), or when to ask again: what is learnt of the answers' times
+        after the abandonment moves the instant, earlier or later.
 
         The reservation is settled now (the gate does not wait for it: `idle()` and closing
         never wait on the deferred part, which a closing gate drops, keeping it spent).
@@ -114,21 +129,19 @@ class Reservation:
         refunds = self._refunds
         refunds.settled(self.budget, now_back)
         budget = self.budget
-        seen = _output_bucket(budget)
-        before = 0.0 if seen is None else seen.lowered
+        local = budget if isinstance(budget, LocalBudget) else None
+        held = c.output_tokens if pending is None else max(0.0, pending)
+        if local is not None:
+            local.hold_abandoned(held)
 
         def give_back() -> None:
-            bucket = _output_bucket(budget)
-            lowered = 0.0 if bucket is None else bucket.lowered
-            if bucket is seen:
-                lowered -= before
-            amount = c.output_tokens - max(0.0, keep()) - lowered
+            again = None if recheck is None else recheck()
+            if again is not None:
+                refunds.later(again, give_back)
+                return
+            taken = 0.0 if local is None else local.release_abandoned(held)
+            amount = c.output_tokens - max(0.0, keep()) - taken
             if amount > 0:
                 refunds.give_back(budget, Cost(0, 0, amount))
 
         refunds.later(until, give_back)
-
-
-def _output_bucket(budget: Budget) -> TokenBucket | None:
-    """The output-token bucket of `budget`, where it has one we can read."""
-    return budget.buckets[2] if isinstance(budget, LocalBudget) else None
