@@ -118,8 +118,10 @@ REQUEST_PATH: Final = (
     "savings/packing.py",
     "savings/prompt_cache.py",
     "scheduling/budget.py",
+    "scheduling/net_history.py",
     "scheduling/refusals.py",
     "scheduling/reservation.py",
+    "scheduling/resync.py",
     "scheduling/scheduler.py",
     "stores/shared/_fallback.py",
     "stores/shared/_lease.py",
@@ -351,7 +353,6 @@ MAX_MODULE_LINES: Final = 400
 LONG_MODULES: Final = frozenset(
     {
         "pipeline/_attempt.py",
-        "scheduling/budget.py",
         "stores/shared/budget.py",
     }
 )
