@@ -104,6 +104,7 @@ REQUEST_PATH: Final = (
     "gateway/intake.py",
     "gateway/messages.py",
     "gateway/upstream.py",
+    "pipeline/_abandonment.py",
     "pipeline/_admission.py",
     "pipeline/_attempt.py",
     "pipeline/_classes.py",
@@ -111,15 +112,19 @@ REQUEST_PATH: Final = (
     "pipeline/_failures.py",
     "pipeline/_lookup.py",
     "pipeline/_model_fallback.py",
+    "pipeline/_plan.py",
     "pipeline/_routes.py",
     "pipeline/_stream_ledger.py",
+    "pipeline/_tally.py",
     "savings/_pack_policy.py",
     "savings/adaptive.py",
     "savings/packing.py",
     "savings/prompt_cache.py",
     "scheduling/budget.py",
+    "scheduling/net_history.py",
     "scheduling/refusals.py",
     "scheduling/reservation.py",
+    "scheduling/resync.py",
     "scheduling/scheduler.py",
     "stores/shared/_fallback.py",
     "stores/shared/_lease.py",
@@ -346,12 +351,10 @@ def test_no_function_of_the_request_path_is_over_60_lines() -> None:
 
 #: Lines a module may have, at most.
 MAX_MODULE_LINES: Final = 400
-#: Modules over `MAX_MODULE_LINES` still to split. Only these three, and only while other
-#: branches change them (issue 19): the lead splits them after merging and empties this.
+#: Modules over `MAX_MODULE_LINES` still to split, and only while other branches change
+#: them (issue 19): the lead splits them after merging and empties this.
 LONG_MODULES: Final = frozenset(
     {
-        "pipeline/_attempt.py",
-        "scheduling/budget.py",
         "stores/shared/budget.py",
     }
 )

@@ -1,7 +1,11 @@
-"""One call and its attempts: what it costs (`Plan`) in its `ModelClass`, the `Call` from
-start to finish, and each admitted `Attempt`, which settles its `Reservation` exactly once
-(`succeeded` or `failed`), however and whenever it ends (a stream's, when its reader
-finishes or drops it). A `Route` is the innermost send of one shape of call.
+"""One call and its attempts: the `Call` from start to finish, and each admitted `Attempt`,
+which settles its `Reservation` exactly once (`succeeded` or `failed`), however and whenever
+it ends (a stream's, when its reader finishes or drops it). A `Route` is the innermost send
+of one shape of call; a `Via` and its `Runner`, a stage that decides how a call goes.
+
+What a call costs and where it queues is `_plan`'s (`Plan`, `ModelClass`, `Planner`,
+re-exported here), what an abandoned answer may still cost `_abandonment`'s, and what an
+attempt's end adds to the counters `_tally`'s.
 """
 
 from __future__ import annotations
@@ -11,20 +15,19 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Final, Protocol
 
 import anthropic
-import httpx2
 from anthropic.types import Message, Usage
 
 from ..core._status import EVENT_ERROR_STATUS, error_status, status_of
-from ..core.prices import cost_usd, usage_cost
 from ..core.stats import Recorder
 from ..core.tokens import Calibrator
 from ..scheduling.bucket import ZERO, Cost, ServerView
-from ..scheduling.budget import LocalBudget
-from ..scheduling.scheduler import Gate, Reservation
+from ..scheduling.scheduler import Reservation
 from ..stores.spend import SpendHold, SpendLedger
-from ._answer_times import AnswerTimes
+from ._abandonment import keep_abandoned
 from ._dispatch import Observers, RequestRecord
 from ._options import RequestOptions
+from ._plan import ModelClass, Plan, Planner
+from ._tally import count_error, count_usage
 
 __all__ = [
     "EMPTY_VIEW",
@@ -44,44 +47,6 @@ __all__ = [
 
 EMPTY_VIEW: Final = ServerView()
 """The view of a response without rate-limit headers."""
-
-#: An abandoned request unanswered for this many times the longest answer seen may be
-#: longer than any (`Attempt._abandon`).
-_OUTLIVED: Final = 2.0
-#: While the answers' times are provisional (`AnswerTimes.firm` False), an abandoned
-#: request's refund time is looked at again this often (seconds), as answers come in.
-_RECHECK: Final = 1.0
-#: A loop timer may fire this much before its time (a clock's resolution, a virtual
-#: clock's rounding): an answer due that soon counts as ended.
-_EARLY: Final = 0.01
-
-
-class ModelClass:
-    """Per model class: the gate over every key's budget, the input calibrator, and how long
-    its answers run (`times`: when an abandoned answer would have completed)."""
-
-    __slots__ = ("budgets", "calibrator", "gate", "name", "times")
-
-    def __init__(
-        self, name: str, budgets: list[LocalBudget], gate: Gate, calibrator: Calibrator | None
-    ) -> None:
-        self.name = name
-        self.budgets = budgets
-        self.gate = gate
-        self.calibrator = calibrator
-        self.times = AnswerTimes()
-
-
-class Plan:
-    """What one request will cost and where it queues (the same for every retry)."""
-
-    __slots__ = ("cost", "mc", "raw_estimate", "worst_usd")
-
-    def __init__(self, mc: ModelClass, cost: Cost, raw_estimate: float, worst_usd: float) -> None:
-        self.mc = mc
-        self.cost = cost
-        self.raw_estimate = raw_estimate
-        self.worst_usd = worst_usd
 
 
 class Call:
@@ -139,22 +104,6 @@ class Call:
         self.fell_back_from: str | None = None  # the model asked for, once another answers
         self.spend_hold: SpendHold | None = None  # the spend cap's hold for the next attempt
         self.via: Via | None = None  # None: straight to `Pipeline.run` by the create route
-
-
-class Planner(Protocol):
-    """What a route plans a call with (the pipeline, seen no further): the cost of a
-    Messages request in its model class, the count_tokens class, and the clock."""
-
-    def plan(self, params: Mapping[str, Any]) -> Plan:
-        """Estimate what a Messages request will cost, in its model class."""
-        ...
-
-    def count_class(self) -> ModelClass:
-        """The count_tokens class: its own gate and request budget."""
-        ...
-
-    @property
-    def loop(self) -> asyncio.AbstractEventLoop: ...
 
 
 class Runner(Protocol):
@@ -357,7 +306,7 @@ class Attempt:
         stats = p.stats
         stats.in_flight -= 1
         self.plan.mc.times.ended(self)
-        status = _count_error(stats, error)
+        status = count_error(stats, error)
         r = self._reservation
         if usage is not None:
             self._reconcile(self.call.params["model"], usage)
@@ -415,63 +364,25 @@ class Attempt:
         p = self.context
         p.stats.in_flight -= 1
         self.plan.mc.times.ended(self)
-        _count_error(p.stats, error)
+        count_error(p.stats, error)
         self._abandon(usage)
         call = self.call
         if call.rec is not None:
             p.observers.upstream_finished(call.rec, status_of(error), error, self.up_started)
 
     def _abandon(self, usage: Usage | None) -> None:
-        """Keep what an answer nobody will read may still cost (see `Reservation.abandon`).
-
-        The output is held until the answer would have completed: ``sent_at`` plus the
-        model class's `AnswerTimes.duration` of the longest answer it may have. While those
-        times are provisional (a cold start: perhaps only the probe's first event seen), the
-        instant is looked at again every `_RECHECK` seconds, as answers and stream events
-        come in, so a burst cancelled before any answer ended is held for what the answers
-        then show, not for the prior.
-        """
+        """Keep what an answer nobody will read may still cost (`keep_abandoned`)."""
         p = self.context
-        r = self._reservation
-        times = self.plan.mc.times
-        reserved = r.cost.output_tokens
-        seen = 0.0 if usage is None else float(usage.output_tokens)
-        loop = p.loop
-
-        longest = min(reserved, max(times.longest(reserved), seen))
-        # one that outlived twice the longest answer seen (a timeout picks the long ones)
-        # may be longer than any: nothing is known of it but its max_tokens. Twice, because
-        # a burst's requests may wait a while in the process before they leave
-        outlived = loop.time() - r.sent_at >= _OUTLIVED * times.duration(longest)
-
-        def keep() -> float:
-            if outlived:
-                return reserved
-            return min(reserved, max(times.longest(reserved), seen))
-
-        due = _refund_due(loop, r.sent_at, times, keep, latest=r.sent_at + times.prior(reserved))
-        most = keep()
-        # what the deferred refund will give back: all but `most` once the times are firm
-        # (before, `most` may still grow or shrink as the burst's answers end)
-        pending = reserved - most if times.firm else None
-        first = due()
-        until = loop.time() if first is None else first
-        model = self.call.params["model"]
-        if usage is None:
-            r.abandon(until, keep, recheck=due, pending=pending)
-            input_tokens = r.cost.input_tokens
-        else:
-            cache_write = usage.cache_creation_input_tokens or 0
-            input_tokens = usage.input_tokens + cache_write
-            r.abandon(until, keep, input_tokens, recheck=due, pending=pending)
-            stats = p.stats
-            stats.input_tokens += usage.input_tokens
-            stats.output_tokens += usage.output_tokens
-            stats.cache_creation_input_tokens += cache_write
-            stats.cache_read_input_tokens += usage.cache_read_input_tokens or 0
-        if self.spend_hold is not None and p.spend is not None:
-            # what the server may bill for it: the input and the longest answer it could have
-            p.spend.settle(self.spend_hold, cost_usd(model, int(input_tokens), int(most)))
+        keep_abandoned(
+            p.loop,
+            p.stats,
+            p.spend,
+            self.spend_hold,
+            self._reservation,
+            self.plan.mc.times,
+            self.call.params["model"],
+            usage,
+        )
 
     def _reconcile(self, model: str, u: Usage) -> None:
         p = self.context
@@ -483,69 +394,6 @@ class Attempt:
         calibrator = plan.mc.calibrator
         if calibrator is not None:
             calibrator.observe(plan.raw_estimate, u.input_tokens + cache_write + cache_read)
-        stats.input_tokens += u.input_tokens
-        stats.output_tokens += u.output_tokens
-        stats.cache_creation_input_tokens += cache_write
-        stats.cache_read_input_tokens += cache_read
-        dollars = usage_cost(model, u)
-        stats.cost_usd += dollars
-        if cache_write or cache_read:  # prompt caching: what the same tokens cost uncached
-            cached = dollars - cost_usd(model, u.input_tokens, u.output_tokens)
-            stats.prompt_cache_tokens_saved += cache_read
-            stats.prompt_cache_dollars_saved += (
-                cost_usd(model, cache_write + cache_read, 0) - cached
-            )
+        dollars = count_usage(stats, model, u, cache_write, cache_read)
         if self.spend_hold is not None and p.spend is not None:
             p.spend.settle(self.spend_hold, dollars)
-
-
-def _refund_due(
-    loop: asyncio.AbstractEventLoop,
-    sent_at: float,
-    times: AnswerTimes,
-    keep: Callable[[], float],
-    latest: float,
-) -> Callable[[], float | None]:
-    """When an abandoned answer sent at `sent_at`, of at most `keep()` tokens, would have
-    completed: a `Reservation.abandon` recheck (None: by now; else when to look again).
-
-    Once `times` are firm the instant is timed once. While they are provisional, the
-    answers seen may be only the short ones of a burst still running: it waits for those
-    sent with this one too, looks again every `_RECHECK` seconds, and never past `latest`.
-    """
-    timed: list[float] = []  # the instant, once timed from firm answer times
-
-    def due() -> float | None:
-        now = loop.time()
-        if timed:
-            return None
-        until = sent_at + times.duration(keep())
-        if times.firm:  # timed once, as the answers' times will hardly move now
-            if now >= until - _EARLY:
-                return None
-            timed.append(until)
-            return until
-        if now >= latest - _EARLY:
-            return None
-        if now >= until - _EARLY:
-            if not times.running_since(sent_at):
-                return None
-            return min(latest, now + _RECHECK)
-        return min(until, now + _RECHECK)
-
-    return due
-
-
-def _count_error(stats: Recorder, error: BaseException) -> int | None:
-    """Count `error` once in its kind; return the HTTP status it stands for."""
-    status = error_status(error)
-    if status is None:
-        if isinstance(error, anthropic.APIConnectionError | httpx2.TransportError):
-            stats.connection_errors += 1
-    elif status == 429:
-        stats.rate_limited += 1
-    elif status == 529:
-        stats.overloaded += 1
-    elif status >= 500:
-        stats.server_errors += 1
-    return status
