@@ -144,9 +144,14 @@ def _workload(
     return per, Limits(rpm=n * share, itpm=total_in * share, otpm=total_out * share, period=period)
 
 
+#: The mock's readings of what the API leaves open (``--headers-at``, ``--reset-precision``).
+MOCK_SETTINGS: dict[str, Any] = {}
+
+
 def _mock(limits: Limits, shape: str) -> Any:
     sh = SHAPES[shape]
     return spawn_mock_process(
+        **MOCK_SETTINGS,
         limits=limits,
         latency=sh["latency"],
         latency_per_token=sh["latency_per_token"],
@@ -469,7 +474,23 @@ def main() -> None:
         action="store_true",
         help="first one process without shared= (the key's whole limit, no Redis)",
     )
+    ap.add_argument(
+        "--headers-at",
+        choices=("completion", "admission"),
+        default="completion",
+        help="the instant the mock's rate-limit headers describe",
+    )
+    ap.add_argument("--reset-precision", choices=("seconds", "milliseconds"), default="seconds")
+    ap.add_argument(
+        "--shadow-load",
+        type=float,
+        default=0.0,
+        help="another consumer of the key eats this fraction of every limit (the mock's)",
+    )
     a = ap.parse_args()
+    MOCK_SETTINGS.update(
+        headers_at=a.headers_at, reset_precision=a.reset_precision, shadow_load=a.shadow_load
+    )
     counts = [int(p) for p in a.processes.split(",")]
     outage = None
     if a.outage:
@@ -490,7 +511,8 @@ def main() -> None:
     )
     print(
         f"shape {a.shape}, period {a.period:g} s, {a.total} requests, {a.beyond:g} s beyond "
-        f"the burst{f', Redis down {outage[1]:g} s at {outage[0]:g} s' if outage else ''}"
+        f"the burst, headers at {a.headers_at}, reset in {a.reset_precision}"
+        f"{f', Redis down {outage[1]:g} s at {outage[0]:g} s' if outage else ''}"
     )
     print(
         "| processes | makespan / minimum | requests/s (ideal) | 429s | failed "
