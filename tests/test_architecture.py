@@ -126,9 +126,11 @@ REQUEST_PATH: Final = (
     "scheduling/reservation.py",
     "scheduling/resync.py",
     "scheduling/scheduler.py",
+    "stores/shared/_ceilings.py",
     "stores/shared/_fallback.py",
     "stores/shared/_lease.py",
     "stores/shared/_roundtrip.py",
+    "stores/shared/_slices.py",
     "stores/shared/budget.py",
 )
 MAX_LINES: Final = 60
@@ -351,13 +353,9 @@ def test_no_function_of_the_request_path_is_over_60_lines() -> None:
 
 #: Lines a module may have, at most.
 MAX_MODULE_LINES: Final = 400
-#: Modules over `MAX_MODULE_LINES` still to split, and only while other branches change
-#: them (issue 19): the lead splits them after merging and empties this.
-LONG_MODULES: Final = frozenset(
-    {
-        "stores/shared/budget.py",
-    }
-)
+#: Modules over `MAX_MODULE_LINES` still to split (none: keep it empty; a module that grows
+#: over the line is split by its jobs, not listed here).
+LONG_MODULES: Final[frozenset[str]] = frozenset()
 
 
 def test_no_module_is_over_400_lines() -> None:

@@ -1,8 +1,9 @@
 """The lease's books of a `SharedBudget`: the state it keeps and the rates it is sized by.
 
-The first of `SharedBudget`'s bases (`LeaseBooks`, then `_fallback.FallbackBooks`, then
-`_roundtrip.RoundTrip`): each adds methods over this state, as methods of the budget
-itself, so no module edits another object's privates. `LeaseStore` is what a budget asks
+The first of `SharedBudget`'s bases (`LeaseBooks`, then `_fallback.FallbackBooks`,
+`_slices.SliceSizing`, `_roundtrip.RoundTrip`, `_ceilings.HeaderCeilings`): each adds methods
+over this state, as methods of the budget itself, so no module edits another object's
+privates. `LeaseStore` is what a budget asks
 of the store it leases from.
 """
 

@@ -15,10 +15,9 @@ import logging
 import math
 
 from ...scheduling.bucket import ZERO, Cost
-from ._fallback import FallbackBooks
 from ._lease import Pot
+from ._slices import SliceSizing
 from ._tuning import (
-    _BURST,
     _COLD_POLL,
     _INF,
     _KEEP,
@@ -28,10 +27,8 @@ from ._tuning import (
     _SETTLE_COOLDOWNS,
     _SETTLE_MARGIN,
     _SHARED,
-    MAX_SHARE,
     horizon_seconds,
     lease_lifetime,
-    slice_seconds,
 )
 
 __all__ = ["RoundTrip"]
@@ -43,13 +40,14 @@ def _num(x: float) -> str:
     return repr(float(x))
 
 
-class RoundTrip(FallbackBooks):
+class RoundTrip(SliceSizing):
     """One call of the script when anything is due (a slice, a return, a ceiling, a
-    rejoin), in steps: what to ask (`_asks`, `_slice`), what to give back (`_gives`), the
-    arguments (`_trip_args`, `_script_args`), and what the answer changes (`_granted`)."""
+    rejoin), in steps: what to ask (`_asks`, from `SliceSizing`), what to give back
+    (`_gives`), the arguments (`_trip_args`, `_script_args`), and what the answer changes
+    (`_granted`); and the background task that makes the calls (`_want` wakes it,
+    `_next_timeout` says when it must look again with nothing else happening)."""
 
     __slots__ = (
-        "_big",
         "_called_at",
         "_clamp",
         "_cold",
@@ -57,22 +55,17 @@ class RoundTrip(FallbackBooks):
         "_epoch",
         "_flush_at",
         "_flush_due",
-        "_level",
-        "_low",
+        "_hint",
         "_not_before",
         "_overdrawn",
         "_proof",
         "_seq",
-        "_target",
+        "_task",
         "_urgent",
         "grants",
         "refusals",
     )
 
-    _low: list[float]  # below this, ask again
-    _target: list[float]  # the lease the last slice aimed at
-    _big: list[float]  # the largest single cost admitted so far
-    _level: list[float]  # the shared level the last call reported
     _overdrawn: bool
     _cold: bool
     _urgent: bool
@@ -85,6 +78,8 @@ class RoundTrip(FallbackBooks):
     _debt_due: list[float]
     _epoch: str
     _seq: int
+    _hint: float  # the pause after a failed call, and the longest wait a refusal advises
+    _task: asyncio.Task[None] | None  # the background task that makes the calls
     grants: int
     refusals: int
 
@@ -147,108 +142,6 @@ class RoundTrip(FallbackBooks):
                 self._kick.set()
                 return
             self._rejoin(res, loop_now=loop_now)
-
-    def _asks(
-        self, now: float, head: Cost | None, recent: bool
-    ) -> tuple[list[float], list[float], bool]:
-        """(need, ask, asking): what the head lacks, what to ask per dimension, and whether
-        to ask at all (the lease is short of the head or below `_low`)."""
-        need = [0.0, 0.0, 0.0]
-        ask = [0.0, 0.0, 0.0]
-        if head is None and not recent:
-            return need, ask, False
-        lease, pending = self._lease, self._pending
-        short = False
-        for i in self._dims:
-            held = lease[i] + pending[i]
-            if head is not None and head[i] > held:
-                need[i] = head[i] - held
-                short = True
-            if held < self._low[i]:
-                short = True
-        if not short:
-            return need, ask, False
-        self._decay_took(now)
-        if self._over_burst_share(need):
-            return need, ask, False
-        self._estimate(now)
-        self._slice(head, need, ask)
-        return need, ask, True
-
-    def _over_burst_share(self, need: list[float]) -> bool:
-        """Whether to wait for this process's own refunds instead of asking: it is short
-        only of output tokens, has requests in flight (their unused max_tokens come back to
-        the lease within a second), and took its fair share of the output capacity lately.
-        The process that proved a cold bucket learnt the level 50 ms before the others and,
-        each head asking its need, took 29,300 of 43,200 output tokens in 60 ms."""
-        gate = self._gate
-        if gate is None or gate.held <= 0 or self._cap[2] <= 0:
-            return False
-        if any(need[i] > 0 for i in self._dims if i != 2) or need[2] <= 0:
-            return False
-        return self._took[2] >= self._cap[2] * self._cap_share()
-
-    def _slice_sizes(self, head: Cost | None) -> tuple[list[float], list[float], float]:
-        """(chunk, burst, scale): per dimension, the slice from the refill the lease aims
-        at, more while the bucket holds a burst (asked, not kept), and the one scale that
-        keeps every ask within `MAX_SHARE` of its capacity (the dimensions keep their
-        proportions)."""
-        chunk = [0.0, 0.0, 0.0]
-        burst = [0.0, 0.0, 0.0]
-        scale = 1.0
-        gate = self._gate
-        waiting = gate.waiting if gate is not None else 0
-        sent = self._sent
-        share = self._cap_share()
-        period = self.limits.period
-        window = slice_seconds(period, self._per_process_rpm())
-        for i in self._dims:
-            # with requests queued here: this process's fair share of a slice's window of
-            # the shared refill (one over the processes asking lately), but no more than the
-            # queue needs at its mean cost so far (a burst's last slices do not strand
-            # budget others wait for); otherwise its recent rate over the window, at most
-            # twice its share. While the bucket holds more (a burst), the ask is a fair
-            # share of `_BURST` of the level the last call saw, so a burst is drawn in a few
-            # calls; what the lease then holds beyond its target still goes back (refunds
-            # are not hoarded)
-            fair = self._cap[i] / period * window * share
-            # ... and no more of a burst, over a window, than this process's fair share of
-            # the capacity: a process whose heads kept asking took 29,300 of 43,200 output
-            # tokens in 80 ms (its own burst), then gave back 11,000 that the others, holding
-            # grants reserved seconds ahead, saw only at their next call
-            burst_room = self._cap[i] * share - self._took[i]
-            fair_burst = max(fair, min(self._level[i] * _BURST * share, burst_room))
-            if waiting and sent[0] > 0:
-                queue = waiting * sent[i] / sent[0]
-                c = max(0.0, min(fair, queue))
-                cb = max(0.0, min(fair_burst, queue))
-            else:
-                c = cb = min(self._est[i] * window, 2.0 * fair)
-            if head is not None:
-                c, cb = max(c, head[i]), max(cb, head[i])
-            chunk[i], burst[i] = c, cb
-            if cb > self._cap[i] * MAX_SHARE:
-                scale = min(scale, self._cap[i] * MAX_SHARE / cb)
-        return chunk, burst, scale
-
-    def _slice(self, head: Cost | None, need: list[float], ask: list[float]) -> None:
-        """Fill `ask` with a slice (`_slice_sizes`) less what the lease holds, and set each
-        dimension's target."""
-        chunk, burst, scale = self._slice_sizes(head)
-        lease, pending = self._lease, self._pending
-        for i in self._dims:
-            # a dimension asks only what it lacks (the head plus a slice); one that holds
-            # enough asks nothing, so a dimension the others overdrew (reserved ahead) does
-            # not hold up the grant of the one short. It then holds about `_LOW` + 1 targets
-            # and asks again once below `_LOW` of one. A target is at least the largest
-            # request seen: a lease that cannot pay for one sends each such request to Redis
-            # (max_tokens of 1024 against a slice of 700 output tokens did)
-            target = max(min(chunk[i], burst[i] * scale), self._big[i])
-            if head is not None:
-                target = max(target, head[i])
-            want = max(target * (1.0 + _LOW), burst[i] * scale)
-            ask[i] = max(need[i], want - (lease[i] + pending[i]), 0.0)
-            self._target[i] = target
 
     def _gives(self, asking: bool, head: Cost | None, recent: bool) -> tuple[list[float], bool]:
         """(give, idle_return): the lease beyond what this process keeps goes back; all of
@@ -408,3 +301,56 @@ class RoundTrip(FallbackBooks):
         if len(res) > 15:
             self._epoch, self._seq = res[14], int(res[15])
         self._called_at = loop_now
+
+    # -- the background task: one per budget, woken by `_want`, calling when due --------------
+
+    def _want(self) -> None:
+        if self._task is None:
+            if self._store.closed:
+                return
+            self._task = asyncio.get_running_loop().create_task(self._run())
+            self._store.tasks.add(self._task)
+        self._kick.set()
+
+    def _flush(self) -> None:
+        self._flush_at = None
+        self._flush_due = True
+        self._want()
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            timeout = self._next_timeout(loop.time())
+            if not self._kick.is_set() and timeout != 0.0:
+                try:
+                    async with asyncio.timeout(timeout):
+                        await self._kick.wait()
+                except TimeoutError:
+                    pass
+            self._kick.clear()
+            now = loop.time()
+            if now < self._not_before:
+                continue
+            try:
+                await self._round_trip(now)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a bug must not stop admission: log, back off, go on
+                log.exception("shared budget %s: round trip failed", self.name)
+                self._not_before = loop.time() + self._hint
+
+    def _next_timeout(self, now: float) -> float | None:
+        """Seconds until something is due with nothing else happening (None: nothing)."""
+        due = _INF
+        if self._not_before > now:
+            due = self._not_before
+        elif self._mode != _SHARED:
+            due = now + max(self._store.breaker.retry_in(), 0.001)
+        if self._mode == _SHARED and any(self._lease[i] + self._pending[i] for i in self._dims):
+            # renew the lease's record before Redis gives it back
+            due = min(due, self._called_at + lease_lifetime(self.limits.period) * _RENEW)
+            idle_at = self._last_take + self._idle_after()
+            if self._busy(now):  # look again after a while
+                idle_at = max(idle_at, now + self._idle_after())
+            due = min(due, max(idle_at, now))
+        return None if due == _INF else max(0.0, due - now)

@@ -38,9 +38,10 @@ until the settle instant it is told, then stops, and only a probe sent after tha
 new level (less what the other processes' records say they still hold), so a reading taken
 while the others still admitted from their fallback never passes for the level.
 
-This module keeps the books (the lease, refunds, the header ceilings) and decides when to
-call Redis; what a call carries is `_roundtrip`'s, the fallback regime `_fallback`'s, and
-the numbers above live in `_tuning` (re-exported here).
+This module keeps the books (the lease, refunds) and admits from them; what a header reading
+becomes is `_ceilings`'s, when to call Redis and what a call carries `_roundtrip`'s, how much
+to ask `_slices`'s, the fallback regime `_fallback`'s, and the numbers above live in
+`_tuning` (re-exported here).
 """
 
 from __future__ import annotations
@@ -50,22 +51,20 @@ import logging
 from collections import deque
 from typing import TYPE_CHECKING
 
-from ...scheduling.bucket import ZERO, Cost, ServerView
-from ...scheduling.budget import TOKEN_ROUNDING, LocalBudget
+from ...scheduling.bucket import ZERO, Cost
+from ...scheduling.budget import LocalBudget
 from ...scheduling.limits import Limits
+from ._ceilings import HeaderCeilings
 from ._fallback import fit
 from ._lease import LeaseStore, Pot, covered_at
-from ._roundtrip import RoundTrip
 from ._tuning import (
     _FLUSH,
     _HINT,
     _INF,
-    _RENEW,
     _SHARED,
     HORIZON,
     MAX_SHARE,
     SLICE,
-    lease_lifetime,
 )
 
 if TYPE_CHECKING:
@@ -76,7 +75,7 @@ __all__ = ["HORIZON", "MAX_SHARE", "SLICE", "SharedBudget"]
 log = logging.getLogger("asyncthrift.shared")
 
 
-class SharedBudget(RoundTrip):
+class SharedBudget(HeaderCeilings):
     """A `Budget` whose buckets live in Redis; see the module docstring.
 
     A `LocalBudget` by type (the inherited history answers "what did this process send
@@ -84,10 +83,7 @@ class SharedBudget(RoundTrip):
     """
 
     __slots__ = (
-        "_hint",
         "_keys",
-        "_learning",
-        "_task",
         "fallback_takes",
     )
 
@@ -255,108 +251,6 @@ class SharedBudget(RoundTrip):
         if self._fb is not None:
             self._fb.block_until(when)
 
-    def _observe(
-        self,
-        view: ServerView,
-        sent_mark: Cost,
-        sent_at: float,
-        now: float,
-        *,
-        uncharged: Cost = ZERO,
-        refused: bool = False,
-        seen: Cost = ZERO,
-        own: Cost | None = None,
-    ) -> bool:
-        """Turn a response's headers into a ceiling for the shared level (sent with the next
-        round trip; lowers it, never raises it) and, while the shared bucket is cold, into
-        the proof of its level. Read as `LocalBudget.observe` reads them: the server's level
-        at an unknown instant T of ``[sent_at, now]``, token readings ±`TOKEN_ROUNDING`.
-
-        The ceiling is the server's level now, as highest as the window allows, less what
-        this process holds as lease: the shared level can be no higher (the other processes'
-        leases and requests in flight only lower the truth, so ignoring them never lowers
-        it too far). The proof takes the lowest reading instead, as a cold start does.
-        """
-        changed = False
-        if self._learning:
-            changed = super()._observe(
-                view,
-                sent_mark,
-                sent_at,
-                now,
-                uncharged=uncharged,
-                refused=refused,
-                seen=seen,
-                own=own,
-            )
-            if not self._learn(view):
-                return changed
-        if self._fb is not None:
-            # not `own=`: the request may have been admitted from the lease, before the
-            # fallback began, and its mark is this budget's, not the fallback's; the fallback
-            # reads its own take from its history, which overstates it (on the safe side).
-            # Told the exact cost, the fallback ran ahead after Redis came back empty
-            # (43-87 x 429 per 600 in test_redis_killed_and_restarted_empty_mid_run).
-            changed = self._fb.observe(
-                view,
-                sent_mark,
-                sent_at,
-                now,
-                uncharged=uncharged,
-                refused=refused,
-                seen=seen,
-            )
-        remainings = (view.requests_remaining, view.input_remaining, view.output_remaining)
-        if remainings == (None, None, None):
-            return changed
-        highest = self._highest_readings(sent_at, now)
-        before = self._net_until(sent_at, strict=True)
-        net = self._net
-        for i in self._dims:
-            remaining = remainings[i]
-            if remaining is None:
-                continue
-            if i and remaining % 1000:
-                self._exact_tokens = True  # as `LocalBudget.observe`: the server is exact
-            tolerance = TOKEN_ROUNDING if i and not self._exact_tokens else 0.0
-            held = self._lease[i] + self._pending[i]
-            base = remaining - tolerance - held - self._rate[i] * now
-            hi = base + highest[i] - uncharged[i]
-            lo = base - (net[i] - before[i] - seen[i])
-            if hi < self._clamp[i]:
-                self._clamp[i] = hi
-            if lo < self._proof[i] and sent_at >= self._proof_from:
-                self._proof[i] = lo
-        if refused or self._cold:
-            self._urgent = True  # the shared level is wrong (a 429) or unproven: tell Redis now
-            self._not_before = 0.0
-            self._want()
-        return changed
-
-    def _learn(self, view: ServerView) -> bool:
-        """Limits learnt from a response's headers (``Thrift(limits=None)``): share them from
-        now on. What this process spent meanwhile is charged to Redis with the first call
-        (unless that call proves a cold bucket's level from these very headers); refunds of
-        requests still in flight then come back through the lease, as any refund does."""
-        caps = (view.requests_limit, view.input_limit, view.output_limit)
-        if not any(c is not None and c > 0 for c in caps):
-            return False
-        known = [float(c) if c is not None and c > 0 else 0.0 for c in caps]
-        period = self.limits.period
-        self.limits = Limits(
-            rpm=known[0] or None, itpm=known[1] or None, otpm=known[2] or None, period=period
-        )
-        self._cap = known
-        self._rate = [c / period for c in known]
-        self._dims = tuple(i for i in range(3) if known[i] > 0)
-        self._est = list(self._rate)
-        self._debt_due = [max(0.0, self._net[i]) if known[i] else 0.0 for i in range(3)]
-        self._learning = False
-        self._cold = True  # the shared level is unproven until this reading reaches Redis
-        log.info("shared budget %s: limits learnt from the headers (%s); sharing them", self.name,
-                 self.limits)  # fmt: skip
-        return True
-
     # -- views ---------------------------------------------------------------------------------
 
     def peek(self, now: float) -> tuple[float | None, ...]:
@@ -398,57 +292,6 @@ class SharedBudget(RoundTrip):
             pots.popleft()
         if not pots:
             self._pending = [0.0, 0.0, 0.0]
-
-    def _want(self) -> None:
-        if self._task is None:
-            if self._store.closed:
-                return
-            self._task = asyncio.get_running_loop().create_task(self._run())
-            self._store.tasks.add(self._task)
-        self._kick.set()
-
-    def _flush(self) -> None:
-        self._flush_at = None
-        self._flush_due = True
-        self._want()
-
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            timeout = self._next_timeout(loop.time())
-            if not self._kick.is_set() and timeout != 0.0:
-                try:
-                    async with asyncio.timeout(timeout):
-                        await self._kick.wait()
-                except TimeoutError:
-                    pass
-            self._kick.clear()
-            now = loop.time()
-            if now < self._not_before:
-                continue
-            try:
-                await self._round_trip(now)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # a bug must not stop admission: log, back off, go on
-                log.exception("shared budget %s: round trip failed", self.name)
-                self._not_before = loop.time() + self._hint
-
-    def _next_timeout(self, now: float) -> float | None:
-        """Seconds until something is due with nothing else happening (None: nothing)."""
-        due = _INF
-        if self._not_before > now:
-            due = self._not_before
-        elif self._mode != _SHARED:
-            due = now + max(self._store.breaker.retry_in(), 0.001)
-        if self._mode == _SHARED and any(self._lease[i] + self._pending[i] for i in self._dims):
-            # renew the lease's record before Redis gives it back
-            due = min(due, self._called_at + lease_lifetime(self.limits.period) * _RENEW)
-            idle_at = self._last_take + self._idle_after()
-            if self._busy(now):  # look again after a while
-                idle_at = max(idle_at, now + self._idle_after())
-            due = min(due, max(idle_at, now))
-        return None if due == _INF else max(0.0, due - now)
 
     def release_args(self) -> list[str] | None:
         """The arguments that give everything held back to Redis (None: nothing to give)."""

@@ -1,0 +1,135 @@
+"""What a `SharedBudget` asks Redis for: the size of a slice, per dimension.
+
+Kept apart from the round trip (`_roundtrip`) because sizing is policy, not wire: how much
+of the shared level this process should hold (its fair share of a burst, of the refill its
+queue needs, of its recent rate, never more than `MAX_SHARE` of a capacity) is the part
+that changes when the scale-out figures do, and it reads only the books. `SliceSizing` is a
+base of `SharedBudget`: these are its own methods.
+"""
+
+from __future__ import annotations
+
+from ...scheduling.bucket import Cost
+from ._fallback import FallbackBooks
+from ._tuning import (
+    _BURST,
+    _LOW,
+    MAX_SHARE,
+    slice_seconds,
+)
+
+__all__ = ["SliceSizing"]
+
+
+class SliceSizing(FallbackBooks):
+    """What to ask (`_asks`), whether to wait for this process's own refunds instead
+    (`_over_burst_share`), and how large a slice is (`_slice_sizes`, `_slice`)."""
+
+    __slots__ = ("_big", "_level", "_low", "_target")
+
+    _low: list[float]  # below this, ask again
+    _target: list[float]  # the lease the last slice aimed at
+    _big: list[float]  # the largest single cost admitted so far
+    _level: list[float]  # the shared level the last call reported
+
+    def _asks(
+        self, now: float, head: Cost | None, recent: bool
+    ) -> tuple[list[float], list[float], bool]:
+        """(need, ask, asking): what the head lacks, what to ask per dimension, and whether
+        to ask at all (the lease is short of the head or below `_low`)."""
+        need = [0.0, 0.0, 0.0]
+        ask = [0.0, 0.0, 0.0]
+        if head is None and not recent:
+            return need, ask, False
+        lease, pending = self._lease, self._pending
+        short = False
+        for i in self._dims:
+            held = lease[i] + pending[i]
+            if head is not None and head[i] > held:
+                need[i] = head[i] - held
+                short = True
+            if held < self._low[i]:
+                short = True
+        if not short:
+            return need, ask, False
+        self._decay_took(now)
+        if self._over_burst_share(need):
+            return need, ask, False
+        self._estimate(now)
+        self._slice(head, need, ask)
+        return need, ask, True
+
+    def _over_burst_share(self, need: list[float]) -> bool:
+        """Whether to wait for this process's own refunds instead of asking: it is short
+        only of output tokens, has requests in flight (their unused max_tokens come back to
+        the lease within a second), and took its fair share of the output capacity lately.
+        The process that proved a cold bucket learnt the level 50 ms before the others and,
+        each head asking its need, took 29,300 of 43,200 output tokens in 60 ms."""
+        gate = self._gate
+        if gate is None or gate.held <= 0 or self._cap[2] <= 0:
+            return False
+        if any(need[i] > 0 for i in self._dims if i != 2) or need[2] <= 0:
+            return False
+        return self._took[2] >= self._cap[2] * self._cap_share()
+
+    def _slice_sizes(self, head: Cost | None) -> tuple[list[float], list[float], float]:
+        """(chunk, burst, scale): per dimension, the slice from the refill the lease aims
+        at, more while the bucket holds a burst (asked, not kept), and the one scale that
+        keeps every ask within `MAX_SHARE` of its capacity (the dimensions keep their
+        proportions)."""
+        chunk = [0.0, 0.0, 0.0]
+        burst = [0.0, 0.0, 0.0]
+        scale = 1.0
+        gate = self._gate
+        waiting = gate.waiting if gate is not None else 0
+        sent = self._sent
+        share = self._cap_share()
+        period = self.limits.period
+        window = slice_seconds(period, self._per_process_rpm())
+        for i in self._dims:
+            # with requests queued here: this process's fair share of a slice's window of
+            # the shared refill (one over the processes asking lately), but no more than the
+            # queue needs at its mean cost so far (a burst's last slices do not strand
+            # budget others wait for); otherwise its recent rate over the window, at most
+            # twice its share. While the bucket holds more (a burst), the ask is a fair
+            # share of `_BURST` of the level the last call saw, so a burst is drawn in a few
+            # calls; what the lease then holds beyond its target still goes back (refunds
+            # are not hoarded)
+            fair = self._cap[i] / period * window * share
+            # ... and no more of a burst, over a window, than this process's fair share of
+            # the capacity: a process whose heads kept asking took 29,300 of 43,200 output
+            # tokens in 80 ms (its own burst), then gave back 11,000 that the others, holding
+            # grants reserved seconds ahead, saw only at their next call
+            burst_room = self._cap[i] * share - self._took[i]
+            fair_burst = max(fair, min(self._level[i] * _BURST * share, burst_room))
+            if waiting and sent[0] > 0:
+                queue = waiting * sent[i] / sent[0]
+                c = max(0.0, min(fair, queue))
+                cb = max(0.0, min(fair_burst, queue))
+            else:
+                c = cb = min(self._est[i] * window, 2.0 * fair)
+            if head is not None:
+                c, cb = max(c, head[i]), max(cb, head[i])
+            chunk[i], burst[i] = c, cb
+            if cb > self._cap[i] * MAX_SHARE:
+                scale = min(scale, self._cap[i] * MAX_SHARE / cb)
+        return chunk, burst, scale
+
+    def _slice(self, head: Cost | None, need: list[float], ask: list[float]) -> None:
+        """Fill `ask` with a slice (`_slice_sizes`) less what the lease holds, and set each
+        dimension's target."""
+        chunk, burst, scale = self._slice_sizes(head)
+        lease, pending = self._lease, self._pending
+        for i in self._dims:
+            # a dimension asks only what it lacks (the head plus a slice); one that holds
+            # enough asks nothing, so a dimension the others overdrew (reserved ahead) does
+            # not hold up the grant of the one short. It then holds about `_LOW` + 1 targets
+            # and asks again once below `_LOW` of one. A target is at least the largest
+            # request seen: a lease that cannot pay for one sends each such request to Redis
+            # (max_tokens of 1024 against a slice of 700 output tokens did)
+            target = max(min(chunk[i], burst[i] * scale), self._big[i])
+            if head is not None:
+                target = max(target, head[i])
+            want = max(target * (1.0 + _LOW), burst[i] * scale)
+            ask[i] = max(need[i], want - (lease[i] + pending[i]), 0.0)
+            self._target[i] = target
