@@ -23,18 +23,12 @@ from typing import IO, Any, Final
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..observability.request_log import redact
+from ..observability.request_log import record_fields, redact
 
 __all__ = ["FIELDS_KEY", "AccessLineHandler", "AccessLog", "fields_of"]
 
 #: Where the handlers leave the access log's fields in the ASGI scope.
 FIELDS_KEY: Final = "asyncthrift.gateway.fields"
-
-#: Attributes every LogRecord has; anything else was passed as ``extra=``.
-_STANDARD: Final = frozenset(
-    logging.LogRecord("", 0, "", 0, "", None, None).__dict__.keys() | {"message", "asctime"}
-)
-
 
 #: Fields whose strings the gateway writes itself (never a request's or upstream's text).
 _OURS: Final = frozenset({"ts", "level", "logger", "client", "lane"})
@@ -109,16 +103,7 @@ class AccessLineHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            out: dict[str, Any] = {
-                "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-                + f".{int(record.msecs):03d}Z",
-                "level": record.levelname,
-                "logger": record.name,
-                "message": record.getMessage(),
-            }
-            for key, value in record.__dict__.items():
-                if key not in _STANDARD and key not in out:
-                    out[key] = value
+            out = record_fields(record)
             for key, value in out.items():  # values only: the line stays JSON, keys intact
                 if isinstance(value, str) and key not in _OURS:
                     out[key] = redact(value, self.secrets)

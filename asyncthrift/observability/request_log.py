@@ -27,6 +27,7 @@ __all__ = [
     "RedactingFilter",
     "RequestLog",
     "configure_logging",
+    "record_fields",
     "redact",
 ]
 
@@ -101,20 +102,27 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+def record_fields(record: logging.LogRecord) -> dict[str, Any]:
+    """A record as a JSON line's fields: time (UTC, ms), level, logger, message, and every
+    ``extra=`` attribute (the one shape `JsonFormatter` and the gateway's access line share)."""
+    out: dict[str, Any] = {
+        "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+        + f".{int(record.msecs):03d}Z",
+        "level": record.levelname,
+        "logger": record.name,
+        "message": record.getMessage(),
+    }
+    for key, value in record.__dict__.items():
+        if key not in _STANDARD and key not in out:
+            out[key] = value
+    return out
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per record: time, level, logger, message, extras, exception."""
 
     def format(self, record: logging.LogRecord) -> str:
-        out: dict[str, Any] = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        for key, value in record.__dict__.items():
-            if key not in _STANDARD and key not in out:
-                out[key] = value
+        out = record_fields(record)
         if record.exc_info and not record.exc_text:
             record.exc_text = self.formatException(record.exc_info)
         if record.exc_text:
