@@ -19,6 +19,7 @@ from anthropic import AsyncAPIResponse
 from ..pipeline._attempt import Route
 from ..pipeline._options import stream_requested
 from ..pipeline._routes import MESSAGES, RAW_CREATE, Resource
+from ._forwarding import ForwardedMessages
 from ._pipeline import COUNT_TOKENS_CLASS, Pipeline
 from .counting import count_tokens, split_count_kwargs
 from .streaming import STREAM, Closable, RawStreamResponse, ThriftEventStream, open_event_stream
@@ -91,6 +92,13 @@ class RawMessages(Generic[_M, _C]):
             p, call, calibrate, raw=True, resource=self._resource
         )
         return response
+
+    def forwarding(self) -> ForwardedMessages:
+        """``create`` for a proxy: the answer's bytes as the upstream sent them, with the
+        cache, dedupe and everything else of ``create`` (`ForwardedMessages`; keep the one
+        this makes: it holds its calls in flight)."""
+        beta = self._resource is not MESSAGES
+        return ForwardedMessages(self._pipeline, self._sdks, self._max_retries, beta=beta)
 
 
 class StreamedResponse(Generic[_R]):

@@ -38,6 +38,7 @@ __all__ = [
     "accumulate",
     "build_event",
     "collected_message",
+    "http_client",
     "parsed",
     "parsed_beta",
     "plain_message",
@@ -151,6 +152,11 @@ def status_error(
 ) -> anthropic.APIStatusError:
     """The SDK's own error class for `response`'s status (`RateLimitError` for a 429, ...)."""
     return sdk._make_status_error(message, body=body, response=response)
+
+
+def http_client(sdk: anthropic.AsyncAnthropic) -> httpx2.AsyncClient:
+    """The HTTP client `sdk` sends on (the pipeline's header hook is on it)."""
+    return sdk._client
 
 
 def stream_parts(stream: anthropic.AsyncStream[Any]) -> tuple[Any, Any]:

@@ -22,6 +22,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from ..client import KeyConfig, Thrift
+from ..client._forwarding import ForwardedMessages
 from ..scheduling.limits import Limits
 from .access_log import AccessLog, fields_of
 from .clients import ClientDirectory
@@ -59,12 +60,21 @@ class Gateway:
         self.draining = False
         self.inflight = InFlight()
         self._thrift: Thrift | None = None
+        self._forwarded: ForwardedMessages | None = None
 
     @property
     def thrift(self) -> Thrift:
         if self._thrift is None:
             raise RuntimeError("the gateway's Thrift is opened by the app's lifespan")
         return self._thrift
+
+    @property
+    def forwarded(self) -> ForwardedMessages:
+        """Non-streamed ``create`` whose answer is the upstream's bytes (made once: it keeps
+        the calls in flight that twins join)."""
+        if self._forwarded is None:
+            self._forwarded = self.thrift.messages.with_raw_response.forwarding()
+        return self._forwarded
 
     @property
     def max_body_bytes(self) -> int:
@@ -93,6 +103,7 @@ class Gateway:
         the quotas (their last settlements reach Redis first)."""
         self.draining = True
         thrift, self._thrift = self._thrift, None
+        self._forwarded = None
         if thrift is not None:
             await thrift.aclose(drain=True, grace=self.config.grace)
         if self.quotas is not None:

@@ -8,6 +8,7 @@ import asyncio
 from typing import Protocol
 
 from ..client import Thrift
+from ..client._forwarding import ForwardedMessages
 
 __all__ = ["InFlight", "Serving"]
 
@@ -59,6 +60,12 @@ class Serving(Protocol):
 
     @property
     def thrift(self) -> Thrift: ...
+
+    @property
+    def forwarded(self) -> ForwardedMessages:
+        """``thrift.messages.with_raw_response.forwarding()``, made once: non-streamed
+        answers as the upstream's bytes (cache, dedupe and all)."""
+        ...
 
     @property
     def inflight(self) -> InFlight: ...

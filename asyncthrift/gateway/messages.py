@@ -4,9 +4,11 @@ packed and retried as the library does for its own callers.
 
 The body's fields go to the SDK's ``create`` by name; a field the installed SDK does not
 know goes in ``extra_body``, so a new API field passes through. ``anthropic-beta`` goes on
-as a header. A non-streamed answer is the SDK's `Message` written back as JSON with the
-fields it was read with (``exclude_unset``), so what a client parses equals what the API
-sent; a stream is written event by event as it arrives, after the headers. The upstream's
+as a header. A non-streamed answer is the upstream's bytes as they came (the library's
+forwarding ``create``: cached, deduplicated and settled as ``create``, without the SDK's
+request and response models; a cache hit or a packed answer is the `Message` written back
+with the fields it was read with); a stream is written event by event as it arrives,
+after the headers. The upstream's
 ``request-id`` comes back with both.
 """
 
@@ -84,21 +86,18 @@ async def create_message(request: Request, gateway: Serving, exchange: Exchange)
     if exchange.body.get("stream") is True:
         return await _stream(request, gateway, exchange, kwargs)
     CURRENT.set(exchange)
-    call = gateway.thrift.messages.create(**kwargs, **_options(exchange))
-    message = await until_disconnect(request.receive, call)
-    usage = message.usage
+    call = gateway.forwarded.create(**kwargs, **_options(exchange))
+    answer = await until_disconnect(request.receive, call)
+    usage = answer.usage
     await exchange.finish(
         200,
         input_tokens=usage.input_tokens,
         output_tokens=usage.output_tokens,
-        cost_usd=usage_cost(message.model, usage),
+        cost_usd=usage_cost(answer.model, usage),
     )
-    # the SDK keeps the upstream's request-id on the answer (and the cache keeps it with it)
-    request_id = getattr(message, "_request_id", None)
+    # the upstream's request-id (a cached answer keeps the one it was first answered with)
     return Response(
-        message.to_json(indent=None).encode(),
-        media_type="application/json",
-        headers=_request_id_headers(request_id),
+        answer.body, media_type="application/json", headers=_request_id_headers(answer.request_id)
     )
 
 

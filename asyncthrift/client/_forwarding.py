@@ -1,0 +1,183 @@
+"""``client.messages.with_raw_response.forwarding()``: ``create`` for a proxy, whose answer
+is the upstream's bytes (`RawAnswer`) instead of a `Message`.
+
+Why: a gateway passes each answer on as it came; parsing it into a `Message` and writing it
+back costs more CPU than the rest of its work (bench/RESULTS.md, "Gateway pass-through").
+Everything else is ``create``'s: scheduled in its lane with its deadline, retried, budgets
+settled from the usage; the cache and in-flight dedupe kept (twins get the same bytes; a
+cache hit is the stored answer written back as JSON); packing, adaptive ``max_tokens``
+and compression too (a packed or adaptive call is answered as a `Message` and written
+back). One `ForwardedMessages` keeps its own calls in flight: make one per client and keep
+it (`asyncthrift.gateway` does).
+
+The arguments are ``create``'s as JSON values (a parsed request body, fields the SDK does
+not know under ``extra_body``); ``stream=True`` is refused (streams are ``create``'s).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import anthropic
+import orjson
+
+from ..core.prices import usage_cost
+from ..errors import DeadlineExceeded, InvalidArgument
+from ..pipeline._attempt import Call
+from ..pipeline._forward import ForwardRoute, RawAnswer
+from ..pipeline._options import stream_requested
+from ..pipeline.dedupe import SingleFlight
+from ..savings.compression import compress_kwargs
+from ..stores.cache.base import (
+    COMPLETE_STOP_REASONS,
+    REQUEST_ID_KEY,
+    TRUNCATED_SKIP_WARNING,
+    TRUNCATED_STOP_REASONS,
+    decode_message,
+    reject_entry,
+)
+from ._pipeline import Pipeline
+
+__all__ = ["ForwardedMessages", "RawAnswer"]
+
+log = logging.getLogger("asyncthrift")
+
+
+class ForwardedMessages:
+    """See the module's docstring."""
+
+    __slots__ = ("_flight", "_max_retries", "_pipeline", "_route", "_sdks")
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        sdks: Sequence[anthropic.AsyncAnthropic],
+        max_retries: int,
+        *,
+        beta: bool = False,
+    ) -> None:
+        self._pipeline = pipeline
+        self._sdks = sdks
+        self._max_retries = max_retries
+        self._route = ForwardRoute(sdks, beta=beta)
+        self._flight: SingleFlight[str, RawAnswer] = SingleFlight()
+
+    async def create(self, **kwargs: Any) -> RawAnswer:
+        """``messages.create(**kwargs)`` (asyncthrift's options included), its answer the
+        upstream's bytes; a cache hit or a twin's answer has the same `RawAnswer` fields."""
+        if stream_requested(kwargs):
+            raise InvalidArgument("forwarding: create(stream=True) is not forwarded: use create")
+        p = self._pipeline
+        kwargs = compress_kwargs(p.compressor, kwargs)
+        kwargs.pop("stream", None)
+        call = p.start("create", kwargs, self._sdks, self._max_retries)
+        if call.via is not None:  # packed or adaptive: a Message, written back
+            return await p.bracket(call, self._as_message(call))
+        if call.key is None:
+            return await p.bracket(call, p.run(call, self._route))
+        return await p.bracket(call, self._lookup(call, call.key))
+
+    async def _as_message(self, call: Call) -> RawAnswer:
+        p = self._pipeline
+        via = call.via
+        assert via is not None
+        message = await (p.answers.fetch(p, call) if call.key is not None else via(p, call))
+        return RawAnswer.of_message(message)
+
+    async def _lookup(self, call: Call, key: str) -> RawAnswer:
+        """The cache, then a twin in flight, else the upstream (and stored), as
+        `asyncthrift.pipeline._lookup.Answers` does for `Message` answers."""
+        if call.use_cache:
+            hit = await self._cached(key)
+            if hit is not None:
+                return hit
+        if not call.use_dedupe:
+            return await self._fetch_and_store(call, key)
+        flight = self._flight
+        while True:
+            joining = flight.has(key)
+            try:
+                answer, joined = await flight.do_joined(
+                    key, lambda: self._fetch_and_store(call, key)
+                )
+            except DeadlineExceeded:
+                if not joining:
+                    raise  # this call's own deadline
+                continue  # the twin ran out of *its* deadline: join a newer one, or go
+            if joined:
+                self._count_saved(answer, cache_hit=False)
+            return answer
+
+    async def _fetch_and_store(self, call: Call, key: str) -> RawAnswer:
+        p = self._pipeline
+        if call.use_cache and p.answers.is_shared:
+            again = await self._cached(key, count_miss=False)  # another process stored it
+            if again is not None:
+                return again
+        answer: RawAnswer = await p.run(call, self._route)
+        if call.use_cache and call.fell_back_from is None:
+            await self._store(key, answer)
+        return answer
+
+    async def _cached(self, key: str, *, count_miss: bool = True) -> RawAnswer | None:
+        """The cached answer (validated as the cache's `Message` entries are), or None."""
+        answers = self._pipeline.answers
+        cache = answers.cache
+        assert cache is not None
+        blob = await cache.get(key)
+        if blob is not None:
+            try:
+                message = decode_message(blob)
+            except ValueError:
+                answers.stats.cache_errors += 1
+                log.warning("a cached entry did not decode; treating it as a miss")
+                await reject_entry(cache, key)
+            else:
+                answer = RawAnswer.of_message(message)
+                self._count_saved(answer, cache_hit=True)
+                return answer
+        if count_miss:
+            answers.stats.cache_misses += 1
+        return None
+
+    async def _store(self, key: str, answer: RawAnswer) -> None:
+        """Store `answer` as the cache stores a `Message` (its fields as sent, and its
+        request id), if it is complete (or cut at a length limit, when those are kept)."""
+        answers = self._pipeline.answers
+        cache = answers.cache
+        if cache is None or answer.data is None:
+            return
+        reason = answer.stop_reason
+        if reason in COMPLETE_STOP_REASONS or (
+            answers.truncated and reason in TRUNCATED_STOP_REASONS
+        ):
+            entry = dict(answer.data)
+            if answer.request_id is not None:
+                entry[REQUEST_ID_KEY] = answer.request_id
+            await cache.set(key, orjson.dumps(entry), answers.ttl)
+        elif reason in TRUNCATED_STOP_REASONS:
+            stats = answers.stats
+            stats.cache_truncated_skipped += 1
+            if stats.cache_truncated_skipped == 1:
+                log.warning(TRUNCATED_SKIP_WARNING, reason)
+
+    def _count_saved(self, answer: RawAnswer, *, cache_hit: bool) -> None:
+        s = self._pipeline.answers.stats
+        u = answer.usage
+        tokens = u.input_tokens + u.output_tokens
+        dollars = usage_cost(answer.model, u)
+        if cache_hit:
+            s.cache_hits += 1
+            s.cache_calls_saved += 1
+            s.cache_tokens_saved += tokens
+            s.cache_dollars_saved += dollars
+        else:
+            s.dedupe_joins += 1
+            s.dedupe_calls_saved += 1
+            s.dedupe_tokens_saved += tokens
+            s.dedupe_dollars_saved += dollars
+        s.upstream_calls_saved += 1
+        s.tokens_saved += tokens
+        s.dollars_saved += dollars

@@ -1,0 +1,230 @@
+"""The forwarding route of ``messages.create``: the request's JSON sent as it is, and the
+answer kept as the bytes that came (`RawAnswer`), only its usage and stop reason read.
+
+Why: a gateway (``asyncthrift serve``) passes answers on. Through the SDK every answer is
+built into request models, sent, parsed into a `Message` and serialised again, which was
+most of the gateway's CPU per request and of the latency it adds (bench/RESULTS.md). This
+route sends on the admitted key's own HTTP client (its header hook sees the response, so
+the budget resyncs as for any call) with the SDK's headers read once per client, and reads
+the answer once with orjson. Errors are the SDK's exception classes, made as the SDK makes
+them, so retries, refunds and abandonment are the pipeline's, as for ``create``.
+
+The params must be JSON values as the API takes them (a parsed request body): nothing here
+converts SDK types. ``extra_body``, ``extra_headers`` and ``extra_query`` are applied as
+the SDK applies them. A cold start's probe goes as ``create``'s does (a stream, its
+`Message` turned into a `RawAnswer`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+import anthropic
+import httpx2
+import orjson
+from anthropic.types import Message, Usage
+
+from ..core._sdk import http_client, status_error
+from ._attempt import Attempt, Plan, Planner
+from ._routes import CREATE, ProbeRoute
+
+__all__ = ["ForwardRoute", "RawAnswer"]
+
+#: The body fields the SDK takes out of a call's arguments (they are not API fields).
+_SDK_OPTIONS: Final = ("extra_body", "extra_headers", "extra_query", "timeout")
+
+
+class RawAnswer:
+    """A non-streamed Messages answer as the upstream sent it: its bytes, its ``request-id``
+    and what settling needs (model, usage, stop reason). Twins of one call in flight share
+    one (treat it as read-only)."""
+
+    __slots__ = ("body", "data", "fell_back_from", "model", "request_id", "stop_reason", "usage")
+
+    def __init__(
+        self,
+        body: bytes,
+        data: Mapping[str, Any] | None,
+        request_id: str | None,
+        model: str,
+        usage: Usage,
+        stop_reason: str | None,
+    ) -> None:
+        self.body = body
+        #: the body parsed (None when the answer was made from a `Message`)
+        self.data = data
+        self.request_id = request_id
+        self.model = model
+        self.usage = usage
+        self.stop_reason = stop_reason
+        #: the model the call asked for, when a fallback model answered it
+        self.fell_back_from: str | None = None
+
+    @classmethod
+    def of_message(cls, message: Message) -> RawAnswer:
+        """`message` written as JSON with the fields it was read with (``exclude_unset``),
+        so what a client parses equals what the API sent."""
+        request_id = getattr(message, "_request_id", None)  # the SDK keeps it on the answer
+        return cls(
+            message.to_json(indent=None).encode(),
+            None,
+            request_id if isinstance(request_id, str) and request_id else None,
+            message.model,
+            message.usage,
+            message.stop_reason,
+        )
+
+    @classmethod
+    def of_body(cls, body: bytes, request_id: str | None) -> RawAnswer:
+        """The answer in `body`; ValueError when it is not a Messages answer (no usage)."""
+        data = orjson.loads(body)
+        if not isinstance(data, dict):
+            raise ValueError("the answer is not a JSON object")
+        usage = data.get("usage")
+        if not isinstance(usage, dict):
+            raise ValueError("the answer has no usage")
+        counts = {
+            name: usage[name]
+            for name in (
+                "input_tokens",
+                "output_tokens",
+                "cache_creation_input_tokens",
+                "cache_read_input_tokens",
+            )
+            if name in usage
+        }
+        if not isinstance(counts.get("input_tokens"), int) or not isinstance(
+            counts.get("output_tokens"), int
+        ):
+            raise ValueError("the answer's usage has no token counts")
+        model = data.get("model")
+        stop = data.get("stop_reason")
+        return cls(
+            body,
+            data,
+            request_id,
+            model if isinstance(model, str) else "",
+            Usage.model_construct(**counts),
+            stop if isinstance(stop, str) else None,
+        )
+
+
+class _Endpoint:
+    """Where one SDK client sends ``POST /v1/messages``, and the headers it always sends."""
+
+    __slots__ = ("headers", "timeout", "url")
+
+    def __init__(self, sdk: anthropic.AsyncAnthropic, beta: bool) -> None:
+        self.url = str(sdk.base_url).rstrip("/") + (
+            "/v1/messages?beta=true" if beta else "/v1/messages"
+        )
+        given = sdk.default_headers.items()  # an `Omit` value: a header the SDK leaves out
+        self.headers = {k: v for k, v in given if isinstance(v, str)}
+        self.headers["x-stainless-retry-count"] = "0"
+        self.timeout = sdk.timeout
+
+
+class _ForwardedProbe:
+    """A cold start's probe as ``create`` sends it (a stream: its headers come at its
+    start), its `Message` turned into a `RawAnswer`."""
+
+    __slots__ = ("probe",)
+    headers_at_start = True
+
+    def __init__(self, probe: ProbeRoute) -> None:
+        self.probe = probe
+
+    async def send(self, sdk: anthropic.AsyncAnthropic, params: dict[str, Any]) -> Any:
+        return await self.probe.send(sdk, params)
+
+    async def finish(self, attempt: Attempt, result: Any) -> RawAnswer:
+        message: Message = await self.probe.finish(attempt, result)
+        answer = RawAnswer.of_message(message)
+        answer.fell_back_from = attempt.call.fell_back_from
+        return answer
+
+
+class ForwardRoute:
+    """``messages.create`` forwarded: see the module's docstring. One per set of SDK
+    clients (it keeps each client's URL and headers; a client it was not given is read
+    on each send)."""
+
+    __slots__ = ("_beta", "_endpoints", "probe")
+    headers_at_start = False
+
+    def __init__(self, sdks: Sequence[anthropic.AsyncAnthropic], *, beta: bool = False) -> None:
+        self._beta = beta  # ``client.beta.messages``: ``POST /v1/messages?beta=true``
+        self._endpoints = {id(sdk): _Endpoint(sdk, beta) for sdk in sdks}
+        probe: ProbeRoute | None = None if beta else getattr(CREATE, "probe", None)
+        self.probe = None if probe is None else _ForwardedProbe(probe)
+
+    def plan(self, planner: Planner, params: Mapping[str, Any]) -> Plan:
+        return planner.plan(params)
+
+    async def send(self, sdk: anthropic.AsyncAnthropic, params: dict[str, Any]) -> RawAnswer:
+        endpoint = self._endpoints.get(id(sdk)) or _Endpoint(sdk, self._beta)
+        body, headers, query = _request_parts(params, endpoint.headers)
+        http = http_client(sdk)
+        request = http.build_request(
+            "POST",
+            endpoint.url,
+            content=body,
+            headers=headers,
+            params=query,
+            timeout=endpoint.timeout,
+        )
+        try:
+            response = await http.send(request)
+        except httpx2.TimeoutException as exc:  # as the SDK maps them
+            raise anthropic.APITimeoutError(request=request) from exc
+        except Exception as exc:
+            raise anthropic.APIConnectionError(request=request) from exc
+        content = response.content
+        request_id = response.headers.get("request-id")
+        if not response.is_success:
+            raise _status_error(sdk, response, content)
+        try:
+            return RawAnswer.of_body(content, request_id)
+        except ValueError as exc:
+            raise anthropic.APIResponseValidationError(
+                response, content, message=f"not a Messages answer: {exc}"
+            ) from None
+
+    def received(self, attempt: Attempt, result: Any) -> RawAnswer:
+        answer: RawAnswer = result
+        attempt.succeeded(answer.model, answer.usage)
+        answer.fell_back_from = attempt.call.fell_back_from
+        return answer
+
+
+def _request_parts(
+    params: Mapping[str, Any], base: dict[str, str]
+) -> tuple[bytes, dict[str, str], Mapping[str, Any] | None]:
+    """(JSON body, headers, query) of a call's params, as the SDK would send them."""
+    if not any(name in params for name in _SDK_OPTIONS):
+        return orjson.dumps(params), base, None
+    fields = {k: v for k, v in params.items() if k not in _SDK_OPTIONS}
+    extra_body = params.get("extra_body")
+    if isinstance(extra_body, Mapping):
+        fields.update(extra_body)
+    headers = base
+    extra_headers = params.get("extra_headers")
+    if isinstance(extra_headers, Mapping) and extra_headers:
+        headers = {**base, **extra_headers}
+    query = params.get("extra_query")
+    return orjson.dumps(fields), headers, query if isinstance(query, Mapping) and query else None
+
+
+def _status_error(
+    sdk: anthropic.AsyncAnthropic, response: httpx2.Response, content: bytes
+) -> anthropic.APIStatusError:
+    """The SDK's error class for an error status, with the message and body it would give."""
+    text = content.decode("utf-8", "replace").strip()
+    body: object = text
+    try:
+        body = orjson.loads(text)
+        message = f"Error code: {response.status_code} - {body}"
+    except orjson.JSONDecodeError:
+        message = text or f"Error code: {response.status_code}"
+    return status_error(sdk, message, body, response)
