@@ -7,8 +7,9 @@ Everything else is ``create``'s: scheduled in its lane with its deadline, retrie
 settled from the usage; the cache and in-flight dedupe kept (twins get the same bytes; a
 cache hit is the stored answer written back as JSON); packing, adaptive ``max_tokens``
 and compression too (a packed or adaptive call is answered as a `Message` and written
-back). One `ForwardedMessages` keeps its own calls in flight: make one per client and keep
-it (`asyncthrift.gateway` does).
+back). One `ForwardedMessages` keeps its own calls in flight and, when the client sends with
+aiohttp, its own aiohttp sessions: make one per client, keep it, and ``await aclose()`` it
+after the client (`asyncthrift.gateway` does).
 
 The arguments are ``create``'s as JSON values (a parsed request body, fields the SDK does
 not know under ``extra_body``); ``stream=True`` is refused (streams are ``create``'s).
@@ -79,6 +80,11 @@ class ForwardedMessages:
             return await p.bracket(call, p.run(call, self._route))
         return await p.bracket(call, self._lookup(call, call.key))
 
+    async def aclose(self) -> None:
+        """Close its own HTTP sessions (after the client's calls have ended: a gateway
+        closes it after `Thrift.aclose`)."""
+        await self._route.aclose()
+
     async def _as_message(self, call: Call) -> RawAnswer:
         p = self._pipeline
         via = call.via
@@ -147,7 +153,7 @@ class ForwardedMessages:
         request id), if it is complete (or cut at a length limit, when those are kept)."""
         answers = self._pipeline.answers
         cache = answers.cache
-        if cache is None or answer.data is None:
+        if cache is None:
             return
         reason = answer.stop_reason
         if reason in COMPLETE_STOP_REASONS or (

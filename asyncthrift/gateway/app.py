@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
+from starlette.types import Receive, Scope, Send
 
 from ..client import KeyConfig, Thrift
 from ..client._forwarding import ForwardedMessages
@@ -103,9 +104,11 @@ class Gateway:
         the quotas (their last settlements reach Redis first)."""
         self.draining = True
         thrift, self._thrift = self._thrift, None
-        self._forwarded = None
+        forwarded, self._forwarded = self._forwarded, None
         if thrift is not None:
             await thrift.aclose(drain=True, grace=self.config.grace)
+        if forwarded is not None:  # its HTTP sessions, once nothing is in flight
+            await forwarded.aclose()
         if self.quotas is not None:
             await self.quotas.aclose()
 
@@ -256,6 +259,31 @@ def build_app(
         exception_handlers={404: _http_error, 405: _http_error},
     )
     app.state.gateway = gateway
+    hot = {("POST", "/v1/messages"): _endpoint(create_message, meter=message_charge)}
+    served = Shortcut(app, hot)
     if access_log is None:
-        return app
-    return AccessLog(app, access_log)
+        return served
+    return AccessLog(served, access_log)
+
+
+class Shortcut:
+    """The ASGI app with its busiest routes called straight, past starlette's middleware
+    and router (about a tenth of the gateway's CPU per request): an `_endpoint` answers
+    every failure itself, so the middleware would never see one. Anything else goes to
+    `app` (whose routes include these too)."""
+
+    def __init__(
+        self, app: Starlette, routes: Mapping[tuple[str, str], Callable[[Request], Awaitable[Any]]]
+    ) -> None:
+        self.app = app
+        self.routes = dict(routes)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            endpoint = self.routes.get((scope["method"], scope["path"]))
+            if endpoint is not None:
+                scope["app"] = self.app  # as starlette sets it: `request.app.state`
+                response = await endpoint(Request(scope, receive, send))
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)

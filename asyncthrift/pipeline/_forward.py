@@ -25,14 +25,23 @@ import httpx2
 import orjson
 from anthropic.types import Message, Usage
 
-from ..core._sdk import http_client, status_error
 from ._attempt import Attempt, Plan, Planner
+from ._forward_http import Endpoint
 from ._routes import CREATE, ProbeRoute
 
 __all__ = ["ForwardRoute", "RawAnswer"]
 
 #: The body fields the SDK takes out of a call's arguments (they are not API fields).
 _SDK_OPTIONS: Final = ("extra_body", "extra_headers", "extra_query", "timeout")
+
+
+#: The usage fields settling reads (`Attempt.succeeded`, `usage_cost`).
+_USAGE_COUNTS: Final = (
+    "input_tokens",
+    "output_tokens",
+    "cache_creation_input_tokens",
+    "cache_read_input_tokens",
+)
 
 
 class RawAnswer:
@@ -45,14 +54,14 @@ class RawAnswer:
     def __init__(
         self,
         body: bytes,
-        data: Mapping[str, Any] | None,
+        data: Mapping[str, Any],
         request_id: str | None,
         model: str,
         usage: Usage,
         stop_reason: str | None,
     ) -> None:
         self.body = body
-        #: the body parsed (None when the answer was made from a `Message`)
+        #: the body parsed (what the cache stores)
         self.data = data
         self.request_id = request_id
         self.model = model
@@ -68,7 +77,7 @@ class RawAnswer:
         request_id = getattr(message, "_request_id", None)  # the SDK keeps it on the answer
         return cls(
             message.to_json(indent=None).encode(),
-            None,
+            message.model_dump(mode="json", exclude_unset=True),  # as the cache writes it
             request_id if isinstance(request_id, str) and request_id else None,
             message.model,
             message.usage,
@@ -84,20 +93,9 @@ class RawAnswer:
         usage = data.get("usage")
         if not isinstance(usage, dict):
             raise ValueError("the answer has no usage")
-        counts = {
-            name: usage[name]
-            for name in (
-                "input_tokens",
-                "output_tokens",
-                "cache_creation_input_tokens",
-                "cache_read_input_tokens",
-            )
-            if name in usage
-        }
-        if not isinstance(counts.get("input_tokens"), int) or not isinstance(
-            counts.get("output_tokens"), int
-        ):
-            raise ValueError("the answer's usage has no token counts")
+        # the counts settling needs, validated (a model's own `construct` costs 60 us)
+        counts = {name: usage[name] for name in _USAGE_COUNTS if name in usage}
+        parsed = Usage.model_validate(counts)  # a pydantic ValidationError is a ValueError
         model = data.get("model")
         stop = data.get("stop_reason")
         return cls(
@@ -105,24 +103,9 @@ class RawAnswer:
             data,
             request_id,
             model if isinstance(model, str) else "",
-            Usage.model_construct(**counts),
+            parsed,
             stop if isinstance(stop, str) else None,
         )
-
-
-class _Endpoint:
-    """Where one SDK client sends ``POST /v1/messages``, and the headers it always sends."""
-
-    __slots__ = ("headers", "timeout", "url")
-
-    def __init__(self, sdk: anthropic.AsyncAnthropic, beta: bool) -> None:
-        self.url = str(sdk.base_url).rstrip("/") + (
-            "/v1/messages?beta=true" if beta else "/v1/messages"
-        )
-        given = sdk.default_headers.items()  # an `Omit` value: a header the SDK leaves out
-        self.headers = {k: v for k, v in given if isinstance(v, str)}
-        self.headers["x-stainless-retry-count"] = "0"
-        self.timeout = sdk.timeout
 
 
 class _ForwardedProbe:
@@ -147,15 +130,16 @@ class _ForwardedProbe:
 
 class ForwardRoute:
     """``messages.create`` forwarded: see the module's docstring. One per set of SDK
-    clients (it keeps each client's URL and headers; a client it was not given is read
-    on each send)."""
+    clients: it keeps each client's `Endpoint` (URL, headers, its own aiohttp session);
+    `aclose` closes those sessions."""
 
-    __slots__ = ("_beta", "_endpoints", "probe")
+    __slots__ = ("_beta", "_clients", "_endpoints", "probe")
     headers_at_start = False
 
     def __init__(self, sdks: Sequence[anthropic.AsyncAnthropic], *, beta: bool = False) -> None:
         self._beta = beta  # ``client.beta.messages``: ``POST /v1/messages?beta=true``
-        self._endpoints = {id(sdk): _Endpoint(sdk, beta) for sdk in sdks}
+        self._clients = list(sdks)  # alive as long as the route: their ids stay theirs
+        self._endpoints = {id(sdk): Endpoint(sdk, beta=beta) for sdk in sdks}
         probe: ProbeRoute | None = None if beta else getattr(CREATE, "probe", None)
         self.probe = None if probe is None else _ForwardedProbe(probe)
 
@@ -163,33 +147,26 @@ class ForwardRoute:
         return planner.plan(params)
 
     async def send(self, sdk: anthropic.AsyncAnthropic, params: dict[str, Any]) -> RawAnswer:
-        endpoint = self._endpoints.get(id(sdk)) or _Endpoint(sdk, self._beta)
+        endpoint = self._endpoints.get(id(sdk))
+        if endpoint is None:  # a client this route was not made with
+            endpoint = self._endpoints[id(sdk)] = Endpoint(sdk, beta=self._beta)
+            self._clients.append(sdk)  # kept alive: its id stays its own
         body, headers, query = _request_parts(params, endpoint.headers)
-        http = http_client(sdk)
-        request = http.build_request(
-            "POST",
-            endpoint.url,
-            content=body,
-            headers=headers,
-            params=query,
-            timeout=endpoint.timeout,
-        )
-        try:
-            response = await http.send(request)
-        except httpx2.TimeoutException as exc:  # as the SDK maps them
-            raise anthropic.APITimeoutError(request=request) from exc
-        except Exception as exc:
-            raise anthropic.APIConnectionError(request=request) from exc
-        content = response.content
-        request_id = response.headers.get("request-id")
-        if not response.is_success:
-            raise _status_error(sdk, response, content)
+        content, request_id = await endpoint.post(sdk, body, headers, query)
         try:
             return RawAnswer.of_body(content, request_id)
         except ValueError as exc:
+            response = httpx2.Response(
+                200, content=content, request=httpx2.Request("POST", endpoint.url)
+            )
             raise anthropic.APIResponseValidationError(
                 response, content, message=f"not a Messages answer: {exc}"
             ) from None
+
+    async def aclose(self) -> None:
+        """Close the HTTP sessions of its own (its aiohttp endpoints')."""
+        for endpoint in self._endpoints.values():
+            await endpoint.aclose()
 
     def received(self, attempt: Attempt, result: Any) -> RawAnswer:
         answer: RawAnswer = result
@@ -214,17 +191,3 @@ def _request_parts(
         headers = {**base, **extra_headers}
     query = params.get("extra_query")
     return orjson.dumps(fields), headers, query if isinstance(query, Mapping) and query else None
-
-
-def _status_error(
-    sdk: anthropic.AsyncAnthropic, response: httpx2.Response, content: bytes
-) -> anthropic.APIStatusError:
-    """The SDK's error class for an error status, with the message and body it would give."""
-    text = content.decode("utf-8", "replace").strip()
-    body: object = text
-    try:
-        body = orjson.loads(text)
-        message = f"Error code: {response.status_code} - {body}"
-    except orjson.JSONDecodeError:
-        message = text or f"Error code: {response.status_code}"
-    return status_error(sdk, message, body, response)
