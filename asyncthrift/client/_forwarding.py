@@ -12,7 +12,9 @@ aiohttp, its own aiohttp sessions: make one per client, keep it, and ``await acl
 after the client (`asyncthrift.gateway` does).
 
 The arguments are ``create``'s as JSON values (a parsed request body, fields the SDK does
-not know under ``extra_body``); ``stream=True`` is refused (streams are ``create``'s).
+not know under ``extra_body``); ``stream=True`` is refused (streams are ``create``'s). Not
+done for a forwarded answer: the SDK's client-side checks of the arguments (the API makes
+its own) and confirming an automatic prompt-cache breakpoint (``auto_cache_control``).
 """
 
 from __future__ import annotations
