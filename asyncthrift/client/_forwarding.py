@@ -26,7 +26,6 @@ from typing import Any
 import anthropic
 import orjson
 
-from ..core.prices import usage_cost
 from ..errors import DeadlineExceeded, InvalidArgument
 from ..pipeline._attempt import Call
 from ..pipeline._forward import ForwardRoute, RawAnswer
@@ -38,8 +37,6 @@ from ..stores.cache.base import (
     REQUEST_ID_KEY,
     TRUNCATED_SKIP_WARNING,
     TRUNCATED_STOP_REASONS,
-    decode_message,
-    reject_entry,
 )
 from ._pipeline import Pipeline
 
@@ -115,7 +112,7 @@ class ForwardedMessages:
                     raise  # this call's own deadline
                 continue  # the twin ran out of *its* deadline: join a newer one, or go
             if joined:
-                self._count_saved(answer, cache_hit=False)
+                self._pipeline.answers.count_saved(answer.model, answer.usage, cache_hit=False)
             return answer
 
     async def _fetch_and_store(self, call: Call, key: str) -> RawAnswer:
@@ -131,24 +128,8 @@ class ForwardedMessages:
 
     async def _cached(self, key: str, *, count_miss: bool = True) -> RawAnswer | None:
         """The cached answer (validated as the cache's `Message` entries are), or None."""
-        answers = self._pipeline.answers
-        cache = answers.cache
-        assert cache is not None
-        blob = await cache.get(key)
-        if blob is not None:
-            try:
-                message = decode_message(blob)
-            except ValueError:
-                answers.stats.cache_errors += 1
-                log.warning("a cached entry did not decode; treating it as a miss")
-                await reject_entry(cache, key)
-            else:
-                answer = RawAnswer.of_message(message)
-                self._count_saved(answer, cache_hit=True)
-                return answer
-        if count_miss:
-            answers.stats.cache_misses += 1
-        return None
+        message = await self._pipeline.answers.cached(key, count_miss=count_miss)
+        return None if message is None else RawAnswer.of_message(message)
 
     async def _store(self, key: str, answer: RawAnswer) -> None:
         """Store `answer` as the cache stores a `Message` (its fields as sent, and its
@@ -170,22 +151,3 @@ class ForwardedMessages:
             stats.cache_truncated_skipped += 1
             if stats.cache_truncated_skipped == 1:
                 log.warning(TRUNCATED_SKIP_WARNING, reason)
-
-    def _count_saved(self, answer: RawAnswer, *, cache_hit: bool) -> None:
-        s = self._pipeline.answers.stats
-        u = answer.usage
-        tokens = u.input_tokens + u.output_tokens
-        dollars = usage_cost(answer.model, u)
-        if cache_hit:
-            s.cache_hits += 1
-            s.cache_calls_saved += 1
-            s.cache_tokens_saved += tokens
-            s.cache_dollars_saved += dollars
-        else:
-            s.dedupe_joins += 1
-            s.dedupe_calls_saved += 1
-            s.dedupe_tokens_saved += tokens
-            s.dedupe_dollars_saved += dollars
-        s.upstream_calls_saved += 1
-        s.tokens_saved += tokens
-        s.dollars_saved += dollars

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from anthropic.types import Message
+from anthropic.types import Message, Usage
 
 from ..core.prices import usage_cost
 from ..core.stats import Recorder
@@ -69,7 +69,7 @@ class Answers:
         key = call.key
         assert key is not None
         if call.use_cache:
-            message = await self._cached(key)
+            message = await self.cached(key)
             if message is not None:
                 return message, "cache"
         flight = self.flight
@@ -91,7 +91,7 @@ class Answers:
                     return None, ""
                 break
             if joined:
-                self._count_saved(message, cache_hit=False)
+                self.count_saved(message.model, message.usage, cache_hit=False)
                 return message, "dedupe"
             return message, ""
         if lead:
@@ -112,8 +112,9 @@ class Answers:
             if s.cache_truncated_skipped == 1:
                 log.warning(TRUNCATED_SKIP_WARNING, message.stop_reason)
 
-    async def _cached(self, key: str, *, count_miss: bool = True) -> Message | None:
-        """The cached answer for `key`, or None (a miss, or an entry that does not decode)."""
+    async def cached(self, key: str, *, count_miss: bool = True) -> Message | None:
+        """The cached answer for `key`, or None (a miss, or an entry that does not decode);
+        a hit is counted as saved, a miss as a miss when `count_miss`."""
         cache = self.cache
         assert cache is not None
         blob = await cache.get(key)
@@ -125,7 +126,7 @@ class Answers:
                 log.warning("a cached entry did not decode; treating it as a miss")
                 await reject_entry(cache, key)  # counted and deleted by the cache
             else:
-                self._count_saved(message, cache_hit=True)
+                self.count_saved(message.model, message.usage, cache_hit=True)
                 return message
         if count_miss:
             self.stats.cache_misses += 1
@@ -136,7 +137,7 @@ class Answers:
     ) -> Message:
         if use_cache and self.is_shared:
             # another process (or a call that finished since our miss) may have stored it
-            again = await self._cached(key, count_miss=False)
+            again = await self.cached(key, count_miss=False)
             if again is not None:
                 return again
         via = call.via
@@ -147,11 +148,12 @@ class Answers:
             await self.store(key, message)
         return message
 
-    def _count_saved(self, message: Message, *, cache_hit: bool) -> None:
+    def count_saved(self, model: str, usage: Usage, *, cache_hit: bool) -> None:
+        """Count an answer served from the cache or shared with a twin as saved (also for
+        the forwarding route, whose answers are bytes rather than a `Message`)."""
         s = self.stats
-        u = message.usage
-        tokens = u.input_tokens + u.output_tokens
-        dollars = usage_cost(message.model, u)
+        tokens = usage.input_tokens + usage.output_tokens
+        dollars = usage_cost(model, usage)
         if cache_hit:
             s.cache_hits += 1
             s.cache_calls_saved += 1
