@@ -13,19 +13,26 @@ import logging
 from ...scheduling.bucket import ZERO, Cost, ServerView
 from ...scheduling.budget import TOKEN_ROUNDING
 from ...scheduling.limits import Limits
-from ._roundtrip import RoundTrip
+from ._foreign import SharedForeign
 
 __all__ = ["HeaderCeilings"]
 
 log = logging.getLogger("asyncthrift.shared")
 
+#: The share of the other processes' leases (as their last calls and rates tell,
+#: `SharedForeign._others_held`) a ceiling leaves out besides this process's own: the
+#: server's level counts them, the shared level does not. An estimate, not a bound (a
+#: process may have spent faster than its rate since its call), so not all of it.
+_HELD_SHARE = 0.0
 
-class HeaderCeilings(RoundTrip):
+
+class HeaderCeilings(SharedForeign):
     """`_observe` (a reading into a ceiling and a proof) and `_learn` (limits from headers)."""
 
-    __slots__ = ("_learning",)
+    __slots__ = ("_learning", "lease_cuts")
 
     _learning: bool  # no configured limit: admitting as a local budget until headers say them
+    lease_cuts: float  # lease given up to readings below it (in capacities, summed)
 
     def _observe(
         self,
@@ -91,14 +98,38 @@ class HeaderCeilings(RoundTrip):
             if i and remaining % 1000:
                 self._exact_tokens = True  # as `LocalBudget.observe`: the server is exact
             tolerance = TOKEN_ROUNDING if i and not self._exact_tokens else 0.0
-            held = self._lease[i] + self._pending[i]
+            # this process's lease, and a part of what the others hold (`_HELD_SHARE`)
+            held = self._lease[i] + self._pending[i] + _HELD_SHARE * self._others_held(i, now)
             base = remaining - tolerance - held - self._rate[i] * now
             hi = base + highest[i] - uncharged[i]
             lo = base - (net[i] - before[i] - seen[i])
+            over = -(hi + self._rate[i] * now)
+            if over > 0 and not self._cold and self._fb is None and self._lease[i] > 0:
+                # the server has less than this process's lease, at the most the reading
+                # allows: what the lease holds beyond it can only be refused. The shared
+                # level cannot take back a lease; the lease gives it up here
+                cut = min(over, self._lease[i])
+                self._lease[i] -= cut
+                hi += cut
+                self.lease_cuts += cut / self._cap[i]
             if hi < self._clamp[i]:
                 self._clamp[i] = hi
             if lo < self._proof[i] and sent_at >= self._proof_from:
                 self._proof[i] = lo
+        if not self._cold and self._fb is None:
+            # what the gap teaches of consumers outside the shared budget (`_foreign`)
+            tol = TOKEN_ROUNDING if not self._exact_tokens else 0.0
+            self._learn_foreign(
+                view,
+                sent_mark,
+                sent_at,
+                now,
+                uncharged=uncharged,
+                refused=refused,
+                seen=seen,
+                own=own,
+                tolerance=(0.0, tol, tol),
+            )
         if refused or self._cold:
             self._urgent = True  # the shared level is wrong (a 429) or unproven: tell Redis now
             self._not_before = 0.0

@@ -243,7 +243,7 @@ class RoundTrip(SliceSizing):
             # taken from is back at zero (res[17:20]) until all of it is
             start = [loop_now + float(res[17 + i]) for i in range(3)]
             end = [
-                start[i] + later[i] / self._rate[i] if self._rate[i] > 0 else start[i]
+                start[i] + later[i] / self._pay_rate(i) if self._pay_rate(i) > 0 else start[i]
                 for i in range(3)
             ]
             self._pots.append(Pot(start, end, later))
@@ -256,6 +256,10 @@ class RoundTrip(SliceSizing):
             # the target; else up to `_KEEP` targets (refunds stay usable here)
             self._keep[i] = target * ((1.0 + _LOW) if self._overdrawn else _KEEP)
         self._wake()
+
+    def _pay_rate(self, i: int) -> float:
+        """The rate the shared level refills dimension `i` at (`_foreign` lowers it)."""
+        return self._rate[i]
 
     def _script_args(  # the order `lease.lua` reads its ARGV in
         self,

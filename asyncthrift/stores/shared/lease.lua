@@ -68,6 +68,46 @@ if f[4] and f[7] == ARGV[33] and ARGV[34] ~= '' and tonumber(f[8]) < tonumber(AR
   f = {false, false, false, false, false, false, false, false, false}
   lost = true
 end
+-- Consumers outside the shared budget (`_foreign.py`): the caller's report comes last in
+-- ARGV ("F1 charged x3, estimate x3", "x" for none; absent: nothing learnt). The
+-- bucket keeps per process its last report (field fx: "pid t rate x3 reported x3 estimate
+-- x3", ";"-separated; gone after `lifetime`) and every process's charges reported (nt). The
+-- level refills at the limit's rate less the average of the live records' estimates (a
+-- process drops its own when its readings stop: `ForeignFit.stale`) (`pay`); grants
+-- reserved ahead are paid at that rate.
+local fx_arg = ARGV[#ARGV]
+local fx_on = string.sub(fx_arg, 1, 3) == 'F1 '
+local fxf = redis.call('HMGET', KEYS[1], 'fx', 'nt')
+local fx, fx_order = {}, {}
+for entry in string.gmatch(fxf[1] or '', '[^;]+') do
+  local w = {}
+  for x in string.gmatch(entry, '%S+') do w[#w + 1] = x end
+  local te = tonumber(w[2])
+  if te and te >= now - lifetime then
+    local e = {te}
+    for k = 3, 11 do e[#e + 1] = tonumber(w[k]) or false end
+    fx[w[1]] = e
+    fx_order[#fx_order + 1] = w[1]
+  end
+end
+local function fx_rates()
+  local r = {0, 0, 0}
+  for d = 1, 3 do
+    local sum, n = 0, 0
+    for _, q in ipairs(fx_order) do
+      local e = fx[q]
+      if e[7 + d] then sum, n = sum + e[7 + d], n + 1 end
+    end
+    local full = tonumber(ARGV[4 + 7 * (d - 1) + 1]) / period
+    if n > 0 then r[d] = math.min(math.max(0, sum / n), 0.9 * full) end
+  end
+  return r
+end
+local frate = fx_rates()
+local function pay(d)
+  return tonumber(ARGV[4 + 7 * (d - 1) + 1]) / period - frate[d]
+end
+
 local level = {0, 0, 0}
 local cold, probe, fresh, epoch, seq
 local settle = tonumber(f[9] or '0')
@@ -95,7 +135,7 @@ else
   for d = 1, 3 do
     local cap = tonumber(ARGV[4 + 7 * (d - 1) + 1])
     if cap > 0 then
-      level[d] = math.min(cap, level[d] + cap / period * dt)
+      level[d] = math.min(cap, level[d] + pay(d) * dt)
     end
   end
 end
@@ -192,7 +232,7 @@ elseif asking then
   local ok = true
   for d = 1, 3 do
     if caps[d] > 0 then
-      local rate = caps[d] / period
+      local rate = pay(d)
       local avail = level[d] + rate * 2 * horizon
       if need[d] > avail then
         ok = false
@@ -203,7 +243,7 @@ elseif asking then
   if ok then
     for d = 1, 3 do
       if caps[d] > 0 then
-        local avail = level[d] + caps[d] / period * horizon
+        local avail = level[d] + pay(d) * horizon
         local g = need[d]
         if ask[d] > need[d] then g = math.max(need[d], math.min(ask[d], avail)) end
         granted[d] = g
@@ -211,10 +251,10 @@ elseif asking then
         -- nothing from (however overdrawn by others) does not hold it up
         if g > 0 then
           paid[d] = math.max(0, math.min(g, level[d]))
-          from[d] = math.max(0, -level[d]) / (caps[d] / period)
+          from[d] = math.max(0, -level[d]) / pay(d)
           level[d] = level[d] - g
           if level[d] < 0 then
-            ready = math.max(ready, -level[d] / (caps[d] / period))
+            ready = math.max(ready, -level[d] / pay(d))
           end
         end
       end
@@ -251,8 +291,76 @@ redis.call('PEXPIRE', KEYS[2], ttl)
 local n = redis.call('ZCARD', KEYS[2])
 local active = redis.call('ZCOUNT', KEYS[2], now - window, '+inf')
 
+-- this process's report into the record (`_foreign.py`): its rate is what it charged since
+-- its last report over the time since (smoothed over `fx_tau` s). Its answer: the others'
+-- charges reported, moved by their rates since, each at most by what it held after its
+-- last call (no process spends more than its lease); their summed rate and the room left
+-- under those holds; the foreign rates in force; whether this process's record is new
+local fx_word = nil
+if fx_on then
+  local fx_tau = 1.0
+  local w = {}
+  for x in string.gmatch(fx_arg, '%S+') do w[#w + 1] = x end
+  local nt = {0, 0, 0}
+  local k = 0
+  for x in string.gmatch(fxf[2] or '', '%S+') do k = k + 1; nt[k] = tonumber(x) end
+  local prev = fx[pid]
+  local e = {now, 0, 0, 0, 0, 0, 0}
+  if not prev then fx_order[#fx_order + 1] = pid end
+  for d = 1, 3 do
+    local charged = tonumber(w[1 + d]) or 0
+    local full = tonumber(ARGV[4 + 7 * (d - 1) + 1]) / period
+    nt[d] = nt[d] + charged
+    if prev then
+      local rho = (charged + prev[1 + d] * fx_tau) / (math.max(0, now - prev[1]) + fx_tau)
+      e[1 + d] = math.min(math.max(rho, 0), full)
+      e[4 + d] = prev[4 + d] + charged
+    else
+      e[4 + d] = charged
+    end
+    e[7 + d] = tonumber(w[4 + d]) or false
+  end
+  fx[pid] = e
+  local others = {nt[1] - e[5], nt[2] - e[6], nt[3] - e[7]}
+  local orate, room = {0, 0, 0}, {0, 0, 0}
+  local kept = {}
+  for _, q in ipairs(fx_order) do
+    local o = fx[q]
+    if q ~= pid then
+      local h = redis.call('HGET', KEYS[1], 'h:' .. q)
+      local held = {0, 0, 0}
+      local j = 0
+      for x in string.gmatch(h or '', '%S+') do
+        j = j + 1
+        if j <= 3 then held[j] = tonumber(x) end
+      end
+      for d = 1, 3 do
+        local spent = o[1 + d] * math.max(0, now - o[1])
+        if spent < held[d] then
+          orate[d] = orate[d] + o[1 + d]
+          room[d] = room[d] + held[d] - spent
+        else
+          spent = held[d]
+        end
+        others[d] = others[d] + spent
+      end
+    end
+    local est = {}
+    for d = 1, 3 do est[d] = o[7 + d] and string.format('%.17g', o[7 + d]) or 'x' end
+    kept[#kept + 1] = string.format('%s %.6f %.10g %.10g %.10g %.17g %.17g %.17g %s %s %s', q,
+      o[1], o[2], o[3], o[4], o[5], o[6], o[7], est[1], est[2], est[3])
+  end
+  redis.call('HSET', KEYS[1], 'fx', table.concat(kept, ';'),
+    'nt', string.format('%.17g %.17g %.17g', nt[1], nt[2], nt[3]))
+  frate = fx_rates()
+  fx_word = string.format(
+    'F1 %.17g %.17g %.17g %.17g %.17g %.17g %.17g %.17g %.17g %d %.17g %.17g %.17g',
+    others[1], others[2], others[3], orate[1], orate[2], orate[3], frate[1], frate[2],
+    frate[3], prev and 0 or 1, room[1], room[2], room[3])
+end
+
 return {tostring(status), tostring(granted[1]), tostring(granted[2]), tostring(granted[3]),
   tostring(ready), tostring(retry), tostring(n),
   tostring(level[1]), tostring(level[2]), tostring(level[3]), tostring(active),
   tostring(paid[1]), tostring(paid[2]), tostring(paid[3]), epoch, tostring(seq),
-  tostring(math.max(0, settle - now)), tostring(from[1]), tostring(from[2]), tostring(from[3])}
+  tostring(math.max(0, settle - now)), tostring(from[1]), tostring(from[2]), tostring(from[3]), fx_word}
