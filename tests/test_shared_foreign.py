@@ -12,7 +12,7 @@ import random
 
 import pytest
 
-from asyncthrift.stores.shared._foreign import ForeignFit
+from asyncthrift.stores.shared._foreign_fit import ForeignFit
 
 PERIOD = 60.0
 CAP = 90_000.0  # output tokens per minute (tier 2)

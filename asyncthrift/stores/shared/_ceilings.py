@@ -19,20 +19,13 @@ __all__ = ["HeaderCeilings"]
 
 log = logging.getLogger("asyncthrift.shared")
 
-#: The share of the other processes' leases (as their last calls and rates tell,
-#: `SharedForeign._others_held`) a ceiling leaves out besides this process's own: the
-#: server's level counts them, the shared level does not. An estimate, not a bound (a
-#: process may have spent faster than its rate since its call), so not all of it.
-_HELD_SHARE = 0.0
-
 
 class HeaderCeilings(SharedForeign):
     """`_observe` (a reading into a ceiling and a proof) and `_learn` (limits from headers)."""
 
-    __slots__ = ("_learning", "lease_cuts")
+    __slots__ = ("_learning",)
 
     _learning: bool  # no configured limit: admitting as a local budget until headers say them
-    lease_cuts: float  # lease given up to readings below it (in capacities, summed)
 
     def _observe(
         self,
@@ -54,7 +47,12 @@ class HeaderCeilings(SharedForeign):
         The ceiling is the server's level now, as highest as the window allows, less what
         this process holds as lease: the shared level can be no higher (the other processes'
         leases and requests in flight only lower the truth, so ignoring them never lowers
-        it too far). The proof takes the lowest reading instead, as a cold start does.
+        it too far). It is corrected for this process's own changes since the reading's
+        instant, not for the others': it goes to Redis with that instant's window, and
+        `lease.lua` moves it by what the other processes gave back and took since (without
+        that, a reading from before another process gave back its refunds clamped them away
+        again, and the first bucket was never used). The proof takes the lowest reading
+        instead, as a cold start does.
         """
         changed = False
         if self._learning:
@@ -88,34 +86,7 @@ class HeaderCeilings(SharedForeign):
         remainings = (view.requests_remaining, view.input_remaining, view.output_remaining)
         if remainings == (None, None, None):
             return changed
-        highest = self._highest_readings(sent_at, now)
-        before = self._net_until(sent_at, strict=True)
-        net = self._net
-        for i in self._dims:
-            remaining = remainings[i]
-            if remaining is None:
-                continue
-            if i and remaining % 1000:
-                self._exact_tokens = True  # as `LocalBudget.observe`: the server is exact
-            tolerance = TOKEN_ROUNDING if i and not self._exact_tokens else 0.0
-            # this process's lease, and a part of what the others hold (`_HELD_SHARE`)
-            held = self._lease[i] + self._pending[i] + _HELD_SHARE * self._others_held(i, now)
-            base = remaining - tolerance - held - self._rate[i] * now
-            hi = base + highest[i] - uncharged[i]
-            lo = base - (net[i] - before[i] - seen[i])
-            over = -(hi + self._rate[i] * now)
-            if over > 0 and not self._cold and self._fb is None and self._lease[i] > 0:
-                # the server has less than this process's lease, at the most the reading
-                # allows: what the lease holds beyond it can only be refused. The shared
-                # level cannot take back a lease; the lease gives it up here
-                cut = min(over, self._lease[i])
-                self._lease[i] -= cut
-                hi += cut
-                self.lease_cuts += cut / self._cap[i]
-            if hi < self._clamp[i]:
-                self._clamp[i] = hi
-            if lo < self._proof[i] and sent_at >= self._proof_from:
-                self._proof[i] = lo
+        self._read_ceilings(remainings, sent_at, now, uncharged=uncharged, seen=seen)
         if not self._cold and self._fb is None:
             # what the gap teaches of consumers outside the shared budget (`_foreign`)
             tol = TOKEN_ROUNDING if not self._exact_tokens else 0.0
@@ -135,6 +106,57 @@ class HeaderCeilings(SharedForeign):
             self._not_before = 0.0
             self._want()
         return changed
+
+    def _read_ceilings(
+        self,
+        remainings: tuple[float | None, float | None, float | None],
+        sent_at: float,
+        now: float,
+        *,
+        uncharged: Cost,
+        seen: Cost,
+    ) -> None:
+        """`_observe`'s ceiling and proof per dimension (stored as ``value - rate * t``, sent
+        with the next round trip), and the lease given up where it exceeds the ceiling."""
+        highest = self._highest_readings(sent_at, now)
+        before = self._net_until(sent_at, strict=True)
+        net = self._net
+        for i in self._dims:
+            remaining = remainings[i]
+            if remaining is None:
+                continue
+            if i and remaining % 1000:
+                self._exact_tokens = True  # as `LocalBudget.observe`: the server is exact
+            tolerance = TOKEN_ROUNDING if i and not self._exact_tokens else 0.0
+            held = self._lease[i] + self._pending[i]
+            base = remaining - tolerance - held - self._rate[i] * now
+            hi = self._cut_lease(i, base + highest[i] - uncharged[i], now)
+            lo = base - (net[i] - before[i] - seen[i])
+            if hi < self._clamp[i]:
+                self._clamp[i] = hi
+                self._clamp_when[i] = (sent_at, now)
+            if lo < self._proof[i] and sent_at >= self._proof_from:
+                self._proof[i] = lo
+
+    def _cut_lease(self, i: int, hi: float, now: float) -> float:
+        """A ceiling `hi` (as ``value - rate * now``) below zero: the server has less than
+        this process's lease, at the most the reading allows, and what the lease holds
+        beyond it can only be refused. The shared level cannot take back a lease (the
+        ceiling lowers only what Redis still has), so the lease gives it up here; returns
+        the ceiling less the lease it no longer holds.
+
+        Why: with another consumer on the key the shared level ran ahead of the server
+        between readings and handed the excess out as leases before any ceiling reached
+        Redis; spent, every token of it was a 429 (one shared process met 22-28 per 400
+        requests with a consumer taking 40 %, where a local budget, which clamps its own
+        level, met none)."""
+        over = -(hi + self._rate[i] * now)
+        if over <= 0 or self._cold or self._fb is not None or self._lease[i] <= 0:
+            return hi
+        cut = min(over, self._lease[i])
+        self._lease[i] -= cut
+        self.lease_cuts += cut / self._cap[i]
+        return hi + cut
 
     def _learn(self, view: ServerView) -> bool:
         """Limits learnt from a response's headers (``Thrift(limits=None)``): share them from

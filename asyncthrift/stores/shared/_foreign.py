@@ -36,31 +36,16 @@ from __future__ import annotations
 import bisect
 import logging
 import math
-from collections import deque
 
 from ...scheduling.bucket import ZERO, Cost, ServerView
 from ...scheduling.limits import Limits
+from ._foreign_fit import WINDOW, ForeignFit
 from ._roundtrip import RoundTrip
 
-__all__ = ["ForeignFit", "SharedForeign"]
+__all__ = ["SharedForeign"]
 
 log = logging.getLogger("asyncthrift.shared")
 
-#: The window the slope is fitted over, a fraction of the period (longer than
-#: `ForeignShare`'s 0.15: the others' charges between their calls add noise) ...
-_WINDOW = 0.25
-#: ... whose points must span this part of it, and number at least this many (kept however
-#: old while fewer: a process sees only its share of the answers).
-_MIN_SPAN = 0.4
-_FEWEST = 10
-#: Readings closer together than this fraction of the period are one point.
-_MIN_INTERVAL = 0.002
-#: The estimate's bounds, as shares of a limit's rate (below zero so that noise averages
-#: out across processes; only a positive average slows the shared refill).
-_MAX_SHARE = 0.9
-_MIN_SHARE = -0.25
-#: After a 429 the server's level does not explain: at least this share is someone else's.
-_REFUSED_SHARE = 0.5
 #: A reading teaches nothing if more than this share of the capacity was charged (by every
 #: process) while its request was out: its instant is too uncertain (a burst).
 _FLIGHT_MAX = 0.05
@@ -76,122 +61,6 @@ Triple = tuple[float, float, float]
 
 #: The prefix of this module's argument and answer in `lease.lua` (read from the end).
 TAG = "F1"
-
-
-class _Slope:
-    """Running least-squares sums over a sliding window of (t, y) points."""
-
-    __slots__ = ("points", "st", "stt", "sty", "sy", "syy", "t0", "y0")
-
-    def __init__(self) -> None:
-        self.points: deque[tuple[float, float]] = deque()
-        self.t0 = self.y0 = 0.0
-        self.st = self.sy = self.stt = self.sty = self.syy = 0.0
-
-    def clear(self) -> None:
-        self.points.clear()
-        self.st = self.sy = self.stt = self.sty = self.syy = 0.0
-
-    def add(self, t: float, y: float) -> None:
-        if not self.points:
-            self.t0, self.y0 = t, y  # small numbers in the sums: no cancellation
-        t, y = t - self.t0, y - self.y0
-        self.points.append((t, y))
-        self.st += t
-        self.sy += y
-        self.stt += t * t
-        self.sty += t * y
-        self.syy += y * y
-
-    def drop_before(self, t: float, keep: int) -> None:
-        t -= self.t0
-        points = self.points
-        while len(points) > keep and points[0][0] < t:
-            u, y = points.popleft()
-            self.st -= u
-            self.sy -= y
-            self.stt -= u * u
-            self.sty -= u * y
-            self.syy -= y * y
-
-    def span(self) -> float:
-        return self.points[-1][0] - self.points[0][0] if self.points else 0.0
-
-    def last(self) -> float:
-        return self.points[-1][0] + self.t0 if self.points else -math.inf
-
-    def slope(self) -> tuple[float, float]:
-        """The slope and its standard error (0, inf without enough points)."""
-        n = len(self.points)
-        sxx = self.stt - self.st * self.st / n if n else 0.0
-        if n < 3 or sxx <= 0.0:
-            return 0.0, math.inf
-        sxy = self.sty - self.st * self.sy / n
-        syy = self.syy - self.sy * self.sy / n
-        slope = sxy / sxx
-        return slope, math.sqrt(max(0.0, syy - slope * sxy) / (n - 2) / sxx)
-
-
-class ForeignFit:
-    """Per dimension, the rate (units/s) someone outside the shared budget spends from the
-    key, as far as this process's readings tell (None: not known yet). Pure: fed readings
-    and instants, no clock, no Redis (the virtual-time tests drive it directly)."""
-
-    __slots__ = ("_fits", "estimates", "full", "period")
-
-    def __init__(self, caps: list[float], period: float) -> None:
-        self.period = period
-        self.full = [c / period for c in caps]
-        self._fits = (_Slope(), _Slope(), _Slope())
-        self.estimates: list[float | None] = [None, None, None]
-
-    def learn(self, i: int, unexplained: float, now: float) -> None:
-        """Add a reading of dimension `i`: `unexplained` is ``full refill since a fixed
-        instant - every process's net charges by the reading - remaining``."""
-        fit, period = self._fits[i], self.period
-        if now - fit.last() < period * _MIN_INTERVAL:
-            return
-        fit.add(now, unexplained)
-        fit.drop_before(now - period * _WINDOW, _FEWEST)
-        if len(fit.points) < _FEWEST or fit.span() < period * _WINDOW * _MIN_SPAN:
-            return
-        slope, error = fit.slope()
-        # certainly someone else: one standard error more (a 429 costs more than a wait);
-        # not told apart from the noise: no reason to slow down
-        slope = slope + error if slope > 2.0 * error else min(slope, 0.0)
-        full = self.full[i]
-        self.estimates[i] = min(max(slope, full * _MIN_SHARE), full * _MAX_SHARE)
-
-    def restart(self, i: int) -> None:
-        """The server's bucket near full: its refill may have been wasted at the cap, which
-        nobody spent, and whoever else spends leaves us more than we use. Start over."""
-        self._fits[i].clear()
-        self.estimates[i] = 0.0
-
-    def refused(self, i: int) -> None:
-        """A 429 on dimension `i`: someone else takes at least `_REFUSED_SHARE` of it until
-        a window of fresh readings says how much (a consumer that starts is found by the
-        fit only a window later)."""
-        self._fits[i].clear()
-        floor = self.full[i] * _REFUSED_SHARE
-        current = self.estimates[i]
-        if current is None or current < floor:
-            self.estimates[i] = floor
-
-    def stale(self, now: float) -> None:
-        """Forget an estimate whose latest reading is older than a window and a half: a
-        consumer that stopped must not slow the shared refill for longer than it takes the
-        fit to see it (fits that keep old points keep their estimate only while fed)."""
-        for i in range(3):
-            fit = self._fits[i]
-            if fit.points and now - fit.last() > self.period * _WINDOW * 1.5:
-                fit.clear()
-                self.estimates[i] = None
-
-    def clear(self) -> None:
-        for fit in self._fits:
-            fit.clear()
-        self.estimates = [None, None, None]
 
 
 class _Others:
@@ -258,7 +127,10 @@ class SharedForeign(RoundTrip):
         "_fx_pending",
         "_fx_quiet_until",
         "_fx_reported",
+        "lease_cuts",
     )
+
+    lease_cuts: float  # lease given up to readings below it (`_ceilings`; capacities, summed)
 
     def __init__(
         self,
@@ -287,17 +159,6 @@ class SharedForeign(RoundTrip):
             self._fx_others.clear()
         return self._fx
 
-    def _others_held(self, i: int, now: float) -> float:
-        """What the other processes still hold of dimension `i` as leases at loop time
-        `now`, as far as the answers tell (what they held after their last calls, less what
-        their rates spent since): a part of the server's level the shared level is not."""
-        others = self._fx_others
-        if not others.times:
-            return 0.0
-        k = len(others.times) - 1
-        moved = others.rates[k][i] * max(0.0, now - others.times[k])
-        return max(0.0, others.rooms[k][i] - moved)
-
     def _pay_rate(self, i: int) -> float:
         """The rate the shared level refills dimension `i` at (grants reserved ahead are paid
         at it): the limit's, less the other consumers' the processes learnt together."""
@@ -322,7 +183,7 @@ class SharedForeign(RoundTrip):
             # the first burst's answers keep coming back for a while, each reading's instant
             # uncertain by much of the capacity (a fit through them found a lone process's
             # own refunds as 90 % of the output limit spent by someone else)
-            self._fx_quiet_until = now + self.limits.period * _WINDOW * _QUIET
+            self._fx_quiet_until = now + self.limits.period * WINDOW * _QUIET
         others = self._fx_others
         remainings = (view.requests_remaining, view.input_remaining, view.output_remaining)
         before = self._net_until(sent_at, strict=True)
@@ -367,11 +228,20 @@ class SharedForeign(RoundTrip):
         proof: list[float] | None = None,
         holds: list[float] | None = None,
         prior: list[float] | None = None,
+        clamp_ages: list[tuple[float, float]] | None = None,
     ) -> list[str]:
         """The round trip's arguments and, last, this process's report (`lease.lua` reads it
         from the end): ``F1 charged x3, rate x3, estimate x3`` (``x``: no estimate)."""
         args = super()._script_args(
-            need, ask, give, debt, clamp=clamp, proof=proof, holds=holds, prior=prior
+            need,
+            ask,
+            give,
+            debt,
+            clamp=clamp,
+            proof=proof,
+            holds=holds,
+            prior=prior,
+            clamp_ages=clamp_ages,
         )
         fit = self._foreign_fit()
         net = list(self._net)

@@ -17,7 +17,10 @@
 -- give and before its grant (its lease and grants not yet paid for), ARGV[30..32] what it
 -- held when Redis became unreachable (its fallback started from it; else 0), ARGV[33] the
 -- bucket's epoch and ARGV[34] its sequence number as this process last saw them ("" none),
--- ARGV[35] how long a bucket that Redis lost settles before its level is proven (s).
+-- ARGV[35] how long a bucket that Redis lost settles before its level is proven (s),
+-- ARGV[36] how long the flow record keeps a call (s), ARGV[37..39] per dimension how long
+-- before this call the reading that set its clamp may have been taken at the earliest,
+-- ARGV[40..42] at the latest (s; "" or missing: the clamp is applied as it is).
 --
 -- Leases expire: the bucket records what each process holds (field h:<id>, "r i o until")
 -- and gives back to the level what a process holds that has not called for `lifetime`
@@ -25,6 +28,18 @@
 -- gone (so given back) while it still holds its lease is charged for it again on its next
 -- call. A bucket older than a process last saw it (same epoch, lower sequence: Redis came
 -- back from a snapshot, its later grants lost) restarts cold: its level is proven anew.
+--
+-- A clamp is a ceiling read at an instant T in the past (a response's headers, written at
+-- some instant of [earliest, latest]), corrected by the caller for its own grants and gives
+-- since. The bucket keeps a record of what flowed in and out of the level (field fl: per
+-- call, its instant, the process and per dimension what it gave back and what it took, for
+-- the last ARGV[36] seconds), and the ceiling is raised by what the *other* processes gave
+-- back since the earliest T and lowered by what they took since the latest T: the level
+-- at T was at most the ceiling at T, and since then it moved by exactly those flows. So a
+-- reading from before another process gave back refunds no longer clamps them away (with
+-- several processes and headers written at admission it did: the first bucket was never
+-- used), while a level above the server (another consumer, a level that ran ahead) still
+-- comes down by what it was above at T.
 --
 -- Levels refill continuously at capacity / period by Redis TIME (no client clock), up to
 -- the capacity. A level may go below zero: a grant may reserve up to `horizon` seconds of
@@ -60,12 +75,33 @@ local probe_wait = tonumber(ARGV[4])
 local pid = ARGV[1]
 local lifetime = tonumber(ARGV[26])
 local f = redis.call('HMGET', KEYS[1], 'l1', 'l2', 'l3', 'ts', 'cold', 'probe', 'epoch', 'seq',
-  'settle')
+  'settle', 'fl')
+local flows_text = f[10] or ''
+local flow_window = tonumber(ARGV[36] or '') or 10
+-- the flow record: {t, pid, in1, in2, in3, out1, out2, out3} per entry, oldest first
+local flows = {}
+for entry in string.gmatch(flows_text, '[^;]+') do
+  local e = {}
+  for x in string.gmatch(entry, '%S+') do e[#e + 1] = x end
+  local te = tonumber(e[1])
+  if te and te >= now - flow_window then
+    flows[#flows + 1] = {te, e[2], tonumber(e[3]), tonumber(e[4]), tonumber(e[5]),
+      tonumber(e[6]), tonumber(e[7]), tonumber(e[8])}
+  end
+end
+local function record(who, inflow, outflow)
+  if inflow[1] ~= 0 or inflow[2] ~= 0 or inflow[3] ~= 0 or outflow[1] ~= 0
+      or outflow[2] ~= 0 or outflow[3] ~= 0 then
+    flows[#flows + 1] = {now, who, inflow[1], inflow[2], inflow[3], outflow[1], outflow[2],
+      outflow[3]}
+  end
+end
 local lost = false
 if f[4] and f[7] == ARGV[33] and ARGV[34] ~= '' and tonumber(f[8]) < tonumber(ARGV[34]) then
   -- older than this process saw it: restored from a snapshot; start again, cold
   redis.call('DEL', KEYS[1])
-  f = {false, false, false, false, false, false, false, false, false}
+  f = {false, false, false, false, false, false, false, false, false, false}
+  flows = {}
   lost = true
 end
 -- Consumers outside the shared budget (`_foreign.py`): the caller's report comes last in
@@ -159,6 +195,8 @@ if not fresh then
             local cap = tonumber(ARGV[4 + 7 * (d - 1) + 1])
             if cap > 0 then level[d] = math.min(cap, level[d] + r[d]) end
           end
+          -- its lease is back in the level: a flow in, as a give of that process
+          record(string.sub(name, 3), {r[1], r[2], r[3]}, {0, 0, 0})
           redis.call('HDEL', KEYS[1], name)
         else
           for d = 1, 3 do others[d] = others[d] + r[d] end
@@ -170,6 +208,7 @@ end
 
 local caps, need, ask = {}, {}, {}
 local proved = false
+local inflow, outflow = {0, 0, 0}, {0, 0, 0}  -- this call's, for the flow record
 for d = 1, 3 do
   local b = 4 + 7 * (d - 1)
   local cap = tonumber(ARGV[b + 1])
@@ -177,13 +216,18 @@ for d = 1, 3 do
   need[d] = tonumber(ARGV[b + 2])
   ask[d] = tonumber(ARGV[b + 3])
   if cap > 0 then
-    level[d] = math.min(cap, level[d] + tonumber(ARGV[b + 4]))
+    local give = tonumber(ARGV[b + 4])
+    level[d] = math.min(cap, level[d] + give)
+    if give > 0 then inflow[d] = give else outflow[d] = -give end
     if not fresh and cold == 0 then
       level[d] = level[d] - tonumber(ARGV[b + 7])
+      outflow[d] = outflow[d] + tonumber(ARGV[b + 7])
       if not mine then
         -- no record: what this process holds was given back (its record expired) or was
         -- never recorded (a new process holds nothing): charge it
-        level[d] = level[d] - tonumber(ARGV[26 + d]) - tonumber(ARGV[29 + d])
+        local charge = tonumber(ARGV[26 + d]) + tonumber(ARGV[29 + d])
+        level[d] = level[d] - charge
+        outflow[d] = outflow[d] + charge
       end
     end
     if cold > 0 and ARGV[b + 6] ~= '' and now >= settle then
@@ -193,7 +237,21 @@ for d = 1, 3 do
       proved = true
     end
     if ARGV[b + 5] ~= '' then
-      level[d] = math.min(level[d], tonumber(ARGV[b + 5]))
+      -- the ceiling at the reading's instant T, moved by the other processes' flows since
+      local ceiling = tonumber(ARGV[b + 5])
+      local earliest = tonumber(ARGV[36 + d] or '')
+      local latest = tonumber(ARGV[39 + d] or '')
+      if earliest and latest then
+        earliest, latest = now - earliest, now - latest
+        for k = 1, #flows do
+          local e = flows[k]
+          if e[2] ~= pid then
+            if e[1] > earliest then ceiling = ceiling + e[2 + d] end
+            if e[1] > latest then ceiling = ceiling - e[5 + d] end
+          end
+        end
+      end
+      level[d] = math.min(level[d], ceiling)
     end
   end
 end
@@ -265,9 +323,17 @@ elseif asking then
 end
 
 seq = seq + 1
+for d = 1, 3 do outflow[d] = outflow[d] + granted[d] end
+record(pid, inflow, outflow)
+local kept = {}
+for k = 1, #flows do
+  local e = flows[k]
+  kept[k] = string.format('%.6f %s %.10g %.10g %.10g %.10g %.10g %.10g', e[1], e[2], e[3], e[4],
+    e[5], e[6], e[7], e[8])
+end
 redis.call('HSET', KEYS[1], 'l1', tostring(level[1]), 'l2', tostring(level[2]),
   'l3', tostring(level[3]), 'ts', tostring(now), 'cold', tostring(cold), 'probe', tostring(probe),
-  'epoch', epoch, 'seq', tostring(seq), 'settle', tostring(settle))
+  'epoch', epoch, 'seq', tostring(seq), 'settle', tostring(settle), 'fl', table.concat(kept, ';'))
 -- the record stays while the process calls, holding nothing or not: a record gone is a
 -- lease given back
 local holds = {}
