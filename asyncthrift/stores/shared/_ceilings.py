@@ -140,8 +140,9 @@ class HeaderCeilings(SharedForeign):
 
     def _cut_lease(self, i: int, hi: float, now: float) -> float:
         """A ceiling `hi` (as ``value - rate * now``) below zero: the server has less than
-        this process's lease, at the most the reading allows, and what the lease holds
-        beyond it can only be refused. The shared level cannot take back a lease (the
+        this process's lease (the reading read as the ceiling reads it: as high as its
+        instant allows, as low as its rounding does), and what the lease holds beyond it
+        can only be refused. The shared level cannot take back a lease (the
         ceiling lowers only what Redis still has), so the lease gives it up here; returns
         the ceiling less the lease it no longer holds.
 
