@@ -49,8 +49,10 @@ log = logging.getLogger("asyncthrift.shared")
 #: A reading teaches nothing if more than this share of the capacity was charged (by every
 #: process) while its request was out: its instant is too uncertain (a burst).
 _FLIGHT_MAX = 0.05
-#: Readings of the first part of a window after the first answer teach nothing (a burst's).
-_QUIET = 0.5
+#: Readings of a window after the first answer teach nothing (a burst's, and the
+#: reservations its refunds let in: at half a window, fits through them found 90 % of the
+#: output limit spent by someone else, and the shared refill nearly stopped).
+_QUIET = 1.0
 #: A reading teaches nothing either while the other processes hold more than this share of
 #: the capacity as leases (a burst's): how much of it they spent by the reading is unknown.
 _ROOM_MAX = 0.25

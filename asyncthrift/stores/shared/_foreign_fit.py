@@ -18,10 +18,15 @@ __all__ = ["WINDOW", "ForeignFit"]
 #: The window the slope is fitted over, a fraction of the period (longer than
 #: `ForeignShare`'s 0.15: the others' charges between their calls add noise) ...
 WINDOW = 0.25
-#: ... whose points must span this part of it, and number at least this many (kept however
+#: ... whose points must span this part of it (most of it: a short span of rounded
+#: readings gives slopes of half the limit), and number at least this many (kept however
 #: old while fewer: a process sees only its share of the answers).
-_MIN_SPAN = 0.4
+_MIN_SPAN = 0.8
 _FEWEST = 10
+#: A slope counts as someone else's once it is this many standard errors above zero (more
+#: than `ForeignShare`'s two: the others' charges between their calls make the noise of
+#: consecutive readings alike, and a phantom consumer slows every process).
+_SIGNIFICANT = 3.0
 #: Readings closer together than this fraction of the period are one point.
 _MIN_INTERVAL = 0.002
 #: The estimate's bounds, as shares of a limit's rate (below zero so that noise averages
@@ -112,7 +117,7 @@ class ForeignFit:
         slope, error = fit.slope()
         # certainly someone else: one standard error more (a 429 costs more than a wait);
         # not told apart from the noise: no reason to slow down
-        slope = slope + error if slope > 2.0 * error else min(slope, 0.0)
+        slope = slope + error if slope > _SIGNIFICANT * error else min(slope, 0.0)
         full = self.full[i]
         self.estimates[i] = min(max(slope, full * _MIN_SHARE), full * _MAX_SHARE)
 

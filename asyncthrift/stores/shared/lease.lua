@@ -294,7 +294,9 @@ elseif asking then
       local avail = level[d] + rate * 2 * horizon
       if need[d] > avail then
         ok = false
-        retry = math.max(retry, (need[d] - avail) / rate)
+        -- (at most two horizons: the refill's rate may change meanwhile, `pay`; a wait
+        -- computed at a low one kept a process out for a whole period)
+        retry = math.min(math.max(retry, (need[d] - avail) / rate), 2 * horizon)
       end
     end
   end
