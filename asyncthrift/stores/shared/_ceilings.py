@@ -151,7 +151,9 @@ class HeaderCeilings(SharedForeign):
         Redis; spent, every token of it was a 429 (one shared process met 22-28 per 400
         requests with a consumer taking 40 %, where a local budget, which clamps its own
         level, met none)."""
-        over = -(hi + self._rate[i] * now)
+        # the ceiling counts what is granted ahead too (`_pending`), which the refill pays
+        # for later and the server's level now cannot show: only the lease is compared
+        over = -(hi + self._rate[i] * now + self._pending[i])
         if over <= 0 or self._cold or self._fb is not None or self._lease[i] <= 0:
             return hi
         cut = min(over, self._lease[i])
