@@ -151,9 +151,12 @@ class HeaderCeilings(SharedForeign):
         Redis; spent, every token of it was a 429 (one shared process met 22-28 per 400
         requests with a consumer taking 40 %, where a local budget, which clamps its own
         level, met none)."""
-        # the ceiling counts what is granted ahead too (`_pending`), which the refill pays
-        # for later and the server's level now cannot show: only the lease is compared
-        over = -(hi + self._rate[i] * now + self._pending[i])
+        # the ceiling counts what is granted ahead too (`_pending`), paid for by the refill
+        # later, which the server's level now cannot show: only the lease is compared, unless
+        # another consumer is in evidence (`_foreign_seen`): then the refill pays less than
+        # the grant's schedule said, and the server's level must cover the pending part too
+        pending = 0.0 if self._foreign_seen(i) else self._pending[i]
+        over = -(hi + self._rate[i] * now + pending)
         if over <= 0 or self._cold or self._fb is not None or self._lease[i] <= 0:
             return hi
         cut = min(over, self._lease[i])

@@ -13,19 +13,23 @@ How: each reading says ``refill since a fixed instant - what *every* process of 
 budget charged by the reading - remaining``, which grows at exactly the others' rate (a
 constant otherwise, give or take the rounding and the requests in flight). This process
 knows its own charges exactly (`NetHistory`); the other processes' come from Redis: each
-call reports what this process charged since its last report and its recent rate, and the
-answer says the others' total as of that call and their summed rate, so the others' charges
-at a reading's instant are that total moved by their rate (`ForeignFit.others_at`). A
-least-squares slope of the quantity over a window of the period (as `ForeignShare`, counted
-only once it stands out of the noise, a standard error on the safe side, half the limit
-assumed after an unexplained 429) is this process's estimate; each call reports it, Redis
-averages the live estimates of every process and refills the shared level at the limit's
-rate less that average (`lease.lua`), and grants paid for by the refill are paid at that
-rate here too (`_pay_rate`).
+call reports what this process charged since its last report, Redis keeps each process's
+total and rate (`lease.lua`), and the answer says the others' total as of that call, their
+summed rate and how much more their leases let them spend, so the others' charges at a
+reading's instant are that total moved by their rate, never by more than their leases
+(`_Others.at`). A least-squares slope of the quantity over a window of the period
+(`ForeignFit`: counted only once it stands out of the noise, a standard error on the safe
+side, half the limit assumed after an unexplained 429) is this process's estimate; each
+call reports it, Redis averages the live estimates of every process and refills the shared
+level at the limit's rate less that average, and grants paid for by the refill are paid at
+that rate here too (`_pay_rate`). What the level ran ahead by before the estimate caught up
+is taken back by the header ceiling, and a lease above what the server has is given up
+(`_ceilings.HeaderCeilings._cut_lease`).
 
 Safe under either reading of what the API leaves open: the reading's instant (admission or
 completion) is taken at the middle of the request's flight and readings across a burst are
-left out (as `ForeignShare`); token `-remaining` rounding is noise the fit averages out; an
+left out (as `ForeignShare`), and so are those of the first window and those taken while the
+other processes hold a burst's leases; token `-remaining` rounding is noise the fit averages out; an
 estimate is kept only while it is fresh (a consumer that stops is forgotten within a
 window), and a 429 raises it at once. The header ceiling stays: it still removes what the
 level ran ahead by before the estimate caught up.
@@ -160,6 +164,13 @@ class SharedForeign(RoundTrip):
             self._fx_caps = caps
             self._fx_others.clear()
         return self._fx
+
+    def _foreign_seen(self, i: int) -> bool:
+        """Whether someone outside the shared budget spends dimension `i`, as far as the
+        processes know: an estimate above zero in force, or this process's own (a 429 sets
+        one at once)."""
+        own = self._fx.estimates[i] if self._fx is not None else None
+        return self._fx_applied[i] > 0.0 or (own is not None and own > 0.0)
 
     def _pay_rate(self, i: int) -> float:
         """The rate the shared level refills dimension `i` at (grants reserved ahead are paid
