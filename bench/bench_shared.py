@@ -161,6 +161,34 @@ def _mock(limits: Limits, shape: str) -> Any:
     )
 
 
+def left_minimum(
+    limits: Limits, demands: tuple[float, float, float], load: float, schedule: list[Any]
+) -> float:
+    """`theoretical_minimum` at the refill another consumer leaves: it eats `load` of every
+    limit's refill, or from each ``(t, share)`` of `schedule` on that share (the mock's
+    ``shadow_load`` / ``shadow_schedule``, from the first request: about the start)."""
+    steps = [(0.0, load)] + [(float(t), float(x)) for t, x in schedule]
+    best = 0.0
+    for cap, demand in zip((limits.rpm, limits.itpm, limits.otpm), demands, strict=True):
+        if cap is None or demand <= cap:
+            continue
+        rate, left, t = cap / limits.period, demand - cap, 0.0
+        for k, (at, share) in enumerate(steps):
+            end = steps[k + 1][0] if k + 1 < len(steps) else float("inf")
+            got = rate * (1.0 - share) * (end - max(at, t))
+            if got >= left:
+                t = max(at, t) + left / (rate * (1.0 - share))
+                break
+            left -= got
+            t = end
+        best = max(best, t)
+    return best
+
+
+#: ``--shadow-load`` and ``--shadow-schedule`` as given (for `left_minimum`).
+SHADOW: dict[str, Any] = {"load": 0.0, "schedule": []}
+
+
 def run(
     processes: int,
     total: int,
@@ -225,6 +253,12 @@ def run(
         limits, c["ok"] + c["cancelled"], c["input_tokens"], c["output_tokens"]
     )
     makespan = max(r["end"] for r in reports) - start_at
+    t_left = left_minimum(
+        limits,
+        (c["ok"] + c["cancelled"], c["input_tokens"], c["output_tokens"]),
+        SHADOW["load"],
+        SHADOW["schedule"],
+    )
     per_process = [r["commands"] / max(1, r["ok"]) for r in reports]
     return {
         "processes": processes,
@@ -241,10 +275,13 @@ def run(
         "makespan": makespan,
         "t_min": t_min,
         "ratio": makespan / t_min,
+        "t_min_left": t_left,
+        "ratio_left": makespan / t_left if t_left > 0 else float("nan"),
         "throughput": ok / makespan,
         "ideal_throughput": ok / t_min,
         "rate_limited": c["rate_limited"],
         "sent_above_limit": sent_above_limit(c["log"], wall0, start_at, limits),
+        "refused_at": [round(wall0 + e[0] - start_at, 1) for e in c["log"] if e[-1] == 429],
         "commands_per_request": sum(r["commands"] for r in reports) / max(1, ok),
         "commands_per_request_max": max(per_process),
         "server_commands_per_request": server_commands / max(1, ok),
@@ -409,6 +446,7 @@ def run_litellm(
         "rate_limited": c["rate_limited"],
         "sent_to_mock": c["requests"],
         "sent_above_limit": sent_above_limit(c["log"], wall0, start_at, limits),
+        "refused_at": [round(wall0 + e[0] - start_at, 1) for e in c["log"] if e[-1] == 429],
         "own_429": sum(r["own_429"] for r in reports),
         "server_commands": commands,
         "server_commands_per_request": commands / max(1, ok),
@@ -487,10 +525,23 @@ def main() -> None:
         default=0.0,
         help="another consumer of the key eats this fraction of every limit (the mock's)",
     )
-    a = ap.parse_args()
-    MOCK_SETTINGS.update(
-        headers_at=a.headers_at, reset_precision=a.reset_precision, shadow_load=a.shadow_load
+    ap.add_argument(
+        "--shadow-schedule",
+        default="",
+        help="T:SHARE,...: from T s after the first request the other consumer eats SHARE",
     )
+    a = ap.parse_args()
+    schedule = [
+        (float(t), float(x))
+        for t, x in (pair.split(":") for pair in a.shadow_schedule.split(",") if pair)
+    ]
+    MOCK_SETTINGS.update(
+        headers_at=a.headers_at,
+        reset_precision=a.reset_precision,
+        shadow_load=a.shadow_load,
+        shadow_schedule=tuple(schedule),
+    )
+    SHADOW.update(load=a.shadow_load, schedule=schedule)
     counts = [int(p) for p in a.processes.split(",")]
     outage = None
     if a.outage:
@@ -511,7 +562,8 @@ def main() -> None:
     )
     print(
         f"shape {a.shape}, period {a.period:g} s, {a.total} requests, {a.beyond:g} s beyond "
-        f"the burst, headers at {a.headers_at}, reset in {a.reset_precision}"
+        f"the burst, headers at {a.headers_at}, reset in {a.reset_precision}, another "
+        f"consumer {a.shadow_load:g} {a.shadow_schedule}"
         f"{f', Redis down {outage[1]:g} s at {outage[0]:g} s' if outage else ''}"
     )
     print(
@@ -528,6 +580,19 @@ def main() -> None:
             f"| {r['commands_per_request']:.3f} ({r['commands_per_request_max']:.3f}; "
             f"{r['server_commands_per_request']:.3f}) | {r['fallback_takes']} |"
         )
+    if a.shadow_load or schedule:
+        print(
+            "\nagainst the minimum at the refill the other consumer leaves: "
+            + ", ".join(
+                f"{r['processes']}: {r['makespan']:.1f} s / {r['t_min_left']:.1f} s = "
+                f"{r['ratio_left']:.2f}x"
+                for r in rows
+            )
+        )
+    print(
+        "429s at (s from the start): "
+        + "; ".join(f"{r['processes']}: {r['refused_at']}" for r in rows)
+    )
     print("\nasyncthrift, requests sent to the mock above rpm (windows of one period):")
     print(", ".join(f"{r['processes']}: {r['sent_above_limit']}" for r in rows))
     for r in rows:

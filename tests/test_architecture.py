@@ -210,6 +210,8 @@ TEST_REACH_INS: Final[dict[str, frozenset[str]]] = {
     "test_abandoned.py": frozenset({"_later"}),
     # the shared-budget worker process traces its lease's gate (a measuring tool)
     "shared_worker.py": frozenset({"_gate"}),
+    # the arguments one round trip of a shared budget sends (its ceilings and their instants)
+    "test_shared_clamp.py": frozenset({"_trip_args"}),
 }
 
 

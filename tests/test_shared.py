@@ -37,6 +37,8 @@ def args(
     epoch: str = "",
     seq: str = "",
     settle: float = 0.0,
+    ages: tuple[tuple[float, float], ...] | None = None,
+    flow_window: float = 60.0,
 ) -> list[str]:
     ask = need if ask is None else ask
     out = [pid, repr(period), repr(period * 0.1), "1.0"]
@@ -53,7 +55,12 @@ def args(
     out.append(repr(lifetime))
     out += [repr(float(x)) for x in holds]
     out += [repr(float(x)) for x in prior]
-    return [*out, epoch, seq, repr(settle)]
+    out += [epoch, seq, repr(settle)]
+    if ages is None:
+        return out
+    out.append(repr(flow_window))
+    out += [repr(a[0]) for a in ages]
+    return out + [repr(a[1]) for a in ages]
 
 
 async def level(client: Any, key: str) -> list[float]:

@@ -27,6 +27,7 @@ from ._tuning import (
     _SETTLE_COOLDOWNS,
     _SETTLE_MARGIN,
     _SHARED,
+    flow_window,
     horizon_seconds,
     lease_lifetime,
 )
@@ -50,6 +51,7 @@ class RoundTrip(SliceSizing):
     __slots__ = (
         "_called_at",
         "_clamp",
+        "_clamp_when",
         "_cold",
         "_debt_due",
         "_epoch",
@@ -74,6 +76,7 @@ class RoundTrip(SliceSizing):
     _not_before: float
     _called_at: float
     _clamp: list[float]
+    _clamp_when: list[tuple[float, float]]  # the reading's window [sent_at, seen] (loop time)
     _proof: list[float]
     _debt_due: list[float]
     _epoch: str
@@ -172,9 +175,10 @@ class RoundTrip(SliceSizing):
         if not idle_return:
             for i in self._dims:
                 lease[i] -= give[i]
-        clamp, proof = self._clamp, self._proof
+        clamp, proof, when = self._clamp, self._proof, self._clamp_when
         self._clamp = [_INF, _INF, _INF]
         self._proof = [_INF, _INF, _INF]
+        self._clamp_when = [(now, now), (now, now), (now, now)]
         self._flush_due = self._urgent = False
         if self._flush_at is not None:
             self._flush_at.cancel()
@@ -185,9 +189,13 @@ class RoundTrip(SliceSizing):
             Cost(*ask),
             Cost(*give),
             list(self._debt_due),
-            clamp=[c + rate[i] * now for i, c in enumerate(clamp)],
+            # the ceilings were read less what the lease held then; what this call gives
+            # back of it is in the level before the ceiling applies (without it, a ceiling
+            # took the very lease this call returned)
+            clamp=[c + rate[i] * now + give[i] for i, c in enumerate(clamp)],
             proof=[c + rate[i] * now for i, c in enumerate(proof)],
             holds=[0.0, 0.0, 0.0] if idle_return else [lease[i] + pending[i] for i in range(3)],
+            clamp_ages=[(max(0.0, now - lo), max(0.0, now - hi)) for lo, hi in when],
         )
         if idle_return:
             self._lease = [0.0, 0.0, 0.0]
@@ -243,7 +251,7 @@ class RoundTrip(SliceSizing):
             # taken from is back at zero (res[17:20]) until all of it is
             start = [loop_now + float(res[17 + i]) for i in range(3)]
             end = [
-                start[i] + later[i] / self._rate[i] if self._rate[i] > 0 else start[i]
+                start[i] + later[i] / self._pay_rate(i) if self._pay_rate(i) > 0 else start[i]
                 for i in range(3)
             ]
             self._pots.append(Pot(start, end, later))
@@ -257,6 +265,10 @@ class RoundTrip(SliceSizing):
             self._keep[i] = target * ((1.0 + _LOW) if self._overdrawn else _KEEP)
         self._wake()
 
+    def _pay_rate(self, i: int) -> float:
+        """The rate the shared level refills dimension `i` at (`_foreign` lowers it)."""
+        return self._rate[i]
+
     def _script_args(  # the order `lease.lua` reads its ARGV in
         self,
         need: Cost,
@@ -268,6 +280,7 @@ class RoundTrip(SliceSizing):
         proof: list[float] | None = None,
         holds: list[float] | None = None,
         prior: list[float] | None = None,
+        clamp_ages: list[tuple[float, float]] | None = None,
     ) -> list[str]:
         period = self.limits.period
         args = [
@@ -293,6 +306,13 @@ class RoundTrip(SliceSizing):
         args += [_num(prior[i] if prior is not None else 0.0) for i in range(3)]
         args += [self._epoch, "" if not self._epoch else str(self._seq)]
         args.append(_num(self._store.breaker.cooldown * _SETTLE_COOLDOWNS + _SETTLE_MARGIN))
+        # how long Redis keeps its record of flows, and when each clamp's reading was taken
+        # (seconds before this call, earliest and latest: `lease.lua` moves the ceiling by
+        # the other processes' flows since)
+        args.append(_num(flow_window(period)))
+        ages = clamp_ages if clamp_ages is not None else [(0.0, 0.0)] * 3
+        args += [_num(a[0]) for a in ages]
+        args += [_num(a[1]) for a in ages]
         return args
 
     def _seen(self, res: list[str], loop_now: float) -> None:

@@ -53,6 +53,20 @@ def slice_seconds(period: float, per_process_rpm: float = 0.0) -> float:
     return min(period * SLICE, window)
 
 
+#: Redis keeps what flowed in and out of a shared level for this fraction of the period (at
+#: most `_FLOW_MAX` seconds): a header ceiling read at an earlier instant is moved by what the
+#: other processes gave back and took since (`lease.lua`). A clamp is sent at the process's
+#: next call, within a renewal's interval of the reading (a quarter period) and most often
+#: within a second or two.
+_FLOW = 0.25
+_FLOW_MAX = 15.0
+
+
+def flow_window(period: float) -> float:
+    """Seconds Redis keeps its record of the flows of a shared level."""
+    return min(period * _FLOW, _FLOW_MAX)
+
+
 def horizon_seconds(period: float, per_process_rpm: float = 0.0) -> float:
     """How far ahead (seconds) a grant may reserve future refill: as a slice's window."""
     return min(period * HORIZON, slice_seconds(period, per_process_rpm))

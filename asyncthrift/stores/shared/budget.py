@@ -110,6 +110,8 @@ class SharedBudget(HeaderCeilings):
         self._pending = [0.0, 0.0, 0.0]  # granted, paid for only at a later instant (pots)
         self._pots: deque[Pot] = deque()
         self._clamp = [_INF, _INF, _INF]  # min over readings of (ceiling - rate * t)
+        # the window [sent_at, now] of the reading that set each clamp (its instant T)
+        self._clamp_when = [(now, now), (now, now), (now, now)]
         self._proof = [_INF, _INF, _INF]  # the same for the lowest consistent reading
         self._proof_from = -_INF  # readings of requests sent before this prove nothing
         self._settle_at = _INF  # in the fallback: admit nothing from this instant

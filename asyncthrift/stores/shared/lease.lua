@@ -17,7 +17,10 @@
 -- give and before its grant (its lease and grants not yet paid for), ARGV[30..32] what it
 -- held when Redis became unreachable (its fallback started from it; else 0), ARGV[33] the
 -- bucket's epoch and ARGV[34] its sequence number as this process last saw them ("" none),
--- ARGV[35] how long a bucket that Redis lost settles before its level is proven (s).
+-- ARGV[35] how long a bucket that Redis lost settles before its level is proven (s),
+-- ARGV[36] how long the flow record keeps a call (s), ARGV[37..39] per dimension how long
+-- before this call the reading that set its clamp may have been taken at the earliest,
+-- ARGV[40..42] at the latest (s; "" or missing: the clamp is applied as it is).
 --
 -- Leases expire: the bucket records what each process holds (field h:<id>, "r i o until")
 -- and gives back to the level what a process holds that has not called for `lifetime`
@@ -25,6 +28,18 @@
 -- gone (so given back) while it still holds its lease is charged for it again on its next
 -- call. A bucket older than a process last saw it (same epoch, lower sequence: Redis came
 -- back from a snapshot, its later grants lost) restarts cold: its level is proven anew.
+--
+-- A clamp is a ceiling read at an instant T in the past (a response's headers, written at
+-- some instant of [earliest, latest]), corrected by the caller for its own grants and gives
+-- since. The bucket keeps a record of what flowed in and out of the level (field fl: per
+-- call, its instant, the process and per dimension what it gave back and what it took, for
+-- the last ARGV[36] seconds), and the ceiling is raised by what the *other* processes gave
+-- back since the earliest T and lowered by what they took since the latest T: the level
+-- at T was at most the ceiling at T, and since then it moved by exactly those flows. So a
+-- reading from before another process gave back refunds no longer clamps them away (with
+-- several processes and headers written at admission it did: the first bucket was never
+-- used), while a level above the server (another consumer, a level that ran ahead) still
+-- comes down by what it was above at T.
 --
 -- Levels refill continuously at capacity / period by Redis TIME (no client clock), up to
 -- the capacity. A level may go below zero: a grant may reserve up to `horizon` seconds of
@@ -60,14 +75,75 @@ local probe_wait = tonumber(ARGV[4])
 local pid = ARGV[1]
 local lifetime = tonumber(ARGV[26])
 local f = redis.call('HMGET', KEYS[1], 'l1', 'l2', 'l3', 'ts', 'cold', 'probe', 'epoch', 'seq',
-  'settle')
+  'settle', 'fl')
+local flows_text = f[10] or ''
+local flow_window = tonumber(ARGV[36] or '') or 10
+-- the flow record: {t, pid, in1, in2, in3, out1, out2, out3} per entry, oldest first
+local flows = {}
+for entry in string.gmatch(flows_text, '[^;]+') do
+  local e = {}
+  for x in string.gmatch(entry, '%S+') do e[#e + 1] = x end
+  local te = tonumber(e[1])
+  if te and te >= now - flow_window then
+    flows[#flows + 1] = {te, e[2], tonumber(e[3]), tonumber(e[4]), tonumber(e[5]),
+      tonumber(e[6]), tonumber(e[7]), tonumber(e[8])}
+  end
+end
+local function record(who, inflow, outflow)
+  if inflow[1] ~= 0 or inflow[2] ~= 0 or inflow[3] ~= 0 or outflow[1] ~= 0
+      or outflow[2] ~= 0 or outflow[3] ~= 0 then
+    flows[#flows + 1] = {now, who, inflow[1], inflow[2], inflow[3], outflow[1], outflow[2],
+      outflow[3]}
+  end
+end
 local lost = false
 if f[4] and f[7] == ARGV[33] and ARGV[34] ~= '' and tonumber(f[8]) < tonumber(ARGV[34]) then
   -- older than this process saw it: restored from a snapshot; start again, cold
   redis.call('DEL', KEYS[1])
-  f = {false, false, false, false, false, false, false, false, false}
+  f = {false, false, false, false, false, false, false, false, false, false}
+  flows = {}
   lost = true
 end
+-- Consumers outside the shared budget (`_foreign.py`): the caller's report comes last in
+-- ARGV ("F1 charged x3, estimate x3", "x" for none; absent: nothing learnt). The
+-- bucket keeps per process its last report (field fx: "pid t rate x3 reported x3 estimate
+-- x3", ";"-separated; gone after `lifetime`) and every process's charges reported (nt). The
+-- level refills at the limit's rate less the average of the live records' estimates (a
+-- process drops its own when its readings stop: `ForeignFit.stale`) (`pay`); grants
+-- reserved ahead are paid at that rate.
+local fx_arg = ARGV[#ARGV]
+local fx_on = string.sub(fx_arg, 1, 3) == 'F1 '
+local fxf = redis.call('HMGET', KEYS[1], 'fx', 'nt')
+local fx, fx_order = {}, {}
+for entry in string.gmatch(fxf[1] or '', '[^;]+') do
+  local w = {}
+  for x in string.gmatch(entry, '%S+') do w[#w + 1] = x end
+  local te = tonumber(w[2])
+  if te and te >= now - lifetime then
+    local e = {te}
+    for k = 3, 11 do e[#e + 1] = tonumber(w[k]) or false end
+    fx[w[1]] = e
+    fx_order[#fx_order + 1] = w[1]
+  end
+end
+local function fx_rates()
+  local r = {0, 0, 0}
+  for d = 1, 3 do
+    local sum, n = 0, 0
+    for _, q in ipairs(fx_order) do
+      local e = fx[q]
+      if e[7 + d] then sum, n = sum + e[7 + d], n + 1 end
+    end
+    local full = tonumber(ARGV[4 + 7 * (d - 1) + 1]) / period
+    if n > 0 then r[d] = math.min(math.max(0, sum / n), 0.9 * full) end
+  end
+  return r
+end
+local frate = fx_rates()
+local function pay(d)
+  return tonumber(ARGV[4 + 7 * (d - 1) + 1]) / period - frate[d]
+end
+
 local level = {0, 0, 0}
 local cold, probe, fresh, epoch, seq
 local settle = tonumber(f[9] or '0')
@@ -95,7 +171,7 @@ else
   for d = 1, 3 do
     local cap = tonumber(ARGV[4 + 7 * (d - 1) + 1])
     if cap > 0 then
-      level[d] = math.min(cap, level[d] + cap / period * dt)
+      level[d] = math.min(cap, level[d] + pay(d) * dt)
     end
   end
 end
@@ -119,6 +195,8 @@ if not fresh then
             local cap = tonumber(ARGV[4 + 7 * (d - 1) + 1])
             if cap > 0 then level[d] = math.min(cap, level[d] + r[d]) end
           end
+          -- its lease is back in the level: a flow in, as a give of that process
+          record(string.sub(name, 3), {r[1], r[2], r[3]}, {0, 0, 0})
           redis.call('HDEL', KEYS[1], name)
         else
           for d = 1, 3 do others[d] = others[d] + r[d] end
@@ -130,6 +208,7 @@ end
 
 local caps, need, ask = {}, {}, {}
 local proved = false
+local inflow, outflow = {0, 0, 0}, {0, 0, 0}  -- this call's, for the flow record
 for d = 1, 3 do
   local b = 4 + 7 * (d - 1)
   local cap = tonumber(ARGV[b + 1])
@@ -137,13 +216,18 @@ for d = 1, 3 do
   need[d] = tonumber(ARGV[b + 2])
   ask[d] = tonumber(ARGV[b + 3])
   if cap > 0 then
-    level[d] = math.min(cap, level[d] + tonumber(ARGV[b + 4]))
+    local give = tonumber(ARGV[b + 4])
+    level[d] = math.min(cap, level[d] + give)
+    if give > 0 then inflow[d] = give else outflow[d] = -give end
     if not fresh and cold == 0 then
       level[d] = level[d] - tonumber(ARGV[b + 7])
+      outflow[d] = outflow[d] + tonumber(ARGV[b + 7])
       if not mine then
         -- no record: what this process holds was given back (its record expired) or was
         -- never recorded (a new process holds nothing): charge it
-        level[d] = level[d] - tonumber(ARGV[26 + d]) - tonumber(ARGV[29 + d])
+        local charge = tonumber(ARGV[26 + d]) + tonumber(ARGV[29 + d])
+        level[d] = level[d] - charge
+        outflow[d] = outflow[d] + charge
       end
     end
     if cold > 0 and ARGV[b + 6] ~= '' and now >= settle then
@@ -153,7 +237,21 @@ for d = 1, 3 do
       proved = true
     end
     if ARGV[b + 5] ~= '' then
-      level[d] = math.min(level[d], tonumber(ARGV[b + 5]))
+      -- the ceiling at the reading's instant T, moved by the other processes' flows since
+      local ceiling = tonumber(ARGV[b + 5])
+      local earliest = tonumber(ARGV[36 + d] or '')
+      local latest = tonumber(ARGV[39 + d] or '')
+      if earliest and latest then
+        earliest, latest = now - earliest, now - latest
+        for k = 1, #flows do
+          local e = flows[k]
+          if e[2] ~= pid then
+            if e[1] > earliest then ceiling = ceiling + e[2 + d] end
+            if e[1] > latest then ceiling = ceiling - e[5 + d] end
+          end
+        end
+      end
+      level[d] = math.min(level[d], ceiling)
     end
   end
 end
@@ -192,18 +290,20 @@ elseif asking then
   local ok = true
   for d = 1, 3 do
     if caps[d] > 0 then
-      local rate = caps[d] / period
+      local rate = pay(d)
       local avail = level[d] + rate * 2 * horizon
       if need[d] > avail then
         ok = false
-        retry = math.max(retry, (need[d] - avail) / rate)
+        -- (at most two horizons: the refill's rate may change meanwhile, `pay`; a wait
+        -- computed at a low one kept a process out for a whole period)
+        retry = math.min(math.max(retry, (need[d] - avail) / rate), 2 * horizon)
       end
     end
   end
   if ok then
     for d = 1, 3 do
       if caps[d] > 0 then
-        local avail = level[d] + caps[d] / period * horizon
+        local avail = level[d] + pay(d) * horizon
         local g = need[d]
         if ask[d] > need[d] then g = math.max(need[d], math.min(ask[d], avail)) end
         granted[d] = g
@@ -211,10 +311,10 @@ elseif asking then
         -- nothing from (however overdrawn by others) does not hold it up
         if g > 0 then
           paid[d] = math.max(0, math.min(g, level[d]))
-          from[d] = math.max(0, -level[d]) / (caps[d] / period)
+          from[d] = math.max(0, -level[d]) / pay(d)
           level[d] = level[d] - g
           if level[d] < 0 then
-            ready = math.max(ready, -level[d] / (caps[d] / period))
+            ready = math.max(ready, -level[d] / pay(d))
           end
         end
       end
@@ -225,9 +325,17 @@ elseif asking then
 end
 
 seq = seq + 1
+for d = 1, 3 do outflow[d] = outflow[d] + granted[d] end
+record(pid, inflow, outflow)
+local kept = {}
+for k = 1, #flows do
+  local e = flows[k]
+  kept[k] = string.format('%.6f %s %.10g %.10g %.10g %.10g %.10g %.10g', e[1], e[2], e[3], e[4],
+    e[5], e[6], e[7], e[8])
+end
 redis.call('HSET', KEYS[1], 'l1', tostring(level[1]), 'l2', tostring(level[2]),
   'l3', tostring(level[3]), 'ts', tostring(now), 'cold', tostring(cold), 'probe', tostring(probe),
-  'epoch', epoch, 'seq', tostring(seq), 'settle', tostring(settle))
+  'epoch', epoch, 'seq', tostring(seq), 'settle', tostring(settle), 'fl', table.concat(kept, ';'))
 -- the record stays while the process calls, holding nothing or not: a record gone is a
 -- lease given back
 local holds = {}
@@ -251,8 +359,76 @@ redis.call('PEXPIRE', KEYS[2], ttl)
 local n = redis.call('ZCARD', KEYS[2])
 local active = redis.call('ZCOUNT', KEYS[2], now - window, '+inf')
 
+-- this process's report into the record (`_foreign.py`): its rate is what it charged since
+-- its last report over the time since (smoothed over `fx_tau` s). Its answer: the others'
+-- charges reported, moved by their rates since, each at most by what it held after its
+-- last call (no process spends more than its lease); their summed rate and the room left
+-- under those holds; the foreign rates in force; whether this process's record is new
+local fx_word = nil
+if fx_on then
+  local fx_tau = 1.0
+  local w = {}
+  for x in string.gmatch(fx_arg, '%S+') do w[#w + 1] = x end
+  local nt = {0, 0, 0}
+  local k = 0
+  for x in string.gmatch(fxf[2] or '', '%S+') do k = k + 1; nt[k] = tonumber(x) end
+  local prev = fx[pid]
+  local e = {now, 0, 0, 0, 0, 0, 0}
+  if not prev then fx_order[#fx_order + 1] = pid end
+  for d = 1, 3 do
+    local charged = tonumber(w[1 + d]) or 0
+    local full = tonumber(ARGV[4 + 7 * (d - 1) + 1]) / period
+    nt[d] = nt[d] + charged
+    if prev then
+      local rho = (charged + prev[1 + d] * fx_tau) / (math.max(0, now - prev[1]) + fx_tau)
+      e[1 + d] = math.min(math.max(rho, 0), full)
+      e[4 + d] = prev[4 + d] + charged
+    else
+      e[4 + d] = charged
+    end
+    e[7 + d] = tonumber(w[4 + d]) or false
+  end
+  fx[pid] = e
+  local others = {nt[1] - e[5], nt[2] - e[6], nt[3] - e[7]}
+  local orate, room = {0, 0, 0}, {0, 0, 0}
+  local kept = {}
+  for _, q in ipairs(fx_order) do
+    local o = fx[q]
+    if q ~= pid then
+      local h = redis.call('HGET', KEYS[1], 'h:' .. q)
+      local held = {0, 0, 0}
+      local j = 0
+      for x in string.gmatch(h or '', '%S+') do
+        j = j + 1
+        if j <= 3 then held[j] = tonumber(x) end
+      end
+      for d = 1, 3 do
+        local spent = o[1 + d] * math.max(0, now - o[1])
+        if spent < held[d] then
+          orate[d] = orate[d] + o[1 + d]
+          room[d] = room[d] + held[d] - spent
+        else
+          spent = held[d]
+        end
+        others[d] = others[d] + spent
+      end
+    end
+    local est = {}
+    for d = 1, 3 do est[d] = o[7 + d] and string.format('%.17g', o[7 + d]) or 'x' end
+    kept[#kept + 1] = string.format('%s %.6f %.10g %.10g %.10g %.17g %.17g %.17g %s %s %s', q,
+      o[1], o[2], o[3], o[4], o[5], o[6], o[7], est[1], est[2], est[3])
+  end
+  redis.call('HSET', KEYS[1], 'fx', table.concat(kept, ';'),
+    'nt', string.format('%.17g %.17g %.17g', nt[1], nt[2], nt[3]))
+  frate = fx_rates()
+  fx_word = string.format(
+    'F1 %.17g %.17g %.17g %.17g %.17g %.17g %.17g %.17g %.17g %d %.17g %.17g %.17g',
+    others[1], others[2], others[3], orate[1], orate[2], orate[3], frate[1], frate[2],
+    frate[3], prev and 0 or 1, room[1], room[2], room[3])
+end
+
 return {tostring(status), tostring(granted[1]), tostring(granted[2]), tostring(granted[3]),
   tostring(ready), tostring(retry), tostring(n),
   tostring(level[1]), tostring(level[2]), tostring(level[3]), tostring(active),
   tostring(paid[1]), tostring(paid[2]), tostring(paid[3]), epoch, tostring(seq),
-  tostring(math.max(0, settle - now)), tostring(from[1]), tostring(from[2]), tostring(from[3])}
+  tostring(math.max(0, settle - now)), tostring(from[1]), tostring(from[2]), tostring(from[3]), fx_word}
