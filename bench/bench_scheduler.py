@@ -45,7 +45,8 @@ What the columns mean:
 - ``adm/s``, ``CPU``: admissions per second achieved (real time) and CPU time over wall
   time (1.0 = one core busy).
 
-Run ``python bench/bench_scheduler.py`` (about 1-2 minutes); ``--quick`` for a smoke run.
+Run ``python bench/bench_scheduler.py`` (about 1-2 minutes); ``--quick`` for a smoke run;
+``--gates-only`` for the independent-gates sweep alone (printed, each round's ratios shown).
 """
 
 from __future__ import annotations
