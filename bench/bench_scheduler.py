@@ -45,7 +45,8 @@ What the columns mean:
 - ``adm/s``, ``CPU``: admissions per second achieved (real time) and CPU time over wall
   time (1.0 = one core busy).
 
-Run ``python bench/bench_scheduler.py`` (about 1-2 minutes); ``--quick`` for a smoke run.
+Run ``python bench/bench_scheduler.py`` (about 1-2 minutes); ``--quick`` for a smoke run;
+``--gates-only`` for the independent-gates sweep alone (printed, each round's ratios shown).
 """
 
 from __future__ import annotations
@@ -430,6 +431,38 @@ def rel(table: Table, kind: str, x: int, base: int) -> str:
     return f2(table[kind, x].cpu_us / table[kind, base].cpu_us)
 
 
+def gates_only(
+    rounds: int,
+    fan: list[int],
+    waiters: int,
+    virtual: dict[str, float],
+    say: Callable[[str, Sample], None],
+) -> None:
+    """The independent-gates sweep alone (``--gates-only``): each round measures every gate
+    count, floor and asyncthrift interleaved, and prints its ratios, so a noisy round shows."""
+    collected: dict[tuple[str, int], list[Sample]] = {}
+    for r in range(rounds):
+        for g in fan:
+            for kind in ("floor", "asyncthrift"):
+                s = one("virtual", kind, waiters=waiters, gates=g, **virtual)
+                collected.setdefault((kind, g), []).append(s)
+                say("gates", s)
+        top, base = max(fan), fan[0]
+        ours = collected["asyncthrift", top][-1].cpu_us / collected["asyncthrift", base][-1].cpu_us
+        floor = collected["floor", top][-1].cpu_us / collected["floor", base][-1].cpu_us
+        print(
+            f"round {r + 1}: {top} gates over {base}: asyncthrift {ours:.2f}x, floor {floor:.2f}x"
+        )
+    table = {key: median_sample(samples) for key, samples in collected.items()}
+    print(f"median of {rounds} rounds:")
+    for g in fan:
+        floor_us, ours_us = table["floor", g].cpu_us, table["asyncthrift", g].cpu_us
+        print(
+            f"  {g:>3} gates: floor {floor_us:5.1f} µs ({rel(table, 'floor', g, fan[0])}x), "
+            f"asyncthrift {ours_us:5.1f} µs ({rel(table, 'asyncthrift', g, fan[0])}x)"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--loop", choices=("auto", "uvloop", "asyncio"), default="auto")
@@ -443,6 +476,11 @@ def main() -> None:
     parser.add_argument("--real-rounds", type=int, default=2, help="real-time rounds (median)")
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument(
+        "--gates-only",
+        action="store_true",
+        help="only the independent-gates sweep (virtual clock), printed, nothing written",
+    )
     args = parser.parse_args()
 
     sizes = [1_000, 3_000, 10_000] if args.quick else [1_000, 3_000, 10_000, 30_000, 100_000]
@@ -466,6 +504,9 @@ def main() -> None:
     # -- part 1: scale, virtual clock ------------------------------------------------------
     for kind in ("floor", "asyncthrift"):  # warm the process up; the first points ran slow
         one("virtual", kind, waiters=sizes[0], **virtual)
+    if args.gates_only:
+        gates_only(args.rounds, fan, fan_waiters, virtual, say)
+        return
     collected: dict[tuple[str, str, int], list[Sample]] = {}
     for _ in range(args.rounds):  # whole sweeps repeated: a noisy spell hits one round only
         for n in sizes:

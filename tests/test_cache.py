@@ -79,6 +79,9 @@ MESSAGES = {
     },
     "stop_sequence": {"stop_reason": "stop_sequence", "stop_sequence": "END"},
     "unknown server field": {"brand_new_field": {"x": [1, 2]}},
+    # a datetime, written as a string: strict validation from Python objects refuses it,
+    # so this entry takes decode_message's JSON fallback
+    "container": {"container": {"id": "container_1", "expires_at": "2026-12-07T12:00:00Z"}},
     "unicode": {"content": [{"type": "text", "text": "退款政策：三十天 ✓ \u2028 emoji 🎉"}]},
 }
 
@@ -106,6 +109,18 @@ def test_decode_tolerates_content_a_newer_sdk_would_know() -> None:
     )
     msg = decode_message(data)
     assert msg.stop_reason == "new_reason"  # type: ignore[comparison-overlap]
+
+
+def test_a_newer_sdks_entry_with_a_container_decodes() -> None:
+    """Both fallbacks in turn: a datetime string (JSON validation) and an unknown block."""
+    data = orjson.dumps(
+        wire_message(
+            content=[{"type": "hologram", "payload": 1}],
+            container={"id": "container_1", "expires_at": "2026-12-07T12:00:00Z"},
+        )
+    )
+    msg = decode_message(data)
+    assert msg.container is not None and msg.container.expires_at.year == 2026
 
 
 def test_the_request_id_survives_the_round_trip() -> None:

@@ -130,8 +130,8 @@ class LocalBudget(HeaderResync):
         self._floor = ReadingFloor()
         self._history_times: list[float] = []
         self._transit = Transit()  # what may not have reached the server yet
-        self._history_net: list[tuple[float, float, float]] = []
-        self._history_sent: list[tuple[float, float, float]] = []  # `_sent` after each change
+        self._history_net: list[float] = []  # `_net` after each change (3 floats each)
+        self._history_sent: list[float] = []  # `_sent` after each change (3 floats each)
         self._history_floor = (0.0, 0.0, 0.0)  # the net before the oldest remembered change
         self.blocked_until = -math.inf
         # lift the level on the readings' lower bounds (`ReadingFloor`); off for a budget
