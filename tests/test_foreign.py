@@ -232,7 +232,7 @@ def test_a_lone_consumer_with_slow_answers_learns_nobody_else(
     out = simulate(600, headers_at=headers_at, rounding=rounding, latency=SLOW)
     assert out.refused == 0
     assert out.foreign_max[0] <= 0.02, out.foreign_max
-    assert out.foreign_max[1] <= 0.12, out.foreign_max
+    assert out.foreign_max[1] <= 0.15, out.foreign_max
     assert out.foreign_mean[1] <= 0.01, out.foreign_mean
     # output: token counts rounded to a thousand still make a passing estimate now and
     # then (a level crossing a round number is a step of 1,000 in a window of seconds)
@@ -345,6 +345,15 @@ def test_one_odd_reading_does_not_lift_the_level() -> None:
     for k in range(10):
         level += floor.rise(0, 50.0, level, k * 0.01, 60.0)
     assert level == pytest.approx(50.0)
+
+
+def test_one_odd_reading_among_the_fewest_does_not_lift_the_level() -> None:
+    # with exactly the fewest readings that allow a rise (8), the quantile was the highest:
+    # one reading of a request that overtook a burst still in the process (its bucket read
+    # full) lifted the level by the whole bucket, and 43-50 x 429 followed
+    floor = ReadingFloor()
+    rises = [floor.rise(2, 30_000.0 if k == 1 else 0.0, 0.0, k * 0.01, 60.0) for k in range(8)]
+    assert rises == [0.0] * 8
 
 
 def test_pessimistic_readings_do_not_ratchet_a_lone_budget_down() -> None:
