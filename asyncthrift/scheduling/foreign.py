@@ -43,75 +43,155 @@ _MIN_INTERVAL = 0.002
 #: The largest share of a limit's refill the estimate ever gives to other consumers, and
 #: the lowest it goes (below zero only so that noise averages out; see `ForeignShare.learn`).
 _FOREIGN_MAX_SHARE = 0.9
+#: A reading teaches nothing if more than this share of the capacity was charged while
+#: its request was out (a burst): its instant is too uncertain. Nor while more than this
+#: share is abandoned output held (`ForeignShare.read`).
+_FLIGHT_MAX = 0.05
 #: After a burst's hold ends, readings are left out for this part of the window.
 _QUIET = 0.5
 #: The share assumed taken by others after a 429 that our level does not explain.
 _REFUSED_SHARE = 0.5
 _FOREIGN_MIN_SHARE = -0.25
+#: A slope this many standard errors above zero is another consumer, certainly.
+_CERTAIN = 2.0
+#: Where in its flight a reading is (`_Fit.theta`) is fitted over this part of the period,
+#: and taken halfway while the readings cannot tell.
+_THETA_WINDOW = 1.0
+_THETA_UNKNOWN = 0.5
+#: `_Fit.theta`: `x` and `t` this close to collinear (1 - their squared correlation) are
+#: one regressor.
+_COLLINEAR = 1e-6
 
 
 class _Fit:
-    """Running least-squares sums over a sliding window of (t, y) points (t from `base`)."""
+    """Running least-squares sums over a sliding window of (t, x, y) points (t from `base`):
+    ``y = a + slope * t + theta * x``, `theta` in [0, 1] (see `ForeignShare.learn`)."""
 
-    __slots__ = ("base", "points", "st", "stt", "sty", "sy", "syy", "y0")
+    __slots__ = (
+        "base",
+        "points",
+        "st",
+        "stt",
+        "stx",
+        "sty",
+        "sx",
+        "sxx",
+        "sxy",
+        "sy",
+        "syy",
+        "y0",
+    )
 
     def __init__(self) -> None:
-        self.points: deque[tuple[float, float]] = deque()
+        self.points: deque[tuple[float, float, float]] = deque()
         self.base = self.y0 = 0.0
-        self.st = self.sy = self.stt = self.sty = self.syy = 0.0
+        self.clear()
 
     def clear(self) -> None:
         self.points.clear()
         self.st = self.sy = self.stt = self.sty = self.syy = 0.0
+        self.sx = self.sxx = self.stx = self.sxy = 0.0
 
-    def add(self, t: float, y: float) -> None:
+    def add(self, t: float, x: float, y: float) -> None:
         if not self.points:
             self.base, self.y0 = t, y  # small numbers in the sums: no cancellation
         t -= self.base
         y -= self.y0
-        self.points.append((t, y))
-        self.st += t
-        self.sy += y
-        self.stt += t * t
-        self.sty += t * y
-        self.syy += y * y
+        self.points.append((t, x, y))
+        self._count(t, x, y, 1.0)
+
+    def _count(self, t: float, x: float, y: float, sign: float) -> None:
+        self.st += sign * t
+        self.sy += sign * y
+        self.sx += sign * x
+        self.stt += sign * t * t
+        self.sty += sign * t * y
+        self.syy += sign * y * y
+        self.sxx += sign * x * x
+        self.stx += sign * t * x
+        self.sxy += sign * x * y
 
     def drop_before(self, t: float, keep: int) -> None:
         """Forget the points older than `t`, but never the newest `keep` of them."""
         t -= self.base
         points = self.points
         while len(points) > keep and points[0][0] < t:
-            u, y = points.popleft()
-            self.st -= u
-            self.sy -= y
-            self.stt -= u * u
-            self.sty -= u * y
-            self.syy -= y * y
+            self._count(*points.popleft(), -1.0)
 
     def span(self) -> float:
         return self.points[-1][0] - self.points[0][0] if self.points else 0.0
 
-    def slope(self) -> tuple[float, float]:
-        """The least-squares slope and its standard error (0, inf without enough points)."""
+    def _centred(self) -> tuple[int, float, float, float, float, float, float]:
+        """n and the centred sums: (tt, xx, tx, ty, xy, yy)."""
         n = len(self.points)
-        sxx = self.stt - self.st * self.st / n if n else 0.0
-        if n < 3 or sxx <= 0.0:
+        if not n:
+            return 0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
+        return (
+            n,
+            self.stt - self.st * self.st / n,
+            self.sxx - self.sx * self.sx / n,
+            self.stx - self.st * self.sx / n,
+            self.sty - self.st * self.sy / n,
+            self.sxy - self.sx * self.sy / n,
+            self.syy - self.sy * self.sy / n,
+        )
+
+    def theta(self) -> float | None:
+        """`x`'s coefficient in [0, 1], fitted with a slope in `t` alongside (None if the
+        points cannot tell it: too few, or `x` constant or moving with `t` only)."""
+        n, stt, sxx, stx, sty, sxy, _ = self._centred()
+        det = stt * sxx - stx * stx
+        if n < 4 or stt <= 0.0 or sxx <= 0.0 or det <= _COLLINEAR * stt * sxx:
+            return None
+        return min(1.0, max(0.0, (sxy * stt - sty * stx) / det))
+
+    def slope(self, theta: float) -> tuple[float, float]:
+        """The least-squares slope in `t` of ``y - theta * x`` and its standard error (0,
+        inf without enough points)."""
+        n, stt, sxx, stx, sty, sxy, syy = self._centred()
+        if n < 3 or stt <= 0.0:
             return 0.0, math.inf
-        sxy = self.sty - self.st * self.sy / n
-        syy = self.syy - self.sy * self.sy / n
-        slope = sxy / sxx
-        residual = max(0.0, syy - slope * sxy) / (n - 2)
-        return slope, math.sqrt(residual / sxx)
+        stv = sty - theta * stx
+        svv = syy - 2.0 * theta * sxy + theta * theta * sxx
+        slope = stv / stt
+        residual = max(0.0, svv - slope * stv) / (n - 2)
+        return slope, math.sqrt(residual / stt)
+
+    def without_worst(self, theta: float) -> tuple[float, float]:
+        """`slope` with the point farthest from the fitted line left out."""
+        slope, _ = self.slope(theta)
+        n = len(self.points)
+        if n < 4:
+            return 0.0, math.inf
+        mt, mv = self.st / n, (self.sy - theta * self.sx) / n
+        points = self.points
+        k = max(
+            range(n),
+            key=lambda j: abs(
+                points[j][2] - theta * points[j][1] - mv - slope * (points[j][0] - mt)
+            ),
+        )
+        worst = points[k]
+        self._count(*worst, -1.0)
+        del points[k]  # so that `slope` counts one point fewer
+        try:
+            return self.slope(theta)
+        finally:
+            points.insert(k, worst)
+            self._count(*worst, 1.0)
 
 
 class ForeignShare:
     """Per dimension: the estimated rate (units/s) at which someone else spends from the key."""
 
-    __slots__ = ("_fits", "_quiet_until", "rates")
+    __slots__ = ("_fits", "_instants", "_quiet_until", "rates")
 
     def __init__(self, now: float) -> None:
         self.rates = [0.0, 0.0, 0.0]
         self._fits = (_Fit(), _Fit(), _Fit())
+        # the same points over a longer window, for where in the flight readings are
+        # (`_Fit.theta`: a property of the server, not of the moment)
+        self._instants = (_Fit(), _Fit(), _Fit())
         self._quiet_until = [now, now, now]
 
     def after_burst(self, i: int, now: float, period: float) -> None:
@@ -121,6 +201,40 @@ class ForeignShare:
         spending 90 % of its output limit for someone else)."""
         self._fits[i].clear()
         self._quiet_until[i] = now + period * _WINDOW * _QUIET
+
+    def read(
+        self,
+        i: int,
+        bucket: TokenBucket,
+        near_full: bool,
+        *,
+        unexplained: float,
+        ambiguity: float,
+        flight: float,
+        held: float,
+        now: float,
+        period: float,
+    ) -> None:
+        """A reading of dimension `i` (`HeaderResync._ceiling`): `learn` from it, unless
+        it says too little. `flight` is what we charged while its request was out, `held`
+        the abandoned output held here (`LocalBudget.hold_abandoned`).
+
+        - The server's bucket near full (`near_full`): its refill may have been wasted at
+          its cap, which nobody spent: start over (`restart`).
+        - More than `_FLIGHT_MAX` of the capacity abandoned and held here: a server that
+          stopped those answers has refunded it already, one that finishes them has not;
+          the readings are off by up to that much until it is given back, and by a step
+          when it is (read as another consumer: 0.6-0.8 of the output limit in
+          ``tests/test_abandoned.py``). Forget the points, keep the estimate.
+        - More than `_FLIGHT_MAX` of the capacity charged in flight (a burst): the
+          reading's instant is too uncertain; skip it.
+        """
+        if near_full:
+            self.restart(i, now, bucket, period)
+        elif held > bucket.capacity * _FLIGHT_MAX:
+            self._fits[i].clear()
+        elif abs(flight) <= bucket.capacity * _FLIGHT_MAX:
+            self.learn(i, bucket, unexplained, now, period, ambiguity)
 
     def restart(self, i: int, now: float, bucket: TokenBucket, period: float) -> None:
         """Forget dimension `i`'s points and estimate: a cold reading, or a server bucket
@@ -147,7 +261,13 @@ class ForeignShare:
             bucket.set_rate(full - self.rates[i], now)
 
     def learn(
-        self, i: int, bucket: TokenBucket, unexplained: float, now: float, period: float
+        self,
+        i: int,
+        bucket: TokenBucket,
+        unexplained: float,
+        now: float,
+        period: float,
+        ambiguity: float = 0.0,
     ) -> None:
         """Add a reading of dimension `i`; refill the bucket at the limit's rate less the
         estimate of what others spend.
@@ -157,6 +277,20 @@ class ForeignShare:
         the others' rate. The estimate may go below zero, so that a lone consumer's noise
         averages out instead of ratcheting up against a floor; only a positive estimate
         slows the refill.
+
+        `unexplained` takes the reading as of its arrival here; `ambiguity` is how much
+        lower it is if the reading is as of the request's admission instead (the refill
+        and net charges of its flight, its own unused output: see `HeaderResync._ceiling`).
+        Which instant a server's headers describe is not documented, but it does not
+        change from one answer to the next: the fit takes ``unexplained - theta *
+        ambiguity`` with one `theta` in [0, 1] fitted alongside the slope. Why: with
+        `theta` fixed (the flight's charges counted half, its refill not at all), headers
+        as of admission made a lone client's ambiguity a trend (it grows by half a flight
+        of refill as the queue drains and less goes out during each flight, and it moves
+        with each answer's own refund) that the fit read as another consumer: 0.3 of the
+        request and input limits at 2 s + 20 ms/token answers, in the virtual-time
+        simulation of ``tests/test_foreign.py``. Fitted, an ambiguity that moves with time
+        alone leaves the slope uncertain, and an uncertain slope slows nothing.
         """
         if now < self._quiet_until[i]:
             return
@@ -164,13 +298,25 @@ class ForeignShare:
         points = fit.points
         if points and now - fit.base - points[-1][0] < period * _MIN_INTERVAL:
             return
-        fit.add(now, unexplained)
+        fit.add(now, ambiguity, unexplained)
         fit.drop_before(now - period * _WINDOW, _FEWEST)
+        instants = self._instants[i]
+        instants.add(now, ambiguity, unexplained)
+        instants.drop_before(now - period * _THETA_WINDOW, _FEWEST)
         if len(points) < _FEWEST or fit.span() < period * _WINDOW * _MIN_SPAN:
             return
         full = bucket.capacity / period
-        slope, error = fit.slope()
-        if slope > 2.0 * error:
+        theta = self._instants[i].theta()
+        if theta is None:
+            theta = _THETA_UNKNOWN
+        slope, error = fit.slope(theta)
+        certain = slope > _CERTAIN * error
+        if certain:
+            # and without its most outlying reading (one that caught a refund on its way,
+            # say, tilts the line while it is at one end of the window)
+            alone, alone_error = fit.without_worst(theta)
+            certain = alone > _CERTAIN * alone_error
+        if certain:
             # someone else spends, certainly: count a standard error more, so that the
             # estimate errs on the side of leaving them their share (a 429 costs more)
             slope += error

@@ -33,9 +33,6 @@ TOKEN_ROUNDING = 500.0
 #: Another consumer's estimated share of a limit below which we count as alone on the key
 #: (the estimate's noise), and may lift our level on the readings' lower bounds.
 _ALONE = 0.05
-#: A reading teaches `ForeignShare` nothing if more than this share of the capacity was
-#: charged while its request was out (a burst): its instant is too uncertain.
-_FLIGHT_MAX = 0.05
 #: How far below the server's count of a request's input our estimate may be (the
 #: calibrator's largest margin, `tokens.Calibrator.margin`).
 _SHORT = 0.25
@@ -259,10 +256,9 @@ class HeaderResync(NetHistory):
                 i, remaining, tolerance, unseen, uncharged[i], refundable, sent_at, now
             )
         if bucket.held and sent_mark[i] >= self._hold_marks[i]:
-            # the server answered the burst. Refill withheld meanwhile is credited only
-            # as far as this reading proves the server has it: its bucket may have sat
-            # full while the burst was on its way (crediting all but `HORIZON` of it met
-            # 31 429s on a loaded box, where a burst of 600 took longer to leave)
+            # the server answered the burst. Refill withheld meanwhile is credited only as far
+            # as this reading proves the server has it: its bucket may have sat full while the
+            # burst was on its way (all but `HORIZON` of it met 31 429s on a loaded box)
             level = bucket.level(now)
             bucket.release(now, up_to=level if floor is None else max(level, floor))
             self._foreign.after_burst(i, now, self.limits.period)
@@ -275,6 +271,7 @@ class HeaderResync(NetHistory):
             tolerance,
             cold=cold,
             highest=highest,
+            took=took,
             sent_at=sent_at,
             now=now,
             uncharged=uncharged,
@@ -339,6 +336,7 @@ class HeaderResync(NetHistory):
         *,
         cold: bool,
         highest: float,
+        took: float,
         sent_at: float,
         now: float,
         uncharged: Cost,
@@ -365,19 +363,22 @@ class HeaderResync(NetHistory):
             early = self._highest_before(i, sent_at, now - HORIZON, now)
             highest = max(highest - refundable, early)
         ceiling = remaining - tolerance + highest - uncharged[i]
-        # what the server had that neither we spent nor it still has: it grows at
-        # the rate someone else spends (`ForeignShare`). A bucket near full may
-        # have wasted refill at its cap, which nobody spent: start over.
-        # The reading's instant is anywhere in the request's flight: what we
-        # charged meanwhile is counted half, and a reading across a burst (more
-        # than `_FLIGHT_MAX` of the capacity charged in flight) says too little.
+        # what the server had that neither we spent nor it still has, as of now and how
+        # much less as of the admission: it grows at the rate someone else spends
+        full = bucket.capacity / self.limits.period
         flight = self._net[i] - self._net_until(sent_at, strict=True)[i]
-        if remaining >= bucket.capacity - 2 * tolerance - 1:
-            self._foreign.restart(i, now, bucket, self.limits.period)
-        elif abs(flight) <= bucket.capacity * _FLIGHT_MAX:
-            full = bucket.capacity / self.limits.period
-            spent = self._net[i] - flight / 2 - refundable - (refused and i == 0)
-            self._foreign.learn(i, bucket, full * now - spent - remaining, now, self.limits.period)
+        spent = self._net[i] - refundable - uncharged[i] - (refused and i == 0)
+        self._foreign.read(
+            i,
+            bucket,
+            remaining >= bucket.capacity - 2 * tolerance - 1,
+            unexplained=full * now - spent - remaining,
+            ambiguity=full * (now - sent_at) - (flight - took) + refundable,
+            flight=flight,
+            held=self._held_abandoned[0] if i == 2 else 0.0,
+            now=now,
+            period=self.limits.period,
+        )
         return ceiling
 
     def _credit_abandoned(self, amount: float) -> None:
