@@ -144,6 +144,11 @@ class LocalBudget(HeaderResync):
     def buckets(self) -> tuple[TokenBucket | None, ...]:
         return tuple(self._buckets)
 
+    def closed(self, mark: Cost, now: float) -> None:
+        """The attempt admitted as `mark` ended at `now` (answered, failed, cancelled): from
+        then on it is on nobody's wire (`Transit.closed`)."""
+        self._transit.closed(mark, now)
+
     def hold_abandoned(self, output_tokens: float) -> None:
         """`output_tokens` of an abandoned answer stay charged here until a deferred refund
         gives (most of) them back (`Reservation.abandon`, then `release_abandoned`).

@@ -21,8 +21,9 @@ class Refunds(Protocol):
     """Where a reservation's budget goes back: the gate that admitted it (`scheduler.Gate`),
     given to the reservation, so it refunds through these and nothing else of the gate."""
 
-    def settled(self, budget: Budget, refund: Cost) -> None:
-        """A reservation on `budget` ended, giving `refund` back (counted once per admission)."""
+    def settled(self, budget: Budget, refund: Cost, mark: Cost | None = None) -> None:
+        """A reservation on `budget` ended, giving `refund` back (counted once per admission);
+        `mark`: the admission's, whose attempt is now off the wire (`Budget.closed`)."""
         ...
 
     def give_back(self, budget: Budget, refund: Cost) -> None:
@@ -73,7 +74,7 @@ class Reservation:
         self._open = False
         c = self.cost
         refund = Cost(0, c.input_tokens - input_tokens, c.output_tokens - output_tokens)
-        self._refunds.settled(self.budget, refund)
+        self._refunds.settled(self.budget, refund, self.mark)
 
     def release(self, *, sent: bool, input_counted: bool = True) -> None:
         if not self._open:
@@ -81,7 +82,7 @@ class Reservation:
         self._open = False
         c = self.cost
         refund = c if not sent else Cost(0, 0 if input_counted else c.input_tokens, c.output_tokens)
-        self._refunds.settled(self.budget, refund)
+        self._refunds.settled(self.budget, refund, self.mark)
 
     def abandon(
         self,
@@ -127,7 +128,7 @@ class Reservation:
         c = self.cost
         now_back = ZERO if input_tokens is None else Cost(0, c.input_tokens - input_tokens, 0)
         refunds = self._refunds
-        refunds.settled(self.budget, now_back)
+        refunds.settled(self.budget, now_back, self.mark)
         budget = self.budget
         local = budget if isinstance(budget, LocalBudget) else None
         held = c.output_tokens if pending is None else max(0.0, pending)

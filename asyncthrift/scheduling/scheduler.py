@@ -344,11 +344,13 @@ class Gate(BudgetPool):
             if not future.done():
                 future.set_result(None)
 
-    def settled(self, budget: Budget, refund: Cost) -> None:
+    def settled(self, budget: Budget, refund: Cost, mark: Cost | None = None) -> None:
         """A reservation on `budget` ended, giving `refund` back (`Refunds.settled`): one
         admission fewer held, and the head looked at again."""
         now = self._get_loop().time()
         budget.give(refund, now)
+        if mark is not None:
+            budget.closed(mark, now)
         self._held -= 1
         if not self._live:
             if self._idle and not self._held:

@@ -9,9 +9,15 @@ on its way. Without that, the last request of a burst, read at its admission bef
 of the burst arrived, lifted the local level by a whole bucket and a hundred 429s followed
 (`LocalBudget`'s reading floor, a consumer taking 40 % of the key, headers as of admission).
 
-A request is on its way from its admission here until its answer lands (`landed`), for at
-most `HORIZON` seconds: what was sent earlier than that has reached the server whatever
-became of it (an abandoned request never lands here; the horizon bounds what it counts).
+A request is on its way from its admission here until its answer lands (`landed`) or its
+attempt ends without one (`closed`: failed, cancelled, timed out; whatever had not reached
+the server by then never will). Within `HORIZON` of its admission every such request counts.
+Past it, one that is still out keeps counting, up to `STRAGGLE` seconds (the most
+`_LATE_KEPT` of them): a loaded process may hold a burst's tail for seconds before writing
+it, while a request admitted later overtakes it on a warm connection and reads the bucket
+full (a floor rise of 28,600 output tokens of 32,000 and 49 x 429, at load 9 on 2 cores,
+when every request counted for `HORIZON` alone). Counting one as unseen only lowers a lower
+bound, so an answer that is slow to come costs some lift, never a 429.
 """
 
 from __future__ import annotations
@@ -20,19 +26,36 @@ import bisect
 
 from .bucket import Cost
 
-__all__ = ["HORIZON", "Transit"]
+__all__ = ["HORIZON", "STRAGGLE", "Transit"]
 
-#: Seconds a request may take to reach the server after its admission here (connection set-up
-#: and the client's own queueing, not the answer's generation).
+#: Seconds within which every request not yet landed counts as possibly unseen (connection
+#: set-up and the client's own queueing, not the answer's generation).
 HORIZON = 1.0
-#: A reading looks at most this many requests back; past that, all of them count as unseen.
+#: Seconds a request still out past `HORIZON` keeps counting (then it has reached the
+#: server whatever became of it: this bounds what a request never closed counts).
+STRAGGLE = 10.0
+#: A reading looks at most this many recent requests back; past that, all of them count.
 _SCAN = 256
+#: Requests past `HORIZON` kept at most (the oldest go first).
+_LATE_KEPT = 256
+
+
+class _Late:
+    """A request still out past `HORIZON`: when it was admitted, its cost, when it landed."""
+
+    __slots__ = ("at", "cost", "landed")
+
+    def __init__(self, at: float, cost: Cost) -> None:
+        self.at = at
+        self.cost = cost
+        self.landed = float("inf")
 
 
 class Transit:
-    """Requests sent within `HORIZON` and when each landed, in admission order."""
+    """Requests sent within `HORIZON` and when each landed, in admission order; and those
+    past it that were still out when they left that window (`_late`)."""
 
-    __slots__ = ("_base", "_costs", "_index", "_landed", "_times")
+    __slots__ = ("_base", "_costs", "_index", "_landed", "_late", "_times")
 
     def __init__(self) -> None:
         self._times: list[float] = []
@@ -40,31 +63,44 @@ class Transit:
         self._landed: list[float] = []
         self._index: dict[Cost, int] = {}  # a request's mark -> its absolute position
         self._base = 0  # the absolute position of `_times[0]`
+        self._late: dict[int, _Late] = {}  # absolute position -> request, admission order
 
     def sent(self, mark: Cost, cost: Cost, now: float) -> None:
         """The request of `mark` (its running total sent) was admitted at `now`."""
         times = self._times
         if times and times[0] < now - HORIZON and len(times) > 64:
-            self._prune(now - HORIZON)
+            self._prune(now - HORIZON, now)
         self._index[mark] = self._base + len(times)
         times.append(now)
         self._costs.append(cost)
         self._landed.append(float("inf"))
 
     def landed(self, mark: Cost, now: float) -> None:
-        """The answer (or refusal) of the request of `mark` arrived at `now`."""
+        """The answer (or refusal) of the request of `mark` arrived at `now`; or its attempt
+        ended without one (`closed`). Only the first call counts."""
         k = self._index.pop(mark, None)
-        if k is not None and k >= self._base:
+        if k is None:
+            return
+        if k >= self._base:
             self._landed[k - self._base] = now
+        else:
+            late = self._late.get(k)
+            if late is not None:
+                late.landed = now
+
+    #: An attempt that ended without an answer: from then on it is on nobody's wire.
+    closed = landed
 
     def before(self, mark: Cost, sent_at: float) -> tuple[float, float, float]:
-        """What was sent within `HORIZON` before the request of `mark` (admitted at
-        `sent_at`), or at its instant ahead of it, and had not landed by then: possibly
-        unseen by that request's reading."""
+        """What was sent before the request of `mark` (admitted at `sent_at`), or at its
+        instant ahead of it, and had not landed by then: possibly unseen by that request's
+        reading. Within `HORIZON` of `sent_at` all of that; before, what was still out."""
         times = self._times
         own = self._index.get(mark)
         end = bisect.bisect_right(times, sent_at) if own is None else own - self._base
-        start = bisect.bisect_left(times, sent_at - HORIZON, 0, max(0, end))
+        end = max(0, end)
+        start = bisect.bisect_left(times, sent_at - HORIZON, 0, end)
+        oldest = bisect.bisect_left(times, sent_at - STRAGGLE, 0, start)
         costs, landed = self._costs, self._landed
         r = i = o = 0.0
         scan_from = max(start, end - _SCAN)
@@ -73,21 +109,47 @@ class Transit:
             r += c[0]
             i += c[1]
             o += c[2]
+        for k in range(oldest, start):
+            if landed[k] > sent_at:
+                c = costs[k]
+                r += c[0]
+                i += c[1]
+                o += c[2]
         for k in range(scan_from, end):
             if landed[k] > sent_at:
                 c = costs[k]
                 r += c[0]
                 i += c[1]
                 o += c[2]
+        for late in self._late.values():
+            if late.landed > sent_at and sent_at - STRAGGLE <= late.at < sent_at - HORIZON:
+                c = late.cost
+                r += c[0]
+                i += c[1]
+                o += c[2]
         return r, i, o
 
-    def _prune(self, before: float) -> None:
+    def _prune(self, before: float, now: float) -> None:
         cut = bisect.bisect_left(self._times, before)
-        if cut:
-            del self._times[:cut]
-            del self._costs[:cut]
-            del self._landed[:cut]
-            self._base += cut
-            if len(self._index) > 4 * len(self._times) + 64:  # marks that never landed
-                base = self._base
-                self._index = {m: k for m, k in self._index.items() if k >= base}
+        if not cut:
+            return
+        late, landed = self._late, self._landed
+        for k in range(cut):
+            if landed[k] == float("inf"):  # still out: it may be held in this process
+                late[self._base + k] = _Late(self._times[k], self._costs[k])
+        self._forget_late(now)
+        del self._times[:cut]
+        del self._costs[:cut]
+        del landed[:cut]
+        self._base += cut
+        if len(self._index) > 4 * (len(self._times) + len(late)) + 64:  # never landed
+            base, kept = self._base, late.keys()
+            self._index = {m: k for m, k in self._index.items() if k >= base or k in kept}
+
+    def _forget_late(self, now: float) -> None:
+        """Drop what was admitted over `STRAGGLE` ago, and the oldest past `_LATE_KEPT`."""
+        late = self._late
+        for k in list(late):
+            if late[k].at >= now - STRAGGLE and len(late) <= _LATE_KEPT:
+                break
+            del late[k]
