@@ -37,6 +37,7 @@ def args(
     epoch: str = "",
     seq: str = "",
     settle: float = 0.0,
+    backlog: int | None = None,
 ) -> list[str]:
     ask = need if ask is None else ask
     out = [pid, repr(period), repr(period * 0.1), "1.0"]
@@ -53,7 +54,8 @@ def args(
     out.append(repr(lifetime))
     out += [repr(float(x)) for x in holds]
     out += [repr(float(x)) for x in prior]
-    return [*out, epoch, seq, repr(settle)]
+    out += [epoch, seq, repr(settle)]
+    return out if backlog is None else [*out, str(backlog)]
 
 
 async def level(client: Any, key: str) -> list[float]:
@@ -335,6 +337,20 @@ async def test_a_silent_process_lease_goes_back_after_its_lifetime(lua: Any) -> 
     assert after[2] >= min(600.0, before[2] + 200) - 1e-6
     fields = await lua.client.hkeys(lua.keys[0])
     assert "h:proc-b" not in fields and "h:proc-a" in fields
+
+
+async def test_the_answer_sums_the_backlogs_of_the_live_records(lua: Any) -> None:
+    await _proved(lua)
+    await lua(ask=(0, 0, 0), backlog=10)
+    res = await lua(ask=(0, 0, 0), pid="proc-b", backlog=30, lifetime=0.3)
+    assert float(res[20]) == 40  # proc-a's 10 (its record) and proc-b's 30 (this call)
+    res = await lua(ask=(0, 0, 0), backlog=12)  # proc-a's own record follows its calls
+    assert float(res[20]) == 42
+    res = await lua(ask=(0, 0, 0))  # a call without the field: no backlog
+    assert float(res[20]) == 30
+    await asyncio.sleep(0.4)  # proc-b's record expires (its process was killed)
+    res = await lua(ask=(0, 0, 0), backlog=5)
+    assert float(res[20]) == 5
 
 
 async def test_a_lease_given_back_while_its_process_lived_is_charged_again(lua: Any) -> None:

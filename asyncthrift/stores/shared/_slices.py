@@ -12,7 +12,9 @@ from __future__ import annotations
 from ...scheduling.bucket import Cost
 from ._fallback import FallbackBooks
 from ._tuning import (
+    _AHEAD,
     _BURST,
+    _HOLD,
     _LOW,
     MAX_SHARE,
     slice_seconds,
@@ -25,12 +27,15 @@ class SliceSizing(FallbackBooks):
     """What to ask (`_asks`), whether to wait for this process's own refunds instead
     (`_over_burst_share`), and how large a slice is (`_slice_sizes`, `_slice`)."""
 
-    __slots__ = ("_big", "_level", "_low", "_target")
+    __slots__ = ("_big", "_held_back", "_level", "_low", "_not_before", "_overdrawn", "_target")
 
     _low: list[float]  # below this, ask again
     _target: list[float]  # the lease the last slice aimed at
     _big: list[float]  # the largest single cost admitted so far
     _level: list[float]  # the shared level the last call reported
+    _overdrawn: bool  # the shared level was below zero at the last call
+    _held_back: bool  # the last call due was held back (`_ahead_of_share`)
+    _not_before: float  # no call before this instant (loop time)
 
     def _asks(
         self, now: float, head: Cost | None, recent: bool
@@ -53,9 +58,10 @@ class SliceSizing(FallbackBooks):
         if not short:
             return need, ask, False
         self._decay_took(now)
-        if self._over_burst_share(need):
+        if self._over_burst_share(need) or self._ahead_of_share(now):
             return need, ask, False
         self._estimate(now)
+        self._held_back = False
         self._slice(head, need, ask)
         return need, ask, True
 
@@ -70,7 +76,28 @@ class SliceSizing(FallbackBooks):
             return False
         if any(need[i] > 0 for i in self._dims if i != 2) or need[2] <= 0:
             return False
-        return self._took[2] >= self._cap[2] * self._cap_share()
+        return self._took[2] >= self._cap[2] * self._work_share()
+
+    def _ahead_of_share(self, now: float) -> bool:
+        """Whether to hold this call back a while (until `_not_before`): the shared level
+        is overdrawn (every grant is reserved ahead, in turn) and this process's share of
+        the backlog (`_work_share`) is under `_AHEAD` of an even one, so it is ahead of the
+        others. Overdrawn, a grant shrinks to the head's need, so each process got about
+        one head per turn whatever its backlog: a process that took more of the first burst
+        ended seconds before the others, and the last one then waited alone for grants
+        reserved behind theirs. Held back, it lets the others' turns come sooner (and its
+        own refunds may pay its head meanwhile). Never twice in a row: the others' backlogs
+        are as of this process's last call, so it calls to learn them anew."""
+        if not self._overdrawn or self._held_back:
+            return False
+        even = self._work_share() * max(1, self.active)
+        if even >= _AHEAD:
+            return False
+        window = slice_seconds(self.limits.period, self._per_process_rpm())
+        self._held_back = True
+        self._not_before = now + window * _HOLD * (1.0 - even)
+        self._kick.set()
+        return True
 
     def _slice_sizes(self, head: Cost | None) -> tuple[list[float], list[float], float]:
         """(chunk, burst, scale): per dimension, the slice from the refill the lease aims
@@ -83,7 +110,7 @@ class SliceSizing(FallbackBooks):
         gate = self._gate
         waiting = gate.waiting if gate is not None else 0
         sent = self._sent
-        share = self._cap_share()
+        share = self._work_share()
         period = self.limits.period
         window = slice_seconds(period, self._per_process_rpm())
         for i in self._dims:

@@ -30,6 +30,13 @@ _WINDOW_MAX = 4.0
 _MIN_REQUESTS = 8.0
 
 
+#: While the shared level is overdrawn, a process whose share of the backlog is under this
+#: fraction of an even share holds its next call back for up to `_HOLD` of a slice's window
+#: (less the nearer it is to an even share).
+_AHEAD = 0.8
+_HOLD = 0.5
+
+
 #: A lease's record in Redis lives this fraction of the period after the process's last call;
 #: then what it held goes back to the bucket (a killed process's lease returns) ...
 _LIFE = 0.5
@@ -79,6 +86,8 @@ _SETTLE_COOLDOWNS = 2.0
 _SETTLE_MARGIN = 1.0
 #: While the shared bucket is cold (waiting for a probe's answer), how often to ask again.
 _COLD_POLL = 0.05
+#: ... doubling with each refusal in a row, up to this (seconds).
+_COLD_POLL_MAX = 0.2
 #: The probe of a cold bucket: how long (fraction of the period, at most 5 s) before another.
 _PROBE_SHARE = 0.1
 

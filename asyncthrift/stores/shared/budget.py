@@ -123,6 +123,9 @@ class SharedBudget(HeaderCeilings):
         self._low = [0.0, 0.0, 0.0]
         self._keep = [_INF, _INF, _INF]
         self._level = [0.0, 0.0, 0.0]  # the shared level the last call reported
+        self._others_waiting = -1.0  # the other processes' backlog (requests; -1: not known)
+        self._sent_waiting = 0
+        self._held_back = False
         self._overdrawn = False  # the shared level was below zero at the last call
         self._big = [0.0, 0.0, 0.0]  # the largest single cost admitted so far, per dimension
         self._target = [0.0, 0.0, 0.0]  # the lease the last slice aimed at, per dimension
@@ -136,6 +139,7 @@ class SharedBudget(HeaderCeilings):
         self._flush_due = False
         self._mode = _SHARED
         self._cold = False
+        self._cold_polls = 0
         self._urgent = False
         self._not_before = 0.0
         self.processes = 1  # seen within a period (the fallback share divides by these)

@@ -17,7 +17,10 @@
 -- give and before its grant (its lease and grants not yet paid for), ARGV[30..32] what it
 -- held when Redis became unreachable (its fallback started from it; else 0), ARGV[33] the
 -- bucket's epoch and ARGV[34] its sequence number as this process last saw them ("" none),
--- ARGV[35] how long a bucket that Redis lost settles before its level is proven (s).
+-- ARGV[35] how long a bucket that Redis lost settles before its level is proven (s),
+-- ARGV[36] this process's backlog (requests waiting in it; "" or absent: 0), kept in its
+-- record: the answer sums the live records' backlogs, so each process sizes its slices by
+-- its share of all the work waiting (the processes end together).
 --
 -- Leases expire: the bucket records what each process holds (field h:<id>, "r i o until")
 -- and gives back to the level what a process holds that has not called for `lifetime`
@@ -45,7 +48,8 @@
 -- level pays for now: usable at once, the rest at `ready`), epoch, sequence, settle (seconds
 -- until a lost bucket has settled: a process in its fallback keeps it until then, no
 -- longer), from x3 (seconds until the refill starts paying for the rest of each dimension's
--- grant, the level it was taken from back at zero; it pays evenly from then to `ready`)};
+-- grant, the level it was taken from back at zero; it pays evenly from then to `ready`),
+-- backlog (the summed backlogs of the live records, this process's included)};
 -- numbers as
 -- strings
 -- (Lua numbers are truncated to integers on the way out). Status: 0 granted (or nothing
@@ -104,6 +108,8 @@ if cold > 0 and now >= cold then cold = 0 end
 -- expired leases: what processes silent for `lifetime` held goes back to the level
 local mine = nil
 local others = {0, 0, 0}  -- what the other processes' live records say they hold
+local backlog = tonumber(ARGV[36] or '') or 0
+local backlogs = backlog  -- summed over the live records (this call's own included)
 if not fresh then
   local fields = redis.call('HGETALL', KEYS[1])
   for k = 1, #fields, 2 do
@@ -122,6 +128,7 @@ if not fresh then
           redis.call('HDEL', KEYS[1], name)
         else
           for d = 1, 3 do others[d] = others[d] + r[d] end
+          backlogs = backlogs + (r[5] or 0)
         end
       end
     end
@@ -234,8 +241,8 @@ local holds = {}
 for d = 1, 3 do
   holds[d] = math.max(0, tonumber(ARGV[26 + d]) + granted[d])
 end
-redis.call('HSET', KEYS[1], 'h:' .. pid, string.format('%.17g %.17g %.17g %.17g',
-  holds[1], holds[2], holds[3], now + lifetime))
+redis.call('HSET', KEYS[1], 'h:' .. pid, string.format('%.17g %.17g %.17g %.17g %.17g',
+  holds[1], holds[2], holds[3], now + lifetime, backlog))
 local ttl = math.ceil(period * 2000)
 redis.call('PEXPIRE', KEYS[1], ttl)
 -- a process is active while it asks: its score is its last ask; a call asking nothing (an
@@ -255,4 +262,5 @@ return {tostring(status), tostring(granted[1]), tostring(granted[2]), tostring(g
   tostring(ready), tostring(retry), tostring(n),
   tostring(level[1]), tostring(level[2]), tostring(level[3]), tostring(active),
   tostring(paid[1]), tostring(paid[2]), tostring(paid[3]), epoch, tostring(seq),
-  tostring(math.max(0, settle - now)), tostring(from[1]), tostring(from[2]), tostring(from[3])}
+  tostring(math.max(0, settle - now)), tostring(from[1]), tostring(from[2]), tostring(from[3]),
+  tostring(backlogs)}
