@@ -38,6 +38,7 @@ def args(
     seq: str = "",
     settle: float = 0.0,
     backlog: int | None = None,
+    now_only: bool = False,
 ) -> list[str]:
     ask = need if ask is None else ask
     out = [pid, repr(period), repr(period * 0.1), "1.0"]
@@ -55,7 +56,9 @@ def args(
     out += [repr(float(x)) for x in holds]
     out += [repr(float(x)) for x in prior]
     out += [epoch, seq, repr(settle)]
-    return out if backlog is None else [*out, str(backlog)]
+    if backlog is None and not now_only:
+        return out
+    return [*out, str(backlog or 0), "1" if now_only else "0"]
 
 
 async def level(client: Any, key: str) -> list[float]:
@@ -351,6 +354,20 @@ async def test_the_answer_sums_the_backlogs_of_the_live_records(lua: Any) -> Non
     await asyncio.sleep(0.4)  # proc-b's record expires (its process was killed)
     res = await lua(ask=(0, 0, 0), backlog=5)
     assert float(res[20]) == 5
+
+
+async def test_a_need_now_or_nothing_is_never_reserved_ahead(lua: Any) -> None:
+    await _proved(lua)
+    res = await lua(need=(1, 100, 550), ask=(1, 100, 550))  # 600 output tokens: 49 left
+    assert res[0] == "0" and float(res[4]) == 0
+    res = await lua(need=(1, 100, 100), now_only=True)
+    assert res[0] == "2" and float(res[3]) == 0  # the level does not pay it now: refused
+    assert (await level(lua.client, lua.keys[0]))[2] < 60  # and nothing was taken
+    res = await lua(need=(1, 100, 100))  # as usual: reserved ahead
+    assert res[0] == "0" and float(res[4]) > 0
+    await lua(ask=(0, 0, 0), give=(0, 0, 600))  # given back (a process's return)
+    res = await lua(need=(1, 100, 100), now_only=True)
+    assert res[0] == "0" and float(res[3]) == 100 and float(res[4]) == 0  # paid now
 
 
 async def test_a_lease_given_back_while_its_process_lived_is_charged_again(lua: Any) -> None:

@@ -164,3 +164,44 @@ async def test_a_cold_bucket_is_polled_less_and_less_often() -> None:
     assert gaps[:4] == [0.052, 0.102, 0.202, 0.202], gaps
     assert len(times) <= 9  # 50 ms polls made 29 calls in these 1.5 s
     await stop(store, tasks)
+
+
+NOW_ONLY = 36  # ARGV[37]: "1" grants the needs only if the level pays them now
+
+
+def reserved_ahead(args: list[str], backlogs: float) -> list[str]:
+    """A grant of the need that the level pays for nothing of now: the refill pays it evenly
+    from now on (1024 output tokens: 1.4 s at 720 tokens/s)."""
+    need = needed(args)
+    if args[NOW_ONLY] == "1":
+        return answer(granted=need, backlogs=backlogs, level=(50.0, 50_000.0, 5_000.0))
+    res = answer(granted=need, backlogs=backlogs)
+    res[4] = "1.5"  # ready
+    res[11:14] = ["0", "0", "0"]  # paid now
+    return res
+
+
+async def test_at_the_end_a_head_asks_whether_the_level_pays_it_now() -> None:
+    store = Store(lambda args: reserved_ahead(args, backlogs=float(args[BACKLOG])))
+    _, tasks = await queue(store, 2)
+    await asyncio.sleep(1.0)
+    # the others have nothing waiting: past half a second the head asks for its shortfall
+    # from what is paid for, now or not at all, and goes at once (not at 1.4 s)
+    now_only = [(t, a) for t, a in store.calls if a[NOW_ONLY] == "1"]
+    assert now_only, [a[NOW_ONLY] for _, a in store.calls]
+    t, a = now_only[0]
+    assert 0.5 < t < 0.51  # half a second after its grant, however quiet the process
+    assert float(a[ASK_OUT]) == float(a[ASK_OUT - 1]) > 0  # asks its need, nothing more
+    assert tasks[0].done()
+    await stop(store, tasks)
+
+
+async def test_a_head_behind_others_backlog_waits_for_its_grant() -> None:
+    store = Store(lambda args: reserved_ahead(args, backlogs=float(args[BACKLOG]) + 50))
+    _, tasks = await queue(store, 2)
+    await asyncio.sleep(1.0)
+    assert not tasks[0].done()  # paid for at 1.4 s
+    assert all(a[NOW_ONLY] == "0" for _, a in store.calls)
+    await asyncio.sleep(0.5)
+    assert tasks[0].done()
+    await stop(store, tasks)

@@ -23,6 +23,7 @@ from ._tuning import (
     _INF,
     _KEEP,
     _LOW,
+    _NOW_ONLY,
     _PROBE_SHARE,
     _RENEW,
     _SETTLE_COOLDOWNS,
@@ -106,7 +107,9 @@ class RoundTrip(SliceSizing):
         ):
             self._flush_due = False
             return
-        args = self._trip_args(now, need, ask, give, idle_return)
+        now_only = self._now_only
+        self._now_only = False
+        args = self._trip_args(now, need, ask, give, idle_return, now_only=now_only)
         ok, res = await self._store.call(self, args)
         loop_now = asyncio.get_running_loop().time()
         if not ok:
@@ -124,6 +127,9 @@ class RoundTrip(SliceSizing):
             )
         self._debt_due = [0.0, 0.0, 0.0]  # charged (or proved moot by a cold bucket's proof)
         self._seen(res, loop_now)
+        if now_only and res[0] == "2":
+            self.refusals += 1  # not paid now: the grant reserved ahead stands, nothing else
+            return
         self._granted(res, asking, loop_now)
 
     async def _try_rejoin(self) -> None:
@@ -170,6 +176,8 @@ class RoundTrip(SliceSizing):
         ask: list[float],
         give: list[float],
         idle_return: bool,
+        *,
+        now_only: bool = False,
     ) -> list[str]:
         """The script's arguments for this call, the lease given back (all of it on an
         idle return) and the readings' ceiling and proof handed over."""
@@ -193,6 +201,7 @@ class RoundTrip(SliceSizing):
             clamp=[c + rate[i] * now for i, c in enumerate(clamp)],
             proof=[c + rate[i] * now for i, c in enumerate(proof)],
             holds=[0.0, 0.0, 0.0] if idle_return else [lease[i] + pending[i] for i in range(3)],
+            now_only=now_only,
         )
         if idle_return:
             self._lease = [0.0, 0.0, 0.0]
@@ -255,6 +264,8 @@ class RoundTrip(SliceSizing):
                 for i in range(3)
             ]
             self._pots.append(Pot(start, end, later))
+            # the level did not pay it now: asking again at once whether it does is moot
+            self._now_only_at = max(self._now_only_at, loop_now + _NOW_ONLY)
             for i in self._dims:
                 self._pending[i] += later[i]
         for i in self._dims:
@@ -285,6 +296,7 @@ class RoundTrip(SliceSizing):
         proof: list[float] | None = None,
         holds: list[float] | None = None,
         prior: list[float] | None = None,
+        now_only: bool = False,
     ) -> list[str]:
         period = self.limits.period
         args = [
@@ -314,6 +326,7 @@ class RoundTrip(SliceSizing):
         gate = self._gate
         self._sent_waiting = gate.waiting if gate is not None else 0
         args.append(str(self._sent_waiting))
+        args.append("1" if now_only else "0")
         return args
 
     def _seen(self, res: list[str], loop_now: float) -> None:

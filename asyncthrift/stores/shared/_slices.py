@@ -27,7 +27,17 @@ class SliceSizing(FallbackBooks):
     """What to ask (`_asks`), whether to wait for this process's own refunds instead
     (`_over_burst_share`), and how large a slice is (`_slice_sizes`, `_slice`)."""
 
-    __slots__ = ("_big", "_held_back", "_level", "_low", "_not_before", "_overdrawn", "_target")
+    __slots__ = (
+        "_big",
+        "_held_back",
+        "_level",
+        "_low",
+        "_not_before",
+        "_now_only",
+        "_now_only_at",
+        "_overdrawn",
+        "_target",
+    )
 
     _low: list[float]  # below this, ask again
     _target: list[float]  # the lease the last slice aimed at
@@ -35,6 +45,8 @@ class SliceSizing(FallbackBooks):
     _level: list[float]  # the shared level the last call reported
     _overdrawn: bool  # the shared level was below zero at the last call
     _held_back: bool  # the last call due was held back (`_ahead_of_share`)
+    _now_only: bool  # the next call asks the head's need only if the level pays it now
+    _now_only_at: float  # no such call before this instant
     _not_before: float  # no call before this instant (loop time)
 
     def _asks(
@@ -44,6 +56,13 @@ class SliceSizing(FallbackBooks):
         to ask at all (the lease is short of the head or below `_low`)."""
         need = [0.0, 0.0, 0.0]
         ask = [0.0, 0.0, 0.0]
+        if self._now_only:
+            # the head's shortfall from what is paid for already, nothing more (`_may_swap`)
+            for i in self._dims:
+                if head is not None:
+                    need[i] = ask[i] = max(0.0, head[i] - self._lease[i])
+            self._now_only = any(need)
+            return need, ask, self._now_only
         if head is None and not recent:
             return need, ask, False
         lease, pending = self._lease, self._pending
@@ -98,6 +117,17 @@ class SliceSizing(FallbackBooks):
         self._not_before = now + window * _HOLD * (1.0 - even)
         self._kick.set()
         return True
+
+    def _ending(self) -> bool:
+        """Whether the others' backlog, as last heard, is no more than this process's own
+        (the end of a run, for this process): then a head that waits for grants reserved
+        ahead asks, every `_NOW_ONLY` s, whether the shared level pays it now (`_now_only`).
+        At the end of a run the others finish and give back what they held (grants
+        reserved ahead of this process's included), but a grant's instant is fixed when it
+        is made: the last process's requests waited 2-4 s for theirs while the level held
+        thousands of tokens."""
+        gate = self._gate
+        return gate is not None and 0 <= self._others_waiting <= gate.waiting
 
     def _slice_sizes(self, head: Cost | None) -> tuple[list[float], list[float], float]:
         """(chunk, burst, scale): per dimension, the slice from the refill the lease aims

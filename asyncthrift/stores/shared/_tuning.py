@@ -37,6 +37,12 @@ _AHEAD = 0.8
 _HOLD = 0.5
 
 
+#: A head that waits longer than this (seconds) for a grant reserved ahead, in a process with
+#: at least the others' backlog (the end of a run), asks whether the level pays it now, at
+#: most once per this long.
+_NOW_ONLY = 0.5
+
+
 #: A lease's record in Redis lives this fraction of the period after the process's last call;
 #: then what it held goes back to the bucket (a killed process's lease returns) ...
 _LIFE = 0.5

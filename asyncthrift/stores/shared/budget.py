@@ -61,6 +61,7 @@ from ._tuning import (
     _FLUSH,
     _HINT,
     _INF,
+    _NOW_ONLY,
     _SHARED,
     HORIZON,
     MAX_SHARE,
@@ -126,6 +127,8 @@ class SharedBudget(HeaderCeilings):
         self._others_waiting = -1.0  # the other processes' backlog (requests; -1: not known)
         self._sent_waiting = 0
         self._held_back = False
+        self._now_only = False
+        self._now_only_at = now
         self._overdrawn = False  # the shared level was below zero at the last call
         self._big = [0.0, 0.0, 0.0]  # the largest single cost admitted so far, per dimension
         self._target = [0.0, 0.0, 0.0]  # the lease the last slice aimed at, per dimension
@@ -176,6 +179,13 @@ class SharedBudget(HeaderCeilings):
                 deficit = cost[i] - lease[i] - 1e-9 * self._cap[i]
                 at = max(at, covered_at(self._pots, i, deficit, now))
             if at < _INF:
+                if at - now > _NOW_ONLY and self._ending():
+                    if now < self._now_only_at:  # look again then
+                        return max(w, min(at, self._now_only_at) - now)
+                    self._now_only = True  # ask whether the level pays it now
+                    self._now_only_at = now + _NOW_ONLY
+                    self._head = cost
+                    self._want()
                 return max(w, at - now)
         self._head = cost
         self._want()

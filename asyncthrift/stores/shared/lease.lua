@@ -20,7 +20,10 @@
 -- ARGV[35] how long a bucket that Redis lost settles before its level is proven (s),
 -- ARGV[36] this process's backlog (requests waiting in it; "" or absent: 0), kept in its
 -- record: the answer sums the live records' backlogs, so each process sizes its slices by
--- its share of all the work waiting (the processes end together).
+-- its share of all the work waiting (the processes end together); ARGV[37] "1": grant the
+-- needs only if the level pays for them now, else refuse (a process whose head waits for a
+-- grant reserved behind others' asks whether the level, which their returns may have
+-- raised, pays it at once; its grant reserved ahead stays as it was).
 --
 -- Leases expire: the bucket records what each process holds (field h:<id>, "r i o until")
 -- and gives back to the level what a process holds that has not called for `lifetime`
@@ -197,10 +200,13 @@ elseif asking then
   -- up to a second horizon: it waits for its instant in the process instead of asking
   -- again at it (a refusal is a wasted call, and another process may take that instant)
   local ok = true
+  -- ARGV[37] "1": the needs only if the level pays them now (nothing reserved ahead)
+  local now_only = ARGV[37] == '1'
   for d = 1, 3 do
     if caps[d] > 0 then
       local rate = caps[d] / period
       local avail = level[d] + rate * 2 * horizon
+      if now_only then avail = level[d] end
       if need[d] > avail then
         ok = false
         retry = math.max(retry, (need[d] - avail) / rate)
