@@ -7,9 +7,12 @@ lease topped up. One script call does everything a round trip can carry: ask for
 level to what the server's headers support, prove a cold bucket's level, register this
 process. So Redis sees about one command per slice, not one per request.
 
-While requests queue here a slice is this process's fair share of `SLICE` of the period's
-refill, at most `_WINDOW_MAX` seconds of it unless this process's share of the request rate
-needs longer to make `_MIN_REQUESTS` (the processes asking lately share it), capped by what
+While requests queue here a slice is this process's share of `SLICE` of the period's
+refill (its backlog over all the processes': every call carries it, the answer sums them, so
+the processes end together; a process ahead of the others holds its calls back while the
+shared level is overdrawn), at most `_WINDOW_MAX` seconds of it unless this process's share
+of the request rate needs longer to make `_MIN_REQUESTS` (the processes asking lately share
+it), capped by what
 the queue needs, and at least the largest request seen; while the bucket holds a burst the
 ask is a fair share of `_BURST` of the level; otherwise it follows this process's recent
 rate (at most twice that share). Never more than `MAX_SHARE` of a capacity. Each dimension
@@ -18,7 +21,9 @@ refunded by answers far shorter than their max_tokens) never holds up one that i
 a grant is shrunk per
 dimension to what is left in the shared bucket plus the horizon's refill, and what the
 level pays for now is usable at once, the rest at the instant the refill pays for it (the
-scheduler's timer waits for that instant: no polling, no second round trip). Refunds stay
+scheduler's timer waits for that instant: no polling, no second round trip; only at the end
+of a run, the others' backlog no more than this one's, does a head that waits long for such
+a grant ask whether the level, which the others' returns raise, pays it now). Refunds stay
 in the lease; what it holds beyond its target goes back within a second while the shared
 level is overdrawn (others wait for it), within half a period otherwise.
 
