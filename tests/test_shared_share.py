@@ -169,15 +169,19 @@ async def test_a_cold_bucket_is_polled_less_and_less_often() -> None:
 NOW_ONLY = 36  # ARGV[37]: "1" grants the needs only if the level pays them now
 
 
-def reserved_ahead(args: list[str], backlogs: float) -> list[str]:
+def reserved_ahead(
+    args: list[str], backlogs: float, *, start: float = 0.0, active: int = 4
+) -> list[str]:
     """A grant of the need that the level pays for nothing of now: the refill pays it evenly
-    from now on (1024 output tokens: 1.4 s at 720 tokens/s)."""
+    from `start` s on (1024 output tokens: 1.4 s at 720 tokens/s)."""
     need = needed(args)
     if args[NOW_ONLY] == "1":
-        return answer(granted=need, backlogs=backlogs, level=(50.0, 50_000.0, 5_000.0))
-    res = answer(granted=need, backlogs=backlogs)
-    res[4] = "1.5"  # ready
+        level = (50.0, 50_000.0, 5_000.0)
+        return answer(granted=need, backlogs=backlogs, level=level, active=active)
+    res = answer(granted=need, backlogs=backlogs, active=active)
+    res[4] = str(start + 1.5)  # ready
     res[11:14] = ["0", "0", "0"]  # paid now
+    res[17:20] = [str(start)] * 3  # the refill starts paying for it then
     return res
 
 
@@ -204,4 +208,25 @@ async def test_a_head_behind_others_backlog_waits_for_its_grant() -> None:
     assert all(a[NOW_ONLY] == "0" for _, a in store.calls)
     await asyncio.sleep(0.5)
     assert tasks[0].done()
+    await stop(store, tasks)
+
+
+async def test_a_head_asks_once_the_others_backlog_should_be_worked_off() -> None:
+    # 10 requests wait elsewhere, 2 here: at their share of 10 requests/s the others are
+    # done in 1.2 s, long before this head's grant (paid for from 3 s to 4.4 s)
+    store = Store(lambda a: reserved_ahead(a, float(a[BACKLOG]) + 10, start=3.0))
+    _, tasks = await queue(store, 2)
+    await asyncio.sleep(2.0)
+    now_only = [t for t, a in store.calls if a[NOW_ONLY] == "1"]
+    assert now_only and 1.15 < now_only[0] < 1.35, now_only  # not at 0.5 s, not at 3 s
+    assert tasks[0].done()
+    await stop(store, tasks)
+
+
+async def test_a_process_alone_never_asks_for_its_own_grants_now() -> None:
+    store = Store(lambda a: reserved_ahead(a, float(a[BACKLOG]), start=3.0, active=1))
+    _, tasks = await queue(store, 2)
+    await asyncio.sleep(4.0)
+    assert all(a[NOW_ONLY] == "0" for _, a in store.calls)
+    assert not tasks[0].done()  # (paid for at 4.4 s)
     await stop(store, tasks)

@@ -128,7 +128,11 @@ class RoundTrip(SliceSizing):
         self._debt_due = [0.0, 0.0, 0.0]  # charged (or proved moot by a cold bucket's proof)
         self._seen(res, loop_now)
         if now_only and res[0] == "2":
-            self.refusals += 1  # not paid now: the grant reserved ahead stands, nothing else
+            # not paid now: the grant reserved ahead stands, nothing else changes; with the
+            # others idle, the level will not rise before this process's next grant
+            self.refusals += 1
+            if self._others_waiting <= 0:
+                self._now_only_at = _INF
             return
         self._granted(res, asking, loop_now)
 
@@ -265,7 +269,7 @@ class RoundTrip(SliceSizing):
             ]
             self._pots.append(Pot(start, end, later))
             # the level did not pay it now: asking again at once whether it does is moot
-            self._now_only_at = max(self._now_only_at, loop_now + _NOW_ONLY)
+            self._now_only_at = loop_now + _NOW_ONLY
             for i in self._dims:
                 self._pending[i] += later[i]
         for i in self._dims:
@@ -336,6 +340,7 @@ class RoundTrip(SliceSizing):
             self._epoch, self._seq = res[14], int(res[15])
         if len(res) > 20:  # the backlogs of every live process, this one's as sent
             self._others_waiting = max(0.0, float(res[20]) - self._sent_waiting)
+            self._others_at = loop_now
         self._called_at = loop_now
 
     # -- the background task: one per budget, woken by `_want`, calling when due --------------

@@ -15,6 +15,7 @@ from ._tuning import (
     _AHEAD,
     _BURST,
     _HOLD,
+    _INF,
     _LOW,
     MAX_SHARE,
     slice_seconds,
@@ -35,6 +36,7 @@ class SliceSizing(FallbackBooks):
         "_not_before",
         "_now_only",
         "_now_only_at",
+        "_others_at",
         "_overdrawn",
         "_target",
     )
@@ -47,6 +49,7 @@ class SliceSizing(FallbackBooks):
     _held_back: bool  # the last call due was held back (`_ahead_of_share`)
     _now_only: bool  # the next call asks the head's need only if the level pays it now
     _now_only_at: float  # no such call before this instant
+    _others_at: float  # when the others' backlog (`_others_waiting`) was heard
     _not_before: float  # no call before this instant (loop time)
 
     def _asks(
@@ -118,16 +121,23 @@ class SliceSizing(FallbackBooks):
         self._kick.set()
         return True
 
-    def _ending(self) -> bool:
-        """Whether the others' backlog, as last heard, is no more than this process's own
-        (the end of a run, for this process): then a head that waits for grants reserved
-        ahead asks, every `_NOW_ONLY` s, whether the shared level pays it now (`_now_only`).
-        At the end of a run the others finish and give back what they held (grants
-        reserved ahead of this process's included), but a grant's instant is fixed when it
-        is made: the last process's requests waited 2-4 s for theirs while the level held
-        thousands of tokens."""
+    def _others_done_at(self) -> float:
+        """When the other processes will have worked off the backlog they had at this
+        process's last call (loop time, inf: not known), at their share of the request rate.
+
+        From then on a head here that waits for a grant reserved ahead asks, every
+        `_NOW_ONLY` s, whether the shared level pays it now (`_now_only`). At the end of a
+        run the others finish and give back what they held (grants reserved ahead of this
+        process's included), but a grant's instant is fixed when it is made: the last
+        process waited 2-4 s for its last grants while the level held thousands of tokens,
+        and never called to learn it (its head was paid for, later)."""
         gate = self._gate
-        return gate is not None and 0 <= self._others_waiting <= gate.waiting
+        others = self._others_waiting
+        if gate is None or others < 0 or self._rate[0] <= 0 or self.active <= 1:
+            return _INF  # (alone lately: the grants reserved ahead are this process's own)
+        mine = gate.waiting
+        rate = self._rate[0] * (others / (others + mine) if others + mine > 0 else 1.0)
+        return self._others_at + (others / rate if others > 0 else 0.0)
 
     def _slice_sizes(self, head: Cost | None) -> tuple[list[float], list[float], float]:
         """(chunk, burst, scale): per dimension, the slice from the refill the lease aims

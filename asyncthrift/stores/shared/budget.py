@@ -134,6 +134,7 @@ class SharedBudget(HeaderCeilings):
         self._held_back = False
         self._now_only = False
         self._now_only_at = now
+        self._others_at = now
         self._overdrawn = False  # the shared level was below zero at the last call
         self._big = [0.0, 0.0, 0.0]  # the largest single cost admitted so far, per dimension
         self._target = [0.0, 0.0, 0.0]  # the lease the last slice aimed at, per dimension
@@ -184,9 +185,10 @@ class SharedBudget(HeaderCeilings):
                 deficit = cost[i] - lease[i] - 1e-9 * self._cap[i]
                 at = max(at, covered_at(self._pots, i, deficit, now))
             if at < _INF:
-                if at - now > _NOW_ONLY and self._ending():
-                    if now < self._now_only_at:  # look again then
-                        return max(w, min(at, self._now_only_at) - now)
+                due = max(self._now_only_at, self._others_done_at())
+                if at - due > _NOW_ONLY:  # the others may be done well before it is paid
+                    if now < due:  # look again then
+                        return max(w, due - now)
                     self._now_only = True  # ask whether the level pays it now
                     self._now_only_at = now + _NOW_ONLY
                     self._head = cost
