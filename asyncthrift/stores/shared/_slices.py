@@ -12,9 +12,7 @@ from __future__ import annotations
 from ...scheduling.bucket import Cost
 from ._fallback import FallbackBooks
 from ._tuning import (
-    _AHEAD,
     _BURST,
-    _HOLD,
     _INF,
     _LOW,
     MAX_SHARE,
@@ -30,7 +28,6 @@ class SliceSizing(FallbackBooks):
 
     __slots__ = (
         "_big",
-        "_held_back",
         "_level",
         "_low",
         "_not_before",
@@ -46,7 +43,6 @@ class SliceSizing(FallbackBooks):
     _big: list[float]  # the largest single cost admitted so far
     _level: list[float]  # the shared level the last call reported
     _overdrawn: bool  # the shared level was below zero at the last call
-    _held_back: bool  # the last call due was held back (`_ahead_of_share`)
     _now_only: bool  # the next call asks the head's need only if the level pays it now
     _now_only_at: float  # no such call before this instant
     _others_at: float  # when the others' backlog (`_others_waiting`) was heard
@@ -80,10 +76,9 @@ class SliceSizing(FallbackBooks):
         if not short:
             return need, ask, False
         self._decay_took(now)
-        if self._over_burst_share(need) or self._ahead_of_share(now):
+        if self._over_burst_share(need):
             return need, ask, False
         self._estimate(now)
-        self._held_back = False
         self._slice(head, need, ask)
         return need, ask, True
 
@@ -99,27 +94,6 @@ class SliceSizing(FallbackBooks):
         if any(need[i] > 0 for i in self._dims if i != 2) or need[2] <= 0:
             return False
         return self._took[2] >= self._cap[2] * self._work_share()
-
-    def _ahead_of_share(self, now: float) -> bool:
-        """Whether to hold this call back a while (until `_not_before`): the shared level
-        is overdrawn (every grant is reserved ahead, in turn) and this process's share of
-        the backlog (`_work_share`) is under `_AHEAD` of an even one, so it is ahead of the
-        others. Overdrawn, a grant shrinks to the head's need, so each process got about
-        one head per turn whatever its backlog: a process that took more of the first burst
-        ended seconds before the others, and the last one then waited alone for grants
-        reserved behind theirs. Held back, it lets the others' turns come sooner (and its
-        own refunds may pay its head meanwhile). Never twice in a row: the others' backlogs
-        are as of this process's last call, so it calls to learn them anew."""
-        if not self._overdrawn or self._held_back:
-            return False
-        even = self._work_share() * max(1, self.active)
-        if even >= _AHEAD:
-            return False
-        window = slice_seconds(self.limits.period, self._per_process_rpm())
-        self._held_back = True
-        self._not_before = now + window * _HOLD * (1.0 - even)
-        self._kick.set()
-        return True
 
     def _others_done_at(self) -> float:
         """When the other processes will have worked off the backlog they had at this

@@ -30,13 +30,6 @@ _WINDOW_MAX = 4.0
 _MIN_REQUESTS = 8.0
 
 
-#: While the shared level is overdrawn, a process whose share of the backlog is under this
-#: fraction of an even share holds its next call back for up to `_HOLD` of a slice's window
-#: (less the nearer it is to an even share).
-_AHEAD = 0.8
-_HOLD = 0.5
-
-
 #: A head that waits longer than this (seconds) for a grant reserved ahead, in a process with
 #: at least the others' backlog (the end of a run), asks whether the level pays it now, at
 #: most once per this long.

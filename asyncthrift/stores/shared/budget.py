@@ -9,8 +9,7 @@ process. So Redis sees about one command per slice, not one per request.
 
 While requests queue here a slice is this process's share of `SLICE` of the period's
 refill (its backlog over all the processes': every call carries it, the answer sums them, so
-the processes end together; a process ahead of the others holds its calls back while the
-shared level is overdrawn), at most `_WINDOW_MAX` seconds of it unless this process's share
+the processes end together), at most `_WINDOW_MAX` seconds of it unless this process's share
 of the request rate needs longer to make `_MIN_REQUESTS` (the processes asking lately share
 it), capped by what
 the queue needs, and at least the largest request seen; while the bucket holds a burst the
@@ -131,7 +130,6 @@ class SharedBudget(HeaderCeilings):
         self._level = [0.0, 0.0, 0.0]  # the shared level the last call reported
         self._others_waiting = -1.0  # the other processes' backlog (requests; -1: not known)
         self._sent_waiting = 0
-        self._held_back = False
         self._now_only = False
         self._now_only_at = now
         self._others_at = now
