@@ -39,6 +39,8 @@ def args(
     settle: float = 0.0,
     ages: tuple[tuple[float, float], ...] | None = None,
     flow_window: float = 60.0,
+    backlog: int | None = None,
+    now_only: bool = False,
 ) -> list[str]:
     ask = need if ask is None else ask
     out = [pid, repr(period), repr(period * 0.1), "1.0"]
@@ -56,11 +58,15 @@ def args(
     out += [repr(float(x)) for x in holds]
     out += [repr(float(x)) for x in prior]
     out += [epoch, seq, repr(settle)]
-    if ages is None:
+    if ages is None and backlog is None and not now_only:
         return out
+    ages = ages if ages is not None else ((0.0, 0.0),) * 3
     out.append(repr(flow_window))
     out += [repr(a[0]) for a in ages]
-    return out + [repr(a[1]) for a in ages]
+    out += [repr(a[1]) for a in ages]
+    if backlog is None and not now_only:
+        return out
+    return [*out, str(backlog or 0), "1" if now_only else "0"]
 
 
 async def level(client: Any, key: str) -> list[float]:
@@ -342,6 +348,34 @@ async def test_a_silent_process_lease_goes_back_after_its_lifetime(lua: Any) -> 
     assert after[2] >= min(600.0, before[2] + 200) - 1e-6
     fields = await lua.client.hkeys(lua.keys[0])
     assert "h:proc-b" not in fields and "h:proc-a" in fields
+
+
+async def test_the_answer_sums_the_backlogs_of_the_live_records(lua: Any) -> None:
+    await _proved(lua)
+    await lua(ask=(0, 0, 0), backlog=10)
+    res = await lua(ask=(0, 0, 0), pid="proc-b", backlog=30, lifetime=0.3)
+    assert float(res[20]) == 40  # proc-a's 10 (its record) and proc-b's 30 (this call)
+    res = await lua(ask=(0, 0, 0), backlog=12)  # proc-a's own record follows its calls
+    assert float(res[20]) == 42
+    res = await lua(ask=(0, 0, 0))  # a call without the field: no backlog
+    assert float(res[20]) == 30
+    await asyncio.sleep(0.4)  # proc-b's record expires (its process was killed)
+    res = await lua(ask=(0, 0, 0), backlog=5)
+    assert float(res[20]) == 5
+
+
+async def test_a_need_now_or_nothing_is_never_reserved_ahead(lua: Any) -> None:
+    await _proved(lua)
+    res = await lua(need=(1, 100, 550), ask=(1, 100, 550))  # 600 output tokens: 49 left
+    assert res[0] == "0" and float(res[4]) == 0
+    res = await lua(need=(1, 100, 100), now_only=True)
+    assert res[0] == "2" and float(res[3]) == 0  # the level does not pay it now: refused
+    assert (await level(lua.client, lua.keys[0]))[2] < 60  # and nothing was taken
+    res = await lua(need=(1, 100, 100))  # as usual: reserved ahead
+    assert res[0] == "0" and float(res[4]) > 0
+    await lua(ask=(0, 0, 0), give=(0, 0, 600))  # given back (a process's return)
+    res = await lua(need=(1, 100, 100), now_only=True)
+    assert res[0] == "0" and float(res[3]) == 100 and float(res[4]) == 0  # paid now
 
 
 async def test_a_lease_given_back_while_its_process_lived_is_charged_again(lua: Any) -> None:

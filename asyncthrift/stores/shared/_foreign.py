@@ -242,6 +242,7 @@ class SharedForeign(RoundTrip):
         holds: list[float] | None = None,
         prior: list[float] | None = None,
         clamp_ages: list[tuple[float, float]] | None = None,
+        now_only: bool = False,
     ) -> list[str]:
         """The round trip's arguments and, last, this process's report (`lease.lua` reads it
         from the end): ``F1 charged x3, rate x3, estimate x3`` (``x``: no estimate)."""
@@ -255,6 +256,7 @@ class SharedForeign(RoundTrip):
             holds=holds,
             prior=prior,
             clamp_ages=clamp_ages,
+            now_only=now_only,
         )
         fit = self._foreign_fit()
         net = list(self._net)

@@ -125,6 +125,7 @@ class LeaseBooks(LocalBudget):
         "_last_take",
         "_lease",
         "_mode",
+        "_others_waiting",
         "_pending",
         "_pots",
         "_proof_from",
@@ -163,6 +164,7 @@ class LeaseBooks(LocalBudget):
     _est_at: float
     _used: list[float]  # consumed since `_est_at`
     _keep: list[float]  # beyond this (with no requests waiting), give back
+    _others_waiting: float  # requests waiting in the other processes at the last call (-1: unknown)
     active: int  # processes asking lately
     processes: int
     fallback_lease: float
@@ -179,6 +181,19 @@ class LeaseBooks(LocalBudget):
     def _cap_share(self) -> float:
         """This process's fair share of the shared rate: one over the processes asking lately."""
         return 1.0 / max(1, self.active)
+
+    def _work_share(self) -> float:
+        """This process's share of the shared refill while requests wait here: its backlog
+        over all the processes' (`lease.lua` sums the backlogs their records carry), or one
+        over the processes asking lately when none reported one. Shares by backlog make the
+        processes end together: with equal shares, a process that took more of the first
+        burst finished seconds before the others (ends 21-30 s apart at 4 processes), and
+        the last one then waited alone for grants reserved ahead of it."""
+        gate = self._gate
+        mine = gate.waiting if gate is not None else 0
+        if mine <= 0 or self._others_waiting < 0:  # nothing waits here, or not known yet
+            return self._cap_share()
+        return mine / (mine + self._others_waiting)
 
     def _estimate(self, now: float) -> None:
         """Update this process's rate of consumption (units/s), averaged over a slice."""
@@ -217,7 +232,7 @@ class LeaseBooks(LocalBudget):
         keep = self._keep[i]
         gate = self._gate
         if gate is not None and gate.waiting > 0:
-            keep = max(keep, self._cap[i] * self._cap_share())
+            keep = max(keep, self._cap[i] * self._work_share())
         return keep
 
     def _idle_after(self) -> float:

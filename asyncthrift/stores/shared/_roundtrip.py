@@ -18,10 +18,10 @@ from ...scheduling.bucket import ZERO, Cost
 from ._lease import Pot
 from ._slices import SliceSizing
 from ._tuning import (
-    _COLD_POLL,
     _INF,
     _KEEP,
     _LOW,
+    _NOW_ONLY,
     _PROBE_SHARE,
     _RENEW,
     _SETTLE_COOLDOWNS,
@@ -35,6 +35,10 @@ from ._tuning import (
 __all__ = ["RoundTrip"]
 
 log = logging.getLogger("asyncthrift.shared")
+
+#: A call due this close (seconds) is due now: asyncio fires a timer up to its clock's
+#: resolution early, and waiting again for the remaining sliver spun the loop in place.
+_EARLY = 1e-6
 
 
 def _num(x: float) -> str:
@@ -58,9 +62,8 @@ class RoundTrip(SliceSizing):
         "_flush_at",
         "_flush_due",
         "_hint",
-        "_not_before",
-        "_overdrawn",
         "_proof",
+        "_sent_waiting",
         "_seq",
         "_task",
         "_urgent",
@@ -68,12 +71,10 @@ class RoundTrip(SliceSizing):
         "refusals",
     )
 
-    _overdrawn: bool
     _cold: bool
     _urgent: bool
     _flush_due: bool
     _flush_at: asyncio.TimerHandle | None
-    _not_before: float
     _called_at: float
     _clamp: list[float]
     _clamp_when: list[tuple[float, float]]  # the reading's window [sent_at, seen] (loop time)
@@ -81,6 +82,7 @@ class RoundTrip(SliceSizing):
     _debt_due: list[float]
     _epoch: str
     _seq: int
+    _sent_waiting: int  # the backlog the last call carried
     _hint: float  # the pause after a failed call, and the longest wait a refusal advises
     _task: asyncio.Task[None] | None  # the background task that makes the calls
     grants: int
@@ -104,7 +106,9 @@ class RoundTrip(SliceSizing):
         ):
             self._flush_due = False
             return
-        args = self._trip_args(now, need, ask, give, idle_return)
+        now_only = self._now_only
+        self._now_only = False
+        args = self._trip_args(now, need, ask, give, idle_return, now_only=now_only)
         ok, res = await self._store.call(self, args)
         loop_now = asyncio.get_running_loop().time()
         if not ok:
@@ -122,6 +126,13 @@ class RoundTrip(SliceSizing):
             )
         self._debt_due = [0.0, 0.0, 0.0]  # charged (or proved moot by a cold bucket's proof)
         self._seen(res, loop_now)
+        if now_only and res[0] == "2":
+            # not paid now: the grant reserved ahead stands, nothing else changes; with the
+            # others idle, the level will not rise before this process's next grant
+            self.refusals += 1
+            if self._others_waiting <= 0:
+                self._now_only_at = _INF
+            return
         self._granted(res, asking, loop_now)
 
     async def _try_rejoin(self) -> None:
@@ -168,6 +179,8 @@ class RoundTrip(SliceSizing):
         ask: list[float],
         give: list[float],
         idle_return: bool,
+        *,
+        now_only: bool = False,
     ) -> list[str]:
         """The script's arguments for this call, the lease given back (all of it on an
         idle return) and the readings' ceiling and proof handed over."""
@@ -196,6 +209,7 @@ class RoundTrip(SliceSizing):
             proof=[c + rate[i] * now for i, c in enumerate(proof)],
             holds=[0.0, 0.0, 0.0] if idle_return else [lease[i] + pending[i] for i in range(3)],
             clamp_ages=[(max(0.0, now - lo), max(0.0, now - hi)) for lo, hi in when],
+            now_only=now_only,
         )
         if idle_return:
             self._lease = [0.0, 0.0, 0.0]
@@ -230,11 +244,14 @@ class RoundTrip(SliceSizing):
         if status not in (0, 1):
             self.refusals += 1
             self._cold = status == 3
-            wait = min(retry, _COLD_POLL) if self._cold else retry
+            if not self._cold:
+                self._cold_polls = 0
+            wait = min(retry, self._cold_poll()) if self._cold else retry
             self._not_before = loop_now + min(wait, self.limits.period)
             self._kick.set()  # ask again then
             return
         self._cold = status == 1
+        self._cold_polls = 0
         if not asking:
             return
         self.grants += 1
@@ -255,6 +272,8 @@ class RoundTrip(SliceSizing):
                 for i in range(3)
             ]
             self._pots.append(Pot(start, end, later))
+            # the level did not pay it now: asking again at once whether it does is moot
+            self._now_only_at = loop_now + _NOW_ONLY
             for i in self._dims:
                 self._pending[i] += later[i]
         for i in self._dims:
@@ -264,10 +283,6 @@ class RoundTrip(SliceSizing):
             # the target; else up to `_KEEP` targets (refunds stay usable here)
             self._keep[i] = target * ((1.0 + _LOW) if self._overdrawn else _KEEP)
         self._wake()
-
-    def _pay_rate(self, i: int) -> float:
-        """The rate the shared level refills dimension `i` at (`_foreign` lowers it)."""
-        return self._rate[i]
 
     def _script_args(  # the order `lease.lua` reads its ARGV in
         self,
@@ -281,6 +296,7 @@ class RoundTrip(SliceSizing):
         holds: list[float] | None = None,
         prior: list[float] | None = None,
         clamp_ages: list[tuple[float, float]] | None = None,
+        now_only: bool = False,
     ) -> list[str]:
         period = self.limits.period
         args = [
@@ -313,6 +329,11 @@ class RoundTrip(SliceSizing):
         ages = clamp_ages if clamp_ages is not None else [(0.0, 0.0)] * 3
         args += [_num(a[0]) for a in ages]
         args += [_num(a[1]) for a in ages]
+        # this process's backlog: the answer sums every live process's (`_work_share`)
+        gate = self._gate
+        self._sent_waiting = gate.waiting if gate is not None else 0
+        args.append(str(self._sent_waiting))
+        args.append("1" if now_only else "0")
         return args
 
     def _seen(self, res: list[str], loop_now: float) -> None:
@@ -320,6 +341,9 @@ class RoundTrip(SliceSizing):
         record was renewed now."""
         if len(res) > 15:
             self._epoch, self._seq = res[14], int(res[15])
+        if len(res) > 20:  # the backlogs of every live process, this one's as sent
+            self._others_waiting = max(0.0, float(res[20]) - self._sent_waiting)
+            self._others_at = loop_now
         self._called_at = loop_now
 
     # -- the background task: one per budget, woken by `_want`, calling when due --------------
@@ -349,8 +373,8 @@ class RoundTrip(SliceSizing):
                     pass
             self._kick.clear()
             now = loop.time()
-            if now < self._not_before:
-                continue
+            if self._not_before - now > _EARLY:
+                continue  # (a timer may fire up to the clock's resolution early)
             try:
                 await self._round_trip(now)
             except asyncio.CancelledError:

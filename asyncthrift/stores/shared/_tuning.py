@@ -30,6 +30,12 @@ _WINDOW_MAX = 4.0
 _MIN_REQUESTS = 8.0
 
 
+#: A head that waits longer than this (seconds) for a grant reserved ahead, in a process with
+#: at least the others' backlog (the end of a run), asks whether the level pays it now, at
+#: most once per this long.
+_NOW_ONLY = 0.5
+
+
 #: A lease's record in Redis lives this fraction of the period after the process's last call;
 #: then what it held goes back to the bucket (a killed process's lease returns) ...
 _LIFE = 0.5
@@ -93,6 +99,8 @@ _SETTLE_COOLDOWNS = 2.0
 _SETTLE_MARGIN = 1.0
 #: While the shared bucket is cold (waiting for a probe's answer), how often to ask again.
 _COLD_POLL = 0.05
+#: ... doubling with each refusal in a row, up to this (seconds).
+_COLD_POLL_MAX = 0.2
 #: The probe of a cold bucket: how long (fraction of the period, at most 5 s) before another.
 _PROBE_SHARE = 0.1
 

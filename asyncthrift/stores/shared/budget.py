@@ -7,9 +7,11 @@ lease topped up. One script call does everything a round trip can carry: ask for
 level to what the server's headers support, prove a cold bucket's level, register this
 process. So Redis sees about one command per slice, not one per request.
 
-While requests queue here a slice is this process's fair share of `SLICE` of the period's
-refill, at most `_WINDOW_MAX` seconds of it unless this process's share of the request rate
-needs longer to make `_MIN_REQUESTS` (the processes asking lately share it), capped by what
+While requests queue here a slice is this process's share of `SLICE` of the period's
+refill (its backlog over all the processes': every call carries it, the answer sums them, so
+the processes end together), at most `_WINDOW_MAX` seconds of it unless this process's share
+of the request rate needs longer to make `_MIN_REQUESTS` (the processes asking lately share
+it), capped by what
 the queue needs, and at least the largest request seen; while the bucket holds a burst the
 ask is a fair share of `_BURST` of the level; otherwise it follows this process's recent
 rate (at most twice that share). Never more than `MAX_SHARE` of a capacity. Each dimension
@@ -18,7 +20,9 @@ refunded by answers far shorter than their max_tokens) never holds up one that i
 a grant is shrunk per
 dimension to what is left in the shared bucket plus the horizon's refill, and what the
 level pays for now is usable at once, the rest at the instant the refill pays for it (the
-scheduler's timer waits for that instant: no polling, no second round trip). Refunds stay
+scheduler's timer waits for that instant: no polling, no second round trip; only at the end
+of a run, the others' backlog no more than this one's, does a head that waits long for such
+a grant ask whether the level, which the others' returns raise, pays it now). Refunds stay
 in the lease; what it holds beyond its target goes back within a second while the shared
 level is overdrawn (others wait for it), within half a period otherwise.
 
@@ -61,6 +65,7 @@ from ._tuning import (
     _FLUSH,
     _HINT,
     _INF,
+    _NOW_ONLY,
     _SHARED,
     HORIZON,
     MAX_SHARE,
@@ -125,6 +130,11 @@ class SharedBudget(HeaderCeilings):
         self._low = [0.0, 0.0, 0.0]
         self._keep = [_INF, _INF, _INF]
         self._level = [0.0, 0.0, 0.0]  # the shared level the last call reported
+        self._others_waiting = -1.0  # the other processes' backlog (requests; -1: not known)
+        self._sent_waiting = 0
+        self._now_only = False
+        self._now_only_at = now
+        self._others_at = now
         self._overdrawn = False  # the shared level was below zero at the last call
         self._big = [0.0, 0.0, 0.0]  # the largest single cost admitted so far, per dimension
         self._target = [0.0, 0.0, 0.0]  # the lease the last slice aimed at, per dimension
@@ -138,6 +148,7 @@ class SharedBudget(HeaderCeilings):
         self._flush_due = False
         self._mode = _SHARED
         self._cold = False
+        self._cold_polls = 0
         self._urgent = False
         self._not_before = 0.0
         self.processes = 1  # seen within a period (the fallback share divides by these)
@@ -174,6 +185,14 @@ class SharedBudget(HeaderCeilings):
                 deficit = cost[i] - lease[i] - 1e-9 * self._cap[i]
                 at = max(at, covered_at(self._pots, i, deficit, now))
             if at < _INF:
+                due = max(self._now_only_at, self._others_done_at())
+                if at - due > _NOW_ONLY:  # the others may be done well before it is paid
+                    if now < due:  # look again then
+                        return max(w, due - now)
+                    self._now_only = True  # ask whether the level pays it now
+                    self._now_only_at = now + _NOW_ONLY
+                    self._head = cost
+                    self._want()
                 return max(w, at - now)
         self._head = cost
         self._want()

@@ -21,6 +21,13 @@
 -- ARGV[36] how long the flow record keeps a call (s), ARGV[37..39] per dimension how long
 -- before this call the reading that set its clamp may have been taken at the earliest,
 -- ARGV[40..42] at the latest (s; "" or missing: the clamp is applied as it is).
+-- ARGV[43] this process's backlog (requests waiting in it; "" or absent: 0), kept in its
+-- record: the answer sums the live records' backlogs, so each process sizes its slices by
+-- its share of all the work waiting (the processes end together); ARGV[44] "1": grant the
+-- needs only if the level pays for them now, else refuse (a process whose head waits for a
+-- grant reserved behind others' asks whether the level, which their returns may have
+-- raised, pays it at once; its grant reserved ahead stays as it was).
+-- Last, when given: the report of `_foreign.py` ("F1 ...", below).
 --
 -- Leases expire: the bucket records what each process holds (field h:<id>, "r i o until")
 -- and gives back to the level what a process holds that has not called for `lifetime`
@@ -60,7 +67,9 @@
 -- level pays for now: usable at once, the rest at `ready`), epoch, sequence, settle (seconds
 -- until a lost bucket has settled: a process in its fallback keeps it until then, no
 -- longer), from x3 (seconds until the refill starts paying for the rest of each dimension's
--- grant, the level it was taken from back at zero; it pays evenly from then to `ready`)};
+-- grant, the level it was taken from back at zero; it pays evenly from then to `ready`),
+-- backlog (the summed backlogs of the live records, this process's included), and the
+-- answer to `_foreign.py`'s report when it gave one ("F1 ...")};
 -- numbers as
 -- strings
 -- (Lua numbers are truncated to integers on the way out). Status: 0 granted (or nothing
@@ -180,6 +189,8 @@ if cold > 0 and now >= cold then cold = 0 end
 -- expired leases: what processes silent for `lifetime` held goes back to the level
 local mine = nil
 local others = {0, 0, 0}  -- what the other processes' live records say they hold
+local backlog = tonumber(ARGV[43] or '') or 0
+local backlogs = backlog  -- summed over the live records (this call's own included)
 if not fresh then
   local fields = redis.call('HGETALL', KEYS[1])
   for k = 1, #fields, 2 do
@@ -200,6 +211,7 @@ if not fresh then
           redis.call('HDEL', KEYS[1], name)
         else
           for d = 1, 3 do others[d] = others[d] + r[d] end
+          backlogs = backlogs + (r[5] or 0)
         end
       end
     end
@@ -288,10 +300,13 @@ elseif asking then
   -- up to a second horizon: it waits for its instant in the process instead of asking
   -- again at it (a refusal is a wasted call, and another process may take that instant)
   local ok = true
+  -- ARGV[44] "1": the needs only if the level pays them now (nothing reserved ahead)
+  local now_only = ARGV[44] == '1'
   for d = 1, 3 do
     if caps[d] > 0 then
       local rate = pay(d)
       local avail = level[d] + rate * 2 * horizon
+      if now_only then avail = level[d] end
       if need[d] > avail then
         ok = false
         -- (at most two horizons: the refill's rate may change meanwhile, `pay`; a wait
@@ -342,8 +357,8 @@ local holds = {}
 for d = 1, 3 do
   holds[d] = math.max(0, tonumber(ARGV[26 + d]) + granted[d])
 end
-redis.call('HSET', KEYS[1], 'h:' .. pid, string.format('%.17g %.17g %.17g %.17g',
-  holds[1], holds[2], holds[3], now + lifetime))
+redis.call('HSET', KEYS[1], 'h:' .. pid, string.format('%.17g %.17g %.17g %.17g %.17g',
+  holds[1], holds[2], holds[3], now + lifetime, backlog))
 local ttl = math.ceil(period * 2000)
 redis.call('PEXPIRE', KEYS[1], ttl)
 -- a process is active while it asks: its score is its last ask; a call asking nothing (an
@@ -431,4 +446,5 @@ return {tostring(status), tostring(granted[1]), tostring(granted[2]), tostring(g
   tostring(ready), tostring(retry), tostring(n),
   tostring(level[1]), tostring(level[2]), tostring(level[3]), tostring(active),
   tostring(paid[1]), tostring(paid[2]), tostring(paid[3]), epoch, tostring(seq),
-  tostring(math.max(0, settle - now)), tostring(from[1]), tostring(from[2]), tostring(from[3]), fx_word}
+  tostring(math.max(0, settle - now)), tostring(from[1]), tostring(from[2]), tostring(from[3]),
+  tostring(backlogs), fx_word}
