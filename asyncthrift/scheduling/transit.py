@@ -23,6 +23,7 @@ bound, so an answer that is slow to come costs some lift, never a 429.
 from __future__ import annotations
 
 import bisect
+import itertools
 
 from .bucket import Cost
 
@@ -109,13 +110,8 @@ class Transit:
             r += c[0]
             i += c[1]
             o += c[2]
-        for k in range(oldest, start):
-            if landed[k] > sent_at:
-                c = costs[k]
-                r += c[0]
-                i += c[1]
-                o += c[2]
-        for k in range(scan_from, end):
+        # before the horizon, and the most recent: what had not landed by `sent_at`
+        for k in itertools.chain(range(oldest, start), range(scan_from, end)):
             if landed[k] > sent_at:
                 c = costs[k]
                 r += c[0]
