@@ -325,6 +325,7 @@ async def _run_cell(cell: Cell, want_log: bool) -> dict[str, Any]:
                 "foreign_rates": list(budget._foreign.rates),
                 "refill_rates": [b.rate if b else None for b in budget.buckets],
                 "lowered_by_headers": [getattr(b, "lowered", None) for b in budget.buckets],
+                "lifted_by_readings": list(getattr(budget, "lifted_by_readings", ())),
             }
         failed = sum(1 for t in done if t.exception() is not None) + len(pending)
         stop.set()

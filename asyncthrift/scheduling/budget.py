@@ -144,6 +144,13 @@ class LocalBudget(HeaderResync):
     def buckets(self) -> tuple[TokenBucket | None, ...]:
         return tuple(self._buckets)
 
+    @property
+    def lifted_by_readings(self) -> tuple[float, float, float]:
+        """Per dimension, what the readings' lower bounds lifted the level by so far
+        (`ReadingFloor`): a diagnostic of how closely readings are read."""
+        r, i, o = self._floor.lifted
+        return (r, i, o)
+
     def closed(self, mark: Cost, now: float) -> None:
         """The attempt admitted as `mark` ended at `now` (answered, failed, cancelled): from
         then on it is on nobody's wire (`Transit.closed`)."""

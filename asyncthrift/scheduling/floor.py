@@ -35,11 +35,13 @@ _MAX_AGE = 0.05
 class ReadingFloor:
     """Per dimension: recent lower bounds of the server's level, relative to our own level."""
 
-    __slots__ = ("_offsets", "_times")
+    __slots__ = ("_offsets", "_times", "lifted")
 
     def __init__(self) -> None:
         self._offsets: list[list[float]] = [[], [], []]
         self._times: list[list[float]] = [[], [], []]
+        # per dimension, everything the readings lifted the level by so far (a diagnostic)
+        self.lifted = [0.0, 0.0, 0.0]
 
     def lowered(self, i: int, amount: float) -> None:
         """Our level of dimension `i` was lowered by `amount`: the kept offsets grow by it.
@@ -72,7 +74,9 @@ class ReadingFloor:
         if not alone:
             offsets.clear()
             times.clear()
-            return max(0.0, lower_bound - level)
+            rise = max(0.0, lower_bound - level)
+            self.lifted[i] += rise
+            return rise
         cutoff = now - period * _MAX_AGE
         while times and (times[0] < cutoff or len(times) >= _KEPT):
             del times[0]
@@ -90,4 +94,5 @@ class ReadingFloor:
             return 0.0
         for k in range(len(offsets)):
             offsets[k] -= rise
+        self.lifted[i] += rise
         return rise
