@@ -153,7 +153,7 @@ def test_a_revoked_budget_costs_one_retry_per_request_it_took_and_nothing_else()
     # the bench's revoked key, claiming 30 % more: the requests admitted on it before its
     # 401 came back try again once, first in line, on the others; nothing tries twice and
     # the pool ends no later than a second after the live budgets' own pool
-    work = jobs(800)
+    work = jobs(400)
     total = limits_for(work, 25.0)
     live = [share(total, s) for s in SHARES]
 
@@ -173,24 +173,22 @@ def test_a_revoked_budget_costs_one_retry_per_request_it_took_and_nothing_else()
 
 
 def test_the_head_goes_to_the_budget_whose_holds_leave_it_paying_soonest() -> None:
-    # two budgets of 1,000 output tokens per 10 s, refilling 100 a second. Budget 0 holds
-    # 900 in flight: a request of 500 goes to budget 1 (0 s, not 4 s on budget 0), and so
-    # does one of 400 after it. The next 400 finds 100 left on each (3 s either way); when
-    # budget 0's hold settles with 850 unused, it is admitted there at once
+    # three budgets of 1,000 output tokens per 10 s, refilling 100 a second. Budgets 0 and 1
+    # hold 900 each in flight, budget 2 holds 500: a request of 400 goes to budget 2 at
+    # once (3 s on the others). The next 400 finds 100 left on every budget (3 s on each);
+    # when budget 0's hold settles with 850 unused, it is admitted there at once
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        gate = pool_gate([Limits(otpm=1000, period=10.0)] * 2)
-        big = await gate.acquire(Cost(0, 0, 900))
-        assert big.index == 0
-        mid = await gate.acquire(Cost(0, 0, 500))
-        assert mid.index == 1  # budget 0 has 100 left, budget 1 all of it
+        gate = pool_gate([Limits(otpm=1000, period=10.0)] * 3)
+        held = [await gate.acquire(Cost(0, 0, n)) for n in (900, 900, 500)]
+        assert [r.index for r in held] == [0, 1, 2]
         t0 = loop.time()
         first = await gate.acquire(Cost(0, 0, 400))
-        assert (first.index, loop.time() - t0) == (1, 0.0)
+        assert (first.index, loop.time() - t0) == (2, 0.0)
         second = asyncio.ensure_future(gate.acquire(Cost(0, 0, 400)))
         await asyncio.sleep(1.0)
         assert not second.done()
-        big.settle(0, 50)  # 850 of its 900 come back to budget 0
+        held[0].settle(0, 50)  # 850 of its 900 come back to budget 0
         await asyncio.sleep(0)
         assert second.done()
         assert (second.result().index, loop.time() - t0) == (0, pytest.approx(1.0))
