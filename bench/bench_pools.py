@@ -33,6 +33,7 @@ from asyncthrift.mock import remote_stats, spawn_mock_process  # noqa: E402
 from asyncthrift.mock._tokenizer import analyze_input  # noqa: E402
 from asyncthrift.tools.demo import theoretical_minimum  # noqa: E402
 from asyncthrift.tools.workload import mixed_workload  # noqa: E402
+from bench.pool_trace import GateTrace, report, traced  # noqa: E402
 from tests.key_pool_helpers import PerKey, scaled  # noqa: E402
 
 #: Answer lengths the mock draws from (capped by max_tokens): about 80 tokens.
@@ -59,14 +60,22 @@ def workload(n: int, beyond: float, period: float) -> tuple[list[dict[str, Any]]
     )
 
 
-async def _drive(keys: list[KeyConfig], url: str, bodies: list[dict[str, Any]]) -> dict[str, Any]:
+async def _drive(
+    keys: list[KeyConfig], url: str, bodies: list[dict[str, Any]], trace: GateTrace | None
+) -> dict[str, Any]:
     seen = PerKey()
     async with Thrift(keys=keys, base_url=url, observers=[seen]) as client:
         seen.t0 = t0 = time.monotonic()
+        sampler = None
+        if trace is not None:
+            trace.t0 = asyncio.get_running_loop().time()
+            sampler = asyncio.ensure_future(trace.sample())
         results = await asyncio.gather(
             *(client.messages.create(**b) for b in bodies), return_exceptions=True
         )
         makespan = time.monotonic() - t0
+        if sampler is not None:
+            sampler.cancel()
         s = client.stats()
     failed = [r for r in results if isinstance(r, BaseException)]
     return {
@@ -79,7 +88,9 @@ async def _drive(keys: list[KeyConfig], url: str, bodies: list[dict[str, Any]]) 
     }
 
 
-def run(n: int, beyond: float, period: float, mock: dict[str, Any], pool: bool) -> dict[str, Any]:
+def run(
+    n: int, beyond: float, period: float, mock: dict[str, Any], pool: bool, trace: bool = False
+) -> dict[str, Any]:
     bodies, total = workload(n, beyond, period)
     if pool:
         limits = {name: scaled(total, share) for name, share in SHARES.items()}
@@ -98,7 +109,12 @@ def run(n: int, beyond: float, period: float, mock: dict[str, Any], pool: bool) 
         output_tokens=OUT_RANGE,
         **mock,
     ) as url:
-        out = asyncio.run(_drive(keys, url, bodies))
+        gates = GateTrace() if trace else None
+        if gates is None:
+            out = asyncio.run(_drive(keys, url, bodies, None))
+        else:
+            with traced(gates):
+                out = asyncio.run(_drive(keys, url, bodies, gates))
         c = remote_stats(url)
     t_min = theoretical_minimum(
         total, c["ok"] + c["cancelled"], c["input_tokens"], c["output_tokens"]
@@ -115,6 +131,7 @@ def run(n: int, beyond: float, period: float, mock: dict[str, Any], pool: bool) 
         "unauthorized": c["by_status"].get("401", 0),
         "served": served,
         "mock_output_tokens": c["output_tokens"],
+        "trace": [] if gates is None else report(gates),
     }
 
 
@@ -128,6 +145,11 @@ def main() -> None:
     ap.add_argument("--reset-precision", default="seconds", choices=["seconds", "milliseconds"])
     ap.add_argument("--remaining-rounding", default="nearest", choices=["nearest", "down", "exact"])
     ap.add_argument("--json", default=None)
+    ap.add_argument(
+        "--trace",
+        action="store_true",
+        help="per budget: admissions per 5 s and the reading offset (bench/pool_trace.py)",
+    )
     a = ap.parse_args()
     mock = {
         "headers_at": a.headers_at,
@@ -137,7 +159,7 @@ def main() -> None:
     rows = []
     for beyond in (float(b) for b in a.beyond.split(",")):
         for pool in (True,) if a.no_baseline else (True, False):
-            row = run(a.requests, beyond, a.period, mock, pool)
+            row = run(a.requests, beyond, a.period, mock, pool, a.trace)
             rows.append(row)
             print(json.dumps(row), file=sys.stderr, flush=True)
     print(f"period {a.period:g} s, {a.requests} requests, mock {mock}")
@@ -157,6 +179,9 @@ def main() -> None:
                 for k in SHARES
             )
             print(f"{r['beyond']:g} s: served by key: {parts}")
+    for r in rows:
+        for line in r["trace"]:
+            print(f"{r['beyond']:g} s, {'pool' if r['pool'] else 'one key'}: {line}")
     if a.json:
         Path(a.json).write_text(json.dumps(rows, indent=1))
 
