@@ -191,9 +191,11 @@ async def main(client: Thrift) -> None:
 """
 
 
-def mypy_strict(tmp_path: Path, source: str) -> str:
-    """What ``mypy --strict`` says of `source`, written as a user's ``user.py`` in `tmp_path`."""
-    (tmp_path / "user.py").write_text(source)
+def mypy_strict(directory: Path, sources: dict[str, str]) -> str:
+    """What ``mypy --strict`` says of `sources` (file name: text), written as a user's files
+    in `directory`: one run for all of them (each run reads the SDK's types, ~25 s on CI)."""
+    for name, source in sources.items():
+        (directory / name).write_text(source)
     cmd = [
         sys.executable,
         "-m",
@@ -201,24 +203,34 @@ def mypy_strict(tmp_path: Path, source: str) -> str:
         "--strict",
         "--no-incremental",
         "--cache-dir",
-        str(tmp_path / "cache"),
+        str(directory / "cache"),
         "--python-version",
         "3.11",
         "--follow-imports",
         "silent",
-        str(tmp_path / "user.py"),
+        *(str(directory / name) for name in sources),
     ]
     # the repository itself on mypy's path: an editable install is an import hook that mypy
     # does not follow (green with PYTHONPATH set, red on a clean CI machine)
     env = {**os.environ, "MYPYPATH": str(PACKAGE.parent)}
     return subprocess.run(
-        cmd, capture_output=True, text=True, cwd=tmp_path, check=False, env=env
+        cmd, capture_output=True, text=True, cwd=directory, check=False, env=env
     ).stdout
 
 
-def test_mypy_sees_the_sdks_types(tmp_path: Path) -> None:
-    out = mypy_strict(tmp_path, textwrap.dedent(USER_FILE))
-    lines = [line for line in out.splitlines() if "user.py" in line]
+@pytest.fixture(scope="module")
+def mypy_says(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """mypy --strict on both users' files below, ``user.py`` and ``parity.py``, run once;
+    each file's lines start with its name."""
+    return mypy_strict(
+        tmp_path_factory.mktemp("mypy"),
+        {"user.py": textwrap.dedent(USER_FILE), "parity.py": textwrap.dedent(PARITY_FILE)},
+    )
+
+
+def test_mypy_sees_the_sdks_types(mypy_says: str) -> None:
+    out = mypy_says
+    lines = [line for line in out.splitlines() if line.startswith("user.py:")]
     revealed = [line for line in lines if "Revealed type" in line]
     assert len(revealed) == 1 and '"anthropic.types.message.Message"' in revealed[0], out
     errors = [line for line in lines if ": error:" in line]
@@ -281,14 +293,16 @@ async def main(client: Thrift) -> None:
 """
 
 
-def test_mypy_catches_a_bad_priority_and_types_parse_beta_and_raw_views(tmp_path: Path) -> None:
+def test_mypy_catches_a_bad_priority_and_types_parse_beta_and_raw_views(mypy_says: str) -> None:
     """Issue #21: ``priority`` is a `Literal` of the lanes (or an int), so a type checker
     refuses ``priority="urgent"``; ``parse``, ``beta.messages`` and the raw/streaming views
     are typed with the SDK's own answers."""
     source = textwrap.dedent(PARITY_FILE)
     expected = {i for i, line in enumerate(source.splitlines(), 1) if line.endswith("# E")}
-    out = mypy_strict(tmp_path, source)
-    errors = [line for line in out.splitlines() if "user.py" in line and ": error:" in line]
+    out = mypy_says
+    errors = [
+        line for line in out.splitlines() if line.startswith("parity.py:") and ": error:" in line
+    ]
     lines = {int(line.split(":")[1]) for line in errors}
     assert lines == expected, out  # exactly the three bad priorities, nothing else
 
