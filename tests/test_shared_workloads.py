@@ -77,11 +77,12 @@ async def test_four_processes_share_one_key_without_429s(own_redis_server: Redis
     # Redis commands per request, the mean over the processes and the worst process: a
     # guard against a return to a call per request, not the target (issue 18's <= 0.15 is
     # bench_shared's, at the real period). Issue #11 measured means 0.14-0.16 (worst 0.19)
-    # here; 57900fc 0.17; since the other consumer's learner and the lease cut (stop 25)
-    # 0.18-0.205 in full runs of the shared tests (worst 0.25), which a 0.2 bound failed
-    # two runs in three: the regression is noted in bench/RESULTS.md, not hidden by luck.
-    assert sum(per_request) / len(per_request) <= 0.25, per_request
-    assert max(per_request) <= 0.3, per_request
+    # here; 57900fc 0.17; the other consumer's learner and the lease cut (stop 25) raised it
+    # to 0.18-0.205 (worst 0.25) through a phantom consumer; with that phantom mostly gone
+    # (stop 26: bunched readings, autocorrelated errors) 0.178-0.200 in seven runs at load
+    # average 6-13 (worst process 0.213), so 0.23 / 0.28 leave a margin for a loaded machine.
+    assert sum(per_request) / len(per_request) <= 0.23, per_request
+    assert max(per_request) <= 0.28, per_request
 
 
 async def test_redis_killed_and_restarted_empty_mid_run(own_redis_server: RedisServer) -> None:
