@@ -44,7 +44,8 @@ class Reply(Protocol):
         ...
 
     def chunks(self) -> AsyncIterator[bytes]:
-        """The body as it comes, decoded of any content encoding."""
+        """The body as it comes, decoded of any content encoding (a second call goes on
+        where the first stopped)."""
         ...
 
     async def close(self) -> None: ...
@@ -128,7 +129,7 @@ class Endpoint:
         return _AiohttpReply(response)
 
 
-def failure(exc: Exception, url: str) -> Exception:
+def failure(exc: Exception, url: str) -> anthropic.APIConnectionError:
     """What a failed send or read raises: a timeout (httpx2's or aiohttp's, which are
     `TimeoutError`s) as `APITimeoutError`, anything else as `APIConnectionError`, as the
     SDK maps them."""
@@ -151,12 +152,13 @@ async def _send_httpx(
 
 
 class _HttpxReply:
-    __slots__ = ("_response", "headers", "status")
+    __slots__ = ("_chunks", "_response", "headers", "status")
 
     def __init__(self, response: httpx2.Response) -> None:
         self._response = response
         self.status = response.status_code
         self.headers: Mapping[str, str] = response.headers
+        self._chunks: AsyncIterator[bytes] | None = None
 
     async def read(self) -> bytes:
         try:
@@ -164,9 +166,10 @@ class _HttpxReply:
         finally:
             await self._response.aclose()
 
-    async def chunks(self) -> AsyncIterator[bytes]:
-        async for chunk in self._response.aiter_bytes():
-            yield chunk
+    def chunks(self) -> AsyncIterator[bytes]:
+        if self._chunks is None:  # httpx2 streams a body once: one iterator, resumed
+            self._chunks = self._response.aiter_bytes()
+        return self._chunks
 
     async def close(self) -> None:
         await self._response.aclose()
@@ -187,9 +190,8 @@ class _AiohttpReply:
         finally:
             self._response.release()
 
-    async def chunks(self) -> AsyncIterator[bytes]:
-        async for chunk in self._response.content.iter_any():
-            yield chunk
+    def chunks(self) -> AsyncIterator[bytes]:
+        return self._response.content.iter_any()  # type: ignore[no-any-return]
 
     async def close(self) -> None:
         self._response.close()  # a stream left unread: the connection is not reused
