@@ -11,11 +11,15 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import anthropic
+import httpx
 import orjson
 import pytest
 from aiohttp import web
 
 from asyncthrift import Thrift
+from asyncthrift.gateway.app import Gateway, build_app
+from asyncthrift.gateway.clients import GatewayClient
+from asyncthrift.gateway.config import GatewayConfig
 from asyncthrift.mock import Faults, MockServer
 from asyncthrift.pipeline._forward_stream import SseEvents
 
@@ -111,6 +115,30 @@ async def test_the_bytes_are_the_upstreams_and_the_usage_settles(
         stats = c.stats()
         assert (stats.input_tokens, stats.output_tokens) == (12, 7)
         assert stats.in_flight == 0
+
+
+async def test_the_gateway_answers_a_stream_with_the_upstreams_bytes(odd_upstream: str) -> None:
+    config = GatewayConfig(
+        base_url=odd_upstream,
+        upstream_keys=("sk-up",),
+        client_entries=(("client-key", GatewayClient(name="c")),),
+    )
+    gateway = Gateway(config)
+    gateway.open()  # as the lifespan does (httpx's ASGI transport runs none)
+    transport = httpx.ASGITransport(app=build_app(gateway))
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as http:
+            response = await http.post(
+                "/v1/messages", json=req("hi", stream=True), headers={"x-api-key": "client-key"}
+            )
+        stats = gateway.thrift.stats()
+    finally:
+        await gateway.aclose()
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/event-stream")
+    assert response.headers["request-id"] == "req_odd"
+    assert response.content == ODD_STREAM
+    assert (stats.input_tokens, stats.output_tokens, stats.in_flight) == (12, 7, 0)
 
 
 @pytest.mark.parametrize("http", SENDERS)
