@@ -128,15 +128,10 @@ async def serve(config: GatewayConfig, *, ready_file: Path | None = None) -> Non
         log.info("gateway: stopped")
 
 
-def _http_protocol() -> str | type[asyncio.Protocol]:
+def _http_protocol() -> str:
     """uvicorn's HTTP parser: httptools (C, the ``uvicorn[standard]`` extra) when it is
-    installed, each connection's writes coalesced (a response's headers and body in one
-    socket write: `_coalesce`), else h11 (pure Python, slower)."""
-    if importlib.util.find_spec("httptools") is None:
-        return "h11"
-    from ._coalesce import CoalescingHttpToolsProtocol
-
-    return CoalescingHttpToolsProtocol
+    installed, else h11 (pure Python, slower)."""
+    return "httptools" if importlib.util.find_spec("httptools") is not None else "h11"
 
 
 def _access_logger(secrets: tuple[str, ...]) -> logging.Logger:
