@@ -16,7 +16,7 @@ from anthropic.types import Message
 
 from asyncthrift import Thrift
 from asyncthrift.mock import Faults, MockServer
-from asyncthrift.pipeline._forward import _request_parts
+from asyncthrift.pipeline._forward import request_parts
 
 MODEL = "claude-sonnet-4-6"
 SENDERS = ["aiohttp", "httpx"]
@@ -140,9 +140,9 @@ def test_extra_body_headers_and_query_go_where_the_sdk_puts_them() -> None:
         "extra_headers": {"anthropic-beta": "b1"},
         "extra_query": {"beta": "true"},
     }
-    body, headers, query = _request_parts(params, base)
+    body, headers, query = request_parts(params, base)
     assert orjson.loads(body) == {"model": MODEL, "max_tokens": 5, "new_field": 1}
     assert headers == {"x-api-key": "k", "anthropic-beta": "b1"} and base == {"x-api-key": "k"}
     assert query == {"beta": "true"}
     plain = {"model": MODEL, "max_tokens": 5}
-    assert _request_parts(plain, base) == (orjson.dumps(plain), base, None)
+    assert request_parts(plain, base) == (orjson.dumps(plain), base, None)

@@ -12,7 +12,9 @@ aiohttp, its own aiohttp sessions: make one per client, keep it, and ``await acl
 after the client (`asyncthrift.gateway` does).
 
 The arguments are ``create``'s as JSON values (a parsed request body, fields the SDK does
-not know under ``extra_body``); ``stream=True`` is refused (streams are ``create``'s). Not
+not know under ``extra_body``); ``stream=True`` is refused by ``create``: `stream` forwards a
+stream, the upstream's server-sent events as they came, its books kept as
+``create(stream=True)`` keeps them (`asyncthrift.pipeline._forward_stream`). Not
 done for a forwarded answer: the SDK's client-side checks of the arguments (the API makes
 its own) and confirming an automatic prompt-cache breakpoint (``auto_cache_control``).
 """
@@ -29,6 +31,7 @@ import orjson
 from ..errors import DeadlineExceeded, InvalidArgument
 from ..pipeline._attempt import Call
 from ..pipeline._forward import ForwardRoute, RawAnswer
+from ..pipeline._forward_stream import ForwardedStream, ForwardStreamRoute, ReplayedStream
 from ..pipeline._options import stream_requested
 from ..pipeline.dedupe import SingleFlight
 from ..savings.compression import compress_kwargs
@@ -40,7 +43,7 @@ from ..stores.cache.base import (
 )
 from ._pipeline import Pipeline
 
-__all__ = ["ForwardedMessages", "RawAnswer"]
+__all__ = ["ForwardedMessages", "ForwardedStream", "RawAnswer", "ReplayedStream"]
 
 log = logging.getLogger("asyncthrift")
 
@@ -48,7 +51,7 @@ log = logging.getLogger("asyncthrift")
 class ForwardedMessages:
     """See the module's docstring."""
 
-    __slots__ = ("_flight", "_max_retries", "_pipeline", "_route", "_sdks")
+    __slots__ = ("_flight", "_max_retries", "_pipeline", "_route", "_sdks", "_stream_route")
 
     def __init__(
         self,
@@ -62,13 +65,14 @@ class ForwardedMessages:
         self._sdks = sdks
         self._max_retries = max_retries
         self._route = ForwardRoute(sdks, beta=beta)
+        self._stream_route = ForwardStreamRoute(self._route)
         self._flight: SingleFlight[str, RawAnswer] = SingleFlight()
 
     async def create(self, **kwargs: Any) -> RawAnswer:
         """``messages.create(**kwargs)`` (asyncthrift's options included), its answer the
         upstream's bytes; a cache hit or a twin's answer has the same `RawAnswer` fields."""
         if stream_requested(kwargs):
-            raise InvalidArgument("forwarding: create(stream=True) is not forwarded: use create")
+            raise InvalidArgument("forwarding: create(stream=True): use forwarding's stream()")
         p = self._pipeline
         kwargs = compress_kwargs(p.compressor, kwargs)
         kwargs.pop("stream", None)
@@ -79,10 +83,32 @@ class ForwardedMessages:
             return await p.bracket(call, p.run(call, self._route))
         return await p.bracket(call, self._lookup(call, call.key))
 
+    async def stream(self, **kwargs: Any) -> ForwardedStream | ReplayedStream:
+        """``messages.create(stream=True, **kwargs)``, admitted and holding its first event,
+        its answer the upstream's server-sent events as they came (`ForwardedStream`); a
+        cached answer or a twin's in flight is replayed as events (`ReplayedStream`)."""
+        p = self._pipeline
+        kwargs = compress_kwargs(p.compressor, kwargs)
+        kwargs.pop("stream", None)
+        call = p.start("stream", kwargs, self._sdks, self._max_retries)
+        # a live stream's end is recorded when its reader finishes (`StreamLedger.settle`)
+        return await p.bracket(call, self._open(call), ends=False)
+
     async def aclose(self) -> None:
         """Close its own HTTP sessions (after the client's calls have ended: a gateway
         closes it after `Thrift.aclose`)."""
         await self._route.aclose()
+
+    async def _open(self, call: Call) -> ForwardedStream | ReplayedStream:
+        """The cache, then a twin in flight, then a live stream (as ``create(stream=True)``)."""
+        p = self._pipeline
+        if call.key is not None:
+            message, _ = await p.answers.lookup(p, call, lead=False)
+            if message is not None:
+                p.finish(call, None)
+                return ReplayedStream(message)
+        stream: ForwardedStream = await p.run(call, self._stream_route)
+        return stream
 
     async def _as_message(self, call: Call) -> RawAnswer:
         p = self._pipeline

@@ -7,9 +7,9 @@ know goes in ``extra_body``, so a new API field passes through. ``anthropic-beta
 as a header. A non-streamed answer is the upstream's bytes as they came (the library's
 forwarding ``create``: cached, deduplicated and settled as ``create``, without the SDK's
 request and response models; a cache hit or a packed answer is the `Message` written back
-with the fields it was read with); a stream is written event by event as it arrives,
-after the headers. The upstream's
-``request-id`` comes back with both.
+with the fields it was read with); a stream is the upstream's bytes too, written as they
+arrive after the headers (the library's forwarding ``stream``: its usage read for settling,
+a cached answer replayed as events). The upstream's ``request-id`` comes back with both.
 """
 
 from __future__ import annotations
@@ -18,12 +18,12 @@ import inspect
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Final
 
-import anthropic
 from anthropic.resources.messages import AsyncMessages
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from ..client._forwarding import ForwardedStream, ReplayedStream
 from ..core.prices import usage_cost
 from .errors import envelope, failure_of
 from .exchange import CURRENT, Exchange
@@ -105,18 +105,19 @@ async def _stream(
     request: Request, gateway: Serving, exchange: Exchange, kwargs: dict[str, Any]
 ) -> Response:
     """Wait for admission and the first event (the client leaving meanwhile cancels it),
-    then send the headers and pass every event on as it comes."""
+    then send the headers and pass the upstream's bytes on as they come."""
     CURRENT.set(exchange)
-    call = gateway.thrift.messages.create(stream=True, **kwargs, **_options(exchange))
+    call = gateway.forwarded.stream(**kwargs, **_options(exchange))
     stream = await until_disconnect(request.receive, call)
     headers = dict(SSE_HEADERS)
-    headers.update(_request_id_headers(stream.response.headers.get("request-id")))
+    headers.update(_request_id_headers(stream.request_id))
     ticket = gateway.inflight.enter()  # the body outlives the handler: keep draining honest
     return EventStreamResponse(stream, exchange, ticket.leave, headers)
 
 
 class EventStreamResponse(StreamingResponse):
-    """The scheduled stream's events as server-sent events, each written as it arrives.
+    """The forwarded stream's bytes (the upstream's server-sent events), each chunk written
+    as it arrives.
 
     However the response ends (the last event, an error mid-stream, the client gone, or
     never started), the stream is closed (the library settles its reservation), the
@@ -124,7 +125,7 @@ class EventStreamResponse(StreamingResponse):
 
     def __init__(
         self,
-        source: anthropic.AsyncStream[Any],
+        source: ForwardedStream | ReplayedStream,
         exchange: Exchange,
         leave: Callable[[], None],
         headers: Mapping[str, str],
@@ -132,7 +133,6 @@ class EventStreamResponse(StreamingResponse):
         self._source = source
         self._exchange = exchange
         self._leave = leave
-        self._seen = _StreamUsage(exchange.model)
         self._status = 200
         self._ended = False  # the source read to its end (or its error event written)
         super().__init__(self._events(), media_type="text/event-stream", headers=headers)
@@ -148,60 +148,38 @@ class EventStreamResponse(StreamingResponse):
             await self._close()
 
     async def _events(self) -> AsyncIterator[bytes]:
-        """An error mid-stream ends it with an ``error`` event (the API's way)."""
+        """A failed read mid-stream ends it with an ``error`` event (the API's way); an
+        ``error`` event the upstream sent is passed on as it came."""
+        source = self._source
         try:
-            async for event in self._source:
-                self._seen.read(event)
-                yield _frame(event.type, event.to_json(indent=None).encode())
+            async for chunk in source.chunks():
+                yield chunk
         except Exception as exc:  # the headers are sent: the API's in-stream error event
             failure = failure_of(exc)
             self._status = failure.status
             yield _frame("error", failure.body or envelope(failure.status, failure.message))
+        else:
+            if source.error is not None:
+                self._status = failure_of(source.error).status
         self._ended = True
 
     async def _close(self) -> None:
-        seen = self._seen
+        source = self._source
         try:
-            await self._source.close()
+            await source.close()
         finally:
+            usage = source.usage
             await self._exchange.finish(
                 self._status,
-                input_tokens=seen.input_tokens,
-                output_tokens=seen.output_tokens,
-                cost_usd=seen.cost(),
+                input_tokens=0 if usage is None else usage.input_tokens,
+                output_tokens=0 if usage is None else usage.output_tokens,
+                cost_usd=0.0 if usage is None else usage_cost(source.model, usage),
             )
             self._leave()
 
 
 def _frame(event: str, data: bytes) -> bytes:
     return b"event: " + event.encode() + b"\ndata: " + data + b"\n\n"
-
-
-class _StreamUsage:
-    """The usage a stream reports: input at ``message_start``, output at ``message_delta``."""
-
-    __slots__ = ("input_tokens", "model", "output_tokens", "usage")
-
-    def __init__(self, model: str) -> None:
-        self.model = model
-        self.input_tokens = 0
-        self.output_tokens = 0
-        self.usage: Any = None
-
-    def read(self, event: Any) -> None:
-        if event.type == "message_start":
-            self.usage = event.message.usage
-            self.model = event.message.model or self.model
-            self.input_tokens = event.message.usage.input_tokens
-            self.output_tokens = event.message.usage.output_tokens
-        elif event.type == "message_delta":
-            self.output_tokens = event.usage.output_tokens
-
-    def cost(self) -> float:
-        if self.usage is None:
-            return 0.0
-        usage = self.usage.model_copy(update={"output_tokens": self.output_tokens})
-        return usage_cost(self.model, usage)
 
 
 async def count_tokens(request: Request, gateway: Serving, exchange: Exchange) -> Response:

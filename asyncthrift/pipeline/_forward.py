@@ -29,7 +29,7 @@ from ._attempt import Attempt, Plan, Planner
 from ._forward_http import Endpoint
 from ._routes import CREATE, ProbeRoute
 
-__all__ = ["ForwardRoute", "RawAnswer"]
+__all__ = ["ForwardRoute", "RawAnswer", "request_parts"]
 
 #: The body fields the SDK takes out of a call's arguments (they are not API fields).
 _SDK_OPTIONS: Final = ("extra_body", "extra_headers", "extra_query", "timeout")
@@ -146,12 +146,17 @@ class ForwardRoute:
     def plan(self, planner: Planner, params: Mapping[str, Any]) -> Plan:
         return planner.plan(params)
 
-    async def send(self, sdk: anthropic.AsyncAnthropic, params: dict[str, Any]) -> RawAnswer:
+    def endpoint(self, sdk: anthropic.AsyncAnthropic) -> Endpoint:
+        """Where `sdk` sends (made once per client)."""
         endpoint = self._endpoints.get(id(sdk))
         if endpoint is None:  # a client this route was not made with
             endpoint = self._endpoints[id(sdk)] = Endpoint(sdk, beta=self._beta)
             self._clients.append(sdk)  # kept alive: its id stays its own
-        body, headers, query = _request_parts(params, endpoint.headers)
+        return endpoint
+
+    async def send(self, sdk: anthropic.AsyncAnthropic, params: dict[str, Any]) -> RawAnswer:
+        endpoint = self.endpoint(sdk)
+        body, headers, query = request_parts(params, endpoint.headers)
         content, request_id = await endpoint.post(sdk, body, headers, query)
         try:
             return RawAnswer.of_body(content, request_id)
@@ -175,7 +180,7 @@ class ForwardRoute:
         return answer
 
 
-def _request_parts(
+def request_parts(
     params: Mapping[str, Any], base: dict[str, str]
 ) -> tuple[bytes, dict[str, str], Mapping[str, Any] | None]:
     """(JSON body, headers, query) of a call's params, as the SDK would send them."""
