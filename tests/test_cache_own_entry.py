@@ -13,6 +13,7 @@ from anthropic.types import Message
 
 from asyncthrift.stores.cache import MemoryCache
 from asyncthrift.stores.cache._clone import clone_model
+from asyncthrift.stores.cache._written import WrittenEntries
 from asyncthrift.stores.cache.base import (
     REQUEST_ID_KEY,
     InvalidEntry,
@@ -117,3 +118,26 @@ def test_memory_cache_charges_an_own_entry_for_the_message_it_keeps() -> None:
     for i in range(5):
         bounded.set_nowait(str(i), encode_own(sdk_message()))
     assert len(bounded) == 2 and bounded.stats.bytes <= bounded.max_bytes
+
+
+def test_bytes_this_process_wrote_to_a_shared_cache_are_validated_once() -> None:
+    written = WrittenEntries()
+    data = encode_message(sdk_message())
+    written.wrote("k", data)
+    read = bytes(data)  # what Redis hands back: equal bytes, another object
+    mine = written.own("k", read)
+    assert type(mine) is OwnEntry and mine == read
+    assert decode_message(mine) == decode_message(read)
+    assert written.own("k", read) is mine  # the same entry: validated once, copied after
+    other = encode_message(sdk_message(id="msg_from_another_process"))
+    assert written.own("k", other) is other  # another process's bytes: validated as usual
+    assert written.own("unknown", read) is read
+
+
+def test_bytes_this_process_wrote_are_still_refused_if_invalid() -> None:
+    written = WrittenEntries()
+    data = encode_message(sdk_message(usage={"input_tokens": -1, "output_tokens": 9}))
+    written.wrote("k", data)
+    for _ in range(2):
+        with pytest.raises(InvalidEntry):
+            decode_message(written.own("k", bytes(data)))

@@ -19,6 +19,7 @@ from ..core.prices import usage_cost
 from ..core.stats import Recorder
 from ..errors import DeadlineExceeded
 from ..stores.cache import Cache, MemoryCache
+from ..stores.cache._written import WrittenEntries
 from ..stores.cache.base import (
     TRUNCATED_SKIP_WARNING,
     decode_message,
@@ -43,7 +44,16 @@ class Answers:
     """The cache (its TTL, whether answers cut at a length limit are kept, whether other
     processes share it) and the calls in flight that identical calls join (dedupe)."""
 
-    __slots__ = ("_get_nowait", "cache", "flight", "is_shared", "stats", "truncated", "ttl")
+    __slots__ = (
+        "_get_nowait",
+        "_written",
+        "cache",
+        "flight",
+        "is_shared",
+        "stats",
+        "truncated",
+        "ttl",
+    )
 
     def __init__(
         self, cache: Cache | None, *, ttl: float | None, truncated: bool, stats: Recorder
@@ -54,6 +64,8 @@ class Answers:
         self._get_nowait: Callable[[str], bytes | None] | None = (
             cache.get_nowait if type(cache) is MemoryCache else None
         )
+        # a shared cache's entries this process wrote, to know them when read back
+        self._written = WrittenEntries() if self.is_shared else None
         self.ttl = ttl
         self.truncated = truncated
         self.stats = stats
@@ -70,7 +82,7 @@ class Answers:
             get_nowait = self._get_nowait
             blob = get_nowait(key) if get_nowait is not None else await cache.get(key)
             if blob is not None:
-                message = self._decoded(blob)
+                message = self._decoded(key, blob)
                 if message is not None:
                     return message
                 await reject_entry(cache, key)  # counted and deleted by the cache
@@ -128,8 +140,13 @@ class Answers:
         if cache is None:
             return
         if is_cacheable(message, self.truncated):
-            own = self._get_nowait is not None  # in this process: its counts checked once
-            await cache.set(key, (encode_own if own else encode_message)(message), self.ttl)
+            if self._get_nowait is not None:  # in this process: validated on first read only
+                data = encode_own(message)
+            else:
+                data = encode_message(message)
+                if self._written is not None:
+                    self._written.wrote(key, data)
+            await cache.set(key, data, self.ttl)
         elif is_truncated(message):
             s = self.stats
             s.cache_truncated_skipped += 1
@@ -143,7 +160,7 @@ class Answers:
         assert cache is not None
         blob = await cache.get(key)
         if blob is not None:
-            message = self._decoded(blob)
+            message = self._decoded(key, blob)
             if message is not None:
                 return message
             await reject_entry(cache, key)  # counted and deleted by the cache
@@ -151,9 +168,12 @@ class Answers:
             self.stats.cache_misses += 1
         return None
 
-    def _decoded(self, blob: bytes) -> Message | None:
-        """The answer in `blob`, counted as saved; None (counted, said) if it does not
-        decode: the caller rejects the entry and treats it as a miss."""
+    def _decoded(self, key: str, blob: bytes) -> Message | None:
+        """The answer in `blob` (read under `key`), counted as saved; None (counted, said)
+        if it does not decode: the caller rejects the entry and treats it as a miss."""
+        written = self._written
+        if written is not None:  # the bytes this process wrote there: validated once
+            blob = written.own(key, blob)
         try:
             message = decode_message(blob)
         except ValueError:

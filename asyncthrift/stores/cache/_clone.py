@@ -48,12 +48,23 @@ def clone_model(model: M) -> M:
     """A copy of `model` sharing nothing mutable with it (see the module's docstring)."""
     cls = type(model)
     new = cls.__new__(cls)
-    _set_attr(new, "__dict__", {k: _clone(v) for k, v in model.__dict__.items()})
+    _set_attr(new, "__dict__", _clone_dict(model.__dict__))
     _set_attr(new, "__pydantic_fields_set__", set(model.__pydantic_fields_set__))
     extra = model.__pydantic_extra__
-    _set_attr(new, "__pydantic_extra__", None if extra is None else _clone(extra))
+    _set_attr(new, "__pydantic_extra__", None if extra is None else _clone_dict(extra))
     private = model.__pydantic_private__
-    _set_attr(new, "__pydantic_private__", None if private is None else _clone(private))
+    _set_attr(new, "__pydantic_private__", None if private is None else _clone_dict(private))
+    return new
+
+
+def _clone_dict(values: dict[str, Any]) -> dict[str, Any]:
+    # copied whole, then only the values that are not immutable replaced: most of a
+    # message's values are strings, numbers and None, which cost one test each here
+    new = values.copy()
+    immutable = _IMMUTABLE
+    for key, value in values.items():
+        if type(value) not in immutable:
+            new[key] = _clone(value)
     return new
 
 
@@ -62,9 +73,10 @@ def _clone(value: Any) -> Any:
     if kind in _IMMUTABLE:
         return value
     if kind is list:
-        return [_clone(v) for v in value]
+        immutable = _IMMUTABLE
+        return [v if type(v) in immutable else _clone(v) for v in value]
     if kind is dict:
-        return {k: _clone(v) for k, v in value.items()}
+        return _clone_dict(value)
     if isinstance(value, BaseModel):
         return clone_model(value)
     if isinstance(value, enum.Enum):
