@@ -26,10 +26,12 @@ importable, model ``claude-sonnet-4-6``, ``max_tokens=64``, a distinct prompt pe
   the ratio as configured: ``bare`` over ``asyncthrift``, what a user switching from the
   SDK's defaults to asyncthrift's sees (issue 17's "throughput with nothing binding").
 
-With ``--hits``, two more rows: ``hit/memory`` and ``hit/redis``, the instructions of one
+With ``--hits``, three more rows: ``hit/memory`` and ``hit/redis``, the instructions of one
 answer served from the cache through ``messages.create`` (``Thrift(cache="memory")`` /
 ``cache="redis://..."`` on a loopback redis-server, the defaults otherwise; one upstream call
-stores the entry, then N sequential hits of the same request). ``--client-path DIR`` runs
+stores the entry, then N sequential hits of the same request), and ``hit/redis-other``: the
+hits by a second client, which did not write the entry (another process's, validated on
+every read). ``--client-path DIR`` runs
 the clients from another checkout (a worktree of an older commit) against this tree's mock,
 so both trees cache the same answer: how issue 19's "a cache hit within 2 % of before" is
 compared.
@@ -67,7 +69,7 @@ FLOORS = {"asyncthrift over bare/aiohttp": 0.85, "as configured": 1.35}
 MODEL = "claude-sonnet-4-6"
 
 
-HIT_KINDS = ("hit/memory", "hit/redis")
+HIT_KINDS = ("hit/memory", "hit/redis", "hit/redis-other")
 HIT_REQUEST = {
     "model": MODEL,
     "max_tokens": 1024,
@@ -75,22 +77,27 @@ HIT_REQUEST = {
 }
 
 
-async def _hits(n: int, url: str, cache: str) -> None:
-    """One upstream call that stores its answer, then `n` cache hits of the same request."""
+async def _hits(n: int, url: str, cache: str, *, other: bool = False) -> None:
+    """One upstream call that stores its answer, then `n` cache hits of the same request
+    (with `other`, by a second client: an entry this one did not write)."""
     from asyncthrift import Thrift
 
-    async with Thrift(api_key="k", base_url=url, cache=cache) as client:
-        await client.messages.create(**HIT_REQUEST)
+    async with Thrift(api_key="k", base_url=url, cache=cache) as writer:
+        await writer.messages.create(**HIT_REQUEST)
+        reader = Thrift(api_key="k", base_url=url, cache=cache) if other else writer
         for _ in range(n):
-            await client.messages.create(**HIT_REQUEST)
-        hits = client.stats().cache_hits
+            await reader.messages.create(**HIT_REQUEST)
+        hits = reader.stats().cache_hits
+        if reader is not writer:
+            await reader.aclose()
     if hits != n:
         raise SystemExit(f"{hits} cache hits of {n}: the hits went upstream")
 
 
 async def _child(kind: str, n: int, url: str) -> None:
     if kind in HIT_KINDS:
-        await _hits(n, url, "memory" if kind == "hit/memory" else os.environ["BENCH_REDIS_URL"])
+        cache = "memory" if kind == "hit/memory" else os.environ["BENCH_REDIS_URL"]
+        await _hits(n, url, cache, other=kind == "hit/redis-other")
         return
     import anthropic
     from bench_overhead import prompt
@@ -139,7 +146,7 @@ def count(
     ]
     if client_path is not None:
         cmd += ["--client-path", client_path]
-    if kind == "hit/redis":  # each run stores its own entry: one upstream call in both runs
+    if kind.startswith("hit/redis"):  # each run stores its entry: one upstream call in both
         subprocess.run(["redis-cli", "-u", redis, "flushdb"], capture_output=True, check=True)
     env = {**os.environ, "PYTHONHASHSEED": "0", "BENCH_REDIS_URL": redis}
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
