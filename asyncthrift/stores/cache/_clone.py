@@ -43,6 +43,9 @@ _IMMUTABLE: Final[frozenset[type]] = frozenset(
 
 _set_attr = object.__setattr__
 
+_MODELS: set[type] = set()
+"""Model classes met so far (a handful: a message's, its blocks', its usage's)."""
+
 
 def clone_model(model: M) -> M:
     """A copy of `model` sharing nothing mutable with it (see the module's docstring)."""
@@ -77,7 +80,8 @@ def _clone(value: Any) -> Any:
         return [v if type(v) in immutable else _clone(v) for v in value]
     if kind is dict:
         return _clone_dict(value)
-    if isinstance(value, BaseModel):
+    if kind in _MODELS or isinstance(value, BaseModel):  # `isinstance`: ABCMeta's, slow
+        _MODELS.add(kind)
         return clone_model(value)
     if isinstance(value, enum.Enum):
         return value

@@ -229,13 +229,8 @@ def decode_message(data: bytes) -> Message:
     if type(data) is OwnEntry:
         checked = data.checked
         if checked is None:
-            checked = data.checked = _validated(bytes(data))
+            checked = data.checked = decode_message(bytes(data))
         return clone_model(checked)
-    return _validated(data)
-
-
-def _validated(data: bytes) -> Message:
-    """`data` decoded and validated completely (`decode_message`)."""
     try:
         obj = orjson.loads(data)
     except (TypeError, ValueError) as exc:
@@ -247,7 +242,8 @@ def _validated(data: bytes) -> Message:
         # ``model_validate_json``; what strict mode accepts from orjson's output it also
         # accepts as JSON, which adds only strings parsed into a type (a datetime): those
         # entries take the JSON fallback
-        msg = Message.model_validate(obj, strict=True)
+        # (pydantic's validator itself: `model_validate` is a Python wrapper around it)
+        msg: Message = Message.__pydantic_validator__.validate_python(obj, strict=True)
     except ValidationError:
         msg = _decode_json(data)
         request_id = _pop_request_id(msg)
@@ -317,12 +313,16 @@ def _decode_newer(data: bytes) -> Message:
 def _check_usage(msg: Message) -> None:
     """Token counts the client adds up and prices: whole numbers in a plausible range."""
     usage = msg.usage
-    if not isinstance(usage, Usage):  # pragma: no cover - validated above
+    # the exact type first: `isinstance` on a pydantic model class runs `ABCMeta`'s check
+    if type(usage) is not Usage and not isinstance(usage, Usage):  # pragma: no cover
         raise InvalidEntry("cache entry has no usage")
     counts = usage.__dict__
     # `type(...) is int`: no bool, no int subclass; the usual entry passes on these lines
-    i, o = counts.get("input_tokens"), counts.get("output_tokens")
-    w, r = counts.get("cache_creation_input_tokens"), counts.get("cache_read_input_tokens")
+    try:
+        i, o = counts["input_tokens"], counts["output_tokens"]
+        w, r = counts["cache_creation_input_tokens"], counts["cache_read_input_tokens"]
+    except KeyError:  # pragma: no cover - validated above: every field is set
+        i = o = w = r = None
     if (
         type(i) is int
         and type(o) is int
