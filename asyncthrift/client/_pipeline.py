@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anthropic
@@ -119,6 +119,7 @@ class Pipeline:
         self.auto_cache = auto_cache
         self.compressor: Compressor | None = None  # `compression.enable_compression`
         self.batches: Batches | None = None  # ``client.batches``, made on first use
+        self._now: Callable[[], float] | None = None  # the loop's clock, from the first call
 
     def batches_for(self, sdk: anthropic.AsyncAnthropic, max_retries: int) -> Batches:
         """The client's one `Batches` (made on first use, on `sdk` and `max_retries`)."""
@@ -199,7 +200,10 @@ class Pipeline:
         """Validate and record a new call (its options split from the SDK's arguments)."""
         opts, params = split_options(kwargs)
         self.queue.check_open()  # ClientClosed once aclose() started
-        call = Call(kind, opts, params, sdks, max_retries, self.loop.time())
+        now = self._now
+        if now is None:  # the first call: the loop's clock, once for all (not two lookups)
+            now = self._now = self.loop.time
+        call = Call(kind, opts, params, sdks, max_retries, now())
         self.stats.requests += 1
         if self.fallback and kind != COUNT_TOKENS_CLASS:
             call.chain = self.fallback.get(params["model"], ())
@@ -232,7 +236,8 @@ class Pipeline:
         stats = self.stats
         if error is None:
             stats.succeeded += 1
-            stats.latencies.append(self.loop.time() - call.started)
+            now = self._now
+            stats.latencies.append((self.loop.time if now is None else now)() - call.started)
         else:
             stats.failed += 1
         if call.rec is not None:

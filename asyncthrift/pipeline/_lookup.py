@@ -10,6 +10,7 @@ its TTL and the client's counters; what runs a call that must go to the API is t
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from anthropic.types import Message, Usage
@@ -18,10 +19,12 @@ from ..core.prices import usage_cost
 from ..core.stats import Recorder
 from ..errors import DeadlineExceeded
 from ..stores.cache import Cache, MemoryCache
+from ..stores.cache._written import WrittenEntries
 from ..stores.cache.base import (
     TRUNCATED_SKIP_WARNING,
     decode_message,
     encode_message,
+    encode_own,
     is_cacheable,
     is_truncated,
     reject_entry,
@@ -41,34 +44,66 @@ class Answers:
     """The cache (its TTL, whether answers cut at a length limit are kept, whether other
     processes share it) and the calls in flight that identical calls join (dedupe)."""
 
-    __slots__ = ("cache", "flight", "is_shared", "stats", "truncated", "ttl")
+    __slots__ = (
+        "_get_nowait",
+        "_written",
+        "cache",
+        "flight",
+        "is_shared",
+        "stats",
+        "truncated",
+        "ttl",
+    )
 
     def __init__(
         self, cache: Cache | None, *, ttl: float | None, truncated: bool, stats: Recorder
     ) -> None:
         self.cache = cache
         self.is_shared = cache is not None and not isinstance(cache, MemoryCache)
+        # a hit from the in-process cache needs no coroutine (its `get` only wraps this)
+        self._get_nowait: Callable[[str], bytes | None] | None = (
+            cache.get_nowait if type(cache) is MemoryCache else None
+        )
+        # a shared cache's entries this process wrote, to know them when read back
+        self._written = WrittenEntries() if self.is_shared else None
         self.ttl = ttl
         self.truncated = truncated
         self.stats = stats
         self.flight: SingleFlight[str, Message] = SingleFlight()
 
     async def fetch(self, runner: Runner, call: Call) -> Message:
-        """A Messages answer from the cache, a twin in flight, or the API (and stored)."""
-        message, _ = await self.lookup(runner, call, lead=True)
+        """A Messages answer from the cache, a twin in flight, or the API (and stored).
+
+        A hit is answered here, without `lookup`'s and `cached`'s coroutines (and, from a
+        `MemoryCache`, without the cache's): it is the whole of a repeated call's work."""
+        if call.use_cache:
+            key, cache = call.key, self.cache
+            assert key is not None and cache is not None
+            get_nowait = self._get_nowait
+            blob = get_nowait(key) if get_nowait is not None else await cache.get(key)
+            if blob is not None:
+                message = self._decoded(key, blob)
+                if message is not None:
+                    return message
+                await reject_entry(cache, key)  # counted and deleted by the cache
+            self.stats.cache_misses += 1
+        message, _ = await self.lookup(runner, call, lead=True, looked_up=True)
         assert message is not None
         return message
 
-    async def lookup(self, runner: Runner, call: Call, *, lead: bool) -> tuple[Message | None, str]:
+    async def lookup(
+        self, runner: Runner, call: Call, *, lead: bool, looked_up: bool = False
+    ) -> tuple[Message | None, str]:
         """The cached answer, else a twin's in flight: (answer, "cache" | "dedupe" | "").
 
         With `lead`, a call with no twin fetches the answer itself by `runner` (registered,
         with dedupe, so later twins join it; then the source is ""); otherwise it only joins
-        one already running, and (None, "") means: run it yourself.
+        one already running, and (None, "") means: run it yourself. With `looked_up` the
+        cache was asked already (a miss, counted: `fetch`).
         """
         key = call.key
         assert key is not None
-        if call.use_cache:
+        if call.use_cache and not looked_up:
             message = await self.cached(key)
             if message is not None:
                 return message, "cache"
@@ -105,7 +140,13 @@ class Answers:
         if cache is None:
             return
         if is_cacheable(message, self.truncated):
-            await cache.set(key, encode_message(message), self.ttl)
+            if self._get_nowait is not None:  # in this process: validated on first read only
+                data = encode_own(message)
+            else:
+                data = encode_message(message)
+                if self._written is not None:
+                    self._written.wrote(key, data)
+            await cache.set(key, data, self.ttl)
         elif is_truncated(message):
             s = self.stats
             s.cache_truncated_skipped += 1
@@ -119,18 +160,28 @@ class Answers:
         assert cache is not None
         blob = await cache.get(key)
         if blob is not None:
-            try:
-                message = decode_message(blob)
-            except ValueError:
-                self.stats.cache_errors += 1
-                log.warning("a cached entry did not decode; treating it as a miss")
-                await reject_entry(cache, key)  # counted and deleted by the cache
-            else:
-                self.count_saved(message.model, message.usage, cache_hit=True)
+            message = self._decoded(key, blob)
+            if message is not None:
                 return message
+            await reject_entry(cache, key)  # counted and deleted by the cache
         if count_miss:
             self.stats.cache_misses += 1
         return None
+
+    def _decoded(self, key: str, blob: bytes) -> Message | None:
+        """The answer in `blob` (read under `key`), counted as saved; None (counted, said)
+        if it does not decode: the caller rejects the entry and treats it as a miss."""
+        written = self._written
+        if written is not None:  # the bytes this process wrote there: validated once
+            blob = written.own(key, blob)
+        try:
+            message = decode_message(blob)
+        except ValueError:
+            self.stats.cache_errors += 1
+            log.warning("a cached entry did not decode; treating it as a miss")
+            return None
+        self.count_saved(message.model, message.usage, cache_hit=True)
+        return message
 
     async def _fetch_and_store(
         self, runner: Runner, key: str, call: Call, use_cache: bool

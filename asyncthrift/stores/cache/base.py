@@ -15,6 +15,8 @@ import orjson
 from anthropic.types import ContentBlock, Message, StopReason, Usage
 from pydantic import ValidationError
 
+from ._clone import clone_model
+
 __all__ = [
     "COMPLETE_STOP_REASONS",
     "MAX_TOKEN_COUNT",
@@ -24,8 +26,10 @@ __all__ = [
     "Cache",
     "CacheStats",
     "InvalidEntry",
+    "OwnEntry",
     "decode_message",
     "encode_message",
+    "encode_own",
     "is_cacheable",
     "is_truncated",
     "reject_entry",
@@ -146,12 +150,19 @@ def encode_message(msg: Message) -> bytes:
     Fields this SDK version does not know (kept by the SDK as extras) are kept too, and so
     is the SDK's ``_request_id`` (the original answer's ``request-id`` header, which a
     cached answer carries again), under `REQUEST_ID_KEY`.
+
     """
     obj = msg.model_dump(mode="json", exclude_unset=True)
     request_id = getattr(msg, "_request_id", None)
     if isinstance(request_id, str):
         obj[REQUEST_ID_KEY] = request_id
     return orjson.dumps(obj)
+
+
+def encode_own(msg: Message) -> bytes:
+    """`encode_message` for an in-process cache (one that hands back the object it was
+    given): the same bytes, as an `OwnEntry`, which `decode_message` validates once."""
+    return OwnEntry(encode_message(msg))
 
 
 REQUEST_ID_KEY: Final = "_request_id"
@@ -161,6 +172,20 @@ An entry written without it (by an older version) decodes with ``_request_id`` N
 
 class InvalidEntry(ValueError):
     """Bytes under a cache key that are not a complete, well-formed encoded `Message`."""
+
+
+class OwnEntry(bytes):
+    """An entry `encode_own` wrote in this process, for a cache that hands back the very
+    object it was given (`MemoryCache`).
+
+    Its first `decode_message` validates it completely, like any entry, and keeps the
+    validated `Message` (`checked`); every later one returns a copy of that message
+    (`clone_model`: new models, lists and dicts) instead of validating the same bytes
+    again. Bytes read from Redis, or stored by anything else, are plain `bytes`, validated
+    on every read. The bytes are the usual encoding, readable by any `decode_message`.
+    """
+
+    checked: Message | None = None
 
 
 MAX_TOKEN_COUNT: Final = 100_000_000
@@ -189,43 +214,54 @@ _USAGE_COUNTS: Final = (
 
 
 def decode_message(data: bytes) -> Message:
-    """The `Message` that `encode_message` encoded, equal to the original.
+    """The `Message` that `encode_message` encoded, equal to the original (a new object on
+    every call: the caller may change it).
 
     A shared cache is input from outside the process, so an entry is validated completely
     before anything uses it: strict types (no string or float where a count belongs), token
     counts in ``0..MAX_TOKEN_COUNT``, the content a list of well-formed blocks. The one
     leniency is for what a newer SDK may have written: a block type or stop reason this SDK
     does not know is kept (the rest of the entry must still validate strictly), and the
-    message is built the way the SDK builds such a response.
+    message is built the way the SDK builds such a response. An `OwnEntry` is validated so
+    on its first read only; later reads copy what that read validated.
     Raises `InvalidEntry` (a `ValueError`) for anything else.
     """
+    if type(data) is OwnEntry:
+        checked = data.checked
+        if checked is None:
+            checked = data.checked = decode_message(bytes(data))
+        return clone_model(checked)
     try:
         obj = orjson.loads(data)
     except (TypeError, ValueError) as exc:
         raise InvalidEntry(f"cache entry is not JSON ({exc})") from None
+    # the request id is not the API's: out before validation (no extra field to move back)
+    request_id = obj.pop(REQUEST_ID_KEY, None) if type(obj) is dict else None
     try:
         # the usual entry, from Python objects: fewer instructions than
         # ``model_validate_json``; what strict mode accepts from orjson's output it also
         # accepts as JSON, which adds only strings parsed into a type (a datetime): those
         # entries take the JSON fallback
-        msg = Message.model_validate(obj, strict=True)
+        # (pydantic's validator itself: `model_validate` is a Python wrapper around it)
+        msg: Message = Message.__pydantic_validator__.validate_python(obj, strict=True)
     except ValidationError:
         msg = _decode_json(data)
+        request_id = _pop_request_id(msg)
     _check_usage(msg)
-    _restore_request_id(msg)
-    return msg
-
-
-def _restore_request_id(msg: Message) -> None:
-    """Move the stored request id from the decoded extras back to ``msg._request_id``."""
-    extra = msg.__pydantic_extra__
-    request_id = None if extra is None else extra.pop(REQUEST_ID_KEY, None)
-    msg.__pydantic_fields_set__.discard(REQUEST_ID_KEY)
-    if request_id is not None and not isinstance(request_id, str):
+    if request_id is not None and type(request_id) is not str:
         raise InvalidEntry(f"cache entry has {REQUEST_ID_KEY}={request_id!r}")
     # what ``msg._request_id = ...`` does for a name pydantic does not know (the SDK declares
     # it only for type checkers), without pydantic's ``__setattr__`` dispatch on every hit
     object.__setattr__(msg, "_request_id", request_id)
+    return msg
+
+
+def _pop_request_id(msg: Message) -> object:
+    """The stored request id, taken out of a fallback-decoded message's extras."""
+    extra = msg.__pydantic_extra__
+    request_id = None if extra is None else extra.pop(REQUEST_ID_KEY, None)
+    msg.__pydantic_fields_set__.discard(REQUEST_ID_KEY)
+    return request_id
 
 
 def _decode_json(data: bytes) -> Message:
@@ -277,12 +313,27 @@ def _decode_newer(data: bytes) -> Message:
 def _check_usage(msg: Message) -> None:
     """Token counts the client adds up and prices: whole numbers in a plausible range."""
     usage = msg.usage
-    if not isinstance(usage, Usage):  # pragma: no cover - validated above
+    # the exact type first: `isinstance` on a pydantic model class runs `ABCMeta`'s check
+    if type(usage) is not Usage and not isinstance(usage, Usage):  # pragma: no cover
         raise InvalidEntry("cache entry has no usage")
     counts = usage.__dict__
+    # `type(...) is int`: no bool, no int subclass; the usual entry passes on these lines
+    try:
+        i, o = counts["input_tokens"], counts["output_tokens"]
+        w, r = counts["cache_creation_input_tokens"], counts["cache_read_input_tokens"]
+    except KeyError:  # pragma: no cover - validated above: every field is set
+        i = o = w = r = None
+    if (
+        type(i) is int
+        and type(o) is int
+        and 0 <= i <= MAX_TOKEN_COUNT
+        and 0 <= o <= MAX_TOKEN_COUNT
+        and (w is None or (type(w) is int and 0 <= w <= MAX_TOKEN_COUNT))
+        and (r is None or (type(r) is int and 0 <= r <= MAX_TOKEN_COUNT))
+    ):
+        return
     for name in _USAGE_COUNTS:
         value = counts.get(name)
-        # `type(...) is int`: no bool, no int subclass; the usual entry passes on this line
         if type(value) is int and 0 <= value <= MAX_TOKEN_COUNT:
             continue
         if value is None and name.startswith("cache_"):

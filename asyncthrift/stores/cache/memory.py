@@ -12,13 +12,18 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 
 from ...errors import InvalidArgument
-from .base import CacheStats
+from .base import CacheStats, OwnEntry
 
 __all__ = ["MemoryCache"]
 
 _OVERHEAD = 64
 """Bytes charged per entry beyond key and value (tuple, dict slot): keeps many tiny entries
 from exceeding the real footprint by much."""
+
+_CHECKED_OVERHEAD = 4608
+"""Bytes charged beyond twice its length for an `OwnEntry`, which keeps the validated
+`Message` it decodes to (its models, dicts and strings: about 4.5 KB plus the text, measured
+for a one-block answer)."""
 
 
 class MemoryCache:
@@ -91,6 +96,8 @@ class MemoryCache:
     def set_nowait(self, key: str, value: bytes, ttl: float | None = None) -> None:
         """`set` without the coroutine."""
         size = len(key) + len(value) + _OVERHEAD
+        if type(value) is OwnEntry:  # it will also hold its validated message
+            size += len(value) + _CHECKED_OVERHEAD
         if key in self._data:
             self._drop(key)
         if size > self.max_bytes:
