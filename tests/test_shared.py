@@ -231,7 +231,11 @@ async def test_two_clients_share_one_budget_without_429s(redis_url: str) -> None
     from asyncthrift.mock import remote_stats, spawn_mock_process
     from asyncthrift.tools.workload import mixed_workload
 
-    limits = Limits(rpm=60, itpm=60_000, otpm=12_000, period=4.0)
+    # an 8 s period, not 4: with the CPU oversubscribed (two busy processes beside two runs
+    # of this test on 2 cores) a 4 s period met 1-2 x 429 in 1 of 10 runs, on 5af318d as
+    # on this stop's main; 8 s met none in 24. A loop's lag is then a smaller share of the
+    # period (the root cause is not found: stop 26's closing note)
+    limits = Limits(rpm=60, itpm=60_000, otpm=12_000, period=8.0)
     bodies = mixed_workload(120, seed=3)
     with spawn_mock_process(limits=limits, latency=0.02, output_tokens=(40, 200)) as url:
         clients = [
