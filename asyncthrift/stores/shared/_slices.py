@@ -17,7 +17,10 @@ from ._tuning import (
     _COLD_POLL_MAX,
     _INF,
     _LOW,
+    _REFUNDS_SHARE,
+    _REFUNDS_WAIT,
     MAX_SHARE,
+    horizon_seconds,
     slice_seconds,
 )
 
@@ -80,23 +83,32 @@ class SliceSizing(FallbackBooks):
         if not short:
             return need, ask, False
         self._decay_took(now)
-        if self._over_burst_share(need):
+        if self._over_burst_share(need, now):
             return need, ask, False
         self._estimate(now)
         self._slice(head, need, ask)
         return need, ask, True
 
-    def _over_burst_share(self, need: list[float]) -> bool:
+    def _over_burst_share(self, need: list[float], now: float) -> bool:
         """Whether to wait for this process's own refunds instead of asking: it is short
         only of output tokens, has requests in flight (their unused max_tokens come back to
-        the lease within a second), and took its fair share of the output capacity lately.
-        The process that proved a cold bucket learnt the level 50 ms before the others and,
-        each head asking its need, took 29,300 of 43,200 output tokens in 60 ms."""
+        the lease within a second), and took its fair share of the output capacity lately,
+        or the shared level is overdrawn (for at most `_REFUNDS_WAIT` since its last
+        admission). The process that proved a cold bucket learnt the level 50 ms before the
+        others and, each head asking its need, took 29,300 of 43,200 output tokens in 60 ms.
+        While the level is overdrawn an ask waits behind the grants reserved ahead anyway
+        (4 s at a 60 s period), and one sized before the refunds land reserved what they
+        then covered: it came back as lease held idle while the head waited for its grant
+        (500-650 output tokens per process at 4 processes) and cost a call."""
         gate = self._gate
         if gate is None or gate.held <= 0 or self._cap[2] <= 0:
             return False
         if any(need[i] > 0 for i in self._dims if i != 2) or need[2] <= 0:
             return False
+        if self._overdrawn:  # (a long answer in flight does not hold the head up for long)
+            window = horizon_seconds(self.limits.period, self._per_process_rpm())
+            if now - self._last_take < min(_REFUNDS_WAIT, window * _REFUNDS_SHARE):
+                return True
         return self._took[2] >= self._cap[2] * self._work_share()
 
     def _others_done_at(self) -> float:

@@ -36,6 +36,13 @@ _MIN_REQUESTS = 8.0
 _NOW_ONLY = 0.5
 
 
+#: While the shared level is overdrawn, a head short only of output tokens waits for the
+#: refunds of the requests in flight before it asks, for at most this long (seconds) after
+#: the last admission, and at most this fraction of the reserve-ahead horizon.
+_REFUNDS_WAIT = 1.0
+_REFUNDS_SHARE = 0.25
+
+
 #: A lease's record in Redis lives this fraction of the period after the process's last call;
 #: then what it held goes back to the bucket (a killed process's lease returns) ...
 _LIFE = 0.5
