@@ -12,7 +12,6 @@ from __future__ import annotations
 from ...scheduling.bucket import Cost
 from ._fallback import FallbackBooks
 from ._tuning import (
-    _AHEAD,
     _BURST,
     _COLD_POLL,
     _COLD_POLL_MAX,
@@ -88,34 +87,7 @@ class SliceSizing(FallbackBooks):
             return need, ask, False
         self._estimate(now)
         self._slice(head, need, ask)
-        if self._overdrawn and self._ahead():
-            # ahead of the others while they wait: in an overdrawn dimension the head's
-            # shortfall only, nothing for later (`_ahead`)
-            for i in self._dims:
-                if self._level[i] < 0:
-                    ask[i] = need[i]
-            return need, ask, any(ask[i] > 0 for i in self._dims)
         return need, ask, True
-
-    def _ahead(self) -> bool:
-        """Whether this process is well ahead of the others: its backlog is less than
-        `_AHEAD` of its fair share of all the work waiting (`_work_share` against one over
-        the processes asking lately).
-
-        While the shared level is overdrawn every grant waits behind the ones reserved
-        before it (4 s at a 60 s period) and a slice beyond the head's need is granted only
-        while the level is above the horizon's floor. With every process asking slices the
-        level sat at that floor, each ask was cut to its bare need, and whichever process
-        held a lease just short of its heads (1,000 output tokens for heads of 1,024) made
-        one request per grant, 4 s apart: the backlogs drifted apart (5 to 42 requests left
-        at 4 processes) and the last process ended 6-9 s after the first. A process ahead
-        asks only its head's need, so the room under the floor goes to those behind."""
-        gate = self._gate
-        others = self._others_waiting
-        if gate is None or others <= 0 or self.active <= 1:
-            return False
-        mine = gate.waiting
-        return mine < (mine + others) * self._cap_share() * _AHEAD
 
     def _over_burst_share(self, need: list[float], now: float) -> bool:
         """Whether to wait for this process's own refunds instead of asking: it is short

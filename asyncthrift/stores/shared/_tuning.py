@@ -43,11 +43,6 @@ _REFUNDS_WAIT = 1.0
 _REFUNDS_SHARE = 0.25
 
 
-#: While the shared level is overdrawn, a process whose backlog is below this fraction of
-#: its fair share of all the work waiting asks only its head's need (`_slices._ahead`).
-_AHEAD = 0.75
-
-
 #: A lease's record in Redis lives this fraction of the period after the process's last call;
 #: then what it held goes back to the bucket (a killed process's lease returns) ...
 _LIFE = 0.5
