@@ -51,6 +51,9 @@ from asyncthrift.tools.workload import mixed_workload  # noqa: E402
 from tests.redis_server import RedisServer  # noqa: E402
 from tests.shared_worker import run_workers  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "bench"))
+from shared_idle import idle_output, last_answers  # noqa: E402
+
 #: The workload's shape: the mock's latency and answer lengths, the requests' max_tokens.
 #: "real" (the default): answers of 200 ms + 1 ms per output token, ±10 %, about 80
 #: tokens long, for max_tokens of 64-1024 (five times the answer on average); "fast": the
@@ -321,6 +324,13 @@ def breakdown(row: dict[str, Any]) -> list[str]:
             f"| {rate:.2f} ({rate / (lim['rpm'] / period):.0%}) | {g_req:.1f} / {g_out:.0f} "
             f"| {kinds} | {refused} | {sum(c[1] for c in calls):.2f} |"
         )
+    idle, seconds = idle_output(row)
+    ends = ", ".join(f"{t:.1f}" for t in last_answers(row))
+    lines.append(
+        f"Output tokens held idle (made available, neither spent nor in flight; median from "
+        f"5 s to the last admission): {idle:.0f} = {seconds:.2f} s of the refill. "
+        f"Last answer per process (s): {ends}."
+    )
     return lines
 
 
