@@ -22,11 +22,17 @@ FULL = CAPACITY / PERIOD
 
 
 def _fit(
-    step: float, unexplained_at: list[tuple[float, float]], capacity: float = CAPACITY
+    step: float,
+    unexplained_at: list[tuple[float, float]],
+    capacity: float = CAPACITY,
+    *,
+    refused_at: float | None = None,
 ) -> float:
     """The output rate `ForeignShare` gives to others after these readings."""
     bucket = TokenBucket(capacity, PERIOD, 0.0)
     share = ForeignShare(0.0)
+    if refused_at is not None:
+        share.refused(2, bucket, refused_at, PERIOD)
     for t, unexplained in unexplained_at:
         share.learn(2, bucket, unexplained, t, PERIOD, 0.0, step)
     return share.rates[2]
@@ -43,6 +49,12 @@ def test_one_rounding_step_is_believed_only_up_to_half_the_refill() -> None:
     assert _fit(0.0, _step_readings()) > 0.8 * FULL
     # rounded readings: the same step may be the rounding, the estimate is capped
     assert 0.0 < _fit(1_000.0, _step_readings()) <= _STEP_SHARE * FULL + 1e-9
+
+
+def test_after_a_429_a_step_is_believed_in_full() -> None:
+    # a 429 proved someone else spends: for a period the fit is not capped
+    assert _fit(1_000.0, _step_readings(), refused_at=9.0) > 0.8 * FULL
+    assert _fit(1_000.0, _step_readings(), refused_at=9.0 - PERIOD - 1.0) <= 0.5 * FULL
 
 
 def test_a_consumer_spending_more_than_a_step_can_fake_is_learnt_in_full() -> None:
