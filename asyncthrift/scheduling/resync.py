@@ -378,6 +378,7 @@ class HeaderResync(NetHistory):
             held=self._held_abandoned[0] if i == 2 else 0.0,
             now=now,
             period=self.limits.period,
+            step=2.0 * tolerance,
         )
         return ceiling
 
