@@ -23,6 +23,7 @@ gives exactly what the full loops give (``tests/test_gateway_reading_shortcuts.p
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 from .bucket import Cost, TokenBucket
@@ -37,28 +38,42 @@ class LazyHighest:
     """`NetHistory._highest_readings(sent_at, now)`, computed once and only if a dimension's
     ceiling could lower its level (`at`)."""
 
-    __slots__ = ("_compute", "_now", "_sent_at", "_values")
+    __slots__ = ("_at_admission", "_compute", "_now", "_sent_at", "_values")
 
     def __init__(
         self,
         compute: Callable[[float, float], tuple[float, float, float]],
+        before: Callable[[int, float, float, float], float],
         sent_at: float,
         now: float,
     ) -> None:
         self._compute = compute
+        #: `NetHistory._highest_before`: the same over the instants before a cutoff only
+        self._at_admission = before
         self._sent_at = sent_at
         self._now = now
         self._values: tuple[float, float, float] | None = None
 
     def at(self, i: int, bucket: TokenBucket, now: float, lowest_ceiling: float) -> float:
-        """Dimension `i`'s highest reading, or 0.0 when the `bucket`'s level at `now` is at
-        or below `lowest_ceiling` (the ceiling with the highest at its least: nothing is
-        lowered whatever the highest is, and the stand-in leaves the ceiling above it)."""
-        if bucket.level(now) <= lowest_ceiling:
+        """Dimension `i`'s highest reading, or a stand-in when the `bucket`'s level at `now`
+        is at or below `lowest_ceiling` plus a part of it known cheaply.
+
+        `lowest_ceiling` is the ceiling with the highest reading at its least (zero: the
+        instant "now"). The cheap part is the best of the instants at the admission itself
+        (its own take: what refilled over the whole flight less what was charged since), a
+        lower bound of the highest. When the level is below the ceiling that bound gives,
+        nothing is lowered whatever the highest is, and that bound as a stand-in leaves the
+        ceiling above the level too: the reading does exactly what it would have done."""
+        level = bucket.level(now)
+        if level <= lowest_ceiling:
             return 0.0
         values = self._values
         if values is None:
-            values = self._values = self._compute(self._sent_at, self._now)
+            sent_at = self._sent_at
+            first = self._at_admission(i, sent_at, math.nextafter(sent_at, math.inf), self._now)
+            if level <= lowest_ceiling + first:  # (-inf when no change at that instant)
+                return first
+            values = self._values = self._compute(sent_at, self._now)
         return values[i]
 
 

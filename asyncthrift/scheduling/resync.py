@@ -170,7 +170,7 @@ class HeaderResync(NetHistory):
             return cold
         cold, changed = self._learn_limits(view, now, cold)
         remainings = (view.requests_remaining, view.input_remaining, view.output_remaining)
-        highest = LazyHighest(self._highest_readings, sent_at, now)  # only if it may lower
+        highest = LazyHighest(self._highest_readings, self._highest_before, sent_at, now)
         took = self._own_take(sent_at, sent_mark) if own is None else own
         # once per reading, not per dimension (it scans what is out); a cold one has no floor
         in_transit = ZERO if cold else self._transit.before(sent_mark, sent_at)
