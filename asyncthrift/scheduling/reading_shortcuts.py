@@ -79,18 +79,20 @@ class LazyHighest:
 
 class TransitSums:
     """`Transit`'s running totals and low-water marks, aligned with its `_times` (pruned
-    with it). `enabled` False turns both off (the reference the tests compare with)."""
+    with it). `enabled` False turns both off (the reference the tests compare with).
 
-    __slots__ = ("_cum", "_last", "_low", "_next", "_total", "enabled", "whole")
+    The running totals are flat floats (three per request, as `NetHistory` keeps its
+    history): a tuple per admission would be one more object for the garbage collector to
+    track (``tests/test_budget_allocations.py``)."""
+
+    __slots__ = ("_cum", "_i", "_last", "_low", "_next", "_o", "_r", "enabled", "whole")
 
     def __init__(self, *, enabled: bool = True) -> None:
         self.enabled = enabled
         #: every cost so far was a whole number (the running totals are exact)
         self.whole = True
-        self._cum: list[
-            tuple[float, float, float]
-        ] = []  # the running total before each kept request
-        self._total = (0.0, 0.0, 0.0)
+        self._cum: list[float] = []  # the running totals before each kept request, flat
+        self._r = self._i = self._o = 0.0  # the running totals so far
         self._low: list[int] = []  # per kept request: its low-water mark (absolute)
         self._next = 0  # the low-water mark so far (absolute position)
         self._last = float("-inf")  # the latest admission's instant
@@ -100,16 +102,15 @@ class TransitSums:
         `base` on) is when each one kept landed (inf: not yet)."""
         if not self.enabled:
             return
-        r, i, o = self._total
-        self._cum.append(self._total)
+        r, i, o = self._r, self._i, self._o
+        self._cum.extend((r, i, o))
         c0, c1, c2 = cost
         if self.whole and not (
             float(c0).is_integer() and float(c1).is_integer() and float(c2).is_integer()
         ):
             self.whole = False
-        total = (r + c0, i + c1, o + c2)
-        self._total = total
-        if max(total) >= _EXACT:
+        r, i, o = self._r, self._i, self._o = r + c0, i + c1, o + c2
+        if max(r, i, o) >= _EXACT:
             self.whole = False
         # the prefix of requests landed by `now` (a clock going back starts it over)
         k = base if now < self._last else max(self._next, base)
@@ -122,7 +123,7 @@ class TransitSums:
 
     def pruned(self, cut: int) -> None:
         """`Transit` forgot its first `cut` requests."""
-        del self._cum[:cut]
+        del self._cum[: 3 * cut]
         del self._low[:cut]
 
     def landed_before(self, own: int | None, base: int, times: Sequence[float], at: float) -> int:
@@ -143,6 +144,8 @@ class TransitSums:
         if stop <= start:
             return (0.0, 0.0, 0.0)
         cum = self._cum
-        a = cum[start]
-        b = cum[stop] if stop < len(cum) else self._total
-        return (b[0] - a[0], b[1] - a[1], b[2] - a[2])
+        a = 3 * start
+        if stop < len(self._low):
+            b = 3 * stop
+            return (cum[b] - cum[a], cum[b + 1] - cum[a + 1], cum[b + 2] - cum[a + 2])
+        return (self._r - cum[a], self._i - cum[a + 1], self._o - cum[a + 2])
