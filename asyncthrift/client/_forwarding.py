@@ -4,7 +4,8 @@ is the upstream's bytes (`RawAnswer`) instead of a `Message`.
 Why: a gateway passes each answer on as it came; parsing it into a `Message` and writing it
 back costs more CPU than the rest of its work (bench/RESULTS.md, "Gateway pass-through").
 Everything else is ``create``'s: scheduled in its lane with its deadline, retried, budgets
-settled from the usage; the cache and in-flight dedupe kept (twins get the same bytes; a
+settled from the usage; the cache and in-flight dedupe kept (twins get the same bytes, the
+first caller running the call in its own task, `asyncthrift.pipeline._forward_flight`; a
 cache hit is the stored answer written back as JSON); packing, adaptive ``max_tokens``
 and compression too (a packed or adaptive call is answered as a `Message` and written
 back). One `ForwardedMessages` keeps its own calls in flight and, when the client sends with
@@ -28,12 +29,12 @@ from typing import Any
 import anthropic
 import orjson
 
-from ..errors import DeadlineExceeded, InvalidArgument
+from ..errors import InvalidArgument
 from ..pipeline._attempt import Call
 from ..pipeline._forward import ForwardRoute, RawAnswer
+from ..pipeline._forward_flight import InlineFlight
 from ..pipeline._forward_stream import ForwardedStream, ForwardStreamRoute, ReplayedStream
 from ..pipeline._options import stream_requested
-from ..pipeline.dedupe import SingleFlight
 from ..savings.compression import compress_kwargs
 from ..stores.cache.base import (
     COMPLETE_STOP_REASONS,
@@ -66,7 +67,7 @@ class ForwardedMessages:
         self._max_retries = max_retries
         self._route = ForwardRoute(sdks, beta=beta)
         self._stream_route = ForwardStreamRoute(self._route)
-        self._flight: SingleFlight[str, RawAnswer] = SingleFlight()
+        self._flight: InlineFlight[str, RawAnswer] = InlineFlight()  # no task per call
 
     async def create(self, **kwargs: Any) -> RawAnswer:
         """``messages.create(**kwargs)`` (asyncthrift's options included), its answer the
@@ -126,20 +127,10 @@ class ForwardedMessages:
                 return hit
         if not call.use_dedupe:
             return await self._fetch_and_store(call, key)
-        flight = self._flight
-        while True:
-            joining = flight.has(key)
-            try:
-                answer, joined = await flight.do_joined(
-                    key, lambda: self._fetch_and_store(call, key)
-                )
-            except DeadlineExceeded:
-                if not joining:
-                    raise  # this call's own deadline
-                continue  # the twin ran out of *its* deadline: join a newer one, or go
-            if joined:
-                self._pipeline.answers.count_saved(answer.model, answer.usage, cache_hit=False)
-            return answer
+        answer, joined = await self._flight.do(key, lambda: self._fetch_and_store(call, key))
+        if joined:
+            self._pipeline.answers.count_saved(answer.model, answer.usage, cache_hit=False)
+        return answer
 
     async def _fetch_and_store(self, call: Call, key: str) -> RawAnswer:
         p = self._pipeline

@@ -17,6 +17,7 @@ from .floor import ReadingFloor
 from .foreign import ForeignShare
 from .limits import Limits
 from .net_history import NetHistory
+from .reading_shortcuts import LazyHighest
 from .transit import HORIZON, Transit
 
 __all__ = ["TOKEN_ROUNDING", "HeaderResync"]
@@ -169,7 +170,7 @@ class HeaderResync(NetHistory):
             return cold
         cold, changed = self._learn_limits(view, now, cold)
         remainings = (view.requests_remaining, view.input_remaining, view.output_remaining)
-        highest = self._highest_readings(sent_at, now)
+        highest = LazyHighest(self._highest_readings, self._highest_before, sent_at, now)
         took = self._own_take(sent_at, sent_mark) if own is None else own
         # once per reading, not per dimension (it scans what is out); a cold one has no floor
         in_transit = ZERO if cold else self._transit.before(sent_mark, sent_at)
@@ -182,7 +183,7 @@ class HeaderResync(NetHistory):
                 bucket,
                 remaining,
                 cold=cold,
-                highest=highest[i],
+                highest=highest,
                 took=took[i],
                 in_transit=in_transit[i],
                 sent_mark=sent_mark,
@@ -230,7 +231,7 @@ class HeaderResync(NetHistory):
         remaining: float | None,
         *,
         cold: bool,
-        highest: float,
+        highest: LazyHighest,
         took: float,
         in_transit: float,
         sent_mark: Cost,
@@ -270,7 +271,7 @@ class HeaderResync(NetHistory):
             remaining,
             tolerance,
             cold=cold,
-            highest=highest,
+            highest=highest.at(i, bucket, now, remaining - tolerance - uncharged[i] - refundable),
             took=took,
             sent_at=sent_at,
             now=now,

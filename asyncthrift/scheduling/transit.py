@@ -26,6 +26,7 @@ import bisect
 import itertools
 
 from .bucket import Cost
+from .reading_shortcuts import TransitSums
 
 __all__ = ["HORIZON", "STRAGGLE", "Transit"]
 
@@ -56,7 +57,7 @@ class Transit:
     """Requests sent within `HORIZON` and when each landed, in admission order; and those
     past it that were still out when they left that window (`_late`)."""
 
-    __slots__ = ("_base", "_costs", "_index", "_landed", "_late", "_times")
+    __slots__ = ("_base", "_costs", "_index", "_landed", "_late", "_sums", "_times")
 
     def __init__(self) -> None:
         self._times: list[float] = []
@@ -65,12 +66,14 @@ class Transit:
         self._index: dict[Cost, int] = {}  # a request's mark -> its absolute position
         self._base = 0  # the absolute position of `_times[0]`
         self._late: dict[int, _Late] = {}  # absolute position -> request, admission order
+        self._sums = TransitSums()  # shortcuts that change nothing (`reading_shortcuts`)
 
     def sent(self, mark: Cost, cost: Cost, now: float) -> None:
         """The request of `mark` (its running total sent) was admitted at `now`."""
         times = self._times
         if times and times[0] < now - HORIZON and len(times) > 64:
             self._prune(now - HORIZON, now)
+        self._sums.sent(cost, self._landed, self._base, now)
         self._index[mark] = self._base + len(times)
         times.append(now)
         self._costs.append(cost)
@@ -105,13 +108,17 @@ class Transit:
         costs, landed = self._costs, self._landed
         r = i = o = 0.0
         scan_from = max(start, end - _SCAN)
-        for k in range(start, scan_from):  # too many to look at: all count
+        whole = self._sums.between(start, scan_from)
+        if whole is not None:
+            r, i, o = whole
+        for k in range(start, scan_from) if whole is None else ():  # too many: all count
             c = costs[k]
             r += c[0]
             i += c[1]
             o += c[2]
         # before the horizon, and the most recent: what had not landed by `sent_at`
-        for k in itertools.chain(range(oldest, start), range(scan_from, end)):
+        w = self._sums.landed_before(own, self._base, times, sent_at)  # none landed past w
+        for k in itertools.chain(range(max(oldest, w), start), range(max(scan_from, w), end)):
             if landed[k] > sent_at:
                 c = costs[k]
                 r += c[0]
@@ -137,6 +144,7 @@ class Transit:
         del self._times[:cut]
         del self._costs[:cut]
         del landed[:cut]
+        self._sums.pruned(cut)
         self._base += cut
         if len(self._index) > 4 * (len(self._times) + len(late)) + 64:  # never landed
             base, kept = self._base, late.keys()
