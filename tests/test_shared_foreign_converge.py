@@ -164,3 +164,20 @@ def test_between_two_answers_the_others_charges_are_interpolated() -> None:
     assert others.at(0, 11.5) == pytest.approx(130.0)
     assert others.at(0, 13.0) == pytest.approx(140.0)  # after the last: its rate, 0
     assert others.last() == 12.0
+
+
+def test_a_consumer_that_stops_is_dropped_once_the_last_half_window_says_so() -> None:
+    # steady readings of a consumer at 40 % that stops at 40 s: the window's slope halves
+    # only once half the window is past the stop and reaches zero after a whole one;
+    # the last half window's slope, certainly lower, says it sooner
+    fit = ForeignFit(list(CAPS), PERIOD)
+    consumed, t, k = 0.0, START, 0
+    dropped = float("inf")
+    while t < 70.0:
+        t, k = t + 0.7, k + 1
+        consumed += (0.4 * FULL[0] if t <= 40.0 else 0.0) * 0.7
+        fit.learn(0, consumed + (2.0 if k % 2 else -2.0), t)
+        e = fit.estimates[0]
+        if t > 40.0 and e is not None and e < 0.1 * FULL[0]:
+            dropped = min(dropped, t - 40.0)
+    assert dropped <= 6.0, dropped  # 4.4 s; the window alone: 7.9 s

@@ -50,6 +50,8 @@ _MIN_SHARE = -0.25
 _REFUSED_SHARE = 0.5
 #: Standard errors added to a certain slope.
 _SAFETY = 0.0
+#: Standard errors by which the last half window's slope must be lower to replace it.
+_SLOWED = 2.0
 
 
 class _Slope:
@@ -107,6 +109,23 @@ class _Slope:
 
     def last(self) -> float:
         return self.points[-1][0] + self.t0 if self.points else -math.inf
+
+    def recent(self, since: float, noise: float) -> tuple[float, float, float]:
+        """The slope of the points from loop time `since` on, its plain standard error
+        (at least what `noise` allows; inf with fewer than four points) and their span."""
+        picked = [p for p in self.points if p[0] >= since - self.t0]
+        n = len(picked)
+        if n < 4:
+            return 0.0, math.inf, 0.0
+        mt = sum(t for t, _ in picked) / n
+        my = sum(y for _, y in picked) / n
+        sxx = sum((t - mt) ** 2 for t, _ in picked)
+        if sxx <= 0.0:
+            return 0.0, math.inf, 0.0
+        slope = sum((t - mt) * (y - my) for t, y in picked) / sxx
+        sse = sum((y - my - slope * (t - mt)) ** 2 for t, y in picked)
+        error = max(math.sqrt(sse / (n - 2) / sxx), noise / math.sqrt(sxx))
+        return slope, error, picked[-1][0] - picked[0][0]
 
     def slope(self, noise: float = 0.0) -> tuple[float, float]:
         """The slope and its standard error (0, inf without enough points), the error
@@ -212,8 +231,26 @@ class ForeignFit:
         # little ahead is taken back by the header ceiling); not told apart from the
         # noise: no reason to slow down
         slope = slope + _SAFETY * error if certain else min(slope, 0.0)
+        if certain:
+            slope = self._slowed(i, slope, now, noise)
         self._refused_at[i] = None
         self.estimates[i] = min(max(slope, full * _MIN_SHARE), full * _MAX_SHARE)
+
+    def _slowed(self, i: int, slope: float, now: float, noise: float) -> float:
+        """`slope`, or the last half window's when that is below half of it and certainly
+        lower (`_SLOWED` of its errors): the consumer slowed down or stopped.
+
+        Why: a window's slope keeps a consumer that stopped at half its rate for half a
+        window and gone only after a whole one, slowing every process meanwhile (with
+        `--shadow-schedule 0:0,10:0.4,30:0` the processes still took 0.4-0.5 of the
+        output limit as someone else's 6-8 s after it stopped). Only downwards: a consumer
+        that starts is the 429's (`refused`) and the header ceiling's."""
+        fit = self._fits[i]
+        half = self.period * WINDOW / 2
+        recent, error, span = fit.recent(now - half, noise)
+        if span >= half * 0.6 and recent < min(slope / 2, slope - _SLOWED * error):
+            return max(recent, 0.0)
+        return slope
 
     def restart(self, i: int) -> None:
         """The server's bucket near full: its refill may have been wasted at the cap, which
