@@ -133,13 +133,13 @@ def test_a_consumer_that_starts_and_stops_is_followed_at_the_real_period(seed: i
     assert after and max(after) <= 0.05 * FULL[0], max(after)
 
 
-def test_a_429s_estimate_goes_after_half_a_window_unless_the_fit_replaces_it() -> None:
+def test_a_429s_estimate_goes_after_a_window_unless_the_fit_replaces_it() -> None:
     fit = ForeignFit(list(CAPS), PERIOD)
     fit.refused(2, 10.0)
     assert fit.estimates[2] == pytest.approx(0.5 * FULL[2])
-    fit.stale(10.0 + PERIOD * WINDOW * 0.45)
+    fit.stale(10.0 + PERIOD * WINDOW * 0.9)
     assert fit.estimates[2] == pytest.approx(0.5 * FULL[2])
-    fit.stale(10.0 + PERIOD * WINDOW * 0.55)  # no fresh readings said anything since
+    fit.stale(10.0 + PERIOD * WINDOW * 1.1)  # no fresh readings said anything since
     assert fit.estimates[2] is None
     # a fit that replaced it stands on its own readings
     fit.refused(0, 20.0)

@@ -48,10 +48,6 @@ _MAX_SHARE = 0.9
 _MIN_SHARE = -0.25
 #: After a 429 the server's level does not explain: at least this share is someone else's.
 _REFUSED_SHARE = 0.5
-#: ... for this part of a window after the last 429 at most, unless a fit replaced it (held
-#: a whole window, it outlived a consumer that stopped: `--shadow-schedule 0:0,10:0.4,30:0`
-#: kept half the output limit from the others until 36-39 s).
-_REFUSED_HOLD = 0.5
 #: Standard errors added to a certain slope.
 _SAFETY = 0.0
 #: Standard errors by which the last half window's slope must be lower to replace it.
@@ -266,8 +262,7 @@ class ForeignFit:
     def refused(self, i: int, now: float | None = None) -> None:
         """A 429 on dimension `i`: someone else takes at least `_REFUSED_SHARE` of it until
         a window of fresh readings says how much (a consumer that starts is found by the
-        fit only a window later), or for `_REFUSED_HOLD` of a window after `now` at most
-        (see `stale`)."""
+        fit only a window later), or for a window after `now` at most (see `stale`)."""
         self._fits[i].clear()
         floor = self.full[i] * _REFUSED_SHARE
         current = self.estimates[i]
@@ -280,10 +275,9 @@ class ForeignFit:
         """Forget an estimate whose latest reading is older than a window and a half: a
         consumer that stopped must not slow the shared refill for longer than it takes the
         fit to see it (fits that keep old points keep their estimate only while fed). An
-        estimate a 429 set and no fit replaced goes after `_REFUSED_HOLD` of a window:
-        kept until the fit had points enough, it held the output refill at half the limit
-        for 30 s of a 50 s run with a consumer at 40 % (`bench_shared.py --shadow-load
-        0.4`)."""
+        estimate a 429 set and no fit replaced goes after a window: kept until the fit had
+        points enough, it held the output refill at half the limit for 30 s of a 50 s
+        run with a consumer at 40 % (`bench_shared.py --shadow-load 0.4`)."""
         window = self.period * WINDOW
         for i in range(3):
             fit = self._fits[i]
@@ -291,7 +285,7 @@ class ForeignFit:
                 fit.clear()
                 self.estimates[i] = None
             refused_at = self._refused_at[i]
-            if refused_at is not None and now - refused_at > window * _REFUSED_HOLD:
+            if refused_at is not None and now - refused_at > window:
                 self._refused_at[i] = None
                 self.estimates[i] = None
 
