@@ -15,11 +15,13 @@ constant otherwise, give or take the rounding and the requests in flight). This 
 knows its own charges exactly (`NetHistory`); the other processes' come from Redis: each
 call reports what this process charged since its last report, Redis keeps each process's
 total and rate (`lease.lua`), and the answer says the others' total as of that call, their
-summed rate and how much more their leases let them spend, so the others' charges at a
-reading's instant are that total moved by their rate, never by more than their leases
-(`_Others.at`). A least-squares slope of the quantity over a window of the period
-(`ForeignFit`: counted only once it stands out of the noise, a standard error on the safe
-side, half the limit assumed after an unexplained 429) is this process's estimate; each
+summed rate and how much more their leases let them spend; a reading waits for the next
+answer, and the others' charges at its instant are the line between the two answers around
+it (`_Others.at`; after the last answer, its total moved by their rate, never by more than
+their leases). A least-squares slope of the quantity over a window of the period
+(`ForeignFit`: counted only once it stands out of the noise, the slope itself and not a
+standard error above, half the limit assumed after an unexplained 429) is this process's
+estimate; each
 call reports it, Redis averages the live estimates of every process and refills the shared
 level at the limit's rate less that average, and grants paid for by the refill are paid at
 that rate here too (`_pay_rate`). What the level ran ahead by before the estimate caught up
