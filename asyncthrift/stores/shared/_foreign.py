@@ -15,11 +15,13 @@ constant otherwise, give or take the rounding and the requests in flight). This 
 knows its own charges exactly (`NetHistory`); the other processes' come from Redis: each
 call reports what this process charged since its last report, Redis keeps each process's
 total and rate (`lease.lua`), and the answer says the others' total as of that call, their
-summed rate and how much more their leases let them spend, so the others' charges at a
-reading's instant are that total moved by their rate, never by more than their leases
-(`_Others.at`). A least-squares slope of the quantity over a window of the period
-(`ForeignFit`: counted only once it stands out of the noise, a standard error on the safe
-side, half the limit assumed after an unexplained 429) is this process's estimate; each
+summed rate and how much more their leases let them spend; a reading waits for the next
+answer, and the others' charges at its instant are the line between the two answers around
+it (`_Others.at`; after the last answer, its total moved by their rate, never by more than
+their leases). A least-squares slope of the quantity over a window of the period
+(`ForeignFit`: counted only once it stands out of the noise, the slope itself and not a
+standard error above, half the limit assumed after an unexplained 429) is this process's
+estimate; each
 call reports it, Redis averages the live estimates of every process and refills the shared
 level at the limit's rate less that average, and grants paid for by the refill are paid at
 that rate here too (`_pay_rate`). What the level ran ahead by before the estimate caught up
@@ -40,6 +42,7 @@ from __future__ import annotations
 import bisect
 import logging
 import math
+from collections import deque
 
 from ...scheduling.bucket import ZERO, Cost, ServerView
 from ...scheduling.limits import Limits
@@ -63,7 +66,14 @@ _ROOM_MAX = 0.25
 #: The answers' others' totals kept, in periods (readings older than their request are
 #: placed against the oldest kept).
 _KEEP_POINTS = 1.0
+#: Readings held for the next answer at most (the oldest go first: a process that stopped
+#: calling Redis has no use for them).
+_WAIT_MAX = 256
 Triple = tuple[float, float, float]
+#: A reading held until an answer comes after it (`SharedForeign._learn_waiting`):
+#: dimension, sent at, the flight's middle, read at, this process's charges in the flight,
+#: and ``full refill - this process's charges - remaining`` (the others' charges to come).
+_Waiting = tuple[int, float, float, float, float, float]
 
 #: The prefix of this module's argument and answer in `lease.lua` (read from the end).
 TAG = "F1"
@@ -103,15 +113,24 @@ class _Others:
         return self.rooms[k][i] if times else math.inf
 
     def at(self, i: int, t: float) -> float | None:
-        """The others' net charges of dimension `i` at loop time `t` (None: no answer yet)."""
+        """The others' net charges of dimension `i` at loop time `t` (None: no answer yet):
+        between two answers, the line between their totals; after the last one, its total
+        moved by their rate (at most by the room their leases left)."""
         times = self.times
         if not times:
             return None
         k = bisect.bisect_right(times, t) - 1
         if k < 0:
             k = 0
+        if k + 1 < len(times) and times[k + 1] > times[k]:
+            a, b = self.totals[k][i], self.totals[k + 1][i]
+            return a + (b - a) * (t - times[k]) / (times[k + 1] - times[k])
         moved = self.rates[k][i] * (t - times[k])
         return self.totals[k][i] + max(-self.rooms[k][i], min(moved, self.rooms[k][i]))
+
+    def last(self) -> float:
+        """The loop time of the latest answer (-inf: none)."""
+        return self.times[-1] if self.times else -math.inf
 
     def clear(self) -> None:
         self.times.clear()
@@ -129,10 +148,12 @@ class SharedForeign(RoundTrip):
         "_fx",
         "_fx_applied",
         "_fx_caps",
+        "_fx_noise",
         "_fx_others",
         "_fx_pending",
         "_fx_quiet_until",
         "_fx_reported",
+        "_fx_waiting",
         "lease_cuts",
     )
 
@@ -155,6 +176,8 @@ class SharedForeign(RoundTrip):
         self._fx_pending: list[float] | None = None  # reported by the call on its way
         self._fx_applied = [0.0, 0.0, 0.0]  # the foreign rates the shared level refills less
         self._fx_quiet_until: float | None = None  # set by the first reading
+        self._fx_waiting: deque[_Waiting] = deque(maxlen=_WAIT_MAX)
+        self._fx_noise = [0.0, 0.0, 0.0]  # a reading's standard error from its rounding
         self.lease_cuts = 0.0
 
     def _foreign_fit(self) -> ForeignFit:
@@ -163,6 +186,7 @@ class SharedForeign(RoundTrip):
             self._fx = ForeignFit(list(self._cap), self.limits.period)
             self._fx_caps = caps
             self._fx_others.clear()
+            self._fx_waiting.clear()
         return self._fx
 
     def _foreign_seen(self, i: int) -> bool:
@@ -197,7 +221,6 @@ class SharedForeign(RoundTrip):
             # uncertain by much of the capacity (a fit through them found a lone process's
             # own refunds as 90 % of the output limit spent by someone else)
             self._fx_quiet_until = now + self.limits.period * WINDOW * _QUIET
-        others = self._fx_others
         remainings = (view.requests_remaining, view.input_remaining, view.output_remaining)
         before = self._net_until(sent_at, strict=True)
         took = self._own_take(sent_at, sent_mark) if own is None else own
@@ -210,25 +233,58 @@ class SharedForeign(RoundTrip):
                 continue
             cap = self._cap[i]
             if refused and remaining - tolerance[i] < took[i]:
-                fit.refused(i)  # this dimension refused it: our level ran ahead
+                self._fx_forget(i)
+                fit.refused(i, now)  # this dimension refused it: our level ran ahead
                 continue
             if quiet:
                 continue
             if remaining >= cap - 2 * tolerance[i] - 1:
+                self._fx_forget(i)
                 fit.restart(i)
                 continue
+            flight = self._net[i] - before[i]
+            # the request's unused output comes back to us; a reading may have it already
+            refundable = max(0.0, took[i] - seen[i] - uncharged[i]) if i == 2 else 0.0
+            spent = self._net[i] - flight / 2 - refundable - (refused and i == 0)
+            partial = fit.full[i] * now - spent - remaining
+            self._fx_waiting.append((i, sent_at, mid, now, flight, partial))
+            self._fx_noise[i] = tolerance[i] / math.sqrt(3.0)  # uniform within ±tolerance
+        self._learn_waiting()
+
+    def _fx_forget(self, i: int) -> None:
+        """Drop the readings of dimension `i` still waiting (its fit starts over)."""
+        waiting = self._fx_waiting
+        if any(w[0] == i for w in waiting):
+            kept = [w for w in waiting if w[0] != i]
+            waiting.clear()
+            waiting.extend(kept)
+
+    def _learn_waiting(self) -> None:
+        """Teach the fit the waiting readings that an answer now follows.
+
+        Why wait: the other processes' charges at a reading's instant were extrapolated from
+        the last answer at their reported rate, and that rate is off by a different amount
+        after every call: a random slope per stretch between two calls (with no other
+        consumer, a stretch read 25-35 requests high for a second, 0.06 of the limit, and
+        a fit of five points took it for someone else). Between two answers their charges
+        are the line between the two totals, off by far less; the wait is one call."""
+        others, waiting = self._fx_others, self._fx_waiting
+        fit = self._fx
+        if fit is None:
+            waiting.clear()
+            return
+        last = others.last()
+        while waiting and waiting[0][3] <= last:
+            i, sent_at, mid, now, flight, partial = waiting.popleft()
             o_mid, o_sent, o_now = others.at(i, mid), others.at(i, sent_at), others.at(i, now)
             if o_mid is None or o_sent is None or o_now is None:
                 continue
-            flight = self._net[i] - before[i]
+            cap = self._cap[i]
             if abs(flight + o_now - o_sent) > cap * _FLIGHT_MAX:
                 continue
             if others.room(i, mid) > cap * _ROOM_MAX:
                 continue  # the others hold a burst's leases: what they spent is anyone's guess
-            # the request's unused output comes back to us; a reading may have it already
-            refundable = max(0.0, took[i] - seen[i] - uncharged[i]) if i == 2 else 0.0
-            spent = self._net[i] - flight / 2 - refundable - (refused and i == 0) + o_mid
-            fit.learn(i, fit.full[i] * now - spent - remaining, now)
+            fit.learn(i, partial - o_mid, now, self._fx_noise[i])
 
     def _script_args(
         self,
@@ -275,6 +331,7 @@ class SharedForeign(RoundTrip):
         if epoch and self._epoch != epoch:
             self._foreign_fit().clear()
             self._fx_others.clear()
+            self._fx_waiting.clear()
         if self._fx_pending is not None:
             self._fx_reported = self._fx_pending
             self._fx_pending = None
@@ -284,9 +341,11 @@ class SharedForeign(RoundTrip):
                 others = self._fx_others
                 if x[9]:
                     others.clear()  # our record is new: its reported total restarted
+                    self._fx_waiting.clear()
                 others.add(loop_now, (x[0], x[1], x[2]), (x[3], x[4], x[5]), (x[10], x[11], x[12]))
                 others.trim(loop_now - self.limits.period * _KEEP_POINTS)
                 self._fx_applied = [max(0.0, x[6 + i]) for i in range(3)]
+                self._learn_waiting()
                 if log.isEnabledFor(logging.DEBUG):
                     log.debug(
                         "%s foreign t=%.3f applied=%s own=%s others=%s",

@@ -141,7 +141,8 @@ local function fx_rates()
     local sum, n = 0, 0
     for _, q in ipairs(fx_order) do
       local e = fx[q]
-      if e[7 + d] then sum, n = sum + e[7 + d], n + 1 end
+      -- (an estimate not reported again for 0.375 of a period is stale: `ForeignFit.stale`)
+      if e[7 + d] and e[1] >= now - 0.375 * period then sum, n = sum + e[7 + d], n + 1 end
     end
     local full = tonumber(ARGV[4 + 7 * (d - 1) + 1]) / period
     if n > 0 then r[d] = math.min(math.max(0, sum / n), 0.9 * full) end
