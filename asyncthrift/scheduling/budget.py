@@ -156,6 +156,11 @@ class LocalBudget(HeaderResync):
         then on it is on nobody's wire (`Transit.closed`)."""
         self._transit.closed(mark, now)
 
+    def written(self, mark: Cost, now: float) -> None:
+        """The transport wrote the request admitted as `mark` at `now` (`Transit.written`):
+        not on its way inside this process any more."""
+        self._transit.written(mark, now)
+
     def hold_abandoned(self, output_tokens: float) -> None:
         """`output_tokens` of an abandoned answer stay charged here until a deferred refund
         gives (most of) them back (`Reservation.abandon`, then `release_abandoned`).

@@ -18,6 +18,13 @@ it, while a request admitted later overtakes it on a warm connection and reads t
 full (a floor rise of 28,600 output tokens of 32,000 and 49 x 429, at load 9 on 2 cores,
 when every request counted for `HORIZON` alone). Counting one as unseen only lowers a lower
 bound, so an answer that is slow to come costs some lift, never a 429.
+
+A request the transport has written (`written`: its body handed to the socket,
+`pipeline._departure`) is no longer held in this process: it reaches the server within
+`WIRE` of any request written after it. So a reading counts as seen every request written
+`WIRE` or more before its own request was written (before it was admitted, if the transport
+said nothing of it), whether admitted before or after it; the rest counts as above. Without
+word from the transport (another transport, an older SDK), nothing changes.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ import itertools
 
 from .bucket import Cost
 
-__all__ = ["HORIZON", "STRAGGLE", "Transit"]
+__all__ = ["HORIZON", "STRAGGLE", "WIRE", "Transit"]
 
 #: Seconds within which every request not yet landed counts as possibly unseen (connection
 #: set-up and the client's own queueing, not the answer's generation).
@@ -35,33 +42,47 @@ HORIZON = 1.0
 #: Seconds a request still out past `HORIZON` keeps counting (then it has reached the
 #: server whatever became of it: this bounds what a request never closed counts).
 STRAGGLE = 10.0
+#: Seconds within which a request written to its socket before another one may still reach the
+#: server's count after it: the spread of two requests' way from the socket to the server's
+#: admission (network, proxies, the server's own queue). Not a fit to any run: one lost
+#: segment resent after Linux's least retransmission timeout (200 ms), plus a one-way trip
+#: to a distant edge (under 150 ms), plus a busy server's event loop (under 150 ms). A
+#: request later than that counts as seen too early: its cost in a lower bound, for one
+#: reading (the next readings see it).
+WIRE = 0.5
 #: A reading looks at most this many recent requests back; past that, all of them count.
 _SCAN = 256
 #: Requests past `HORIZON` kept at most (the oldest go first).
 _LATE_KEPT = 256
 
 
+_NEVER = float("inf")
+
+
 class _Late:
-    """A request still out past `HORIZON`: when it was admitted, its cost, when it landed."""
+    """A request still out past `HORIZON`: when it was admitted, its cost, when it landed
+    and when the transport wrote it (`_NEVER`: not yet, or it does not say)."""
 
-    __slots__ = ("at", "cost", "landed")
+    __slots__ = ("at", "cost", "landed", "written")
 
-    def __init__(self, at: float, cost: Cost) -> None:
+    def __init__(self, at: float, cost: Cost, written: float) -> None:
         self.at = at
         self.cost = cost
-        self.landed = float("inf")
+        self.landed = _NEVER
+        self.written = written
 
 
 class Transit:
-    """Requests sent within `HORIZON` and when each landed, in admission order; and those
-    past it that were still out when they left that window (`_late`)."""
+    """Requests sent within `HORIZON`, when each was written and when it landed, in admission
+    order; and those past it that were still out when they left that window (`_late`)."""
 
-    __slots__ = ("_base", "_costs", "_index", "_landed", "_late", "_times")
+    __slots__ = ("_base", "_costs", "_index", "_landed", "_late", "_times", "_written")
 
     def __init__(self) -> None:
         self._times: list[float] = []
         self._costs: list[Cost] = []
         self._landed: list[float] = []
+        self._written: list[float] = []
         self._index: dict[Cost, int] = {}  # a request's mark -> its absolute position
         self._base = 0  # the absolute position of `_times[0]`
         self._late: dict[int, _Late] = {}  # absolute position -> request, admission order
@@ -74,7 +95,23 @@ class Transit:
         self._index[mark] = self._base + len(times)
         times.append(now)
         self._costs.append(cost)
-        self._landed.append(float("inf"))
+        self._landed.append(_NEVER)
+        self._written.append(_NEVER)
+
+    def written(self, mark: Cost, now: float) -> None:
+        """The transport wrote the request of `mark` (its body handed to the socket) at
+        `now`: from then on it is not held in this process. Only the first call counts."""
+        k = self._index.get(mark)
+        if k is None:
+            return
+        if k >= self._base:
+            written = self._written
+            if written[k - self._base] == _NEVER:
+                written[k - self._base] = now
+        else:
+            late = self._late.get(k)
+            if late is not None and late.written == _NEVER:
+                late.written = now
 
     def landed(self, mark: Cost, now: float) -> None:
         """The answer (or refusal) of the request of `mark` arrived at `now`; or its attempt
@@ -93,16 +130,20 @@ class Transit:
     closed = landed
 
     def before(self, mark: Cost, sent_at: float) -> tuple[float, float, float]:
-        """What was sent before the request of `mark` (admitted at `sent_at`), or at its
-        instant ahead of it, and had not landed by then: possibly unseen by that request's
-        reading. Within `HORIZON` of `sent_at` all of that; before, what was still out."""
+        """What the reading of the request of `mark` (admitted at `sent_at`) may not have
+        seen beyond everything sent after it: what was sent before it (or at its instant,
+        ahead of it) and had not landed by then, within `STRAGGLE` (past `HORIZON`, what
+        was still out), less what was sent after it but written `WIRE` before it (a negative
+        term: the caller adds everything sent after it). A request written `WIRE` before
+        this one was written (admitted, if that is not known) counts as seen either way."""
         times = self._times
         own = self._index.get(mark)
+        cutoff = self._cutoff(own, sent_at)
         end = bisect.bisect_right(times, sent_at) if own is None else own - self._base
         end = max(0, end)
         start = bisect.bisect_left(times, sent_at - HORIZON, 0, end)
         oldest = bisect.bisect_left(times, sent_at - STRAGGLE, 0, start)
-        costs, landed = self._costs, self._landed
+        costs, landed, written = self._costs, self._landed, self._written
         r = i = o = 0.0
         scan_from = max(start, end - _SCAN)
         for k in range(start, scan_from):  # too many to look at: all count
@@ -110,33 +151,64 @@ class Transit:
             r += c[0]
             i += c[1]
             o += c[2]
-        # before the horizon, and the most recent: what had not landed by `sent_at`
+        # before the horizon, and the most recent: what had not landed by `sent_at`, nor
+        # been written `WIRE` before this request
         for k in itertools.chain(range(oldest, start), range(scan_from, end)):
-            if landed[k] > sent_at:
+            if landed[k] > sent_at and written[k] > cutoff:
                 c = costs[k]
                 r += c[0]
                 i += c[1]
                 o += c[2]
         for late in self._late.values():
-            if late.landed > sent_at and sent_at - STRAGGLE <= late.at < sent_at - HORIZON:
+            if (
+                late.landed > sent_at
+                and late.written > cutoff
+                and sent_at - STRAGGLE <= late.at < sent_at - HORIZON
+            ):
                 c = late.cost
                 r += c[0]
                 i += c[1]
                 o += c[2]
+        # sent after it, but written `WIRE` before it: seen (admitted by then, so the
+        # scan stops at the first admitted later)
+        if own is not None and own >= self._base:
+            for k in range(own - self._base + 1, len(times)):
+                if times[k] > cutoff:
+                    break
+                if written[k] <= cutoff:
+                    c = costs[k]
+                    r -= c[0]
+                    i -= c[1]
+                    o -= c[2]
         return r, i, o
+
+    def _cutoff(self, own: int | None, sent_at: float) -> float:
+        """The latest instant a request written by then has reached the server before the
+        request at absolute position `own` did: `WIRE` before it was written (admitted,
+        when the transport has not said)."""
+        written = _NEVER
+        if own is not None:
+            if own >= self._base:
+                written = self._written[own - self._base]
+            else:
+                late = self._late.get(own)
+                if late is not None:
+                    written = late.written
+        return (sent_at if written == _NEVER else max(sent_at, written)) - WIRE
 
     def _prune(self, before: float, now: float) -> None:
         cut = bisect.bisect_left(self._times, before)
         if not cut:
             return
-        late, landed = self._late, self._landed
+        late, landed, written = self._late, self._landed, self._written
         for k in range(cut):
-            if landed[k] == float("inf"):  # still out: it may be held in this process
-                late[self._base + k] = _Late(self._times[k], self._costs[k])
+            if landed[k] == _NEVER:  # still out: it may be held in this process
+                late[self._base + k] = _Late(self._times[k], self._costs[k], written[k])
         self._forget_late(now)
         del self._times[:cut]
         del self._costs[:cut]
         del landed[:cut]
+        del written[:cut]
         self._base += cut
         if len(self._index) > 4 * (len(self._times) + len(late)) + 64:  # never landed
             base, kept = self._base, late.keys()
