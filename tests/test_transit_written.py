@@ -3,9 +3,12 @@ written `WIRE` after it; without word from the transport, nothing changes."""
 
 from __future__ import annotations
 
+import math
+import random
+
 import pytest
 
-from asyncthrift.scheduling.bucket import Cost, ServerView
+from asyncthrift.scheduling.bucket import Cost, ServerView, TokenBucket
 from asyncthrift.scheduling.budget import LocalBudget
 from asyncthrift.scheduling.limits import Limits
 from asyncthrift.scheduling.transit import HORIZON, WIRE, Transit
@@ -121,31 +124,105 @@ def _burst_from_full(budget: LocalBudget) -> list[Cost]:
     return [budget.take(Cost(1, 0, 0), 0.0) for _ in range(600)]
 
 
-def test_the_hold_after_a_burst_ends_on_what_the_written_burst_proves() -> None:
-    # all but the first request of the burst were written by 0.4 s; the first waited for a
-    # connection until 1 s, and its answer (5 s) read the server as of its arrival: 9 left
-    # (refill since the burst arrived, less itself). The reading saw the whole burst.
+def test_the_hold_credits_the_refill_since_the_written_burst_reached_the_server() -> None:
+    # the burst was written by 1 s (its first request last): the server counted all of it by
+    # 1 s + WIRE, and refilled from then on as the client does, whatever it wasted before
     proven = LocalBudget(Limits(rpm=600, period=60), now=0.0)
     marks = _burst_from_full(proven)
     for k, m in enumerate(marks[1:]):
         proven.written(m, 0.4 * k / 600)
     proven.written(marks[0], 1.0)
-    view = ServerView(requests_limit=600, requests_remaining=9)
+    view = ServerView(requests_limit=600, requests_remaining=9)  # as of its arrival
     proven.observe(view, marks[0], sent_at=0.0, now=5.0)
-    assert proven.peek(5.0)[0] == pytest.approx(9.0)
-    # without word from the transport the reading may have missed the whole burst
+    assert proven.peek(5.0)[0] == pytest.approx(10.0 * (5.0 - 1.0 - WIRE))
+    # without word from the transport nothing proves the withheld refill (the reading may
+    # have missed the whole burst)
     blind = LocalBudget(Limits(rpm=600, period=60), now=0.0)
     marks = _burst_from_full(blind)
     blind.observe(view, marks[0], sent_at=0.0, now=5.0)
     assert blind.peek(5.0)[0] == pytest.approx(0.0)
 
 
-def test_the_hold_credits_nothing_for_a_burst_written_with_its_first_answer() -> None:
-    # the burst went out in one write window with the request read: none of it is proven
+def test_a_burst_not_all_written_credits_only_what_its_reading_proves() -> None:
+    # one request of the burst still in this process: the reading's lower bound (9, less
+    # that one, admitted after the request read) is all that is proven
+    budget = LocalBudget(Limits(rpm=600, period=60), now=0.0)
+    marks = _burst_from_full(budget)
+    for m in marks[1:-1]:
+        budget.written(m, 0.1)
+    budget.written(marks[0], 1.0)
+    view = ServerView(requests_limit=600, requests_remaining=9)
+    budget.observe(view, marks[0], sent_at=0.0, now=5.0)
+    assert budget.peek(5.0)[0] == pytest.approx(8.0)
+
+
+def test_a_request_that_landed_unwritten_reached_the_server_by_its_answer() -> None:
+    transit = Transit()
+    transit.new_epoch(0.0)
+    marks = burst(transit, 3, 0.0)
+    assert transit.departed() is None
+    transit.written(marks[0], 0.2)
+    transit.landed(marks[1], 2.0)  # its transport said nothing
+    assert transit.departed() is None
+    transit.written(marks[2], 0.3)
+    assert transit.departed() == pytest.approx(2.0)
+    transit.landed(marks[0], 3.0)  # a later answer of one written proves nothing later
+    assert transit.departed() == pytest.approx(2.0)
+    assert transit.refill_since_departed(10.0, 4.0) == pytest.approx(20.0)
+    assert transit.refill_since_departed(10.0, 1.0) == 0.0
+
+
+def test_no_epoch_or_one_past_straggle_proves_nothing() -> None:
+    transit = Transit()
+    marks = burst(transit, 2, 0.0)
+    for m in marks:
+        transit.written(m, 0.1)
+    assert transit.departed() is None  # no hold began
+    transit.new_epoch(1.0)
+    more = burst(transit, 2, 1.0, first=2)
+    for m in more:
+        transit.written(m, 1.1)
+    assert transit.departed() == pytest.approx(1.1 + WIRE)
+    burst(transit, 1, 1.0 + 10.5, first=4)  # past STRAGGLE: the epoch ended on its own
+    assert transit.departed() is None
+    assert transit.refill_since_departed(10.0, 20.0) == 0.0
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_the_credited_level_never_runs_ahead_of_the_server(seed: int) -> None:
+    # a server full at its cap; a burst of 600 written over 1.2 s, each reaching the server
+    # up to WIRE after its write (in any order); the first answer at 3 s reads the server
+    # as of its own arrival. From then on the client's level is never above the server's.
+    rng = random.Random(seed)
+    limits = Limits(rpm=600, period=60)
+    server = TokenBucket(600, 60, 0.0)
+    budget = LocalBudget(limits, now=0.0)
+    marks = _burst_from_full(budget)
+    writes = [rng.uniform(0.0, 1.2) for _ in marks]
+    arrivals = sorted((w + rng.uniform(0.0, WIRE), k) for k, w in enumerate(writes))
+    read = marks[0]
+    for at, k in arrivals:
+        server.take(1, at)
+        if k == 0:
+            remaining = math.floor(server.level(at))
+    for m, w in sorted(zip(marks, writes, strict=True), key=lambda mw: mw[1]):
+        budget.written(m, w)
+    view = ServerView(requests_limit=600, requests_remaining=remaining)
+    budget.observe(view, read, sent_at=0.0, now=3.0)
+    for t in (3.0, 3.5, 5.0, 10.0):
+        assert budget.peek(t)[0] <= server.level(t) + 1e-6
+    assert budget.peek(3.0)[0] >= 10.0 * (3.0 - max(writes) - WIRE) - 1e-6
+
+
+def test_a_burst_arriving_a_whole_wire_after_its_writes_is_credited_no_more() -> None:
+    # the worst case the margin covers: the whole burst written at 1.2 s and counted by the
+    # server WIRE later, its bucket wasting refill at the cap until then
+    server = TokenBucket(600, 60, 0.0)
+    server.take(600, 1.2 + WIRE)
     budget = LocalBudget(Limits(rpm=600, period=60), now=0.0)
     marks = _burst_from_full(budget)
     for m in marks:
-        budget.written(m, 1.0)
-    view = ServerView(requests_limit=600, requests_remaining=9)
-    budget.observe(view, marks[0], sent_at=0.0, now=5.0)
-    assert budget.peek(5.0)[0] == pytest.approx(0.0)
+        budget.written(m, 1.2)
+    view = ServerView(requests_limit=600, requests_remaining=0)
+    budget.observe(view, marks[0], sent_at=0.0, now=3.0)
+    assert budget.peek(3.0)[0] == pytest.approx(server.level(3.0))

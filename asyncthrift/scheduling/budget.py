@@ -262,6 +262,8 @@ class LocalBudget(HeaderResync):
                     and (hold_next or bucket.level(now) >= bucket.capacity)
                 ):
                     # a burst from a full bucket: credit no refill until the server answers
+                    if not any(b is not None and b.held for b in self._buckets):
+                        self._transit.new_epoch(now)  # when the burst has left (`departed`)
                     bucket.hold(now, self.limits.period * _MAX_HOLD)
                     self._hold_marks[i] = sent[i]
                 bucket.take(amount, now)

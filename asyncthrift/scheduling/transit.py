@@ -25,6 +25,11 @@ A request the transport has written (`written`: its body handed to the socket,
 `WIRE` or more before its own request was written (before it was admitted, if the transport
 said nothing of it), whether admitted before or after it; the rest counts as above. Without
 word from the transport (another transport, an older SDK), nothing changes.
+
+The same word bounds when a burst has reached the server (`new_epoch`, `departed`): once
+every request admitted since the hold after a burst began has been written (or has landed),
+the last of them was counted by `WIRE` after its write at the latest, and from then on the
+server refills as this process's level does, whatever it wasted before at its cap.
 """
 
 from __future__ import annotations
@@ -76,7 +81,18 @@ class Transit:
     """Requests sent within `HORIZON`, when each was written and when it landed, in admission
     order; and those past it that were still out when they left that window (`_late`)."""
 
-    __slots__ = ("_base", "_costs", "_index", "_landed", "_late", "_times", "_written")
+    __slots__ = (
+        "_base",
+        "_costs",
+        "_epoch_at",
+        "_epoch_out",
+        "_epoch_reach",
+        "_index",
+        "_landed",
+        "_late",
+        "_times",
+        "_written",
+    )
 
     def __init__(self) -> None:
         self._times: list[float] = []
@@ -86,6 +102,11 @@ class Transit:
         self._index: dict[Cost, int] = {}  # a request's mark -> its absolute position
         self._base = 0  # the absolute position of `_times[0]`
         self._late: dict[int, _Late] = {}  # absolute position -> request, admission order
+        # since `new_epoch`: the positions neither written nor landed, and the latest instant
+        # one of the others may reach the server (None: no epoch)
+        self._epoch_out: set[int] | None = None
+        self._epoch_reach = -_NEVER
+        self._epoch_at = 0.0
 
     def sent(self, mark: Cost, cost: Cost, now: float) -> None:
         """The request of `mark` (its running total sent) was admitted at `now`."""
@@ -93,6 +114,11 @@ class Transit:
         if times and times[0] < now - HORIZON and len(times) > 64:
             self._prune(now - HORIZON, now)
         self._index[mark] = self._base + len(times)
+        if self._epoch_out is not None:
+            if now - self._epoch_at > STRAGGLE:
+                self._epoch_out = None  # a hold that long ends on its own (`TokenBucket.hold`)
+            else:
+                self._epoch_out.add(self._base + len(times))
         times.append(now)
         self._costs.append(cost)
         self._landed.append(_NEVER)
@@ -112,6 +138,36 @@ class Transit:
             late = self._late.get(k)
             if late is not None and late.written == _NEVER:
                 late.written = now
+        self._departed(k, now + WIRE)
+
+    def new_epoch(self, now: float) -> None:
+        """The hold after a burst begins at `now`, with the request about to be `sent`:
+        `departed` will say when everything sent from then on has reached the server."""
+        self._epoch_out = set()
+        self._epoch_reach = -_NEVER
+        self._epoch_at = now
+
+    def departed(self) -> float | None:
+        """The latest instant at which everything sent since `new_epoch` has reached the
+        server (`WIRE` after its write, or when it landed); None while some of it may still
+        be in this process (or the transport says nothing, or there is no epoch)."""
+        out = self._epoch_out
+        return None if out is None or out or self._epoch_reach == -_NEVER else self._epoch_reach
+
+    def refill_since_departed(self, rate: float, now: float) -> float:
+        """What a server refilling at `rate` has certainly credited since everything sent
+        since `new_epoch` reached it (`departed`), by `now`: 0.0 if that is not known."""
+        reach = self.departed()
+        return 0.0 if reach is None else rate * max(0.0, now - reach)
+
+    def _departed(self, k: int, reach: float) -> None:
+        """The request at absolute position `k` reaches the server by `reach` at the latest
+        (the first word of it counts)."""
+        out = self._epoch_out
+        if out is not None and k in out:
+            out.discard(k)
+            if reach > self._epoch_reach:
+                self._epoch_reach = reach
 
     def landed(self, mark: Cost, now: float) -> None:
         """The answer (or refusal) of the request of `mark` arrived at `now`; or its attempt
@@ -119,6 +175,7 @@ class Transit:
         k = self._index.pop(mark, None)
         if k is None:
             return
+        self._departed(k, now)  # if never written: it reached the server by its answer
         if k >= self._base:
             self._landed[k - self._base] = now
         else:
