@@ -92,6 +92,7 @@ class Transit:
         "_late",
         "_times",
         "_written",
+        "departure_proofs",
     )
 
     def __init__(self) -> None:
@@ -107,6 +108,9 @@ class Transit:
         self._epoch_out: set[int] | None = None
         self._epoch_reach = -_NEVER
         self._epoch_at = 0.0
+        # a diagnostic: per hold ended (`refill_since_departed`), when, and the seconds of
+        # refill the burst's departure proved (None: some of it was not written yet)
+        self.departure_proofs: list[tuple[float, float | None]] = []
 
     def sent(self, mark: Cost, cost: Cost, now: float) -> None:
         """The request of `mark` (its running total sent) was admitted at `now`."""
@@ -158,6 +162,9 @@ class Transit:
         """What a server refilling at `rate` has certainly credited since everything sent
         since `new_epoch` reached it (`departed`), by `now`: 0.0 if that is not known."""
         reach = self.departed()
+        proofs = self.departure_proofs
+        if len(proofs) < 16 and (not proofs or proofs[-1][0] != now):
+            proofs.append((now, None if reach is None else max(0.0, now - reach)))
         return 0.0 if reach is None else rate * max(0.0, now - reach)
 
     def _departed(self, k: int, reach: float) -> None:
