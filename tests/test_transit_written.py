@@ -158,18 +158,19 @@ def test_a_burst_not_all_written_credits_only_what_its_reading_proves() -> None:
 
 def test_a_request_that_landed_unwritten_reached_the_server_by_its_answer() -> None:
     transit = Transit()
-    transit.new_epoch(0.0)
+    transit.new_epoch(2, 0.0)
     marks = burst(transit, 3, 0.0)
-    assert transit.departed() is None
+    assert transit.departed(2) is None
     transit.written(marks[0], 0.2)
     transit.landed(marks[1], 2.0)  # its transport said nothing
-    assert transit.departed() is None
+    assert transit.departed(2) is None
     transit.written(marks[2], 0.3)
-    assert transit.departed() == pytest.approx(2.0)
+    assert transit.departed(2) == pytest.approx(2.0)
     transit.landed(marks[0], 3.0)  # a later answer of one written proves nothing later
-    assert transit.departed() == pytest.approx(2.0)
-    assert transit.refill_since_departed(10.0, 4.0) == pytest.approx(20.0)
-    assert transit.refill_since_departed(10.0, 1.0) == 0.0
+    assert transit.departed(2) == pytest.approx(2.0)
+    assert transit.refill_since_departed(2, 10.0, 4.0) == pytest.approx(20.0)
+    assert transit.refill_since_departed(2, 10.0, 1.0) == 0.0
+    assert transit.departed(0) is None  # no hold in that dimension
 
 
 def test_no_epoch_or_one_past_straggle_proves_nothing() -> None:
@@ -177,15 +178,61 @@ def test_no_epoch_or_one_past_straggle_proves_nothing() -> None:
     marks = burst(transit, 2, 0.0)
     for m in marks:
         transit.written(m, 0.1)
-    assert transit.departed() is None  # no hold began
-    transit.new_epoch(1.0)
+    assert transit.departed(2) is None  # no hold began
+    transit.new_epoch(2, 1.0)
     more = burst(transit, 2, 1.0, first=2)
     for m in more:
         transit.written(m, 1.1)
-    assert transit.departed() == pytest.approx(1.1 + WIRE)
+    assert transit.departed(2) == pytest.approx(1.1 + WIRE)
     burst(transit, 1, 1.0 + 10.5, first=4)  # past STRAGGLE: the epoch ended on its own
-    assert transit.departed() is None
-    assert transit.refill_since_departed(10.0, 20.0) == 0.0
+    assert transit.departed(2) is None
+    assert transit.refill_since_departed(2, 10.0, 20.0) == 0.0
+
+
+def test_a_take_far_below_the_cap_stays_out_of_the_epoch() -> None:
+    # capacity 1,000 at 10/s: after the burst the level is 100 and nothing is on its way;
+    # with the hold's 2 s and STRAGGLE's 10 s of refill it cannot reach the cap
+    transit = Transit()
+    transit.new_epoch(2, 0.0)
+    marks = burst(transit, 9, 0.0)  # 900 output tokens
+    for m in marks:
+        transit.written(m, 0.1)
+    low = Cost(10.0, 0.0, 1_000.0)
+    transit.sent(low, Cost(1.0, 0.0, 100.0), 2.0, (None, None, (0.0, 10.0, 1_000.0)))
+    assert transit.departed(2) == pytest.approx(0.1 + WIRE)
+    # near the cap (or with the burst still on its way) it joins, and the proof waits for it
+    transit = Transit()
+    transit.new_epoch(2, 0.0)
+    marks = burst(transit, 9, 0.0)
+    for m in marks:
+        transit.written(m, 0.1)
+    transit.sent(low, Cost(1.0, 0.0, 100.0), 2.0, (None, None, (870.0, 10.0, 1_000.0)))
+    assert transit.departed(2) is None
+    transit.written(low, 2.1)
+    assert transit.departed(2) == pytest.approx(2.1 + WIRE)
+    # a burst not yet written counts as on its way: the next take of it joins
+    transit = Transit()
+    transit.new_epoch(2, 0.0)
+    marks = burst(transit, 9, 0.0)
+    transit.sent(low, Cost(1.0, 0.0, 100.0), 0.0, (None, None, (0.0, 10.0, 1_000.0)))
+    for m in marks:
+        transit.written(m, 0.1)
+    assert transit.departed(2) is None  # waits for `low`
+
+
+def test_a_take_during_the_hold_does_not_delay_the_credit() -> None:
+    # the burst left by 1 s; a small request admitted at 4.9 s (the level near empty) is
+    # still in this process at the first answer (5 s): the refill since 1.5 s is proven
+    budget = LocalBudget(Limits(rpm=600, period=60), now=0.0)
+    marks = _burst_from_full(budget)
+    for m in marks:
+        budget.written(m, 1.0)
+    budget.give(Cost(1, 0, 0), 4.0)  # one came back (released unsent, say)
+    late = budget.take(Cost(1, 0, 0), 4.9)
+    view = ServerView(requests_limit=600, requests_remaining=0)
+    budget.observe(view, marks[0], sent_at=0.0, now=5.0)
+    assert budget.peek(5.0)[0] == pytest.approx(10.0 * (5.0 - 1.0 - WIRE))
+    del late
 
 
 @pytest.mark.parametrize("seed", range(20))
@@ -226,3 +273,41 @@ def test_a_burst_arriving_a_whole_wire_after_its_writes_is_credited_no_more() ->
     view = ServerView(requests_limit=600, requests_remaining=0)
     budget.observe(view, marks[0], sent_at=0.0, now=3.0)
     assert budget.peek(3.0)[0] == pytest.approx(server.level(3.0))
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_takes_during_the_hold_never_let_the_level_run_ahead(seed: int) -> None:
+    # as above, and five requests given back unsent at 1.5 s (the server never saw them)
+    # go again during the hold, each reaching the server up to WIRE after its write, some
+    # still in this process at the first answer (3 s)
+    rng = random.Random(seed)
+    server = TokenBucket(600, 60, 0.0)
+    budget = LocalBudget(Limits(rpm=600, period=60), now=0.0)
+    marks = _burst_from_full(budget)
+    writes = [rng.uniform(0.0, 1.2) for _ in marks]
+    arrivals = [(w + rng.uniform(0.0, WIRE), k) for k, w in enumerate(writes)]
+    for m, w in zip(marks, writes, strict=True):
+        budget.written(m, w)
+    budget.give(Cost(5, 0, 0), 1.5)
+    arrivals = [(at, k) for at, k in arrivals if k >= 5]  # the five never went
+    for n in range(5):
+        at = rng.uniform(1.5, 2.9)
+        mark = budget.take(Cost(1, 0, 0), at)
+        written = at + rng.uniform(0.0, 0.5)
+        if written < 3.0:
+            budget.written(mark, written)
+        arrivals.append((written + rng.uniform(0.0, WIRE), 600 + n))
+    pending = sorted(arrivals)
+    remaining = 0
+    while pending and pending[0][0] <= 3.0:
+        at, k = pending.pop(0)
+        server.take(1, at)
+        if k == 5:
+            remaining = math.floor(server.level(at))
+    view = ServerView(requests_limit=600, requests_remaining=remaining)
+    budget.observe(view, marks[5], sent_at=0.0, now=3.0)
+    for t in (3.0, 3.2, 3.5, 4.0, 5.0, 10.0):
+        while pending and pending[0][0] <= t:
+            server.take(1, pending.pop(0)[0])
+        # what is still on its way will be taken by the server too
+        assert budget.peek(t)[0] <= server.level(t) - len(pending) + 1e-6

@@ -262,14 +262,19 @@ class LocalBudget(HeaderResync):
                     and (hold_next or bucket.level(now) >= bucket.capacity)
                 ):
                     # a burst from a full bucket: credit no refill until the server answers
-                    if not any(b is not None and b.held for b in self._buckets):
-                        self._transit.new_epoch(now)  # when the burst has left (`departed`)
+                    self._transit.new_epoch(i, now)  # when the burst has left (`departed`)
                     bucket.hold(now, self.limits.period * _MAX_HOLD)
                     self._hold_marks[i] = sent[i]
                 bucket.take(amount, now)
         self._remember(now)
         mark = Cost(sent[0], sent[1], sent[2])
-        self._transit.sent(mark, cost, now)
+        room = None  # what the held buckets leave (`Transit._join_epochs`)
+        if any(b is not None and b.held for b in self._buckets):
+            room = tuple(
+                (b.level(now), b.rate, b.capacity) if b is not None and b.held else None
+                for b in self._buckets
+            )
+        self._transit.sent(mark, cost, now, room)
         return mark
 
     def give(self, cost: Cost, now: float) -> None:

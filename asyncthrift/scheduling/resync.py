@@ -259,7 +259,7 @@ class HeaderResync(NetHistory):
             # the server answered the burst: credit refill withheld meanwhile only as far as
             # this reading or the burst's departure prove the server has it (it may have sat
             # full while the burst was on its way: all but `HORIZON` met 31 429s under load)
-            up_to = bucket.level(now) + self._transit.refill_since_departed(bucket.rate, now)
+            up_to = bucket.level(now) + self._transit.refill_since_departed(i, bucket.rate, now)
             bucket.release(now, up_to=up_to if floor is None else max(up_to, floor))
             self._foreign.after_burst(i, now, self.limits.period)
         if remaining is None:

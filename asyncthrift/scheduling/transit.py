@@ -64,6 +64,21 @@ _LATE_KEPT = 256
 _NEVER = float("inf")
 
 
+class _Epoch:
+    """One dimension's hold after a burst, from `at`: the positions not yet departed, and
+    the latest instant one that departed reaches the server."""
+
+    __slots__ = ("at", "out", "reach")
+
+    def __init__(self, at: float) -> None:
+        self.at = at
+        self.out: set[int] = set()
+        self.reach = -_NEVER
+
+
+_NO_EPOCHS: list[_Epoch | None] = [None, None, None]
+
+
 class _Late:
     """A request still out past `HORIZON`: when it was admitted, its cost, when it landed
     and when the transport wrote it (`_NEVER`: not yet, or it does not say)."""
@@ -84,9 +99,7 @@ class Transit:
     __slots__ = (
         "_base",
         "_costs",
-        "_epoch_at",
-        "_epoch_out",
-        "_epoch_reach",
+        "_epochs",
         "_index",
         "_landed",
         "_late",
@@ -103,30 +116,80 @@ class Transit:
         self._index: dict[Cost, int] = {}  # a request's mark -> its absolute position
         self._base = 0  # the absolute position of `_times[0]`
         self._late: dict[int, _Late] = {}  # absolute position -> request, admission order
-        # since `new_epoch`: the positions neither written nor landed, and the latest instant
-        # one of the others may reach the server (None: no epoch)
-        self._epoch_out: set[int] | None = None
-        self._epoch_reach = -_NEVER
-        self._epoch_at = 0.0
-        # a diagnostic: per hold ended (`refill_since_departed`), when, and the seconds of
-        # refill the burst's departure proved (None: some of it was not written yet)
+        # per dimension, the hold after a burst there (`new_epoch`; None: none)
+        self._epochs: list[_Epoch | None] = [None, None, None]
+        # a diagnostic: per output hold ended (`refill_since_departed`), when, and the seconds
+        # of refill the burst's departure proved (None: some of it was not written yet)
         self.departure_proofs: list[tuple[float, float | None]] = []
 
-    def sent(self, mark: Cost, cost: Cost, now: float) -> None:
-        """The request of `mark` (its running total sent) was admitted at `now`."""
+    def sent(
+        self,
+        mark: Cost,
+        cost: Cost,
+        now: float,
+        room: tuple[tuple[float, float, float] | None, ...] | None = None,
+    ) -> None:
+        """The request of `mark` (its running total sent) was admitted at `now`. `room`: per
+        dimension held after a burst, (level, refill rate, capacity) after this take (see
+        `_join_epochs`; None: it joins every epoch)."""
         times = self._times
         if times and times[0] < now - HORIZON and len(times) > 64:
             self._prune(now - HORIZON, now)
-        self._index[mark] = self._base + len(times)
-        if self._epoch_out is not None:
-            if now - self._epoch_at > STRAGGLE:
-                self._epoch_out = None  # a hold that long ends on its own (`TokenBucket.hold`)
-            else:
-                self._epoch_out.add(self._base + len(times))
+        position = self._base + len(times)
+        self._index[mark] = position
         times.append(now)
         self._costs.append(cost)
         self._landed.append(_NEVER)
         self._written.append(_NEVER)
+        if self._epochs != _NO_EPOCHS:
+            self._join_epochs(position, now, room)
+
+    def _join_epochs(
+        self, position: int, now: float, room: tuple[tuple[float, float, float] | None, ...] | None
+    ) -> None:
+        """Add the request at `position` to the epochs it matters to. The server wastes
+        refill only at its cap, and it can sit there while requests are on their way only if
+        our level, what has not reached it yet and the refill the hold may credit (plus
+        `STRAGGLE`'s, the longest a request is taken to be on its way) reach the capacity. A
+        request taken below that (after a burst, with the level near empty) cannot make the
+        level run ahead of the server: it stays out of the epoch, and the burst's proof does
+        not wait for it."""
+        unarrived: tuple[float, float, float] | None = None
+        for i, epoch in enumerate(self._epochs):
+            if epoch is None:
+                continue
+            if now - epoch.at > STRAGGLE:
+                self._epochs[i] = None  # a hold that long ends on its own (`TokenBucket.hold`)
+                continue
+            held = None if room is None else room[i]
+            if held is not None:
+                level, rate, capacity = held
+                if unarrived is None:
+                    unarrived = self._unarrived(now)
+                if level + unarrived[i] + rate * (now - epoch.at + STRAGGLE) < capacity:
+                    continue
+            epoch.out.add(position)
+
+    def _unarrived(self, now: float) -> tuple[float, float, float]:
+        """What may not have reached the server by `now`: sent within `STRAGGLE`, not landed,
+        and not written `WIRE` before `now` (past `_SCAN` requests back, all of it)."""
+        times, costs, landed, written = self._times, self._costs, self._landed, self._written
+        start = bisect.bisect_left(times, now - STRAGGLE)
+        scan_from = max(start, len(times) - _SCAN)
+        r = i = o = 0.0
+        for k in range(start, len(times)):
+            if k < scan_from or (landed[k] == _NEVER and written[k] + WIRE > now):
+                c = costs[k]
+                r += c[0]
+                i += c[1]
+                o += c[2]
+        for late in self._late.values():
+            if late.at >= now - STRAGGLE and late.landed == _NEVER and late.written + WIRE > now:
+                c = late.cost
+                r += c[0]
+                i += c[1]
+                o += c[2]
+        return r, i, o
 
     def written(self, mark: Cost, now: float) -> None:
         """The transport wrote the request of `mark` (its body handed to the socket) at
@@ -144,37 +207,38 @@ class Transit:
                 late.written = now
         self._departed(k, now + WIRE)
 
-    def new_epoch(self, now: float) -> None:
-        """The hold after a burst begins at `now`, with the request about to be `sent`:
-        `departed` will say when everything sent from then on has reached the server."""
-        self._epoch_out = set()
-        self._epoch_reach = -_NEVER
-        self._epoch_at = now
+    def new_epoch(self, i: int, now: float) -> None:
+        """Dimension `i`'s hold after a burst begins at `now`, with the request about to be
+        `sent`: `departed` will say when what it sends from then on (`_join_epochs`) has
+        reached the server."""
+        self._epochs[i] = _Epoch(now)
 
-    def departed(self) -> float | None:
-        """The latest instant at which everything sent since `new_epoch` has reached the
+    def departed(self, i: int) -> float | None:
+        """The latest instant at which everything of dimension `i`'s epoch has reached the
         server (`WIRE` after its write, or when it landed); None while some of it may still
         be in this process (or the transport says nothing, or there is no epoch)."""
-        out = self._epoch_out
-        return None if out is None or out or self._epoch_reach == -_NEVER else self._epoch_reach
+        epoch = self._epochs[i]
+        if epoch is None or epoch.out or epoch.reach == -_NEVER:
+            return None
+        return epoch.reach
 
-    def refill_since_departed(self, rate: float, now: float) -> float:
-        """What a server refilling at `rate` has certainly credited since everything sent
-        since `new_epoch` reached it (`departed`), by `now`: 0.0 if that is not known."""
-        reach = self.departed()
+    def refill_since_departed(self, i: int, rate: float, now: float) -> float:
+        """What a server refilling dimension `i` at `rate` has certainly credited since its
+        epoch reached it (`departed`), by `now`: 0.0 if that is not known."""
+        reach = self.departed(i)
         proofs = self.departure_proofs
-        if len(proofs) < 16 and (not proofs or proofs[-1][0] != now):
+        if i == 2 and len(proofs) < 16:
             proofs.append((now, None if reach is None else max(0.0, now - reach)))
         return 0.0 if reach is None else rate * max(0.0, now - reach)
 
     def _departed(self, k: int, reach: float) -> None:
         """The request at absolute position `k` reaches the server by `reach` at the latest
         (the first word of it counts)."""
-        out = self._epoch_out
-        if out is not None and k in out:
-            out.discard(k)
-            if reach > self._epoch_reach:
-                self._epoch_reach = reach
+        for epoch in self._epochs:
+            if epoch is not None and k in epoch.out:
+                epoch.out.discard(k)
+                if reach > epoch.reach:
+                    epoch.reach = reach
 
     def landed(self, mark: Cost, now: float) -> None:
         """The answer (or refusal) of the request of `mark` arrived at `now`; or its attempt
