@@ -16,6 +16,7 @@ from asyncthrift.pipeline._departure import (
     DEPARTURE,
     Departure,
     _aiohttp_chunk_sent,
+    departure_for,
     with_departures,
 )
 from asyncthrift.scheduling.bucket import Cost
@@ -161,3 +162,21 @@ async def test_aiohttp_says_written_after_the_last_chunk_goes_to_the_socket() ->
         assert calls == [1]
     finally:
         DEPARTURE.reset(token)
+
+
+def test_only_a_request_a_bursts_hold_waits_for_is_traced() -> None:
+    # a budget full and trusted: its first take is a burst from full (its hold waits for
+    # it); once the level is far below the cap, a take during the hold is not
+    loop = asyncio.new_event_loop()
+    try:
+        budget = LocalBudget(Limits(rpm=600, period=60), now=0.0)
+        burst = [budget.take(Cost(1, 0, 0), 0.0) for _ in range(600)]
+        assert departure_for(budget, burst[0], loop) is not None
+        for mark in burst:
+            budget.written(mark, 0.1)
+        budget.give(Cost(1, 0, 0), 2.0)
+        later = budget.take(Cost(1, 0, 0), 2.0)
+        assert departure_for(budget, later, loop) is None
+        assert departure_for(object(), burst[0], loop) is None  # a budget without `Transit`
+    finally:
+        loop.close()

@@ -156,6 +156,11 @@ class LocalBudget(HeaderResync):
         then on it is on nobody's wire (`Transit.closed`)."""
         self._transit.closed(mark, now)
 
+    def wants_written(self, mark: Cost) -> bool:
+        """Whether the write of the request admitted as `mark` is worth asking the
+        transport about (`Transit.in_epoch`: a burst's hold waits for it)."""
+        return self._transit.in_epoch(mark)
+
     def written(self, mark: Cost, now: float) -> None:
         """The transport wrote the request admitted as `mark` at `now` (`Transit.written`):
         not on its way inside this process any more."""

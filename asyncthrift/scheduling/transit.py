@@ -222,6 +222,12 @@ class Transit:
             return None
         return epoch.reach
 
+    def in_epoch(self, mark: Cost) -> bool:
+        """Whether the request of `mark` is one a burst's proof waits for (`departed`): the
+        only ones whose write is worth asking the transport about."""
+        k = self._index.get(mark)
+        return k is not None and any(e is not None and k in e.out for e in self._epochs)
+
     def refill_since_departed(self, i: int, rate: float, now: float) -> float:
         """What a server refilling dimension `i` at `rate` has certainly credited since its
         epoch reached it (`departed`), by `now`: 0.0 if that is not known."""
