@@ -326,6 +326,11 @@ async def _run_cell(cell: Cell, want_log: bool) -> dict[str, Any]:
                 "refill_rates": [b.rate if b else None for b in budget.buckets],
                 "lowered_by_headers": [getattr(b, "lowered", None) for b in budget.buckets],
                 "lifted_by_readings": list(getattr(budget, "lifted_by_readings", ())),
+                # per hold after a burst: seconds of refill its written burst proved (None:
+                # not all written by its first answer; absent: a tree without the signal)
+                "departure_proofs": [
+                    p[1] for p in getattr(getattr(budget, "_transit", None), "departure_proofs", [])
+                ],
             }
         failed = sum(1 for t in done if t.exception() is not None) + len(pending)
         stop.set()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import anthropic
 
+from ..pipeline._departure import aiohttp_client, with_departures
 from ..pipeline._dispatch import Observers
 from ..pipeline._keys import Key, with_header_hook
 from ..savings.prompt_cache import AutoCache
@@ -28,7 +29,10 @@ def assemble(config: ThriftConfig) -> Pipeline:
     built: list[Key] = []
     for i, (cfg, spec) in enumerate(zip(config.keys, config.limits, strict=True)):
         table = LimitsTable(spec)
-        sdk_kwargs["http_client"] = with_header_hook(config.http_client, config.use_aiohttp)
+        http = config.http_client
+        if http is None and config.use_aiohttp:
+            http = aiohttp_client()  # the SDK's, telling when a body is written
+        sdk_kwargs["http_client"] = with_departures(with_header_hook(http, config.use_aiohttp))
         sdk = anthropic.AsyncAnthropic(
             api_key=cfg.api_key, base_url=cfg.base_url or config.base_url, **sdk_kwargs
         )

@@ -40,6 +40,7 @@ from ..pipeline._attempt import (
     Route,
 )
 from ..pipeline._classes import COUNT_TOKENS_CLASS, UNKNOWN_CLASS, ModelClasses, UnknownModel
+from ..pipeline._departure import DEPARTURE, departure_for
 from ..pipeline._dispatch import Observers
 from ..pipeline._failures import Failures
 from ..pipeline._keys import HEADERS, Key
@@ -343,6 +344,7 @@ class Pipeline:
             sender = probe
         box: list[Mapping[str, str]] = []
         token = HEADERS.set(box)
+        departed = DEPARTURE.set(departure_for(r.budget, r.mark, self.loop))
         try:
             if call.rec is None:
                 result = await sender.send(call.sdks[r.index], call.params)
@@ -350,6 +352,7 @@ class Pipeline:
                 with self.observers.activate(call.rec):
                     result = await sender.send(call.sdks[r.index], call.params)
             HEADERS.reset(token)
+            DEPARTURE.reset(departed)
             attempt.resync(
                 server_view(box[-1]) if box else EMPTY_VIEW, at_start=sender.headers_at_start
             )
@@ -358,6 +361,7 @@ class Pipeline:
         except BaseException as exc:
             if HEADERS.get() is box:
                 HEADERS.reset(token)
+                DEPARTURE.reset(departed)
             delay = self.failures.after(attempt, exc, box)
             if delay > 0:
                 await asyncio.sleep(delay)

@@ -36,6 +36,7 @@ __all__ = [
     "ResponseFormatT",
     "SequenceNotStr",
     "accumulate",
+    "aiohttp_transport",
     "build_event",
     "collected_message",
     "http_client",
@@ -48,6 +49,18 @@ __all__ = [
 ]
 
 _ACCUMULATE_TAKES_BUFS = "json_bufs" in inspect.signature(accumulate_event).parameters
+
+
+def aiohttp_transport() -> tuple[type[Any], Any] | None:
+    """The transport class `anthropic.DefaultAioHttpClient` builds (vendored in the SDK) and
+    the SDK's connection limits, to build one that traces its writes
+    (`pipeline._departure`); None where this SDK release keeps them elsewhere."""
+    try:
+        from anthropic._constants import DEFAULT_CONNECTION_LIMITS
+        from anthropic._vendor.httpx_aiohttp import AiohttpTransport
+    except ImportError:
+        return None
+    return AiohttpTransport, DEFAULT_CONNECTION_LIMITS
 
 
 def build_event(data: dict[str, Any]) -> RawMessageStreamEvent:

@@ -156,6 +156,16 @@ class LocalBudget(HeaderResync):
         then on it is on nobody's wire (`Transit.closed`)."""
         self._transit.closed(mark, now)
 
+    def wants_written(self, mark: Cost) -> bool:
+        """Whether the write of the request admitted as `mark` is worth asking the
+        transport about (`Transit.in_epoch`: a burst's hold waits for it)."""
+        return self._transit.in_epoch(mark)
+
+    def written(self, mark: Cost, now: float) -> None:
+        """The transport wrote the request admitted as `mark` at `now` (`Transit.written`):
+        not on its way inside this process any more."""
+        self._transit.written(mark, now)
+
     def hold_abandoned(self, output_tokens: float) -> None:
         """`output_tokens` of an abandoned answer stay charged here until a deferred refund
         gives (most of) them back (`Reservation.abandon`, then `release_abandoned`).
@@ -257,12 +267,19 @@ class LocalBudget(HeaderResync):
                     and (hold_next or bucket.level(now) >= bucket.capacity)
                 ):
                     # a burst from a full bucket: credit no refill until the server answers
+                    self._transit.new_epoch(i, now)  # when the burst has left (`departed`)
                     bucket.hold(now, self.limits.period * _MAX_HOLD)
                     self._hold_marks[i] = sent[i]
                 bucket.take(amount, now)
         self._remember(now)
         mark = Cost(sent[0], sent[1], sent[2])
-        self._transit.sent(mark, cost, now)
+        room = None  # what the held buckets leave (`Transit._join_epochs`)
+        if any(b is not None and b.held for b in self._buckets):
+            room = tuple(
+                (b.level(now), b.rate, b.capacity) if b is not None and b.held else None
+                for b in self._buckets
+            )
+        self._transit.sent(mark, cost, now, room)
         return mark
 
     def give(self, cost: Cost, now: float) -> None:

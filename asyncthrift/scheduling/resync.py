@@ -257,11 +257,11 @@ class HeaderResync(NetHistory):
                 i, remaining, tolerance, unseen, uncharged[i], refundable, sent_at, now
             )
         if bucket.held and sent_mark[i] >= self._hold_marks[i]:
-            # the server answered the burst. Refill withheld meanwhile is credited only as far
-            # as this reading proves the server has it: its bucket may have sat full while the
-            # burst was on its way (all but `HORIZON` of it met 31 429s on a loaded box)
-            level = bucket.level(now)
-            bucket.release(now, up_to=level if floor is None else max(level, floor))
+            # the server answered the burst: credit refill withheld meanwhile only as far as
+            # this reading or the burst's departure prove the server has it (it may have sat
+            # full while the burst was on its way: all but `HORIZON` met 31 429s under load)
+            up_to = bucket.level(now) + self._transit.refill_since_departed(i, bucket.rate, now)
+            bucket.release(now, up_to=up_to if floor is None else max(up_to, floor))
             self._foreign.after_burst(i, now, self.limits.period)
         if remaining is None:
             return False
