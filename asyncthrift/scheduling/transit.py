@@ -168,10 +168,13 @@ class Transit:
             held = None if room is None else room[i]
             if held is not None:
                 level, rate, capacity = held
-                if unarrived is None:
-                    unarrived = self._unarrived(now)
-                if level + unarrived[i] + rate * (now - epoch.at + STRAGGLE) < capacity:
-                    continue
+                credit = rate * (now - epoch.at + STRAGGLE)
+                # what is unarrived is never below 0: scan for it only when it can decide
+                if level + credit < capacity:
+                    if unarrived is None:
+                        unarrived = self._unarrived(now)
+                    if level + unarrived[i] + credit < capacity:
+                        continue
             epoch.out.add(position)
 
     def _unarrived(self, now: float) -> tuple[float, float, float]:
