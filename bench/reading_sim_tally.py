@@ -47,8 +47,8 @@ def main() -> None:
     else:
         limits, shape, n = pool_fifth(), Shape(), 160
     seeds = range(3, 3 + a.seeds)
-    print("| headers | rounding | consumer | mean makespan | 429s |")
-    print("|---|---|---|---|---|")
+    print("| headers | rounding | consumer | mean makespan | 429s | mean offset |")
+    print("|---|---|---|---|---|---|")
     total = 0
     for headers_at in ("completion", "admission"):
         for rounding in ("exact", "nearest", "down"):
@@ -69,7 +69,11 @@ def main() -> None:
                 if rounding != "exact":
                     total += refused
                 mean = sum(o.makespan for o in outs) / len(outs)
-                print(f"| {headers_at} | {rounding} | {name} | {mean:.2f} s | {refused} |")
+                offset = sum(o.offset for o in outs) / len(outs)
+                print(
+                    f"| {headers_at} | {rounding} | {name} | {mean:.2f} s | {refused} "
+                    f"| {offset:.0f} |"
+                )
     print(f"429s, rounded cells: {total}")
 
 

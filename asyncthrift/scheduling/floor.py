@@ -12,21 +12,32 @@ Each reading also gives a *lower bound* of the server's level: its `-remaining` 
 low as any rounding and any instant allow. One bound says little (it is a rounding step
 below the truth on a bad draw), but as our own charges move the server's level across the
 rounding steps the bounds land at every phase, and the best of them is close to the truth.
-This class keeps the recent ones, as offsets from our own level when they were read, and
-says by how much the level may safely rise: a high quantile of them, not the maximum, so
-one odd reading (another answer's refund the server made but we have not read yet) cannot
-raise it alone.
+This class keeps the recent ones, as offsets from our own level when they were read (so
+our own charges, refunds and refill carry them forward), and says by how much the level
+may safely rise: the second best of them (one odd reading never lifts it alone), each less
+what a consumer too small for `ForeignShare` to have learnt may have spent since it was
+read (`_DRIFT`). Carrying a bound forward by our refunds is right only for refunds the
+server made after the bound's instant: a refund of a request that was out when the bound
+was read may be in it already (`refunding` takes those off). Before that was counted, such
+bounds could lift the level above the server, and the rise was a high quantile of eight or
+more readings: a 20 % pool budget, answering twice a second, rarely had eight within the
+3 s kept.
 """
 
 from __future__ import annotations
 
+import math
+
 __all__ = ["ReadingFloor"]
 
-#: Readings kept per dimension, and the fewest that allow a rise.
+#: Readings kept per dimension.
 _KEPT = 16
-_FEWEST = 8
-#: The quantile of the kept offsets the level may rise by (1.0 would be the maximum).
-_QUANTILE = 0.875
+#: A kept bound loses this fraction of the refill rate per second of its age: what another
+#: consumer too small or too new for `ForeignShare` to have learnt may have spent since.
+#: Without it (the best bound of the last 3 s taken at face value) a lone 20 % pool budget
+#: read 1-3 % faster in `tests/reading_sim.py`, but met 99 429s in 480 runs with another
+#: consumer at 40-60 % against main's 23; with it 5 (`bench/RESULTS.md`, branch pool28).
+_DRIFT = 1.0
 #: Readings older than this fraction of the period are forgotten: an unseen consumer's
 #: spending since then would make them stale.
 _MAX_AGE = 0.05
@@ -35,11 +46,13 @@ _MAX_AGE = 0.05
 class ReadingFloor:
     """Per dimension: recent lower bounds of the server's level, relative to our own level."""
 
-    __slots__ = ("_offsets", "_times", "lifted")
+    __slots__ = ("_offsets", "_orders", "_times", "lifted")
 
     def __init__(self) -> None:
         self._offsets: list[list[float]] = [[], [], []]
         self._times: list[list[float]] = [[], [], []]
+        # the admission order (requests sent so far, its own included) of each's request
+        self._orders: list[list[float]] = [[], [], []]
         # per dimension, everything the readings lifted the level by so far (a diagnostic)
         self.lifted = [0.0, 0.0, 0.0]
 
@@ -54,6 +67,25 @@ class ReadingFloor:
         for k in range(len(offsets)):
             offsets[k] += amount
 
+    def refunding(self, i: int, amount: float, order: float) -> None:
+        """`amount` of dimension `i`, reserved by the request admitted `order`-th, is about
+        to come back to our level: the kept bounds of requests admitted after it may count it.
+
+        Such a bound's request went out while this one was out, so the server may have
+        made this refund before that reading's instant (this answer ended there and came
+        back here later): the bound has the refund already, and our level is about to get
+        it too. Kept relative to our level, that bound would be credited with the refund a
+        second time, so its offset shrinks by it. The bounds of requests admitted after
+        this one need no such care: they counted its whole charge as possibly unseen, and
+        its refund takes back no more than that charge.
+        """
+        if amount <= 0.0:
+            return
+        offsets, orders = self._offsets[i], self._orders[i]
+        for k in range(len(orders)):
+            if orders[k] > order:
+                offsets[k] -= amount
+
     def rise(
         self,
         i: int,
@@ -63,6 +95,8 @@ class ReadingFloor:
         period: float,
         *,
         alone: bool = True,
+        order: float = math.inf,
+        rate: float = 0.0,
     ) -> float:
         """Record a lower bound of the server's level; how much our `level` may rise (>= 0).
 
@@ -70,10 +104,11 @@ class ReadingFloor:
         so that the same evidence is not credited twice. Not `alone` on the key (another
         consumer's spending makes kept bounds stale), only this reading's bound counts.
         """
-        offsets, times = self._offsets[i], self._times[i]
+        offsets, times, orders = self._offsets[i], self._times[i], self._orders[i]
         if not alone:
             offsets.clear()
             times.clear()
+            orders.clear()
             rise = max(0.0, lower_bound - level)
             self.lifted[i] += rise
             return rise
@@ -81,15 +116,18 @@ class ReadingFloor:
         while times and (times[0] < cutoff or len(times) >= _KEPT):
             del times[0]
             del offsets[0]
+            del orders[0]
         times.append(now)
         offsets.append(lower_bound - level)
-        if len(offsets) < _FEWEST:
+        orders.append(order)
+        if len(offsets) < 2:
             return 0.0
-        ranked = sorted(offsets)
-        # never the highest: with `_FEWEST` kept, the quantile's index was the last, and one
-        # reading lifted the level alone (a request that overtook a burst still in the
-        # process read the bucket full: 28-31k output tokens of 32k, then 43-50 x 429)
-        rise = ranked[min(len(ranked) - 2, int(_QUANTILE * len(ranked)))]
+        # the second best bound, each less what an unlearnt consumer may have spent since
+        # it was read: never the best alone (a request that overtook a burst still in the
+        # process read its bucket full, 28-31k output tokens of 32k: 43-50 x 429 followed)
+        drift = _DRIFT * rate
+        ranked = sorted(o - drift * (now - t) for o, t in zip(offsets, times, strict=True))
+        rise = ranked[-2]
         if rise <= 0.0:
             return 0.0
         for k in range(len(offsets)):

@@ -135,12 +135,11 @@ class HeaderResync(NetHistory):
         (`ReadingFloor`): each reading is also read as low as any rounding and instant
         allow, less everything we sent after this request (possibly unseen), its output
         reservation and, for input, a quarter of what may still be out (the server counts
-        input its own way). A high quantile of the recent ones lifts the level; only the
-        latest does when another consumer spends. Without it every clamp to a reading's
-        pessimistic side lowered the level and nothing raised it: at the real 60 s period
-        the client sat 1,400 output tokens (3 s of that limit) below the server to the end
-        of the run. The hold after a burst ends crediting the withheld refill up to that
-        lower bound.
+        input its own way). The second best recent one, each less what an unlearnt
+        consumer may have spent since, lifts the level (only the latest if another consumer
+        spends); a refund of a request out during a kept reading is not credited to it.
+        Without it the client sat 1,400 output tokens (3 s of that limit) below the server
+        at the real 60 s period. A burst's hold ends crediting withheld refill up to it.
 
         The first answer after a cold start (see `cold_start`) is read the other way, at the
         lowest consistent reading: nothing is known yet, and one conservative round trip
@@ -250,6 +249,7 @@ class HeaderResync(NetHistory):
         # settled, and which a non-streamed answer's reading may have refunded already
         # (its input is mostly used; a refused request's comes back as `uncharged`)
         refundable = max(0.0, took - seen[i] - uncharged[i]) if i == 2 else 0.0
+        self._floor.refunding(i, refundable, sent_mark[0])  # bounds read meanwhile may have it
         floor: float | None = None
         if remaining is not None and not cold:
             unseen = self._sent[i] - sent_mark[i] + in_transit
@@ -291,18 +291,20 @@ class HeaderResync(NetHistory):
                 # refused with our level above what the server reports: someone else
                 # spends faster than we thought (`ForeignShare.refused`)
                 self._foreign.refused(i, bucket, now, self.limits.period)
-        if floor is not None and self.lifts:
-            # the best recent lower bounds (only this one's if someone else spends) may
-            # lift our level to what the server certainly has (`ReadingFloor`)
-            alone = self._foreign.rates[i] <= bucket.capacity / self.limits.period * _ALONE
-            level = bucket.level(now)
-            rise = self._floor.rise(i, floor, level, now, self.limits.period, alone=alone)
-            if rise > 0.0:
-                if i == 2:  # perhaps an abandoned answer's refund, made by the server already
-                    self._credit_abandoned(rise)
-                bucket.give(rise, now)
-                changed = True
+        if floor is not None and self.lifts and self._lift(i, bucket, floor, sent_mark, now):
+            changed = True
         return changed
+
+    def _lift(self, i: int, bucket: TokenBucket, floor: float, sent_mark: Cost, now: float) -> bool:
+        """Lift our level on the recent lower bounds (`ReadingFloor`); True if it rose."""
+        alone = self._foreign.rates[i] <= bucket.capacity / self.limits.period * _ALONE
+        args = (i, floor, bucket.level(now), now, self.limits.period)
+        rise = self._floor.rise(*args, alone=alone, order=sent_mark[0], rate=bucket.rate)
+        if rise > 0.0:
+            if i == 2:  # perhaps an abandoned answer's refund, made by the server already
+                self._credit_abandoned(rise)
+            bucket.give(rise, now)
+        return rise > 0.0
 
     def _reading_floor(
         self,
