@@ -34,10 +34,10 @@ __all__ = ["ReadingFloor"]
 _KEPT = 16
 #: A kept bound loses this fraction of the refill rate per second of its age: what another
 #: consumer too small or too new for `ForeignShare` to have learnt may have spent since.
-#: Without it (the best bound of the last 3 s taken at face value) a lone 20 % pool budget
-#: read 1-3 % faster in `tests/reading_sim.py`, but met 99 429s in 480 runs with another
-#: consumer at 40-60 % against main's 23; with it 5 (`bench/RESULTS.md`, branch pool28).
-_DRIFT = 1.0
+#: `tests/reading_sim.py`, 20 % pool budget, 20 seeds x 24 cells (`bench/RESULTS.md`,
+#: branch pool28): without it (the best bound of the last 3 s at face value) 99 429s with
+#: another consumer at 40-60 % (main's floor: 23); 1.0: 1; 0.5: 2 and 2 % faster alone.
+_DRIFT = 0.5
 #: Readings older than this fraction of the period are forgotten: an unseen consumer's
 #: spending since then would make them stale.
 _MAX_AGE = 0.05
