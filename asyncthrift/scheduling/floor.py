@@ -97,19 +97,22 @@ class ReadingFloor:
         alone: bool = True,
         order: float = math.inf,
         rate: float = 0.0,
+        most: float = math.inf,
     ) -> float:
         """Record a lower bound of the server's level; how much our `level` may rise (>= 0).
 
         The offsets kept are relative to our level: after a rise they are shifted by it,
         so that the same evidence is not credited twice. Not `alone` on the key (another
         consumer's spending makes kept bounds stale), only this reading's bound counts.
+        No rise goes past `most`: what this reading allows read as high as it may be (a
+        clamp may be someone else's spending, which the kept bounds have not seen).
         """
         offsets, times, orders = self._offsets[i], self._times[i], self._orders[i]
         if not alone:
             offsets.clear()
             times.clear()
             orders.clear()
-            rise = max(0.0, lower_bound - level)
+            rise = max(0.0, min(lower_bound - level, most))
             self.lifted[i] += rise
             return rise
         cutoff = now - period * _MAX_AGE
@@ -127,7 +130,7 @@ class ReadingFloor:
         # process read its bucket full, 28-31k output tokens of 32k: 43-50 x 429 followed)
         drift = _DRIFT * rate
         ranked = sorted(o - drift * (now - t) for o, t in zip(offsets, times, strict=True))
-        rise = ranked[-2]
+        rise = min(ranked[-2], most)
         if rise <= 0.0:
             return 0.0
         for k in range(len(offsets)):

@@ -132,14 +132,9 @@ class HeaderResync(NetHistory):
         (`ForeignShare.learn`, a least-squares slope), which refills us at what is left.
 
         A single header never raises the local level, but their lower bounds together may
-        (`ReadingFloor`): each reading is also read as low as any rounding and instant
-        allow, less everything we sent after this request (possibly unseen), its output
-        reservation and, for input, a quarter of what may still be out (the server counts
-        input its own way). The second best recent one, each less what an unlearnt
-        consumer may have spent since, lifts the level (only the latest if another consumer
-        spends); a refund of a request out during a kept reading is not credited to it.
-        Without it the client sat 1,400 output tokens (3 s of that limit) below the server
-        at the real 60 s period. A burst's hold ends crediting withheld refill up to it.
+        (`ReadingFloor`, each read as low as any rounding and instant allow: `_reading_floor`;
+        else the client sat 3 s of the output limit below the server at 60 s periods). A
+        burst's hold ends crediting withheld refill up to that bound.
 
         The first answer after a cold start (see `cold_start`) is read the other way, at the
         lowest consistent reading: nothing is known yet, and one conservative round trip
@@ -291,15 +286,20 @@ class HeaderResync(NetHistory):
                 # refused with our level above what the server reports: someone else
                 # spends faster than we thought (`ForeignShare.refused`)
                 self._foreign.refused(i, bucket, now, self.limits.period)
-        if floor is not None and self.lifts and self._lift(i, bucket, floor, sent_mark, now):
+        most = ceiling + 3.0 * tolerance  # this reading read high: no lift goes above it
+        if floor is not None and self.lifts and self._lift(i, bucket, floor, most, sent_mark, now):
             changed = True
         return changed
 
-    def _lift(self, i: int, bucket: TokenBucket, floor: float, sent_mark: Cost, now: float) -> bool:
-        """Lift our level on the recent lower bounds (`ReadingFloor`); True if it rose."""
+    def _lift(
+        self, i: int, bucket: TokenBucket, floor: float, most: float, sent_mark: Cost, now: float
+    ) -> bool:
+        """Lift our level on the recent lower bounds (`ReadingFloor`), to `most` at most."""
         alone = self._foreign.rates[i] <= bucket.capacity / self.limits.period * _ALONE
-        args = (i, floor, bucket.level(now), now, self.limits.period)
-        rise = self._floor.rise(*args, alone=alone, order=sent_mark[0], rate=bucket.rate)
+        args = (i, floor, level := bucket.level(now), now, self.limits.period)
+        rise = self._floor.rise(
+            *args, alone=alone, order=sent_mark[0], rate=bucket.rate, most=most - level
+        )
         if rise > 0.0:
             if i == 2:  # perhaps an abandoned answer's refund, made by the server already
                 self._credit_abandoned(rise)
