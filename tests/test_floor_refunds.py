@@ -70,6 +70,15 @@ def test_another_consumer_keeps_only_the_latest_bound() -> None:
     assert floor.rise(2, 100.0, 400.0, 1.1, PERIOD, alone=False, order=4.0) == 0.0
 
 
+def test_no_lift_above_what_the_latest_reading_allows() -> None:
+    floor = ReadingFloor()
+    assert _two_bounds(floor, 1000.0, 1000.0, 1.0) == 0.0
+    # the latest reading clamps us 600 lower: pessimism, or someone else spending, which
+    # the kept bounds have not seen; read as high as it may be, it allows 200 above us
+    floor.lowered(2, 600.0)
+    assert floor.rise(2, 0.0, 400.0, 1.0, PERIOD, order=4.0, rate=RATE, most=200.0) == 200.0
+
+
 @pytest.mark.parametrize("headers_at", ["completion", "admission"])
 @pytest.mark.parametrize("rounding", ["nearest", "down"])
 def test_a_lone_small_budget_never_runs_ahead_of_the_server(headers_at: str, rounding: str) -> None:
