@@ -289,6 +289,8 @@ async def _run_cell(cell: Cell, want_log: bool) -> dict[str, Any]:
         waits: list[float] = []
         async with Thrift(api_key="k", base_url=url, limits=client_limits) as client:
             t0 = time.monotonic()
+            foreign_seconds = [0.0, 0.0, 0.0]
+            sampler = asyncio.create_task(_sample_foreign(client, foreign_seconds))
             if w == "interactive":
                 tasks = [
                     asyncio.create_task(client.messages.create(**b, priority="batch"))
@@ -315,6 +317,7 @@ async def _run_cell(cell: Cell, want_log: bool) -> dict[str, Any]:
                         tasks[i].cancel()
             done, pending = await asyncio.wait(kept, timeout=cap)
             makespan = time.monotonic() - t0
+            sampler.cancel()
             for task in pending:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -328,6 +331,9 @@ async def _run_cell(cell: Cell, want_log: bool) -> dict[str, Any]:
                 "lifted_by_readings": list(getattr(budget, "lifted_by_readings", ())),
                 # per hold after a burst: seconds of refill its written burst proved (None:
                 # not all written by its first answer; absent: a tree without the signal)
+                # seconds the budget took over 5 % of a limit's refill for other consumers
+                # (a lone client's false fit: refill withheld it never gets back)
+                "foreign_seconds": [round(x, 1) for x in foreign_seconds],
                 "departure_proofs": [
                     p[1] for p in getattr(getattr(budget, "_transit", None), "departure_proofs", [])
                 ],
@@ -372,6 +378,20 @@ async def _run_cell(cell: Cell, want_log: bool) -> dict[str, Any]:
     if want_log:
         out["log"] = server["log"]
     return out
+
+
+async def _sample_foreign(client: Any, seconds: list[float]) -> None:
+    """Per dimension, add up the seconds the client's budget gives other consumers more than
+    5 % of the limit's refill (`ForeignShare.rates`), sampled every 0.1 s: a diagnostic."""
+    step = 0.1
+    while True:
+        await asyncio.sleep(step)
+        for budgets in client.budgets().values():
+            budget = budgets[0]
+            rates = budget._foreign.rates
+            for i, bucket in enumerate(budget.buckets):
+                if bucket is not None and rates[i] > 0.05 * bucket.capacity / PERIOD:
+                    seconds[i] += step
 
 
 def cell_main(spec: str, out_path: str, want_log: bool) -> None:
@@ -431,7 +451,7 @@ def run_cells(
                 results[cell.name] = r
                 print(
                     f"{cell.name:45s} {_cell_text(r):28s} makespan {r['makespan']:.1f} s, "
-                    f"ideal {r['ideal']:.1f} s",
+                    f"ideal {r['ideal']:.1f} s, foreign (s) {r['client'].get('foreign_seconds')}",
                     flush=True,
                 )
             else:

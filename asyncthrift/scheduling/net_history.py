@@ -153,6 +153,19 @@ class NetHistory:
                 best = v
         return best
 
+    def _net_before_own(self, sent_at: float, sent_mark: Cost) -> tuple[float, float, float]:
+        """The net charged total just before the take of the request admitted at `sent_at` as
+        `sent_mark`: changes at its instant made before it (a refund that let it in) are not
+        in its flight. A loop whose clock reads the same through an iteration (uvloop's, to
+        the millisecond) stamps them all alike: counted in, they read a lone client's flight
+        hundreds of output tokens short, its readings passed `ForeignShare`'s flight filter
+        and a fit took 90 % of the output refill for another consumer for seconds."""
+        times, sents = self._history_times, self._history_sent
+        k = bisect.bisect_left(times, sent_at)
+        while k < len(times) and times[k] <= sent_at and sents[k * _STRIDE] < sent_mark[0]:
+            k += 1  # the entry of this request's own take (others may share its instant)
+        return self._net_at(k - 1) if k else self._history_floor
+
     def _net_until(self, t: float, *, strict: bool = False) -> tuple[float, float, float]:
         """The net charged total at time `t` (the oldest remembered if `t` is older).
 

@@ -268,6 +268,7 @@ class HeaderResync(NetHistory):
             cold=cold,
             highest=highest.at(i, bucket, now, remaining - tolerance - uncharged[i] - refundable),
             took=took,
+            sent_mark=sent_mark,
             sent_at=sent_at,
             now=now,
             uncharged=uncharged,
@@ -275,8 +276,7 @@ class HeaderResync(NetHistory):
             refused=refused,
             seen=seen,
         )
-        changed = False
-        level = bucket.level(now)
+        changed, level = False, bucket.level(now)
         if bucket.clamp(ceiling, now):
             changed = True
             self._floor.lowered(i, level - ceiling)
@@ -340,6 +340,7 @@ class HeaderResync(NetHistory):
         cold: bool,
         highest: float,
         took: float,
+        sent_mark: Cost,
         sent_at: float,
         now: float,
         uncharged: Cost,
@@ -353,7 +354,7 @@ class HeaderResync(NetHistory):
             # everything charged since this request, itself included unless the reading
             # certainly has it, counts as unseen (a non-streamed answer's reading may
             # have its unused output refunded already)
-            after = self._net[i] - self._net_until(sent_at, strict=True)[i] - seen[i]
+            after = self._net[i] - self._net_before_own(sent_at, sent_mark)[i] - seen[i]
             self._foreign.restart(i, now, bucket, self.limits.period)
             return remaining - tolerance - after
         # this request's unused reservation comes back to us once it is settled,
@@ -369,7 +370,7 @@ class HeaderResync(NetHistory):
         # what the server had that neither we spent nor it still has, as of now and how
         # much less as of the admission: it grows at the rate someone else spends
         full = bucket.capacity / self.limits.period
-        flight = self._net[i] - self._net_until(sent_at, strict=True)[i]
+        flight = self._net[i] - self._net_before_own(sent_at, sent_mark)[i]
         spent = self._net[i] - refundable - uncharged[i] - (refused and i == 0)
         self._foreign.read(
             i,
