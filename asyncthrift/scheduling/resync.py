@@ -282,9 +282,7 @@ class HeaderResync(NetHistory):
             self._floor.lowered(i, level - ceiling)
             if i == 2:  # to a level that may count an abandoned answer's refund already
                 self._credit_abandoned(level - ceiling)
-            if refused and not cold:
-                # refused with our level above what the server reports: someone else
-                # spends faster than we thought (`ForeignShare.refused`)
+            if refused and not cold:  # refused above the server: someone else spends faster
                 self._foreign.refused(i, bucket, now, self.limits.period)
         most = ceiling + 3.0 * tolerance  # this reading read high: no lift goes above it
         if floor is not None and self.lifts and self._lift(i, bucket, floor, most, sent_mark, now):
