@@ -234,7 +234,30 @@ class ForeignFit:
         if certain:
             slope = self._slowed(i, slope, now, noise)
         self._refused_at[i] = None
+        before = self.estimates[i]
         self.estimates[i] = min(max(slope, full * _MIN_SHARE), full * _MAX_SHARE)
+        if i == 0 and before is not None and before > 0.0 and slope <= 0.0:
+            self._left()
+
+    def _left(self) -> None:
+        """The requests say the other consumer left (their estimate fell from someone to
+        nobody): forget the tokens' estimates and start their fits over.
+
+        Why: a consumer that sends no requests is charged no more input, and its answers in
+        flight end within seconds, but the token fits, fed rounded readings of a level the
+        flights move by thousands, see it go a window later than the requests (exact) do,
+        and a 429's floor stands for its window regardless: with `--shadow-schedule
+        0:0,10:0.4,30:0` the estimates in force still took 0.3-0.5 of the output limit
+        8 s after the consumer stopped, and 0.25-0.3 of the input's. A consumer that goes
+        on spending tokens is found again by their fits (and the header ceiling holds
+        the level meanwhile); one that sends few requests never had a requests estimate
+        above zero to lose."""
+        for j in (1, 2):
+            estimate = self.estimates[j]
+            if estimate is not None and estimate > 0.0:
+                self._fits[j].clear()
+                self._refused_at[j] = None
+                self.estimates[j] = None
 
     def _slowed(self, i: int, slope: float, now: float, noise: float) -> float:
         """`slope`, or the last half window's when that is below half of it and certainly
