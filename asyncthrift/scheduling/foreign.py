@@ -23,9 +23,9 @@ rounding out and still follows a consumer that starts or stops within the window
 from __future__ import annotations
 
 import math
-from collections import deque
 
 from .bucket import TokenBucket
+from .running_fit import RunningFit
 
 __all__ = ["ForeignShare"]
 
@@ -54,8 +54,8 @@ _REFUSED_SHARE = 0.5
 _FOREIGN_MIN_SHARE = -0.25
 #: A slope this many standard errors above zero is another consumer, certainly.
 _CERTAIN = 2.0
-#: Where in its flight a reading is (`_Fit.theta`) is fitted over this part of the period,
-#: and taken halfway while the readings cannot tell.
+#: Where in its flight a reading is (`RunningFit.theta`) is fitted over this part of the
+#: period, and taken halfway while the readings cannot tell.
 _THETA_WINDOW = 1.0
 _THETA_UNKNOWN = 0.5
 #: The largest share of a limit's refill a fit gives to other consumers while their whole
@@ -63,127 +63,6 @@ _THETA_UNKNOWN = 0.5
 _STEP_SHARE = 0.5
 #: The most a fitted line rises over its span through one step of the data (`learn`).
 _STEP_RISE = 1.5
-#: `_Fit.theta`: `x` and `t` this close to collinear (1 - their squared correlation) are
-#: one regressor.
-_COLLINEAR = 1e-6
-
-
-class _Fit:
-    """Running least-squares sums over a sliding window of (t, x, y) points (t from `base`):
-    ``y = a + slope * t + theta * x``, `theta` in [0, 1] (see `ForeignShare.learn`)."""
-
-    __slots__ = (
-        "base",
-        "points",
-        "st",
-        "stt",
-        "stx",
-        "sty",
-        "sx",
-        "sxx",
-        "sxy",
-        "sy",
-        "syy",
-        "y0",
-    )
-
-    def __init__(self) -> None:
-        self.points: deque[tuple[float, float, float]] = deque()
-        self.base = self.y0 = 0.0
-        self.clear()
-
-    def clear(self) -> None:
-        self.points.clear()
-        self.st = self.sy = self.stt = self.sty = self.syy = 0.0
-        self.sx = self.sxx = self.stx = self.sxy = 0.0
-
-    def add(self, t: float, x: float, y: float) -> None:
-        if not self.points:
-            self.base, self.y0 = t, y  # small numbers in the sums: no cancellation
-        t -= self.base
-        y -= self.y0
-        self.points.append((t, x, y))
-        self._count(t, x, y, 1.0)
-
-    def _count(self, t: float, x: float, y: float, sign: float) -> None:
-        self.st += sign * t
-        self.sy += sign * y
-        self.sx += sign * x
-        self.stt += sign * t * t
-        self.sty += sign * t * y
-        self.syy += sign * y * y
-        self.sxx += sign * x * x
-        self.stx += sign * t * x
-        self.sxy += sign * x * y
-
-    def drop_before(self, t: float, keep: int) -> None:
-        """Forget the points older than `t`, but never the newest `keep` of them."""
-        t -= self.base
-        points = self.points
-        while len(points) > keep and points[0][0] < t:
-            self._count(*points.popleft(), -1.0)
-
-    def span(self) -> float:
-        return self.points[-1][0] - self.points[0][0] if self.points else 0.0
-
-    def _centred(self) -> tuple[int, float, float, float, float, float, float]:
-        """n and the centred sums: (tt, xx, tx, ty, xy, yy)."""
-        n = len(self.points)
-        if not n:
-            return 0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
-        return (
-            n,
-            self.stt - self.st * self.st / n,
-            self.sxx - self.sx * self.sx / n,
-            self.stx - self.st * self.sx / n,
-            self.sty - self.st * self.sy / n,
-            self.sxy - self.sx * self.sy / n,
-            self.syy - self.sy * self.sy / n,
-        )
-
-    def theta(self) -> float | None:
-        """`x`'s coefficient in [0, 1], fitted with a slope in `t` alongside (None if the
-        points cannot tell it: too few, or `x` constant or moving with `t` only)."""
-        n, stt, sxx, stx, sty, sxy, _ = self._centred()
-        det = stt * sxx - stx * stx
-        if n < 4 or stt <= 0.0 or sxx <= 0.0 or det <= _COLLINEAR * stt * sxx:
-            return None
-        return min(1.0, max(0.0, (sxy * stt - sty * stx) / det))
-
-    def slope(self, theta: float) -> tuple[float, float]:
-        """The least-squares slope in `t` of ``y - theta * x`` and its standard error (0,
-        inf without enough points)."""
-        n, stt, sxx, stx, sty, sxy, syy = self._centred()
-        if n < 3 or stt <= 0.0:
-            return 0.0, math.inf
-        stv = sty - theta * stx
-        svv = syy - 2.0 * theta * sxy + theta * theta * sxx
-        slope = stv / stt
-        residual = max(0.0, svv - slope * stv) / (n - 2)
-        return slope, math.sqrt(residual / stt)
-
-    def without_worst(self, theta: float) -> tuple[float, float]:
-        """`slope` with the point farthest from the fitted line left out."""
-        slope, _ = self.slope(theta)
-        n = len(self.points)
-        if n < 4:
-            return 0.0, math.inf
-        mt, mv = self.st / n, (self.sy - theta * self.sx) / n
-        points = self.points
-        k = max(
-            range(n),
-            key=lambda j: abs(
-                points[j][2] - theta * points[j][1] - mv - slope * (points[j][0] - mt)
-            ),
-        )
-        worst = points[k]
-        self._count(*worst, -1.0)
-        del points[k]  # so that `slope` counts one point fewer
-        try:
-            return self.slope(theta)
-        finally:
-            points.insert(k, worst)
-            self._count(*worst, 1.0)
 
 
 class ForeignShare:
@@ -193,10 +72,10 @@ class ForeignShare:
 
     def __init__(self, now: float) -> None:
         self.rates = [0.0, 0.0, 0.0]
-        self._fits = (_Fit(), _Fit(), _Fit())
+        self._fits = (RunningFit(), RunningFit(), RunningFit())
         # the same points over a longer window, for where in the flight readings are
-        # (`_Fit.theta`: a property of the server, not of the moment)
-        self._instants = (_Fit(), _Fit(), _Fit())
+        # (`RunningFit.theta`: a property of the server, not of the moment)
+        self._instants = (RunningFit(), RunningFit(), RunningFit())
         self._quiet_until = [now, now, now]
         # per dimension, when a 429 last proved someone else spends (`refused`)
         self._refused_at = [-math.inf, -math.inf, -math.inf]

@@ -39,6 +39,7 @@ level ran ahead by before the estimate caught up.
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import logging
 import math
@@ -301,7 +302,8 @@ class SharedForeign(RoundTrip):
         now_only: bool = False,
     ) -> list[str]:
         """The round trip's arguments and, last, this process's report (`lease.lua` reads it
-        from the end): ``F1 charged x3, rate x3, estimate x3`` (``x``: no estimate)."""
+        from the end): ``F1 charged x3, rate x3, estimate x3`` (``x``: no estimate; also
+        while this process is idle, `_idle_report`)."""
         args = super()._script_args(
             need,
             ask,
@@ -318,10 +320,30 @@ class SharedForeign(RoundTrip):
         net = list(self._net)
         self._fx_pending = net
         charged = [net[i] - self._fx_reported[i] for i in range(3)]
-        est = ["x" if e is None else repr(float(e)) for e in fit.estimates]
+        idle = self._idle_report()
+        est = ["x" if e is None or idle else repr(float(e)) for e in fit.estimates]
         words = [TAG, *(repr(float(x)) for x in charged), *est]
         args.append(" ".join(words))
         return args
+
+    def _idle_report(self) -> bool:
+        """Whether this call reports no estimate because this process is idle (nothing
+        waits here, nothing admitted lately: its idle lease goes back with this call).
+
+        Why: `lease.lua` averages the estimates of every record reported within 0.375 of
+        the period, and a process with nothing left to do makes its last call (the return
+        of its idle lease) and stops; its last estimate then slowed the refill of those
+        still working for up to 22 s, past the consumer's stop as well (with
+        `--shadow-schedule 0:0,10:0.4,30:0` the last process still working refilled at
+        0.16/0.24/0.32 of the limits less at 43 s, 13 s after the consumer stopped, while
+        its own estimates said 0/0/0.17). An idle process reads no headers, so it has
+        nothing fresh to say; its record drops out of the average and comes back with its
+        next busy call."""
+        try:
+            now = asyncio.get_running_loop().time()
+        except RuntimeError:  # not on a loop (a test of the arguments alone): as busy
+            return False
+        return not self._busy(now)
 
     def _seen(self, res: list[str], loop_now: float) -> None:
         """The answer's report of the others (their total and rate) and the foreign rates

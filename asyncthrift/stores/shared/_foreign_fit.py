@@ -13,6 +13,8 @@ from __future__ import annotations
 import math
 from collections import deque
 
+from ...scheduling.running_fit import Point, RunningFit
+
 __all__ = ["WINDOW", "ForeignFit"]
 
 #: The window the slope is fitted over, a fraction of the period (longer than
@@ -55,65 +57,51 @@ _SLOWED = 2.0
 
 
 class _Slope:
-    """Running least-squares sums over a sliding window of (t, y) points."""
+    """A `RunningFit` of (t, y) points (``x = 0``), a bunch of readings folded into one
+    point, its standard error widened for the residuals' autocorrelation."""
 
-    __slots__ = ("bunched", "first", "points", "st", "stt", "sty", "sy", "syy", "t0", "y0")
+    __slots__ = ("bunched", "first", "sums")
 
     def __init__(self) -> None:
-        self.points: deque[tuple[float, float]] = deque()
-        self.t0 = self.y0 = 0.0
+        self.sums = RunningFit()
         self.first, self.bunched = -math.inf, 0  # the newest point's bunch: its start, size
-        self.st = self.sy = self.stt = self.sty = self.syy = 0.0
+
+    @property
+    def points(self) -> deque[Point]:
+        return self.sums.points
 
     def clear(self) -> None:
-        self.points.clear()
-        self.st = self.sy = self.stt = self.sty = self.syy = 0.0
+        self.sums.clear()
 
     def add(self, t: float, y: float, bunch: float) -> bool:
         """Add the point (t, y), or fold it into the newest point (the mean of a bunch) if
         that bunch began less than `bunch` before `t`; whether a point was added."""
-        points = self.points
+        sums = self.sums
+        points = sums.points
         if points and t - self.first < bunch:
             n = self.bunched
-            tn, yn = points[-1]
-            mean = ((tn * n + t - self.t0) / (n + 1), (yn * n + y - self.y0) / (n + 1))
-            self._count(points[-1], -1.0)
-            points[-1] = mean
-            self._count(mean, 1.0)
+            tn, _, yn = points[-1]
+            mean = ((tn * n + t - sums.base) / (n + 1), 0.0, (yn * n + y - sums.y0) / (n + 1))
+            sums.replace_last(mean)
             self.bunched = n + 1
             return False
-        if not points:
-            self.t0, self.y0 = t, y  # small numbers in the sums: no cancellation
         self.first, self.bunched = t, 1
-        point = (t - self.t0, y - self.y0)
-        points.append(point)
-        self._count(point, 1.0)
+        sums.add(t, 0.0, y)
         return True
 
-    def _count(self, point: tuple[float, float], sign: float) -> None:
-        t, y = point
-        self.st += sign * t
-        self.sy += sign * y
-        self.stt += sign * t * t
-        self.sty += sign * t * y
-        self.syy += sign * y * y
-
     def drop_before(self, t: float, keep: int) -> None:
-        t -= self.t0
-        points = self.points
-        while len(points) > keep and points[0][0] < t:
-            self._count(points.popleft(), -1.0)
+        self.sums.drop_before(t, keep)
 
     def span(self) -> float:
-        return self.points[-1][0] - self.points[0][0] if self.points else 0.0
+        return self.sums.span()
 
     def last(self) -> float:
-        return self.points[-1][0] + self.t0 if self.points else -math.inf
+        return self.points[-1][0] + self.sums.base if self.points else -math.inf
 
     def recent(self, since: float, noise: float) -> tuple[float, float, float]:
         """The slope of the points from loop time `since` on, its plain standard error
         (at least what `noise` allows; inf with fewer than four points) and their span."""
-        picked = [p for p in self.points if p[0] >= since - self.t0]
+        picked = [(t, y) for t, _, y in self.points if t >= since - self.sums.base]
         n = len(picked)
         if n < 4:
             return 0.0, math.inf, 0.0
@@ -131,14 +119,12 @@ class _Slope:
         """The slope and its standard error (0, inf without enough points), the error
         widened for the residuals' lag-1 autocorrelation (`_autocorrelation`) and at least
         what `noise` (a reading's known standard error: its rounding) allows."""
-        n = len(self.points)
-        sxx = self.stt - self.st * self.st / n if n else 0.0
-        if n < 3 or sxx <= 0.0:
-            return 0.0, math.inf
-        sxy = self.sty - self.st * self.sy / n
-        syy = self.syy - self.sy * self.sy / n
-        slope = sxy / sxx
-        error = math.sqrt(max(0.0, syy - slope * sxy) / (n - 2) / sxx)
+        sums = self.sums
+        slope, error = sums.slope(0.0)
+        if error == math.inf:
+            return slope, error
+        n = len(sums.points)
+        sxx = sums.stt - sums.st * sums.st / n
         rho = self._autocorrelation(slope)
         error *= math.sqrt((1.0 + rho) / (1.0 - rho))
         return slope, max(error, noise / math.sqrt(sxx))
@@ -155,14 +141,14 @@ class _Slope:
         workload: 1.06-1.09x against 1.03-1.04x with the foreign rate off). Widening the
         error by ``sqrt((1 + rho) / (1 - rho))`` (an AR(1) noise's effective sample size)
         leaves a real consumer's slope, which stands far above it, as certain as before."""
-        points = self.points
-        n = len(points)
+        sums = self.sums
+        n = len(sums.points)
         if n < 5:
             return 0.0
-        mt, my = self.st / n, self.sy / n
+        mt, my = sums.st / n, sums.sy / n
         previous = None
         lagged = total = 0.0
-        for t, y in points:
+        for t, _, y in sums.points:
             r = y - my - slope * (t - mt)
             total += r * r
             if previous is not None:
@@ -176,21 +162,16 @@ class _Slope:
         """`slope` with the point farthest from the fitted line left out (one reading that
         caught a refund on its way, say, tilts the line while it is at one end of the
         window), as `scheduling.foreign` checks a local budget's."""
-        points = self.points
-        n = len(points)
-        if n < 4:
+        sums = self.sums
+        if len(sums.points) < 4:
             return 0.0, math.inf
         slope, _ = self.slope()
-        mt, my = self.st / n, self.sy / n
-        k = max(range(n), key=lambda j: abs(points[j][1] - my - slope * (points[j][0] - mt)))
-        worst = points[k]
-        self._count(worst, -1.0)
-        del points[k]
+        k = sums.worst(0.0, slope)
+        worst = sums.take_out(k)
         try:
             return self.slope(noise)
         finally:
-            points.insert(k, worst)
-            self._count(worst, 1.0)
+            sums.put_back(k, worst)
 
 
 class ForeignFit:
@@ -234,7 +215,30 @@ class ForeignFit:
         if certain:
             slope = self._slowed(i, slope, now, noise)
         self._refused_at[i] = None
+        before = self.estimates[i]
         self.estimates[i] = min(max(slope, full * _MIN_SHARE), full * _MAX_SHARE)
+        if i == 0 and before is not None and before > 0.0 and slope <= 0.0:
+            self._left()
+
+    def _left(self) -> None:
+        """The requests say the other consumer left (their estimate fell from someone to
+        nobody): forget the tokens' estimates and start their fits over.
+
+        Why: a consumer that sends no requests is charged no more input, and its answers in
+        flight end within seconds, but the token fits, fed rounded readings of a level the
+        flights move by thousands, see it go a window later than the requests (exact) do,
+        and a 429's floor stands for its window regardless: with `--shadow-schedule
+        0:0,10:0.4,30:0` the estimates in force still took 0.3-0.5 of the output limit
+        8 s after the consumer stopped, and 0.25-0.3 of the input's. A consumer that goes
+        on spending tokens is found again by their fits (and the header ceiling holds
+        the level meanwhile); one that sends few requests never had a requests estimate
+        above zero to lose."""
+        for j in (1, 2):
+            estimate = self.estimates[j]
+            if estimate is not None and estimate > 0.0:
+                self._fits[j].clear()
+                self._refused_at[j] = None
+                self.estimates[j] = None
 
     def _slowed(self, i: int, slope: float, now: float, noise: float) -> float:
         """`slope`, or the last half window's when that is below half of it and certainly
