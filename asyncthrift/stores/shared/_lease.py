@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ...scheduling.bucket import Cost
 from ...scheduling.budget import LocalBudget
-from ._tuning import _IDLE, _IDLE_GAPS, slice_seconds
+from ._tuning import _IDLE, _IDLE_GAPS, _LIFE_USED, lease_lifetime, slice_seconds
 
 if TYPE_CHECKING:
     from ...core._breaker import Breaker
@@ -124,6 +124,7 @@ class LeaseBooks(LocalBudget):
         "_kick",
         "_last_take",
         "_lease",
+        "_lease_until",
         "_mode",
         "_others_waiting",
         "_pending",
@@ -148,6 +149,7 @@ class LeaseBooks(LocalBudget):
     _rate: list[float]
     _dims: tuple[int, ...]
     _lease: list[float]
+    _lease_until: float  # Redis records the lease at least until this instant (loop time)
     _pending: list[float]  # granted, paid for only as the refill comes (`_pots`)
     _pots: deque[Pot]
     _head: Cost | None
@@ -173,6 +175,15 @@ class LeaseBooks(LocalBudget):
         """Look at the gate's head again (a lease arrived, or the mode changed)."""
         if self._gate is not None:
             self._gate.poke()
+
+    def _renewed(self, sent: float) -> None:
+        """A call sent at `sent` was answered: the script ran after `sent`, so the lease's
+        record in Redis lives at least its lifetime from then. Past that instant Redis may
+        have given the lease back to the level (as it does a killed process's), and a
+        process that kept spending it, its renewal late behind a busy loop or a slow call,
+        would spend it twice: once from its lease, once by whoever took it from the level.
+        So `wait` admits nothing from the lease past it until a call answers."""
+        self._lease_until = sent + lease_lifetime(self.limits.period) * _LIFE_USED
 
     def _per_process_rpm(self) -> float:
         """This process's fair share of the shared request rate (requests/s; 0: no rpm)."""

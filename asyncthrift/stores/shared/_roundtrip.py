@@ -18,6 +18,7 @@ from ...scheduling.bucket import ZERO, Cost
 from ._lease import Pot
 from ._slices import SliceSizing
 from ._tuning import (
+    _EARLY,
     _INF,
     _KEEP,
     _LOW,
@@ -35,10 +36,6 @@ from ._tuning import (
 __all__ = ["RoundTrip"]
 
 log = logging.getLogger("asyncthrift.shared")
-
-#: A call due this close (seconds) is due now: asyncio fires a timer up to its clock's
-#: resolution early, and waiting again for the remaining sliver spun the loop in place.
-_EARLY = 1e-6
 
 
 def _num(x: float) -> str:
@@ -98,9 +95,9 @@ class RoundTrip(SliceSizing):
         need, ask, asking = self._asks(now, head, recent)
         give, idle_return = self._gives(asking, head, recent)
         lease, pending, dims = self._lease, self._pending, self._dims
-        renew = now - self._called_at >= lease_lifetime(self.limits.period) * _RENEW and any(
-            lease[i] + pending[i] for i in dims
-        )
+        # (`_EARLY`: its timer's instant, rounded a hair short of it, spun the task in place)
+        renew_at = self._called_at + lease_lifetime(self.limits.period) * _RENEW
+        renew = now >= renew_at - _EARLY and any(lease[i] + pending[i] for i in dims)
         if not (asking or idle_return or self._urgent or renew) and not (
             self._flush_due and any(give[i] > 0 for i in dims)
         ):
@@ -114,6 +111,7 @@ class RoundTrip(SliceSizing):
         if not ok:
             self._trip_failed(give, loop_now)
             return
+        self._renewed(now)
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
                 "%s t=%.3f need=%s ask=%s give=%s -> %s",
@@ -143,10 +141,12 @@ class RoundTrip(SliceSizing):
             return
         debt = [max(0.0, min(self._fb_debt[i], self._cap[i])) for i in range(3)]
         prior = [max(0.0, -self._fb_debt_base[i]) for i in range(3)]
+        sent = asyncio.get_running_loop().time()
         ok, res = await store.call(self, self._script_args(ZERO, ZERO, ZERO, debt, prior=prior))
         if ok:
             loop_now = asyncio.get_running_loop().time()
             self._seen(res, loop_now)
+            self._renewed(sent)
             settle = float(res[16]) if len(res) > 16 else 0.0
             if settle > 0 and self._fb is not None:
                 # Redis lost the bucket: keep the fallback share until it has settled, then

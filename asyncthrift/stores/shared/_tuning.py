@@ -48,6 +48,13 @@ _REFUNDS_SHARE = 0.25
 _LIFE = 0.5
 #: ... so a process holding a lease calls at least every this fraction of that lifetime.
 _RENEW = 0.5
+#: ... and spends it at most this fraction of the lifetime after its last answered call was
+#: sent (the rest: a margin for Redis's clock against the loop's), renewed or not.
+_LIFE_USED = 0.98
+
+#: A call due this close (seconds) is due now: asyncio fires a timer up to its clock's
+#: resolution early, and waiting again for the remaining sliver spun the loop in place.
+_EARLY = 1e-6
 
 
 def lease_lifetime(period: float) -> float:

@@ -109,7 +109,7 @@ class SharedBudget(HeaderCeilings):
         self._debt_due = [0.0, 0.0, 0.0]  # spent before sharing: charged with the next call
         self._epoch = ""  # the bucket's epoch and sequence number as last seen (lease.lua)
         self._seq = 0
-        self._called_at = now  # the last answered call (renews the lease's record)
+        self._called_at, self._lease_until = now, _INF  # the last answered call; `_renewed`
         self._fb_debt_base = [0.0, 0.0, 0.0]
         self._lease = [0.0, 0.0, 0.0]
         self._pending = [0.0, 0.0, 0.0]  # granted, paid for only at a later instant (pots)
@@ -172,6 +172,12 @@ class SharedBudget(HeaderCeilings):
                 self._want()
                 return max(w, self._store.breaker.retry_in(), self._hint)
             return max(w, fb.wait(fit(cost, fb), now))
+        if now >= self._lease_until:
+            # no call answered within the lease's lifetime (a late renewal): Redis may
+            # have given the lease back; admit nothing from it until a call answers
+            self._urgent = True
+            self._want()
+            return max(w, self._hint)
         self._ripen(now)
         lease = self._lease
         for i in self._dims:
