@@ -35,15 +35,27 @@ class Pot:
     (`release`), not all at `end`: a pot held whole until its last token was paid for
     left a process's admissions in bursts every few seconds (a whole slice's window) with
     nothing between, where a local bucket admits as the refill trickles in.
+
+    `seq` is the bucket's sequence number after the call that granted it: a notice that
+    stock came back before it (`shift`, `_notices`) moves it earlier, a later one does not.
     """
 
-    __slots__ = ("end", "released", "start", "total")
+    __slots__ = ("end", "released", "seq", "start", "total")
 
-    def __init__(self, start: list[float], end: list[float], total: list[float]) -> None:
+    def __init__(
+        self, start: list[float], end: list[float], total: list[float], seq: int = 0
+    ) -> None:
         self.start = start
         self.end = end
         self.total = total
+        self.seq = seq
         self.released = [0.0, 0.0, 0.0]
+
+    def shift(self, i: int, seconds: float) -> None:
+        """Paid for `seconds` sooner in dimension `i`: stock given back to the level ahead of
+        this grant's turn pays the grants reserved ahead that many seconds of refill early."""
+        self.start[i] -= seconds
+        self.end[i] -= seconds
 
     def paid(self, i: int, when: float) -> float:
         """How much of dimension `i` the refill has paid for by `when`."""
@@ -119,6 +131,7 @@ class LeaseBooks(LocalBudget):
         "_fb_debt",
         "_fb_debt_base",
         "_gate",
+        "_give_unpaid",
         "_head",
         "_keep",
         "_kick",
@@ -150,6 +163,7 @@ class LeaseBooks(LocalBudget):
     _lease: list[float]
     _pending: list[float]  # granted, paid for only as the refill comes (`_pots`)
     _pots: deque[Pot]
+    _give_unpaid: list[float]  # of the next call's give, what was reserved ahead (ARGV[45..47])
     _head: Cost | None
     _proof_from: float  # readings of requests sent before this (loop time) prove nothing
     _settle_at: float  # the fallback admits nothing from this instant (a lost bucket settles)
