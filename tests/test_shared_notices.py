@@ -13,12 +13,13 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
+from asyncthrift.scheduling.bucket import Cost
 from asyncthrift.scheduling.scheduler import Gate
 from asyncthrift.stores.shared import SharedBudget, SharedStore, budget_tag
 from asyncthrift.stores.shared._notices import Notices, parse_notice
 from asyncthrift.stores.shared._redis import Script, load_script
 from tests.test_shared import args
-from tests.test_shared_share import HEAD, LIMITS, Store, needed
+from tests.test_shared_share import HEAD, LIMITS, Store, answer, needed
 
 
 def with_unpaid(unpaid: tuple[float, float, float], **kw: Any) -> list[str]:
@@ -202,3 +203,43 @@ def test_a_malformed_notice_is_ignored() -> None:
         (0.0, 0.5, 1.0),
         "1700000000.1:host:1:ab",
     )
+
+
+async def after_the_last_answer(level_out: float) -> tuple[Store, float]:
+    """One request admitted from a lease (the last call saw the output level at
+    `level_out`), answered 0.3 s later with 944 of its 1,024 output tokens back; the store
+    and the instant of the answer."""
+    store = Store(lambda a: answer(granted=needed(a), level=(10.0, 10_000.0, level_out)))
+    loop = asyncio.get_running_loop()
+    budget = SharedBudget(store, LIMITS, loop.time(), "k/sonnet", ("b", "p"))
+    gate = Gate([budget])
+    budget.bind(gate)
+    await asyncio.wait_for(gate.acquire(HEAD), 1.0)
+    await asyncio.sleep(0.3)
+    at = loop.time()
+    gate.settled(budget, Cost(0, 0, 944))
+    await asyncio.sleep(0.1)
+    return store, at
+
+
+GIVE_OUT = 4 + 7 * 2 + 3  # the output dimension's give in the script's arguments
+
+
+@pytest.mark.looptime
+async def test_a_process_out_of_work_gives_its_lease_back_at_once_while_others_wait() -> None:
+    store, at = await after_the_last_answer(-2880.0)
+    later = [a for t, a in store.calls if t >= at]
+    assert len(later) == 1 and float(later[0][GIVE_OUT]) >= 944.0
+    assert all(float(later[0][4 + 7 * d + 2]) == 0 for d in range(3))  # asks nothing
+    for t in store.tasks:
+        t.cancel()
+    await asyncio.gather(*store.tasks, return_exceptions=True)
+
+
+@pytest.mark.looptime
+async def test_with_nobody_waiting_the_lease_stays_until_the_idle_timeout() -> None:
+    store, at = await after_the_last_answer(20_000.0)
+    assert [t for t, _ in store.calls if t >= at] == []  # (sporadic work keeps its lease)
+    for t in store.tasks:
+        t.cancel()
+    await asyncio.gather(*store.tasks, return_exceptions=True)

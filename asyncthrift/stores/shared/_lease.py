@@ -179,6 +179,7 @@ class LeaseBooks(LocalBudget):
     _used: list[float]  # consumed since `_est_at`
     _keep: list[float]  # beyond this (with no requests waiting), give back
     _others_waiting: float  # requests waiting in the other processes at the last call (-1: unknown)
+    _level: list[float]  # the shared level the last call reported
     active: int  # processes asking lately
     processes: int
     fallback_lease: float
@@ -222,9 +223,27 @@ class LeaseBooks(LocalBudget):
         self._est_at = now
 
     def _busy(self, now: float) -> bool:
-        """Whether requests wait for this budget or were admitted lately."""
+        """Whether requests wait for this budget or were admitted lately; not once nothing
+        waits and nothing is in flight while the others wait (`_done_while_others_wait`)."""
         gate = self._gate
-        return (gate is not None and gate.waiting > 0) or now - self._last_take < self._idle_after()
+        if gate is not None and gate.waiting > 0:
+            return True
+        if gate is not None and gate.held <= 0 and self._others_wait():
+            return False
+        return now - self._last_take < self._idle_after()
+
+    def _others_wait(self) -> bool:
+        """Whether, at the last call, other processes had requests waiting or the shared
+        level was below zero (their grants reserved ahead wait for the refill)."""
+        return self._others_waiting > 0 or any(self._level[i] < 0 for i in self._dims)
+
+    def _done_while_others_wait(self, held: int) -> bool:
+        """Whether this process ran out of work (nothing waits, `held` in flight at most the
+        one settling now) while the others wait: its lease then goes back at once, not
+        after the idle timeout (1-2.5 s at 4 gateway replicas, while the last replica
+        waited for grants reserved ahead that this stock, given back, pays sooner)."""
+        gate = self._gate
+        return gate is not None and gate.waiting <= 0 and gate.held <= held and self._others_wait()
 
     def _decay_took(self, now: float) -> None:
         """Age what this process was granted lately by the time since it was last aged."""

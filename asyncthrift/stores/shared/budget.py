@@ -261,7 +261,9 @@ class SharedBudget(HeaderCeilings):
             used[i] -= cost[i]  # the rate of slices is the net rate of consumption
             if lease[i] > self._kept(i):
                 excess = True
-        if excess and self._flush_at is None and not self._flush_due:
+        if self._done_while_others_wait(1):
+            self._want()  # the last one in flight: the lease goes back now (`_busy`)
+        elif excess and self._flush_at is None and not self._flush_due:
             # soon while others reserve ahead (the shared level is overdrawn): what this
             # process does not need shortens their wait
             delay = self._hint if self._overdrawn else self.limits.period * _FLUSH
