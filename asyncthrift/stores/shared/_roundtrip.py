@@ -21,6 +21,7 @@ from ._tuning import (
     _INF,
     _KEEP,
     _LOW,
+    _LOW_OVERDRAWN,
     _NOW_ONLY,
     _PROBE_SHARE,
     _RENEW,
@@ -277,7 +278,7 @@ class RoundTrip(SliceSizing):
                 self._pending[i] += later[i]
         for i in self._dims:
             target = max(self._target[i], granted[i])
-            self._low[i] = target * _LOW
+            self._low[i] = target * (_LOW_OVERDRAWN if self._overdrawn else _LOW)
             # while the shared level is overdrawn others wait for it: keep no more than
             # the target; else up to `_KEEP` targets (refunds stay usable here)
             self._keep[i] = target * ((1.0 + _LOW) if self._overdrawn else _KEEP)
@@ -321,8 +322,7 @@ class RoundTrip(SliceSizing):
         args += [_num(prior[i] if prior is not None else 0.0) for i in range(3)]
         args += [self._epoch, "" if not self._epoch else str(self._seq)]
         args.append(_num(self._store.breaker.cooldown * _SETTLE_COOLDOWNS + _SETTLE_MARGIN))
-        # how long Redis keeps its record of flows, and when each clamp's reading was taken
-        # (s before this call, earliest and latest: `lease.lua` moves the ceiling by them)
+        # the flows' record's life; each clamp's reading's age, earliest and latest (s)
         args.append(_num(flow_window(period)))
         ages = clamp_ages if clamp_ages is not None else [(0.0, 0.0)] * 3
         args += [_num(a[0]) for a in ages]
