@@ -45,14 +45,13 @@ class Notices:
     each message's channel and text to `deliver`, in a background task started by `start`
     (from the running loop) and stopped by `aclose`. Reconnects after a failure."""
 
-    __slots__ = ("_client", "_deliver", "_pattern", "_task", "live")
+    __slots__ = ("_client", "_deliver", "_pattern", "_task")
 
     def __init__(self, client: Any, pattern: str, deliver: Callable[[str, str], None]) -> None:
         self._client = client
         self._pattern = pattern
         self._deliver = deliver
         self._task: asyncio.Task[None] | None = None
-        self.live = False  # subscribed now (a cold bucket is then polled rarely)
 
     @staticmethod
     def supported(client: Any) -> bool:
@@ -69,7 +68,6 @@ class Notices:
             pubsub = self._client.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.psubscribe(self._pattern)
-                self.live = True
                 async for message in pubsub.listen():
                     if message.get("type") == "pmessage":
                         self._deliver(str(message["channel"]), str(message["data"]))
@@ -78,7 +76,6 @@ class Notices:
             except Exception as exc:  # Redis gone: notices are an optimisation, try later
                 log.debug("shared budgets: notices unavailable (%s: %s)", type(exc).__name__, exc)
             finally:
-                self.live = False
                 try:
                     await pubsub.aclose()
                 except Exception:  # pragma: no cover - closing a broken connection

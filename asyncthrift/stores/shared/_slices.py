@@ -15,7 +15,6 @@ from ._tuning import (
     _BURST,
     _COLD_POLL,
     _COLD_POLL_MAX,
-    _COLD_POLL_NOTICED,
     _INF,
     _LOW,
     _REFUNDS_SHARE,
@@ -202,7 +201,5 @@ class SliceSizing(FallbackBooks):
         to the API (0.3-0.6 s with real latency): polls every 50 ms were 6-9 refused calls
         per process, a fifth of its commands at 4 processes and more at 8."""
         wait = min(_COLD_POLL * 2.0**self._cold_polls, _COLD_POLL_MAX)
-        if getattr(self._store, "notices_live", False):  # (a scripted store has none)
-            wait = _COLD_POLL_NOTICED
         self._cold_polls += 1
         return wait

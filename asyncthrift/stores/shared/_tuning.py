@@ -114,10 +114,6 @@ _SETTLE_MARGIN = 1.0
 _COLD_POLL = 0.05
 #: ... doubling with each refusal in a row, up to this (seconds).
 _COLD_POLL_MAX = 0.2
-#: ... but while this process hears the notices (`_notices`), after the first refusal only
-#: this often: the proof's notice wakes it (3 refused polls per process, a fifth of the
-#: first second's calls, went while the probe's answer took 0.3-0.45 s).
-_COLD_POLL_NOTICED = 1.0
 #: The probe of a cold bucket: how long (fraction of the period, at most 5 s) before another.
 _PROBE_SHARE = 0.1
 

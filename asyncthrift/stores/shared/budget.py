@@ -352,12 +352,6 @@ class SharedBudget(HeaderCeilings):
             self._ripen(asyncio.get_running_loop().time())
             self._wake()
 
-    def bucket_proved(self, epoch: str) -> None:
-        """A notice: a reading proved the cold bucket's level; ask now, not at the next poll."""
-        if self._cold and epoch == self._epoch and self._mode == _SHARED:
-            self._not_before = 0.0
-            self._want()
-
     @property
     def keys(self) -> tuple[str, str]:
         return self._keys

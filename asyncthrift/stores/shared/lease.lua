@@ -40,8 +40,7 @@
 -- moves nothing (the claims before it stay where they were), and a process that misses a
 -- notice only admits later than it could. No call is needed to learn it: a head waiting
 -- for a grant reserved ahead admits as soon as the stock is back (the last process of a
--- run waited 2-4 s for grants behind stock the others had given back). When a proof warms a
--- cold bucket it publishes "proved epoch": the processes polling it ask at once.
+-- run waited 2-4 s for grants behind stock the others had given back).
 --
 -- Leases expire: the bucket records what each process holds (field h:<id>, "r i o until")
 -- and gives back to the level what a process holds that has not called for `lifetime`
@@ -377,10 +376,6 @@ for d = 1, 3 do
 end
 redis.call('HSET', KEYS[1], 'h:' .. pid, string.format('%.17g %.17g %.17g %.17g %.17g',
   holds[1], holds[2], holds[3], now + lifetime, backlog))
-if proved then
-  -- the processes polling the cold bucket ask now, not at their next poll (`_notices.py`)
-  redis.call('PUBLISH', string.sub(KEYS[1], 1, -2) .. 'n', 'proved ' .. epoch)
-end
 if lent[1] > 0 or lent[2] > 0 or lent[3] > 0 then
   local sooner = {0, 0, 0}
   for d = 1, 3 do

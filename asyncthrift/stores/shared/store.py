@@ -180,10 +180,6 @@ class SharedStore:
     def _deliver(self, channel: str, data: str) -> None:
         """A notice of `lease.lua` on `channel`: to the budgets of that bucket here."""
         budgets = self._channels.get(channel)
-        if budgets and data.startswith("proved "):
-            for budget in budgets:
-                budget.bucket_proved(data[7:])
-            return
         notice = parse_notice(data) if budgets else None
         if budgets is None or notice is None:
             return
@@ -196,11 +192,6 @@ class SharedStore:
         for b in budgets:
             if isinstance(b, SharedBudget):
                 b.bind(gate)
-
-    @property
-    def notices_live(self) -> bool:
-        """Whether this process is subscribed to the notices (`_notices`) now."""
-        return self._notices.live
 
     def fallback_share(self, processes: int) -> float | None:
         if self.fallback == "closed":
