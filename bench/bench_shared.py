@@ -289,6 +289,8 @@ def run(
         "commands_per_request_max": max(per_process),
         "server_commands_per_request": server_commands / max(1, ok),
         "fallback_takes": sum(r["fallback_takes"] for r in reports),
+        # notices that paid grants reserved ahead sooner (`lease.lua`; absent before them)
+        "notices": sum(r.get("notices", 0) for r in reports),
         "start_at": start_at,
         "traces": [r["trace"] for r in reports],
     }
@@ -329,7 +331,8 @@ def breakdown(row: dict[str, Any]) -> list[str]:
     lines.append(
         f"Output tokens held idle (made available, neither spent nor in flight; median from "
         f"5 s to the last admission): {idle:.0f} = {seconds:.2f} s of the refill. "
-        f"Last answer per process (s): {ends}."
+        f"Last answer per process (s): {ends}. Notices that paid grants sooner: "
+        f"{row.get('notices', 0)}."
     )
     return lines
 

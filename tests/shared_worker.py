@@ -188,6 +188,7 @@ async def _work(cfg: dict[str, Any], out: Path) -> dict[str, Any]:
         "fallback_takes": fallback_takes,
         "fallback_time": fallback_time,
         "fallback_lease": fallback_lease,
+        "notices": sum(b.notices for b in store.budgets) if store is not None else 0,
         **({"trace": trace} if cfg.get("trace") else {}),
     }
 

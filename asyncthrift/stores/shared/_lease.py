@@ -35,15 +35,27 @@ class Pot:
     (`release`), not all at `end`: a pot held whole until its last token was paid for
     left a process's admissions in bursts every few seconds (a whole slice's window) with
     nothing between, where a local bucket admits as the refill trickles in.
+
+    `seq` is the bucket's sequence number after the call that granted it: a notice that
+    stock came back before it (`shift`, `_notices`) moves it earlier, a later one does not.
     """
 
-    __slots__ = ("end", "released", "start", "total")
+    __slots__ = ("end", "released", "seq", "start", "total")
 
-    def __init__(self, start: list[float], end: list[float], total: list[float]) -> None:
+    def __init__(
+        self, start: list[float], end: list[float], total: list[float], seq: int = 0
+    ) -> None:
         self.start = start
         self.end = end
         self.total = total
+        self.seq = seq
         self.released = [0.0, 0.0, 0.0]
+
+    def shift(self, i: int, seconds: float) -> None:
+        """Paid for `seconds` sooner in dimension `i`: stock given back to the level ahead of
+        this grant's turn pays the grants reserved ahead that many seconds of refill early."""
+        self.start[i] -= seconds
+        self.end[i] -= seconds
 
     def paid(self, i: int, when: float) -> float:
         """How much of dimension `i` the refill has paid for by `when`."""
@@ -119,6 +131,7 @@ class LeaseBooks(LocalBudget):
         "_fb_debt",
         "_fb_debt_base",
         "_gate",
+        "_give_unpaid",
         "_head",
         "_keep",
         "_kick",
@@ -152,6 +165,7 @@ class LeaseBooks(LocalBudget):
     _lease_until: float  # Redis records the lease at least until this instant (loop time)
     _pending: list[float]  # granted, paid for only as the refill comes (`_pots`)
     _pots: deque[Pot]
+    _give_unpaid: list[float]  # of the next call's give, what was reserved ahead (ARGV[45..47])
     _head: Cost | None
     _proof_from: float  # readings of requests sent before this (loop time) prove nothing
     _settle_at: float  # the fallback admits nothing from this instant (a lost bucket settles)
@@ -167,6 +181,7 @@ class LeaseBooks(LocalBudget):
     _used: list[float]  # consumed since `_est_at`
     _keep: list[float]  # beyond this (with no requests waiting), give back
     _others_waiting: float  # requests waiting in the other processes at the last call (-1: unknown)
+    _level: list[float]  # the shared level the last call reported
     active: int  # processes asking lately
     processes: int
     fallback_lease: float
@@ -219,9 +234,27 @@ class LeaseBooks(LocalBudget):
         self._est_at = now
 
     def _busy(self, now: float) -> bool:
-        """Whether requests wait for this budget or were admitted lately."""
+        """Whether requests wait for this budget or were admitted lately; not once nothing
+        waits and nothing is in flight while the others wait (`_done_while_others_wait`)."""
         gate = self._gate
-        return (gate is not None and gate.waiting > 0) or now - self._last_take < self._idle_after()
+        if gate is not None and gate.waiting > 0:
+            return True
+        if gate is not None and gate.held <= 0 and self._others_wait():
+            return False
+        return now - self._last_take < self._idle_after()
+
+    def _others_wait(self) -> bool:
+        """Whether, at the last call, other processes had requests waiting or the shared
+        level was below zero (their grants reserved ahead wait for the refill)."""
+        return self._others_waiting > 0 or any(self._level[i] < 0 for i in self._dims)
+
+    def _done_while_others_wait(self, held: int) -> bool:
+        """Whether this process ran out of work (nothing waits, `held` in flight at most the
+        one settling now) while the others wait: its lease then goes back at once, not
+        after the idle timeout (1-2.5 s at 4 gateway replicas, while the last replica
+        waited for grants reserved ahead that this stock, given back, pays sooner)."""
+        gate = self._gate
+        return gate is not None and gate.waiting <= 0 and gate.held <= held and self._others_wait()
 
     def _decay_took(self, now: float) -> None:
         """Age what this process was granted lately by the time since it was last aged."""

@@ -22,6 +22,7 @@ from ._tuning import (
     _INF,
     _KEEP,
     _LOW,
+    _LOW_OVERDRAWN,
     _NOW_ONLY,
     _PROBE_SHARE,
     _RENEW,
@@ -125,8 +126,7 @@ class RoundTrip(SliceSizing):
         self._debt_due = [0.0, 0.0, 0.0]  # charged (or proved moot by a cold bucket's proof)
         self._seen(res, loop_now)
         if now_only and res[0] == "2":
-            # not paid now: the grant reserved ahead stands, nothing else changes; with the
-            # others idle, the level will not rise before this process's next grant
+            # not paid now: the grant reserved ahead stands (the others idle: it stays so)
             self.refusals += 1
             if self._others_waiting <= 0:
                 self._now_only_at = _INF
@@ -134,8 +134,7 @@ class RoundTrip(SliceSizing):
         self._granted(res, asking, loop_now)
 
     async def _try_rejoin(self) -> None:
-        """In the fallback: call Redis (when the breaker lets) with the debt run up; rejoin
-        if it answers."""
+        """In the fallback: call Redis (if the breaker lets) with the debt; rejoin if it answers."""
         store = self._store
         if not store.breaker.admit():
             return
@@ -169,6 +168,7 @@ class RoundTrip(SliceSizing):
         if not asking and head is None and not recent:
             holding = [lease[i] + pending[i] for i in range(3)]
             if any(holding[i] for i in self._dims):
+                self._give_unpaid = list(pending)  # (reserved ahead: moves no grant sooner)
                 return holding, True
         return give, False
 
@@ -271,14 +271,14 @@ class RoundTrip(SliceSizing):
                 start[i] + later[i] / self._pay_rate(i) if self._pay_rate(i) > 0 else start[i]
                 for i in range(3)
             ]
-            self._pots.append(Pot(start, end, later))
+            self._pots.append(Pot(start, end, later, self._seq))
             # the level did not pay it now: asking again at once whether it does is moot
             self._now_only_at = loop_now + _NOW_ONLY
             for i in self._dims:
                 self._pending[i] += later[i]
         for i in self._dims:
             target = max(self._target[i], granted[i])
-            self._low[i] = target * _LOW
+            self._low[i] = target * (_LOW_OVERDRAWN if self._overdrawn else _LOW)
             # while the shared level is overdrawn others wait for it: keep no more than
             # the target; else up to `_KEEP` targets (refunds stay usable here)
             self._keep[i] = target * ((1.0 + _LOW) if self._overdrawn else _KEEP)
@@ -322,9 +322,7 @@ class RoundTrip(SliceSizing):
         args += [_num(prior[i] if prior is not None else 0.0) for i in range(3)]
         args += [self._epoch, "" if not self._epoch else str(self._seq)]
         args.append(_num(self._store.breaker.cooldown * _SETTLE_COOLDOWNS + _SETTLE_MARGIN))
-        # how long Redis keeps its record of flows, and when each clamp's reading was taken
-        # (seconds before this call, earliest and latest: `lease.lua` moves the ceiling by
-        # the other processes' flows since)
+        # the flows' record's life; each clamp's reading's age, earliest and latest (s)
         args.append(_num(flow_window(period)))
         ages = clamp_ages if clamp_ages is not None else [(0.0, 0.0)] * 3
         args += [_num(a[0]) for a in ages]
@@ -334,6 +332,8 @@ class RoundTrip(SliceSizing):
         self._sent_waiting = gate.waiting if gate is not None else 0
         args.append(str(self._sent_waiting))
         args.append("1" if now_only else "0")
+        args += [_num(x) for x in self._give_unpaid]
+        self._give_unpaid = [0.0, 0.0, 0.0]
         return args
 
     def _seen(self, res: list[str], loop_now: float) -> None:

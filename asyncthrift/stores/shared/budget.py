@@ -90,13 +90,13 @@ class SharedBudget(HeaderCeilings):
     __slots__ = (
         "_keys",
         "fallback_takes",
+        "notices",
     )
 
     def __init__(
         self, store: LeaseStore, limits: Limits, now: float, name: str, keys: tuple[str, str]
     ) -> None:
-        # no configured limit: admit as a local budget (cold start) until a response's
-        # headers say the key's limits, then share those (`_learn`)
+        # no configured limit: admit as a local budget until the headers say it (`_learn`)
         learning = limits.unlimited
         super().__init__(limits, now, name, hold_bursts=False, cold_start=learning)
         self._learning = learning
@@ -107,13 +107,13 @@ class SharedBudget(HeaderCeilings):
         self._rate = [c / period for c in self._cap]
         self._dims = tuple(i for i in range(3) if self._cap[i] > 0)
         self._debt_due = [0.0, 0.0, 0.0]  # spent before sharing: charged with the next call
-        self._epoch = ""  # the bucket's epoch and sequence number as last seen (lease.lua)
-        self._seq = 0
+        self._epoch, self._seq = "", 0  # the bucket's epoch and sequence as last seen (lease.lua)
         self._called_at, self._lease_until = now, _INF  # the last answered call; `_renewed`
         self._fb_debt_base = [0.0, 0.0, 0.0]
         self._lease = [0.0, 0.0, 0.0]
         self._pending = [0.0, 0.0, 0.0]  # granted, paid for only at a later instant (pots)
         self._pots: deque[Pot] = deque()
+        self._give_unpaid = [0.0, 0.0, 0.0]  # of the next give, what was reserved ahead
         self._clamp = [_INF, _INF, _INF]  # min over readings of (ceiling - rate * t)
         # the window [sent_at, now] of the reading that set each clamp (its instant T)
         self._clamp_when = [(now, now), (now, now), (now, now)]
@@ -153,9 +153,9 @@ class SharedBudget(HeaderCeilings):
         self._not_before = 0.0
         self.processes = 1  # seen within a period (the fallback share divides by these)
         self.active = 1  # asking lately (slices are a fair share among these)
-        self.grants = 0
-        self.refusals = 0
+        self.grants = self.refusals = 0
         self.fallback_takes = 0  # admissions while Redis was unreachable
+        self.notices = 0  # notices that paid grants reserved ahead here sooner
         self.fallback_lease = 0.0  # requests the lease held when the fallback began (summed)
 
     # -- the Budget protocol (synchronous, O(1)) ----------------------------------------------
@@ -267,7 +267,9 @@ class SharedBudget(HeaderCeilings):
             used[i] -= cost[i]  # the rate of slices is the net rate of consumption
             if lease[i] > self._kept(i):
                 excess = True
-        if excess and self._flush_at is None and not self._flush_due:
+        if self._done_while_others_wait(1):
+            self._want()  # the last one in flight: the lease goes back now (`_busy`)
+        elif excess and self._flush_at is None and not self._flush_due:
             # soon while others reserve ahead (the shared level is overdrawn): what this
             # process does not need shortens their wait
             delay = self._hint if self._overdrawn else self.limits.period * _FLUSH
@@ -330,14 +332,40 @@ class SharedBudget(HeaderCeilings):
         give = [self._lease[i] + self._pending[i] for i in range(3)]
         if not any(give[i] for i in self._dims):
             return None
+        self._give_unpaid = list(self._pending)
         self._lease = [0.0, 0.0, 0.0]
         self._pending = [0.0, 0.0, 0.0]
         self._pots.clear()
         return self._script_args(ZERO, ZERO, Cost(*give), [0.0, 0.0, 0.0])
 
+    def pay_sooner(self, epoch: str, seq: int, sooner: tuple[float, float, float]) -> None:
+        """A notice (`lease.lua`, `_notices`): stock given back in hand to a level below
+        zero pays every grant reserved ahead before sequence `seq` `sooner[i]` seconds of
+        refill earlier in dimension `i`. Moves this process's pots granted before it, and
+        looks at the head again: it may fit now, without a call."""
+        if epoch != self._epoch or self._mode != _SHARED or not self._pots:
+            return
+        moved = False
+        for pot in self._pots:
+            if pot.seq >= seq:
+                continue  # granted after the stock came back: placed behind it already
+            for i in self._dims:
+                if sooner[i] > 0 and pot.total[i] > pot.released[i]:
+                    pot.shift(i, sooner[i])
+                    moved = True
+        if moved:
+            self.notices += 1
+            self._ripen(asyncio.get_running_loop().time())
+            self._wake()
+
     @property
     def keys(self) -> tuple[str, str]:
         return self._keys
+
+    @property
+    def channel(self) -> str:
+        """Where `lease.lua` publishes that stock came back (its bucket's key, ``b`` -> ``n``)."""
+        return self._keys[0][:-1] + "n"
 
     def __repr__(self) -> str:
         return f"SharedBudget({self.name!r}, {self.limits}, mode={self.mode})"

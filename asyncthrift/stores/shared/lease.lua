@@ -26,8 +26,21 @@
 -- its share of all the work waiting (the processes end together); ARGV[44] "1": grant the
 -- needs only if the level pays for them now, else refuse (a process whose head waits for a
 -- grant reserved behind others' asks whether the level, which their returns may have
--- raised, pays it at once; its grant reserved ahead stays as it was).
+-- raised, pays it at once; its grant reserved ahead stays as it was). ARGV[45..47] of
+-- each dimension's give, the part that was granted ahead and not yet paid for ("" or
+-- absent: none); the rest was in hand.
 -- Last, when given: the report of `_foreign.py` ("F1 ...", below).
+--
+-- Stock paid for and given back while the level is below zero pays the grants reserved
+-- ahead sooner: they are claims on the refill in the order they were made, and a give in
+-- hand of G pays the first G of them now. The script then publishes on the bucket's
+-- channel (KEYS[1] with its last letter "b" made "n") "seq s1 s2 s3 epoch": every grant made
+-- before this call's sequence number is paid s_d seconds sooner in dimension d (each
+-- process moves its own, `_notices.py`); a part given back that was itself reserved ahead
+-- moves nothing (the claims before it stay where they were), and a process that misses a
+-- notice only admits later than it could. No call is needed to learn it: a head waiting
+-- for a grant reserved ahead admits as soon as the stock is back (the last process of a
+-- run waited 2-4 s for grants behind stock the others had given back).
 --
 -- Leases expire: the bucket records what each process holds (field h:<id>, "r i o until")
 -- and gives back to the level what a process holds that has not called for `lifetime`
@@ -220,6 +233,7 @@ if not fresh then
 end
 
 local caps, need, ask = {}, {}, {}
+local lent = {0, 0, 0}  -- given back in hand while the level was below zero (published)
 local proved = false
 local inflow, outflow = {0, 0, 0}, {0, 0, 0}  -- this call's, for the flow record
 for d = 1, 3 do
@@ -230,6 +244,8 @@ for d = 1, 3 do
   ask[d] = tonumber(ARGV[b + 3])
   if cap > 0 then
     local give = tonumber(ARGV[b + 4])
+    local in_hand = give - math.max(0, tonumber(ARGV[44 + d] or '') or 0)
+    if level[d] < 0 and in_hand > 0 then lent[d] = math.min(in_hand, -level[d]) end
     level[d] = math.min(cap, level[d] + give)
     if give > 0 then inflow[d] = give else outflow[d] = -give end
     if not fresh and cold == 0 then
@@ -360,6 +376,14 @@ for d = 1, 3 do
 end
 redis.call('HSET', KEYS[1], 'h:' .. pid, string.format('%.17g %.17g %.17g %.17g %.17g',
   holds[1], holds[2], holds[3], now + lifetime, backlog))
+if lent[1] > 0 or lent[2] > 0 or lent[3] > 0 then
+  local sooner = {0, 0, 0}
+  for d = 1, 3 do
+    if lent[d] > 0 and pay(d) > 0 then sooner[d] = lent[d] / pay(d) end
+  end
+  redis.call('PUBLISH', string.sub(KEYS[1], 1, -2) .. 'n', string.format(
+    '%d %.17g %.17g %.17g %s', seq, sooner[1], sooner[2], sooner[3], epoch))
+end
 local ttl = math.ceil(period * 2000)
 redis.call('PEXPIRE', KEYS[1], ttl)
 -- a process is active while it asks: its score is its last ask; a call asking nothing (an

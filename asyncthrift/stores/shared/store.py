@@ -23,6 +23,7 @@ from ...errors import InvalidArgument
 from ...scheduling.budget import LocalBudget
 from ...scheduling.limits import Limits
 from ...scheduling.scheduler import Gate
+from ._notices import Notices, parse_notice
 from ._redis import AsyncScriptClient, Script, client_from_url, load_script
 from .budget import SharedBudget
 
@@ -83,6 +84,8 @@ class SharedStore:
 
     __slots__ = (
         "_budgets",
+        "_channels",
+        "_notices",
         "_owned",
         "breaker",
         "client",
@@ -156,6 +159,10 @@ class SharedStore:
         self.process_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self.tasks: set[asyncio.Task[None]] = set()
         self._budgets: list[SharedBudget] = []
+        # stock given back pays grants reserved ahead sooner: told by `lease.lua` (`_notices`)
+        self._channels: dict[str, list[SharedBudget]] = {}
+        pattern = f"{namespace}:{{*}}:n" if namespace else "{*}:n"
+        self._notices = Notices(self.client, pattern, self._deliver)
         self.closed = False
 
     def budget(
@@ -167,7 +174,18 @@ class SharedStore:
         prefix = f"{self.namespace}:{tag}" if self.namespace else tag
         budget = SharedBudget(self, limits, now, name, (f"{prefix}:b", f"{prefix}:p"))
         self._budgets.append(budget)
+        self._channels.setdefault(budget.channel, []).append(budget)
         return budget
+
+    def _deliver(self, channel: str, data: str) -> None:
+        """A notice of `lease.lua` on `channel`: to the budgets of that bucket here."""
+        budgets = self._channels.get(channel)
+        notice = parse_notice(data) if budgets else None
+        if budgets is None or notice is None:
+            return
+        seq, sooner, epoch = notice
+        for budget in budgets:
+            budget.pay_sooner(epoch, seq, sooner)
 
     def attach(self, gate: Gate, budgets: Sequence[LocalBudget]) -> None:
         """Have `budgets` poke `gate` (theirs) when a lease arrives."""
@@ -184,6 +202,8 @@ class SharedStore:
 
     async def call(self, budget: SharedBudget, args: list[str]) -> tuple[bool, Any]:
         script, client = self.script, self.client
+        if not self.closed:
+            self._notices.start()
         return await self.breaker.call(lambda: script(client, budget.keys, args))
 
     def stats(self) -> SharedStats:
@@ -207,6 +227,7 @@ class SharedStore:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self._notices.aclose()
         if not self.breaker.open:
             for budget in self._budgets:
                 args = budget.release_args()
