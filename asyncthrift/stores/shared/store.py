@@ -77,6 +77,14 @@ class SharedStore:
     for Redis Cluster; the store then owns the client) or a ``redis.asyncio`` client created
     with ``decode_responses=True`` (left open: its owner closes it).
 
+    `timeout`: a call of the script not answered within it counts as a failure, and
+    `failure_threshold` of them in a row put the process on its fallback. Half a second, not
+    the round trip's few milliseconds: a stalled event loop (a GC pause, a busy host) times
+    out a call whose answer has arrived, and one process on its fallback admits its share
+    on top of what the others take from Redis (the 429s of three loaded bench runs at
+    50 ms). Admissions go on from the lease meanwhile; only a head waiting for a grant
+    waits up to `failure_threshold` x `timeout` longer when Redis hangs.
+
     `fallback`: what a process admits while Redis is unreachable: a fraction of the limits,
     ``None`` (the default) for the limits divided by the processes last seen, or
     ``"closed"`` to admit nothing until Redis is back (requests wait, up to their deadline).
@@ -103,7 +111,7 @@ class SharedStore:
         *,
         namespace: str = "asyncthrift",
         fallback: float | str | None = None,
-        timeout: float = 0.05,
+        timeout: float = 0.5,
         connect_timeout: float = 1.0,
         failure_threshold: int = 3,
         cooldown: float = 1.0,
