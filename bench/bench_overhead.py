@@ -44,7 +44,11 @@ A last section runs the bare SDK and asyncthrift over the SDK's transport seam (
 asyncthrift's own share stands out from the HTTP stack's noise.
 
 Run ``python bench/bench_overhead.py`` (about a minute and a half); ``--quick`` for a smoke
-run.
+run. The mock sends no rate-limit headers by default, so asyncthrift learns no limits and
+holds no burst; ``--mock-limits wide`` has it send limits far above the demand, as the real
+API always sends its key's: asyncthrift then learns them, its buckets sit full and every
+request is taken during a burst's hold (and asked for its departure,
+`asyncthrift.pipeline._departure`).
 """
 
 from __future__ import annotations
@@ -61,13 +65,15 @@ import anthropic
 import httpx2
 from common import md_table, median, resolve_loop, run, write_result
 
-from asyncthrift import Thrift
+from asyncthrift import Limits, Thrift
 from asyncthrift.mock import remote_stats, spawn_mock_process
 
 MODEL = "claude-sonnet-4-6"
 MAX_TOKENS = 64
 KINDS = ("bare", "bare/aiohttp", "raw/aiohttp", "asyncthrift", "asyncthrift/httpx")
 SEAM_KINDS = ("bare", "asyncthrift")
+#: ``--mock-limits wide``: limits the mock sends in its headers, far above any demand here
+WIDE = Limits(rpm=1_000_000, itpm=1_000_000_000, otpm=100_000_000)
 #: (asyncthrift kind, bare kind on the same transport)
 PAIRS = (("asyncthrift", "bare/aiohttp"), ("asyncthrift/httpx", "bare"))
 
@@ -236,6 +242,13 @@ def main() -> None:
     parser.add_argument("--seam-n", type=int, default=300, help="requests per seam run")
     parser.add_argument("--seam-rounds", type=int, default=20)
     parser.add_argument("--no-pin", action="store_true", help="do not pin to CPUs")
+    parser.add_argument(
+        "--mock-limits",
+        choices=("none", "wide"),
+        default="none",
+        help="wide: the mock sends rate-limit headers of limits far above the demand, which "
+        "asyncthrift learns (as from the real API): its buckets sit full, every burst is held",
+    )
     parser.add_argument("--quick", action="store_true", help="small run, for a smoke test")
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args()
@@ -245,7 +258,8 @@ def main() -> None:
 
     pinned = not args.no_pin and pin_self()
     t_start = time.perf_counter()
-    with spawn_mock_process(latency=0.0, limits=None, cpu=1 if pinned else None) as url:
+    limits = WIDE if args.mock_limits == "wide" else None
+    with spawn_mock_process(latency=0.0, limits=limits, cpu=1 if pinned else None) as url:
         runs = run(bench(url, args.n, args.concurrency, args.rounds, args.warmup), args.loop)
         served = remote_stats(url)
     seam_runs = run(seam(args.seam_n, args.concurrency, args.seam_rounds), args.loop)
@@ -355,7 +369,8 @@ def main() -> None:
         [
             f"{args.n} requests per run, concurrency {args.concurrency}, {args.rounds} "
             f"interleaved rounds after {args.warmup} warm-up requests per client; mock: "
-            f"latency 0, no limits, own process{' on CPU 1 (client on CPU 0)' if pinned else ''}"
+            f"latency 0, {'limits far above the demand in its headers' if limits else 'no limits'}"
+            f", own process{' on CPU 1 (client on CPU 0)' if pinned else ''}"
             f"; loop {resolve_loop(args.loop)}; model {MODEL}, max_tokens {MAX_TOKENS}.",
             "## Summary\n\n" + summary,
             "## Runs against the mock server\n\n" + table,

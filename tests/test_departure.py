@@ -5,7 +5,6 @@ nothing changes nothing. In virtual time, over httpx2 transports without sockets
 from __future__ import annotations
 
 import asyncio
-from types import SimpleNamespace
 from typing import Any
 
 import httpx2
@@ -15,7 +14,6 @@ from asyncthrift import Thrift
 from asyncthrift.pipeline._departure import (
     DEPARTURE,
     Departure,
-    _aiohttp_chunk_sent,
     departure_for,
     with_departures,
 )
@@ -131,37 +129,6 @@ async def test_a_requests_own_trace_is_kept_and_no_departure_means_no_trace() ->
         DEPARTURE.reset(token)
     assert seen[0] is None and seen[1] is own and seen[2] is not None
     await http.aclose()
-
-
-def test_a_body_is_written_when_its_content_length_is_sent() -> None:
-    calls: list[int] = []
-    departure = Departure(lambda: calls.append(1))
-    departure.expect(httpx2.Headers({"content-length": "10"}))
-    assert not departure.chunk_sent(4)
-    assert departure.chunk_sent(6)
-    unknown = Departure(lambda: None)
-    unknown.expect(httpx2.Headers({"transfer-encoding": "chunked"}))
-    assert not unknown.chunk_sent(1_000_000)  # a length never known: never said
-    departure.written()
-    departure.written()
-    assert calls == [1]
-
-
-async def test_aiohttp_says_written_after_the_last_chunk_goes_to_the_socket() -> None:
-    calls: list[int] = []
-    departure = Departure(lambda: calls.append(1))
-    departure.expect(httpx2.Headers({"content-length": "8"}))
-    token = DEPARTURE.set(departure)
-    try:
-        await _aiohttp_chunk_sent(None, None, SimpleNamespace(chunk=b"abcd"))
-        await asyncio.sleep(0)
-        assert calls == []
-        await _aiohttp_chunk_sent(None, None, SimpleNamespace(chunk=b"efgh"))
-        assert calls == []  # called before the write: the word goes on the loop's next turn
-        await asyncio.sleep(0)
-        assert calls == [1]
-    finally:
-        DEPARTURE.reset(token)
 
 
 def test_only_a_request_a_bursts_hold_waits_for_is_traced() -> None:

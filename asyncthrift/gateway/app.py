@@ -28,6 +28,7 @@ from ..scheduling.limits import Limits
 from .access_log import AccessLog, fields_of
 from .clients import ClientDirectory
 from .config import GatewayConfig
+from .early import EARLY_KEY, EarlyAnswer
 from .errors import error_response, failure_of
 from .exchange import Exchange, ExchangeObserver
 from .inflight import InFlight
@@ -270,7 +271,8 @@ class Shortcut:
     """The ASGI app with its busiest routes called straight, past starlette's middleware
     and router (about a tenth of the gateway's CPU per request): an `_endpoint` answers
     every failure itself, so the middleware would never see one. Anything else goes to
-    `app` (whose routes include these too)."""
+    `app` (whose routes include these too). A request here may be answered before its
+    handler returns (`asyncthrift.gateway.early`): then nothing more is sent."""
 
     def __init__(
         self, app: Starlette, routes: Mapping[tuple[str, str], Callable[[Request], Awaitable[Any]]]
@@ -283,7 +285,9 @@ class Shortcut:
             endpoint = self.routes.get((scope["method"], scope["path"]))
             if endpoint is not None:
                 scope["app"] = self.app  # as starlette sets it: `request.app.state`
+                early = scope[EARLY_KEY] = EarlyAnswer(send)  # an answer written at once
                 response = await endpoint(Request(scope, receive, send))
-                await response(scope, receive, send)
+                if not early.sent:
+                    await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)

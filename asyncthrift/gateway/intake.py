@@ -184,11 +184,15 @@ def _deadline(request: Request, default: float) -> float:
     return min(seconds, default)
 
 
-async def until_disconnect(receive: Receive, work: Awaitable[_T]) -> _T:
+async def until_disconnect(
+    receive: Receive, work: Awaitable[_T], *, answered: Callable[[], bool] | None = None
+) -> _T:
     """Run `work`; if the client disconnects first, cancel it (a queued call leaves its lane
     and gives its reservation back; a sent one is settled by the library) and raise
     `ClientGone`. Call it only once the body has been read: `receive` then yields nothing but
-    ``http.disconnect``.
+    ``http.disconnect``. Once `answered()` is true (the answer was written while `work`
+    settles it: `asyncthrift.gateway.early`), a disconnect cancels nothing: the server
+    says ``http.disconnect`` as soon as a response is complete.
 
     `work` runs in this task (one watcher task beside it, no task of its own and no
     ``asyncio.wait``: a request's answer comes back in fewer turns of the loop); the watcher
@@ -197,7 +201,7 @@ async def until_disconnect(receive: Receive, work: Awaitable[_T]) -> _T:
     this = asyncio.current_task()
     if this is None:  # not in a task (never under an ASGI server): nothing to cancel
         return await work
-    watch = _Watch(this)
+    watch = _Watch(this, answered)
     watcher = asyncio.ensure_future(watch.run(receive))
     try:
         return await work
@@ -214,15 +218,18 @@ class _Watch:
     """Cancels `task` when the client disconnects; `take_back` withdraws that cancellation
     once (so a later wait in the same task is not cut short by it)."""
 
-    __slots__ = ("gone", "pending", "task")
+    __slots__ = ("answered", "gone", "pending", "task")
 
-    def __init__(self, task: asyncio.Task[Any]) -> None:
+    def __init__(self, task: asyncio.Task[Any], answered: Callable[[], bool] | None) -> None:
         self.task = task
+        self.answered = answered
         self.gone = False
         self.pending = False
 
     async def run(self, receive: Receive) -> None:
         await _disconnected(receive)
+        if self.answered is not None and self.answered():
+            return  # the response is complete: nothing left to stop
         self.gone = self.pending = True
         self.task.cancel()
 

@@ -23,8 +23,10 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from ..client._forwarding import ForwardedStream, ReplayedStream
+from ..client._forwarding import ForwardedStream, RawAnswer, ReplayedStream
 from ..core.prices import usage_cost
+from ..pipeline._forward import EARLY_ANSWER
+from .early import ANSWERED, early_of
 from .errors import envelope, failure_of
 from .exchange import CURRENT, Exchange
 from .inflight import Serving
@@ -86,8 +88,33 @@ async def create_message(request: Request, gateway: Serving, exchange: Exchange)
     if exchange.body.get("stream") is True:
         return await _stream(request, gateway, exchange, kwargs)
     CURRENT.set(exchange)
+    early = early_of(request.scope)
+    if early is None:
+        return await _answer(request, gateway, exchange, kwargs)
+    EARLY_ANSWER.set(early)  # written as soon as it is read: the books follow
+    call = gateway.forwarded.create(**kwargs, **_options(exchange))
+    try:
+        answer = await until_disconnect(request.receive, call, answered=early.is_sent)
+    except Exception:
+        if early.answer is None:
+            raise
+        answer = early.answer  # the client has it; the library settled the call itself
+    if not early.sent:  # a cache hit, a twin's, a packed answer: not through the route
+        return await _respond(exchange, answer)
+    await _finish(exchange, answer)
+    return ANSWERED
+
+
+async def _answer(
+    request: Request, gateway: Serving, exchange: Exchange, kwargs: dict[str, Any]
+) -> Response:
+    """The answer once the library has settled it (off the shortcut's path)."""
     call = gateway.forwarded.create(**kwargs, **_options(exchange))
     answer = await until_disconnect(request.receive, call)
+    return await _respond(exchange, answer)
+
+
+async def _finish(exchange: Exchange, answer: RawAnswer) -> None:
     usage = answer.usage
     await exchange.finish(
         200,
@@ -95,6 +122,10 @@ async def create_message(request: Request, gateway: Serving, exchange: Exchange)
         output_tokens=usage.output_tokens,
         cost_usd=usage_cost(answer.model, usage),
     )
+
+
+async def _respond(exchange: Exchange, answer: RawAnswer) -> Response:
+    await _finish(exchange, answer)
     # the upstream's request-id (a cached answer keeps the one it was first answered with)
     return Response(
         answer.body, media_type="application/json", headers=_request_id_headers(answer.request_id)

@@ -16,19 +16,20 @@ Two transports say when a body is written:
   ``http11.send_request_body.complete`` and ``http2.send_request_body.complete``, which a
   request hook sets (`with_departures`) when the request has none of its own.
 - aiohttp (the SDK's `DefaultAioHttpClient`, this client's default when aiohttp is
-  installed, built here by `aiohttp_client`): an `aiohttp.TraceConfig` on its session, whose
-  ``on_request_chunk_sent`` counts the body's bytes against its ``content-length``. aiohttp
-  calls it just before it hands a chunk to the socket, so the word goes out on the event
-  loop's next turn, after the write.
+  installed, built here by `aiohttp_client`; and the gateway's own sessions,
+  `departing_session`): its sessions make their requests as `DepartingRequest`, whose
+  body writer (``ClientRequest.write_bytes``, the task aiohttp runs to hand the body to the
+  socket) says so when it returns.
 
 Any other transport (a user's own aiohttp client, a mock transport, a test double) says
 nothing: its requests count as they did before, until they land. Slower, never less safe.
 
-Only a request a burst's hold waits for (`LocalBudget.wants_written`) asks: tracing has a
-cost (aiohttp awaits every signal of every request it covers; `bench_overhead.py` "as
-configured" read 1.16-1.25 with every request traced, 1.32-1.48 without, in the same
-minutes), so the others go untraced, on aiohttp through a plain session of their own
-(`_Routed`).
+What it costs: only a request a burst's hold waits for (`LocalBudget.wants_written`) gets a
+`Departure`; on aiohttp any other request pays one more coroutine frame. The first version
+traced through an `aiohttp.TraceConfig`, which makes aiohttp build a `Trace` and await every
+signal of every request it covers (start, connection, headers, each chunk either way, end):
+with nothing binding every request is in a hold (a bucket near its cap), so every request
+paid it (bench/RESULTS.md, speed28's section).
 
 The attempt waiting for the request sets `DEPARTURE` (a context variable: the SDK sends from
 the caller's task, and aiohttp writes a body from a task created from it, which copies the
@@ -38,6 +39,7 @@ context).
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from typing import Any, Final
@@ -47,6 +49,8 @@ __all__ = [
     "DEPARTURE",
     "Departure",
     "aiohttp_client",
+    "departing_request",
+    "departing_session",
     "departure_for",
     "with_departures",
 ]
@@ -59,25 +63,13 @@ BODY_WRITTEN: Final = frozenset(
 
 class Departure:
     """One attempt's request on its way out: `written` calls `on_written` once, when the
-    transport has written its body (`_body_bytes` of them, counted by aiohttp's trace)."""
+    transport has written its body."""
 
-    __slots__ = ("_body_bytes", "_on_written", "_sent", "done")
+    __slots__ = ("_on_written", "done")
 
     def __init__(self, on_written: Callable[[], None]) -> None:
         self._on_written = on_written
-        self._body_bytes = -1  # unknown until the request hook reads its content-length
-        self._sent = 0
         self.done = False
-
-    def expect(self, headers: Mapping[str, str]) -> None:
-        """The request's headers are final: its body is `content-length` bytes."""
-        length = headers.get("content-length")
-        self._body_bytes = int(length) if length is not None and length.isdigit() else -1
-
-    def chunk_sent(self, size: int) -> bool:
-        """`size` bytes of the body are about to be written: True if that is all of it."""
-        self._sent += size
-        return 0 <= self._body_bytes <= self._sent
 
     def written(self) -> None:
         if not self.done:
@@ -91,7 +83,7 @@ def departure_for(budget: object, mark: Any, loop: asyncio.AbstractEventLoop) ->
     written = getattr(budget, "written", None)
     wanted = getattr(budget, "wants_written", None)
     if written is None or wanted is None or not wanted(mark):
-        return None  # only a burst's hold waits for it: the rest go untraced (cheaper)
+        return None  # only a burst's hold waits for it
     return Departure(lambda: written(mark, loop.time()))
 
 
@@ -108,11 +100,8 @@ async def _httpcore_trace(event: str, info: Mapping[str, Any]) -> None:
 
 async def _mark_request(request: Any) -> None:
     """Request hook: have the transport report this request's departure, if one waits."""
-    departure = DEPARTURE.get()
-    if departure is None:
-        return
-    departure.expect(request.headers)
-    request.extensions.setdefault("trace", _httpcore_trace)  # never over a user's own
+    if DEPARTURE.get() is not None:
+        request.extensions.setdefault("trace", _httpcore_trace)  # never over a user's own
 
 
 def with_departures(http: Any) -> Any:
@@ -124,38 +113,37 @@ def with_departures(http: Any) -> Any:
     return http
 
 
-async def _aiohttp_chunk_sent(session: Any, context: Any, params: Any) -> None:
-    departure = DEPARTURE.get()
-    if departure is not None and not departure.done and departure.chunk_sent(len(params.chunk)):
-        # called just before the chunk goes to the socket: say so once it has
-        asyncio.get_running_loop().call_soon(departure.written)
+@functools.cache
+def departing_request() -> type[Any]:
+    """aiohttp's `ClientRequest`, saying when its body is written: its ``write_bytes`` (the
+    task that hands the body to the socket, after the headers) tells the attempt's
+    `DEPARTURE`, if one waits, once it returns. A write that failed says so too: the
+    request then fails, and a request that never reached the server is counted by no
+    reading, which is what a departed one is taken to be."""
+    import aiohttp
+
+    class DepartingRequest(aiohttp.ClientRequest):
+        async def write_bytes(self, *args: Any, **kwargs: Any) -> None:
+            await super().write_bytes(*args, **kwargs)
+            departure = DEPARTURE.get()
+            if departure is not None:
+                departure.written()
+
+    return DepartingRequest
 
 
-class _Routed:
-    """An httpx transport sending a request whose departure is awaited (`DEPARTURE`) on a
-    traced aiohttp session and the others on a plain one: aiohttp's tracing builds a `Trace`
-    and awaits every signal of every request it covers, a cost only a burst's hold needs."""
+def departing_session(**kwargs: Any) -> Any:
+    """An `aiohttp.ClientSession` (of `kwargs`) whose requests say when they are written."""
+    import aiohttp
 
-    def __init__(self, plain: Any, traced: Any) -> None:
-        self._plain = plain
-        self._traced = traced
-
-    async def handle_async_request(self, request: Any) -> Any:
-        chosen = self._plain if DEPARTURE.get() is None else self._traced
-        return await chosen.handle_async_request(request)
-
-    async def aclose(self) -> None:
-        await self._plain.aclose()
-        await self._traced.aclose()
+    return aiohttp.ClientSession(request_class=departing_request(), **kwargs)
 
 
 def aiohttp_client(**kwargs: Any) -> Any:
-    """The SDK's `DefaultAioHttpClient`, its requests of a burst's hold on a session that
-    traces when a body is written (None: the SDK's aiohttp transport is not where this
-    expects it)."""
+    """The SDK's `DefaultAioHttpClient`, its session's requests saying when they are
+    written (None: the SDK's aiohttp transport is not where this expects it)."""
     import aiohttp
     import anthropic
-    import httpx2
 
     from ..core._sdk import aiohttp_transport
 
@@ -164,19 +152,16 @@ def aiohttp_client(**kwargs: Any) -> Any:
         return None
     transport_class, limits = found
 
-    class _TracedAiohttpTransport(transport_class):  # type: ignore[misc, valid-type]
+    class _DepartingAiohttpTransport(transport_class):  # type: ignore[misc, valid-type]
         def get_client(self) -> aiohttp.ClientSession:
-            session: aiohttp.ClientSession = super().get_client()
-            trace = aiohttp.TraceConfig()
-            trace.on_request_chunk_sent.append(_aiohttp_chunk_sent)
-            trace.freeze()
-            session.trace_configs.append(trace)
+            """The session the SDK's transport makes (`get_client`), its requests made as
+            `departing_request`'s (a session takes its request class only when made)."""
+            made: aiohttp.ClientSession = super().get_client()
+            connector = made.connector
+            made.detach()  # the connector goes on with the session made here
+            session: aiohttp.ClientSession = departing_session(connector=connector)
             return session
 
-    class _RoutedTransport(_Routed, httpx2.AsyncBaseTransport):
-        pass
-
-    routed = _RoutedTransport(
-        transport_class(limits=limits), _TracedAiohttpTransport(limits=limits)
+    return anthropic.DefaultAioHttpClient(
+        transport=_DepartingAiohttpTransport(limits=limits), **kwargs
     )
-    return anthropic.DefaultAioHttpClient(transport=routed, **kwargs)

@@ -17,7 +17,8 @@ the SDK applies them. A cold start's probe goes as ``create``'s does (a stream, 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextvars import ContextVar
 from typing import Any, Final
 
 import anthropic
@@ -29,7 +30,7 @@ from ._attempt import Attempt, Plan, Planner
 from ._forward_http import Endpoint
 from ._routes import CREATE, ProbeRoute
 
-__all__ = ["ForwardRoute", "RawAnswer", "request_parts"]
+__all__ = ["EARLY_ANSWER", "ForwardRoute", "RawAnswer", "request_parts"]
 
 #: The body fields the SDK takes out of a call's arguments (they are not API fields).
 _SDK_OPTIONS: Final = ("extra_body", "extra_headers", "extra_query", "timeout")
@@ -108,6 +109,18 @@ class RawAnswer:
         )
 
 
+#: Who takes an answer the moment it is read, before the pipeline settles it (None: nobody).
+#: A gateway sets it around one request's call (`asyncthrift.gateway.early`), to write the
+#: answer to its client at once: settling it, resyncing the budget from its headers and the
+#: caller's own books follow, but the answer is final once read (an answer that does not
+#: parse is not given: it is retried or fails as before). Called at most once per call
+#: (the taker ignores a second answer, e.g. of a retry after a failure in settling), and
+#: it must not raise.
+EARLY_ANSWER: ContextVar[Callable[[RawAnswer], Awaitable[None]] | None] = ContextVar(
+    "asyncthrift_early_answer", default=None
+)
+
+
 class _ForwardedProbe:
     """A cold start's probe as ``create`` sends it (a stream: its headers come at its
     start), its `Message` turned into a `RawAnswer`."""
@@ -159,7 +172,7 @@ class ForwardRoute:
         body, headers, query = request_parts(params, endpoint.headers)
         content, request_id = await endpoint.post(sdk, body, headers, query)
         try:
-            return RawAnswer.of_body(content, request_id)
+            answer = RawAnswer.of_body(content, request_id)
         except ValueError as exc:
             response = httpx2.Response(
                 200, content=content, request=httpx2.Request("POST", endpoint.url)
@@ -167,6 +180,10 @@ class ForwardRoute:
             raise anthropic.APIResponseValidationError(
                 response, content, message=f"not a Messages answer: {exc}"
             ) from None
+        early = EARLY_ANSWER.get()
+        if early is not None:
+            await early(answer)
+        return answer
 
     async def aclose(self) -> None:
         """Close the HTTP sessions of its own (its aiohttp endpoints')."""

@@ -23,6 +23,7 @@ import httpx2
 import orjson
 
 from ..core._sdk import http_client, status_error
+from ._departure import departing_session
 from ._keys import HEADERS
 
 try:
@@ -198,13 +199,14 @@ class _AiohttpReply:
 
 
 def _session(timeout: float | httpx2.Timeout | None) -> Any:
-    """An aiohttp session with the SDK client's timeouts (connect, and between reads)."""
+    """An aiohttp session with the SDK client's timeouts (connect, and between reads),
+    saying when a request is written (`_departure.departing_session`)."""
     assert aiohttp is not None
     if isinstance(timeout, httpx2.Timeout):
         connect, read = timeout.connect, timeout.read
     else:
         connect = read = timeout
-    return aiohttp.ClientSession(
+    return departing_session(  # its writes told to the budget, as the SDK's client's are
         connector=aiohttp.TCPConnector(limit=1000),
         timeout=aiohttp.ClientTimeout(total=None, sock_connect=connect, sock_read=read),
     )
