@@ -239,7 +239,7 @@ class LeaseBooks(LocalBudget):
         gate = self._gate
         if gate is not None and gate.waiting > 0:
             return True
-        if gate is not None and gate.held <= 0 and self._others_wait():
+        if self._done_while_others_wait(0):
             return False
         return now - self._last_take < self._idle_after()
 
