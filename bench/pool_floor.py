@@ -11,8 +11,8 @@ dispatch rule chooses *which* of the budgets that can pay it takes it:
 
 - ``rr``: round robin among them (the pool's rule before branch pool29: the first budget,
   from a turning start, whose `wait` is 0),
-- ``pool29``: the smallest of them while more requests wait than there are budgets, else
-  round robin (the pool's rule since),
+- ``pool29``: while more requests wait than there are budgets, the smallest of those at
+  most half the largest, else round robin (the pool's rule since),
 - ``big``: the one with the largest refill rate, ``small``: the smallest,
 - ``bestfit`` / ``worstfit``: the least / most output level left after it, in seconds of
   that budget's own refill,
@@ -138,15 +138,19 @@ def _key(score: Callable[[Pool, int, tuple[float, float, float]], float]) -> Cal
 
 
 def _pool29() -> Rule:
-    """The pool's rule since branch pool29: the smallest while more requests wait than
-    there are budgets, round robin among equals and after that."""
+    """The pool's rule since branch pool29: while more requests wait than there are
+    budgets, the smallest of those at most half the largest; round robin among equals,
+    among the others, and after that."""
     turn = [0]
 
     def rule(pool: Pool, ready: list[int], cost: tuple[float, float, float]) -> int:
         n = len(pool.caps)
         if pool.waiting > n:
-            least = min(pool.rates[b][2] for b in ready)
-            ready = [b for b in ready if pool.rates[b][2] <= least]
+            half = max(r[2] for r in pool.rates) / 2.0
+            small = [b for b in ready if pool.rates[b][2] <= half]
+            if small:
+                least = min(pool.rates[b][2] for b in small)
+                ready = [b for b in small if pool.rates[b][2] <= least]
         for k in range(n):
             b = (turn[0] + k) % n
             if b in ready:
