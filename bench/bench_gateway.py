@@ -219,6 +219,7 @@ async def drive(
     api_key: str,
     per_request: float,
     balance: str = "least",
+    open_connections: bool = False,
 ) -> tuple[list[Outcome], float]:
     """Send every body at once over the replicas at `urls`; the outcomes and the driver's
     start (wall time).
@@ -228,7 +229,10 @@ async def drive(
     ``urls[i % len(urls)]``, fixed when its task starts. One process builds every request
     with the SDK before the first is sent (each task runs to its first wait in turn), so
     the last goes on the wire a second or two after the start on this machine: each
-    outcome says when its request was sent.
+    outcome says when its request was sent. `open_connections`: before the clock starts,
+    open about one keep-alive connection per body (concurrent ``GET /healthz``, through
+    the same balancer), as long-lived clients behind a balancer keeping its upstream
+    connections alive would have them; by default every request opens its own.
     """
     import anthropic
 
@@ -238,6 +242,16 @@ async def drive(
         clients = [_sdk(u, api_key, per_request, len(bodies)) for u in urls]
     else:
         raise ValueError(f"balance: least or round-robin, not {balance!r}")
+    if open_connections:
+        per_client = -(-len(bodies) // len(clients))
+        await asyncio.gather(
+            *(
+                c._client.get(str(c.base_url).rstrip("/") + "/healthz")
+                for c in clients
+                for _ in range(per_client)
+            ),
+            return_exceptions=True,
+        )
     wall0 = time.time()
     t0 = time.monotonic()
 
@@ -283,6 +297,7 @@ def binding_run(
     warm: bool = False,
     balance: str = "least",
     shared_one: bool = False,
+    open_connections: bool = False,
 ) -> dict[str, Any]:
     """One run of `work` through `replicas` gateways (`kind` "asyncthrift") or LiteLLM
     proxies (`kind` "litellm") sharing one Redis, in front of a fresh mock.
@@ -292,6 +307,7 @@ def binding_run(
     that has been serving for a while; the mock's counters and the clock start after it.
     `balance`: how the driver spreads requests (`drive`). `shared_one`: one replica through
     Redis too (``--shared``), to tell the shared layer's own cost from the replicas' split.
+    `open_connections`: the clients' connections open before the clock starts (`drive`).
     The CPU seconds of every process during the run are kept (``cpu``: the replicas';
     ``cpu_driver``, ``cpu_mock``, ``cpu_redis``): with 2 cores, what the run needed of them.
     """
@@ -312,7 +328,8 @@ def binding_run(
         before = remote_stats(upstream)
         cpu0 = [s.cpu() for s in servers]
         others0 = _other_cpu(redis)
-        outcomes, wall0 = run(drive(work.bodies, [s.url for s in servers], key, cap, balance))
+        urls = [s.url for s in servers]
+        outcomes, wall0 = run(drive(work.bodies, urls, key, cap, balance, open_connections))
         cpu = [s.cpu() - c for s, c in zip(servers, cpu0, strict=True)]
         others = [b - a for a, b in zip(others0, _other_cpu(redis), strict=True)]
         after = remote_stats(upstream)
@@ -343,6 +360,7 @@ def binding_run(
         "warm": warm,
         "balance": balance,
         "shared": shared,
+        "open_connections": open_connections,
         "period": limits.period,
         "limits": [limits.rpm, limits.itpm, limits.otpm],
         "requests": len(outcomes),
@@ -847,6 +865,12 @@ def main() -> None:
         action="store_true",
         help="run a 1-replica row through Redis (--shared) too, not only the whole-key baseline",
     )
+    parser.add_argument(
+        "--open-connections",
+        action="store_true",
+        help="the clients' connections to the replicas open before the clock starts (one "
+        "per request, kept alive), not opened by each request of the burst",
+    )
     parser.add_argument("--no-overhead", action="store_true")
     parser.add_argument("--no-litellm", action="store_true")
     parser.add_argument(
@@ -885,6 +909,7 @@ def main() -> None:
                 warm=start == "warm",
                 balance=args.balance,
                 shared_one=args.shared_one,
+                open_connections=args.open_connections,
             )
             print(
                 f"asyncthrift ×{replicas} {setting} {start}: {_ratio_cell(row)}, "
