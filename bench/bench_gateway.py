@@ -220,6 +220,7 @@ async def drive(
     per_request: float,
     balance: str = "least",
     open_connections: bool = False,
+    yields: int = 0,
 ) -> tuple[list[Outcome], float]:
     """Send every body at once over the replicas at `urls`; the outcomes and the driver's
     start (wall time).
@@ -227,9 +228,14 @@ async def drive(
     `balance` "least": a load balancer's least-outstanding choice when the request goes on
     the wire (`gateway_balance.LeastOutstanding`); "round-robin": request i to
     ``urls[i % len(urls)]``, fixed when its task starts. One process builds every request
-    with the SDK before the first is sent (each task runs to its first wait in turn), so
-    the last goes on the wire a second or two after the start on this machine: each
-    outcome says when its request was sent. `open_connections`: before the clock starts,
+    with the SDK (~3 ms of CPU each with its connection). `yields` 0: every task starts at
+    once and runs to its first wait in turn, so every request is built before the first
+    byte of any goes out (the gateways' access logs: the first request reached them 0.6 s
+    after the start on a quiet box, 1.2-3.1 s at load 4-13, and the last 0.1-0.6 s after
+    that); `yields` n: the driver gives the loop n turns after starting each request, so
+    each goes out as it is built, as a burst of independent callers reaches a balancer
+    (the first at 0.03 s, the last 1.6 s after the start at load 3). Each outcome says when
+    its request was handed to the transport. `open_connections`: before the clock starts,
     open about one keep-alive connection per body (concurrent ``GET /healthz``, through
     the same balancer), as long-lived clients behind a balancer keeping its upstream
     connections alive would have them; by default every request opens its own.
@@ -277,7 +283,12 @@ async def drive(
         )
 
     try:
-        outcomes = await asyncio.gather(*(one(i, b) for i, b in enumerate(bodies)))
+        tasks = []
+        for i, b in enumerate(bodies):
+            tasks.append(asyncio.create_task(one(i, b)))
+            for _ in range(yields):  # let it reach the wire before the next is built
+                await asyncio.sleep(0)
+        outcomes = await asyncio.gather(*tasks)
     finally:
         for c in clients:
             await c.close()
@@ -298,6 +309,7 @@ def binding_run(
     balance: str = "least",
     shared_one: bool = False,
     open_connections: bool = False,
+    build_all_first: bool = False,
 ) -> dict[str, Any]:
     """One run of `work` through `replicas` gateways (`kind` "asyncthrift") or LiteLLM
     proxies (`kind` "litellm") sharing one Redis, in front of a fresh mock.
@@ -308,6 +320,8 @@ def binding_run(
     `balance`: how the driver spreads requests (`drive`). `shared_one`: one replica through
     Redis too (``--shared``), to tell the shared layer's own cost from the replicas' split.
     `open_connections`: the clients' connections open before the clock starts (`drive`).
+    `build_all_first`: the driver builds every request before the first goes out (`drive`'s
+    ``yields`` 0, as before); by default each goes out as it is built (``yields`` 1).
     The CPU seconds of every process during the run are kept (``cpu``: the replicas';
     ``cpu_driver``, ``cpu_mock``, ``cpu_redis``): with 2 cores, what the run needed of them.
     """
@@ -329,7 +343,8 @@ def binding_run(
         cpu0 = [s.cpu() for s in servers]
         others0 = _other_cpu(redis)
         urls = [s.url for s in servers]
-        outcomes, wall0 = run(drive(work.bodies, urls, key, cap, balance, open_connections))
+        yields = 0 if build_all_first else 1
+        outcomes, wall0 = run(drive(work.bodies, urls, key, cap, balance, open_connections, yields))
         cpu = [s.cpu() - c for s, c in zip(servers, cpu0, strict=True)]
         others = [b - a for a, b in zip(others0, _other_cpu(redis), strict=True)]
         after = remote_stats(upstream)
@@ -361,6 +376,7 @@ def binding_run(
         "balance": balance,
         "shared": shared,
         "open_connections": open_connections,
+        "build_all_first": build_all_first,
         "period": limits.period,
         "limits": [limits.rpm, limits.itpm, limits.otpm],
         "requests": len(outcomes),
@@ -871,6 +887,12 @@ def main() -> None:
         help="the clients' connections to the replicas open before the clock starts (one "
         "per request, kept alive), not opened by each request of the burst",
     )
+    parser.add_argument(
+        "--build-all-first",
+        action="store_true",
+        help="the driver builds all requests before the first goes out (as before this "
+        "option): by default each goes on the wire as it is built",
+    )
     parser.add_argument("--no-overhead", action="store_true")
     parser.add_argument("--no-litellm", action="store_true")
     parser.add_argument(
@@ -910,6 +932,7 @@ def main() -> None:
                 balance=args.balance,
                 shared_one=args.shared_one,
                 open_connections=args.open_connections,
+                build_all_first=args.build_all_first,
             )
             print(
                 f"asyncthrift ×{replicas} {setting} {start}: {_ratio_cell(row)}, "
