@@ -13,8 +13,10 @@ anthropic SDK with retries off (``max_retries=0``): a 429 a client sees is a fai
    and shape (`bench/acceptance.py`: answers of 200 ms + 1 ms per output token, 10 %
    jitter, about 80 tokens for ``max_tokens`` drawn from 64..1024), limits sized by its
    `sized_limits` so that the work is ``--beyond`` seconds beyond the first burst in every
-   dimension, all sent at once and spread round-robin over the replicas (a client-side
-   balancer: request i goes to replica i mod R). One replica (the baseline) has the key's
+   dimension, all sent at once and spread over the replicas as a load balancer would
+   (``--balance least``, `bench/gateway_balance.py`: when a request goes on the wire, the
+   replica answering fewest, ties round robin; ``round-robin``: request i to replica i mod R,
+   as before). One replica (the baseline) has the key's
    whole budget to itself and no ``--shared``. Under each mock header setting given
    (``--settings``, rows of `acceptance.SETTINGS`). Reported: 429s seen by clients (and
    which kind), the makespan against two minimums computed by the other benches' code:
@@ -71,7 +73,10 @@ from pathlib import Path
 from typing import Any
 
 import acceptance
+from bench_fastapi import cpu_seconds
 from common import ROOT, md_table, percentile, revision, run, write_result
+from gateway_balance import LeastOutstanding
+from gateway_ideal import ideal_after_arrivals
 from gateway_procs import (
     Server,
     children_cpu,
@@ -159,9 +164,11 @@ class Outcome:
     error: str  # the SDK's exception class, "" on success
     output_tokens: int
     client_quota: bool  # a 429 carrying the gateway's per-client quota headers
+    max_tokens: int = 0  # the request's (what the output budget reserves for it)
 
 
-#: where the httpx request hook writes the instant the current task's request is sent
+#: where the httpx request hook writes the instant the current task's request is sent, and
+#: the balancer the replica it went to: [sent, replica]
 _SENT: contextvars.ContextVar[list[float]] = contextvars.ContextVar("sent")
 
 
@@ -171,45 +178,97 @@ async def _on_send(request: Any) -> None:
         holder[0] = time.monotonic()
 
 
-def _sdk(base_url: str, api_key: str, timeout: float, connections: int) -> Any:
+def _on_pick(replica: int) -> None:
+    holder = _SENT.get(None)
+    if holder is not None:
+        holder[1] = replica
+
+
+def _sdk(
+    base_url: str,
+    api_key: str,
+    timeout: float,
+    connections: int,
+    balance_over: Sequence[str] | None = None,
+) -> Any:
+    """A bare SDK client (no retries); with `balance_over`, its requests go to those
+    replicas through `LeastOutstanding` (`base_url` is then only nominal)."""
     import anthropic
-    import httpx
+    import httpx2
 
     # one connection per request in flight, as that many independent callers would have:
     # the SDK's default pool (100 connections) would queue them in the client instead
-    http = anthropic.DefaultAsyncHttpxClient(
-        limits=httpx.Limits(max_connections=None, max_keepalive_connections=connections),
-        timeout=timeout,
-        event_hooks={"request": [_on_send]},
-    )
+    limits = httpx2.Limits(max_connections=None, max_keepalive_connections=connections)
+    hooks: dict[str, list[Any]] = {"request": [_on_send]}
+    if balance_over is None:
+        http = anthropic.DefaultAsyncHttpxClient(limits=limits, timeout=timeout, event_hooks=hooks)
+    else:
+        inner = httpx2.AsyncHTTPTransport(limits=limits)
+        transport = LeastOutstanding(balance_over, inner, on_pick=_on_pick)
+        http = anthropic.DefaultAsyncHttpxClient(
+            transport=transport, timeout=timeout, event_hooks=hooks
+        )
     return anthropic.AsyncAnthropic(
         api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout, http_client=http
     )
 
 
 async def drive(
-    bodies: Sequence[dict[str, Any]], urls: Sequence[str], api_key: str, per_request: float
+    bodies: Sequence[dict[str, Any]],
+    urls: Sequence[str],
+    api_key: str,
+    per_request: float,
+    balance: str = "least",
+    open_connections: bool = False,
+    yields: int = 0,
 ) -> tuple[list[Outcome], float]:
-    """Send every body at once, request i to ``urls[i % len(urls)]``; the outcomes and the
-    driver's start (wall time).
+    """Send every body at once over the replicas at `urls`; the outcomes and the driver's
+    start (wall time).
 
-    One process builds every request with the SDK before the first is sent (each task runs
-    to its first wait in turn), so the last goes on the wire a second or two after the
-    start on this machine: each outcome says when its request was sent.
+    `balance` "least": a load balancer's least-outstanding choice when the request goes on
+    the wire (`gateway_balance.LeastOutstanding`); "round-robin": request i to
+    ``urls[i % len(urls)]``, fixed when its task starts. One process builds every request
+    with the SDK (~3 ms of CPU each with its connection). `yields` 0: every task starts at
+    once and runs to its first wait in turn, so every request is built before the first
+    byte of any goes out (the gateways' access logs: the first request reached them 0.6 s
+    after the start on a quiet box, 1.2-3.1 s at load 4-13, and the last 0.1-0.6 s after
+    that); `yields` n: the driver gives the loop n turns after starting each request, so
+    each goes out as it is built, as a burst of independent callers reaches a balancer
+    (the first at 0.03 s, the last 1.6 s after the start at load 3). Each outcome says when
+    its request was handed to the transport. `open_connections`: before the clock starts,
+    open about one keep-alive connection per body (concurrent ``GET /healthz``, through
+    the same balancer), as long-lived clients behind a balancer keeping its upstream
+    connections alive would have them; by default every request opens its own.
     """
     import anthropic
 
-    clients = [_sdk(u, api_key, per_request, len(bodies)) for u in urls]
+    if balance == "least":
+        clients = [_sdk(urls[0], api_key, per_request, len(bodies), balance_over=urls)]
+    elif balance == "round-robin":
+        clients = [_sdk(u, api_key, per_request, len(bodies)) for u in urls]
+    else:
+        raise ValueError(f"balance: least or round-robin, not {balance!r}")
+    if open_connections:
+        per_client = -(-len(bodies) // len(clients))
+        await asyncio.gather(
+            *(
+                c._client.get(str(c.base_url).rstrip("/") + "/healthz")
+                for c in clients
+                for _ in range(per_client)
+            ),
+            return_exceptions=True,
+        )
     wall0 = time.time()
     t0 = time.monotonic()
 
     async def one(i: int, body: dict[str, Any]) -> Outcome:
-        r = i % len(urls)
-        sent = [math.nan]
+        fixed = i % len(urls)
+        client = clients[fixed % len(clients)]
+        sent = [math.nan, float(fixed)]
         _SENT.set(sent)
         status, error, output, quota = 200, "", 0, False
         try:
-            msg = await clients[r].messages.create(**body)
+            msg = await client.messages.create(**body)
             output = msg.usage.output_tokens
         except anthropic.APIStatusError as exc:
             status, error = exc.status_code, type(exc).__name__
@@ -218,10 +277,18 @@ async def drive(
             )
         except anthropic.APIError as exc:  # connection, timeout
             status, error = 0, type(exc).__name__
-        return Outcome(r, sent[0] - t0, time.monotonic() - t0, status, error, output, quota)
+        done = time.monotonic() - t0
+        return Outcome(
+            int(sent[1]), sent[0] - t0, done, status, error, output, quota, body["max_tokens"]
+        )
 
     try:
-        outcomes = await asyncio.gather(*(one(i, b) for i, b in enumerate(bodies)))
+        tasks = []
+        for i, b in enumerate(bodies):
+            tasks.append(asyncio.create_task(one(i, b)))
+            for _ in range(yields):  # let it reach the wire before the next is built
+                await asyncio.sleep(0)
+        outcomes = await asyncio.gather(*tasks)
     finally:
         for c in clients:
             await c.close()
@@ -239,6 +306,10 @@ def binding_run(
     log_dir: Path,
     *,
     warm: bool = False,
+    balance: str = "least",
+    shared_one: bool = False,
+    open_connections: bool = False,
+    build_all_first: bool = False,
 ) -> dict[str, Any]:
     """One run of `work` through `replicas` gateways (`kind` "asyncthrift") or LiteLLM
     proxies (`kind` "litellm") sharing one Redis, in front of a fresh mock.
@@ -246,24 +317,36 @@ def binding_run(
     `warm`: each replica first answers one tiny request (``max_tokens`` 1), so that its
     budget exists (and has made its first Redis call) before the burst, as in a gateway
     that has been serving for a while; the mock's counters and the clock start after it.
+    `balance`: how the driver spreads requests (`drive`). `shared_one`: one replica through
+    Redis too (``--shared``), to tell the shared layer's own cost from the replicas' split.
+    `open_connections`: the clients' connections open before the clock starts (`drive`).
+    `build_all_first`: the driver builds every request before the first goes out (`drive`'s
+    ``yields`` 0, as before); by default each goes out as it is built (``yields`` 1).
+    The CPU seconds of every process during the run are kept (``cpu``: the replicas';
+    ``cpu_driver``, ``cpu_mock``, ``cpu_redis``): with 2 cores, what the run needed of them.
     """
     limits = work.limits
     cap = 3.0 * work.ideal + 60.0
+    shared = replicas > 1 or shared_one
     run_dir = log_dir / f"{kind}-{replicas}-{setting}{'-warm' if warm else ''}"
     run_dir.mkdir(parents=True, exist_ok=True)
     with (
         RedisServer() as redis,
         spawn_mock_process(**binding_mock(limits, setting)) as upstream,
-        _servers(kind, replicas, upstream, limits, redis, run_dir) as servers,
+        _servers(kind, replicas, upstream, limits, redis, run_dir, shared=shared) as servers,
     ):
         key = CLIENT_KEY if kind == "asyncthrift" else LITELLM_MASTER_KEY
         if warm:
             tiny = {**work.bodies[0], "max_tokens": 1}
-            run(drive([tiny] * len(servers), [s.url for s in servers], key, 60.0))
+            run(drive([tiny] * len(servers), [s.url for s in servers], key, 60.0, balance))
         before = remote_stats(upstream)
         cpu0 = [s.cpu() for s in servers]
-        outcomes, wall0 = run(drive(work.bodies, [s.url for s in servers], key, cap))
+        others0 = _other_cpu(redis)
+        urls = [s.url for s in servers]
+        yields = 0 if build_all_first else 1
+        outcomes, wall0 = run(drive(work.bodies, urls, key, cap, balance, open_connections, yields))
         cpu = [s.cpu() - c for s, c in zip(servers, cpu0, strict=True)]
+        others = [b - a for a, b in zip(others0, _other_cpu(redis), strict=True)]
         after = remote_stats(upstream)
         mock_wall0 = time.time() - after["uptime"]
         ops = [_status_json(s) for s in servers] if kind == "asyncthrift" else []
@@ -278,12 +361,22 @@ def binding_run(
         after["output_tokens"] - before["output_tokens"],
     )
     log = after["log"][len(before["log"]) :]  # the run's admissions, not the warm-up's
+    sent = [o.sent for o in outcomes]
+    after_arrivals = (
+        ideal_after_arrivals(work.bodies, limits, VARIANT, sent)
+        if len(ok) == len(outcomes) and all(math.isfinite(t) for t in sent)
+        else None
+    )
     statuses = Counter(o.status for o in outcomes)
     return {
         "kind": kind,
         "replicas": replicas,
         "setting": setting,
         "warm": warm,
+        "balance": balance,
+        "shared": shared,
+        "open_connections": open_connections,
+        "build_all_first": build_all_first,
         "period": limits.period,
         "limits": [limits.rpm, limits.itpm, limits.otpm],
         "requests": len(outcomes),
@@ -301,7 +394,14 @@ def binding_run(
         "bound": bound,
         "ratio": makespan / work.ideal if len(ok) == len(outcomes) else None,
         "ratio_bound": makespan / bound if len(ok) == len(outcomes) and bound else None,
+        # the same clairvoyant client, each request no sooner than it was sent (a diagnosis:
+        # what the driver's sending costs, `gateway_ideal`); the target's figure is `ratio`
+        "ideal_arrivals": after_arrivals,
+        "ratio_arrivals": makespan / after_arrivals if after_arrivals else None,
         "cpu": cpu,
+        "cpu_driver": others[0],
+        "cpu_mock": others[1],
+        "cpu_redis": others[2],
         "outcomes": [asdict(o) for o in outcomes],
         "mock_log": [[mock_wall0 + e[0] - wall0, *e[1:]] for e in log],
         "ops": ops,
@@ -310,17 +410,34 @@ def binding_run(
     }
 
 
+def _other_cpu(redis: RedisServer) -> tuple[float, float, float]:
+    """CPU seconds so far of this process (the driver), the mock and redis-server."""
+    pid = redis.proc.pid if redis.proc is not None else None
+    return (
+        time.process_time(),
+        children_cpu("--config-json"),
+        cpu_seconds(pid) if pid is not None else 0.0,
+    )
+
+
 @contextlib.contextmanager
 def _servers(
-    kind: str, replicas: int, upstream: str, limits: Limits, redis: RedisServer, log_dir: Path
+    kind: str,
+    replicas: int,
+    upstream: str,
+    limits: Limits,
+    redis: RedisServer,
+    log_dir: Path,
+    *,
+    shared: bool = True,
 ) -> Iterator[list[Server]]:
     if kind == "asyncthrift":
         with gateway_replicas(
             replicas,
             upstream=upstream,
             limits=limits,
-            # one replica: the key's whole budget in one process, no Redis (the baseline)
-            shared=redis.url if replicas > 1 else None,
+            # one replica (unless `shared`): the key's whole budget, no Redis (the baseline)
+            shared=redis.url if shared else None,
             client_key=CLIENT_KEY,
             log_dir=log_dir,
         ) as servers:
@@ -365,7 +482,7 @@ def per_replica(row: dict[str, Any]) -> list[list[object]]:
         out.append(
             [
                 r,
-                len(mine),
+                f"{len(mine)} ({sum(o.get('max_tokens', 0) for o in mine) / 1000:.1f}k)",
                 len(ok),
                 sum(1 for o in mine if o["status"] == 429),
                 sum(1 for o in mine if o["status"] not in (200, 429)),
@@ -559,10 +676,23 @@ def _ratio_cell(row: dict[str, Any]) -> str:
     if row["ratio"] is None:
         done = f"✗ {row['ok']}/{row['requests']} answered"
         return done + (f", last at {row['makespan']:.1f} s" if row["ok"] else "")
-    return (
+    cell = (
         f"{row['makespan']:.1f} s: **{row['ratio']:.2f}** × ideal {row['ideal']:.1f} s "
-        f"({row['ratio_bound']:.2f} × bound {row['bound']:.1f} s)"
+        f"({row['ratio_bound']:.2f} × bound {row['bound']:.1f} s"
     )
+    if row.get("ratio_arrivals"):
+        cell += (
+            f"; {row['ratio_arrivals']:.2f} × {row['ideal_arrivals']:.1f} s after the "
+            f"arrivals, first admission {row['first_admission']:.2f} s"
+        )
+    return cell + ")"
+
+
+def _cpu_cell(row: dict[str, Any]) -> str:
+    cell = " / ".join(f"{c:.1f}" for c in row["cpu"])
+    if "cpu_driver" in row:
+        cell += f"; {row['cpu_driver']:.1f}, {row['cpu_mock']:.1f}, {row['cpu_redis']:.1f}"
+    return cell
 
 
 def binding_table(rows: Sequence[dict[str, Any]]) -> str:
@@ -577,7 +707,7 @@ def binding_table(rows: Sequence[dict[str, Any]]) -> str:
             "other failures",
             "mock's 429s",
             "requests on the wire (s)",
-            "server CPU s (per replica)",
+            "CPU s: replicas / driver, mock, redis",
         ],
         [
             [
@@ -592,7 +722,7 @@ def binding_table(rows: Sequence[dict[str, Any]]) -> str:
                 else sum(v for k, v in r["statuses"].items() if k not in ("200", "429")),
                 "—" if r.get("skipped") else r["mock_429"],
                 "—" if r.get("skipped") else f"{r['wire'][0]:.2f}–{r['wire'][1]:.2f}",
-                "—" if r.get("skipped") else " / ".join(f"{c:.1f}" for c in r["cpu"]),
+                "—" if r.get("skipped") else _cpu_cell(r),
             ]
             for r in rows
         ],
@@ -644,7 +774,8 @@ def report(
                 f"All limits binding: {first['requests']} mixed requests at once, period "
                 f"{first['period']:g} s, limits rpm {rpm:g}, itpm {itpm:g}, otpm {otpm:g} "
                 f"(the work is {args.beyond:g} s beyond the first bucket in every dimension); "
-                "bare SDK, max_retries=0, round-robin over the replicas (client-side balancer). "
+                f"bare SDK, max_retries=0, spread over the replicas by {args.balance} "
+                "(least: a load balancer's least-outstanding choice, ties round robin). "
                 "Minimum: ideal = acceptance's clairvoyant FIFO client, bound = "
                 "theoretical_minimum (bench_shared's)."
             )
@@ -661,7 +792,7 @@ def report(
                 + md_table(
                     [
                         "replica",
-                        "requests",
+                        "requests (their max_tokens)",
                         "answered",
                         "429s",
                         "other failures",
@@ -737,6 +868,31 @@ def main() -> None:
         help="cold: the burst is each replica's first request; warm: one tiny request per "
         "replica first (its budget built before the clock starts)",
     )
+    parser.add_argument(
+        "--balance",
+        choices=("least", "round-robin"),
+        default="least",
+        help="how the driver spreads requests over replicas: least outstanding when each "
+        "goes on the wire, ties round robin (a load balancer's), or request i to replica "
+        "i mod R (default least)",
+    )
+    parser.add_argument(
+        "--shared-one",
+        action="store_true",
+        help="run a 1-replica row through Redis (--shared) too, not only the whole-key baseline",
+    )
+    parser.add_argument(
+        "--open-connections",
+        action="store_true",
+        help="the clients' connections to the replicas open before the clock starts (one "
+        "per request, kept alive), not opened by each request of the burst",
+    )
+    parser.add_argument(
+        "--build-all-first",
+        action="store_true",
+        help="the driver builds all requests before the first goes out (as before this "
+        "option): by default each goes on the wire as it is built",
+    )
     parser.add_argument("--no-overhead", action="store_true")
     parser.add_argument("--no-litellm", action="store_true")
     parser.add_argument(
@@ -766,7 +922,18 @@ def main() -> None:
     work = binding_workload(args.requests, args.period, args.beyond)
     if not args.no_binding and not args.no_asyncthrift:
         for replicas, setting, start in itertools.product(args.replicas, args.settings, args.start):
-            row = binding_run("asyncthrift", replicas, setting, work, log_dir, warm=start == "warm")
+            row = binding_run(
+                "asyncthrift",
+                replicas,
+                setting,
+                work,
+                log_dir,
+                warm=start == "warm",
+                balance=args.balance,
+                shared_one=args.shared_one,
+                open_connections=args.open_connections,
+                build_all_first=args.build_all_first,
+            )
             print(
                 f"asyncthrift ×{replicas} {setting} {start}: {_ratio_cell(row)}, "
                 f"{row['client_429']} × 429 at clients, {row['mock_429']} at the mock",
@@ -780,7 +947,7 @@ def main() -> None:
     if not args.no_litellm and not why_not and not args.no_binding:
         for replicas in [r for r in args.replicas if r > 1]:
             for setting in args.litellm_settings or args.settings[:1]:
-                row = binding_run("litellm", replicas, setting, work, log_dir)
+                row = binding_run("litellm", replicas, setting, work, log_dir, balance=args.balance)
                 print(
                     f"litellm ×{replicas} {setting}: {_ratio_cell(row)}, "
                     f"{row['client_429']} × 429 at clients, {row['mock_429']} at the mock",

@@ -45,7 +45,7 @@ def admissions(row: dict[str, Any], bodies: list[dict[str, Any]], step: float) -
     while t < end:
         cells = []
         for r in range(replicas):
-            mine = [i for i in range(len(outcomes)) if i % replicas == r]
+            mine = [i for i in range(len(outcomes)) if outcomes[i]["replica"] == r]
             waiting = [i for i in mine if admitted[i] >= t]
             now = [i for i in mine if t <= admitted[i] < t + step]
             tokens = sum(bodies[i]["max_tokens"] for i in waiting) / 1000.0

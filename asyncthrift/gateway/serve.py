@@ -113,6 +113,7 @@ async def serve(config: GatewayConfig, *, ready_file: Path | None = None) -> Non
         access_log=False,
         lifespan="on",
         timeout_graceful_shutdown=max(1, int(config.grace)),
+        timeout_keep_alive=KEEP_ALIVE,
         server_header=False,
         http=_http_protocol(),  # the loop is uvloop when installed (`run_async`)
     )
@@ -143,6 +144,15 @@ def _access_logger(secrets: tuple[str, ...]) -> logging.Logger:
     access.addHandler(AccessLineHandler(sys.stderr, secrets))
     access.propagate = False
     return access
+
+
+#: Seconds an idle client connection stays open (uvicorn's default: 5). Replicas sit behind
+#: a load balancer that keeps its connections to them open and reuses them (nginx's
+#: upstream ``keepalive``, Envoy, an ALB: idle timeouts of 60 s); a replica that closes one
+#: first races the balancer's next request on it, which then fails (the bench's clients with
+#: their connections opened before a burst: one request of 600 lost, `APIConnectionError`,
+#: on a connection idle 5 s). Longer than those timeouts, as their docs advise for backends.
+KEEP_ALIVE = 75
 
 
 #: Allocations between two collections of the youngest generation (Python's default: 700).
