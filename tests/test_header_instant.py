@@ -11,9 +11,7 @@ import statistics
 
 import pytest
 
-from asyncthrift.scheduling.bucket import TokenBucket
 from asyncthrift.scheduling.budget import LocalBudget
-from asyncthrift.scheduling.foreign import ForeignShare
 from asyncthrift.scheduling.header_instant import HeaderInstant
 from asyncthrift.scheduling.limits import Limits
 from tests import reading_sim
@@ -172,42 +170,3 @@ def test_a_429_forgets_the_instant_for_good() -> None:
             period=60.0,
         )
     assert instant.at is None
-
-
-def _foreign_seconds(known: str | None, seed: int) -> float:
-    """Seconds a lone client's `ForeignShare` gives others over 5 % of the output refill,
-    from 20 s of readings as of admission whose flight's ambiguity rises for 12 s (a burst's
-    tail: flights shorten, less goes out in each), the instant `known` or not."""
-    period, capacity = 60.0, 32_000.0
-    bucket = TokenBucket(capacity, period, 0.0)
-    share = ForeignShare(0.0)
-    share.instant.at = known
-    rng = random.Random(seed)
-    t = seconds = 0.0
-    while t < 20.0:
-        ambiguity = 500.0 + 100.0 * min(t, 12.0)
-        as_of_admission = rng.uniform(-300.0, 300.0)
-        share.read(
-            2,
-            bucket,
-            False,
-            unexplained=as_of_admission + ambiguity,
-            ambiguity=ambiguity,
-            flight=0.0,
-            held=0.0,
-            now=t,
-            period=period,
-        )
-        if share.rates[2] > 0.05 * capacity / period:
-            seconds += 0.1
-        t += 0.1
-    return seconds
-
-
-@pytest.mark.parametrize("seed", [5, 6])
-def test_a_known_instant_is_not_fitted(seed: int) -> None:
-    """Fitted alongside the slope, where in its flight a reading is (`theta`) cannot be told
-    from a trend while the ambiguity moves with time: taken halfway, half the rise was read
-    as another consumer (6.8-8.4 s of a false fit here). Known, nothing."""
-    assert _foreign_seconds(None, seed) > 5.0
-    assert _foreign_seconds("admission", seed) == 0.0

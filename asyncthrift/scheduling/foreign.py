@@ -59,8 +59,6 @@ _CERTAIN = 2.0
 #: period, and taken halfway while the readings cannot tell.
 _THETA_WINDOW = 1.0
 _THETA_UNKNOWN = 0.5
-#: `theta` where the instant of a non-streamed answer's headers is known (`HeaderInstant`).
-_THETA_OF = {"admission": 1.0, "completion": 0.0}
 #: The largest share of a limit's refill a fit gives to other consumers while their whole
 #: spending over its span is within one rounding step of `-remaining` (`ForeignShare.learn`).
 _STEP_SHARE = 0.5
@@ -107,13 +105,11 @@ class ForeignShare:
         now: float,
         period: float,
         step: float = 0.0,
-        streamed: bool = False,
     ) -> None:
         """A reading of dimension `i` (`HeaderResync._ceiling`): `learn` from it, unless
         it says too little. `flight` is what we charged while its request was out, `held`
         the abandoned output held here (`LocalBudget.hold_abandoned`), `step` how coarse
-        its `-remaining` is (`learn`), `streamed` whether its headers came at a stream's
-        start (else where in its flight it is may be known: `instant`).
+        its `-remaining` is (`learn`).
 
         - The server's bucket near full (`near_full`): its refill may have been wasted at
           its cap, which nobody spent: start over (`restart`).
@@ -130,8 +126,7 @@ class ForeignShare:
         elif held > bucket.capacity * _FLIGHT_MAX:
             self._fits[i].clear()
         elif abs(flight) <= bucket.capacity * _FLIGHT_MAX:
-            theta = None if streamed else _THETA_OF.get(self.instant.at or "")
-            self.learn(i, bucket, unexplained, now, period, ambiguity, step, theta)
+            self.learn(i, bucket, unexplained, now, period, ambiguity, step)
 
     def restart(self, i: int, now: float, bucket: TokenBucket, period: float) -> None:
         """Forget dimension `i`'s points and estimate: a cold reading, or a server bucket
@@ -167,7 +162,6 @@ class ForeignShare:
         period: float,
         ambiguity: float = 0.0,
         step: float = 0.0,
-        theta: float | None = None,
     ) -> None:
         """Add a reading of dimension `i`; refill the bucket at the limit's rate less the
         estimate of what others spend.
@@ -206,11 +200,7 @@ class ForeignShare:
         with each answer's own refund) that the fit read as another consumer: 0.3 of the
         request and input limits at 2 s + 20 ms/token answers, in the virtual-time
         simulation of ``tests/test_foreign.py``. Fitted, an ambiguity that moves with time
-        alone leaves the slope uncertain, and an uncertain slope slows nothing. Where the
-        instant is known (`HeaderInstant`, given as `theta`: 1 as of admission, 0 as of
-        completion), it is not fitted: until a minute of readings could tell it, the fit
-        took it halfway, and half of each reading's ambiguity (its unused reservation, the
-        flight's charges: a busy process's swing) was read as another consumer's trend.
+        alone leaves the slope uncertain, and an uncertain slope slows nothing.
         """
         if now < self._quiet_until[i]:
             return
@@ -226,8 +216,7 @@ class ForeignShare:
         if len(points) < _FEWEST or fit.span() < period * _WINDOW * _MIN_SPAN:
             return
         full = bucket.capacity / period
-        if theta is None:
-            theta = self._instants[i].theta()
+        theta = self._instants[i].theta()
         if theta is None:
             theta = _THETA_UNKNOWN
         slope, error = fit.slope(theta)

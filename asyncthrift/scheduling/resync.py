@@ -76,9 +76,11 @@ class HeaderResync(NetHistory):
         seen: Cost = ZERO,
         own: Cost | None = None,
     ) -> bool:
-        """Resync from a response's headers (`_observe`); True if the gate should look at its
-        head again. A refused request's `uncharged` part is then taken out of the history, as
-        if it had never been sent (`_forget`)."""
+        """Resync from a response's headers; True if the gate should look at its head again.
+
+        See `_observe` for how the headers are read. A refused request's `uncharged` part
+        is then taken out of the history, as if it had never been sent (`_forget`).
+        """
         changed = self._observe(
             view, sent_mark, sent_at, now, uncharged=uncharged, refused=refused, seen=seen, own=own
         )
@@ -380,7 +382,6 @@ class HeaderResync(NetHistory):
             now=now,
             period=self.limits.period,
             step=2.0 * tolerance,
-            streamed=seen[i] > 0.0,
         )
         return ceiling
 
