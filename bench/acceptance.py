@@ -334,6 +334,9 @@ async def _run_cell(cell: Cell, want_log: bool) -> dict[str, Any]:
                 # seconds the budget took over 5 % of a limit's refill for other consumers
                 # (a lone client's false fit: refill withheld it never gets back)
                 "foreign_seconds": [round(x, 1) for x in foreign_seconds],
+                # which instant non-streamed headers describe, as learnt (`HeaderInstant`;
+                # absent: a tree without it) and the votes (admission, completion)
+                "header_instant": _header_instant(budget),
                 "departure_proofs": [
                     p[1] for p in getattr(getattr(budget, "_transit", None), "departure_proofs", [])
                 ],
@@ -378,6 +381,11 @@ async def _run_cell(cell: Cell, want_log: bool) -> dict[str, Any]:
     if want_log:
         out["log"] = server["log"]
     return out
+
+
+def _header_instant(budget: Any) -> list[Any] | None:
+    instant = getattr(budget._foreign, "instant", None)
+    return None if instant is None else [instant.at, *instant.votes]
 
 
 async def _sample_foreign(client: Any, seconds: list[float]) -> None:
@@ -451,7 +459,8 @@ def run_cells(
                 results[cell.name] = r
                 print(
                     f"{cell.name:45s} {_cell_text(r):28s} makespan {r['makespan']:.1f} s, "
-                    f"ideal {r['ideal']:.1f} s, foreign (s) {r['client'].get('foreign_seconds')}",
+                    f"ideal {r['ideal']:.1f} s, foreign (s) {r['client'].get('foreign_seconds')}, "
+                    f"instant {r['client'].get('header_instant')}",
                     flush=True,
                 )
             else:

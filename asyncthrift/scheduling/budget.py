@@ -151,6 +151,12 @@ class LocalBudget(HeaderResync):
         r, i, o = self._floor.lifted
         return (r, i, o)
 
+    @property
+    def headers_at(self) -> str | None:
+        """Which instant a non-streamed answer's headers describe, as learnt from the
+        requests dimension (`HeaderInstant`): "admission", "completion" or None."""
+        return self._foreign.instant.at
+
     def closed(self, mark: Cost, now: float) -> None:
         """The attempt admitted as `mark` ended at `now` (answered, failed, cancelled): from
         then on it is on nobody's wire (`Transit.closed`)."""

@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 
 from .bucket import TokenBucket
+from .header_instant import HeaderInstant
 from .running_fit import RunningFit
 
 __all__ = ["ForeignShare"]
@@ -68,7 +69,7 @@ _STEP_RISE = 1.5
 class ForeignShare:
     """Per dimension: the estimated rate (units/s) at which someone else spends from the key."""
 
-    __slots__ = ("_fits", "_instants", "_quiet_until", "_refused_at", "rates")
+    __slots__ = ("_fits", "_instants", "_quiet_until", "_refused_at", "instant", "rates")
 
     def __init__(self, now: float) -> None:
         self.rates = [0.0, 0.0, 0.0]
@@ -79,6 +80,9 @@ class ForeignShare:
         self._quiet_until = [now, now, now]
         # per dimension, when a 429 last proved someone else spends (`refused`)
         self._refused_at = [-math.inf, -math.inf, -math.inf]
+        # which instant a non-streamed answer's headers describe, learnt from the requests
+        # dimension (`HeaderInstant`; `_instants` fits it per dimension for the slope only)
+        self.instant = HeaderInstant()
 
     def after_burst(self, i: int, now: float, period: float) -> None:
         """A burst from full was just answered: its answers keep coming back for a while,

@@ -140,19 +140,17 @@ class HeaderResync(NetHistory):
         lowest consistent reading: nothing is known yet, and one conservative round trip
         costs less than a burst of 429s.
 
-        Abandoned answers (a request cancelled, timed out or dropped after it was sent): the
-        server may stop one at the disconnect or finish it and charge its output, and this
-        budget does not know which. Its output reservation stays charged here until the
-        answer would have completed (`Reservation.abandon`), so a reading in between may
-        show the server above the local level by the unused part (the server stopped it, or
-        finished it already): that is a gap the other way, which lowers nothing. A reading
-        that moves the level meanwhile (a lift to the readings' lower bounds, a clamp to
-        this one) may count that refund, so it is taken to credit the held output first,
-        once (`hold_abandoned`). When the reservation is then given back, all but the
-        longest answer seen goes back, less what readings credited: the local level never
-        runs ahead of a server that charged the answer, nor of one that stopped it.
-        When the answer would have completed is learnt from the answers seen (a cold
-        start's streamed probe first: `pipeline._answer_times.AnswerTimes`).
+        Abandoned answers (cancelled, timed out or dropped after being sent): the server may
+        stop one or finish and charge it. Its output reservation stays charged here until
+        the answer would have completed (`Reservation.abandon`, timed by
+        `pipeline._answer_times.AnswerTimes`); a reading that moves the level meanwhile may
+        count the server's refund of it, so it credits the held output first, once
+        (`hold_abandoned`). Then all but the longest answer seen goes back, less what
+        readings credited: the level never runs ahead of a server that charged the answer,
+        nor of one that stopped it.
+
+        Which instant non-streamed headers describe is learnt from the requests dimension
+        (`HeaderInstant`); until it is known, every reading is read both ways.
         """
         cold = self._probe_at is not None
         self._probe_at = None
@@ -166,6 +164,13 @@ class HeaderResync(NetHistory):
         remainings = (view.requests_remaining, view.input_remaining, view.output_remaining)
         highest = LazyHighest(self._highest_readings, self._highest_before, sent_at, now)
         took = self._own_take(sent_at, sent_mark) if own is None else own
+        if view.requests_remaining is not None and self._buckets[0] is not None:
+            before = self._net_before_own(sent_at, sent_mark)[0]  # a request costs 1 there
+            self._foreign.instant.observe(
+                view.requests_remaining, self._buckets[0].capacity, self.limits.period,
+                sent_at=sent_at, taken_by_own=before + 1.0, now=now, taken_now=self._net[0],
+                skip=cold or any(uncharged) or any(seen), refused=refused,
+            )  # fmt: skip
         # once per reading, not per dimension (it scans what is out); a cold one has no floor
         in_transit = ZERO if cold else self._transit.before(sent_mark, sent_at)
         for i, remaining in enumerate(remainings):
@@ -191,8 +196,7 @@ class HeaderResync(NetHistory):
         return changed
 
     def _end_hold_unproven(self, sent_mark: Cost, now: float) -> None:
-        """No rate-limit headers (a proxy, or a server without limits): nothing to resync
-        but the end of a burst's hold, which credits no refill the server did not prove."""
+        """No rate-limit headers (a proxy): end a burst's hold, crediting no unproven refill."""
         for i, bucket in enumerate(self._buckets):
             if bucket is not None and bucket.held and sent_mark[i] >= self._hold_marks[i]:
                 bucket.release(now, up_to=bucket.level(now))
@@ -355,13 +359,10 @@ class HeaderResync(NetHistory):
             after = self._net[i] - self._net_before_own(sent_at, sent_mark)[i] - seen[i]
             self._foreign.restart(i, now, bucket, self.limits.period)
             return remaining - tolerance - after
-        # this request's unused reservation comes back to us once it is settled,
-        # and the reading may have it already (a non-streamed answer's at completion):
-        # if its instant is the answer's end, within `HORIZON` of its arrival here; one
-        # from earlier in the flight (headers as of admission) does not have it. Taking
-        # it off every instant clamped such readings by the whole unused reservation
-        # (headers as of admission, 2 s + 20 ms/token: 2.5 times the lowering)
-        if refundable > 0.0:
+        # this request's unused reservation comes back to us once settled; a reading as of
+        # the answer's end (within `HORIZON` of its arrival here) has it already, one as of
+        # admission not (taken off every instant: 2.5 times the lowering at 2 s answers)
+        if refundable > 0.0 and self._foreign.instant.at != "admission":
             early = self._highest_before(i, sent_at, now - HORIZON, now)
             highest = max(highest - refundable, early)
         ceiling = remaining - tolerance + highest - uncharged[i]
