@@ -18,6 +18,7 @@ import asyncio
 
 import pytest
 
+from asyncthrift import Limits
 from asyncthrift.scheduling.bucket import Cost
 from asyncthrift.scheduling.scheduler import Gate
 from asyncthrift.stores.shared import SharedBudget
@@ -33,7 +34,7 @@ def arg(args: list[str], d: int, k: int) -> float:
     return float(args[3 + 7 * d + k])
 
 
-async def head_after_a_small_one(level_out: float) -> list[str]:
+async def head_after_a_small_one(level_out: float, limits: Limits = LIMITS) -> list[str]:
     """A first grant of 710 output tokens (and plenty of requests and input) for a request
     of 10 with a head of 1,024 queued behind it; the first answered (5 back) while the
     head waits: the arguments of the call that asks for the head."""
@@ -44,7 +45,7 @@ async def head_after_a_small_one(level_out: float) -> list[str]:
 
     store = Store(reply)
     loop = asyncio.get_running_loop()
-    budget = SharedBudget(store, LIMITS, loop.time(), "k/sonnet", ("b", "p"))
+    budget = SharedBudget(store, limits, loop.time(), "k/sonnet", ("b", "p"))
     gate = Gate([budget])
     budget.bind(gate)
     small = asyncio.create_task(gate.acquire(SMALL))
@@ -72,3 +73,13 @@ async def test_above_zero_a_head_asks_for_its_shortfall_only() -> None:
     args = await head_after_a_small_one(20_000.0)
     assert arg(args, 2, 4) == 0.0
     assert arg(args, 2, 2) == pytest.approx(1024.0 - 700.0)  # asked at once, before the 5
+
+
+async def test_a_process_with_a_small_share_of_the_request_rate_keeps_its_refunds() -> None:
+    # 2 requests/s shared by 4 processes: 8 requests take 16 s (slices stretched past 4 s
+    # to keep about a call per 8 requests); lending at every call sent each head through
+    # Redis (0.23 calls per request at 4 processes, 120 s beyond the burst, against 0.17)
+    slow = Limits(rpm=120, itpm=600_000, otpm=43_200, period=60.0)
+    args = await head_after_a_small_one(-2880.0, slow)
+    assert arg(args, 2, 4) == 0.0
+    assert arg(args, 2, 2) == pytest.approx(1024.0 - 705.0)
