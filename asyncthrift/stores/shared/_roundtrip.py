@@ -95,6 +95,8 @@ class RoundTrip(SliceSizing):
         recent = self._busy(now)
         need, ask, asking = self._asks(now, head, recent)
         give, idle_return = self._gives(asking, head, recent)
+        if asking and not idle_return:
+            self._lend(head, need, ask, give)
         lease, pending, dims = self._lease, self._pending, self._dims
         # (`_EARLY`: its timer's instant, rounded a hair short of it, spun the task in place)
         renew_at = self._called_at + lease_lifetime(self.limits.period) * _RENEW
@@ -162,9 +164,7 @@ class RoundTrip(SliceSizing):
         lease, pending = self._lease, self._pending
         give = [0.0, 0.0, 0.0]
         for i in self._dims:  # lease beyond what this process keeps goes back
-            extra = lease[i] - self._kept(i)
-            if extra > 0:
-                give[i] += extra
+            give[i] += max(0.0, lease[i] - self._kept(i))
         if not asking and head is None and not recent:
             holding = [lease[i] + pending[i] for i in range(3)]
             if any(holding[i] for i in self._dims):
