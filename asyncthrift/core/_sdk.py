@@ -111,14 +111,14 @@ def plain_message(body: bytes, headers: Mapping[str, str]) -> Message:
 
 
 @functools.cache
-def _quick_fields() -> Mapping[type, frozenset[str]]:
+def _quick_fields() -> tuple[tuple[type[pydantic.BaseModel], frozenset[str]], ...]:
     """The answer models `validated` builds, with their fields' names (pydantic 2 only)."""
     if not pydantic.VERSION.startswith("2."):
-        return {}
+        return ()
     from anthropic.types import Message
     from anthropic.types.beta import BetaMessage
 
-    return {model: frozenset(model.model_fields) for model in (Message, BetaMessage)}
+    return tuple((model, frozenset(model.model_fields)) for model in (Message, BetaMessage))
 
 
 def validated(cast_to: object, data: object) -> Any | None:
@@ -129,11 +129,12 @@ def validated(cast_to: object, data: object) -> Any | None:
     reason this SDK does not know, a date to parse) or that has top-level fields the
     model does not (`construct_type` leaves those out of ``model_fields_set``): the SDK's
     own construction then, as before."""
-    fields = _quick_fields().get(cast_to)  # type: ignore[call-overload]
-    if fields is None or not isinstance(data, dict) or not data.keys() <= fields:
+    # by identity: a stream's event type (a union) hashes slowly, and this sees every event
+    quick = next((q for q in _quick_fields() if q[0] is cast_to), None)
+    if quick is None or not isinstance(data, dict) or not data.keys() <= quick[1]:
         return None
     try:
-        return cast("type[pydantic.BaseModel]", cast_to).model_validate(data, strict=True)
+        return quick[0].model_validate(data, strict=True)
     except pydantic.ValidationError:
         return None
 
