@@ -36,7 +36,14 @@ What the columns mean:
 - ``as configured``: ``asyncthrift`` (default transport) over ``bare`` (the SDK's default):
   what a user switching from the bare SDK sees (issue 17's "throughput with nothing
   binding", target >= 1.35), by req/s and then by CPU per request (``bare``'s over
-  ``asyncthrift``'s), the steadier of the two on a shared machine.
+  ``asyncthrift``'s), the steadier of the two on a shared machine. The summary's figure
+  pools every round (each client's requests over its summed wall, or CPU, time), not a
+  median of per-round ratios: a full collection of the garbage collector (60-110 ms here,
+  "Garbage collection per client") falls in one run of a few hundred requests or in none,
+  which swung a per-round ratio by a quarter; pooled, each client pays for the collections
+  in proportion to what it allocated. It is also given by req/s net of the time this
+  process waited for a CPU (``/proc/thread-self/schedstat``), which other processes' load
+  adds to a run's wall time at random.
 - ``raw path``: ``raw/aiohttp``'s req/s over ``bare/aiohttp``'s, same round.
 
 A last section runs the bare SDK and asyncthrift over the SDK's transport seam (an in-memory
@@ -55,7 +62,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
+import math
 import os
+import statistics
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -92,6 +102,27 @@ def prompt(i: int) -> list[dict[str, str]]:
     ]
 
 
+class GcClock:
+    """The garbage collector's pauses in this process (`gc.callbacks`): seconds in all and
+    full (oldest-generation) collections, read before and after each run."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.full = 0
+        self._start = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._start = time.perf_counter()
+            return
+        self.seconds += time.perf_counter() - self._start
+        if info["generation"] == 2:
+            self.full += 1
+
+
+GC = GcClock()
+
+
 @dataclass(frozen=True, slots=True)
 class Run:
     """One client's pass over the N requests."""
@@ -100,6 +131,11 @@ class Run:
     requests: int
     wall: float
     cpu: float
+    gc_s: float = 0.0
+    full_gcs: int = 0
+    waited: float = 0.0
+    """Seconds this process's thread was ready to run but waited for a CPU (another
+    process had it: `/proc/self/schedstat`), 0.0 where the kernel does not say."""
 
     @property
     def rate(self) -> float:
@@ -118,9 +154,20 @@ async def drive(kind: str, create: Create, n: int, concurrency: int, offset: int
         async with sem:
             await create(model=MODEL, max_tokens=MAX_TOKENS, messages=prompt(offset + i))
 
-    t0, p0 = time.perf_counter(), time.process_time()
+    t0, p0, g0, f0 = time.perf_counter(), time.process_time(), GC.seconds, GC.full
+    w0 = cpu_wait()
     await asyncio.gather(*(one(i) for i in range(n)))
-    return Run(kind, n, time.perf_counter() - t0, time.process_time() - p0)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - p0
+    return Run(kind, n, wall, cpu, GC.seconds - g0, GC.full - f0, cpu_wait() - w0)
+
+
+def cpu_wait() -> float:
+    """Seconds this thread has waited on a run queue so far (Linux schedstat; else 0.0)."""
+    try:
+        with open("/proc/thread-self/schedstat") as f:
+            return int(f.read().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return 0.0
 
 
 async def bench(url: str, n: int, concurrency: int, rounds: int, warmup: int) -> list[Run]:
@@ -158,7 +205,8 @@ async def bench(url: str, n: int, concurrency: int, rounds: int, warmup: int) ->
                 runs.append(result)
                 print(
                     f"  round {r + 1} {kind:17} {result.rate:7.0f} req/s "
-                    f"{result.cpu_us:6.0f} µs CPU/req",
+                    f"{result.cpu_us:6.0f} µs CPU/req, gc {result.gc_s * 1e3:5.1f} ms "
+                    f"({result.full_gcs} full)",
                     flush=True,
                 )
         for client in (thrift, thrift_httpx):
@@ -171,6 +219,58 @@ async def bench(url: str, n: int, concurrency: int, rounds: int, warmup: int) ->
         await thrift.aclose()
         await thrift_httpx.aclose()
     return runs
+
+
+@dataclass(frozen=True, slots=True)
+class Pooled:
+    """One client's runs taken together: requests over the sum of their wall (and CPU)
+    times. A full collection of the garbage collector costs tens of milliseconds and falls
+    in whichever run's allocations tip it over, so one run of a few hundred requests has one
+    or none and a ratio of two runs swings by a quarter; over every round, each client pays
+    for the collections in proportion to what it allocated."""
+
+    requests: int
+    wall: float
+    cpu: float
+    gc_s: float
+    waited: float
+
+    @classmethod
+    def of(cls, runs: list[Run]) -> Pooled:
+        return cls(
+            sum(x.requests for x in runs),
+            sum(x.wall for x in runs),
+            sum(x.cpu for x in runs),
+            sum(x.gc_s for x in runs),
+            sum(x.waited for x in runs),
+        )
+
+    @property
+    def rate(self) -> float:
+        return self.requests / self.wall if self.wall else math.nan
+
+    @property
+    def cpu_us(self) -> float:
+        return self.cpu / self.requests * 1e6 if self.requests else math.nan
+
+    @property
+    def net_rate(self) -> float:
+        """Requests per second of wall time less the time this process waited for a CPU:
+        what the run would have done on a core of its own (the mock's waits still count)."""
+        net = self.wall - self.waited
+        return self.requests / net if net > 0 else math.nan
+
+    @property
+    def gc_us(self) -> float:
+        return self.gc_s / self.requests * 1e6 if self.requests else math.nan
+
+
+def quartiles(values: list[float]) -> tuple[float, float]:
+    """The first and third quartiles of `values` (NaN, NaN when fewer than two)."""
+    if len(values) < 2:
+        return math.nan, math.nan
+    q = statistics.quantiles(values, n=4)
+    return q[0], q[2]
 
 
 #: The answer of the in-memory transport: a short text and its usage.
@@ -237,7 +337,7 @@ def main() -> None:
     parser.add_argument("--loop", choices=("auto", "uvloop", "asyncio"), default="auto")
     parser.add_argument("-n", type=int, default=600, help="requests per run")
     parser.add_argument("--concurrency", type=int, default=64)
-    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=200, help="requests per client first")
     parser.add_argument("--seam-n", type=int, default=300, help="requests per seam run")
     parser.add_argument("--seam-rounds", type=int, default=20)
@@ -257,6 +357,7 @@ def main() -> None:
         args.seam_n, args.seam_rounds = 300, 2
 
     pinned = not args.no_pin and pin_self()
+    gc.callbacks.append(GC)
     t_start = time.perf_counter()
     limits = WIDE if args.mock_limits == "wide" else None
     with spawn_mock_process(latency=0.0, limits=limits, cpu=1 if pinned else None) as url:
@@ -290,6 +391,11 @@ def main() -> None:
         )
     med = {k: median([x.rate for x in runs if x.kind == k]) for k in KINDS}
     med_cpu = {k: median([x.cpu_us for x in runs if x.kind == k]) for k in KINDS}
+    pooled = {k: Pooled.of([x for x in runs if x.kind == k]) for k in KINDS}
+    as_configured = pooled["asyncthrift"].rate / pooled["bare"].rate
+    as_configured_cpu = pooled["bare"].cpu_us / pooled["asyncthrift"].cpu_us
+    as_configured_net = pooled["asyncthrift"].net_rate / pooled["bare"].net_rate
+    waited_share = sum(x.waited for x in runs) / sum(x.wall for x in runs)
     rows.append(
         ["**median**"]
         + [f"{med[k]:.0f} / {med_cpu[k]:.0f}" for k in KINDS]
@@ -299,6 +405,16 @@ def main() -> None:
             f"**{median(raw_path):.3f}**",
         ]
     )
+    rows.append(
+        ["**all rounds**"]
+        + [f"{pooled[k].rate:.0f} / {pooled[k].cpu_us:.0f}" for k in KINDS]
+        + [
+            f"{pooled[mine].rate / pooled[theirs].rate:.3f} / "
+            f"{pooled[theirs].cpu_us / pooled[mine].cpu_us:.3f}"
+            for mine, theirs in PAIRS
+        ]
+        + [f"**{as_configured:.3f}** / **{as_configured_cpu:.3f}**", ""]
+    )
     table = md_table(
         ["round"]
         + [f"{k} req/s / CPU µs/req" for k in KINDS]
@@ -306,6 +422,20 @@ def main() -> None:
         + ["as configured (req/s / CPU)", "raw path"],
         rows,
     )
+    gc_table = md_table(
+        ["client", "runs with a full collection", "gc ms per run (median)", "gc µs per request"],
+        [
+            [
+                k,
+                f"{sum(1 for x in runs if x.kind == k and x.full_gcs)} of {args.rounds}",
+                f"{median([x.gc_s * 1e3 for x in runs if x.kind == k]):.1f}",
+                f"{pooled[k].gc_us:.0f}",
+            ]
+            for k in KINDS
+        ],
+    )
+    spread = max(configured) - min(configured) if configured else math.nan
+    q1, q3 = quartiles(configured)
     pairs = [seam_runs[i : i + 2] for i in range(0, len(seam_runs), 2)]
     seam_rows = []
     seam_extra, seam_ratio = [], []
@@ -346,9 +476,14 @@ def main() -> None:
         f"{median(extra['asyncthrift']):.0f} µs (aiohttp) and "
         f"{median(extra['asyncthrift/httpx']):.0f} µs (httpx) of client CPU per request over "
         f"the bare SDK's {med_cpu['bare/aiohttp']:.0f} and {med_cpu['bare']:.0f} µs. As "
-        f"configured (asyncthrift's default transport against the SDK's default): "
-        f"{median(configured):.3f} by req/s, {median(configured_cpu):.3f} by CPU per request "
-        f"(target >= 1.35). The SDK's raw-response path alone runs at "
+        f"configured (asyncthrift's default transport against the SDK's default), all "
+        f"rounds pooled (requests over wall time, every client's share of the process's "
+        f"full garbage collections included): **{as_configured:.3f}** by req/s, "
+        f"{as_configured_cpu:.3f} by CPU per request, {as_configured_net:.3f} by req/s net of "
+        f"this process's waits for a CPU ({waited_share:.0%} of the runs' wall time) "
+        f"(target >= 1.35); per round: median "
+        f"{median(configured):.3f}, quartiles {q1:.3f}-{q3:.3f}, range {spread:.3f}. "
+        f"The SDK's raw-response path alone runs at "
         f"{median(raw_path):.3f} of plain create() (aiohttp). The mock answered "
         f"{served.get('ok', '?')} requests, "
         f"{served.get('rate_limited', '?')} of them 429. Over the SDK's transport seam (no "
@@ -361,7 +496,9 @@ def main() -> None:
         f"raw path {median(raw_path):.3f}; seam +{median(seam_extra):.0f} µs/req "
         f"({median(seam_ratio):.3f}); "
         f"as configured "
-        f"{median(configured):.3f} (CPU {median(configured_cpu):.3f}); "
+        f"{as_configured:.3f} (CPU {as_configured_cpu:.3f}, net of CPU waits "
+        f"{as_configured_net:.3f}; per-round median "
+        f"{median(configured):.3f}, quartiles {q1:.3f}-{q3:.3f}); "
         f"+{median(extra['asyncthrift']):.0f} µs CPU/req (aiohttp), "
         f"+{median(extra['asyncthrift/httpx']):.0f} µs (httpx)"
     )
@@ -374,6 +511,8 @@ def main() -> None:
             f"; loop {resolve_loop(args.loop)}; model {MODEL}, max_tokens {MAX_TOKENS}.",
             "## Summary\n\n" + summary,
             "## Runs against the mock server\n\n" + table,
+            "## Garbage collection per client (this process's pauses during its runs)\n\n"
+            + gc_table,
             f"## Over the SDK's transport seam ({args.seam_n} requests per run, "
             f"{args.seam_rounds} rounds, alternating order)\n\n"
             "Both clients on `httpx2.AsyncClient(transport=httpx2.MockTransport(...))` "
@@ -384,6 +523,8 @@ def main() -> None:
     )
     print()
     print(table)
+    print()
+    print(gc_table)
     print()
     print(seam_table)
     print()

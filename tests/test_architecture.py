@@ -196,6 +196,7 @@ TEST_REACH_INS: Final[dict[str, frozenset[str]]] = {
     "test_cache_e2e.py": frozenset({"_request_id"}),
     "test_cold_probe.py": frozenset({"_request_id"}),
     "test_facade.py": frozenset({"_request_id"}),
+    "test_sdk_answers.py": frozenset({"_request_id"}),
     # `typing.NamedTuple._replace` is public API under a leading underscore
     "test_foreign.py": frozenset({"_replace"}),
     # argparse lists a parser's subcommands only through its `_actions`

@@ -8,8 +8,7 @@ rate-limit headers, on the HTTP stack chosen), its limits table and its cache sc
 
 from __future__ import annotations
 
-import anthropic
-
+from ..core._sdk import QuickAnswers
 from ..pipeline._departure import aiohttp_client, with_departures
 from ..pipeline._dispatch import Observers
 from ..pipeline._keys import Key, with_header_hook
@@ -33,7 +32,7 @@ def assemble(config: ThriftConfig) -> Pipeline:
         if http is None and config.use_aiohttp:
             http = aiohttp_client()  # the SDK's, telling when a body is written
         sdk_kwargs["http_client"] = with_departures(with_header_hook(http, config.use_aiohttp))
-        sdk = anthropic.AsyncAnthropic(
+        sdk = QuickAnswers(
             api_key=cfg.api_key, base_url=cfg.base_url or config.base_url, **sdk_kwargs
         )
         scope = "" if config.cache_scope == "global" else scope_for_key(cfg.api_key)

@@ -8,6 +8,7 @@ allow (``.ci/run``).
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, cast
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any, cast
 import anthropic
 import httpx2
 import orjson
+import pydantic
 from anthropic._models import construct_type
 from anthropic._types import Body, Headers, Query, SequenceNotStr
 from anthropic.lib._parse._response import ResponseFormatT, parse_beta_response, parse_response
@@ -33,6 +35,7 @@ __all__ = [
     "Headers",
     "Passthrough",
     "Query",
+    "QuickAnswers",
     "ResponseFormatT",
     "SequenceNotStr",
     "accumulate",
@@ -45,6 +48,7 @@ __all__ = [
     "plain_message",
     "status_error",
     "stream_parts",
+    "validated",
     "with_output_format",
 ]
 
@@ -99,7 +103,55 @@ def plain_message(body: bytes, headers: Mapping[str, str]) -> Message:
     """A non-streamed answer's body as the SDK's `Message` (with its ``_request_id``)."""
     from anthropic.types import Message
 
-    return _with_ids(construct_type(type_=Message, value=orjson.loads(body)), headers)
+    data = orjson.loads(body)
+    message = validated(Message, data)
+    if message is None:
+        message = construct_type(type_=Message, value=data)
+    return _with_ids(message, headers)
+
+
+@functools.cache
+def _quick_fields() -> tuple[tuple[type[pydantic.BaseModel], frozenset[str]], ...]:
+    """The answer models `validated` builds, with their fields' names (pydantic 2 only)."""
+    if not pydantic.VERSION.startswith("2."):
+        return ()
+    from anthropic.types import Message
+    from anthropic.types.beta import BetaMessage
+
+    return tuple((model, frozenset(model.model_fields)) for model in (Message, BetaMessage))
+
+
+def validated(cast_to: object, data: object) -> Any | None:
+    """`data` (an answer's parsed JSON) as `cast_to` built by pydantic's validation in
+    strict mode, which gives exactly what the SDK's `construct_type` gives for the data it
+    accepts (in C: ~10 µs for a short `Message` against ~90 µs); None for any other model,
+    for data the strict check refuses (a field of another type or shape, a block or stop
+    reason this SDK does not know, a date to parse) or that has top-level fields the
+    model does not (`construct_type` leaves those out of ``model_fields_set``): the SDK's
+    own construction then, as before."""
+    # by identity: a stream's event type (a union) hashes slowly, and this sees every event
+    quick = next((q for q in _quick_fields() if q[0] is cast_to), None)
+    if quick is None or not isinstance(data, dict) or not data.keys() <= quick[1]:
+        return None
+    try:
+        return quick[0].model_validate(data, strict=True)
+    except pydantic.ValidationError:
+        return None
+
+
+class QuickAnswers(anthropic.AsyncAnthropic):
+    """The SDK's client, a `Message` (or `BetaMessage`) answer built by `validated` (the
+    same object, a fraction of the CPU); anything else, or with strict response validation
+    asked for, as the SDK builds it."""
+
+    def _process_response_data(
+        self, *, data: object, cast_to: type[Any], response: httpx2.Response
+    ) -> Any:
+        if not self._strict_response_validation:
+            quick = validated(cast_to, data)
+            if quick is not None:
+                return quick
+        return super()._process_response_data(data=data, cast_to=cast_to, response=response)
 
 
 def _with_ids(value: object, headers: Mapping[str, str]) -> Message:
