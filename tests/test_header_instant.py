@@ -109,8 +109,13 @@ def _readings(
     return out
 
 
-def _learnt(readings: list[tuple[float, float, float, float, float]]) -> list[str | None]:
-    instant, seen = HeaderInstant(), []
+def _learnt(
+    readings: list[tuple[float, float, float, float, float]],
+    instant: HeaderInstant | None = None,
+) -> list[str | None]:
+    """What `instant` (a new one if None) holds after each of `readings`."""
+    instant = HeaderInstant() if instant is None else instant
+    seen: list[str | None] = []
     for remaining, sent_at, own, now, taken_now in readings:
         instant.read(
             remaining,
@@ -147,26 +152,8 @@ def test_never_the_wrong_instant(headers_at: str, hold: float, lag: float, other
 
 def test_a_429_forgets_the_instant_for_good() -> None:
     instant = HeaderInstant()
-    for remaining, sent_at, own, now, taken_now in _readings("admission", seed=1):
-        instant.read(
-            remaining,
-            400 / 60,
-            sent_at=sent_at,
-            taken_by_own=own,
-            now=now,
-            taken_now=taken_now,
-            period=60.0,
-        )
+    _learnt(_readings("admission", seed=1), instant)
     assert instant.at == "admission"
     instant.refused()
-    for remaining, sent_at, own, now, taken_now in _readings("admission", seed=2):
-        instant.read(
-            remaining,
-            400 / 60,
-            sent_at=sent_at,
-            taken_by_own=own,
-            now=now,
-            taken_now=taken_now,
-            period=60.0,
-        )
+    _learnt(_readings("admission", seed=2), instant)
     assert instant.at is None
