@@ -59,6 +59,27 @@ def _requests(processes: int, total: int, shape: str) -> list[tuple[float, float
     return out
 
 
+def advance(
+    t: float,
+    to: float,
+    level: list[float],
+    caps: tuple[float, float, float],
+    rates: list[float],
+    flight: list[tuple[float, float]],
+) -> float:
+    """Refill `level` from `t` to `to`, crediting the answers in `flight` (a heap of (end,
+    output refund)) that end by then at their instants; return `to`."""
+    while flight and flight[0][0] <= to:
+        end, refund = heapq.heappop(flight)
+        for d in range(3):
+            level[d] = min(caps[d], level[d] + rates[d] * (end - t))
+        level[2] = min(caps[2], level[2] + refund)
+        t = end
+    for d in range(3):
+        level[d] = min(caps[d], level[d] + rates[d] * (to - t))
+    return to
+
+
 def simulate(
     reqs: list[tuple[float, float, float, float]], caps: tuple[float, float, float], period: float
 ) -> float:
@@ -68,19 +89,6 @@ def simulate(
     t = 0.0
     flight: list[tuple[float, float]] = []  # (end, refund of output)
     last_end = 0.0
-
-    def refill(to: float) -> None:
-        nonlocal t
-        while flight and flight[0][0] <= to:
-            end, refund = heapq.heappop(flight)
-            for d in range(3):
-                level[d] = min(caps[d], level[d] + rates[d] * (end - t))
-            level[2] = min(caps[2], level[2] + refund)
-            t = end
-        for d in range(3):
-            level[d] = min(caps[d], level[d] + rates[d] * (to - t))
-        t = to
-
     for inp, mx, produced, latency in reqs:
         cost = (1.0, inp, mx)
         while True:
@@ -90,7 +98,7 @@ def simulate(
             nxt = t + short
             if flight and flight[0][0] < nxt:
                 nxt = flight[0][0]
-            refill(nxt)
+            t = advance(t, nxt, level, caps, rates, flight)
         for d in range(3):
             level[d] -= cost[d]
         heapq.heappush(flight, (t + latency, mx - produced))
@@ -136,15 +144,7 @@ def simulate_lanes(
         to = t + min(short(h[1]) for h in cands)
         if flight and flight[0][0] < to:
             to = flight[0][0]  # an answer's refund may make a head fit sooner
-        while flight and flight[0][0] <= to:
-            end, refund = heapq.heappop(flight)
-            for d in range(3):
-                level[d] = min(caps[d], level[d] + rates[d] * (end - t))
-            level[2] = min(caps[2], level[2] + refund)
-            t = end
-        for d in range(3):
-            level[d] = min(caps[d], level[d] + rates[d] * (to - t))
-        t = to
+        t = advance(t, to, level, caps, rates, flight)
     return last_end
 
 
