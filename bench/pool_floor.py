@@ -141,22 +141,16 @@ def _pool29() -> Rule:
     """The pool's rule since branch pool29: while more requests wait than there are
     budgets, the smallest of those at most half the largest; round robin among equals,
     among the others, and after that."""
-    turn = [0]
+    round_robin = _rr()
 
     def rule(pool: Pool, ready: list[int], cost: tuple[float, float, float]) -> int:
-        n = len(pool.caps)
-        if pool.waiting > n:
+        if pool.waiting > len(pool.caps):
             half = max(r[2] for r in pool.rates) / 2.0
             small = [b for b in ready if pool.rates[b][2] <= half]
             if small:
                 least = min(pool.rates[b][2] for b in small)
                 ready = [b for b in small if pool.rates[b][2] <= least]
-        for k in range(n):
-            b = (turn[0] + k) % n
-            if b in ready:
-                turn[0] = (b + 1) % n
-                return b
-        raise AssertionError
+        return round_robin(pool, ready, cost)
 
     return rule
 
